@@ -1,0 +1,42 @@
+# gmm-course: the two commands are `make course` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup course book collapse test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[all]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+## setup: the virtualenv with every extra, vendored book assets, and headless Chromium
+setup: $(VENV)/.installed
+	bash scripts/setup-assets.sh
+
+## course: build everything a reader sees (the book, with the collapse experiment)
+course: setup
+	$(BIN)/jupyter-book build book -W -n --keep-going
+	@echo "Book: $(CURDIR)/book/_build/html/index.html"
+
+collapse: setup
+	$(BIN)/gmm-collapse --out results/collapse
+
+## test: lint, then every test (library, collapse, book build + browser, explorer, grading)
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint:
+	$(BIN)/ruff check gmmlib tests benchmarks scripts
+
+## bench: gmmlib vs scikit-learn, seconds per EM iteration and peak memory
+bench: setup
+	$(BIN)/python benchmarks/bench_em.py
+
+clean:
+	rm -rf book/_build artifacts results

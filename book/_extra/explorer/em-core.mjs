@@ -1,0 +1,412 @@
+// em-core.mjs: EM for a 2-D Gaussian mixture with full covariances, as pure functions.
+//
+// A second implementation of gmmlib.em (e_step, m_step, log_likelihood) and of the collapse
+// rule in docs/API.md, for the in-browser explorer. No DOM code: it runs under Node too, where
+// tests/test_explorer_parity.py holds it to gmmlib on shared fixtures.
+//
+// Layout (flat typed arrays, point-major / component-major, so the hot loops stay in cache):
+//   data.x          Float64Array(2N)   x_i = (x[2i], x[2i+1])
+//   params.weights  Float64Array(K)    pi_k
+//   params.means    Float64Array(2K)   mu_k = (means[2k], means[2k+1])
+//   params.covs     Float64Array(3K)   Sigma_k = [[covs[3k], covs[3k+1]], [covs[3k+1], covs[3k+2]]]
+//   resp            Float64Array(NK)   gamma_ik = resp[i*K + k]
+// Same maths and the same order of operations as gmmlib where it matters: densities from the
+// Cholesky factor of each covariance (never an inverse), points shifted by the data mean, and
+// responsibilities from log-sum-exp.
+
+const LOG_2PI = Math.log(2 * Math.PI);
+/** Added to N_k so an empty component gives finite numbers (gmmlib and scikit-learn do this). */
+export const NK_EPS = 10 * Number.EPSILON;
+/** Default collapse tolerance, relative to the mean per-dimension data variance (gmmlib's). */
+export const COLLAPSE_TOL = 1e-8;
+
+/** A covariance that is not positive definite: its Cholesky factor does not exist. */
+export class SingularCovarianceError extends Error {
+  constructor(component) {
+    super(`the covariance of component ${component} is not positive definite (Cholesky failed)`);
+    this.name = "SingularCovarianceError";
+    this.component = component;
+  }
+}
+
+/**
+ * Wrap N points (an array of [x, y] pairs or a flat array of 2N numbers) with the summaries EM
+ * needs once: the data mean (centre), the biased data covariance and s2 = trace / 2.
+ */
+export function makeData(points) {
+  const flat = Array.isArray(points) && Array.isArray(points[0]) ? points.flat() : points;
+  const x = Float64Array.from(flat);
+  const n = x.length / 2;
+  if (!Number.isInteger(n) || n < 1) throw new Error("need at least one 2-D point");
+  let cx = 0;
+  let cy = 0;
+  for (let i = 0; i < n; i++) {
+    cx += x[2 * i];
+    cy += x[2 * i + 1];
+  }
+  cx /= n;
+  cy /= n;
+  let sxx = 0;
+  let sxy = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = x[2 * i] - cx;
+    const dy = x[2 * i + 1] - cy;
+    sxx += dx * dx;
+    sxy += dx * dy;
+    syy += dy * dy;
+  }
+  const cov = [sxx / n, sxy / n, syy / n];
+  return { x, n, centre: [cx, cy], cov, s2: (cov[0] + cov[2]) / 2 };
+}
+
+/** Parameters as fresh typed arrays (weights K, means 2K, covs 3K). */
+export function makeParams(weights, means, covs) {
+  return {
+    k: weights.length,
+    weights: Float64Array.from(weights),
+    means: Float64Array.from(means.flat ? means.flat(2) : means),
+    covs: Float64Array.from(covs),
+  };
+}
+
+/** Deep copy of a parameter set. */
+export function copyParams(p) {
+  return { k: p.k, weights: p.weights.slice(), means: p.means.slice(), covs: p.covs.slice() };
+}
+
+/**
+ * gmmlib.init.init_from_means: equal weights, the given means, every covariance = the data
+ * covariance (1/N). `means` is a flat array of 2K numbers or K pairs.
+ */
+export function initFromMeans(data, means) {
+  const m = Float64Array.from(Array.isArray(means) && Array.isArray(means[0]) ? means.flat() : means);
+  const k = m.length / 2;
+  const weights = new Float64Array(k).fill(1 / k);
+  const covs = new Float64Array(3 * k);
+  for (let j = 0; j < k; j++) covs.set(data.cov, 3 * j);
+  return { k, weights, means: m, covs };
+}
+
+/** Means = the data points with the given indices (how a seed picks a start: see data.json). */
+export function initFromIndices(data, indices) {
+  const means = new Float64Array(2 * indices.length);
+  indices.forEach((idx, j) => {
+    means[2 * j] = data.x[2 * idx];
+    means[2 * j + 1] = data.x[2 * idx + 1];
+  });
+  return initFromMeans(data, means);
+}
+
+/**
+ * Upper-triangular factors P_k with Sigma_k^{-1} = P_k P_k^T (P = L^{-T}, Sigma = L L^T), in a
+ * Float64Array(4K): [p00, p01, p11, ln det P_k] per component. Throws SingularCovarianceError
+ * naming the first component whose covariance is not positive definite, as LAPACK's potrf does.
+ */
+export function precisionCholesky(covs, k, out = new Float64Array(4 * k)) {
+  for (let j = 0; j < k; j++) {
+    const a = covs[3 * j];
+    const b = covs[3 * j + 1];
+    const d = covs[3 * j + 2];
+    if (!(a > 0)) throw new SingularCovarianceError(j);
+    const l00 = Math.sqrt(a);
+    const l10 = b / l00;
+    const piv = d - l10 * l10;
+    if (!(piv > 0)) throw new SingularCovarianceError(j);
+    const l11 = Math.sqrt(piv);
+    // L^{-1} = [[1/l00, 0], [-l10/(l00 l11), 1/l11]]; P = (L^{-1})^T.
+    const i00 = 1 / l00;
+    const i11 = 1 / l11;
+    out[4 * j] = i00;
+    out[4 * j + 1] = -(l10 * i00) / l11;
+    out[4 * j + 2] = i11;
+    out[4 * j + 3] = Math.log(i00) + Math.log(i11);
+  }
+  return out;
+}
+
+/**
+ * ln(pi_k) + ln N(x_i | mu_k, Sigma_k) for every point and component, into `out` (NK, point
+ * major). Throws SingularCovarianceError if a covariance has no Cholesky factor.
+ */
+export function logJoint(data, params, out = new Float64Array(data.n * params.k)) {
+  const { x, n, centre } = data;
+  const { k, weights, means, covs } = params;
+  const prec = precisionCholesky(covs, k);
+  const cx = centre[0];
+  const cy = centre[1];
+  // Per component: P entries, the shifted mean projected (mu - centre) P, and the constant.
+  const c = new Float64Array(6 * k);
+  for (let j = 0; j < k; j++) {
+    const p00 = prec[4 * j];
+    const p01 = prec[4 * j + 1];
+    const p11 = prec[4 * j + 2];
+    const mx = means[2 * j] - cx;
+    const my = means[2 * j + 1] - cy;
+    c[6 * j] = p00;
+    c[6 * j + 1] = p01;
+    c[6 * j + 2] = p11;
+    c[6 * j + 3] = mx * p00;
+    c[6 * j + 4] = mx * p01 + my * p11;
+    c[6 * j + 5] = -LOG_2PI + prec[4 * j + 3] + Math.log(weights[j]);
+  }
+  for (let i = 0; i < n; i++) {
+    const px = x[2 * i] - cx;
+    const py = x[2 * i + 1] - cy;
+    const row = i * k;
+    for (let j = 0; j < k; j++) {
+      const o = 6 * j;
+      const y0 = px * c[o] - c[o + 3];
+      const y1 = px * c[o + 1] + py * c[o + 2] - c[o + 4];
+      out[row + j] = -0.5 * (y0 * y0 + y1 * y1) + c[o + 5];
+    }
+  }
+  return out;
+}
+
+/**
+ * Turn a log-joint array (NK) into responsibilities in place, by log-sum-exp per point.
+ * Returns the total log-likelihood sum_i ln p(x_i).
+ */
+function normaliseInPlace(a, n, k) {
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const row = i * k;
+    let m = -Infinity;
+    for (let j = 0; j < k; j++) if (a[row + j] > m) m = a[row + j];
+    const shift = Number.isFinite(m) ? m : 0;
+    let s = 0;
+    for (let j = 0; j < k; j++) s += Math.exp(a[row + j] - shift);
+    const lse = Math.log(s) + shift;
+    total += lse;
+    for (let j = 0; j < k; j++) a[row + j] = Math.exp(a[row + j] - lse);
+  }
+  return total;
+}
+
+/**
+ * E-step: responsibilities gamma_ik = pi_k N(x_i|k) / sum_j pi_j N(x_i|j) (gmmlib.em.e_step).
+ * Returns { resp, logLikelihood } where logLikelihood = ln p(X | params), the total.
+ */
+export function eStep(data, params, resp = new Float64Array(data.n * params.k)) {
+  logJoint(data, params, resp);
+  const logLikelihood = normaliseInPlace(resp, data.n, params.k);
+  return { resp, logLikelihood };
+}
+
+/** Total log-likelihood ln p(X) = sum_i ln sum_k pi_k N(x_i | mu_k, Sigma_k) (gmmlib's). */
+export function logLikelihood(data, params, scratch = new Float64Array(data.n * params.k)) {
+  const a = logJoint(data, params, scratch);
+  const { n } = data;
+  const { k } = params;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const row = i * k;
+    let m = -Infinity;
+    for (let j = 0; j < k; j++) if (a[row + j] > m) m = a[row + j];
+    const shift = Number.isFinite(m) ? m : 0;
+    let s = 0;
+    for (let j = 0; j < k; j++) s += Math.exp(a[row + j] - shift);
+    total += Math.log(s) + shift;
+  }
+  return total;
+}
+
+/**
+ * M-step (gmmlib.em.m_step, "full"): N_k = sum_i gamma_ik (+ NK_EPS), pi_k = N_k / N,
+ * mu_k = sum_i gamma_ik x_i / N_k, Sigma_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T / N_k,
+ * plus regCovar on the diagonal. Returns { params, nk }.
+ */
+export function mStep(data, resp, k, regCovar = 0) {
+  const { x, n } = data;
+  const nk = new Float64Array(k);
+  const sx = new Float64Array(2 * k);
+  for (let i = 0; i < n; i++) {
+    const xi = x[2 * i];
+    const yi = x[2 * i + 1];
+    const row = i * k;
+    for (let j = 0; j < k; j++) {
+      const r = resp[row + j];
+      nk[j] += r;
+      sx[2 * j] += r * xi;
+      sx[2 * j + 1] += r * yi;
+    }
+  }
+  const weights = new Float64Array(k);
+  const means = new Float64Array(2 * k);
+  for (let j = 0; j < k; j++) {
+    nk[j] += NK_EPS;
+    weights[j] = nk[j] / n;
+    means[2 * j] = sx[2 * j] / nk[j];
+    means[2 * j + 1] = sx[2 * j + 1] / nk[j];
+  }
+  const s = new Float64Array(3 * k);
+  for (let i = 0; i < n; i++) {
+    const xi = x[2 * i];
+    const yi = x[2 * i + 1];
+    const row = i * k;
+    for (let j = 0; j < k; j++) {
+      const r = resp[row + j];
+      const dx = xi - means[2 * j];
+      const dy = yi - means[2 * j + 1];
+      const rdx = r * dx;
+      s[3 * j] += rdx * dx;
+      s[3 * j + 1] += rdx * dy;
+      s[3 * j + 2] += r * dy * dy;
+    }
+  }
+  const covs = new Float64Array(3 * k);
+  for (let j = 0; j < k; j++) {
+    covs[3 * j] = s[3 * j] / nk[j] + regCovar;
+    covs[3 * j + 1] = s[3 * j + 1] / nk[j];
+    covs[3 * j + 2] = s[3 * j + 2] / nk[j] + regCovar;
+  }
+  return { params: { k, weights, means, covs }, nk };
+}
+
+/** Soft counts N_k = sum_i gamma_ik (without NK_EPS). */
+export function softCounts(resp, n, k) {
+  const nk = new Float64Array(k);
+  for (let i = 0; i < n; i++) for (let j = 0; j < k; j++) nk[j] += resp[i * k + j];
+  return nk;
+}
+
+/** Both eigenvalues of the symmetric 2x2 [[a, b], [b, d]], smallest first. */
+export function eigenvalues2(a, b, d) {
+  const m = (a + d) / 2;
+  const r = Math.hypot((a - d) / 2, b);
+  return [m - r, m + r];
+}
+
+/** Smallest eigenvalue of each covariance (gmmlib.diagnostics.min_eigenvalues): Float64Array(K). */
+export function minEigenvalues(covs, k, shift = 0) {
+  const out = new Float64Array(k);
+  for (let j = 0; j < k; j++) {
+    out[j] = eigenvalues2(covs[3 * j] - shift, covs[3 * j + 1], covs[3 * j + 2] - shift)[0];
+  }
+  return out;
+}
+
+/** collapse_tol * s2, s2 = trace(cov(X, bias=True)) / D (gmmlib.diagnostics.collapse_threshold). */
+export function collapseThreshold(data, collapseTol = COLLAPSE_TOL) {
+  return collapseTol * data.s2;
+}
+
+function cholesky2Ok(a, b, d) {
+  if (!(a > 0)) return false;
+  const l10 = b / Math.sqrt(a);
+  return d - l10 * l10 > 0;
+}
+
+/**
+ * The collapse rule of docs/API.md, applied after an M-step. Component k has collapsed when
+ * lambda_min(Sigma_k - regCovar I) <= threshold, or its Cholesky factorisation fails, or any of
+ * its parameters is non-finite. Returns the collapsed component indices, in order.
+ */
+export function collapsedComponents(params, regCovar, threshold) {
+  const { k, weights, means, covs } = params;
+  const out = [];
+  for (let j = 0; j < k; j++) {
+    const a = covs[3 * j];
+    const b = covs[3 * j + 1];
+    const d = covs[3 * j + 2];
+    const finite = [weights[j], means[2 * j], means[2 * j + 1], a, b, d].every(Number.isFinite);
+    const lmin = eigenvalues2(a - regCovar, b, d - regCovar)[0];
+    if (!finite || !cholesky2Ok(a, b, d) || !(lmin > threshold)) out.push(j);
+  }
+  return out;
+}
+
+/**
+ * A collapse report like gmmlib's CollapseReport: which component, at which iteration, its soft
+ * count, the points it holds (responsibility > 0.5), the point it holds most, and plain words.
+ */
+export function collapseReport(data, params, resp, nk, component, iteration, regCovar, threshold) {
+  const { n } = data;
+  const { k, covs } = params;
+  const held = [];
+  let best = -1;
+  let bestR = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const r = resp[i * k + component];
+    if (r > 0.5) held.push(i);
+    if (r > bestR) {
+      bestR = r;
+      best = i;
+    }
+  }
+  const lmin = eigenvalues2(covs[3 * component], covs[3 * component + 1], covs[3 * component + 2])[0];
+  const where = held.length === 1 ? "onto a single data point" : held.length === 0
+    ? "onto almost no data" : `onto ${held.length} points lying on one line`;
+  const message =
+    `Component ${component + 1} collapsed ${where} at iteration ${iteration}: its ellipse has ` +
+    `shrunk to width ${Math.sqrt(Math.max(lmin, 0)).toPrecision(2)} (smallest variance ` +
+    `${lmin.toPrecision(2)}, below ${threshold.toPrecision(2)}), so its density there - and the ` +
+    `log-likelihood - can grow without bound. EM has stopped. Lower K, pick another seed, or ` +
+    `add reg_covar${regCovar > 0 ? " (already on: it stops the crash, not the collapse)" : ""}.`;
+  return {
+    component,
+    iteration,
+    nk: nk[component],
+    nPoints: held.length,
+    points: held,
+    point: best,
+    minEigenvalue: lmin,
+    threshold,
+    message,
+  };
+}
+
+/**
+ * Step-wise EM from `params`, like gmmlib's GaussianMixture.steps(): yields an "E" step then an
+ * "M" step per round. Round t = E-step on theta_{t-1} (its log-likelihood is ln p(X|theta_{t-1}))
+ * then M-step -> theta_t, after which the collapse rule is checked. A step is
+ * { kind, iteration, params, resp, nk, logLikelihood (E only), minEigenvalues (M only),
+ *   collapsed (M only: report or null) }. Stops after maxIter rounds, at the first collapse
+ * (unless onCollapse === "continue") or when a Cholesky factorisation fails.
+ */
+export function* steps(data, start, opts = {}) {
+  const { regCovar = 0, maxIter = 100, collapseTol = COLLAPSE_TOL, onCollapse = "stop" } = opts;
+  const threshold = collapseThreshold(data, collapseTol);
+  let params = copyParams(start);
+  const k = params.k;
+  for (let t = 1; t <= maxIter; t++) {
+    let e;
+    try {
+      e = eStep(data, params);
+    } catch (err) {
+      if (err instanceof SingularCovarianceError) return;
+      throw err;
+    }
+    const nkE = softCounts(e.resp, data.n, k);
+    yield { kind: "E", iteration: t, params, resp: e.resp, nk: nkE, logLikelihood: e.logLikelihood };
+    const m = mStep(data, e.resp, k, regCovar);
+    params = m.params;
+    const bad = collapsedComponents(params, regCovar, threshold);
+    const collapsed = bad.length
+      ? collapseReport(data, params, e.resp, m.nk, bad[0], t, regCovar, threshold)
+      : null;
+    yield {
+      kind: "M",
+      iteration: t,
+      params,
+      resp: e.resp,
+      nk: m.nk,
+      logLikelihood: null,
+      minEigenvalues: minEigenvalues(params.covs, k),
+      collapsed,
+    };
+    if (collapsed && onCollapse !== "continue") return;
+  }
+}
+
+/**
+ * Points of the ellipse {x : (x - mu)^T Sigma^{-1} (x - mu) = r^2} for a 2x2 covariance:
+ * centre + r * (sqrt(l1) cos t e1 + sqrt(l2) sin t e2). Returns { rx, ry, angle } (radians).
+ */
+export function ellipseAxes(a, b, d, r = 1) {
+  const [l1, l2] = eigenvalues2(a, b, d);
+  // Eigenvector of the largest eigenvalue l2.
+  const angle = Math.abs(b) > 0 ? Math.atan2(l2 - a, b) : a >= d ? 0 : Math.PI / 2;
+  return { rx: r * Math.sqrt(Math.max(l2, 0)), ry: r * Math.sqrt(Math.max(l1, 0)), angle };
+}

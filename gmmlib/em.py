@@ -1,0 +1,316 @@
+"""The EM maths for a Gaussian mixture, as pure functions on arrays.
+
+This is the code the book shows and the exercises are graded against. Notation (book = code):
+
+    x_i, X      (N, D)   data points
+    pi_k        weights       (K,)
+    mu_k        means         (K, D)
+    Sigma_k     covariances   (K, D, D) for "full"; see COVARIANCE_SHAPES for the others
+    gamma_ik    resp          (N, K)   responsibilities
+    N_k         nk            (K,)     soft counts, sum_i gamma_ik
+
+Everything is computed from Cholesky factors (Sigma_k = L_k L_k^T): no matrix inverse or
+determinant is ever formed, and responsibilities come from log-sum-exp, so a point a thousand
+standard deviations from every mean still gets exact responsibilities instead of 0/0.
+
+The functions trust their inputs (the estimator in `gmmlib.mixture` validates once, at its
+boundary); call `gmmlib.validation.check_parameters` first if your arrays come from elsewhere.
+Rows are processed in blocks that fit in cache, so memory stays O(block * K * D) besides the
+(N, K) responsibilities, whatever N is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "COVARIANCE_SHAPES",
+    "e_step",
+    "m_step",
+    "log_likelihood",
+    "estimate_log_resp",
+    "log_gaussian_density",
+    "precision_cholesky",
+    "logsumexp",
+]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: Shape of ``covariances`` for each covariance type (K components, D dimensions).
+COVARIANCE_SHAPES = {
+    "full": "(K, D, D)",
+    "tied": "(D, D)",
+    "diag": "(K, D)",
+    "spherical": "(K,)",
+}
+
+# Rows per block: about 2**16 float64 values of per-component work (~0.5 MiB) stay in cache.
+_BLOCK_VALUES = 1 << 16
+# Added to N_k so an empty component does not divide by zero (as scikit-learn does).
+_NK_EPS = 10 * np.finfo(np.float64).eps
+
+
+class SingularCovarianceError(np.linalg.LinAlgError):
+    """A covariance matrix is not positive definite (its Cholesky factor does not exist).
+
+    ``component`` is the index k of the first such covariance (None for a tied covariance).
+    """
+
+    def __init__(self, component: int | None, message: str):
+        super().__init__(message)
+        self.component = component
+
+
+def _blocks(n_rows: int, values_per_row: int):
+    """Yield slices of about _BLOCK_VALUES values each, covering range(n_rows)."""
+    step = max(64, _BLOCK_VALUES // max(1, values_per_row))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """ln sum_j exp(a_j) along ``axis``, without overflow or underflow.
+
+    Subtracting the maximum first makes the largest term exp(0) = 1, so the sum is at least 1
+    and its logarithm is exact; rows that are all -inf give -inf (no NaN).
+    """
+    a_max = np.max(a, axis=axis, keepdims=True)
+    a_max = np.where(np.isfinite(a_max), a_max, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - a_max), axis=axis, keepdims=True)) + a_max
+    return np.squeeze(out, axis=axis)
+
+
+# --------------------------------------------------------------------------------------------
+# Cholesky factors of the precisions
+# --------------------------------------------------------------------------------------------
+
+
+def _cholesky_lower(matrix: np.ndarray, component: int | None) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        name = "tied covariance" if component is None else f"covariance of component {component}"
+        raise SingularCovarianceError(
+            component, f"the {name} is not positive definite (Cholesky failed)"
+        ) from None
+
+
+def _inverse_lower_triangular(L: np.ndarray) -> np.ndarray:
+    """L^{-1} for lower-triangular L by forward substitution (never a general inverse)."""
+    D = L.shape[0]
+    inv = np.zeros_like(L)
+    for i in range(D):
+        # Row i of L^{-1}: (e_i - sum_{j<i} L_ij inv_j) / L_ii
+        inv[i, i] = 1.0 / L[i, i]
+        if i:
+            inv[i, :i] = -(L[i, :i] @ inv[:i, :i]) / L[i, i]
+    return inv
+
+
+def precision_cholesky(covariances: np.ndarray, covariance_type: str = "full") -> np.ndarray:
+    """Factors P with Sigma^{-1} = P P^T (upper triangular P = L^{-T}), the form EM works in.
+
+    Returns shape (K, D, D) for "full", (D, D) for "tied", (K, D) for "diag" and (K,) for
+    "spherical" (the last two hold 1/sigma). Raises SingularCovarianceError naming the first
+    component whose covariance is not positive definite.
+    """
+    cov = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        out = np.empty_like(cov)
+        for k, cov_k in enumerate(cov):
+            out[k] = _inverse_lower_triangular(_cholesky_lower(cov_k, k)).T
+        return out
+    if covariance_type == "tied":
+        return _inverse_lower_triangular(_cholesky_lower(cov, None)).T
+    if covariance_type in ("diag", "spherical"):
+        bad = np.flatnonzero(~(cov > 0).reshape(len(cov), -1).all(axis=1))
+        if bad.size:
+            raise SingularCovarianceError(
+                int(bad[0]), f"the variance of component {int(bad[0])} is not positive"
+            )
+        return 1.0 / np.sqrt(cov)
+    raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+
+
+def _log_det_precision_cholesky(prec_chol: np.ndarray, covariance_type: str, D: int):
+    """ln det P_k = -1/2 ln det Sigma_k, from the diagonal of the factor: shape (K,) or ()."""
+    if covariance_type == "full":
+        return np.sum(np.log(np.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
+    if covariance_type == "tied":
+        return np.sum(np.log(np.diag(prec_chol)))
+    if covariance_type == "diag":
+        return np.sum(np.log(prec_chol), axis=1)
+    return D * np.log(prec_chol)
+
+
+# --------------------------------------------------------------------------------------------
+# E-step
+# --------------------------------------------------------------------------------------------
+
+
+def log_gaussian_density(
+    X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray, covariance_type: str = "full"
+) -> np.ndarray:
+    """ln N(x_i | mu_k, Sigma_k) for every point and component: shape (N, K).
+
+    ln N = -D/2 ln(2 pi) + ln det P_k - 1/2 ||P_k^T (x_i - mu_k)||^2, with P_k from
+    `precision_cholesky`. Points and means are first shifted by the mean of X (the density only
+    depends on x - mu), so data far from the origin lose no digits to cancellation.
+    """
+    N, D = X.shape
+    K = means.shape[0]
+    centre = X.mean(axis=0)
+    mu = means - centre
+    log_norm = -0.5 * D * np.log(2 * np.pi) + _log_det_precision_cholesky(
+        prec_chol, covariance_type, D
+    )
+    out = np.empty((N, K))
+    if covariance_type in ("full", "tied"):
+        # All K projections in one matrix product: Y = X P_all - mu P_all, P_all = [P_1 ... P_K].
+        P = prec_chol if covariance_type == "full" else np.broadcast_to(prec_chol, (K, D, D))
+        P_all = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))
+        shift = np.einsum("kd,kde->ke", mu, P).reshape(K * D)
+        for rows in _blocks(N, K * D):
+            Y = (X[rows] - centre) @ P_all
+            Y -= shift
+            Y *= Y
+            out[rows] = Y.reshape(-1, K, D).sum(axis=2)
+    else:
+        # diag / spherical: ||(x - mu) / sigma||^2 expanded per component.
+        inv_var = (prec_chol**2).reshape(K, -1) * np.ones((K, D))
+        for rows in _blocks(N, K * D):
+            Xc = X[rows] - centre
+            out[rows] = (
+                (Xc * Xc) @ inv_var.T
+                - 2.0 * Xc @ (mu * inv_var).T
+                + np.sum(mu * mu * inv_var, axis=1)
+            )
+    out *= -0.5
+    out += log_norm
+    return out
+
+
+def estimate_log_resp(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    prec_chol: np.ndarray,
+    covariance_type: str = "full",
+) -> tuple[np.ndarray, np.ndarray]:
+    """ln gamma_ik and ln p(x_i) for every point: shapes (N, K) and (N,).
+
+    ln gamma_ik = ln pi_k + ln N(x_i | k) - ln p(x_i), where ln p(x_i) is the log-sum-exp of the
+    first two terms over k (Bayes' rule, kept in log space).
+    """
+    log_joint = log_gaussian_density(X, means, prec_chol, covariance_type)
+    log_joint += np.log(weights)
+    log_px = logsumexp(log_joint, axis=1)
+    log_joint -= log_px[:, None]
+    return log_joint, log_px
+
+
+def e_step(X, weights, means, covariances, covariance_type: str = "full") -> np.ndarray:
+    """E-step: responsibilities gamma_ik = pi_k N(x_i | k) / sum_j pi_j N(x_i | j).
+
+    Returns ``resp`` of shape (N, K); every row is non-negative and sums to 1 (eq:e-step).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    prec_chol = precision_cholesky(covariances, covariance_type)
+    log_resp, _ = estimate_log_resp(
+        X, np.asarray(weights, float), np.asarray(means, float), prec_chol, covariance_type
+    )
+    return np.exp(log_resp, out=log_resp)
+
+
+def log_likelihood(X, weights, means, covariances, covariance_type: str = "full") -> float:
+    """Total log-likelihood ln p(X) = sum_i ln sum_k pi_k N(x_i | mu_k, Sigma_k).
+
+    This is the *total* over the N points (scikit-learn's ``score`` is the mean: divide by N).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    prec_chol = precision_cholesky(covariances, covariance_type)
+    log_joint = log_gaussian_density(X, np.asarray(means, float), prec_chol, covariance_type)
+    log_joint += np.log(np.asarray(weights, float))
+    return float(np.sum(logsumexp(log_joint, axis=1)))
+
+
+# --------------------------------------------------------------------------------------------
+# M-step
+# --------------------------------------------------------------------------------------------
+
+
+def _weighted_scatter(X: np.ndarray, resp_k: np.ndarray, mean_k: np.ndarray) -> np.ndarray:
+    """sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T, in cache-sized blocks of rows.
+
+    Each block is scaled by sqrt(gamma_ik) so the product is W^T W, which BLAS computes as a
+    symmetric rank-k update (half the work of a general product).
+    """
+    N, D = X.shape
+    S = np.zeros((D, D))
+    root = np.sqrt(resp_k)
+    for rows in _blocks(N, D):
+        W = X[rows] - mean_k
+        W *= root[rows, None]
+        S += W.T @ W
+    return S
+
+
+def m_step(
+    X: np.ndarray,
+    resp: np.ndarray,
+    covariance_type: str = "full",
+    reg_covar: float = 0.0,
+    prior=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M-step: the weights, means and covariances that maximise the expected log-likelihood.
+
+        N_k = sum_i gamma_ik                                   (eq:m-step-nk)
+        pi_k = N_k / N                                         (eq:m-step-weights)
+        mu_k = (1 / N_k) sum_i gamma_ik x_i                     (eq:m-step-means)
+        Sigma_k = (1 / N_k) sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T  (+ reg_covar * I)
+                                                               (eq:m-step-covariances)
+
+    ``reg_covar`` (default 0 here: the plain maths) is added to the diagonal; a tiny 1e-15 relative
+    amount is added to N_k, as scikit-learn does, so an empty component gives finite numbers.
+    ``prior`` (an `gmmlib.prior.InverseWishartPrior`, "full" only) gives the MAP covariances
+    (eq:map-covariances) instead of the maximum-likelihood ones.
+    Returns ``(weights, means, covariances)`` with covariances shaped for ``covariance_type``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    resp = np.asarray(resp, dtype=np.float64)
+    N, D = X.shape
+    nk = resp.sum(axis=0) + _NK_EPS
+    weights = nk / N
+    means = (resp.T @ X) / nk[:, None]
+    K = len(nk)
+    if prior is not None and covariance_type != "full":
+        raise ValueError("a covariance prior is implemented for covariance_type='full' only")
+    if covariance_type in ("full", "tied"):
+        scatter = np.empty((K, D, D))
+        for k in range(K):
+            scatter[k] = _weighted_scatter(X, resp[:, k], means[k])
+        if prior is not None:
+            covariances = prior.map_covariances(scatter, nk)
+            covariances[:, np.arange(D), np.arange(D)] += reg_covar
+        elif covariance_type == "full":
+            covariances = scatter / nk[:, None, None]
+            covariances[:, np.arange(D), np.arange(D)] += reg_covar
+        else:
+            covariances = scatter.sum(axis=0) / N
+            covariances.flat[:: D + 1] += reg_covar
+    elif covariance_type in ("diag", "spherical"):
+        # E[x^2] - mu^2 per dimension, with x shifted by the data mean to avoid cancellation.
+        centre = X.mean(axis=0)
+        Xc = X - centre
+        mu = means - centre
+        avg_sq = (resp.T @ (Xc * Xc)) / nk[:, None]
+        variances = np.maximum(avg_sq - mu * mu, 0.0)
+        covariances = variances + reg_covar
+        if covariance_type == "spherical":
+            covariances = covariances.mean(axis=1)
+    else:
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
+        )
+    return weights, means, covariances

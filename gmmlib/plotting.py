@@ -1,0 +1,235 @@
+"""Figures for the course: one palette, soft colours by responsibility, 1-sigma/2-sigma ellipses.
+
+Every figure in the book is drawn with these helpers, so the same component has the same colour
+on every page and the ellipses always mean the same thing:
+
+- `PALETTE`: the Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008), in a fixed order.
+- `soft_colors(resp)`: a point's colour is the responsibility-weighted mix of the component
+  colours, so a point shared half and half between two components gets a blended colour.
+- `covariance_ellipse` / `draw_ellipses`: the contour at n standard deviations of a 2-D
+  Gaussian, i.e. the set {x : (x - mu)^T Sigma^{-1} (x - mu) = n^2}.
+- `plot_mixture`: the scatter-with-ellipses figure reused by every chapter.
+- `plot_log_likelihood`: the log-likelihood trace, one point per EM round.
+
+matplotlib is imported lazily inside the drawing functions, so ``import gmmlib`` stays light.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "PALETTE",
+    "PALETTE_NAMES",
+    "component_colors",
+    "soft_colors",
+    "ellipse_axes",
+    "covariance_ellipse",
+    "draw_ellipses",
+    "plot_mixture",
+    "plot_log_likelihood",
+    "use_course_style",
+]
+
+#: Okabe-Ito palette, ordered so the first colours are the most distinct from each other.
+PALETTE = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#D55E00",  # vermillion
+    "#56B4E9",  # sky blue
+    "#F0E442",  # yellow
+    "#000000",  # black
+)
+PALETTE_NAMES = (
+    "blue",
+    "orange",
+    "bluish green",
+    "reddish purple",
+    "vermillion",
+    "sky blue",
+    "yellow",
+    "black",
+)
+#: Colour of points and lines that belong to no component (data before any fit).
+NEUTRAL = "#7f7f7f"
+
+
+def use_course_style() -> None:
+    """matplotlib settings shared by every figure of the course (sizes, grid, palette order)."""
+    import matplotlib as mpl
+    from cycler import cycler
+
+    mpl.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "figure.figsize": (6.4, 4.0),
+            "font.size": 10,
+            "axes.titlesize": 10,
+            "axes.prop_cycle": cycler(color=list(PALETTE)),
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.frameon": False,
+        }
+    )
+
+
+def _hex_to_rgb(colour: str) -> np.ndarray:
+    colour = colour.lstrip("#")
+    return np.array([int(colour[i : i + 2], 16) / 255.0 for i in (0, 2, 4)])
+
+
+def component_colors(n_components: int) -> np.ndarray:
+    """RGB colours of the first ``n_components`` components, shape (K, 3), cycling the palette."""
+    return np.array([_hex_to_rgb(PALETTE[k % len(PALETTE)]) for k in range(n_components)])
+
+
+def soft_colors(resp: np.ndarray) -> np.ndarray:
+    """Colour of every point as the responsibility-weighted mix of the component colours.
+
+    ``resp`` is (N, K) with rows summing to one (gamma_ik); returns (N, 3) RGB in [0, 1]. A point
+    with gamma = (1, 0, 0) gets exactly the first colour; gamma = (0.5, 0.5, 0) gets the
+    midpoint of the first two, which is how a point on a boundary shows its blended membership.
+    """
+    resp = np.asarray(resp, dtype=np.float64)
+    if resp.ndim != 2:
+        raise ValueError(f"resp must have shape (N, K), got {resp.shape}")
+    total = resp.sum(axis=1, keepdims=True)
+    total[total == 0] = 1.0
+    return np.clip((resp / total) @ component_colors(resp.shape[1]), 0.0, 1.0)
+
+
+def ellipse_axes(covariance: np.ndarray, n_std: float = 1.0) -> tuple[float, float, float]:
+    """``(width, height, angle_degrees)`` of the n-sigma contour of a 2-D covariance.
+
+    The contour {x : (x - mu)^T Sigma^{-1} (x - mu) = n^2} is an ellipse whose axes point along
+    the eigenvectors of Sigma with half-lengths n * sqrt(eigenvalue). A collapsed (singular)
+    covariance gives a zero-length axis rather than NaN.
+    """
+    cov = np.asarray(covariance, dtype=np.float64)
+    if cov.shape != (2, 2):
+        raise ValueError(f"covariance must be 2 x 2 to draw an ellipse, got {cov.shape}")
+    eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (cov + cov.T))
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    major = eigenvectors[:, 1]
+    angle = float(np.degrees(np.arctan2(major[1], major[0])))
+    width, height = 2.0 * n_std * np.sqrt(eigenvalues[::-1])
+    return float(width), float(height), angle
+
+
+def covariance_ellipse(mean, covariance, n_std: float = 1.0, **kwargs):
+    """A matplotlib ``Ellipse`` patch for the n-sigma contour (no fill unless asked)."""
+    from matplotlib.patches import Ellipse
+
+    width, height, angle = ellipse_axes(covariance, n_std)
+    kwargs.setdefault("fill", False)
+    return Ellipse(xy=np.asarray(mean, float), width=width, height=height, angle=angle, **kwargs)
+
+
+def _full_covariances(covariances, covariance_type: str, K: int, D: int) -> np.ndarray:
+    """Any covariance type as a (K, D, D) stack (the ellipses need full matrices)."""
+    cov = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return np.broadcast_to(cov, (K, D, D))
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    if covariance_type == "spherical":
+        return np.stack([c * np.eye(D) for c in cov])
+    raise ValueError(f"unknown covariance_type {covariance_type!r}")
+
+
+def draw_ellipses(
+    ax,
+    means,
+    covariances,
+    n_stds=(1.0, 2.0),
+    colors=None,
+    covariance_type: str = "full",
+    linewidth: float = 2.0,
+):
+    """Draw each component's ellipses at ``n_stds`` (solid at 1 sigma, dashed beyond) and mean."""
+    means = np.asarray(means, dtype=np.float64)
+    K, D = means.shape
+    covs = _full_covariances(covariances, covariance_type, K, D)
+    colors = component_colors(K) if colors is None else colors
+    for k in range(K):
+        for n_std in n_stds:
+            ax.add_patch(
+                covariance_ellipse(
+                    means[k],
+                    covs[k],
+                    n_std,
+                    edgecolor=colors[k],
+                    linewidth=linewidth if n_std <= 1 else 0.8 * linewidth,
+                    linestyle="-" if n_std <= 1 else "--",
+                    zorder=3,
+                )
+            )
+        ax.plot(
+            *means[k],
+            marker="X",
+            markersize=10,
+            markerfacecolor=colors[k],
+            markeredgecolor="white",
+            markeredgewidth=1.2,
+            linestyle="none",
+            zorder=4,
+        )
+
+
+def plot_mixture(
+    ax,
+    X,
+    resp=None,
+    means=None,
+    covariances=None,
+    *,
+    covariance_type: str = "full",
+    n_stds=(1.0, 2.0),
+    title: str | None = None,
+    point_size: float = 14.0,
+    equal_aspect: bool = True,
+):
+    """Scatter ``X`` coloured by ``resp`` (soft colours) with each component's 1/2-sigma ellipses.
+
+    ``resp`` may be None (grey points), an (N, K) responsibility array, or an (N,) array of hard
+    labels (drawn as one-hot responsibilities). ``means``/``covariances`` may be None (no
+    ellipses). Returns ``ax`` so calls can be chained.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if resp is None:
+        colours = NEUTRAL
+    else:
+        resp = np.asarray(resp)
+        if resp.ndim == 1:
+            labels = resp.astype(int)
+            resp = np.eye(int(labels.max()) + 1)[labels]
+        colours = soft_colors(resp)
+    ax.scatter(X[:, 0], X[:, 1], s=point_size, c=colours, edgecolors="none", alpha=0.9, zorder=2)
+    if means is not None and covariances is not None:
+        draw_ellipses(ax, means, covariances, n_stds=n_stds, covariance_type=covariance_type)
+    if title:
+        ax.set_title(title)
+    if equal_aspect:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.tick_params(labelsize=8)
+    return ax
+
+
+def plot_log_likelihood(ax, log_likelihoods, *, per_point: int | None = None, label=None):
+    """The log-likelihood trace against EM round (round 0 = the initial parameters).
+
+    Pass ``per_point=N`` to plot the mean per point instead of the total.
+    """
+    values = np.asarray(log_likelihoods, dtype=np.float64)
+    if per_point:
+        values = values / per_point
+    ax.plot(np.arange(len(values)), values, marker="o", markersize=3, color=PALETTE[0], label=label)
+    ax.set_xlabel("EM round")
+    ax.set_ylabel("mean log-likelihood per point" if per_point else "log-likelihood ln p(X)")
+    ax.grid(alpha=0.3)
+    return ax
