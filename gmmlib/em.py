@@ -29,6 +29,7 @@ __all__ = [
     "e_step",
     "m_step",
     "log_likelihood",
+    "responsibilities",
     "estimate_log_resp",
     "log_gaussian_density",
     "precision_cholesky",
@@ -149,11 +150,11 @@ def _log_det_precision_cholesky(prec_chol: np.ndarray, covariance_type: str, D: 
 # --------------------------------------------------------------------------------------------
 
 
-def log_gaussian_density(
-    X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray, covariance_type: str = "full"
-) -> np.ndarray:
-    """ln N(x_i | mu_k, Sigma_k) for every point and component: shape (N, K).
+def _log_density_blocks(X, means, prec_chol, covariance_type):
+    """Yield ``(rows, lnN)`` with lnN[k, i] = ln N(x_i | mu_k, Sigma_k) for each block of rows.
 
+    Component-major blocks (K, B): every later operation over k (max, exp, sum) then works on
+    whole contiguous rows, which is what makes the E-step fast.
     ln N = -D/2 ln(2 pi) + ln det P_k - 1/2 ||P_k^T (x_i - mu_k)||^2, with P_k from
     `precision_cholesky`. Points and means are first shifted by the mean of X (the density only
     depends on x - mu), so data far from the origin lose no digits to cancellation.
@@ -165,30 +166,66 @@ def log_gaussian_density(
     log_norm = -0.5 * D * np.log(2 * np.pi) + _log_det_precision_cholesky(
         prec_chol, covariance_type, D
     )
-    out = np.empty((N, K))
+    log_norm = np.broadcast_to(log_norm, (K,))[:, None]
     if covariance_type in ("full", "tied"):
-        # All K projections in one matrix product: Y = X P_all - mu P_all, P_all = [P_1 ... P_K].
+        # All K projections in one product: y_ik = P_k^T (x_i - c) - P_k^T (mu_k - c).
         P = prec_chol if covariance_type == "full" else np.broadcast_to(prec_chol, (K, D, D))
-        P_all = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))
-        shift = np.einsum("kd,kde->ke", mu, P).reshape(K * D)
+        P_all = np.ascontiguousarray(P.transpose(0, 2, 1).reshape(K * D, D))
+        shift = np.einsum("kde,kd->ke", P, mu).reshape(K * D, 1)
         for rows in _blocks(N, K * D):
-            Y = (X[rows] - centre) @ P_all
+            Y = P_all @ (X[rows] - centre).T
             Y -= shift
             Y *= Y
-            out[rows] = Y.reshape(-1, K, D).sum(axis=2)
+            maha = Y.reshape(K, D, -1).sum(axis=1)
+            yield rows, log_norm - 0.5 * maha
     else:
-        # diag / spherical: ||(x - mu) / sigma||^2 expanded per component.
+        # diag / spherical: sum_d (x_d - mu_d)^2 / sigma_d^2, expanded per component.
         inv_var = (prec_chol**2).reshape(K, -1) * np.ones((K, D))
+        const = np.sum(mu * mu * inv_var, axis=1)[:, None]
         for rows in _blocks(N, K * D):
-            Xc = X[rows] - centre
-            out[rows] = (
-                (Xc * Xc) @ inv_var.T
-                - 2.0 * Xc @ (mu * inv_var).T
-                + np.sum(mu * mu * inv_var, axis=1)
-            )
-    out *= -0.5
-    out += log_norm
-    return out
+            Xc = (X[rows] - centre).T
+            maha = inv_var @ (Xc * Xc) - 2.0 * (mu * inv_var) @ Xc + const
+            yield rows, log_norm - 0.5 * maha
+
+
+def log_gaussian_density(
+    X: np.ndarray, means: np.ndarray, prec_chol: np.ndarray, covariance_type: str = "full"
+) -> np.ndarray:
+    """ln N(x_i | mu_k, Sigma_k) for every point and component: shape (N, K)."""
+    out = np.empty((len(means), len(X)))
+    for rows, log_density in _log_density_blocks(X, means, prec_chol, covariance_type):
+        out[:, rows] = log_density
+    return out.T
+
+
+def responsibilities(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    prec_chol: np.ndarray,
+    covariance_type: str = "full",
+) -> tuple[np.ndarray, np.ndarray]:
+    """gamma_ik and ln p(x_i) for every point: shapes (N, K) and (N,) (eq:e-step).
+
+    Bayes' rule in log space, block by block: ln p(x_i) = logsumexp_k(ln pi_k + ln N(x_i | k)),
+    gamma_ik = exp(ln pi_k + ln N(x_i | k) - ln p(x_i)). The largest term of each sum is
+    exp(0) = 1, so nothing overflows or underflows to 0/0. ``resp`` is a transposed view of a
+    component-major (K, N) array; the M-step reads it in that layout.
+    """
+    K, N = len(means), len(X)
+    resp_t = np.empty((K, N))
+    log_px = np.empty(N)
+    log_weights = np.log(weights)[:, None]
+    for rows, log_joint in _log_density_blocks(X, means, prec_chol, covariance_type):
+        log_joint += log_weights
+        top = log_joint.max(axis=0)
+        top[~np.isfinite(top)] = 0.0
+        log_joint -= top
+        np.exp(log_joint, out=log_joint)
+        total = log_joint.sum(axis=0)
+        resp_t[:, rows] = log_joint / total
+        log_px[rows] = np.log(total) + top
+    return resp_t.T, log_px
 
 
 def estimate_log_resp(
@@ -200,8 +237,8 @@ def estimate_log_resp(
 ) -> tuple[np.ndarray, np.ndarray]:
     """ln gamma_ik and ln p(x_i) for every point: shapes (N, K) and (N,).
 
-    ln gamma_ik = ln pi_k + ln N(x_i | k) - ln p(x_i), where ln p(x_i) is the log-sum-exp of the
-    first two terms over k (Bayes' rule, kept in log space).
+    ln gamma_ik = ln pi_k + ln N(x_i | k) - ln p(x_i), kept in log space (for a point far from
+    a component, gamma_ik underflows to 0 but its logarithm stays exact).
     """
     log_joint = log_gaussian_density(X, means, prec_chol, covariance_type)
     log_joint += np.log(weights)
@@ -217,10 +254,10 @@ def e_step(X, weights, means, covariances, covariance_type: str = "full") -> np.
     """
     X = np.asarray(X, dtype=np.float64)
     prec_chol = precision_cholesky(covariances, covariance_type)
-    log_resp, _ = estimate_log_resp(
+    resp, _ = responsibilities(
         X, np.asarray(weights, float), np.asarray(means, float), prec_chol, covariance_type
     )
-    return np.exp(log_resp, out=log_resp)
+    return resp
 
 
 def log_likelihood(X, weights, means, covariances, covariance_type: str = "full") -> float:
@@ -230,9 +267,10 @@ def log_likelihood(X, weights, means, covariances, covariance_type: str = "full"
     """
     X = np.asarray(X, dtype=np.float64)
     prec_chol = precision_cholesky(covariances, covariance_type)
-    log_joint = log_gaussian_density(X, np.asarray(means, float), prec_chol, covariance_type)
-    log_joint += np.log(np.asarray(weights, float))
-    return float(np.sum(logsumexp(log_joint, axis=1)))
+    _, log_px = responsibilities(
+        X, np.asarray(weights, float), np.asarray(means, float), prec_chol, covariance_type
+    )
+    return float(np.sum(log_px))
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,19 +278,20 @@ def log_likelihood(X, weights, means, covariances, covariance_type: str = "full"
 # --------------------------------------------------------------------------------------------
 
 
-def _weighted_scatter(X: np.ndarray, resp_k: np.ndarray, mean_k: np.ndarray) -> np.ndarray:
-    """sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T, in cache-sized blocks of rows.
+def _weighted_scatters(X: np.ndarray, resp_t: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """S_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T for every k: shape (K, D, D).
 
-    Each block is scaled by sqrt(gamma_ik) so the product is W^T W, which BLAS computes as a
-    symmetric rank-k update (half the work of a general product).
+    Centred on the new means (two passes over X, not E[xx^T] - mu mu^T, which loses digits when
+    a component is narrow). Rows go in cache-sized blocks, each block used by all K components.
     """
     N, D = X.shape
-    S = np.zeros((D, D))
-    root = np.sqrt(resp_k)
-    for rows in _blocks(N, D):
-        W = X[rows] - mean_k
-        W *= root[rows, None]
-        S += W.T @ W
+    K = len(means)
+    S = np.zeros((K, D, D))
+    for rows in _blocks(N, K * D):
+        Xb = X[rows]
+        for k in range(K):
+            diff = Xb - means[k]
+            S[k] += (diff.T * resp_t[k, rows]) @ diff
     return S
 
 
@@ -278,18 +317,15 @@ def m_step(
     Returns ``(weights, means, covariances)`` with covariances shaped for ``covariance_type``.
     """
     X = np.asarray(X, dtype=np.float64)
-    resp = np.asarray(resp, dtype=np.float64)
-    N, D = X.shape
-    nk = resp.sum(axis=0) + _NK_EPS
+    resp_t = np.ascontiguousarray(np.asarray(resp, dtype=np.float64).T)  # (K, N), no copy
+    N, D = X.shape                                                        # if from e_step
+    nk = resp_t.sum(axis=1) + _NK_EPS
     weights = nk / N
-    means = (resp.T @ X) / nk[:, None]
-    K = len(nk)
+    means = (resp_t @ X) / nk[:, None]
     if prior is not None and covariance_type != "full":
         raise ValueError("a covariance prior is implemented for covariance_type='full' only")
     if covariance_type in ("full", "tied"):
-        scatter = np.empty((K, D, D))
-        for k in range(K):
-            scatter[k] = _weighted_scatter(X, resp[:, k], means[k])
+        scatter = _weighted_scatters(X, resp_t, means)
         if prior is not None:
             covariances = prior.map_covariances(scatter, nk)
             covariances[:, np.arange(D), np.arange(D)] += reg_covar
@@ -304,7 +340,7 @@ def m_step(
         centre = X.mean(axis=0)
         Xc = X - centre
         mu = means - centre
-        avg_sq = (resp.T @ (Xc * Xc)) / nk[:, None]
+        avg_sq = (resp_t @ (Xc * Xc)) / nk[:, None]
         variances = np.maximum(avg_sq - mu * mu, 0.0)
         covariances = variances + reg_covar
         if covariance_type == "spherical":

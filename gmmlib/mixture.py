@@ -33,6 +33,7 @@ from gmmlib.em import (
     estimate_log_resp,
     m_step,
     precision_cholesky,
+    responsibilities,
 )
 from gmmlib.init import INIT_PARAMS, data_covariance, initial_parameters
 from gmmlib.prior import InverseWishartPrior
@@ -71,6 +72,7 @@ class Step:
     log_likelihood: float | None = None
     log_posterior: float | None = None
     collapse: CollapseReport | None = None
+    stop: str | None = None  # on the last step: "converged", "max_iter" or "collapse"
 
 
 @dataclass
@@ -230,62 +232,65 @@ class GaussianMixture:
         yield from self._em(X, *start, prior=prior, threshold=threshold, outcome={})
 
     def _em(self, X, weights, means, covariances, *, prior, threshold, outcome) -> Iterator[Step]:
-        """The EM loop. ``outcome`` receives: converged, n_iter, collapse, last good params."""
+        """The EM loop. ``outcome`` receives: stop reason, n_iter, collapse, last good params."""
         ct, reg = self.covariance_type, self.reg_covar
         N = len(X)
         prec_chol = precision_cholesky(covariances, ct)
-        outcome.update(converged=False, n_iter=0, collapse=None)
+        outcome.update(stop=None, n_iter=0, collapse=None)
         previous = None
         for t in range(1, self.max_iter + 2):
             # E-step on theta_{t-1}: responsibilities and ln p(X | theta_{t-1}).
-            log_resp, log_px = estimate_log_resp(X, weights, means, prec_chol, ct)
-            resp = np.exp(log_resp, out=log_resp)
+            resp, log_px = responsibilities(X, weights, means, prec_chol, ct)
             ll = float(log_px.sum())
             lp = ll + (prior.log_pdf(covariances, prec_chol) if prior is not None else 0.0)
             outcome.update(params=(weights, means, covariances, prec_chol), ll=ll, lp=lp)
-            yield Step("E", t, weights, means, covariances, resp, resp.sum(axis=0),
-                       min_eigenvalues(covariances, ct), ll, lp)
             if previous is not None and abs(lp - previous) / N < self.tol:
-                outcome["converged"] = True
-                return
-            if t > self.max_iter:
+                outcome["stop"] = "converged"
+            elif t > self.max_iter:
+                outcome["stop"] = "max_iter"
+            yield Step("E", t, weights, means, covariances, resp, resp.sum(axis=0),
+                       min_eigenvalues(covariances, ct), ll, lp, stop=outcome["stop"])
+            if outcome["stop"]:
                 return
             previous = lp
 
             # M-step: theta_t, then the collapse rule.
             weights, means, covariances = m_step(X, resp, ct, reg, prior)
             lam = min_eigenvalues(covariances, ct)
+            new_prec = _usable_precision_cholesky(weights, means, covariances, lam, ct)
             collapsed = collapsed_components(covariances, reg, threshold, ct)
-            try:
-                new_prec = precision_cholesky(covariances, ct) if _finite(weights, means) else None
-            except SingularCovarianceError:
-                new_prec = None
-            if new_prec is None and collapsed.size == 0:
-                collapsed = np.arange(len(lam))[~np.isfinite(lam)][:1]
+            if new_prec is None and collapsed.size == 0:  # not positive definite, yet above
+                collapsed = np.array([int(np.argmin(np.nan_to_num(lam, nan=-np.inf)))])
             report = None
             if collapsed.size and outcome["collapse"] is None:
-                k = int(collapsed[0]) if ct != "tied" else 0
-                report = CollapseReport(
-                    component=k,
-                    iteration=t,
-                    nk=float(resp[:, k].sum()) if ct != "tied" else float(N),
-                    n_points=int(np.sum(resp[:, k] > 0.5)) if ct != "tied" else N,
-                    min_eigenvalue=float(lam[k]),
-                    threshold=threshold,
-                    reg_covar=reg,
-                    n_components=self.n_components,
+                report = outcome["collapse"] = self._collapse_report(
+                    int(collapsed[0]), t, resp, lam, threshold
                 )
-                outcome["collapse"] = report
+            halt = bool(collapsed.size) and (self.on_collapse != "continue" or new_prec is None)
+            if halt:
+                outcome["stop"] = "collapse"
             yield Step("M", t, weights, means, covariances, resp, resp.sum(axis=0), lam,
-                       collapse=report)
-            if collapsed.size and (self.on_collapse != "continue" or new_prec is None):
-                report = outcome["collapse"]
+                       collapse=report, stop=outcome["stop"])
+            if halt:
                 if self.on_collapse == "raise":
-                    raise CollapseError(report)
-                warnings.warn(report.message, CollapseWarning, stacklevel=3)
+                    raise CollapseError(outcome["collapse"])
+                warnings.warn(outcome["collapse"].message, CollapseWarning, stacklevel=3)
                 return
             prec_chol = new_prec
             outcome["n_iter"] = t
+
+    def _collapse_report(self, k, iteration, resp, lam, threshold) -> CollapseReport:
+        tied = self.covariance_type == "tied"
+        return CollapseReport(
+            component=0 if tied else k,
+            iteration=iteration,
+            nk=float(len(resp)) if tied else float(resp[:, k].sum()),
+            n_points=len(resp) if tied else int(np.sum(resp[:, k] > 0.5)),
+            min_eigenvalue=float(lam[0 if tied else k]),
+            threshold=threshold,
+            reg_covar=self.reg_covar,
+            n_components=self.n_components,
+        )
 
     # ----------------------------------------------------------------------------------------
     # fit and use
@@ -319,7 +324,8 @@ class GaussianMixture:
         weights, means, covariances, prec_chol = outcome["params"]
         self.weights_, self.means_, self.covariances_ = weights, means, covariances
         self.precisions_cholesky_ = prec_chol
-        self.converged_ = outcome["converged"]
+        self.converged_ = outcome["stop"] == "converged"
+        self.stop_reason_ = outcome["stop"]
         self.n_iter_ = outcome["n_iter"]
         self.collapse_ = outcome["collapse"]
         self.log_likelihood_ = outcome["ll"]
@@ -391,8 +397,17 @@ class GaussianMixture:
         return -2 * self.score(X) * len(X) + 2 * self._n_parameters()
 
 
-def _finite(*arrays) -> bool:
-    return all(np.all(np.isfinite(a)) for a in arrays)
+def _usable_precision_cholesky(weights, means, covariances, lam, covariance_type):
+    """The precision factors of theta_t, or None when EM cannot go on from it: a non-finite
+    parameter, or a covariance that is not positive definite (lambda_min <= 0 or no Cholesky)."""
+    if not all(np.all(np.isfinite(a)) for a in (weights, means, covariances, lam)):
+        return None
+    if np.min(lam) <= 0:
+        return None
+    try:
+        return precision_cholesky(covariances, covariance_type)
+    except SingularCovarianceError:
+        return None
 
 
 def _from_full(full: np.ndarray, weights: np.ndarray, covariance_type: str) -> np.ndarray:

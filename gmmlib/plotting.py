@@ -215,7 +215,12 @@ def plot_mixture(
     if title:
         ax.set_title(title)
     if equal_aspect:
-        ax.set_aspect("equal", adjustable="datalim")
+        # Equal units on both axes so circles look round; shared axes can only adjust the box.
+        shared = (
+            len(ax.get_shared_x_axes().get_siblings(ax)) > 1
+            and len(ax.get_shared_y_axes().get_siblings(ax)) > 1
+        )
+        ax.set_aspect("equal", adjustable="box" if shared else "datalim")
     ax.tick_params(labelsize=8)
     return ax
 
