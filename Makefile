@@ -22,10 +22,12 @@ setup: $(VENV)/.installed
 ## course: build everything a reader sees (the book, with the collapse experiment)
 course: setup
 	$(BIN)/jupyter-book build book -W -n --keep-going
+	$(BIN)/gmm-collapse all --out results/collapse
 	@echo "Book: $(CURDIR)/book/_build/html/index.html"
+	@echo "Collapse experiment: $(CURDIR)/results/collapse/"
 
 collapse: setup
-	$(BIN)/gmm-collapse --out results/collapse
+	$(BIN)/gmm-collapse all --out results/collapse
 
 ## test: lint, then every test (library, collapse, book build + browser, explorer, grading)
 test: setup lint

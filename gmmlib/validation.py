@@ -77,9 +77,9 @@ def check_weights(weights, K: int) -> np.ndarray:
     _check_finite(w, "weights")
     if np.any(w <= 0):
         k = int(np.flatnonzero(w <= 0)[0])
-        raise ValueError(f"weights must be positive, but weights[{k}] = {w[k]!r}")
+        raise ValueError(f"weights must be positive, but weights[{k}] = {w[k]:g}")
     if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-6):
-        raise ValueError(f"weights must sum to 1, they sum to {w.sum()!r}")
+        raise ValueError(f"weights must sum to 1, they sum to {w.sum():.6g}")
     return w / w.sum()
 
 
