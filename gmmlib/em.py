@@ -62,9 +62,13 @@ class SingularCovarianceError(np.linalg.LinAlgError):
         self.component = component
 
 
+def _block_rows(values_per_row: int) -> int:
+    return max(64, _BLOCK_VALUES // max(1, values_per_row))
+
+
 def _blocks(n_rows: int, values_per_row: int):
     """Yield slices of about _BLOCK_VALUES values each, covering range(n_rows)."""
-    step = max(64, _BLOCK_VALUES // max(1, values_per_row))
+    step = _block_rows(values_per_row)
     for start in range(0, n_rows, step):
         yield slice(start, min(start + step, n_rows))
 
@@ -287,11 +291,15 @@ def _weighted_scatters(X: np.ndarray, resp_t: np.ndarray, means: np.ndarray) -> 
     N, D = X.shape
     K = len(means)
     S = np.zeros((K, D, D))
-    for rows in _blocks(N, K * D):
+    diff = np.empty((min(N, _block_rows(D)), D))
+    weighted = np.empty_like(diff)
+    for rows in _blocks(N, D):
         Xb = X[rows]
+        n = len(Xb)
         for k in range(K):
-            diff = Xb - means[k]
-            S[k] += (diff.T * resp_t[k, rows]) @ diff
+            np.subtract(Xb, means[k], out=diff[:n])
+            np.multiply(diff[:n], resp_t[k, rows, None], out=weighted[:n])
+            S[k] += weighted[:n].T @ diff[:n]
     return S
 
 
