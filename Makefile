@@ -20,11 +20,13 @@ setup: $(VENV)/.installed
 	bash scripts/setup-assets.sh
 
 ## course: build everything a reader sees (the book, with the collapse experiment)
-course: setup
-	$(BIN)/jupyter-book build book -W -n --keep-going
+course: book
 	$(BIN)/gmm-collapse all --out results/collapse
 	@echo "Book: $(CURDIR)/book/_build/html/index.html"
 	@echo "Collapse experiment: $(CURDIR)/results/collapse/"
+
+book: setup
+	$(BIN)/jupyter-book build book -W -n --keep-going
 
 collapse: setup
 	$(BIN)/gmm-collapse all --out results/collapse
@@ -34,7 +36,7 @@ test: setup lint
 	$(BIN)/python -m pytest
 
 lint:
-	$(BIN)/ruff check gmmlib tests benchmarks scripts
+	$(BIN)/ruff check gmmlib grading tests benchmarks scripts book/_ext
 
 ## bench: gmmlib vs scikit-learn, seconds per EM iteration and peak memory
 bench: setup

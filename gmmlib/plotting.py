@@ -174,8 +174,8 @@ def draw_ellipses(
             marker="X",
             markersize=10,
             markerfacecolor=colors[k],
-            markeredgecolor="white",
-            markeredgewidth=1.2,
+            markeredgecolor="black",
+            markeredgewidth=0.8,
             linestyle="none",
             zorder=4,
         )

@@ -279,11 +279,9 @@ export function eigenvalues2(a, b, d) {
 }
 
 /** Smallest eigenvalue of each covariance (gmmlib.diagnostics.min_eigenvalues): Float64Array(K). */
-export function minEigenvalues(covs, k, shift = 0) {
+export function minEigenvalues(covs, k) {
   const out = new Float64Array(k);
-  for (let j = 0; j < k; j++) {
-    out[j] = eigenvalues2(covs[3 * j] - shift, covs[3 * j + 1], covs[3 * j + 2] - shift)[0];
-  }
+  for (let j = 0; j < k; j++) out[j] = eigenvalues2(covs[3 * j], covs[3 * j + 1], covs[3 * j + 2])[0];
   return out;
 }
 
@@ -292,112 +290,206 @@ export function collapseThreshold(data, collapseTol = COLLAPSE_TOL) {
   return collapseTol * data.s2;
 }
 
-function cholesky2Ok(a, b, d) {
-  if (!(a > 0)) return false;
-  const l10 = b / Math.sqrt(a);
-  return d - l10 * l10 > 0;
-}
-
 /**
- * The collapse rule of docs/API.md, applied after an M-step. Component k has collapsed when
- * lambda_min(Sigma_k - regCovar I) <= threshold, or its Cholesky factorisation fails, or any of
- * its parameters is non-finite. Returns the collapsed component indices, in order.
+ * The collapse rule of docs/API.md (gmmlib.diagnostics.collapsed_components), applied after an
+ * M-step: component k has collapsed when lambda_min(Sigma_k) - regCovar <= threshold. As in
+ * gmmlib, a non-finite covariance anywhere makes every lambda_min NaN, which counts as collapsed.
+ * Returns { components: collapsed indices (ascending), lam: lambda_min of each Sigma_k }.
  */
 export function collapsedComponents(params, regCovar, threshold) {
+  const { k, covs } = params;
+  let lam = minEigenvalues(covs, k);
+  if (!covs.every(Number.isFinite)) lam = new Float64Array(k).fill(NaN);
+  const components = [];
+  for (let j = 0; j < k; j++) if (!(lam[j] - regCovar > threshold)) components.push(j);
+  return { components, lam };
+}
+
+function choleskyOk(params) {
   const { k, weights, means, covs } = params;
-  const out = [];
+  if (!weights.every(Number.isFinite) || !means.every(Number.isFinite)) return false;
   for (let j = 0; j < k; j++) {
     const a = covs[3 * j];
-    const b = covs[3 * j + 1];
-    const d = covs[3 * j + 2];
-    const finite = [weights[j], means[2 * j], means[2 * j + 1], a, b, d].every(Number.isFinite);
-    const lmin = eigenvalues2(a - regCovar, b, d - regCovar)[0];
-    if (!finite || !cholesky2Ok(a, b, d) || !(lmin > threshold)) out.push(j);
+    if (!(a > 0)) return false;
+    const l10 = covs[3 * j + 1] / Math.sqrt(a);
+    if (!(covs[3 * j + 2] - l10 * l10 > 0)) return false;
   }
-  return out;
+  return true;
 }
 
 /**
- * A collapse report like gmmlib's CollapseReport: which component, at which iteration, its soft
- * count, the points it holds (responsibility > 0.5), the point it holds most, and plain words.
+ * A collapse report with gmmlib's CollapseReport fields (component, iteration, nk, nPoints,
+ * minEigenvalue, threshold, regCovar, nComponents), plus the points the component holds
+ * (responsibility > 0.5), the one it holds most (`point`) and a message in plain words.
  */
-export function collapseReport(data, params, resp, nk, component, iteration, regCovar, threshold) {
+export function collapseReport(data, params, resp, component, iteration, lam, regCovar, threshold) {
   const { n } = data;
-  const { k, covs } = params;
-  const held = [];
-  let best = -1;
+  const { k } = params;
+  const points = [];
+  let point = -1;
   let bestR = -Infinity;
+  let nk = 0;
   for (let i = 0; i < n; i++) {
     const r = resp[i * k + component];
-    if (r > 0.5) held.push(i);
+    nk += r;
+    if (r > 0.5) points.push(i);
     if (r > bestR) {
       bestR = r;
-      best = i;
+      point = i;
     }
   }
-  const lmin = eigenvalues2(covs[3 * component], covs[3 * component + 1], covs[3 * component + 2])[0];
-  const where = held.length === 1 ? "onto a single data point" : held.length === 0
-    ? "onto almost no data" : `onto ${held.length} points lying on one line`;
+  const minEigenvalue = lam[component];
+  const onto = points.length === 1 ? "a single data point" : points.length === 0
+    ? "almost no data" : `just ${points.length} data points`;
+  const tiny = Math.abs(minEigenvalue) < 1e-3 * threshold;
+  const size = tiny
+    ? "its ellipse has shrunk to zero width (smallest variance ≈ 0"
+    : `its ellipse is only ${Math.sqrt(Math.max(minEigenvalue, 0)).toPrecision(2)} wide ` +
+      `(smallest variance ${minEigenvalue.toPrecision(3)}`;
+  const fixes = [
+    k > 1 ? `use fewer components (K = ${k - 1})` : null,
+    regCovar > 0 ? null : "switch reg_covar on, so no variance can fall below it",
+    "or pick another seed",
+  ].filter(Boolean);
   const message =
-    `Component ${component + 1} collapsed ${where} at iteration ${iteration}: its ellipse has ` +
-    `shrunk to width ${Math.sqrt(Math.max(lmin, 0)).toPrecision(2)} (smallest variance ` +
-    `${lmin.toPrecision(2)}, below ${threshold.toPrecision(2)}), so its density there - and the ` +
-    `log-likelihood - can grow without bound. EM has stopped. Lower K, pick another seed, or ` +
-    `add reg_covar${regCovar > 0 ? " (already on: it stops the crash, not the collapse)" : ""}.`;
+    `Component ${component + 1} collapsed at iteration ${iteration}: it sits on ${onto} ` +
+    `(N_k = ${nk.toPrecision(3)}) and ${size}, at most ${threshold.toPrecision(3)} above ` +
+    `reg_covar = ${regCovar}). ` +
+    "Its density at that point grows without bound, so the log-likelihood can too: a flaw of " +
+    `maximum likelihood, not a bug. EM has stopped. To fix: ${fixes.join("; ")}.`;
   return {
     component,
     iteration,
-    nk: nk[component],
-    nPoints: held.length,
-    points: held,
-    point: best,
-    minEigenvalue: lmin,
+    nk,
+    nPoints: points.length,
+    points,
+    point,
+    minEigenvalue,
     threshold,
+    regCovar,
+    nComponents: k,
     message,
   };
 }
 
 /**
- * Step-wise EM from `params`, like gmmlib's GaussianMixture.steps(): yields an "E" step then an
- * "M" step per round. Round t = E-step on theta_{t-1} (its log-likelihood is ln p(X|theta_{t-1}))
- * then M-step -> theta_t, after which the collapse rule is checked. A step is
- * { kind, iteration, params, resp, nk, logLikelihood (E only), minEigenvalues (M only),
- *   collapsed (M only: report or null) }. Stops after maxIter rounds, at the first collapse
- * (unless onCollapse === "continue") or when a Cholesky factorisation fails.
+ * EM one step at a time from stated initial parameters, the same loop as gmmlib's
+ * GaussianMixture.steps(). Round t = E-step on theta_{t-1} (responsibilities and
+ * ln p(X | theta_{t-1})), then M-step -> theta_t and the collapse rule. Stops when the mean
+ * log-likelihood per point changes by less than `tol` between rounds (after an E-step), after
+ * `maxIter` rounds (ending on an E-step), or at a collapse (after the M-step that produced it;
+ * with onCollapse = "continue" it goes on while every Cholesky factorisation succeeds).
+ *
+ * `step()` performs the next step and returns it: { kind, iteration, params, resp, nk,
+ * minEigenvalues, logLikelihood (E only), collapse (M only: report or null) }.
  */
-export function* steps(data, start, opts = {}) {
-  const { regCovar = 0, maxIter = 100, collapseTol = COLLAPSE_TOL, onCollapse = "stop" } = opts;
-  const threshold = collapseThreshold(data, collapseTol);
-  let params = copyParams(start);
-  const k = params.k;
-  for (let t = 1; t <= maxIter; t++) {
-    let e;
+export class EMRun {
+  constructor(data, start, opts = {}) {
+    this.data = data;
+    this.params = copyParams(start);
+    this.k = this.params.k;
+    this.regCovar = opts.regCovar ?? 0;
+    this.tol = opts.tol ?? 1e-3;
+    this.maxIter = opts.maxIter ?? 100;
+    this.onCollapse = opts.onCollapse ?? "stop";
+    this.threshold = collapseThreshold(data, opts.collapseTol ?? COLLAPSE_TOL);
+    this.resp = null; // responsibilities of the last E-step
+    this.iteration = 0; // t of the current theta_t
+    this.nextKind = "E";
+    this.previous = null; // ln p(X | theta_{t-1}) at the last E-step, for convergence
+    this.collapse = null; // first collapse report
+    this.converged = false;
+    this.stopReason = null; // "converged" | "max_iter" | "collapse" | "singular"
+    this._buf = new Float64Array(data.n * this.k);
+  }
+
+  get done() {
+    return this.nextKind === null;
+  }
+
+  /** Do the next step (E or M); returns the step, or null when EM has stopped. */
+  step() {
+    if (this.nextKind === "E") return this._eStep();
+    if (this.nextKind === "M") return this._mStep();
+    return null;
+  }
+
+  _stop(reason) {
+    this.nextKind = null;
+    this.stopReason = reason;
+  }
+
+  _eStep() {
+    const t = this.iteration + 1;
+    const resp = this._buf;
+    let ll;
     try {
-      e = eStep(data, params);
+      ll = eStep(this.data, this.params, resp).logLikelihood;
     } catch (err) {
-      if (err instanceof SingularCovarianceError) return;
-      throw err;
+      if (!(err instanceof SingularCovarianceError)) throw err;
+      this._stop("singular");
+      return null;
     }
-    const nkE = softCounts(e.resp, data.n, k);
-    yield { kind: "E", iteration: t, params, resp: e.resp, nk: nkE, logLikelihood: e.logLikelihood };
-    const m = mStep(data, e.resp, k, regCovar);
-    params = m.params;
-    const bad = collapsedComponents(params, regCovar, threshold);
-    const collapsed = bad.length
-      ? collapseReport(data, params, e.resp, m.nk, bad[0], t, regCovar, threshold)
-      : null;
-    yield {
+    this.resp = resp;
+    const step = {
+      kind: "E",
+      iteration: t,
+      params: this.params,
+      resp,
+      nk: softCounts(resp, this.data.n, this.k),
+      minEigenvalues: minEigenvalues(this.params.covs, this.k),
+      logLikelihood: ll,
+      collapse: null,
+    };
+    if (this.previous !== null && Math.abs(ll - this.previous) / this.data.n < this.tol) {
+      this.converged = true;
+      this._stop("converged");
+    } else if (t > this.maxIter) {
+      this._stop("max_iter");
+    } else {
+      this.previous = ll;
+      this.nextKind = "M";
+    }
+    return step;
+  }
+
+  _mStep() {
+    const t = this.iteration + 1;
+    const resp = this.resp;
+    const { params } = mStep(this.data, resp, this.k, this.regCovar);
+    const { components, lam } = collapsedComponents(params, this.regCovar, this.threshold);
+    const ok = choleskyOk(params);
+    let report = null;
+    if (components.length && this.collapse === null) {
+      report = collapseReport(
+        this.data, params, resp, components[0], t, lam, this.regCovar, this.threshold,
+      );
+      this.collapse = report;
+    }
+    this.params = params;
+    this.iteration = t;
+    this._buf = new Float64Array(this.data.n * this.k); // the step keeps `resp`
+    const step = {
       kind: "M",
       iteration: t,
       params,
-      resp: e.resp,
-      nk: m.nk,
+      resp,
+      nk: softCounts(resp, this.data.n, this.k),
+      minEigenvalues: lam,
       logLikelihood: null,
-      minEigenvalues: minEigenvalues(params.covs, k),
-      collapsed,
+      collapse: report,
     };
-    if (collapsed && onCollapse !== "continue") return;
+    if (components.length && (this.onCollapse !== "continue" || !ok)) this._stop("collapse");
+    else if (!ok) this._stop("singular");
+    else this.nextKind = "E";
+    return step;
   }
+}
+
+/** All steps of an EMRun, as a generator (what the parity test runs under Node). */
+export function* steps(data, start, opts = {}) {
+  const run = new EMRun(data, start, opts);
+  for (let s = run.step(); s !== null; s = run.step()) yield s;
 }
 
 /**

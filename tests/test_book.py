@@ -1,0 +1,275 @@
+"""The course book: it builds warning-free, reads offline, and every page works in a browser.
+
+The static checks read the built HTML; the browser test opens every page of the table of
+contents in headless Chromium (Debian's, via Playwright) from a local server, and saves a
+screenshot of each page to artifacts/book/.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+
+#: Pages whose figures the issue asks for, with the labels they must define.
+CHAPTERS = [
+    "intro",
+    "01-idea",
+    "02-em-steps",
+    "03-derivation",
+    "04-break-it",
+    "explorer",
+    "05-choosing-k",
+    "06-real-data",
+    "07-exercises",
+    "references",
+]
+
+
+def toc_pages() -> list[str]:
+    """Every page named in book/_toc.yml, in reading order (root first)."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        for chapter in part.get("chapters", []):
+            pages.append(chapter["file"])
+            pages.extend(section["file"] for section in chapter.get("sections", []))
+    return [re.sub(r"\.(md|ipynb)$", "", p) for p in pages]
+
+
+class _Tags(HTMLParser):
+    """Collects (tag, attributes) for every start tag of an HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def parse(path: Path) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.tags
+
+
+def _is_external(url: str | None) -> bool:
+    return bool(url) and (url.startswith(("http://", "https://", "//")))
+
+
+# --------------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------------
+
+
+def test_toc_lists_the_chapters_in_order():
+    assert toc_pages() == CHAPTERS
+
+
+def test_book_builds_warning_free(book_build, book_html):
+    """`jupyter-book build book -W -n --keep-going` passed: a warning or a failing cell fails it."""
+    log = book_build.stdout + book_build.stderr
+    assert "build succeeded" in log or "Finished generating HTML" in log, log[-3000:]
+    for page in toc_pages():
+        assert (book_html / f"{page}.html").is_file(), f"{page}.html was not built"
+
+
+def test_config_keeps_the_book_offline_and_cached():
+    config = yaml.safe_load((BOOK / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "cache"
+    assert config["launch_buttons"]["thebe"] is False
+    sphinx = config["sphinx"]["config"]
+    assert sphinx["html_extra_path"] == ["_extra"]
+    assert not _is_external(sphinx["mathjax_path"])
+
+
+def test_vendor_script_is_idempotent_and_fast():
+    """`make setup` runs scripts/vendor-mathjax.sh each time: with MathJax there it is a no-op."""
+    if not (BOOK / "_extra" / "mathjax" / ".version").is_file():
+        pytest.skip("MathJax not vendored yet (make setup)")
+    before = sorted(p.stat().st_mtime_ns for p in (BOOK / "_extra" / "mathjax").rglob("*"))
+    start = time.perf_counter()
+    subprocess.run(["bash", str(ROOT / "scripts" / "vendor-mathjax.sh")], check=True, timeout=60)
+    assert time.perf_counter() - start < 5
+    after = sorted(p.stat().st_mtime_ns for p in (BOOK / "_extra" / "mathjax").rglob("*"))
+    assert before == after
+
+
+def test_mathjax_is_vendored_into_the_build(book_html):
+    assert (book_html / "mathjax" / "tex-mml-chtml.js").stat().st_size > 100_000
+    fonts = list((book_html / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    assert len(fonts) > 10
+    assert not (book_html / "_static" / "mathjax").exists(), "MathJax must not be under _static"
+
+
+def test_no_page_loads_anything_from_another_host(book_html):
+    """Scripts, stylesheets, fonts, images and frames all come from the build itself."""
+    offenders = []
+    for page in sorted(book_html.glob("*.html")):
+        for tag, attrs in parse(page):
+            if tag in ("script", "img", "iframe", "source", "embed") and _is_external(
+                attrs.get("src")
+            ):
+                offenders.append((page.name, tag, attrs.get("src")))
+            if tag == "link" and _is_external(attrs.get("href")):
+                rel = (attrs.get("rel") or "").lower()
+                if any(r in rel for r in ("stylesheet", "preload", "icon", "modulepreload")):
+                    offenders.append((page.name, tag, attrs.get("href")))
+    for css in book_html.glob("_static/**/*.css"):
+        for url in re.findall(r"@import\s+url\(['\"]?(https?://[^)'\"]+)", css.read_text()):
+            offenders.append((css.name, "@import", url))
+    assert not offenders, offenders
+
+
+def test_thebe_scripts_are_dropped(book_html):
+    """sphinx-thebe's inline config is declared twice (a SyntaxError) and names unpkg.com."""
+    for page in toc_pages():
+        html = (book_html / f"{page}.html").read_text()
+        assert "THEBE_JS_URL" not in html and "sphinx-thebe.js" not in html, page
+
+
+def test_every_figure_has_alt_text(book_html):
+    missing, count = [], 0
+    for page in toc_pages():
+        for tag, attrs in parse(book_html / f"{page}.html"):
+            if tag == "img":
+                count += 1
+                if not (attrs.get("alt") or "").strip():
+                    missing.append((page, attrs.get("src")))
+    assert count >= 12, f"expected the chapters' figures, found {count} images"
+    assert not missing, missing
+
+
+def test_equation_labels_cited_by_gmmlib_exist_in_the_book(book_html):
+    """Every `eq:...` label a gmmlib docstring cites is a labelled equation of the book."""
+    cited = set()
+    for source in (ROOT / "gmmlib").glob("*.py"):
+        cited |= set(re.findall(r"\beq:[a-z0-9-]+", source.read_text()))
+    assert {"eq:e-step", "eq:m-step-means", "eq:m-step-covariances"} <= cited
+    html = "\n".join(p.read_text() for p in book_html.glob("*.html"))
+    missing = [c for c in sorted(cited) if f'id="equation-{c.replace(":", "-")}"' not in html]
+    assert not missing, f"labels cited in gmmlib but not defined in the book: {missing}"
+
+
+def test_chapters_show_gmmlib_code_not_copies(book_html):
+    """The E- and M-steps on the page are literalincludes of gmmlib/em.py (the code that runs)."""
+    page = (book_html / "02-em-steps.html").read_text()
+    text = re.sub(r"<[^>]+>", "", page)
+    for name in ("def e_step(", "def m_step(", "def logsumexp("):
+        assert name in text, name
+    source = (BOOK / "02-em-steps.md").read_text()
+    for name in ("e_step", "m_step", "logsumexp"):
+        assert f":pyobject: {name}" in source
+
+
+def test_derivation_is_collapsible(book_html):
+    page = (book_html / "03-derivation.html").read_text()
+    assert page.count("Show the derivation") >= 4
+    assert "<details" in page
+
+
+def test_explorer_is_embedded_in_chapters_2_and_4(book_html):
+    for page, dataset in [("02-em-steps", "tilted"), ("04-break-it", "collapse")]:
+        frames = [a for t, a in parse(book_html / f"{page}.html") if t == "iframe"]
+        assert any(
+            (a.get("src") or "").startswith(f"explorer/index.html?dataset={dataset}")
+            and (a.get("title") or "").strip()
+            for a in frames
+        ), (page, frames)
+
+
+# --------------------------------------------------------------------------------------------
+# Every page in headless Chromium
+# --------------------------------------------------------------------------------------------
+
+
+def _visit(browser, base: str, page_name: str, shot: Path) -> dict:
+    """Open one page; return what went wrong (console errors, failed or external requests...)."""
+    host = urlparse(base).netloc
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    problems: dict[str, list] = {"console": [], "failed": [], "status": [], "external": []}
+
+    def route(r):
+        url = r.request.url
+        if url.startswith(("data:", "blob:", "about:")) or urlparse(url).netloc == host:
+            r.continue_()
+        else:
+            problems["external"].append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda m: m.type == "error" and problems["console"].append(m.text))
+    page.on("pageerror", lambda e: problems["console"].append(f"uncaught: {e}"))
+    page.on(
+        "requestfailed",
+        lambda r: (
+            urlparse(r.url).netloc == host and problems["failed"].append(f"{r.url} ({r.failure})")
+        ),
+    )
+    page.on("response", lambda r: r.status >= 400 and problems["status"].append((r.status, r.url)))
+    try:
+        page.goto(f"{base}/{page_name}.html", wait_until="load")
+        # Lazy iframes (the explorer) load once scrolled into view: bring each one in.
+        for frame in page.locator("iframe").all():
+            frame.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+        has_math = page.evaluate("document.querySelectorAll('.math').length") > 0
+        problems["math"] = None
+        if has_math:
+            page.wait_for_function(
+                "() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise",
+                timeout=15_000,
+            )
+            problems["math"] = page.evaluate(
+                """async () => {
+                    await window.MathJax.startup.promise;
+                    return {containers: document.querySelectorAll('mjx-container').length,
+                            errors: document.querySelectorAll('mjx-merror').length,
+                            math: document.querySelectorAll('.math').length};
+                }"""
+            )
+        page.wait_for_load_state("networkidle")
+        problems["images"] = page.evaluate(
+            """() => Array.from(document.images).map(
+                   i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0}))"""
+        )
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shot), full_page=True)
+    finally:
+        context.close()
+    return problems
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_every_page_works_in_headless_chromium(book_server, chromium, artifacts_dir):
+    """No console errors, no failed or external requests, maths rendered, every image loaded."""
+    shots = artifacts_dir / "book"
+    shots.mkdir(exist_ok=True)
+    report = {}
+    for name in toc_pages():
+        shot = shots / f"{name}.png"
+        problems = _visit(chromium, book_server, name, shot)
+        bad = {k: problems[k] for k in ("console", "failed", "status", "external") if problems[k]}
+        math = problems["math"]
+        if math is not None and (math["containers"] == 0 or math["errors"]):
+            bad["math"] = math
+        broken = [i["src"] for i in problems["images"] if not i["ok"]]
+        if broken:
+            bad["images"] = broken
+        if not shot.is_file() or shot.stat().st_size == 0:
+            bad["screenshot"] = str(shot)
+        if bad:
+            report[name] = bad
+    assert not report, report
