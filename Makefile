@@ -41,6 +41,7 @@ lint:
 ## bench: gmmlib vs scikit-learn, seconds per EM iteration and peak memory
 bench: setup
 	$(BIN)/python benchmarks/bench_em.py
+	$(BIN)/python benchmarks/bench_explorer.py
 
 clean:
 	rm -rf book/_build artifacts results

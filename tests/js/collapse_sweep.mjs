@@ -1,0 +1,25 @@
+// For every K and seed in the explorer's data.json starts of one data set, run the explorer's EM
+// core from that start (reg_covar and max_iter from argv) and print where it stops, as JSON:
+//   node tests/js/collapse_sweep.mjs <dataset> <maxK> <nSeeds> <regCovar> <maxIter>
+import { readFileSync } from "node:fs";
+import { EMRun, initFromIndices, makeData } from "../../book/_extra/explorer/em-core.mjs";
+
+const [name, maxK, nSeeds, reg, maxIter] = process.argv.slice(2);
+const url = new URL("../../book/_extra/explorer/data.json", import.meta.url);
+const ds = JSON.parse(readFileSync(url, "utf8")).datasets[name];
+const data = makeData(ds.X);
+const out = [];
+for (let k = 1; k <= Number(maxK); k++) {
+  for (let seed = 0; seed < Number(nSeeds); seed++) {
+    const run = new EMRun(data, initFromIndices(data, ds.starts[String(k)][seed]), {
+      regCovar: Number(reg), tol: 1e-3, maxIter: Number(maxIter),
+    });
+    while (run.step() !== null);
+    const c = run.collapse;
+    out.push({
+      k, seed, stop: run.stopReason, iteration: run.iteration,
+      collapse: c && { component: c.component, iteration: c.iteration, n_points: c.nPoints },
+    });
+  }
+}
+process.stdout.write(JSON.stringify(out));

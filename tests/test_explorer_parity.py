@@ -1,0 +1,223 @@
+"""The explorer's JavaScript EM core agrees with gmmlib, step by step (node vs numpy).
+
+Each fixture in tests/fixtures/explorer/ (written by scripts/make_explorer_fixtures.py from
+gmmlib) holds data and initial parameters. gmmlib's `GaussianMixture.steps()` runs live from
+them here; book/_extra/explorer/em-core.mjs runs under node from the same numbers (via
+tests/js/run_fixture.mjs). After every E- and M-step we compare, to 1e-9 relative:
+responsibilities, N_k, weights, means, covariances and the log-likelihood; the smallest
+eigenvalues (absolute, relative to the largest); and the collapse: same iteration, component
+and number of points.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gmmlib import GaussianMixture
+from gmmlib.datasets import collapse_init
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "explorer"
+RUNNER = ROOT / "tests" / "js" / "run_fixture.mjs"
+NODE = shutil.which("node") or "/usr/bin/node"
+RTOL = 1e-9
+# Responsibilities far below 1 (down to 1e-300 here) are exp(log gamma): their relative error is
+# the absolute error of log gamma. They are compared relatively down to 1e-11, absolutely below.
+RESP_ATOL = 1e-20
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_explorer_fixtures as mef  # noqa: E402
+
+CASES = sorted(mef.CASES)
+
+
+def _load(case: str) -> dict:
+    return json.loads((FIXTURES / f"{case}.json").read_text())
+
+
+def _run_node(case: str) -> dict:
+    proc = subprocess.run(
+        [NODE, str(RUNNER), str(FIXTURES / f"{case}.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _reference(fx: dict):
+    return mef.reference_steps(
+        np.array(fx["X"]),
+        np.array(fx["weights_init"]),
+        np.array(fx["means_init"]),
+        np.array(fx["covariances_init"]),
+        reg_covar=fx["reg_covar"],
+        max_iter=fx["max_iter"],
+        on_collapse=fx["on_collapse"],
+    )
+
+
+@pytest.fixture(scope="module", params=CASES)
+def case(request):
+    fx = _load(request.param)
+    return request.param, fx, _reference(fx), _run_node(request.param)
+
+
+def test_fixture_is_current(case):
+    """The committed fixture is what gmmlib produces now (data, start, trace, collapse)."""
+    name, fx, _, _ = case
+    fresh = mef.make_case(name)
+    for key in ("dataset", "n_components", "seed", "start_indices", "reg_covar", "max_iter"):
+        assert fx[key] == fresh[key], key
+    for key in ("X", "weights_init", "means_init", "covariances_init"):
+        np.testing.assert_allclose(fx[key], fresh[key], rtol=1e-14, atol=0, err_msg=key)
+    exp, new = fx["expected"], fresh["expected"]
+    assert exp["kinds"] == new["kinds"]
+    np.testing.assert_allclose(exp["log_likelihood"], new["log_likelihood"], rtol=1e-12)
+    assert (exp["collapse"] is None) == (new["collapse"] is None)
+    if exp["collapse"]:
+        for key in ("component", "iteration", "n_points"):
+            assert exp["collapse"][key] == new["collapse"][key]
+
+
+def test_enough_steps(case):
+    """>= 20 E/M steps per case; a case may stop earlier only at a collapse."""
+    _, fx, ref, js = case
+    assert len(ref) >= 20 or ref[-1].collapse is not None
+    assert len(js["steps"]) == len(ref) == fx["expected"]["n_steps"]
+
+
+def test_a_long_collapse_case():
+    """At least one collapse case runs >= 20 steps before collapsing."""
+    long_collapses = [
+        fx
+        for fx in map(_load, CASES)
+        if fx["expected"]["collapse"] and fx["expected"]["n_steps"] >= 20
+    ]
+    assert long_collapses
+
+
+def test_explorer_start_is_gmmlibs(case):
+    """The explorer's start for (K, seed) = gmmlib.datasets.collapse_init(X, K, seed)."""
+    _, fx, _, js = case
+    start = js["explorer_start"]
+    np.testing.assert_array_equal(start["means"], fx["means_init"])
+    np.testing.assert_allclose(start["weights"], fx["weights_init"], rtol=1e-15)
+    np.testing.assert_allclose(start["covariances"], fx["covariances_init"], rtol=1e-12)
+
+
+def test_every_step_agrees(case):
+    name, _, ref, js = case
+    for r, j in zip(ref, js["steps"], strict=True):
+        where = f"{name}: step {r.kind}{r.iteration}"
+        assert (j["kind"], j["iteration"]) == (r.kind, r.iteration), where
+        np.testing.assert_allclose(
+            j["resp"], r.resp, rtol=RTOL, atol=RESP_ATOL, err_msg=f"{where} resp"
+        )
+        for key in ("nk", "weights", "means", "covariances"):
+            np.testing.assert_allclose(
+                j[key], getattr(r, key), rtol=RTOL, atol=0, err_msg=f"{where} {key}"
+            )
+        largest = np.linalg.eigvalsh(r.covariances)[:, -1]
+        lam_err = np.abs(np.array(j["min_eigenvalues"]) - r.min_eigenvalues) / largest
+        assert lam_err.max() <= RTOL, f"{where} min_eigenvalues"
+        if r.kind == "E":
+            assert j["log_likelihood"] == pytest.approx(r.log_likelihood, rel=RTOL, abs=0), where
+        else:
+            assert j["log_likelihood"] is None
+
+
+def test_same_collapse(case):
+    """Collapse detected at the same iteration, on the same component, onto the same points."""
+    name, fx, ref, js = case
+    ref_collapse = [(s.iteration, s.collapse) for s in ref if s.collapse is not None]
+    js_collapse = [(s["iteration"], s["collapse"]) for s in js["steps"] if s["collapse"]]
+    assert len(ref_collapse) == len(js_collapse) <= 1
+    if name.startswith("collapse"):
+        assert ref_collapse, f"{name} is meant to collapse"
+    for (it_r, rep), (it_j, jrep) in zip(ref_collapse, js_collapse, strict=True):
+        assert it_r == it_j == rep.iteration == jrep["iteration"]
+        assert jrep["component"] == rep.component
+        assert jrep["n_points"] == rep.n_points
+        assert jrep["nk"] == pytest.approx(rep.nk, rel=RTOL)
+        assert jrep["threshold"] == pytest.approx(rep.threshold, rel=1e-12)
+        assert (
+            f"Component {rep.component + 1} collapsed at iteration {rep.iteration}"
+            in (jrep["message"])
+        )
+    if fx["on_collapse"] == "warn" and ref_collapse:
+        assert js["stop"] == "collapse" and ref[-1].collapse is not None
+
+
+def test_log_likelihood_never_decreases(case):
+    """EM's guarantee, seen in the JS trace (up to rounding)."""
+    _, _, _, js = case
+    ll = [s["log_likelihood"] for s in js["steps"] if s["kind"] == "E"]
+    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(ll, ll[1:], strict=False))
+
+
+def test_data_json_is_current():
+    """The explorer's data.json = gmmlib's data sets and collapse_init starts."""
+    on_disk = json.loads(mef.DATA_JSON.read_text())
+    fresh = mef.make_data_json()
+    assert on_disk["k_max"] == fresh["k_max"] and on_disk["n_seeds"] == fresh["n_seeds"]
+    assert on_disk["datasets"].keys() == fresh["datasets"].keys()
+    for name, ds in fresh["datasets"].items():
+        disk = on_disk["datasets"][name]
+        np.testing.assert_allclose(disk["X"], ds["X"], rtol=1e-14, atol=0, err_msg=name)
+        assert disk["starts"] == ds["starts"], name
+        assert {k: v for k, v in disk.items() if k not in ("X", "starts")} == {
+            k: v for k, v in ds.items() if k not in ("X", "starts")
+        }
+
+
+@pytest.mark.parametrize(
+    ("dataset", "reg_covar"), [("collapse", 0.0), ("collapse", 1e-6), ("faithful", 0.0)]
+)
+def test_collapse_sweep_matches_gmmlib(dataset, reg_covar):
+    """Every K in 1..8 and seeds 0..19 from the explorer's own starts: EM stops at the same
+    round for the same reason (converged or collapsed), on the same component."""
+    max_k, n_seeds, max_iter = 8, 20, 200
+    proc = subprocess.run(
+        [NODE, str(ROOT / "tests" / "js" / "collapse_sweep.mjs"), dataset, str(max_k),
+         str(n_seeds), repr(reg_covar), str(max_iter)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(proc.stdout)
+    X = mef.dataset(dataset)
+    collapses = 0
+    for r in runs:
+        gm = GaussianMixture(
+            r["k"], reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, on_collapse="warn",
+            means_init=collapse_init(X, r["k"], r["seed"])[1],
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            steps = list(gm.steps(X))
+        last = steps[-1]
+        where = f"K={r['k']} seed={r['seed']}"
+        ref = last.collapse
+        if ref is None:
+            assert r["collapse"] is None, where
+            assert r["stop"] in ("converged", "max_iter"), where
+            assert r["iteration"] == last.iteration - 1, where  # ends on the E-step of round t+1
+        else:
+            collapses += 1
+            assert r["stop"] == "collapse", where
+            got = r["collapse"]
+            assert (got["iteration"], got["component"], got["n_points"]) == (
+                ref.iteration, ref.component, ref.n_points,
+            ), where  # fmt: skip
+    if dataset == "collapse":
+        assert collapses >= 20  # the sweep really exercises the rule
