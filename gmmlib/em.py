@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gmmlib._blocks import for_each_block, sum_over_blocks
+
 __all__ = [
     "COVARIANCE_TYPES",
     "COVARIANCE_SHAPES",
@@ -45,8 +47,6 @@ COVARIANCE_SHAPES = {
     "spherical": "(K,)",
 }
 
-# Rows per block: about 2**17 float64 values of per-component work (1 MiB) stay in cache.
-_BLOCK_VALUES = 1 << 17
 # Added to N_k so an empty component does not divide by zero (as scikit-learn does).
 _NK_EPS = 10 * np.finfo(np.float64).eps
 
@@ -60,17 +60,6 @@ class SingularCovarianceError(np.linalg.LinAlgError):
     def __init__(self, component: int | None, message: str):
         super().__init__(message)
         self.component = component
-
-
-def _block_rows(values_per_row: int) -> int:
-    return max(64, _BLOCK_VALUES // max(1, values_per_row))
-
-
-def _blocks(n_rows: int, values_per_row: int):
-    """Yield slices of about _BLOCK_VALUES values each, covering range(n_rows)."""
-    step = _block_rows(values_per_row)
-    for start in range(0, n_rows, step):
-        yield slice(start, min(start + step, n_rows))
 
 
 def logsumexp(a: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -154,8 +143,8 @@ def _log_det_precision_cholesky(prec_chol: np.ndarray, covariance_type: str, D: 
 # --------------------------------------------------------------------------------------------
 
 
-def _log_density_blocks(X, means, prec_chol, covariance_type):
-    """Yield ``(rows, lnN)`` with lnN[k, i] = ln N(x_i | mu_k, Sigma_k) for each block of rows.
+def _log_density_kernel(X, means, prec_chol, covariance_type):
+    """A function ``rows -> lnN`` with lnN[k, i] = ln N(x_i | mu_k, Sigma_k) for a block of rows.
 
     Component-major blocks (K, B): every later operation over k (max, exp, sum) then works on
     whole contiguous rows, which is what makes the E-step fast.
@@ -163,7 +152,7 @@ def _log_density_blocks(X, means, prec_chol, covariance_type):
     `precision_cholesky`. Points and means are first shifted by the mean of X (the density only
     depends on x - mu), so data far from the origin lose no digits to cancellation.
     """
-    N, D = X.shape
+    D = X.shape[1]
     K = means.shape[0]
     centre = X.mean(axis=0)
     mu = means - centre
@@ -178,21 +167,28 @@ def _log_density_blocks(X, means, prec_chol, covariance_type):
         A = np.empty((K * D, D + 1))
         A[:, :D] = P.transpose(0, 2, 1).reshape(K * D, D)
         A[:, D] = -np.einsum("kde,kd->ke", P, mu).reshape(K * D)
-        rows_xc = np.ones((min(N, _block_rows(K * D)), D + 1))
-        for rows in _blocks(N, K * D):
+
+        def log_density(rows: slice) -> np.ndarray:
             n = rows.stop - rows.start
-            np.subtract(X[rows], centre, out=rows_xc[:n, :D])
-            Y = (A @ rows_xc[:n].T).reshape(K, D, n)
+            xc = np.ones((n, D + 1))
+            np.subtract(X[rows], centre, out=xc[:, :D])
+            Y = (A @ xc.T).reshape(K, D, n)
             maha = np.einsum("kdn,kdn->kn", Y, Y)
-            yield rows, log_norm - 0.5 * maha
+            maha *= -0.5
+            maha += log_norm
+            return maha
+
     else:
         # diag / spherical: sum_d (x_d - mu_d)^2 / sigma_d^2, expanded per component.
         inv_var = (prec_chol**2).reshape(K, -1) * np.ones((K, D))
         const = np.sum(mu * mu * inv_var, axis=1)[:, None]
-        for rows in _blocks(N, K * D):
+
+        def log_density(rows: slice) -> np.ndarray:
             Xc = (X[rows] - centre).T
             maha = inv_var @ (Xc * Xc) - 2.0 * (mu * inv_var) @ Xc + const
-            yield rows, log_norm - 0.5 * maha
+            return log_norm - 0.5 * maha
+
+    return log_density
 
 
 def log_gaussian_density(
@@ -200,8 +196,12 @@ def log_gaussian_density(
 ) -> np.ndarray:
     """ln N(x_i | mu_k, Sigma_k) for every point and component: shape (N, K)."""
     out = np.empty((len(means), len(X)))
-    for rows, log_density in _log_density_blocks(X, means, prec_chol, covariance_type):
-        out[:, rows] = log_density
+    log_density = _log_density_kernel(X, means, prec_chol, covariance_type)
+
+    def work(rows):
+        out[:, rows] = log_density(rows)
+
+    for_each_block(work, len(X), len(means) * X.shape[1])
     return out.T
 
 
@@ -223,15 +223,20 @@ def responsibilities(
     resp_t = np.empty((K, N))
     log_px = np.empty(N)
     log_weights = np.log(weights)[:, None]
-    for rows, log_joint in _log_density_blocks(X, means, prec_chol, covariance_type):
+    log_density = _log_density_kernel(X, means, prec_chol, covariance_type)
+
+    def work(rows):
+        log_joint = log_density(rows)
         log_joint += log_weights
         top = log_joint.max(axis=0)
         top[~np.isfinite(top)] = 0.0
         log_joint -= top
         np.exp(log_joint, out=log_joint)
         total = log_joint.sum(axis=0)
-        resp_t[:, rows] = log_joint / total
+        np.divide(log_joint, total, out=resp_t[:, rows])
         log_px[rows] = np.log(total) + top
+
+    for_each_block(work, N, K * X.shape[1])
     return resp_t.T, log_px
 
 
@@ -288,22 +293,27 @@ def log_likelihood(X, weights, means, covariances, covariance_type: str = "full"
 def _weighted_scatters(X: np.ndarray, resp_t: np.ndarray, means: np.ndarray) -> np.ndarray:
     """S_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T for every k: shape (K, D, D).
 
-    Centred on the new means (two passes over X, not E[xx^T] - mu mu^T, which loses digits when
-    a component is narrow). Rows go in cache-sized blocks, each block used by all K components.
+    Centred on the new means, as sum_i gamma_ik (x_i - mu_k)(x_i - c)^T - v_k (mu_k - c)^T with c
+    the data mean and v_k = sum_i gamma_ik (x_i - mu_k) (zero up to rounding, kept so the
+    identity is exact). This avoids the E[x x^T] - mu mu^T form, which loses digits when a
+    component is narrow, and puts all K components in one matrix product per block of rows.
     """
     N, D = X.shape
     K = len(means)
-    S = np.zeros((K, D, D))
-    diff = np.empty((min(N, _block_rows(D)), D))
-    weighted = np.empty_like(diff)
-    for rows in _blocks(N, D):
+    centre = X.mean(axis=0)
+
+    def work(rows, acc):
         Xb = X[rows]
-        n = len(Xb)
-        for k in range(K):
-            np.subtract(Xb, means[k], out=diff[:n])
-            np.multiply(diff[:n], resp_t[k, rows, None], out=weighted[:n])
-            S[k] += weighted[:n].T @ diff[:n]
-    return S
+        # L[k] = gamma_k * (x - mu_k)^T, (K, D, n); times [x - c, 1] gives S_k and v_k at once.
+        L = np.ascontiguousarray(Xb.T)[None, :, :] - means[:, :, None]
+        L *= resp_t[:, None, rows]
+        xc = np.ones((len(Xb), D + 1))
+        np.subtract(Xb, centre, out=xc[:, :D])
+        acc += (L.reshape(K * D, -1) @ xc).reshape(K, D, D + 1)
+
+    acc = sum_over_blocks(work, (K, D, D + 1), N, K * D)
+    S = acc[:, :, :D] - acc[:, :, D, None] * (means - centre)[:, None, :]
+    return 0.5 * (S + S.transpose(0, 2, 1))  # symmetric to the last bit
 
 
 def m_step(
