@@ -51,6 +51,22 @@ COVARIANCE_SHAPES = {
 _NK_EPS = 10 * np.finfo(np.float64).eps
 
 
+def _centre(X: np.ndarray) -> np.ndarray:
+    """The data mean c, the origin every block is shifted to (see `_centred_rows`)."""
+    return (np.ones(len(X)) @ X) / len(X)
+
+
+def _centred_rows(X: np.ndarray, rows: slice, centre: np.ndarray) -> np.ndarray:
+    """[(x_i - c)^T; 1] for a block of rows: shape (D + 1, n), contiguous.
+
+    The row of ones lets one matrix product apply a linear map and a shift together.
+    """
+    D = X.shape[1]
+    out = np.ones((D + 1, rows.stop - rows.start))
+    np.subtract(X[rows].T, centre[:, None], out=out[:D])
+    return out
+
+
 class SingularCovarianceError(np.linalg.LinAlgError):
     """A covariance matrix is not positive definite (its Cholesky factor does not exist).
 
@@ -154,7 +170,7 @@ def _log_density_kernel(X, means, prec_chol, covariance_type):
     """
     D = X.shape[1]
     K = means.shape[0]
-    centre = X.mean(axis=0)
+    centre = _centre(X)
     mu = means - centre
     log_norm = -0.5 * D * np.log(2 * np.pi) + _log_det_precision_cholesky(
         prec_chol, covariance_type, D
@@ -169,10 +185,7 @@ def _log_density_kernel(X, means, prec_chol, covariance_type):
         A[:, D] = -np.einsum("kde,kd->ke", P, mu).reshape(K * D)
 
         def log_density(rows: slice) -> np.ndarray:
-            n = rows.stop - rows.start
-            xc = np.ones((n, D + 1))
-            np.subtract(X[rows], centre, out=xc[:, :D])
-            Y = (A @ xc.T).reshape(K, D, n)
+            Y = (A @ _centred_rows(X, rows, centre)).reshape(K, D, -1)
             maha = np.einsum("kdn,kdn->kn", Y, Y)
             maha *= -0.5
             maha += log_norm
@@ -300,19 +313,18 @@ def _weighted_scatters(X: np.ndarray, resp_t: np.ndarray, means: np.ndarray) -> 
     """
     N, D = X.shape
     K = len(means)
-    centre = X.mean(axis=0)
+    centre = _centre(X)
+    mu = means - centre
 
     def work(rows, acc):
-        Xb = X[rows]
+        xc = _centred_rows(X, rows, centre)
         # L[k] = gamma_k * (x - mu_k)^T, (K, D, n); times [x - c, 1] gives S_k and v_k at once.
-        L = np.ascontiguousarray(Xb.T)[None, :, :] - means[:, :, None]
+        L = xc[None, :D, :] - mu[:, :, None]
         L *= resp_t[:, None, rows]
-        xc = np.ones((len(Xb), D + 1))
-        np.subtract(Xb, centre, out=xc[:, :D])
-        acc += (L.reshape(K * D, -1) @ xc).reshape(K, D, D + 1)
+        acc += (L.reshape(K * D, -1) @ xc.T).reshape(K, D, D + 1)
 
     acc = sum_over_blocks(work, (K, D, D + 1), N, K * D)
-    S = acc[:, :, :D] - acc[:, :, D, None] * (means - centre)[:, None, :]
+    S = acc[:, :, :D] - acc[:, :, D, None] * mu[:, None, :]
     return 0.5 * (S + S.transpose(0, 2, 1))  # symmetric to the last bit
 
 
@@ -358,7 +370,7 @@ def m_step(
             covariances.flat[:: D + 1] += reg_covar
     elif covariance_type in ("diag", "spherical"):
         # E[x^2] - mu^2 per dimension, with x shifted by the data mean to avoid cancellation.
-        centre = X.mean(axis=0)
+        centre = _centre(X)
         Xc = X - centre
         mu = means - centre
         avg_sq = (resp_t @ (Xc * Xc)) / nk[:, None]
