@@ -35,7 +35,7 @@ from gmmlib.em import (
     precision_cholesky,
     responsibilities,
 )
-from gmmlib.init import INIT_PARAMS, data_covariance, initial_parameters
+from gmmlib.init import INIT_PARAMS, init_from_means, initial_parameters
 from gmmlib.prior import InverseWishartPrior
 from gmmlib.validation import (
     check_choice,
@@ -198,19 +198,14 @@ class GaussianMixture:
     def _initial_parameters(self, X: np.ndarray, rng: np.random.Generator):
         K, D = self.n_components, X.shape[1]
         if self.means_init is not None:
-            means = check_means(self.means_init, K, D)
-            weights = (
-                np.full(K, 1.0 / K)
-                if self.weights_init is None
-                else check_weights(self.weights_init, K)
-            )
+            weights, means, full = init_from_means(X, check_means(self.means_init, K, D))
+            if self.weights_init is not None:
+                weights = check_weights(self.weights_init, K)
             if self.covariances_init is not None:
-                covariances = check_covariances(self.covariances_init, self.covariance_type, K, D)
-            else:
-                covariances = _from_full(
-                    np.repeat(data_covariance(X)[None], K, axis=0), weights, self.covariance_type
+                return weights, means, check_covariances(
+                    self.covariances_init, self.covariance_type, K, D
                 )
-            return weights, means, covariances
+            return weights, means, _from_full(full, weights, self.covariance_type)
         weights, means, full = initial_parameters(X, K, self.init_params, rng, self.reg_covar)
         return weights, means, _from_full(full, weights, self.covariance_type)
 
