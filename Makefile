@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup course book collapse test lint bench clean
+.PHONY: setup course book collapse test lint bench clean grade release
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,10 +38,20 @@ test: setup lint
 lint:
 	$(BIN)/ruff check gmmlib grading tests benchmarks scripts book/_ext
 
-## bench: gmmlib vs scikit-learn, seconds per EM iteration and peak memory
+## grade: grade a folder of submissions: make grade SUBMISSIONS=<folder> [OUT=graded]
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder> [OUT=graded]"; exit 2; }
+	$(BIN)/gmm-grade "$(SUBMISSIONS)" --out "$(or $(OUT),graded)"
+
+## release: regenerate exercises/ (the student release) from solutions/
+release: setup
+	$(BIN)/python -m grading.release
+
+## bench: gmmlib vs scikit-learn per EM round; the explorer in Chromium; grading 100 students
 bench: setup
 	$(BIN)/python benchmarks/bench_em.py
 	$(BIN)/python benchmarks/bench_explorer.py
+	$(BIN)/python benchmarks/bench_grading.py --students 100 --assignment em_by_hand
 
 clean:
 	rm -rf book/_build artifacts results

@@ -1,0 +1,39 @@
+"""``gmm-grade``: grade a folder of submissions end to end (see `grading.pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from grading.course import ASSIGNMENTS
+from grading.pipeline import grade_folder
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gmm-grade",
+        description="Grade a folder of student submissions: collect, nbgrader autograde, "
+                    "out-of-kernel re-check, redacted feedback HTML, grades CSV.")
+    parser.add_argument("submissions", type=Path,
+                        help="folder with one sub-folder per student (<student>/<assignment>/"
+                             "<notebook>.ipynb or <student>/<notebook>.ipynb)")
+    parser.add_argument("--out", type=Path, default=Path("graded"),
+                        help="output folder (default: ./graded); holds the secret gradebook")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="students graded at once (default: 2 per core)")
+    parser.add_argument("--assignment", action="append", choices=sorted(ASSIGNMENTS),
+                        help="grade only this assignment (repeat for several; default: all)")
+    parser.add_argument("--step-timeout", type=float, default=8.0,
+                        help="seconds one re-check step may run (default 8)")
+    args = parser.parse_args(argv)
+    if not args.submissions.is_dir():
+        parser.error(f"{args.submissions} is not a folder")
+    summary = grade_folder(args.submissions, args.out, jobs=args.jobs,
+                           step_timeout=args.step_timeout,
+                           assignments=tuple(args.assignment or ASSIGNMENTS))
+    return 0 if summary["students"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Feedback HTML for one student's notebook, with the hidden tests redacted.
+
+nbgrader's own feedback shows the hidden tests' source and tracebacks that quote them. Here the
+graded notebook is rewritten first: every test cell shows only its visible part (the hidden
+block is replaced by a one-line note), every error in a test cell is reduced to its last line
+(the exception and its message), and each graded cell is followed by its final points and the
+reason. A summary table (the same numbers as the grades CSV) opens the page.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import re
+from pathlib import Path
+
+import nbformat
+
+HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*$",
+                    re.S | re.M)
+HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #1d1d1d; }}
+pre {{ background: #f6f8fa; padding: .6rem .8rem; overflow-x: auto; border-radius: 4px; }}
+pre.output {{ background: #fff; border-left: 3px solid #ccc; }}
+pre.error {{ background: #fff0f0; border-left: 3px solid #c00; }}
+.score {{ background: #eef6ee; border-left: 3px solid #2a2; padding: .3rem .8rem; }}
+.score.lost {{ background: #fdf3e6; border-color: #d80; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .2rem .5rem; }}
+</style></head><body>
+{body}
+</body></html>
+"""
+
+_markdown = None
+
+
+def _md(text: str) -> str:
+    """Markdown to HTML with any raw HTML escaped (a student's cell cannot inject a script)."""
+    global _markdown
+    if _markdown is None:
+        import mistune
+
+        _markdown = mistune.create_markdown(escape=True, plugins=["table"])
+    return _markdown(text)
+
+
+def _output_html(out) -> str:
+    kind = out.get("output_type")
+    if kind == "stream":
+        return f'<pre class="output">{html.escape(str(out.get("text", ""))[:20000])}</pre>'
+    if kind == "error":
+        text = ANSI.sub("", "\n".join(out.get("traceback") or []))[:20000]
+        return f'<pre class="error">{html.escape(text)}</pre>'
+    data = out.get("data", {})
+    if "image/png" in data:
+        return f'<img alt="figure" src="data:image/png;base64,{data["image/png"]}">'
+    if "text/plain" in data:
+        return f'<pre class="output">{html.escape(str(data["text/plain"])[:20000])}</pre>'
+    return ""
+
+
+def render_html(nb, title: str) -> str:
+    """A small, self-contained HTML page for a (redacted) notebook."""
+    parts = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            css = cell.metadata.get("feedback_class")
+            body = _md(cell.source)
+            parts.append(f'<div class="{css}">{body}</div>' if css else body)
+        elif cell.cell_type == "code":
+            parts.append(f"<pre><code>{html.escape(cell.source)}</code></pre>")
+            parts.extend(_output_html(out) for out in cell.get("outputs", []))
+    return PAGE.format(title=html.escape(title), body="\n".join(parts))
+
+
+def visible_part(source: str) -> str:
+    """A test cell's source without its hidden-test blocks."""
+    return HIDDEN.sub(HIDDEN_NOTE, source)
+
+
+def _fmt(points):
+    return "pending" if points is None else f"{points:g}"
+
+
+def summary_markdown(result) -> str:
+    parts = result["parts"]
+    auto = [p for p in parts if p["kind"] == "auto"]
+    got = sum(p["points"] or 0 for p in auto)
+    total = sum(p["max_points"] for p in auto)
+    lines = [f"# Feedback: {result['assignment']} ({result['student']})", "",
+             f"**Autograded: {got:g} / {total:g}**. Written answers are graded by hand.", "",
+             "| part | points | out of | note |", "|---|---|---|---|"]
+    for p in parts:
+        note = (p.get("message") or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{p['grade_id']}` | {_fmt(p['points'])} | {p['max_points']:g} | {note} |")
+    if result.get("flags"):
+        lines += ["", "Your instructor will look at this submission: "
+                  + "; ".join(result["flags"][:5])]
+    return "\n".join(lines)
+
+
+def hidden_lines(*source_nbs) -> set[str]:
+    """Whitespace-normalised lines (20+ characters) that only the hidden tests contain.
+
+    Pass every source notebook of the course: a student's gradebook copy holds the hidden tests
+    of all assignments, so output from one notebook can quote another's.
+    """
+    blocks = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
+    cells = [c for nb in source_nbs for c in nb.cells]
+    visible = " ".join(" ".join(blocks.sub("", c.source).split()) for c in cells)
+    lines = set()
+    for cell in cells:
+        for block in blocks.findall(cell.source):
+            for line in block.splitlines():
+                line = " ".join(line.split())
+                if len(line) >= 20 and line not in visible:
+                    lines.add(line)
+    return lines
+
+
+def _leaks(text, secret) -> bool:
+    flat = " ".join(str(text).split())
+    return any(line in flat for line in secret)
+
+
+WITHHELD = "[output withheld: it contains the grader's hidden code]"
+
+
+def _scrub_outputs(cell, secret, withheld):
+    """Drop any output that quotes hidden-test code (e.g. a cell that read the gradebook)."""
+    clean = []
+    for out in cell.get("outputs", []):
+        text = " ".join([str(out.get("text", "")), str(out.get("evalue", "")),
+                         " ".join(out.get("traceback") or []),
+                         str(out.get("data", {}).get("text/plain", ""))])
+        if _leaks(text, secret):
+            withheld.append(cell.metadata.get("nbgrader", {}).get("grade_id", "a cell"))
+            out = nbformat.v4.new_output("stream", name="stdout", text=WITHHELD)
+        clean.append(out)
+    cell.outputs = clean
+
+
+def redact(nb, source_nb, result, withheld=None, secret=None):
+    """A copy of ``nb`` that is safe to show the student (see the module docstring).
+
+    ``withheld`` (a list), if given, collects the cells whose output was withheld; ``secret``
+    is the set of hidden-test lines to keep out (default: this notebook's, `hidden_lines`).
+    """
+    withheld = [] if withheld is None else withheld
+    nb = copy.deepcopy(nb)
+    secret = hidden_lines(source_nb) if secret is None else secret
+    result = copy.deepcopy(result)
+    for p in result["parts"]:
+        if _leaks(p.get("message") or "", secret):
+            p["message"] = WITHHELD
+    result["flags"] = [WITHHELD if _leaks(f, secret) else f for f in result.get("flags", [])]
+    source = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in source_nb.cells
+              if c.metadata.get("nbgrader")}
+    parts = {p["grade_id"]: p for p in result["parts"]}
+    cells = [nbformat.v4.new_markdown_cell(summary_markdown(result))]
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        gid = meta.get("grade_id")
+        src = source.get(gid)
+        is_test = bool(src is not None and src.metadata["nbgrader"].get("grade")
+                       and not src.metadata["nbgrader"].get("solution"))
+        if is_test or (src is not None and "BEGIN HIDDEN TESTS" in src.source):
+            cell.source = visible_part(src.source)
+            outputs = []
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    line = f"{out.get('ename')}: {ANSI.sub('', str(out.get('evalue')))}"[:500]
+                    out = nbformat.v4.new_output("error", ename=out.get("ename"),
+                                                 evalue=line, traceback=[line])
+                outputs.append(out)
+            cell.outputs = outputs
+        if "BEGIN HIDDEN TESTS" in cell.source:  # a stray copy anywhere else
+            cell.source = visible_part(cell.source)
+        if cell.cell_type == "code":
+            _scrub_outputs(cell, secret, withheld)
+        if _leaks(cell.source, secret):
+            withheld.append(gid or "a cell")
+            cell.source = WITHHELD
+        cells.append(cell)
+        if gid in parts:
+            p = parts[gid]
+            note = f" — {p['message']}" if p.get("message") else ""
+            score = nbformat.v4.new_markdown_cell(
+                f"**{gid}: {_fmt(p['points'])} / {p['max_points']:g}**{note}")
+            lost = p["points"] is not None and p["points"] < p["max_points"]
+            score.metadata["feedback_class"] = "score lost" if lost else "score"
+            cells.append(score)
+    nb.cells = cells
+    return nb
+
+
+def write_feedback(notebook_path: Path, source_nb, result, out: Path, secret=None) -> list:
+    """Write the feedback page; return the cells whose output had to be withheld."""
+    nb = nbformat.read(notebook_path, as_version=4)
+    title = f"Feedback: {result['assignment']} ({result['student']})"
+    withheld = []
+    body = render_html(redact(nb, source_nb, result, withheld, secret), title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body)
+    return withheld

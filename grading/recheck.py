@@ -1,0 +1,278 @@
+"""The integrity re-check: the student's answer cells, outside their kernel.
+
+1. `notebook_steps` takes the student's code in notebook order: their answer cells and any cells
+   they added, with the course's read-only cells restored from the source notebook; test cells
+   are left out.
+2. `scan.scan_cell` looks at that code for patching (numpy, builtins, IPython, import hooks,
+   frames) and, where the assignment forbids it, for gmmlib.
+3. `run_sandbox` executes the code in a fresh ``python -I -S`` process (`grading.sandbox`) with
+   CPU, memory and file-size limits, calls the student's functions on the `grading.checks`
+   inputs, and brings back plain numbers. A step that hangs (also one that swallows interrupts)
+   is killed after `STEP_TIMEOUT` seconds, a step that kills the process is recorded, and the
+   sandbox restarts after it, so every other part is still scored.
+4. `recheck_notebook` judges those numbers against gmmlib here, one verdict per test cell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+
+import gmmlib
+from grading import checks as checks_module
+from grading.scan import imported_names, scan_cell, strip_magics
+
+SANDBOX = Path(__file__).with_name("sandbox.py")
+STEP_TIMEOUT = 8.0               # seconds of wall time for one cell or one test's cases
+SANDBOX_MEMORY = 3 * 1024**3     # address space of the sandbox process
+SANDBOX_CPU = 120                # CPU seconds for one sandbox process (a backstop)
+
+
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode):
+    """The code cells to run, in order: [{"name", "source", "answer": grade_id or None}]."""
+    source_cells = {_nbgrader(c).get("grade_id"): c for c in source.cells if _nbgrader(c)}
+    locked = [gid for gid, c in source_cells.items()
+              if c.cell_type == "code" and not _nbgrader(c).get("grade")
+              and not _nbgrader(c).get("solution")]
+    seen_locked = set()
+    steps, added = [], 0
+    for cell in submitted.cells:
+        if cell.cell_type != "code":
+            continue
+        gid = _nbgrader(cell).get("grade_id")
+        src_cell = source_cells.get(gid)
+        if src_cell is None or src_cell.cell_type != "code":
+            added += 1
+            steps.append({"name": f"added cell {added}", "source": cell.source, "answer": None})
+        elif _nbgrader(src_cell).get("solution"):
+            steps.append({"name": gid, "source": cell.source, "answer": gid})
+        elif gid in locked:
+            seen_locked.add(gid)
+            steps.append({"name": gid, "source": src_cell.source, "answer": "<course>"})
+        # test cells are not run: the judging happens outside
+    missing = [{"name": gid, "source": source_cells[gid].source, "answer": "<course>"}
+               for gid in locked if gid not in seen_locked]
+    return missing + steps
+
+
+def _limits():
+    resource.setrlimit(resource.RLIMIT_AS, (SANDBOX_MEMORY, SANDBOX_MEMORY))
+    resource.setrlimit(resource.RLIMIT_CPU, (SANDBOX_CPU, SANDBOX_CPU + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024**2, 64 * 1024**2))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _sandbox_env():
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "2", "HOME": "/nonexistent", "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+    }
+    return env
+
+
+class _StepClock:
+    """A step's budget: ``limit`` seconds of the sandbox's CPU time (so a busy machine does not
+    cut off a slow but honest step), and 4 x ``limit`` of wall time (a step that sleeps)."""
+
+    def __init__(self, pid, limit, first_wall):
+        self.pid, self.limit = pid, limit
+        self.cpu0, self.wall_deadline = self._cpu(), time.monotonic() + first_wall
+
+    def _cpu(self):
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def restart(self):
+        self.cpu0, self.wall_deadline = self._cpu(), time.monotonic() + 4 * self.limit
+
+    def expired(self):
+        return (self._cpu() - self.cpu0 > self.limit) or time.monotonic() > self.wall_deadline
+
+
+def _kill(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT) -> dict:
+    """Run the plan's steps in sandbox processes; {step index: result dict}.
+
+    Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed".
+    """
+    steps = plan["steps"]
+    results: dict[int, dict] = {}
+    first = 0
+    for _attempt in range(len(steps) + 1):
+        (workdir / "plan.json").write_text(json.dumps(plan))
+        shutil.rmtree(workdir / "results", ignore_errors=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(SANDBOX), str(workdir), str(first)],
+            cwd=workdir, env=_sandbox_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, preexec_fn=_limits, start_new_session=True,
+        )
+        current, buffer, finished = None, b"", False
+        clock = _StepClock(proc.pid, step_timeout, first_wall=60.0)
+        fd = proc.stdout.fileno()
+        while True:
+            ready = select.select([fd], [], [], 0.2)[0]
+            if not ready:
+                if clock.expired():
+                    _kill(proc)
+                    if current is not None:
+                        results[current] = {
+                            "status": "timeout",
+                            "error": f"no result after {step_timeout:g} s of CPU time (killed)"}
+                    break
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                code = proc.wait()
+                if current is not None:
+                    how = (f"signal {-code}" if code < 0 else f"exit code {code}")
+                    results[current] = {"status": "crashed",
+                                        "error": f"the process ended during this step ({how})"}
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                word, _, arg = line.decode(errors="replace").partition(" ")
+                if word == "start" and arg.isdigit():
+                    current = int(arg)
+                    clock.restart()
+                elif word == "done" and arg.isdigit():
+                    index = int(arg)
+                    path = workdir / "results" / f"{index}.json"
+                    try:
+                        results[index] = json.loads(path.read_text())
+                    except (OSError, ValueError):
+                        results[index] = {"status": "crashed", "error": "no readable result"}
+                    current = None
+                    clock.restart()
+                elif word == "finished":
+                    finished = True
+        if finished or proc.poll() is None:
+            _kill(proc)
+        if finished or current is None:
+            break
+        # Restart after the step that hung or crashed: skip it if it was a cell.
+        if steps[current]["kind"] == "cell":
+            steps[current]["skip"] = True
+        else:
+            first = current + 1
+        if first >= len(steps):
+            break
+    return results
+
+
+def _shape_text(args):
+    shapes = [str(tuple(np.shape(a))) if isinstance(a, np.ndarray) else repr(a) for a in args]
+    return ", ".join(shapes)
+
+
+def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, workdir: Path,
+                     step_timeout: float = STEP_TIMEOUT) -> dict:
+    """Scan and re-run one submitted notebook; return findings and a verdict per test cell."""
+    spec = checks_module.spec(assignment)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        submitted = nbformat.read(submitted_path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is a result to report
+        return {"readable": False, "error": f"cannot read the notebook: {exc}", "findings": {},
+                "verdicts": {c.grade_id: {"passed": False, "status": "unreadable",
+                                          "message": "the notebook could not be read"}
+                             for c in spec.checks}}
+    source = nbformat.read(source_path, as_version=4)
+    code_cells = notebook_steps(submitted, source)
+    known = set().union(*(imported_names(c["source"]) for c in code_cells)) if code_cells else set()
+    findings = {}
+    for cell in code_cells:
+        if cell["answer"] == "<course>":
+            continue
+        found = scan_cell(cell["source"], spec.blocked, known)
+        if found:
+            findings[cell["name"]] = found
+
+    arrays, steps = {}, []
+    for cell in code_cells:
+        steps.append({"kind": "cell", "name": cell["name"],
+                      "source": strip_magics(cell["source"])[0]})
+    check_steps = {}
+    for check in spec.checks:
+        cases = []
+        for i, case in enumerate(check.cases):
+            args = []
+            for j, arg in enumerate(case.args):
+                if isinstance(arg, np.ndarray):
+                    key = f"{check.grade_id}__{i}__{j}"
+                    arrays[key] = arg
+                    args.append({"key": key})
+                else:
+                    args.append({"literal": arg.item() if isinstance(arg, np.generic) else arg})
+            cases.append({"name": case.name, "args": args, "kwargs": case.kwargs,
+                          "count": list(case.count), "variable": case.variable})
+        check_steps[check.grade_id] = len(steps)
+        steps.append({"kind": "call", "name": check.grade_id, "cases": cases})
+    np.savez(workdir / "cases.npz", **arrays)
+    sys_path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if "gmmlib" not in spec.blocked:
+        sys_path.append(str(Path(gmmlib.__file__).resolve().parents[1]))
+    plan = {"steps": steps, "sys_path": list(dict.fromkeys(sys_path)),
+            "blocked": list(spec.blocked)}
+    results = run_sandbox(workdir, plan, step_timeout)
+
+    cell_problems = {}
+    for index, cell in enumerate(code_cells):
+        result = results.get(index, {"status": "missing"})
+        if result["status"] != "ok":
+            cell_problems[cell["name"]] = f"{result['status']}: {result.get('error', '')}"
+    verdicts = {}
+    for check in spec.checks:
+        result = results.get(check_steps[check.grade_id], {"status": "not run",
+                                                          "error": "never reached"})
+        verdicts[check.grade_id] = _judge(check, result)
+    return {"readable": True, "findings": findings, "cell_problems": cell_problems,
+            "verdicts": verdicts,
+            "answers": sorted({c["answer"] for c in code_cells if c["answer"] != "<course>"},
+                              key=str)}
+
+
+def _judge(check, result) -> dict:
+    if result.get("status") != "ok":
+        status = result.get("status", "error")
+        return {"passed": False, "status": status,
+                "message": f"{check.cases[0].name}: {result.get('error', status)}"}
+    for case, output in zip(check.cases, result["outputs"], strict=True):
+        if "error" in output:
+            return {"passed": False, "status": "error",
+                    "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}"}
+        message = case.judge(checks_module.decode(output["value"]))
+        if message is None and case.judge_counts is not None:
+            message = case.judge_counts(output.get("counts", {}))
+        if message:
+            return {"passed": False, "status": "wrong", "message": message}
+    return {"passed": True, "status": "ok", "message": None}

@@ -1,0 +1,142 @@
+"""The out-of-kernel re-check's child process: run a student's cells, call their functions.
+
+Started by `grading.recheck` as ``python -I -S sandbox.py WORKDIR FIRST_STEP`` with CPU, memory
+and file-size limits, in its own session, with one BLAS thread. It imports nothing from the
+repository (only the standard library and numpy/scipy from the paths in ``plan.json``); names
+listed as blocked (gmmlib, sklearn for the from-scratch assignment) cannot be imported.
+
+Protocol: ``plan.json`` lists steps (``cell``: exec a cell's source; ``call``: call a function or
+read a variable on arrays from ``cases.npz``). For each step from FIRST_STEP on it writes
+``start <i>`` then ``done <i>`` to its original stdout, and the step's result as
+``results/<i>.json`` (plain JSON: lists of floats, never pickles). The parent compares the
+numbers with gmmlib itself, outside this process: nothing here decides a grade.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def _emit(fd, text):
+    os.write(fd, (text + "\n").encode())
+
+
+class _Blocker:
+    """A meta-path finder that refuses the blocked top-level packages."""
+
+    def __init__(self, names):
+        self.names = set(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] in self.names:
+            raise ImportError(f"{fullname} is not available while your work is graded")
+        return None
+
+
+def _plain(obj, np, depth=0):
+    """The returned value as plain JSON data (arrays as nested lists of floats)."""
+    if depth > 6:
+        return {"__repr__": "(nested too deeply)"}
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        return [_plain(v, np, depth + 1) for v in obj[:10000]]
+    if isinstance(obj, dict):
+        return {"__dict__": {str(k): _plain(v, np, depth + 1) for k, v in list(obj.items())[:100]}}
+    try:
+        arr = np.asarray(obj)
+        if arr.dtype.kind in "biuf" and arr.size <= 10**6:
+            kind = "bool" if arr.dtype.kind == "b" else (
+                "int" if arr.dtype.kind in "iu" else "float")
+            data = arr.astype(float).tolist() if kind == "float" else arr.tolist()
+            return {"__array__": data, "shape": list(arr.shape), "kind": kind}
+    except Exception:  # noqa: BLE001 - anything the student returns is just data to us
+        pass
+    return {"__repr__": repr(obj)[:300]}
+
+
+def main():
+    workdir, first = sys.argv[1], int(sys.argv[2])
+    os.chdir(workdir)
+    with open("plan.json") as f:
+        plan = json.load(f)
+    for extra in plan["sys_path"]:
+        sys.path.append(extra)
+    sys.meta_path.insert(0, _Blocker(plan["blocked"]))
+    # The protocol goes to a private copy of stdout; the student's prints go to a file.
+    proto = os.dup(1)
+    sink = os.open("student-output.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)
+    import warnings
+
+    import numpy as np
+
+    warnings.simplefilter("ignore")
+    np.seterr(all="ignore")
+    cases = dict(np.load("cases.npz", allow_pickle=False))
+    os.makedirs("results", exist_ok=True)
+    namespace = {"__name__": "__main__"}
+    for index, step in enumerate(plan["steps"]):
+        if index < first and step["kind"] != "cell":
+            continue
+        if step["kind"] == "cell" and step.get("skip"):
+            continue
+        _emit(proto, f"start {index}")
+        started = time.perf_counter()
+        result = {"status": "ok"}
+        try:
+            if step["kind"] == "cell":
+                exec(compile(step["source"], f"<cell {step['name']}>", "exec"), namespace)
+            else:
+                result["outputs"] = [_call(namespace, case, cases, np) for case in step["cases"]]
+        except BaseException as exc:  # noqa: BLE001 - a student's error is a result
+            result = {"status": "error", "error": _one_line(exc)}
+            if step["kind"] != "cell":
+                result["traceback"] = traceback.format_exc(limit=-3)[-2000:]
+        result["seconds"] = time.perf_counter() - started
+        with open(os.path.join("results", f"{index}.json"), "w") as f:
+            json.dump(result, f)
+        _emit(proto, f"done {index}")
+    _emit(proto, "finished")
+
+
+def _one_line(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def _call(namespace, case, cases, np):
+    """One case: call the named function (or read a variable) and return plain data."""
+    name = case["name"]
+    if name not in namespace:
+        return {"error": f"NameError: {name} is not defined"}
+    if case.get("variable"):
+        return {"value": _plain(namespace[name], np)}
+    args = [cases[a["key"]] if "key" in a else a["literal"] for a in case["args"]]
+    kwargs = case.get("kwargs", {})
+    counts = {}
+    saved = {}
+    for counted in case.get("count", []):
+        if counted in namespace:
+            saved[counted] = namespace[counted]
+            counts[counted] = 0
+
+            def wrapper(*a, _name=counted, **k):
+                counts[_name] += 1
+                return saved[_name](*a, **k)
+
+            namespace[counted] = wrapper
+    try:
+        value = namespace[name](*args, **kwargs)
+        return {"value": _plain(value, np), "counts": dict(counts)}
+    except Exception as exc:  # noqa: BLE001
+        return {"error": _one_line(exc)}
+    finally:
+        namespace.update(saved)
+
+
+if __name__ == "__main__":
+    main()

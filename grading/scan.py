@@ -1,0 +1,133 @@
+"""Static scan of a student's code cells for ways to defeat the tests instead of passing them.
+
+Any check inside the student's kernel can be defeated (patched ``numpy.allclose``, a patched
+``numpy.testing``, an import hook, ``get_ipython().input_transformers_post`` blanking the test
+cells, frame tricks, ...). The grade follows the out-of-kernel re-check; this scan finds the
+attempts so the affected parts get no points and the submission goes to a human.
+
+`scan_cell` returns a list of findings (plain-English strings); an empty list means clean.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+#: Modules whose import alone means the code reaches into the interpreter or the kernel.
+SUSPICIOUS_MODULES = {
+    "builtins", "importlib", "ctypes", "gc", "inspect", "IPython", "ipykernel", "signal",
+    "atexit", "threading", "multiprocessing", "subprocess", "unittest", "pytest", "traceback",
+    "types", "code", "pdb", "runpy",
+}
+#: Calls that rewrite names or run generated code.
+SUSPICIOUS_CALLS = {
+    "setattr", "delattr", "exec", "eval", "compile", "__import__", "globals", "vars",
+    "get_ipython", "breakpoint",
+}
+#: Attribute names only needed to tamper with frames, modules or the import system.
+SUSPICIOUS_ATTRIBUTES = {
+    "f_back", "f_globals", "f_locals", "f_builtins", "tb_frame", "__globals__", "__code__",
+    "__builtins__", "__dict__", "__subclasses__", "__closure__", "_getframe", "settrace",
+    "setprofile", "meta_path", "path_hooks", "modules", "excepthook", "displayhook",
+    "input_transformers_post", "input_transformers_cleanup", "register_magic_function",
+    "events", "run_cell", "__class__", "__bases__", "__mro__",
+}
+SUSPICIOUS_NAMES = {"get_ipython", "__builtins__", "__import__", "__loader__", "__spec__"}
+
+MAGIC_LINE = re.compile(r"^\s*[%!]")
+
+
+def strip_magics(source: str) -> tuple[str, list[str]]:
+    """Replace IPython magic / shell lines (``%...``, ``!...``) by ``pass``; return them too."""
+    kept, magics = [], []
+    for line in source.splitlines():
+        if MAGIC_LINE.match(line):
+            magics.append(line.strip())
+            kept.append(line[: len(line) - len(line.lstrip())] + "pass  # magic removed")
+        else:
+            kept.append(line)
+    return "\n".join(kept), magics
+
+
+def _root_name(node):
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def imported_names(source: str) -> set[str]:
+    """Names a cell binds to imported modules (``np`` for ``import numpy as np``)."""
+    try:
+        tree = ast.parse(strip_magics(source)[0])
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> list[str]:
+    """Findings for one cell.
+
+    ``forbidden_packages``: packages the answer may not use at all (gmmlib in assignment 1);
+    ``known_modules``: names other cells of the notebook bind to modules (``np``).
+    """
+    code, magics = strip_magics(source)
+    findings = [f"IPython magic or shell command: {m[:80]}" for m in magics
+                if not re.match(r"^\s*%(matplotlib|timeit|time)\b", m)]
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return findings  # a syntax error is graded as what it is (the cell fails everywhere)
+    modules = set(known_modules) | {"np", "numpy", "sys", "os", "scipy"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""])
+            for name in names:
+                top = name.split(".")[0]
+                if top in forbidden_packages:
+                    findings.append(f"imports {name}: the answer must not use {top}")
+                elif top in SUSPICIOUS_MODULES:
+                    findings.append(f"imports {name}")
+            for alias in node.names:
+                modules.add((alias.asname or alias.name).split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+            targets = (node.targets if isinstance(node, ast.Assign | ast.Delete)
+                       else [node.target])
+            for target in targets:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Attribute | ast.Subscript):
+                        root = _root_name(sub)
+                        if root in modules:
+                            findings.append(
+                                f"line {node.lineno}: assigns to {ast.unparse(sub)[:60]} "
+                                "(changes a module other code relies on)")
+                            break
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            pass
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else (
+                func.attr if isinstance(func, ast.Attribute) else None)
+            if name in SUSPICIOUS_CALLS:
+                findings.append(f"line {node.lineno}: calls {name}()")
+        elif isinstance(node, ast.Attribute) and node.attr in SUSPICIOUS_ATTRIBUTES:
+            findings.append(f"line {node.lineno}: uses .{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in SUSPICIOUS_NAMES:
+            findings.append(f"line {node.lineno}: uses {node.id}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for package in forbidden_packages:
+                if package in node.value:
+                    findings.append(f"line {node.lineno}: names {package!r} in a string")
+    seen, unique = set(), []
+    for f in findings:
+        if f not in seen:
+            seen.add(f)
+            unique.append(f)
+    return unique

@@ -1,0 +1,263 @@
+"""Grade one student: autograde in their kernel, re-check outside it, combine, write feedback.
+
+`grade_student(job)` does the work; ``python -m grading.worker`` is the long-lived process the
+pipeline starts once per core: it reads one JSON job per line on stdin and answers
+``done <student>`` on stdout, so nbgrader is imported once per core, not once per student. Each
+student still gets fresh processes for everything that runs their code (an nbgrader kernel per
+notebook, sandboxes for the re-check), and a private copy of the gradebook (no SQLite locks).
+
+How a test cell's points are decided (the grade follows the re-check):
+- the answer cell it depends on (or any cell the student added) contains patching, or, in
+  assignment 1, gmmlib -> 0 and the submission is flagged;
+- the re-check outside the kernel fails -> 0 (with its message);
+- otherwise the kernel's score (nbgrader's), or, if the kernel never finished the notebook
+  (timeout, dead kernel), the re-check's points, and the submission is flagged for a look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import nbformat
+
+from grading.course import ASSIGNMENTS, configure, use_tool_env
+from grading.recheck import recheck_notebook
+
+
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def graded_cells(source_nb):
+    """[(grade_id, points, kind)] for every graded cell; kind "auto" (tests) or "manual"."""
+    out = []
+    for cell in source_nb.cells:
+        meta = _nbgrader(cell)
+        if meta.get("grade"):
+            kind = "manual" if meta.get("solution") else "auto"
+            out.append((meta["grade_id"], float(meta.get("points", 0)), kind))
+    return out
+
+
+def blank_answers(submitted_path, source_nb):
+    """grade_ids of manually graded answers the student left as the release's stub (or deleted)."""
+    from grading.course import CODE_STUB
+
+    manual = {gid for gid, _, kind in graded_cells(source_nb) if kind == "manual"}
+    try:
+        cells = nbformat.read(submitted_path, as_version=4).cells
+    except Exception:  # noqa: BLE001 - unreadable: every answer counts as missing
+        return sorted(manual)
+    answered = set()
+    for cell in cells:
+        gid = _nbgrader(cell).get("grade_id")
+        text = cell.source.strip()
+        if gid in manual and text and text not in ("YOUR ANSWER HERE", CODE_STUB):
+            answered.add(gid)
+    return sorted(manual - answered)
+
+
+def _autograde(api, assignment, student):
+    """Run nbgrader autograde; return (status, detail). status "ok" or a failure kind."""
+    result = api.autograde(assignment, student, force=True, create=True)
+    if result.get("success"):
+        return "ok", ""
+    text = (result.get("log") or "") + (result.get("error") or "")
+    if "CellTimeoutError" in text or "timed out" in text.lower():
+        return "kernel-timeout", "a cell ran past the time limit and ignored the interrupt"
+    if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:
+        return "kernel-died", "the kernel died while running the notebook"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return "autograde-error", (lines[-1][:300] if lines else "unknown autograde error")
+
+
+def _kernel_scores(root, assignment, student, notebook):
+    """{grade_id: score} from this student's gradebook, and {grade_id: one-line error}."""
+    from nbgrader.api import Gradebook
+
+    scores = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        nb = gb.find_submission_notebook(Path(notebook).stem, assignment, student)
+        for grade in nb.grades:
+            scores[grade.name] = grade.score
+    errors = {}
+    autograded = root / "autograded" / student / assignment / notebook
+    if autograded.exists():
+        for cell in nbformat.read(autograded, as_version=4).cells:
+            gid = _nbgrader(cell).get("grade_id")
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error" and gid:
+                    errors[gid] = f"{output.get('ename')}: {str(output.get('evalue'))[:300]}"
+                elif output.get("output_type") == "stream" and output.get("name") == "stderr":
+                    errors.setdefault(gid, "wrote to stderr: " + output.get("text", "")[:200])
+    return scores, errors
+
+
+def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
+    """Final points per graded cell: a list of dicts (see the module docstring for the rules)."""
+    findings = recheck.get("findings", {})
+    spec_depends = recheck.get("depends", {})
+    tainted_all = [name for name in findings if name.startswith("added cell")]
+    parts = []
+    for gid, points, kind in graded_cells(source_nb):
+        part = {"grade_id": gid, "max_points": points, "kind": kind,
+                "kernel_points": kernel_scores.get(gid), "recheck": None, "flagged": "",
+                "points": None, "message": ""}
+        if kind == "manual":
+            # An answer left as the release's stub gets 0; anything else waits for a human.
+            blank = gid in recheck.get("blank_answers", ())
+            part["points"] = 0.0 if blank else None
+            part["message"] = "no answer" if blank else "to be graded by hand"
+            parts.append(part)
+            continue
+        verdict = recheck["verdicts"].get(gid, {"passed": False, "status": "missing",
+                                                "message": "not re-checked"})
+        part["recheck"] = verdict["status"]
+        bad = [f"{name}: {'; '.join(findings[name])}" for name in
+               list(spec_depends.get(gid, ())) + tainted_all if name in findings]
+        if bad:
+            part["points"], part["flagged"] = 0.0, " | ".join(bad)[:500]
+            part["message"] = "no points: the code changes the tests' tools or uses the reference"
+        elif not verdict["passed"]:
+            part["points"], part["message"] = 0.0, verdict["message"] or verdict["status"]
+        elif kernel_status != "ok" or kernel_scores.get(gid) is None:
+            part["points"] = points
+            part["message"] = "scored by the re-check (the notebook did not finish in the kernel)"
+        else:
+            part["points"] = min(float(kernel_scores[gid]), points)
+            if part["points"] < points:
+                part["message"] = "failed in the notebook: " + kernel_errors.get(gid, "(no output)")
+        parts.append(part)
+    return parts
+
+
+def grade_notebook(api, job, assignment):
+    """Grade one (student, assignment); return its result dict."""
+    student, root = job["student"], Path(job["root"])
+    notebook = ASSIGNMENTS[assignment]
+    course = Path(job["course"])
+    source_path = course / "solutions" / assignment / notebook
+    source_nb = nbformat.read(source_path, as_version=4)
+    submitted = root / "submitted" / student / assignment / notebook
+    result = {"student": student, "assignment": assignment, "flags": [], "parts": []}
+    if not submitted.exists():
+        result["status"] = "missing"
+        result["flags"].append("no notebook submitted")
+        result["parts"] = [{"grade_id": g, "max_points": p, "kind": k, "points": 0.0,
+                            "kernel_points": None, "recheck": None, "flagged": "",
+                            "message": "not submitted"} for g, p, k in graded_cells(source_nb)]
+        return result
+    started = time.perf_counter()
+    kernel_status, detail = _autograde(api, assignment, student)
+    kernel_seconds = time.perf_counter() - started
+    scores, errors = {}, {}
+    if kernel_status == "ok":
+        scores, errors = _kernel_scores(root, assignment, student, notebook)
+    else:
+        result["flags"].append(f"{kernel_status}: {detail}")
+    started = time.perf_counter()
+    recheck = recheck_notebook(submitted, source_path, assignment,
+                               root / "recheck" / assignment, job.get("step_timeout", 8.0))
+    recheck_seconds = time.perf_counter() - started
+    from grading.checks import spec
+
+    recheck["depends"] = {c.grade_id: c.depends for c in spec(assignment).checks}
+    recheck["blank_answers"] = blank_answers(submitted, source_nb)
+    if not recheck.get("readable", True):
+        result["flags"].append(recheck["error"])
+    for name, found in recheck.get("findings", {}).items():
+        result["flags"].append(f"flagged {name}: {'; '.join(found)}"[:400])
+    for gid, verdict in recheck["verdicts"].items():
+        if verdict["status"] in ("timeout", "crashed"):
+            result["flags"].append(f"re-check {verdict['status']} in {gid}")
+        elif "MemoryError" in (verdict.get("message") or ""):
+            result["flags"].append(f"re-check hit the memory limit in {gid}")
+    for name, problem in recheck.get("cell_problems", {}).items():
+        if problem.startswith(("timeout", "crashed")):
+            result["flags"].append(f"cell {name} {problem}"[:300])
+    result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
+    result["status"] = ("flagged" if recheck.get("findings") else kernel_status)
+    result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
+    from grading.feedback import write_feedback
+
+    autograded = root / "autograded" / student / assignment / notebook
+    feedback_nb = autograded if (kernel_status == "ok" and autograded.exists()) else submitted
+    out = Path(job["feedback"]) / student / assignment / (Path(notebook).stem + ".html")
+    withheld = write_feedback(feedback_nb, source_nb, result, out, course_secret(course))
+    if withheld:
+        result["status"] = "flagged"
+        result["flags"].append("output quoting the hidden tests was withheld from the feedback "
+                               f"(cells: {', '.join(sorted(set(withheld)))})")
+    result["feedback"] = str(out)
+    return result
+
+
+_SECRET = {}
+
+
+def course_secret(course: Path) -> set:
+    """Hidden-test lines of every assignment in the course (kept out of all feedback)."""
+    if course not in _SECRET:
+        from grading.feedback import hidden_lines
+
+        _SECRET[course] = hidden_lines(*(
+            nbformat.read(course / "solutions" / a / nb, as_version=4)
+            for a, nb in ASSIGNMENTS.items()))
+    return _SECRET[course]
+
+
+def make_api(root: Path):
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    config = Config()
+    configure(config)
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    config.Autograde.create_student = True
+    return NbGraderAPI(config=config)
+
+
+def grade_student(job) -> dict:
+    """Grade every assignment of one student; write and return ``result.json``'s content."""
+    root = Path(job["root"])
+    course = Path(job["course"])
+    shutil.copyfile(course / "gradebook.db", root / "gradebook.db")
+    if not (root / "solutions").exists():
+        os.symlink(course / "solutions", root / "solutions")
+    api = make_api(root)
+    results = []
+    for assignment in job["assignments"]:
+        try:
+            results.append(grade_notebook(api, job, assignment))
+        except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
+            results.append({"student": job["student"], "assignment": assignment,
+                            "status": "grader-error", "parts": [],
+                            "flags": ["grader error: " + traceback.format_exc(limit=3)[-600:]]})
+    (root / "result.json").write_text(json.dumps(results, indent=1))
+    return {"student": job["student"], "results": results}
+
+
+def main():
+    use_tool_env()
+    import nbgrader.apps  # noqa: F401 - import once, before the first job
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        try:
+            grade_student(job)
+        except Exception:  # noqa: BLE001
+            Path(job["root"], "worker-error.txt").write_text(traceback.format_exc())
+        print(f"done {job['student']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

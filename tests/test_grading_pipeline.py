@@ -1,0 +1,263 @@
+"""The instructor's pipeline end to end on the fixture submissions (tests/fixtures/).
+
+One session-scoped run grades every fixture student (reference, valid variants, bugs, hostile
+submissions) with `grading.pipeline.grade_folder`, in parallel, exactly as `gmm-grade` does;
+the tests then read what an instructor reads: grades.csv, parts.csv, needs_review.csv,
+failures.txt and the feedback HTML.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import importlib.util
+import io
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grading.course import ASSIGNMENTS, SOLUTIONS
+from grading.pipeline import grade_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "make_submissions.py"
+
+EM_PARTS = {  # grade_id suffix -> points
+    "e_step_tests": 3, "e_step_stability": 1, "m_step_weights": 1, "m_step_means": 1,
+    "m_step_covariances": 2, "log_likelihood_tests": 2, "log_likelihood_stability": 1,
+    "fit_em_tests": 2, "fit_em_monotone": 1,
+}
+BREAK_PARTS = {"collapsed_tests": 2, "run_em_tests": 3, "collapse_seed_tests": 1, "fix_tests": 2}
+E_STEP = {"e_step_tests", "e_step_stability", "fit_em_tests", "fit_em_monotone"}
+FIT = {"fit_em_tests", "fit_em_monotone"}
+
+# student -> (em_by_hand parts that must score 0, break_it parts that must score 0,
+#             em_by_hand total, break_it total). Every other part must get full points.
+EXPECTED = {
+    "reference": (set(), set(), 14, 8),
+    "valid_loops": (set(), set(), 14, 8),
+    "valid_einsum": (set(), set(), 14, 8),
+    "valid_scipy": (set(), set(), 14, 8),
+    "valid_with_warnings": (set(), set(), 14, 8),
+    "bug_no_normalise": (E_STEP, set(), 7, 8),
+    "bug_ignores_weights": (E_STEP, set(), 7, 8),
+    "bug_transposed_resp": (E_STEP, set(), 7, 8),
+    "bug_missing_logdet": (E_STEP, set(), 7, 8),
+    "bug_naive_exp": ({"e_step_stability"}, set(), 13, 8),
+    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances", "fit_em_tests"}, set(),
+                              9, 8),
+    "bug_not_centred": ({"m_step_covariances", "fit_em_tests"}, set(), 10, 8),
+    "bug_cov_divide_by_n": ({"m_step_covariances"} | FIT, set(), 9, 8),
+    "bug_weights_unnormalised": ({"m_step_weights", "fit_em_tests"}, set(), 11, 8),
+    "bug_mean_loglik": ({"log_likelihood_tests", "log_likelihood_stability", "fit_em_tests"},
+                        set(), 9, 8),
+    "bug_naive_loglik": ({"log_likelihood_stability"}, set(), 13, 8),
+    "bug_history_without_start": (FIT, set(), 11, 8),
+    "bug_collapse_largest_eigenvalue": (set(), {"collapsed_tests", "run_em_tests"}, 14, 3),
+    "bug_keeps_collapsed_params": (set(), {"run_em_tests"}, 14, 5),
+    "hostile_calls_gmmlib": (set(EM_PARTS) - {"log_likelihood_tests", "log_likelihood_stability"},
+                             set(), 3, 8),
+    "hostile_patches_numpy": (E_STEP, set(), 7, 8),
+    "hostile_patches_builtins": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
+    "hostile_reads_gradebook": (set(), set(), 14, 8),
+    "hostile_infinite_loop": (E_STEP, set(), 7, 8),
+    "hostile_os_exit": ({"m_step_weights", "m_step_means", "m_step_covariances"} | FIT, set(),
+                        7, 8),
+    "hostile_huge_allocation": ({"log_likelihood_tests", "log_likelihood_stability"} | FIT,
+                                set(), 8, 8),
+    "hostile_syntax_error": (E_STEP, set(), 7, 8),
+    "only_first_assignment": (set(), set(BREAK_PARTS), 14, 0),
+    "blank": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
+}
+# (student, assignment) -> status; every other submission must be "ok" with no review needed.
+STATUS = {
+    ("hostile_calls_gmmlib", "em_by_hand"): "flagged",
+    ("hostile_patches_numpy", "em_by_hand"): "flagged",
+    ("hostile_patches_builtins", "em_by_hand"): "flagged",
+    ("hostile_patches_builtins", "break_it"): "flagged",
+    ("hostile_reads_gradebook", "em_by_hand"): "flagged",  # its print is withheld
+    ("hostile_reads_gradebook", "break_it"): "flagged",
+    ("hostile_infinite_loop", "em_by_hand"): "kernel-timeout",
+    ("hostile_os_exit", "em_by_hand"): "kernel-died",
+    ("hostile_huge_allocation", "em_by_hand"): "ok",      # scored, but on the review list
+    ("only_first_assignment", "break_it"): "missing",
+}
+
+
+def _load_fixtures():
+    spec = importlib.util.spec_from_file_location("make_submissions", FIXTURES)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """Grade every fixture student once: (output folder, progress text, wall seconds)."""
+    tmp = tmp_path_factory.mktemp("grading")
+    students = _load_fixtures().write_all(tmp / "submissions")
+    assert set(students) == set(EXPECTED), "fixture students and EXPECTED disagree"
+    progress = io.StringIO()
+    started = time.perf_counter()
+    grade_folder(tmp / "submissions", tmp / "out", progress=progress)
+    return tmp / "out", progress.getvalue(), time.perf_counter() - started
+
+
+@pytest.fixture(scope="session")
+def grades(graded):
+    with open(graded[0] / "grades.csv") as f:
+        return {(r["student_id"], r["assignment"]): r for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="session")
+def parts(graded):
+    with open(graded[0] / "parts.csv") as f:
+        return {(r["student_id"], r["assignment"], r["grade_id"]): r for r in csv.DictReader(f)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_scores_are_exactly_the_expected_ones(grades, student):
+    lost_em, lost_break, total_em, total_break = EXPECTED[student]
+    for assignment, table, lost, total in [("em_by_hand", EM_PARTS, lost_em, total_em),
+                                           ("break_it", BREAK_PARTS, lost_break, total_break)]:
+        row = grades[(student, assignment)]
+        for part, points in table.items():
+            want = 0 if part in lost else points
+            got = row[f"{assignment}_{part}"]
+            assert got == f"{want:g}", (
+                f"{student}, {assignment}_{part}: scored {got}, expected {want} "
+                f"({'a part this submission must lose' if part in lost else 'full points'})")
+        assert row["autograded"] == f"{total:g}", (
+            f"{student}, {assignment}: autograded total {row['autograded']}, expected {total}")
+        assert row["autograded_max"] == f"{sum(table.values()):g}"
+
+
+@pytest.mark.slow
+def test_status_and_review_list(graded, grades):
+    out = graded[0]
+    with open(out / "needs_review.csv") as f:
+        review = {(r["student_id"], r["assignment"]) for r in csv.DictReader(f)}
+    for (student, assignment), row in grades.items():
+        want = STATUS.get((student, assignment), "ok")
+        assert row["status"] == want, (
+            f"{student}/{assignment}: status {row['status']}, expected {want}")
+        needs = (student, assignment) in STATUS
+        assert (row["needs_review"] == "yes") == needs, (
+            f"{student}/{assignment}: needs_review={row['needs_review']}, expected "
+            f"{'yes' if needs else 'no'}")
+        assert ((student, assignment) in review) == needs, (
+            f"{student}/{assignment} {'missing from' if needs else 'wrongly on'} needs_review.csv")
+
+
+@pytest.mark.slow
+def test_manual_parts_wait_for_a_human(grades):
+    assert grades[("reference", "em_by_hand")]["manual"] == "pending"
+    assert grades[("reference", "break_it")]["manual"] == "pending"
+    assert grades[("blank", "em_by_hand")]["manual"] == "0", "an unchanged written answer scores 0"
+    assert grades[("reference", "em_by_hand")]["manual_max"] == "2"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", ["hostile_patches_numpy", "hostile_patches_builtins",
+                                     "hostile_calls_gmmlib"])
+def test_fooling_the_kernel_earns_nothing(parts, student):
+    """The kernel was fooled (nbgrader gave the points); the re-check took them back."""
+    row = parts[(student, "em_by_hand", "em_by_hand_e_step_tests")]
+    assert row["kernel_points"] == "3", f"{student}: the kernel was expected to be fooled: {row}"
+    assert row["points"] == "0", f"{student}: e_step_tests kept {row['points']} points"
+    assert row["flagged"], f"{student}: the patching was not reported"
+
+
+@pytest.mark.slow
+def test_failures_teach(parts):
+    cases = {
+        ("bug_no_normalise", "em_by_hand_e_step_tests"): "responsibilities of row 0 sum to",
+        ("bug_transposed_resp", "em_by_hand_e_step_tests"): "expected (3, 2) = (N, K)",
+        ("bug_naive_exp", "em_by_hand_e_step_stability"): "log-sum-exp",
+        ("bug_weights_unnormalised", "em_by_hand_m_step_weights"): "weights sum to 3, expected 1",
+        ("bug_mean_loglik", "em_by_hand_log_likelihood_tests"): "the total over points",
+        ("bug_history_without_start", "em_by_hand_fit_em_tests"): "expected 4",
+        ("hostile_infinite_loop", "em_by_hand_e_step_tests"): "of CPU time (killed)",
+        ("hostile_os_exit", "em_by_hand_m_step_weights"): "exit code 3",
+        ("hostile_huge_allocation", "em_by_hand_log_likelihood_tests"): "MemoryError",
+        ("hostile_syntax_error", "em_by_hand_e_step_tests"): "e_step is not defined",
+        ("bug_keeps_collapsed_params", "break_it_run_em_tests"): "last accepted parameters",
+    }
+    for (student, gid), needle in cases.items():
+        assignment = "em_by_hand" if gid.startswith("em_by_hand") else "break_it"
+        message = parts[(student, assignment, gid)]["message"]
+        assert needle in message, f"{student} {gid}: message {message!r} lacks {needle!r}"
+
+
+def _hidden_lines():
+    """Distinctive lines of the hidden-test blocks (not also visible in any source cell)."""
+    cells = [c for a, name in ASSIGNMENTS.items()
+             for c in nbformat.read(SOLUTIONS / a / name, as_version=4).cells]
+    pattern = r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS"
+    visible = " ".join(" ".join(re.sub(pattern, "", c.source, flags=re.S).split()) for c in cells)
+    lines = set()
+    for block in re.findall(pattern, "\n".join(c.source for c in cells), flags=re.S):
+        for line in block.splitlines():
+            line = " ".join(line.split())
+            if len(line) >= 20 and line not in visible:
+                lines.add(line)
+    assert len(lines) > 50, "expected many distinctive hidden-test lines"
+    return lines
+
+
+def _text(page: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+@pytest.mark.slow
+def test_feedback_never_shows_hidden_tests(graded, grades):
+    hidden = _hidden_lines()  # every assignment's, on every page: a gradebook holds them all
+    feedback = graded[0] / "feedback"
+    pages = sorted(feedback.rglob("*.html"))
+    submitted = {k for k, r in grades.items() if r["status"] != "missing"}
+    assert len(pages) == len(submitted), (
+        f"{len(pages)} feedback pages for {len(submitted)} submissions")
+    for page in pages:
+        raw = page.read_text()
+        text = _text(raw)
+        flat = " ".join(raw.split())
+        leaked = [line for line in hidden if line in text or line in flat]
+        assert not leaked, f"{page.relative_to(feedback)} shows hidden-test code: {leaked[:3]}"
+        assert "BEGIN HIDDEN TESTS" not in raw
+        assert "Autograded:" in text and "hidden tests run here" in text
+
+
+@pytest.mark.slow
+def test_output_quoting_the_gradebook_is_withheld(graded):
+    page = (graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html").read_text()
+    assert "output withheld" in page, "the cell that printed the gradebook was not caught"
+
+
+@pytest.mark.slow
+def test_feedback_reports_the_final_points(graded):
+    page = _text((graded[0] / "feedback/hostile_patches_numpy/em_by_hand/em_by_hand.html")
+                 .read_text())
+    assert "Autograded: 7 / 14" in page
+    assert "em_by_hand_e_step_tests: 0 / 3" in page
+    timeout = _text((graded[0] / "feedback/hostile_infinite_loop/em_by_hand/em_by_hand.html")
+                    .read_text())
+    assert "Autograded: 7 / 14" in timeout and "instructor will look" in timeout
+
+
+@pytest.mark.slow
+def test_summary_progress_and_secrecy(graded):
+    out, progress, seconds = graded
+    n = len(EXPECTED)
+    assert re.search(rf"\[\s*{n}/{n}\] \d+:\d\d elapsed", progress), progress[-2000:]
+    assert "needs a human look" in progress
+    failures = (out / "failures.txt").read_text()
+    losers = sum("e_step_tests" in lost_em for lost_em, *_ in EXPECTED.values())
+    assert f"em_by_hand_e_step_tests: {losers} submission(s) lost points" in failures, failures
+    # The gradebook (it holds the hidden tests) lives in the output folder, never in the release.
+    assert (out / "course" / "gradebook.db").exists()
+    assert not list((ROOT / "exercises").rglob("*.db"))
+    assert seconds < 420, f"grading {n} fixture students took {seconds:.0f} s"

@@ -1,0 +1,158 @@
+"""Fast tests of the grading pieces: the scan, the sandboxed re-check, the feedback redaction."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS
+from grading.feedback import redact, render_html
+from grading.recheck import recheck_notebook
+from grading.scan import scan_cell
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fixtures():
+    spec = importlib.util.spec_from_file_location(
+        "make_submissions", ROOT / "tests" / "fixtures" / "make_submissions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+FIX = _fixtures()
+
+
+@pytest.mark.parametrize("code, needle", [
+    ("np.allclose = lambda *a, **k: True", "assigns to np.allclose"),
+    ("import numpy.testing as nt\nnt.assert_allclose = print", "assigns to nt.assert_allclose"),
+    ("import builtins\nbuiltins.abs = abs", "imports builtins"),
+    ("get_ipython().input_transformers_post.append(lambda lines: [])", "get_ipython"),
+    ("import sys\nsys.modules['numpy'] = None", "assigns to sys.modules"),
+    ("import sys\nf = sys._getframe(1)", "_getframe"),
+    ("setattr(np, 'isclose', None)", "calls setattr"),
+    ("from gmmlib.em import e_step", "must not use gmmlib"),
+    ("m = __import__('gmm' + 'lib')", "__import__"),
+    ("import importlib\nimportlib.import_module('x')", "imports importlib"),
+    ("import signal\nsignal.signal(2, signal.SIG_IGN)", "imports signal"),
+])
+def test_scan_finds_patching(code, needle):
+    findings = scan_cell(code, forbidden_packages=("gmmlib", "sklearn"))
+    assert any(needle in f for f in findings), f"scan of {code!r} found {findings}"
+
+
+def test_scan_accepts_every_honest_answer():
+    """No false alarms on the reference or the valid and buggy-but-honest fixtures."""
+    honest = [FIX.LOOPS, FIX.EINSUM, FIX.SCIPY] + [answers for _, answers in FIX.BUGS.values()]
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    honest.append({c.metadata["nbgrader"]["grade_id"]: FIX.solution_text(c.source)
+                   for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")
+                   and c.cell_type == "code"})
+    for answers in honest:
+        for gid, code in answers.items():
+            assert scan_cell(code, ("gmmlib", "sklearn")) == [], f"false alarm in {gid}"
+
+
+def test_recheck_gives_the_reference_every_part(tmp_path):
+    nb = FIX.build_notebook("em_by_hand", {})
+    path = tmp_path / "em_by_hand.ipynb"
+    nbformat.write(nb, path)
+    result = recheck_notebook(path, SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", "em_by_hand",
+                              tmp_path / "work")
+    failed = {k: v["message"] for k, v in result["verdicts"].items() if not v["passed"]}
+    assert failed == {}, failed
+    assert result["findings"] == {}
+
+
+def test_recheck_fails_every_stub_with_its_reason(tmp_path):
+    path = EXERCISES / "break_it" / "break_it.ipynb"
+    result = recheck_notebook(path, SOLUTIONS / "break_it" / "break_it.ipynb", "break_it",
+                              tmp_path)
+    for gid, verdict in result["verdicts"].items():
+        assert not verdict["passed"], f"{gid} passed on the release stub"
+        assert "NotImplementedError" in verdict["message"] or "collapse_seed" in verdict["message"]
+
+
+def test_sandbox_refuses_gmmlib_in_the_from_scratch_assignment(tmp_path):
+    _, answers = FIX.HOSTILE["hostile_calls_gmmlib"]
+    path = tmp_path / "em_by_hand.ipynb"
+    nbformat.write(FIX.build_notebook("em_by_hand", answers), path)
+    result = recheck_notebook(path, SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", "em_by_hand",
+                              tmp_path / "work")
+    assert "not available while your work is graded" in result["cell_problems"][
+        "em_by_hand_e_step"]
+    assert not result["verdicts"]["em_by_hand_e_step_tests"]["passed"]
+    assert result["verdicts"]["em_by_hand_log_likelihood_tests"]["passed"]
+
+
+def test_redacted_feedback_keeps_visible_tests_and_drops_hidden_ones():
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    result = {"student": "s", "assignment": "em_by_hand", "flags": [], "parts": [
+        {"grade_id": "em_by_hand_e_step_tests", "kind": "auto", "points": 0.0,
+         "max_points": 3.0, "message": "responsibilities of row 3 sum to 0.5, expected 1"}]}
+    page = render_html(redact(source, source, result), "t")
+    assert "import gmmlib.em as _reference" not in page
+    assert "hidden tests run here" in page
+    assert "assert resp.shape == (3, 2)" in page                 # a visible test stays
+    assert "responsibilities of row 3 sum to 0.5" in page
+    assert "<script" not in page
+
+
+def test_release_notebook_names_match_the_course():
+    for assignment, notebook in ASSIGNMENTS.items():
+        assert (EXERCISES / assignment / notebook).exists()
+        assert (SOLUTIONS / assignment / notebook).exists()
+
+
+def test_collect_accepts_both_layouts_and_reports_problems(tmp_path):
+    from grading.pipeline import collect
+
+    subs = tmp_path / "subs"
+    nb = FIX.build_notebook("em_by_hand", {})
+    for path in [subs / "alice" / "em_by_hand" / "em_by_hand.ipynb",   # nbgrader's layout
+                 subs / "bob" / "em_by_hand.ipynb",                      # notebooks directly
+                 subs / "carol" / "em_by_hand" / "my copy.ipynb",        # one renamed notebook
+                 subs / "dave" / "em_by_hand" / "a.ipynb", subs / "dave" / "em_by_hand" / "b.ipynb",
+                 subs / "bad name!" / "em_by_hand.ipynb"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+    students, problems = collect(subs, tmp_path / "work")
+    assert sorted(students) == ["alice", "bob", "carol", "dave"]
+    for student in ["alice", "bob", "carol"]:
+        assert students[student]["em_by_hand"] is not None, student
+        assert (tmp_path / "work" / student / "submitted" / student / "em_by_hand"
+                / "em_by_hand.ipynb").exists()
+        assert students[student]["break_it"] is None
+    assert students["dave"]["em_by_hand"] is None
+    reasons = {(s, a): r for s, a, r in problems}
+    assert "several notebooks" in reasons[("dave", "em_by_hand")]
+    assert "not a usable student id" in reasons[("bad name!", "")]
+
+
+def test_cli_rejects_a_missing_folder(tmp_path, capsys):
+    from grading.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_output_quoting_hidden_tests_is_withheld():
+    """A cell that printed the gradebook (or the source) cannot carry hidden tests out."""
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    hidden = next(c.source for c in source.cells if "BEGIN HIDDEN TESTS" in c.source)
+    nb = nbformat.read(EXERCISES / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    spy = nbformat.v4.new_code_cell("print(open('../../../gradebook.db').read())")
+    spy.outputs = [nbformat.v4.new_output("stream", name="stdout", text=hidden)]
+    nb.cells.insert(2, spy)
+    result = {"student": "s", "assignment": "em_by_hand", "flags": [], "parts": []}
+    withheld = []
+    page = render_html(redact(nb, source, result, withheld), "t")
+    assert withheld, "the leaking output was not noticed"
+    assert "output withheld" in page
+    assert "_reference.e_step(X, weights, means, covariances)" not in page
