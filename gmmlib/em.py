@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gmmlib._blocks import for_each_block, sum_over_blocks
+from gmmlib._blocks import for_each_block, scratch, sum_over_blocks
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -62,7 +62,8 @@ def _centred_rows(X: np.ndarray, rows: slice, centre: np.ndarray) -> np.ndarray:
     The leading row of ones lets one matrix product apply a linear map and a shift together.
     """
     D = X.shape[1]
-    out = np.ones((D + 1, rows.stop - rows.start))
+    out = scratch("centred rows", (D + 1, rows.stop - rows.start))
+    out[0] = 1.0
     np.subtract(X[rows].T, centre[:, None], out=out[1:])
     return out
 
@@ -198,11 +199,13 @@ def _log_density_kernel(X, means, prec_chol, covariance_type):
         A_long = A[h:].reshape((D - h) * K, D + 1)
 
         def log_density(rows: slice) -> np.ndarray:
+            n = rows.stop - rows.start
             xc = _centred_rows(X, rows, centre)
-            Y = (A_long @ xc).reshape(D - h, K, -1)
+            Y = np.matmul(A_long, xc, out=scratch("Y", ((D - h) * K, n))).reshape(D - h, K, n)
             maha = np.einsum("dkn,dkn->kn", Y, Y)
             if h:
-                Y = (A_short @ xc[: h + 1]).reshape(h, K, -1)
+                Y = np.matmul(A_short, xc[: h + 1], out=scratch("Y short", (h * K, n)))
+                Y = Y.reshape(h, K, n)
                 maha += np.einsum("dkn,dkn->kn", Y, Y)
             maha *= -0.5
             maha += log_norm
@@ -336,14 +339,19 @@ def _weighted_scatters(X: np.ndarray, resp_t: np.ndarray, means: np.ndarray) -> 
     h = _triangle_split(D)
 
     def work(rows, acc):
+        n = rows.stop - rows.start
         xc = _centred_rows(X, rows, centre)
         # L[d, k] = gamma_k * (x_d - mu_kd), (D, K, n); times [1; x - c] gives v_k and S_k at
         # once. S_k is symmetric: rows d < h need only its first h columns.
-        L = xc[1:, None, :] - mu.T[:, :, None]
+        L = np.subtract(xc[1:, None, :], mu.T[:, :, None], out=scratch("L", (D, K, n)))
         L *= resp_t[None, :, rows]
-        acc[h:] += (L[h:].reshape((D - h) * K, -1) @ xc.T).reshape(D - h, K, D + 1)
+        long = L[h:].reshape((D - h) * K, n)
+        product = np.matmul(long, xc.T, out=scratch("S long", ((D - h) * K, D + 1)))
+        acc[h:] += product.reshape(D - h, K, D + 1)
         if h:
-            acc[:h, :, : h + 1] += (L[:h].reshape(h * K, -1) @ xc[: h + 1].T).reshape(h, K, h + 1)
+            short = L[:h].reshape(h * K, n)
+            product = np.matmul(short, xc[: h + 1].T, out=scratch("S short", (h * K, h + 1)))
+            acc[:h, :, : h + 1] += product.reshape(h, K, h + 1)
 
     # Blocks twice the E-step's: the product's inner dimension is the block length, and longer
     # products keep BLAS efficient (measured: 7-8% faster at D = 16 and 64).

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gmmlib._blocks import parallel_section
 from gmmlib.diagnostics import (
     CollapseError,
     CollapseReport,
@@ -293,6 +294,10 @@ class GaussianMixture:
 
     def fit(self, X, y=None) -> GaussianMixture:
         """Fit by EM (``n_init`` starts, best log-posterior kept); returns self."""
+        with parallel_section():
+            return self._fit(X)
+
+    def _fit(self, X) -> GaussianMixture:
         X, prior, threshold = self._prepare(X)
         rng = np.random.default_rng(self.random_state)
         best = None

@@ -96,7 +96,7 @@ def test_config_keeps_the_book_offline_and_cached():
 def test_vendor_script_is_idempotent_and_fast():
     """`make setup` runs scripts/vendor-mathjax.sh each time: with MathJax there it is a no-op."""
     if not (BOOK / "_extra" / "mathjax" / ".version").is_file():
-        pytest.skip("MathJax not vendored yet (make setup)")
+        pytest.fail("MathJax is not vendored: run `make setup` (scripts/vendor-mathjax.sh)")
     before = sorted(p.stat().st_mtime_ns for p in (BOOK / "_extra" / "mathjax").rglob("*"))
     start = time.perf_counter()
     subprocess.run(["bash", str(ROOT / "scripts" / "vendor-mathjax.sh")], check=True, timeout=60)
