@@ -92,8 +92,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small rows (a smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--row", type=int, action="append", help="only these rows (0-based)")
     args = parser.parse_args(argv)
     rows = QUICK_ROWS if args.quick else ROWS
+    if args.row:
+        rows = [rows[i] for i in args.row]
     warnings.simplefilter("ignore")  # both warn that tol=0 did not converge: intended
 
     import sklearn

@@ -47,6 +47,8 @@ COVARIANCE_SHAPES = {
     "spherical": "(K,)",
 }
 
+# ln gamma below which a responsibility is flushed to 0 (exp(-576) / K < 1e-250).
+_LOG_FLUSH = -576.0
 # Added to N_k so an empty component does not divide by zero (as scikit-learn does).
 _NK_EPS = 10 * np.finfo(np.float64).eps
 
@@ -249,7 +251,10 @@ def responsibilities(
 
     Bayes' rule in log space, block by block: ln p(x_i) = logsumexp_k(ln pi_k + ln N(x_i | k)),
     gamma_ik = exp(ln pi_k + ln N(x_i | k) - ln p(x_i)). The largest term of each sum is
-    exp(0) = 1, so nothing overflows or underflows to 0/0. ``resp`` is a transposed view of a
+    exp(0) = 1, so nothing overflows or underflows to 0/0. Responsibilities below about
+    1e-250 are set to exactly 0: no double-precision sum can see them, and the subnormal numbers
+    (< 2.2e-308) they and their products would produce slow the processor's arithmetic down
+    ~50x (measured: a whole M-step 1.5x slower). ``resp`` is a transposed view of a
     component-major (K, N) array; the M-step reads it in that layout.
     """
     K, N = len(means), len(X)
@@ -264,6 +269,7 @@ def responsibilities(
         top = log_joint.max(axis=0)
         top[~np.isfinite(top)] = 0.0
         log_joint -= top
+        log_joint[log_joint < _LOG_FLUSH] = -np.inf
         np.exp(log_joint, out=log_joint)
         total = log_joint.sum(axis=0)
         np.divide(log_joint, total, out=resp_t[:, rows])

@@ -214,3 +214,14 @@ def test_log_likelihood_never_decreases(seed, K, D, covariance_type):
     assert np.all(np.isfinite(ll))
     drops = np.diff(ll)
     assert np.all(drops >= -1e-9 * np.maximum(1.0, np.abs(ll[1:]))), f"ll went down: {ll}"
+
+
+def test_tiny_responsibilities_are_flushed_to_zero_not_subnormal():
+    """gamma below ~1e-250 is exactly 0 (no sum can see it; subnormals would slow EM down)."""
+    means = np.array([[0.0], [30.0], [60.0]])
+    cov = np.full((3, 1, 1), 1.0)
+    X = np.linspace(-5, 65, 141)[:, None]
+    resp = e_step(X, np.full(3, 1 / 3), means, cov)
+    assert not np.any((resp > 0) & (resp < 1e-250))
+    assert np.any(resp == 0)  # the far components of the end points
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-14)
