@@ -44,9 +44,9 @@ def make_problem(N: int, D: int, K: int, seed: int = 0):
 def fit_gmmlib(X, weights, means, covariances, n_iter):
     from gmmlib import GaussianMixture
 
-    gm = GaussianMixture(
+    gm = GaussianMixture(  # on_collapse="continue": go on like scikit-learn (same work)
         len(weights), tol=0.0, max_iter=n_iter, reg_covar=1e-6, weights_init=weights,
-        means_init=means, covariances_init=covariances,
+        means_init=means, covariances_init=covariances, on_collapse="continue",
     )
     gm.fit(X)
     return gm.score(X)
