@@ -341,7 +341,6 @@ def _weighted_scatters(X: np.ndarray, resp_t: np.ndarray, means: np.ndarray) -> 
     K = len(means)
     centre = _centre(X)
     mu = means - centre
-
     h = _triangle_split(D)
 
     def work(rows, acc):
@@ -391,8 +390,9 @@ def m_step(
     Returns ``(weights, means, covariances)`` with covariances shaped for ``covariance_type``.
     """
     X = np.asarray(X, dtype=np.float64)
-    resp_t = np.ascontiguousarray(np.asarray(resp, dtype=np.float64).T)  # (K, N), no copy
-    N, D = X.shape                                                        # if from e_step
+    # Component-major (K, N); no copy when resp comes from `responsibilities`.
+    resp_t = np.ascontiguousarray(np.asarray(resp, dtype=np.float64).T)
+    N, D = X.shape
     nk = resp_t.sum(axis=1) + _NK_EPS
     weights = nk / N
     means = (resp_t @ X) / nk[:, None]
@@ -402,13 +402,11 @@ def m_step(
         scatter = _weighted_scatters(X, resp_t, means)
         if prior is not None:
             covariances = prior.map_covariances(scatter, nk)
-            covariances[:, np.arange(D), np.arange(D)] += reg_covar
         elif covariance_type == "full":
             covariances = scatter / nk[:, None, None]
-            covariances[:, np.arange(D), np.arange(D)] += reg_covar
         else:
             covariances = scatter.sum(axis=0) / N
-            covariances.flat[:: D + 1] += reg_covar
+        covariances += reg_covar * np.eye(D)
     elif covariance_type in ("diag", "spherical"):
         # E[x^2] - mu^2 per dimension, with x shifted by the data mean to avoid cancellation.
         centre = _centre(X)
