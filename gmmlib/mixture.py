@@ -31,7 +31,6 @@ from gmmlib.diagnostics import (
 from gmmlib.em import (
     COVARIANCE_TYPES,
     SingularCovarianceError,
-    estimate_log_resp,
     m_step,
     precision_cholesky,
     responsibilities,
@@ -232,6 +231,7 @@ class GaussianMixture:
         ct, reg = self.covariance_type, self.reg_covar
         N = len(X)
         prec_chol = precision_cholesky(covariances, ct)
+        lam = min_eigenvalues(covariances, ct)  # of the current parameters
         outcome.update(stop=None, n_iter=0, collapse=None)
         previous = None
         for t in range(1, self.max_iter + 2):
@@ -245,7 +245,7 @@ class GaussianMixture:
             elif t > self.max_iter:
                 outcome["stop"] = "max_iter"
             yield Step("E", t, weights, means, covariances, resp, resp.sum(axis=0),
-                       min_eigenvalues(covariances, ct), ll, lp, stop=outcome["stop"])
+                       lam, ll, lp, stop=outcome["stop"])
             if outcome["stop"]:
                 return
             previous = lp
@@ -345,15 +345,17 @@ class GaussianMixture:
             raise ValueError("this GaussianMixture is not fitted yet: call fit(X) first")
         return check_X(X, n_features=self.n_features_in_)
 
-    def _log_resp(self, X):
+    def _responsibilities(self, X):
+        """(resp, ln p(x_i)) under the fitted parameters: the E-step's own fast path."""
         X = self._check_fitted(X)
-        return estimate_log_resp(
-            X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
-        )
+        with parallel_section():
+            return responsibilities(
+                X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+            )
 
     def score_samples(self, X) -> np.ndarray:
         """ln p(x_i) for each point: shape (N,)."""
-        return self._log_resp(X)[1]
+        return self._responsibilities(X)[1]
 
     def score(self, X, y=None) -> float:
         """MEAN log-likelihood per point (scikit-learn's convention; times N for the total)."""
@@ -361,11 +363,11 @@ class GaussianMixture:
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities gamma_ik under the fitted parameters: shape (N, K)."""
-        return np.exp(self._log_resp(X)[0])
+        return self._responsibilities(X)[0]
 
     def predict(self, X) -> np.ndarray:
         """The most responsible component of each point: shape (N,)."""
-        return np.argmax(self._log_resp(X)[0], axis=1)
+        return np.argmax(self._responsibilities(X)[0], axis=1)
 
     def sample(self, n_samples: int = 1, random_state=None):
         """Draw ``(X, labels)`` from the fitted mixture."""
