@@ -50,10 +50,15 @@ def collapsed_components(
     reg_covar: float,
     threshold: float,
     covariance_type: str = "full",
+    eigenvalues: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Indices k (ascending) of the components that satisfy the collapse rule."""
-    lam = min_eigenvalues(covariances, covariance_type) - reg_covar
-    return np.flatnonzero(~(lam > threshold))  # NaN (non-finite) counts as collapsed
+    """Indices k (ascending) of the components that satisfy the collapse rule.
+
+    ``eigenvalues``: `min_eigenvalues(covariances)` if the caller has them already.
+    """
+    if eigenvalues is None:
+        eigenvalues = min_eigenvalues(covariances, covariance_type)
+    return np.flatnonzero(~(eigenvalues - reg_covar > threshold))  # NaN counts as collapsed
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,7 @@ class GaussianMixture:
             weights, means, covariances = m_step(X, resp, ct, reg, prior)
             lam = min_eigenvalues(covariances, ct)
             new_prec = _usable_precision_cholesky(weights, means, covariances, lam, ct)
-            collapsed = collapsed_components(covariances, reg, threshold, ct)
+            collapsed = collapsed_components(covariances, reg, threshold, ct, eigenvalues=lam)
             if new_prec is None and collapsed.size == 0:  # not positive definite, yet above
                 collapsed = np.array([int(np.argmin(np.nan_to_num(lam, nan=-np.inf)))])
             report = None
