@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import multigammaln
 
+from gmmlib.init import data_covariance
+
 __all__ = ["InverseWishartPrior"]
 
 
@@ -40,8 +42,7 @@ class InverseWishartPrior:
         if not dof > D - 1:
             raise ValueError(f"degrees_of_freedom_prior must be > D - 1 = {D - 1}, got {dof}")
         if scale is None or (isinstance(scale, str) and scale == "auto"):
-            diff = X - X.mean(axis=0)
-            psi = (diff.T @ diff / len(X)) / n_components ** (2.0 / D)
+            psi = data_covariance(X) / n_components ** (2.0 / D)
         elif np.ndim(scale) == 0:
             if not float(scale) > 0:
                 raise ValueError(f"covariance_prior must be positive, got {scale}")
