@@ -37,6 +37,9 @@ def configure(c) -> None:
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = CELL_TIMEOUT
     c.Execute.interrupt_on_timeout = True
+    # nbclient waits 60 s for a new kernel; give a loaded grading machine (several students
+    # at once on few cores, a cold disk cache) more before calling it a failure.
+    c.Execute.startup_timeout = 180
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
     # Kernels get one BLAS thread: the pipeline runs one student per core.

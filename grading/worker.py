@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -63,9 +64,12 @@ def blank_answers(submitted_path, source_nb):
     return sorted(manual - answered)
 
 
-def _autograde(api, assignment, student):
-    """Run nbgrader autograde; return (status, detail). status "ok" or a failure kind."""
-    result = api.autograde(assignment, student, force=True, create=True)
+#: A traceback's last line, e.g. "RuntimeError: Kernel didn't respond in 60 seconds".
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit)\b.*$", re.M)
+
+
+def _classify(result):
+    """(status, detail) of one nbgrader autograde result: "ok" or a failure kind."""
     if result.get("success"):
         return "ok", ""
     text = (result.get("log") or "") + (result.get("error") or "")
@@ -73,8 +77,33 @@ def _autograde(api, assignment, student):
         return "kernel-timeout", "a cell ran past the time limit and ignored the interrupt"
     if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:
         return "kernel-died", "the kernel died while running the notebook"
+    # nbgrader ends its log with "see the error log"; the cause is the traceback's last line.
+    causes = _EXCEPTION_LINE.findall(text)
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return "autograde-error", (lines[-1][:300] if lines else "unknown autograde error")
+    detail = causes[-1] if causes else (lines[-1] if lines else "unknown autograde error")
+    return "autograde-error", detail.strip()[:300]
+
+
+def _autograde(api, assignment, student, log_dir: Path, attempts: int = 2):
+    """Run nbgrader autograde; return (status, detail, notes).
+
+    A timeout or a dead kernel is the student's code and is reported at once. Any other
+    failure (the kernel did not start, a port was taken: the grading machine, not the student)
+    is retried once; every failed attempt's full log is kept as
+    ``<log_dir>/autograde-<assignment>-<attempt>.log`` and named in ``notes``.
+    """
+    notes = []
+    for attempt in range(1, attempts + 1):
+        result = api.autograde(assignment, student, force=True, create=True)
+        status, detail = _classify(result)
+        if status == "ok":
+            return status, detail, notes
+        log = log_dir / f"autograde-{assignment}-{attempt}.log"
+        log.write_text((result.get("log") or "") + "\n" + (result.get("error") or ""))
+        notes.append(f"autograde attempt {attempt}: {status}: {detail} (log: {log})")
+        if status != "autograde-error":
+            break
+    return status, detail, notes
 
 
 def _kernel_scores(root, assignment, student, notebook):
@@ -154,13 +183,17 @@ def grade_notebook(api, job, assignment):
                             "message": "not submitted"} for g, p, k in graded_cells(source_nb)]
         return result
     started = time.perf_counter()
-    kernel_status, detail = _autograde(api, assignment, student)
+    kernel_status, detail, attempts = _autograde(api, assignment, student, root)
     kernel_seconds = time.perf_counter() - started
+    if attempts:
+        result["autograde_attempts"] = attempts
+        print(f"{student}/{assignment}: " + "; ".join(attempts), file=sys.stderr, flush=True)
     scores, errors = {}, {}
     if kernel_status == "ok":
         scores, errors = _kernel_scores(root, assignment, student, notebook)
     else:
-        result["flags"].append(f"{kernel_status}: {detail}")
+        where = f" (full log: {root}/autograde-{assignment}-*.log)"
+        result["flags"].append(f"{kernel_status}: {detail}" + where)
     started = time.perf_counter()
     recheck = recheck_notebook(submitted, source_path, assignment,
                                root / "recheck" / assignment, job.get("step_timeout", 8.0))

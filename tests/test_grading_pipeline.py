@@ -140,11 +140,13 @@ def test_scores_are_exactly_the_expected_ones(grades, student):
 def test_status_and_review_list(graded, grades):
     out = graded[0]
     with open(out / "needs_review.csv") as f:
-        review = {(r["student_id"], r["assignment"]) for r in csv.DictReader(f)}
+        reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
+    review = set(reasons)
     for (student, assignment), row in grades.items():
         want = STATUS.get((student, assignment), "ok")
         assert row["status"] == want, (
-            f"{student}/{assignment}: status {row['status']}, expected {want}")
+            f"{student}/{assignment}: status {row['status']}, expected {want}; "
+            f"reasons: {reasons.get((student, assignment), '(none)')}")
         needs = (student, assignment) in STATUS
         assert (row["needs_review"] == "yes") == needs, (
             f"{student}/{assignment}: needs_review={row['needs_review']}, expected "

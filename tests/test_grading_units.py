@@ -156,3 +156,48 @@ def test_output_quoting_hidden_tests_is_withheld():
     assert withheld, "the leaking output was not noticed"
     assert "output withheld" in page
     assert "_reference.e_step(X, weights, means, covariances)" not in page
+
+
+class _FlakyApi:
+    """Stands in for NbGraderAPI: fails with the given results first, then succeeds."""
+
+    def __init__(self, *failures):
+        self.results = list(failures)
+        self.calls = 0
+
+    def autograde(self, assignment, student, force, create):
+        self.calls += 1
+        return self.results.pop(0) if self.results else {"success": True, "log": ""}
+
+
+NB_LOG = ("[ERROR] There was an error processing assignment: /x\n[ERROR] Traceback (most "
+          "recent call last):\n  File \"client.py\", line 1\nRuntimeError: Kernel didn't respond "
+          "in 60 seconds\n[ERROR] Please see the error log (x) for details\n")
+
+
+def test_a_grading_machine_failure_is_retried_and_logged(tmp_path):
+    """The kernel not starting is the machine, not the student: one retry, the log kept."""
+    from grading.worker import _autograde
+
+    api = _FlakyApi({"success": False, "log": NB_LOG})
+    status, detail, notes = _autograde(api, "em_by_hand", "s", tmp_path)
+    assert (status, api.calls) == ("ok", 2)
+    assert len(notes) == 1 and "Kernel didn't respond in 60 seconds" in notes[0]
+    assert "Kernel didn't respond" in (tmp_path / "autograde-em_by_hand-1.log").read_text()
+
+    api = _FlakyApi(*[{"success": False, "log": NB_LOG}] * 3)
+    status, detail, notes = _autograde(api, "em_by_hand", "s", tmp_path)
+    assert (status, api.calls, len(notes)) == ("autograde-error", 2, 2)
+    assert detail == "RuntimeError: Kernel didn't respond in 60 seconds", detail
+
+
+@pytest.mark.parametrize("log, status", [
+    ("[ERROR] CellTimeoutError: No reply from kernel before timeout", "kernel-timeout"),
+    ("[ERROR] nbclient.exceptions.DeadKernelError: Kernel died", "kernel-died"),
+])
+def test_the_students_own_failures_are_not_retried(tmp_path, log, status):
+    from grading.worker import _autograde
+
+    api = _FlakyApi({"success": False, "log": log})
+    assert _autograde(api, "em_by_hand", "s", tmp_path)[0] == status
+    assert api.calls == 1, "a timeout or dead kernel comes from the student's code: no retry"
