@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
@@ -93,14 +92,12 @@ def test_config_keeps_the_book_offline_and_cached():
     assert not _is_external(sphinx["mathjax_path"])
 
 
-def test_vendor_script_is_idempotent_and_fast():
+def test_vendor_script_is_idempotent():
     """`make setup` runs scripts/vendor-mathjax.sh each time: with MathJax there it is a no-op."""
     if not (BOOK / "_extra" / "mathjax" / ".version").is_file():
         pytest.fail("MathJax is not vendored: run `make setup` (scripts/vendor-mathjax.sh)")
     before = sorted(p.stat().st_mtime_ns for p in (BOOK / "_extra" / "mathjax").rglob("*"))
-    start = time.perf_counter()
     subprocess.run(["bash", str(ROOT / "scripts" / "vendor-mathjax.sh")], check=True, timeout=60)
-    assert time.perf_counter() - start < 5
     after = sorted(p.stat().st_mtime_ns for p in (BOOK / "_extra" / "mathjax").rglob("*"))
     assert before == after
 
