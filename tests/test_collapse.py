@@ -214,7 +214,7 @@ def test_failure_while_writing_leaves_no_partial_output(tmp_path, monkeypatch):
     def broken_plot(record):
         raise RuntimeError("figure failed")
 
-    monkeypatch.setattr(collapse, "plot_run", broken_plot)
+    monkeypatch.setattr(collapse.cli, "plot_run", broken_plot)  # where main looks it up
     with pytest.raises(RuntimeError, match="figure failed"):
         main(["--out", str(out), "--quiet"])
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]  # no JSON, no temp folder
