@@ -1,4 +1,9 @@
-"""``gmm-grade``: grade a folder of submissions end to end (see `grading.pipeline`)."""
+"""``gmm-grade``: grade a folder of submissions end to end (see `grading.pipeline`).
+
+    gmm-grade SUBMISSIONS [--out graded]    grade everything
+    gmm-grade --update [--out graded]       after grading written answers in formgrader: fold
+                                            the hand-given marks into the CSVs and feedback
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import sys
 from pathlib import Path
 
 from grading.course import ASSIGNMENTS
-from grading.pipeline import grade_folder
+from grading.pipeline import grade_folder, update
 
 
 def main(argv=None) -> int:
@@ -15,7 +20,7 @@ def main(argv=None) -> int:
         prog="gmm-grade",
         description="Grade a folder of student submissions: collect, nbgrader autograde, "
                     "out-of-kernel re-check, redacted feedback HTML, grades CSV.")
-    parser.add_argument("submissions", type=Path,
+    parser.add_argument("submissions", type=Path, nargs="?",
                         help="folder with one sub-folder per student (<student>/<assignment>/"
                              "<notebook>.ipynb or <student>/<notebook>.ipynb)")
     parser.add_argument("--out", type=Path, default=Path("graded"),
@@ -26,7 +31,20 @@ def main(argv=None) -> int:
                         help="grade only this assignment (repeat for several; default: all)")
     parser.add_argument("--step-timeout", type=float, default=8.0,
                         help="seconds one re-check step may run (default 8)")
+    parser.add_argument("--update", action="store_true",
+                        help="regrade nothing: read the marks given by hand in OUT/course/"
+                             "gradebook.db (formgrader) and rewrite OUT's CSVs and feedback")
     args = parser.parse_args(argv)
+    if args.update:
+        if args.submissions is not None:
+            parser.error("--update rewrites an earlier run's output: give --out, not SUBMISSIONS")
+        try:
+            update(args.out)
+        except FileNotFoundError as e:
+            parser.error(str(e))
+        return 0
+    if args.submissions is None:
+        parser.error("give the folder of submissions (or --update to fold in hand-given marks)")
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder")
     summary = grade_folder(args.submissions, args.out, jobs=args.jobs,

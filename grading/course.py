@@ -32,7 +32,6 @@ def configure(c) -> None:
     c.CourseDirectory.course_id = "gmm-course"
     c.CourseDirectory.source_directory = "solutions"
     c.CourseDirectory.release_directory = "exercises"
-    c.CourseDirectory.db_assignments = [{"name": name} for name in ASSIGNMENTS]
     # A deleted or metadata-stripped test cell is put back instead of going to manual grading.
     c.OverwriteCells.add_missing_cells = True
     c.Execute.timeout = CELL_TIMEOUT
@@ -41,6 +40,10 @@ def configure(c) -> None:
     # at once on few cores, a cold disk cache) more before calling it a failure.
     c.Execute.startup_timeout = 180
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
+    # Feedback made by nbgrader itself (formgrader's button) must not show the hidden tests.
+    c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades",
+                                        "grading.feedback.HideHiddenTests",
+                                        "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
     # Kernels get one BLAS thread: the pipeline runs one student per core.
     c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]

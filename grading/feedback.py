@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*$",
                     re.S | re.M)
@@ -146,6 +148,14 @@ def _scrub_outputs(cell, secret, withheld):
     cell.outputs = clean
 
 
+def _last_line(out):
+    """An error output reduced to its exception and message (tracebacks quote hidden tests)."""
+    if out.get("output_type") != "error":
+        return out
+    line = f"{out.get('ename')}: {ANSI.sub('', str(out.get('evalue')))}"[:500]
+    return nbformat.v4.new_output("error", ename=out.get("ename"), evalue=line, traceback=[line])
+
+
 def redact(nb, source_nb, result, withheld=None, secret=None):
     """A copy of ``nb`` that is safe to show the student (see the module docstring).
 
@@ -172,14 +182,7 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
                        and not src.metadata["nbgrader"].get("solution"))
         if is_test or (src is not None and "BEGIN HIDDEN TESTS" in src.source):
             cell.source = visible_part(src.source)
-            outputs = []
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "error":
-                    line = f"{out.get('ename')}: {ANSI.sub('', str(out.get('evalue')))}"[:500]
-                    out = nbformat.v4.new_output("error", ename=out.get("ename"),
-                                                 evalue=line, traceback=[line])
-                outputs.append(out)
-            cell.outputs = outputs
+            cell.outputs = [_last_line(out) for out in cell.get("outputs", [])]
         if "BEGIN HIDDEN TESTS" in cell.source:  # a stray copy anywhere else
             cell.source = visible_part(cell.source)
         if cell.cell_type == "code":
@@ -209,3 +212,27 @@ def write_feedback(notebook_path: Path, source_nb, result, out: Path, secret=Non
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)
     return withheld
+
+
+class HideHiddenTests(Preprocessor):
+    """nbgrader's own feedback (``nbgrader generate_feedback``, formgrader's button) with the
+    same redaction: hidden-test blocks, tracebacks in their cells and any output quoting them.
+
+    `grading.course.configure` puts it in ``GenerateFeedback.preprocessors``. The autograded
+    notebook it reads carries the hidden tests, so it is its own list of secret lines.
+    """
+
+    enabled = Bool(True)  # nbconvert registers extra preprocessors switched off
+
+    def preprocess(self, nb, resources):
+        secret = hidden_lines(nb)
+        for cell in nb.cells:
+            if "BEGIN HIDDEN TESTS" in cell.source:
+                cell.source = visible_part(cell.source)
+                if cell.cell_type == "code":
+                    cell.outputs = [_last_line(out) for out in cell.outputs]
+            if cell.cell_type == "code":
+                _scrub_outputs(cell, secret, [])
+            if _leaks(cell.source, secret):
+                cell.source = WITHHELD
+        return nb, resources

@@ -1,6 +1,7 @@
 """The instructor's pipeline: a folder of submissions in, grades, feedback and a review list out.
 
     gmm-grade SUBMISSIONS [--out graded] [--jobs N]
+    gmm-grade --update [--out graded]
 
 SUBMISSIONS holds one folder per student, with either nbgrader's layout
 (``<student>/<assignment>/<notebook>.ipynb``) or the notebooks directly
@@ -13,7 +14,10 @@ SUBMISSIONS holds one folder per student, with either nbgrader's layout
    redacted feedback; a student whose grading exceeds `STUDENT_TIMEOUT` is stopped and listed;
 4. export: ``grades.csv`` (one row per student and assignment, one column per part),
    ``parts.csv`` (every part with the kernel's and the re-check's verdicts and the reason),
-   ``needs_review.csv``, ``failures.txt``; feedback in ``OUT/feedback/<student>/<assignment>/``.
+   ``needs_review.csv``, ``failures.txt``; feedback in ``OUT/feedback/<student>/<assignment>/``;
+   the same final points in the class gradebook ``OUT/course/gradebook.db`` (`grading.gradebook`)
+   for formgrader, where the written answers are graded; ``gmm-grade --update`` (`update`) then
+   folds those hand-given marks into the CSVs and the feedback.
 """
 
 from __future__ import annotations
@@ -34,11 +38,14 @@ from pathlib import Path
 import nbformat
 
 from grading.course import ASSIGNMENTS, REPO, tool_env
+from grading.feedback import write_feedback
+from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record
 from grading.kernel import write_kernelspec
 from grading.release import generate
-from grading.worker import graded_cells
+from grading.worker import course_secret, feedback_page, graded_cells, graded_notebook
 
 STUDENT_TIMEOUT = 600.0   # seconds for all of one student's notebooks (a backstop)
+RESULTS = "results.json"  # every student's result, as graded (before any hand marks)
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
@@ -109,6 +116,7 @@ class Worker:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        self._close_pipes()
 
     def close(self):
         try:
@@ -116,6 +124,14 @@ class Worker:
             self.proc.wait(timeout=30)
         except (subprocess.TimeoutExpired, BrokenPipeError):
             self.kill()
+        self._close_pipes()
+
+    def _close_pipes(self):
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:  # stdin of a dead worker: nothing left to flush to
+                pass
 
 
 def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIMEOUT):
@@ -194,7 +210,9 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
     feedback = out / "feedback"
     if feedback.exists():
         shutil.rmtree(feedback)
+    template = empty_copy(course, work / ".gradebook-template.db")
     job_list = [{"student": s, "root": str(work / s), "course": str(course),
+                 "gradebook": str(template),
                  "feedback": str(feedback), "step_timeout": step_timeout,
                  "assignments": [a for a, p in found.items() if p is not None] or []}
                 for s, found in students.items()]
@@ -219,12 +237,44 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
 
     with open(out / "grading.log", "wb") as log:
         run_workers(job_list, n_workers, env, log, on_done)
+    (out / RESULTS).write_text(json.dumps(
+        {"assignments": list(assignments), "students": sorted(students),
+         "problems": problems, "results": results}, indent=1))
+    record(course, work, results)
+    apply_hand_scores(results, hand_scores(course))  # marks kept from an earlier run
     rows = export(out, students, results, sources, problems)
     summary = {"students": len(students), "seconds": round(time.monotonic() - t0, 1),
                "needs_review": rows["review"], "failures": rows["failures"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary, out, progress)
     return summary
+
+
+def update(out: Path, progress=sys.stderr) -> dict:
+    """Fold the marks given by hand (formgrader, ``OUT/course/gradebook.db``) into the CSVs and
+    the feedback pages of an earlier run in ``out``; nothing is regraded."""
+    out = Path(out).resolve()
+    saved = out / RESULTS
+    if not saved.is_file():
+        raise FileNotFoundError(f"{out} holds no graded run ({RESULTS} is missing): run "
+                                f"gmm-grade SUBMISSIONS --out {out} first")
+    run = json.loads(saved.read_text())
+    course, work = out / "course", out / "work"
+    sources = {a: nbformat.read(course / "solutions" / a / ASSIGNMENTS[a], as_version=4)
+               for a in run["assignments"]}
+    results = run["results"]
+    changed = apply_hand_scores(results, hand_scores(course))
+    rows = export(out, run["students"], results, sources, [tuple(p) for p in run["problems"]])
+    secret = course_secret(course)
+    for student, rs in results.items():
+        for r in rs:
+            if r.get("parts") and r.get("status") not in ("missing", "grader-error"):
+                a = r["assignment"]
+                write_feedback(graded_notebook(work / student, student, a), sources[a], r,
+                               feedback_page(out / "feedback", student, a), secret)
+    print(f"{changed} part(s) scored by hand in {course / 'gradebook.db'}; rewrote grades.csv, "
+          "parts.csv, needs_review.csv, failures.txt and the feedback pages", file=progress)
+    return {"hand_scored": changed, "needs_review": rows["review"]}
 
 
 def _score(result):

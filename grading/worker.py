@@ -114,7 +114,7 @@ def _kernel_scores(root, assignment, student, notebook):
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         nb = gb.find_submission_notebook(Path(notebook).stem, assignment, student)
         for grade in nb.grades:
-            scores[grade.name] = grade.score
+            scores[grade.name] = grade.auto_score  # the kernel's, never a hand mark
     errors = {}
     autograded = root / "autograded" / student / assignment / notebook
     if autograded.exists():
@@ -219,16 +219,29 @@ def grade_notebook(api, job, assignment):
     result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
     from grading.feedback import write_feedback
 
-    autograded = root / "autograded" / student / assignment / notebook
-    feedback_nb = autograded if (kernel_status == "ok" and autograded.exists()) else submitted
-    out = Path(job["feedback"]) / student / assignment / (Path(notebook).stem + ".html")
-    withheld = write_feedback(feedback_nb, source_nb, result, out, course_secret(course))
+    out = feedback_page(Path(job["feedback"]), student, assignment)
+    withheld = write_feedback(graded_notebook(root, student, assignment), source_nb, result, out,
+                              course_secret(course))
     if withheld:
         result["status"] = "flagged"
         result["flags"].append("output quoting the hidden tests was withheld from the feedback "
                                f"(cells: {', '.join(sorted(set(withheld)))})")
     result["feedback"] = str(out)
     return result
+
+
+def graded_notebook(root: Path, student: str, assignment: str) -> Path:
+    """The notebook feedback shows: nbgrader's autograded copy (with the kernel's outputs), or
+    the submitted one when the kernel did not finish (nbgrader then keeps no autograded copy)."""
+    notebook = ASSIGNMENTS[assignment]
+    autograded = root / "autograded" / student / assignment / notebook
+    if autograded.exists():
+        return autograded
+    return root / "submitted" / student / assignment / notebook
+
+
+def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
+    return feedback / student / assignment / (Path(ASSIGNMENTS[assignment]).stem + ".html")
 
 
 _SECRET = {}
@@ -261,7 +274,8 @@ def grade_student(job) -> dict:
     """Grade every assignment of one student; write and return ``result.json``'s content."""
     root = Path(job["root"])
     course = Path(job["course"])
-    shutil.copyfile(course / "gradebook.db", root / "gradebook.db")
+    # The assignments only, no other student's submission (see gradebook.empty_copy).
+    shutil.copyfile(job.get("gradebook") or course / "gradebook.db", root / "gradebook.db")
     if not (root / "solutions").exists():
         os.symlink(course / "solutions", root / "solutions")
     api = make_api(root)

@@ -12,14 +12,20 @@ import csv
 import html
 import importlib.util
 import io
+import json
 import re
+import shutil
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from grading.course import ASSIGNMENTS, SOLUTIONS
+from grading.course import ASSIGNMENTS, SOLUTIONS, tool_env
 from grading.pipeline import grade_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,3 +268,167 @@ def test_summary_progress_and_secrecy(graded):
     # The gradebook (it holds the hidden tests) lives in the output folder, never in the release.
     assert (out / "course" / "gradebook.db").exists()
     assert not list((ROOT / "exercises").rglob("*.db"))
+
+
+# ------------------------------------------------------------------------------------------
+# The class gradebook: formgrader, nbgrader export, hand-given marks
+# ------------------------------------------------------------------------------------------
+
+
+def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run an nbgrader command in the class course folder, as an instructor would."""
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=tool_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
+    return proc
+
+
+@pytest.mark.slow
+def test_the_class_gradebook_holds_the_final_points(graded, grades, parts):
+    """Every part's final points (not the kernel's) are in OUT/course/gradebook.db, written
+    answers wait for a human there, and `nbgrader export` agrees with grades.csv."""
+    from nbgrader.api import Gradebook
+
+    course = graded[0] / "course"
+    submitted = {k for k, r in grades.items() if r["status"] != "missing"}
+    checked = 0
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for (student, assignment, gid), row in parts.items():
+            if (student, assignment) not in submitted:
+                continue
+            notebook = ASSIGNMENTS[assignment]
+            assert (course / "autograded" / student / assignment / notebook).exists()
+            grade = gb.find_grade(gid, Path(notebook).stem, assignment, student)
+            if row["points"] == "pending":
+                assert grade.auto_score is None and grade.needs_manual_grade, (student, gid)
+            else:
+                assert grade.auto_score == float(row["points"]), (student, gid)
+                assert grade.needs_manual_grade == bool(row["flagged"]), (student, gid)
+            checked += 1
+    assert checked > 400, checked
+    export = course / "export.csv"
+    _nbgrader(course, "export", "--to", str(export))
+    with open(export) as f:
+        exported = {(r["student_id"], r["assignment"]): float(r["raw_score"])
+                    for r in csv.DictReader(f)}
+    with open(graded[0] / "grades.csv") as f:
+        for r in csv.DictReader(f):
+            if r["status"] != "missing":
+                manual = 0.0 if r["manual"] == "pending" else float(r["manual"])
+                assert exported[(r["student_id"], r["assignment"])] == float(r["autograded"]) + \
+                    manual, r
+
+
+@pytest.mark.slow
+def test_nbgraders_own_feedback_hides_the_hidden_tests(graded):
+    """formgrader's "generate feedback" (= nbgrader generate_feedback) uses the same redaction."""
+    course = graded[0] / "course"
+    _nbgrader(course, "generate_feedback", "em_by_hand", "--student", "bug_naive_exp")
+    page = (course / "feedback/bug_naive_exp/em_by_hand/em_by_hand.html").read_text()
+    text = _text(page)
+    leaked = [line for line in _hidden_lines() if line in text]
+    assert not leaked, f"nbgrader's feedback shows hidden-test code: {leaked[:3]}"
+    assert "hidden tests run here" in text and "Score: 13.0 / 16.0" in text, text[:400]
+
+
+class Formgrader:
+    """nbgrader's formgrader (a Jupyter server with nbgrader's extension) on a course folder,
+    driven through the HTTP API its pages use."""
+
+    def __init__(self, course: Path, log: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.token = "formgrader-test"
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+             f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
+             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={course}"],
+            cwd=course, env=tool_env(), stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                self.get("/api/status")
+                return
+            except OSError as error:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError(f"formgrader did not start; see {log}") from error
+                time.sleep(0.5)
+
+    def request(self, path, method="GET", body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.read().decode()
+
+    def get(self, path):
+        return self.request(path)
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+@pytest.mark.slow
+def test_marks_given_in_formgrader_reach_the_csv_and_the_feedback(graded, tmp_path):
+    """The instructor opens formgrader on OUT/course, grades a written answer and overrides one
+    autograded part, then runs ``gmm-grade --update``: the CSVs and feedback pages follow."""
+    from grading.cli import main
+    from grading.release import write_course_config
+
+    out = tmp_path / "graded"
+    shutil.copytree(graded[0], out, symlinks=True)
+    write_course_config(out / "course")  # the copy's own gradebook, not the original's
+    server = Formgrader(out / "course", tmp_path / "formgrader.log")
+    try:
+        notebooks = {nb["student"]: nb for nb in json.loads(
+            server.get("/formgrader/api/submitted_notebooks/em_by_hand/em_by_hand"))}
+        assert len(notebooks) == len(EXPECTED), sorted(notebooks)
+        assert notebooks["reference"]["score"] == 14 and notebooks["reference"]["max_score"] == 16
+        assert notebooks["reference"]["needs_manual_grade"], "the written answer awaits a human"
+        for student, part, score in [("reference", "em_by_hand_written", 1.5),
+                                     ("bug_naive_exp", "em_by_hand_e_step_stability", 0.5)]:
+            sid = notebooks[student]["id"]
+            page = server.get(f"/formgrader/submissions/{sid}/")  # the grading view
+            assert "em_by_hand_written" in page and "Far from every mean" in page
+            grades = json.loads(server.get(f"/formgrader/api/grades?submission_id={sid}"))
+            grade = next(g for g in grades if g["name"] == part)
+            server.request(f"/formgrader/api/grade/{grade['id']}", "PUT",
+                           {"manual_score": score})
+    finally:
+        server.close()
+    assert main(["--update", "--out", str(out)]) == 0
+    with open(out / "grades.csv") as f:
+        rows = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(f)}
+    assert rows[("reference", "em_by_hand")]["manual"] == "1.5"
+    assert rows[("reference", "break_it")]["manual"] == "pending"
+    assert rows[("bug_naive_exp", "em_by_hand")]["autograded"] == "13.5"
+    assert rows[("bug_naive_exp", "em_by_hand")]["em_by_hand_e_step_stability"] == "0.5"
+    with open(out / "parts.csv") as f:
+        message = next(r["message"] for r in csv.DictReader(f)
+                       if (r["student_id"], r["grade_id"]) ==
+                       ("bug_naive_exp", "em_by_hand_e_step_stability"))
+    assert message == "set by hand (autograded 0)"
+    page = _text((out / "feedback/reference/em_by_hand/em_by_hand.html").read_text())
+    assert "em_by_hand_written: 1.5 / 2 — graded by hand" in page
+    # The original run is untouched: the server wrote to the copy's gradebook.
+    with open(graded[0] / "grades.csv") as f:
+        original = {(r["student_id"], r["assignment"]): r for r in csv.DictReader(f)}
+    assert original[("reference", "em_by_hand")]["manual"] == "pending"
+
+
+def test_update_needs_an_earlier_run(tmp_path, capsys):
+    from grading.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--update", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "holds no graded run" in capsys.readouterr().err

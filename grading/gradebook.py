@@ -1,0 +1,126 @@
+"""The class gradebook: every student's final points in one nbgrader gradebook.
+
+Students are graded in parallel, each in a private copy of the gradebook (no SQLite locks).
+Afterwards `record` writes the final points (the ones in grades.csv: they follow the re-check,
+not the kernel) into ``OUT/course/gradebook.db`` and puts each notebook where nbgrader's
+formgrader looks (``OUT/course/submitted/`` and ``autograded/``). The instructor then grades
+the written answers in formgrader (and may override any part) like in any nbgrader course;
+`hand_scores` reads those marks back and ``gmm-grade --update OUT`` folds them into the CSVs.
+
+Marks given by hand survive a re-run of the pipeline: `record` updates a student's existing
+submission in place, so manual scores, extra credit and comments stay.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.utils import parse_utc
+
+from grading.course import ASSIGNMENTS
+from grading.worker import graded_notebook
+
+
+def _db_url(course: Path) -> str:
+    return f"sqlite:///{course / 'gradebook.db'}"
+
+
+def empty_copy(course: Path, dest: Path) -> Path:
+    """A copy of the class gradebook with the assignments and no students: what each student's
+    private grading copy starts from (their code must not find other students' marks)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(course / "gradebook.db", dest)
+    with Gradebook(f"sqlite:///{dest}") as gb:
+        for student in list(gb.students):
+            gb.remove_student(student.id)
+    return dest
+
+
+def _place_notebooks(course: Path, work: Path, student: str, assignment: str) -> str | None:
+    """Copy the submitted and the graded notebook into the class course folder (formgrader
+    shows the latter); return the submission's timestamp."""
+    root, notebook = work / student, ASSIGNMENTS[assignment]
+    submitted = root / "submitted" / student / assignment
+    for kind in ("submitted", "autograded"):
+        dest = course / kind / student / assignment
+        if dest.exists():
+            shutil.rmtree(dest)
+    shutil.copytree(submitted, course / "submitted" / student / assignment)
+    (course / "autograded" / student / assignment).mkdir(parents=True)
+    shutil.copyfile(graded_notebook(root, student, assignment),
+                    course / "autograded" / student / assignment / notebook)
+    stamp = submitted / "timestamp.txt"
+    return stamp.read_text().strip() if stamp.exists() else None
+
+
+def _submission(gb, assignment: str, student: str, timestamp: str | None):
+    """This student's submission in the gradebook, kept if it exists (with any hand marks)."""
+    gb.update_or_create_student(student)
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        # nbgrader builds the rows before adding them: without this, SQLAlchemy warns.
+        with gb.db.no_autoflush:
+            return gb.add_submission(
+                assignment, student, **({"timestamp": timestamp} if timestamp else {}))
+    if timestamp:
+        submission.timestamp = parse_utc(timestamp)
+    return submission
+
+
+def record(course: Path, work: Path, results: dict[str, list]) -> None:
+    """Write every graded notebook's final points into the class gradebook (see the module)."""
+    with Gradebook(_db_url(course)) as gb:
+        for student in sorted(results):
+            for r in results[student]:
+                if r.get("status") in ("missing", "grader-error") or not r.get("parts"):
+                    continue
+                assignment = r["assignment"]
+                notebook = Path(ASSIGNMENTS[assignment]).stem
+                timestamp = _place_notebooks(course, work, student, assignment)
+                _submission(gb, assignment, student, timestamp)
+                for p in r["parts"]:
+                    grade = gb.find_grade(p["grade_id"], notebook, assignment, student)
+                    grade.auto_score = p["points"]  # None: a written answer waiting for a human
+                    # Flagged parts show up in formgrader's "needs manual grade" list too.
+                    grade.needs_manual_grade = grade.manual_score is None and (
+                        p["points"] is None or bool(p.get("flagged")))
+                gb.db.commit()
+
+
+def hand_scores(course: Path) -> dict[tuple[str, str, str], float]:
+    """{(student, assignment, grade_id): score} for every part a human scored in the gradebook.
+
+    The score is nbgrader's: the manual score plus any extra credit.
+    """
+    path = course / "gradebook.db"
+    if not path.exists():
+        return {}
+    scores = {}
+    with Gradebook(_db_url(course)) as gb:
+        for assignment in gb.assignments:
+            for submission in assignment.submissions:
+                for nb in submission.notebooks:
+                    for grade in nb.grades:
+                        if grade.manual_score is not None:
+                            scores[(submission.student.id, assignment.name, grade.name)] = (
+                                float(grade.manual_score) + float(grade.extra_credit or 0))
+    return scores
+
+
+def apply_hand_scores(results: dict[str, list], scores: dict) -> int:
+    """Replace the points of every part a human scored; return how many parts changed."""
+    changed = 0
+    for student, rs in results.items():
+        for r in rs:
+            for p in r.get("parts", []):
+                key = (student, r["assignment"], p["grade_id"])
+                if key in scores:
+                    before = p["points"]
+                    p["points"] = scores[key]
+                    p["message"] = ("graded by hand" if p["kind"] == "manual" or before is None
+                                    else f"set by hand (autograded {before:g})")
+                    changed += 1
+    return changed
