@@ -40,12 +40,12 @@ def configure(c) -> None:
     # at once on few cores, a cold disk cache) more before calling it a failure.
     c.Execute.startup_timeout = 180
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
+    c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
     # Feedback made by nbgrader itself (formgrader's button) must not show the hidden tests.
     c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades",
                                         "grading.feedback.HideHiddenTests",
                                         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
-    c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
-    # Kernels get one BLAS thread: the pipeline runs one student per core.
+    # History in memory: kernels running side by side must not share one IPython history file.
     c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
 
 
