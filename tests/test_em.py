@@ -82,6 +82,35 @@ def test_agrees_with_sklearn_from_the_same_start(covariance_type, n_iter):
     np.testing.assert_array_equal(gm.predict(X), sk.predict(X))
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:EM did not converge:RuntimeWarning")  # 5 rounds on purpose
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_many_blocks_on_threads_agree_with_sklearn(monkeypatch, covariance_type):
+    """Big data is cut into blocks of rows shared by worker threads (`gmmlib._blocks`). With
+    blocks made tiny, 3,000 points take that path (dozens of blocks, sums combined across
+    threads) and must give scikit-learn's fit as the one-block path does."""
+    import gmmlib._blocks as blocks_module
+
+    X, means0 = blobs(N=3000, D=9, K=4, seed=5)
+    weights, means, cov, precisions = start_for(X, means0, covariance_type)
+    kwargs = dict(covariance_type=covariance_type, max_iter=5, tol=0.0, reg_covar=1e-6,
+                  weights_init=weights, means_init=means)
+    sk = SkGaussianMixture(len(weights), precisions_init=precisions, **kwargs).fit(X)
+    one_block = GaussianMixture(len(weights), covariances_init=cov, **kwargs).fit(X)
+    monkeypatch.setattr(blocks_module, "BLOCK_VALUES", 1 << 11)
+    assert len(blocks_module.blocks(len(X), 4 * 9)) > 20
+    many = GaussianMixture(len(weights), covariances_init=cov, **kwargs).fit(X)
+    for fitted in (one_block, many):
+        assert rel_err(fitted.weights_, sk.weights_) <= 1e-8
+        assert rel_err(fitted.means_, sk.means_) <= 1e-8
+        assert rel_err(fitted.covariances_, sk.covariances_) <= 1e-8
+        assert rel_err(fitted.score(X), sk.score(X)) <= 1e-8
+    # Only the order of the sums differs between the two paths.
+    assert rel_err(many.covariances_, one_block.covariances_) <= 1e-12
+    np.testing.assert_allclose(many.history_.log_likelihood, one_block.history_.log_likelihood,
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("D", [2, 9, 16])  # 9 and 16 take the split triangular products
 def test_log_likelihood_matches_scipy_densities(D):
     X, means = blobs(N=200, D=D, K=3, seed=3)
