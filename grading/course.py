@@ -49,6 +49,13 @@ def configure(c) -> None:
     c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
 
 
+def db_url(path: Path) -> str:
+    """SQLAlchemy URL of a gradebook: ``path`` is the .db file or the course folder holding
+    ``gradebook.db``."""
+    path = Path(path)
+    return f"sqlite:///{path if path.suffix == '.db' else path / 'gradebook.db'}"
+
+
 def tool_env(base: dict | None = None) -> dict:
     """Environment for nbgrader and its kernels: this Python's bin/ first on PATH (nbgrader
     shells out to `alembic` and starts the kernel "python3" by name), one BLAS thread."""

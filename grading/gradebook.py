@@ -19,12 +19,8 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.utils import parse_utc
 
-from grading.course import ASSIGNMENTS
+from grading.course import ASSIGNMENTS, db_url
 from grading.worker import graded_notebook
-
-
-def _db_url(course: Path) -> str:
-    return f"sqlite:///{course / 'gradebook.db'}"
 
 
 def empty_copy(course: Path, dest: Path) -> Path:
@@ -32,10 +28,15 @@ def empty_copy(course: Path, dest: Path) -> Path:
     private grading copy starts from (their code must not find other students' marks)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(course / "gradebook.db", dest)
-    with Gradebook(f"sqlite:///{dest}") as gb:
+    with Gradebook(db_url(dest)) as gb:
         for student in list(gb.students):
             gb.remove_student(student.id)
     return dest
+
+
+def was_graded(result: dict) -> bool:
+    """Whether a result has graded parts (not a missing notebook nor a grader failure)."""
+    return bool(result.get("parts")) and result.get("status") not in ("missing", "grader-error")
 
 
 def _place_notebooks(course: Path, work: Path, student: str, assignment: str) -> str | None:
@@ -72,10 +73,10 @@ def _submission(gb, assignment: str, student: str, timestamp: str | None):
 
 def record(course: Path, work: Path, results: dict[str, list]) -> None:
     """Write every graded notebook's final points into the class gradebook (see the module)."""
-    with Gradebook(_db_url(course)) as gb:
+    with Gradebook(db_url(course)) as gb:
         for student in sorted(results):
             for r in results[student]:
-                if r.get("status") in ("missing", "grader-error") or not r.get("parts"):
+                if not was_graded(r):
                     continue
                 assignment = r["assignment"]
                 notebook = Path(ASSIGNMENTS[assignment]).stem
@@ -99,7 +100,7 @@ def hand_scores(course: Path) -> dict[tuple[str, str, str], float]:
     if not path.exists():
         return {}
     scores = {}
-    with Gradebook(_db_url(course)) as gb:
+    with Gradebook(db_url(course)) as gb:
         for assignment in gb.assignments:
             for submission in assignment.submissions:
                 for nb in submission.notebooks:

@@ -39,7 +39,7 @@ import nbformat
 
 from grading.course import ASSIGNMENTS, REPO, tool_env
 from grading.feedback import write_feedback
-from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record
+from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
 from grading.kernel import write_kernelspec
 from grading.release import generate
 from grading.worker import course_secret, feedback_page, graded_cells, graded_notebook
@@ -268,7 +268,7 @@ def update(out: Path, progress=sys.stderr) -> dict:
     secret = course_secret(course)
     for student, rs in results.items():
         for r in rs:
-            if r.get("parts") and r.get("status") not in ("missing", "grader-error"):
+            if was_graded(r):
                 a = r["assignment"]
                 write_feedback(graded_notebook(work / student, student, a), sources[a], r,
                                feedback_page(out / "feedback", student, a), secret)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from grading.course import ASSIGNMENTS, EXERCISES, REPO, SOLUTIONS, tool_env
+from grading.course import ASSIGNMENTS, EXERCISES, REPO, SOLUTIONS, db_url, tool_env
 
 CONFIG_TEMPLATE = """\
 import sys
@@ -29,13 +29,14 @@ from grading.course import configure
 c = get_config()
 configure(c)
 c.CourseDirectory.root = {root!r}
-c.CourseDirectory.db_url = "sqlite:///{root}/gradebook.db"
+c.CourseDirectory.db_url = {db!r}
 """
 
 
 def write_course_config(root: Path) -> None:
     """An nbgrader_config.py for a course directory at ``root`` with the course's settings."""
-    (root / "nbgrader_config.py").write_text(CONFIG_TEMPLATE.format(root=str(root), repo=str(REPO)))
+    text = CONFIG_TEMPLATE.format(root=str(root), repo=str(REPO), db=db_url(root))
+    (root / "nbgrader_config.py").write_text(text)
 
 
 def generate(root: Path, assignments=ASSIGNMENTS) -> Path:
@@ -68,7 +69,7 @@ def _generate_in_process(root: Path, assignments) -> None:
     config = Config()
     configure(config)
     config.CourseDirectory.root = str(root)
-    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    config.CourseDirectory.db_url = db_url(root)
     api = NbGraderAPI(config=config)
     for assignment in assignments:
         result = api.generate_assignment(assignment, force=True, create=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import nbformat
 
-from grading.course import ASSIGNMENTS, configure, use_tool_env
+from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
 from grading.recheck import recheck_notebook
 
 
@@ -111,7 +111,7 @@ def _kernel_scores(root, assignment, student, notebook):
     from nbgrader.api import Gradebook
 
     scores = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(db_url(root)) as gb:
         nb = gb.find_submission_notebook(Path(notebook).stem, assignment, student)
         for grade in nb.grades:
             scores[grade.name] = grade.auto_score  # the kernel's, never a hand mark
@@ -265,7 +265,7 @@ def make_api(root: Path):
     config = Config()
     configure(config)
     config.CourseDirectory.root = str(root)
-    config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    config.CourseDirectory.db_url = db_url(root)
     config.Autograde.create_student = True
     return NbGraderAPI(config=config)
 
