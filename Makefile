@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup course book collapse test lint bench clean grade release
+.PHONY: setup course book collapse test lint bench clean grade release dist
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ grade: setup
 release: setup
 	$(BIN)/python -m grading.release
 
+## dist: the wheel students install (gmmlib only, no grading code): dist/gmmlib-*.whl
+dist: setup
+	$(BIN)/python scripts/make_student_wheel.py --out dist
+
 ## bench: gmmlib vs scikit-learn per EM round; the explorer in Chromium; grading 100 students
 bench: setup
 	$(BIN)/python benchmarks/bench_em.py
@@ -54,4 +58,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_grading.py --students 100 --assignment em_by_hand
 
 clean:
-	rm -rf book/_build artifacts results
+	rm -rf book/_build artifacts results dist
