@@ -29,6 +29,9 @@ CHAPTERS = [
     "explorer",
     "05-choosing-k",
     "06-real-data",
+    "em-coordinate-ascent",
+    "convergence-and-identifiability",
+    "beyond-one-fit",
     "07-exercises",
     "references",
 ]
