@@ -28,6 +28,24 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: Tests that use these fixtures need the built book (a 20-40 s build here): marked `slow`.
+BOOK_FIXTURES = frozenset({"book_build", "book_html", "book_server"})
+#: Tests that use these fixtures drive headless Chromium: marked `browser` (and `slow`).
+BROWSER_FIXTURES = frozenset({"chromium"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs the built book or the browser, whatever file it is in, so
+    `make test-fast` (-m "not slow and not browser") leaves them out without per-test upkeep."""
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        if needs & (BOOK_FIXTURES | BROWSER_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+        if needs & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Folder for test artefacts (screenshots, logs); kept after the run."""
