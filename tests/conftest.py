@@ -34,6 +34,19 @@ BOOK_FIXTURES = frozenset({"book_build", "book_html", "book_server"})
 BROWSER_FIXTURES = frozenset({"chromium"})
 
 
+def pytest_configure(config):
+    """Hypothesis, the same on every machine and every run: no per-example deadline (a loaded
+    machine would turn slowness into a failure) and derandomized examples, so a failure in CI
+    replays anywhere. To search new examples: pytest --hypothesis-profile=explore."""
+    from hypothesis import HealthCheck, settings
+
+    lenient = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+    settings.register_profile("repeatable", derandomize=True, **lenient)
+    settings.register_profile("explore", **lenient)
+    if not config.getoption("hypothesis_profile", None):
+        settings.load_profile("repeatable")
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs the built book or the browser, whatever file it is in, so
