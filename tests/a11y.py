@@ -102,7 +102,8 @@ _FOCUS_JS = """() => {
 
 def focus_ring_problems(page_or_frame, presses: int = 6, keyboard=None) -> list[dict]:
     """Tab through the first `presses` focus stops; return those whose ring is missing or < 3:1."""
-    keyboard = keyboard or page_or_frame.page.keyboard
+    if keyboard is None:  # a Page has a keyboard; a Frame uses its page's
+        keyboard = getattr(page_or_frame, "keyboard", None) or page_or_frame.page.keyboard
     bad = []
     for _ in range(presses):
         keyboard.press("Tab")

@@ -172,6 +172,23 @@ def test_chapters_show_gmmlib_code_not_copies(book_html):
         assert f":pyobject: {name}" in source
 
 
+def test_no_long_output_lines(book_html):
+    """Printed output stays near the column's ~80 characters (wrapped text, not 560-char lines);
+    100 leaves room for the few tables a little wider than 80, which wrap on screen."""
+    import html as html_lib
+
+    long_lines = []
+    for page in toc_pages():
+        source = (book_html / f"{page}.html").read_text()
+        for block in re.findall(
+            r'<div class="cell_output docutils container">(.*?)</div>\s*</div>', source, re.S
+        ):
+            for pre in re.findall(r"<pre>(.*?)</pre>", block, re.S):
+                text = html_lib.unescape(re.sub(r"<[^>]+>", "", pre))
+                long_lines += [(page, len(x), x[:60]) for x in text.splitlines() if len(x) > 100]
+    assert not long_lines, long_lines
+
+
 def test_derivation_is_collapsible(book_html):
     page = (book_html / "03-derivation.html").read_text()
     assert page.count("Show the derivation") >= 4

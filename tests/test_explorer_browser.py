@@ -291,6 +291,7 @@ def test_phone_width(book_server, tab, artifacts_dir):
     page.get_by_role("alert").wait_for(state="visible", timeout=20000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     # A finger drag (real touch events through the DevTools protocol) moves a mean too.
+    page.locator(".gx-mean[data-component='0']").scroll_into_view_if_needed()
     x0, y0 = handle_centre(page, 0)
     cdp = t.context.new_cdp_session(page)
     path = [(x0, y0), (x0 + 10, y0 + 5), (x0 + 20, y0 + 10), (x0 + 30, y0 + 15)]
@@ -368,7 +369,7 @@ def test_colour_key_axes_and_trace_values(book_server, tab):
         colour = item.locator(".gx-key-label").evaluate("e => getComputedStyle(e).color")
         assert colour == "rgb(27, 27, 27)"
     # Axes: Old Faithful says which axis is the eruption, with values along both axes.
-    labels = page.locator(".gx-axis-label").all_inner_texts()
+    labels = page.locator(".gx-axis-label").all_text_contents()  # SVG text: no innerText
     assert any("eruption duration" in x for x in labels)
     assert any("waiting time" in x for x in labels)
     assert page.locator(".gx-axes .gx-tick-label").count() >= 6
@@ -376,7 +377,7 @@ def test_colour_key_axes_and_trace_values(book_server, tab):
     for _ in range(3):
         page.get_by_role("button", name="E-step").click()
         page.get_by_role("button", name="M-step").click()
-    values = page.locator(".gx-trace .gx-tick-label").all_inner_texts()
+    values = page.locator(".gx-trace .gx-tick-label").all_text_contents()
     assert "0" in values and "3" in values
     ll = state(page)["logLikelihood"]
     assert any(v.startswith("-") and abs(float(v) - min(ll)) < 0.5 for v in values), values

@@ -9,9 +9,13 @@
     if (!data || data.type !== "em-explorer-height" || !(data.height > 0)) return;
     var frames = document.querySelectorAll("iframe.gmm-explorer-frame");
     for (var i = 0; i < frames.length; i++) {
-      if (frames[i].contentWindow === event.source) {
-        frames[i].style.height = Math.ceil(data.height) + "px";
-      }
+      var frame = frames[i];
+      if (frame.contentWindow !== event.source) continue;
+      // With box-sizing: border-box (the theme's default) the height includes the border.
+      var style = getComputedStyle(frame);
+      var border = style.boxSizing === "border-box"
+        ? parseFloat(style.borderTopWidth) + parseFloat(style.borderBottomWidth) : 0;
+      frame.style.height = Math.ceil(data.height + border) + "px";
     }
   });
 })();
