@@ -343,22 +343,26 @@ export function formatNumber(x, sig = 3) {
 }
 
 /**
- * What a collapse report means, in plain words. Components are numbered from 0, as in gmmlib
- * and the book. An empty component (N_k < EMPTY_NK) gets its own words; with reg_covar > 0 the
- * density is capped, so the words do not promise an unbounded likelihood.
+ * What a collapse report means, in plain words, in three parts (joined by describeCollapse):
+ * `what` happened to this component, `why` it matters, and how `fix` it. Components are numbered
+ * from 0, as in gmmlib and the book. An empty component (N_k < EMPTY_NK) gets its own words; with
+ * reg_covar > 0 the density is capped, so the words do not promise an unbounded likelihood.
  */
-export function describeCollapse(report) {
+export function explainCollapse(report) {
   const { component, iteration, nk, nPoints, minEigenvalue, threshold, regCovar } = report;
   const k = report.nComponents;
   const fewer = k > 1 ? `use fewer components (K = ${k - 1})` : null;
   if (report.empty) {
-    const fixes = ["drag its mean back onto the data", fewer, "or pick another seed"];
-    return (
-      `Component ${component} is empty at iteration ${iteration}: no point gives it more ` +
-      `than a sliver of responsibility (N_k = ${formatNumber(nk)}), so its weight is ~0 and ` +
-      "its mean and ellipse no longer describe any data. This is not a collapse onto a point: " +
-      `the component is simply unused. To fix: ${fixes.filter(Boolean).join("; ")}.`
-    );
+    return {
+      what:
+        `Component ${component} is empty at iteration ${iteration}: no point gives it more ` +
+        `than a sliver of responsibility (N_k = ${formatNumber(nk)}).`,
+      why:
+        "Its weight is ~0 and its mean and ellipse no longer describe any data. This is not a " +
+        "collapse onto a point: the component is simply unused.",
+      fix: ["drag its mean back onto the data", fewer, "or pick another seed"]
+        .filter(Boolean).join("; "),
+    };
   }
   const onto = nPoints === 1 ? "a single data point" : nPoints === 0
     ? "no point in particular" : `just ${nPoints} data points`;
@@ -369,17 +373,24 @@ export function describeCollapse(report) {
     : `its ellipse is only ${formatNumber(Math.sqrt(Math.max(minEigenvalue, 0)), 2)} wide ` +
       `(smallest variance ${formatNumber(minEigenvalue)}, at most ${formatNumber(threshold)} ` +
       `above reg_covar = ${formatNumber(regCovar)})`;
-  const bound = regCovar > 0
-    ? `With reg_covar = ${formatNumber(regCovar)} no variance can fall below it, so the ` +
-      "density and ln p(X) stay finite, but the component still sits on those points: " +
-      "reg_covar stops the crash, not the collapse."
-    : "Its density at that point grows without bound, so the log-likelihood can too: a flaw " +
-      "of maximum likelihood, not a bug.";
-  const fixes = [fewer, "or pick another seed"].filter(Boolean);
-  return (
-    `Component ${component} collapsed at iteration ${iteration}: it sits on ${onto} ` +
-    `(N_k = ${formatNumber(nk)}) and ${size}. ${bound} To fix: ${fixes.join("; ")}.`
-  );
+  return {
+    what:
+      `Component ${component} collapsed at iteration ${iteration}: it sits on ${onto} ` +
+      `(N_k = ${formatNumber(nk)}) and ${size}.`,
+    why: regCovar > 0
+      ? `With reg_covar = ${formatNumber(regCovar)} no variance can fall below it, so the ` +
+        "density and ln p(X) stay finite, but the component still sits on those points: " +
+        "reg_covar stops the crash, not the collapse."
+      : "Its density at that point grows without bound, so the log-likelihood can too: a flaw " +
+        "of maximum likelihood, not a bug.",
+    fix: [fewer, "or pick another seed"].filter(Boolean).join("; "),
+  };
+}
+
+/** The whole message for one component: what happened, why it matters, how to fix it. */
+export function describeCollapse(report) {
+  const { what, why, fix } = explainCollapse(report);
+  return `${what} ${why} To fix: ${fix}.`;
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   collapseThreshold,
   collapsedComponents,
   ellipseAxes,
+  explainCollapse,
   formatNumber,
   initFromIndices,
   initFromMeans,
@@ -854,7 +855,19 @@ export class Explorer {
     if (now.length) {
       const head = broken.length ? "Collapse. " : "Empty component. ";
       const parts = [el("strong", { text: head })];
-      for (const r of now) parts.push(el("span", { class: "gx-alert-item", text: `${r.message} ` }));
+      if (now.length === 1) {
+        parts.push(el("span", { class: "gx-alert-item", text: `${now[0].message} ` }));
+      } else {
+        // Several at once: one line each, then the explanation once per kind (no repetition).
+        const list = el("ul", { class: "gx-alert-list" });
+        for (const r of now) list.append(el("li", { text: explainCollapse(r).what }));
+        parts.push(list);
+        for (const group of [broken, empty]) {
+          if (!group.length) continue;
+          const { why, fix } = explainCollapse(group[0]);
+          parts.push(el("span", { class: "gx-alert-item", text: `${why} To fix: ${fix}.` }));
+        }
+      }
       if (stopped) {
         const btn = el("button", { type: "button", class: "gx-small", text: "Continue anyway" });
         btn.addEventListener("click", () => this.continueAfterCollapse());
