@@ -395,12 +395,13 @@ def test_no_axe_violations_on_any_page(reading):
     """axe-core on every page and in the explorer's frame: 0 violations of any impact, apart
     from the theme's listed in tests/a11y.py with their reason."""
     found = {
-        (name, where): [(v["id"], v["impact"], v["nodes"][:3]) for v in violations]
+        (name, where): [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5])
+                        for v in violations]
         for name, seen in reading.items()
         for where, violations in seen["axe"].items()
         if violations
     }
-    assert not found, found
+    assert not found, "\n".join(f"{key}: {value}" for key, value in found.items())
 
 
 @pytest.mark.browser

@@ -11,7 +11,8 @@ It also repairs the roles of the bibliography's markup (the references page): do
 ``<div role="list" class="citation-list">`` around ``<div class="citation"
 role="doc-biblioentry">``, a role ARIA 1.2 deprecates, which leaves the list with no list items
 (axe-core: aria-required-children, aria-deprecated-role, aria-allowed-role). Each entry becomes
-a ``listitem``.
+a ``listitem``, and MyST-NB's hidden-code toggles lose an aria-label that differs from their
+visible text.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def _fix_bibliography_roles(app, pagename, templatename, context, doctree):
         context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
 
 
+def _name_hidden_code_toggles(app, pagename, templatename, context, doctree):
+    """MyST-NB's "Show code cell source" toggle is named "Toggle hidden content" by aria-label,
+    so what it says differs from what a screen reader or speech input calls it (axe-core:
+    label-content-name-mismatch). Without the label its visible text is its name."""
+    body = context.get("body")
+    if body and _TOGGLE_LABEL in body:
+        context["body"] = body.replace(_TOGGLE_LABEL, "<summary>")
+
+
+_TOGGLE_LABEL = '<summary aria-label="Toggle hidden content">'
+
+
 def _check_mathjax(app):
     """Warn (an error under -W) when the vendored MathJax that mathjax_path points at is missing."""
     if app.builder.format != "html" or "://" in app.config.mathjax_path:
@@ -61,5 +74,6 @@ def _check_mathjax(app):
 def setup(app):
     app.connect("html-page-context", _drop_thebe, priority=900)
     app.connect("html-page-context", _fix_bibliography_roles)
+    app.connect("html-page-context", _name_hidden_code_toggles)
     app.connect("builder-inited", _check_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
