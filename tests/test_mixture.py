@@ -10,6 +10,7 @@ import pytest
 from gmmlib import (
     CollapseError,
     CollapseWarning,
+    ConvergenceWarning,
     GaussianMixture,
     check_parameters,
     e_step,
@@ -64,7 +65,7 @@ def test_steps_alternate_and_replay_the_fit():
         np.testing.assert_allclose(e.resp, e_step(X, m.weights, m.means, m.covariances),
                                    rtol=1e-12, atol=1e-300)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         fitted = recipe(seed=1, K=2, max_iter=15, keep_history=True)[1].fit(X)
     assert len(fitted.history_.steps) == len(steps)
     assert fitted.history_.log_likelihood == [s.log_likelihood for s in steps if s.kind == "E"]
@@ -74,7 +75,7 @@ def test_steps_alternate_and_replay_the_fit():
 def test_history_is_kept_only_on_request():
     X, gm = recipe(seed=1, K=2, max_iter=5)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     assert gm.history_.steps == []
     assert len(gm.history_.log_likelihood) == 6  # theta_0 .. theta_5
@@ -123,7 +124,7 @@ def test_collapse_steps_yield_the_collapsed_step_then_raise():
 def test_reg_covar_stops_the_crash_but_not_the_collapse():
     X, gm = recipe(reg_covar=1e-6, on_collapse="continue", max_iter=100)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     assert gm.collapse_ is not None  # the empirical covariance still went singular ...
     assert gm.n_iter_ > gm.collapse_.iteration  # ... but EM went on, finite
@@ -144,7 +145,7 @@ def test_prior_prevents_collapse_and_log_posterior_never_decreases():
 def test_prior_changes_nothing_but_the_covariance_update():
     X, gm = recipe(seed=3, K=2, covariance_prior=0.5, max_iter=1)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     start = collapse_init(X, 2, 3)
     resp = e_step(X, *start)
@@ -157,7 +158,7 @@ def test_prior_changes_nothing_but_the_covariance_update():
         np.testing.assert_allclose(gm.covariances_[k], expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("init_params", ["kmeans++", "random", "random_from_data"])
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_each_initialisation_fits_and_is_reproducible(init_params):
     X = old_faithful(standardize=True)
     fits = [
@@ -210,12 +211,13 @@ GOOD = np.random.default_rng(0).normal(size=(30, 2))
         (GOOD, {"n_components": 0}, r"n_components must be > 0"),
         (GOOD, {"n_components": 2.5}, r"n_components must be an integer"),
         (GOOD, {"covariance_type": "ful"}, r"covariance_type must be one of"),
-        (GOOD, {"init_params": "kmeans"}, r"init_params must be one of"),
+        (GOOD, {"init_params": "kmeans++"}, r"init_params must be one of"),
         (GOOD, {"on_collapse": "ignore"}, r"on_collapse must be one of"),
         (GOOD, {"reg_covar": -1e-6}, r"reg_covar must be >= 0"),
         (GOOD, {"tol": np.nan}, r"tol must be a finite number"),
-        (GOOD, {"max_iter": 0}, r"max_iter must be > 0"),
+        (GOOD, {"max_iter": -1}, r"max_iter must be >= 0"),
         (GOOD, {"weights_init": [0.5, 0.5]}, r"need means_init"),
+        (GOOD, {"precisions_init": np.ones(2)}, r"need means_init"),
         (GOOD, {"n_components": 2, "means_init": np.zeros((3, 2))},
          r"means must have shape \(K, D\) = \(2, 2\), got \(3, 2\)"),
         (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)), "weights_init": [1.2, -0.2]},
@@ -249,14 +251,14 @@ def test_using_an_unfitted_or_mismatched_model_is_explained():
     with pytest.raises(ValueError, match="not fitted yet"):
         GaussianMixture(2).predict(GOOD)
     gm = GaussianMixture(2, random_state=0).fit(GOOD)
-    with pytest.raises(ValueError, match="X has 3 features but the model was fitted with 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2"):
         gm.predict(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="n_samples must be > 0"):
         gm.sample(0)
 
 
 def test_check_parameters_for_the_pure_functions():
-    with pytest.raises(ValueError, match=r"X has 3 features but the model was fitted with 2"):
+    with pytest.raises(ValueError, match=r"X has 3 features, but the means have 2"):
         check_parameters(np.zeros((5, 3)), [1.0], np.zeros((1, 2)), np.eye(2)[None])
     with pytest.raises(ValueError, match=r"weights must have shape \(1,\), got \(2,\)"):
         check_parameters(np.zeros((5, 2)), [0.5, 0.5], np.zeros((1, 2)), np.eye(2)[None])
