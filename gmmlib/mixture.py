@@ -65,8 +65,10 @@ class Step:
 
     Round t is the E-step on theta_{t-1} followed by the M-step giving theta_t. After an E-step,
     ``resp`` are the new responsibilities and ``log_likelihood`` is ln p(X | theta_{t-1})
-    (total over points); after an M-step, ``resp`` are the ones it used, ``log_likelihood`` is
-    None (the next E-step computes it) and ``collapse`` reports a collapse it produced.
+    (total over points), the parameters the step shows; after an M-step, ``resp`` are the ones
+    it used, ``log_likelihood`` is None (the next E-step computes it) and ``collapse`` reports a
+    collapse it produced. EM ends on an E-step that only measures the returned theta_n (its
+    ``stop`` says why); the convergence test was passed by the E-step before it.
     """
 
     kind: str  # "E" or "M"
@@ -287,16 +289,14 @@ class GaussianMixture:
         """Validate options and X; return (X, prior, collapse threshold, data subspace)."""
         self._check_options()
         X = check_X(X, self.n_components, min_samples=2)
-        spread = X - X.mean(axis=0)
         with np.errstate(over="ignore", invalid="ignore"):
-            scale = np.sum(spread * spread) / len(X)
-        if not np.isfinite(scale):
+            threshold = collapse_threshold(X, self.collapse_tol)  # from the data's variance
+        if not np.isfinite(threshold):
             raise ValueError(
                 f"X is too large for float64 arithmetic (max |x| = {np.max(np.abs(X)):.3g}): "
-                "squared distances overflow to inf. Rescale X (e.g. divide by its standard "
+                "its variance overflows to inf. Rescale X (e.g. divide by its standard "
                 "deviation) before fitting"
             )
-        threshold = collapse_threshold(X, self.collapse_tol)
         subspace = data_subspace(X, threshold)
         if subspace is not None and self.reg_covar == 0:
             raise ValueError(_rank_deficient_message(X, subspace.shape[1]))

@@ -101,3 +101,17 @@ def test_not_fitted_error_is_understood_by_sklearn():
     assert issubclass(gmmlib.NotFittedError, AttributeError)
     assert issubclass(gmmlib.ConvergenceWarning, UserWarning)
     check_is_fitted(gm.fit(np.random.default_rng(0).normal(size=(20, 2))))
+
+
+def test_dataframe_feature_names_and_verbose(capsys):
+    pd = pytest.importorskip("pandas")  # in the test extra; scikit-learn's checks need it too
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    df = pd.DataFrame(X, columns=["waiting", "duration"])
+    gm = GaussianMixture(2, random_state=0, verbose=2, verbose_interval=1).fit(df)
+    assert list(gm.feature_names_in_) == ["waiting", "duration"] and gm.n_features_in_ == 2
+    assert "Initialization 0" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        gm.predict(X)
+    with pytest.raises(ValueError, match="Feature names unseen at fit time:\n- eruptions"):
+        gm.predict(df.rename(columns={"duration": "eruptions"}))
+    assert not hasattr(gm.fit(X), "feature_names_in_")  # refit on an array forgets them
