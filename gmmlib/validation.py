@@ -51,8 +51,12 @@ def not_fitted_error(message: str) -> NotFittedError:
     return _not_fitted_with_sklearn[0](message)
 
 
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the convergence test passed (scikit-learn's name)."""
+class ConvergenceWarning(UserWarning, RuntimeWarning):
+    """EM stopped at ``max_iter`` before the convergence test passed.
+
+    A UserWarning, as scikit-learn's ``ConvergenceWarning``; also the RuntimeWarning gmmlib
+    gave before, so filters written for that (the book's, users') still apply.
+    """
 
 
 def _as_float_array(value, name: str) -> np.ndarray:
