@@ -74,8 +74,14 @@ def data_subspace(X: np.ndarray, threshold: float) -> np.ndarray | None:
     subspace: a component is collapsed when it shrinks where the data do not.
     """
     X = np.asarray(X, dtype=np.float64)
-    diff = X - X.mean(axis=0)
-    lam, vectors = np.linalg.eigh(diff.T @ diff / len(X))
+    N, D = X.shape
+    mean = X.mean(axis=0)
+    scatter = np.zeros((D, D))
+    rows = max(1, (1 << 18) // D)  # centred rows a chunk at a time: no copy of all of X
+    for start in range(0, N, rows):
+        diff = X[start : start + rows] - mean
+        scatter += diff.T @ diff
+    lam, vectors = np.linalg.eigh(scatter / N)
     keep = lam > threshold
     return None if keep.all() else vectors[:, keep]
 
