@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup course book collapse test lint bench clean grade release
+.PHONY: setup course book collapse test test-fast lint format bench clean grade release dist
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,27 @@ collapse: setup
 test: setup lint
 	$(BIN)/python -m pytest
 
-lint:
-	$(BIN)/ruff check gmmlib grading tests benchmarks scripts book/_ext
+## test-fast: lint, then every test not marked slow or browser (the loop while editing)
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+PY_SOURCES := gmmlib grading tests benchmarks scripts book/_ext
+# Modules the book shows (literalinclude): lines <= 79 so they fit the page's code column.
+# Keep this list and [tool.ruff.format] exclude in pyproject.toml the same.
+BOOK_SHOWN := gmmlib/em.py
+
+## lint: ruff (rules, then formatting) for Python, eslint for the explorer's ES modules
+lint: setup
+	$(BIN)/ruff check $(PY_SOURCES)
+	node_modules/.bin/eslint .
+	$(BIN)/ruff check --line-length 79 $(BOOK_SHOWN)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/ruff format --check --line-length 79 $(BOOK_SHOWN)
+
+## format: ruff format every Python source (the book-shown modules at 79 columns)
+format: setup
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/ruff format --line-length 79 $(BOOK_SHOWN)
 
 ## grade: grade a folder of submissions: make grade SUBMISSIONS=<folder> [OUT=graded]
 grade: setup
@@ -47,6 +66,10 @@ grade: setup
 release: setup
 	$(BIN)/python -m grading.release
 
+## dist: the wheel students install (gmmlib only, no grading code): dist/gmmlib-*.whl
+dist: setup
+	$(BIN)/python scripts/make_student_wheel.py --out dist
+
 ## bench: gmmlib vs scikit-learn per EM round; the explorer in Chromium; grading 100 students
 bench: setup
 	$(BIN)/python benchmarks/bench_em.py
@@ -54,4 +77,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_grading.py --students 100 --assignment em_by_hand
 
 clean:
-	rm -rf book/_build artifacts results
+	rm -rf book/_build artifacts results dist

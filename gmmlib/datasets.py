@@ -2,7 +2,7 @@
 
 - `tilted_blobs`: elongated, rotated clusters where k-means' round clusters fail.
 - `old_faithful`: the Old Faithful geyser eruptions (272 rows, shipped as a CSV).
-- `collapse_data`: the 20 points of the collapse recipe (DESIGN.md), with `collapse_init`
+- `collapse_data`: the 20 points of the collapse recipe (docs/DESIGN.md), with `collapse_init`
   giving the recipe's stated initial parameters for K components and a seed.
 """
 

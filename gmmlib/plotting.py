@@ -10,11 +10,16 @@ on every page and the ellipses always mean the same thing:
   Gaussian, i.e. the set {x : (x - mu)^T Sigma^{-1} (x - mu) = n^2}.
 - `plot_mixture`: the scatter-with-ellipses figure reused by every chapter.
 - `plot_log_likelihood`: the log-likelihood trace, one point per EM round.
+- `use_course_style`: the sizes every figure shares, chosen for the book's text column
+  (`COLUMN_WIDTH_IN` at `DPI`, no font under `MIN_FONT_PT`); in a notebook it also makes each
+  figure's PNG record its dpi and smallest font size (`figure_png`), which the book's tests read.
 
 matplotlib is imported lazily inside the drawing functions, so ``import gmmlib`` stays light.
 """
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 
@@ -29,6 +34,10 @@ __all__ = [
     "plot_mixture",
     "plot_log_likelihood",
     "use_course_style",
+    "figure_png",
+    "COLUMN_WIDTH_IN",
+    "DPI",
+    "MIN_FONT_PT",
 ]
 
 #: Okabe-Ito palette, ordered so the first colours are the most distinct from each other.
@@ -55,25 +64,85 @@ PALETTE_NAMES = (
 #: Colour of points and lines that belong to no component (data before any fit).
 NEUTRAL = "#7f7f7f"
 
+#: Figures are drawn for the book's text column (672 CSS px): at DPI dots per inch a figure
+#: COLUMN_WIDTH_IN wide is shown at its natural size, so 1 pt of text is DPI / 72 px on screen.
+COLUMN_WIDTH_IN = 6.7
+DPI = 100
+#: The smallest font in any figure: 9 pt at 100 dpi is 12.5 px, >= 10 px even if the browser
+#: scales a tight-cropped figure down by 20 %.
+MIN_FONT_PT = 9.0
+#: PNG text keys under which `figure_png` records a figure's dpi and smallest font size.
+PNG_KEY_DPI = "gmmlib:dpi"
+PNG_KEY_MIN_FONT = "gmmlib:min-font-pt"
+
 
 def use_course_style() -> None:
-    """matplotlib settings shared by every figure of the course (sizes, grid, palette order)."""
+    """matplotlib settings shared by every figure of the course (sizes, grid, palette order).
+
+    Inside IPython (the book's pages) every figure is then shown through `figure_png`, so its
+    PNG carries its dpi and smallest font size and a test can compute the rendered text size.
+    """
     import matplotlib as mpl
     from cycler import cycler
 
     mpl.rcParams.update(
         {
-            "figure.dpi": 100,
-            "savefig.dpi": 100,
-            "figure.figsize": (6.4, 4.0),
-            "font.size": 10,
-            "axes.titlesize": 10,
+            "figure.dpi": DPI,
+            "savefig.dpi": DPI,
+            "figure.figsize": (COLUMN_WIDTH_IN, 4.2),
+            "font.size": 11,
+            "axes.titlesize": 11,
+            "axes.labelsize": 11,
+            "xtick.labelsize": 10,
+            "ytick.labelsize": 10,
+            "legend.fontsize": 10,
+            "figure.titlesize": 12,
             "axes.prop_cycle": cycler(color=list(PALETTE)),
             "axes.spines.top": False,
             "axes.spines.right": False,
             "legend.frameon": False,
         }
     )
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing to display through
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    # matplotlib loads its backend lazily, and the inline backend registers its own PNG
+    # formatter when it loads: load it now, so that ours, registered after, is the one used.
+    plt.switch_backend(mpl.get_backend())
+
+    shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+
+
+def _smallest_font_pt(fig) -> float:
+    """The smallest font size (pt) of any visible, non-empty text in ``fig`` (after a draw)."""
+    from matplotlib.text import Text
+
+    sizes = [
+        t.get_fontsize()
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.get_figure() is not None
+    ]
+    return float(min(sizes)) if sizes else float("nan")
+
+
+def figure_png(fig) -> bytes:
+    """``fig`` as PNG bytes (tight bounding box, as the inline backend draws it), recording its
+    dpi and smallest font size in the PNG's text chunks (`PNG_KEY_DPI`, `PNG_KEY_MIN_FONT`)."""
+    fig.canvas.draw()  # lays out the ticks, so every label exists before we measure
+    metadata = {
+        PNG_KEY_DPI: f"{fig.dpi:g}",
+        PNG_KEY_MIN_FONT: f"{_smallest_font_pt(fig):g}",
+    }
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight", metadata=metadata)
+    return buffer.getvalue()
 
 
 def _hex_to_rgb(colour: str) -> np.ndarray:
@@ -221,7 +290,6 @@ def plot_mixture(
             and len(ax.get_shared_y_axes().get_siblings(ax)) > 1
         )
         ax.set_aspect("equal", adjustable="box" if shared else "datalim")
-    ax.tick_params(labelsize=8)
     return ax
 
 

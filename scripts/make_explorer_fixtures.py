@@ -2,7 +2,8 @@
 
 Writes (deterministically: same bytes on every run):
 
-- ``book/_extra/explorer/data.json``: the explorer's three data sets (tilted blobs, Old Faithful
+- ``book/_extra/explorer/data.json``: the component palette (gmmlib.plotting's), the explorer's
+  three data sets (tilted blobs, Old Faithful
   standardised, the collapse recipe's 20 points) and, for every K in 1..K_MAX and seed in
   0..N_SEEDS-1, the indices of the data points `gmmlib.datasets.collapse_init` takes as the
   starting means, so seed s in the explorer is the start ``collapse_init(X, K, s)`` in Python.
@@ -27,6 +28,7 @@ import numpy as np
 
 from gmmlib import GaussianMixture
 from gmmlib.datasets import collapse_data, collapse_init, old_faithful, tilted_blobs
+from gmmlib.plotting import PALETTE, PALETTE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_JSON = ROOT / "book" / "_extra" / "explorer" / "data.json"
@@ -39,18 +41,21 @@ DATASETS = {
     "tilted": {
         "title": "Tilted blobs",
         "python": "gmmlib.datasets.tilted_blobs(600, random_state=0)[0]",
+        "axes": ["x₁", "x₂"],
         "k": 3,
         "seed": 0,
     },
     "faithful": {
         "title": "Old Faithful (standardised)",
         "python": "gmmlib.datasets.old_faithful(standardize=True)",
+        "axes": ["eruption duration (standardised)", "waiting time (standardised)"],
         "k": 2,
         "seed": 0,
     },
     "collapse": {
         "title": "Collapse (20 points)",
         "python": "gmmlib.datasets.collapse_data()",
+        "axes": ["x₁", "x₂"],
         "k": 4,
         "seed": 8,
     },
@@ -151,7 +156,9 @@ def make_case(name: str) -> dict:
 
 
 def make_data_json() -> dict:
-    out = {"k_max": K_MAX, "n_seeds": N_SEEDS, "datasets": {}}
+    # The component colours, from gmmlib.plotting (the explorer keeps no copy of its own).
+    palette = [{"name": n, "hex": h} for n, h in zip(PALETTE_NAMES, PALETTE, strict=True)]
+    out = {"k_max": K_MAX, "n_seeds": N_SEEDS, "palette": palette, "datasets": {}}
     for name, meta in DATASETS.items():
         X = dataset(name)
         starts = {

@@ -15,3 +15,22 @@ fi
 if [ -x scripts/vendor-mathjax.sh ]; then
     bash scripts/vendor-mathjax.sh
 fi
+
+# Development tools from the npm registry (package.json, pinned by package-lock.json): eslint for
+# `make lint`, axe-core for the browser tests. npm ci only when node_modules is older than the lock.
+command -v npm >/dev/null 2>&1 || { echo "error: npm is needed (Node 20.19+ and npm)" >&2; exit 1; }
+if [ ! -f node_modules/.package-lock.json ] \
+    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# stress-ng (Debian) keeps one core busy for scripts/under-load.sh, the suite's under-load check.
+if ! command -v stress-ng >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng >/dev/null
+    else
+        echo "warning: stress-ng is not installed (sudo apt-get install stress-ng);" \
+            "scripts/under-load.sh needs it" >&2
+    fi
+fi

@@ -28,6 +28,37 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: Tests that use these fixtures need the built book (a 20-40 s build here): marked `slow`.
+BOOK_FIXTURES = frozenset({"book_build", "book_html", "book_server"})
+#: Tests that use these fixtures drive headless Chromium: marked `browser` (and `slow`).
+BROWSER_FIXTURES = frozenset({"chromium"})
+
+
+def pytest_configure(config):
+    """Hypothesis, the same on every machine and every run: no per-example deadline (a loaded
+    machine would turn slowness into a failure) and derandomized examples, so a failure in CI
+    replays anywhere. To search new examples: pytest --hypothesis-profile=explore."""
+    from hypothesis import HealthCheck, settings
+
+    lenient = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+    settings.register_profile("repeatable", derandomize=True, **lenient)
+    settings.register_profile("explore", **lenient)
+    if not config.getoption("hypothesis_profile", None):
+        settings.load_profile("repeatable")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs the built book or the browser, whatever file it is in, so
+    `make test-fast` (-m "not slow and not browser") leaves them out without per-test upkeep."""
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        if needs & (BOOK_FIXTURES | BROWSER_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+        if needs & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Folder for test artefacts (screenshots, logs); kept after the run."""

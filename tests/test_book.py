@@ -2,7 +2,9 @@
 
 The static checks read the built HTML; the browser test opens every page of the table of
 contents in headless Chromium (Debian's, via Playwright) from a local server, and saves a
-screenshot of each page to artifacts/book/.
+screenshot of each page to artifacts/book/. A second pass reads every page as a reader at the
+column width: each figure's text is >= 10 px on screen, no code cell scrolls sideways, axe-core
+finds no violation in the page or in the explorer's frame, and the focus ring is >= 3:1.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
+from a11y import focus_ring_problems, own_violations, run_axe
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -29,6 +32,9 @@ CHAPTERS = [
     "explorer",
     "05-choosing-k",
     "06-real-data",
+    "em-coordinate-ascent",
+    "convergence-and-identifiability",
+    "beyond-one-fit",
     "07-exercises",
     "references",
 ]
@@ -169,20 +175,45 @@ def test_chapters_show_gmmlib_code_not_copies(book_html):
         assert f":pyobject: {name}" in source
 
 
+def test_no_long_output_lines(book_html):
+    """Printed output stays near the column's ~80 characters (wrapped text, not 560-char lines);
+    100 leaves room for the few tables a little wider than 80, which wrap on screen."""
+    import html as html_lib
+
+    long_lines = []
+    for page in toc_pages():
+        source = (book_html / f"{page}.html").read_text()
+        for block in re.findall(
+            r'<div class="cell_output docutils container">(.*?)</div>\s*</div>', source, re.S
+        ):
+            for pre in re.findall(r"<pre>(.*?)</pre>", block, re.S):
+                text = html_lib.unescape(re.sub(r"<[^>]+>", "", pre))
+                long_lines += [(page, len(x), x[:60]) for x in text.splitlines() if len(x) > 100]
+    assert not long_lines, long_lines
+
+
 def test_derivation_is_collapsible(book_html):
     page = (book_html / "03-derivation.html").read_text()
     assert page.count("Show the derivation") >= 4
     assert "<details" in page
 
 
-def test_explorer_is_embedded_in_chapters_2_and_4(book_html):
-    for page, dataset in [("02-em-steps", "tilted"), ("04-break-it", "collapse")]:
+def test_explorer_is_embedded_in_chapters_2_4_and_6(book_html):
+    for page, dataset in [
+        ("02-em-steps", "tilted"),
+        ("04-break-it", "collapse"),
+        ("06-real-data", "faithful"),
+        ("explorer", "tilted"),
+    ]:
         frames = [a for t, a in parse(book_html / f"{page}.html") if t == "iframe"]
         assert any(
             (a.get("src") or "").startswith(f"explorer/index.html?dataset={dataset}")
             and (a.get("title") or "").strip()
+            and "gmm-explorer-frame" in (a.get("class") or "")  # embed.js sizes it
             for a in frames
         ), (page, frames)
+        scripts = [a.get("src") for t, a in parse(book_html / f"{page}.html") if t == "script"]
+        assert "explorer/embed.js" in scripts, page
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,3 +301,110 @@ def test_every_page_works_in_headless_chromium(book_server, chromium, artifacts_
         if bad:
             report[name] = bad
     assert not report, report
+
+
+# --------------------------------------------------------------------------------------------
+# Every page as a reader sees it: legible figures, code in the column, accessibility
+# --------------------------------------------------------------------------------------------
+
+#: Smallest rendered text size allowed in a figure, in CSS px.
+MIN_TEXT_PX = 10.0
+
+
+@pytest.fixture(scope="module")
+def reading(book_server, chromium, book_html):
+    """Each page at 1280x900: its figures, overflowing code, axe findings and focus rings."""
+    out = {}
+    for name in toc_pages():
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        try:
+            page.goto(f"{book_server}/{name}.html", wait_until="load")
+            for frame in page.locator("iframe").all():
+                frame.scroll_into_view_if_needed()
+            page.wait_for_load_state("networkidle")
+            if page.evaluate("document.querySelectorAll('.math').length"):
+                page.wait_for_function("() => window.MathJax && MathJax.startup.promise")
+                page.evaluate("() => MathJax.startup.promise")
+            images = page.evaluate(
+                """() => Array.from(document.images).map(i => ({
+                       src: i.currentSrc, natural: i.naturalWidth,
+                       shown: i.getBoundingClientRect().width}))"""
+            )
+            overflow = page.evaluate(
+                """() => [...document.querySelectorAll('pre')]
+                       .filter(p => p.scrollWidth > p.clientWidth + 1)
+                       .map(p => p.textContent.slice(0, 80))"""
+            )
+            axe = {"page": own_violations(run_axe(page))}
+            for i, frame in enumerate(page.frames[1:]):
+                frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=15000)
+                axe[f"frame {i}: {frame.url}"] = own_violations(run_axe(frame))
+            page.evaluate("window.scrollTo(0, 0)")
+            focus = focus_ring_problems(page, presses=8)
+        finally:
+            context.close()
+        out[name] = {"images": images, "overflow": overflow, "axe": axe, "focus": focus}
+    return out
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_figures_are_legible_at_the_column_width(reading, book_server, book_html):
+    """Rendered text px = font pt x dpi / 72 x (shown width / image width) >= 10, every figure.
+
+    The font size and dpi are read from the PNG itself: gmmlib.plotting.figure_png records the
+    smallest font of the figure and its dpi when a page shows it (gmmlib.plotting.use_course_style).
+    """
+    from PIL import Image
+
+    from gmmlib.plotting import PNG_KEY_DPI, PNG_KEY_MIN_FONT
+
+    small, checked = [], 0
+    for name, seen in reading.items():
+        for image in seen["images"]:
+            path = book_html / urlparse(image["src"]).path.lstrip("/")
+            if path.suffix != ".png" or "_images" not in path.parts:
+                continue
+            text = Image.open(path).text
+            if PNG_KEY_MIN_FONT not in text:
+                small.append((name, path.name, "no font record: not drawn in the course style"))
+                continue
+            checked += 1
+            px = (
+                float(text[PNG_KEY_MIN_FONT]) * float(text[PNG_KEY_DPI]) / 72
+                * image["shown"] / image["natural"]
+            )
+            if not px >= MIN_TEXT_PX:
+                small.append((name, path.name, round(px, 1)))
+    assert checked >= 12, f"expected the chapters' figures, checked {checked}"
+    assert not small, small
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_code_cells_stay_in_the_column(reading):
+    """No code cell or output scrolls sideways at 1280 px (long lines wrap)."""
+    wide = {name: seen["overflow"] for name, seen in reading.items() if seen["overflow"]}
+    assert not wide, wide
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_no_axe_violations_on_any_page(reading):
+    """axe-core on every page and in the explorer's frame: 0 violations of any impact, apart
+    from the theme's listed in tests/a11y.py with their reason."""
+    found = {
+        (name, where): [(v["id"], v["impact"], v["nodes"][:3]) for v in violations]
+        for name, seen in reading.items()
+        for where, violations in seen["axe"].items()
+        if violations
+    }
+    assert not found, found
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_focus_ring_has_three_to_one_contrast(reading):
+    bad = {name: seen["focus"] for name, seen in reading.items() if seen["focus"]}
+    assert not bad, bad

@@ -83,3 +83,34 @@ def test_plot_log_likelihood_per_point():
     plotting.plot_log_likelihood(ax, [-300.0, -200.0, -150.0], per_point=100)
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [-3.0, -2.0, -1.5])
     plt.close(fig)
+
+
+def test_figure_png_records_dpi_and_smallest_font():
+    """The book's legibility test reads these two numbers from every figure's PNG."""
+    import io
+
+    from PIL import Image
+
+    plotting.use_course_style()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("a title")
+    ax.text(0.5, 0.5, "small", fontsize=7)
+    image = Image.open(io.BytesIO(plotting.figure_png(fig)))
+    assert float(image.text[plotting.PNG_KEY_DPI]) == plotting.DPI
+    assert float(image.text[plotting.PNG_KEY_MIN_FONT]) == 7.0
+    plt.close(fig)
+
+
+def test_course_style_fonts_are_legible_in_the_column():
+    """No font of the course style is under MIN_FONT_PT, and a column-wide figure fits 672 px."""
+    import matplotlib as mpl
+
+    plotting.use_course_style()
+    keys = ["font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize",
+            "ytick.labelsize", "legend.fontsize"]
+    for key in keys:
+        size = mpl.font_manager.FontProperties(size=mpl.rcParams[key]).get_size_in_points()
+        assert size >= plotting.MIN_FONT_PT, key
+    assert plotting.COLUMN_WIDTH_IN * plotting.DPI <= 672
+    assert plotting.MIN_FONT_PT * plotting.DPI / 72 * 0.8 >= 10  # 20 % of scaling to spare

@@ -3,8 +3,13 @@
 Drag a mean (the fit restarts from the drop point), press E then M (colours, then ellipses
 change; the log-likelihood does not go down), move a mean from the keyboard, break it (K high on
 the collapse data: the collapse message names gmmlib's component and iteration), a phone-width
-layout, and the book pages that embed it. Every page must log no console errors. Screenshots go
-to artifacts/explorer-*.png.
+layout, and the book pages that embed it (the frame fits its content at desktop and phone
+widths, collapse message showing). Each fix of issue 14 has its test: means held inside the plot,
+an empty component's own words, components numbered from 0, K and seed kept across data sets,
+a collapse message that never goes stale, one number format, the drag hint, the colour key, axes
+on the scatter and values on the trace, Enter/Space on a mean, announced restarts. axe-core finds
+no violation in the explorer's main states. Every page must log no console errors. Screenshots
+go to artifacts/explorer-*.png.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from a11y import focus_ring_problems, own_violations, run_axe
 
+from gmmlib import plotting
 from gmmlib.datasets import collapse_data, collapse_init, tilted_blobs
 from gmmlib.em import e_step, log_likelihood
 
@@ -178,7 +185,7 @@ def test_e_then_m_changes_colours_then_ellipses(book_server, tab, artifacts_dir)
         np.array(s["means"]),
         np.array([[[a, b], [b, d]] for a, b, d in s["covariances"]]),
     )
-    palette = np.array([[0xE6, 0x9F, 0x00], [0x56, 0xB4, 0xE9]])  # Okabe-Ito orange, sky blue
+    palette = 255 * plotting.component_colors(2)  # gmmlib's palette, exported via data.json
     shown = np.array(s["colours"])
     np.testing.assert_allclose(shown, (resp @ palette)[: len(shown)], atol=0.51)
     page.screenshot(path=str(artifacts_dir / "explorer-converged.png"), full_page=True)
@@ -191,7 +198,7 @@ def test_keyboard_moves_a_mean(book_server, tab):
     before = state(page)
     handle = page.locator(".gx-mean[data-component='0']")
     handle.focus()
-    assert "Mean of component 1" in handle.get_attribute("aria-label")
+    assert "Mean of component 0 (blue)" in handle.get_attribute("aria-label")  # gmmlib's numbering
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowUp")
     after = state(page)
@@ -225,7 +232,8 @@ def test_break_it_collapse_is_detected_like_gmmlib(book_server, tab, artifacts_d
     alert = page.get_by_role("alert")
     alert.wait_for(state="visible", timeout=20000)
     text = alert.inner_text()
-    assert f"Component {report.component + 1} collapsed at iteration {report.iteration}" in text
+    assert f"Component {report.component} collapsed at iteration {report.iteration}" in text
+    assert "EM has stopped" in text and "grows without bound" in text
     assert "single data point" in text or f"{report.n_points} data points" in text
     s = state(page)
     assert s["stopReason"] == "collapse" and s["nextKind"] is None
@@ -237,25 +245,40 @@ def test_break_it_collapse_is_detected_like_gmmlib(book_server, tab, artifacts_d
     # Highlighted: the collapsed component, and a ring on each point it holds.
     assert page.locator(f".gx-comp.gx-collapsed[data-component='{report.component}']").count() == 1
     rings = page.locator(".gx-hot")
-    assert sorted(int(rings.nth(i).get_attribute("data-point")) for i in range(rings.count())) == (
-        held
-    )
+    ringed = {int(rings.nth(i).get_attribute("data-point")) for i in range(rings.count())}
+    assert set(held) <= ringed  # and the points of any other component collapsed at that round
+    assert own_violations(run_axe(page)) == []
     assert "Stopped" in page.locator(".gx-status").inner_text()
     page.screenshot(path=str(artifacts_dir / "explorer-collapse.png"), full_page=True)
 
     # reg_covar on: the same start still collapses (same iteration), but EM can go on with a
     # finite log-likelihood, bounded because no variance can fall below reg_covar.
     page.get_by_label("reg_covar", exact=False).check()
+    assert "reg_covar switched on: EM restarted" in page.locator(".gx-status").inner_text()
+    assert alert.is_hidden()  # the old message went with the old run
     page.get_by_role("button", name="Run").click()
     alert.wait_for(state="visible", timeout=20000)
     assert state(page)["collapse"]["iteration"] == report.iteration
+    text = alert.inner_text()
+    assert "grows without bound" not in text and "reg_covar = 1e-6" in text
     page.get_by_role("button", name="Continue anyway").click()
+    text = alert.inner_text()
+    assert "EM has stopped" not in text and "EM goes on" in text  # no stale words
     page.get_by_role("button", name="Run").click()
     page.wait_for_function("emExplorer.run.nextKind === null", timeout=60000)
     s = state(page)
     assert s["regCovar"] == 1e-6
     assert s["iteration"] > report.iteration
     assert all(np.isfinite(s["logLikelihood"]))
+    # The message now names every component collapsed at the end, and the status agrees.
+    text, status = alert.inner_text(), page.locator(".gx-status").inner_text()
+    now = s["collapsedNow"]
+    assert now, "the collapse recipe ends with collapsed components"
+    for c in now:
+        assert f"Component {c['component']} " in text
+        assert str(c["component"]) in status
+    assert f"EM ended at iteration {s['iteration']}" in text
+    assert "0.00000100" not in page.locator("#em-explorer").inner_text()  # one number format
     page.screenshot(path=str(artifacts_dir / "explorer-collapse-reg.png"), full_page=True)
     assert t.errors == []
 
@@ -268,6 +291,7 @@ def test_phone_width(book_server, tab, artifacts_dir):
     page.get_by_role("alert").wait_for(state="visible", timeout=20000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     # A finger drag (real touch events through the DevTools protocol) moves a mean too.
+    page.locator(".gx-mean[data-component='0']").scroll_into_view_if_needed()
     x0, y0 = handle_centre(page, 0)
     cdp = t.context.new_cdp_session(page)
     path = [(x0, y0), (x0 + 10, y0 + 5), (x0 + 20, y0 + 10), (x0 + 30, y0 + 15)]
@@ -307,3 +331,200 @@ def test_embedded_in_the_book(book_server, tab, artifacts_dir, page_name):
         "console errors on the book page (a 404 for /favicon.ico means the book sets no "
         "favicon: html.favicon in book/_config.yml)"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 14: each fix, one test
+# --------------------------------------------------------------------------------------------
+
+
+def test_standalone_page_has_a_title_instructions_and_no_axe_violations(book_server, tab):
+    t = tab(width=1280, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html")
+    assert page.title().startswith("EM explorer")
+    assert page.get_by_role("heading", level=1).inner_text() == "EM explorer"
+    intro = page.locator(".gx-intro").inner_text()
+    assert "E-step" in intro and "Drag a mean" in intro
+    # The widget itself says a mean can be dragged (the hint sits above the plot).
+    assert "Drag a mean" in page.locator(".gx-hint").inner_text()
+    assert own_violations(run_axe(page)) == []
+    page.get_by_role("button", name="E-step").click()
+    assert own_violations(run_axe(page)) == []
+    assert focus_ring_problems(page, presses=12) == []
+    assert t.errors == []
+
+
+def test_colour_key_axes_and_trace_values(book_server, tab):
+    t = tab(width=1000, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=faithful&k=3&seed=0")
+    key = page.locator(".gx-key li")
+    assert key.count() == 3
+    for j in range(3):
+        item = key.nth(j)
+        assert item.inner_text() == f"component {j} ({plotting.PALETTE_NAMES[j]})"
+        swatch = item.locator(".gx-swatch").evaluate("e => getComputedStyle(e).backgroundColor")
+        rgb = [int(v) for v in swatch[swatch.index("(") + 1 : -1].split(",")[:3]]
+        np.testing.assert_array_equal(rgb, 255 * plotting.component_colors(3)[j])
+        # The label is dark text, never the palette colour (yellow on white is unreadable).
+        colour = item.locator(".gx-key-label").evaluate("e => getComputedStyle(e).color")
+        assert colour == "rgb(27, 27, 27)"
+    # Axes: Old Faithful says which axis is the eruption, with values along both axes.
+    labels = page.locator(".gx-axis-label").all_text_contents()  # SVG text: no innerText
+    assert any("eruption duration" in x for x in labels)
+    assert any("waiting time" in x for x in labels)
+    assert page.locator(".gx-axes .gx-tick-label").count() >= 6
+    # The trace has values: the iterations along x and ln p(X) along y.
+    for _ in range(3):
+        page.get_by_role("button", name="E-step").click()
+        page.get_by_role("button", name="M-step").click()
+    values = page.locator(".gx-trace .gx-tick-label").all_text_contents()
+    assert "0" in values and "3" in values
+    ll = state(page)["logLikelihood"]
+    assert any(v.startswith("-") and abs(float(v) - min(ll)) < 0.5 for v in values), values
+    assert t.errors == []
+
+
+def test_a_dragged_mean_stays_inside_the_plot(book_server, tab):
+    t = tab(width=1000, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=tilted&k=3&seed=0")
+    x0, y0 = handle_centre(page, 2)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 - 3000, y0 - 3000, steps=8)  # far past the top-left corner
+    page.mouse.up()
+    page.wait_for_timeout(100)
+    box = page.locator(".gx-svg").bounding_box()
+    hx, hy = handle_centre(page, 2)
+    assert box["x"] <= hx <= box["x"] + box["width"] and box["y"] <= hy <= box["y"] + box["height"]
+    x_lo, x_hi, y_lo, y_hi = page.evaluate("emExplorer.visibleBox()")
+    mx, my = state(page)["means"][2]
+    assert x_lo <= mx <= x_hi and y_lo <= my <= y_hi
+    # It can be grabbed again.
+    page.mouse.move(hx, hy)
+    page.mouse.down()
+    page.mouse.move(hx + 120, hy + 120, steps=6)
+    page.mouse.up()
+    page.wait_for_timeout(100)
+    assert state(page)["means"][2][0] > mx
+    assert t.errors == []
+
+
+def test_an_empty_component_has_its_own_words(book_server, tab):
+    t = tab(width=1000, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=tilted&k=3&seed=0")
+    # A start with component 1 far from every point (as a mean dragged off the data would be).
+    page.evaluate(
+        """async () => {
+            const core = await import('./em-core.mjs');
+            const ex = window.emExplorer;
+            const m = ex.run.params.means.slice();
+            m[2] = 40; m[3] = 40;
+            ex.restart(core.initFromMeans(ex.data, m));
+            ex.doStep('E'); ex.doStep('M');
+        }"""
+    )
+    s = state(page)
+    assert s["collapsedNow"] and s["collapsedNow"][0]["component"] == 1
+    assert s["collapsedNow"][0]["empty"] is True
+    text = page.get_by_role("alert").inner_text()
+    assert "Component 1 is empty at iteration 1" in text
+    assert "collapsed" not in text and "single data point" not in text
+    assert "component 1 empty" in page.locator(".gx-status").inner_text()
+    assert own_violations(run_axe(page)) == []
+    assert t.errors == []
+
+
+def test_switching_data_set_keeps_k_and_seed_and_says_so(book_server, tab):
+    t = tab(width=1000, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=tilted&k=6&seed=17")
+    page.get_by_label("Data set").select_option("collapse")
+    s = state(page)
+    assert (s["dataset"], s["k"], s["seed"]) == ("collapse", 6, 17)
+    assert "kept K = 6 and seed 17" in page.locator(".gx-status").inner_text()
+    assert t.errors == []
+
+
+def test_changing_k_or_reg_covar_mid_fit_says_it_restarted(book_server, tab):
+    t = tab(width=1000, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=tilted&k=3&seed=0")
+    page.get_by_role("button", name="E-step").click()
+    page.get_by_role("button", name="M-step").click()
+    slider = page.get_by_label("Components K")
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    status = page.locator(".gx-status").inner_text()
+    assert "K changed to 4: EM restarted from iteration 0" in status
+    assert state(page)["iteration"] == 0
+    page.get_by_role("button", name="E-step").click()
+    page.get_by_label("reg_covar", exact=False).check()
+    assert "reg_covar switched on: EM restarted" in page.locator(".gx-status").inner_text()
+    # Before any step there is nothing to lose, and nothing to announce.
+    page.get_by_label("reg_covar", exact=False).uncheck()
+    assert "restarted" not in page.locator(".gx-status").inner_text()
+    assert t.errors == []
+
+
+def test_enter_and_space_on_a_mean_answer(book_server, tab):
+    t = tab(width=1000, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=tilted&k=3&seed=0")
+    handle = page.locator(".gx-mean[data-component='2']")
+    assert handle.get_attribute("role") == "button"
+    before = state(page)
+    for key in ("Enter", " "):
+        handle.focus()
+        page.evaluate("document.querySelector('.gx-status').textContent = ''")
+        page.keyboard.press(key)
+        status = page.locator(".gx-status").inner_text()
+        assert status.startswith("Mean of component 2 is at x ") and "arrow keys" in status
+    assert state(page)["means"] == before["means"]  # announcing does not move it
+    assert t.errors == []
+
+
+PAGES_WITH_THE_EXPLORER = ["explorer.html", "02-em-steps.html", "04-break-it.html",
+                           "06-real-data.html"]
+
+
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
+@pytest.mark.parametrize("page_name", PAGES_WITH_THE_EXPLORER)
+def test_embedded_explorer_shows_all_of_itself(
+    book_server, tab, artifacts_dir, page_name, width, height
+):
+    """The frame fits its content, collapse message showing: nothing clipped, no inner scroll."""
+    mobile = {"has_touch": True, "is_mobile": True} if width < 500 else {}
+    t = tab(width=width, height=height, **mobile)
+    page = t.page
+    page.goto(f"{book_server}/{page_name}")
+    frame_el = page.locator("iframe.gmm-explorer-frame").first
+    frame_el.scroll_into_view_if_needed()
+    frame = frame_el.element_handle().content_frame()
+    frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=15000)
+    # Break it: the collapse data, K = 8 (seed 0 collapses at round 8), run to the collapse.
+    frame.get_by_label("Data set").select_option("collapse")
+    frame.get_by_label("Components K").focus()
+    frame.page.keyboard.press("End")
+    frame.get_by_role("button", name="Run").click()
+    frame.get_by_role("alert").wait_for(state="visible", timeout=30000)
+    # The frame follows the content's height (posted by the explorer, set by embed.js).
+    page.wait_for_function(
+        """() => { const f = document.querySelector('iframe.gmm-explorer-frame');
+                   const d = f.contentDocument.documentElement;
+                   return Math.abs(f.clientHeight - d.getBoundingClientRect().height) <= 1; }""",
+        timeout=10000,
+    )
+    inner = frame.evaluate(
+        """() => { const d = document.documentElement;
+                   return {sw: d.scrollWidth, cw: d.clientWidth, sh: d.scrollHeight,
+                           ch: d.clientHeight,
+                           trace: document.querySelector('.gx-trace')
+                                      .getBoundingClientRect().bottom,
+                           alert: document.querySelector('.gx-alert')
+                                      .getBoundingClientRect().bottom}; }"""
+    )
+    assert inner["sw"] <= inner["cw"], inner  # no sideways scroll inside the frame
+    assert inner["sh"] <= inner["ch"] + 1, inner  # no inner vertical scroll
+    assert inner["trace"] <= inner["ch"] and inner["alert"] <= inner["ch"], inner
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # page fits the width
+    frame_el.screenshot(path=str(artifacts_dir / f"explorer-fit-{page_name}-{width}.png"))
+    assert own_violations(run_axe(frame)) == []  # the explorer inside the frame, collapse showing
+    page.wait_for_load_state("networkidle")
+    assert t.errors == []

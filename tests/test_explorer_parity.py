@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "explorer"
 RUNNER = ROOT / "tests" / "js" / "run_fixture.mjs"
 NODE = shutil.which("node") or "/usr/bin/node"
+# JS and numpy round differently (summation order, BLAS kernels, exp/log): measured here, the
+# worst relative difference over every case and step is 1.7e-11 (responsibilities near a
+# collapse), 4e-12 for parameters, 1e-12 for the log-likelihood: 1e-9 leaves a margin of 60x
+# or more for other processors and BLAS builds.
 RTOL = 1e-9
 # Responsibilities far below 1 (down to 1e-300 here) are exp(log gamma): their relative error is
 # the absolute error of log gamma. They are compared relatively down to 1e-11, absolutely below.
@@ -37,6 +41,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_explorer_fixtures as mef  # noqa: E402
 
 CASES = sorted(mef.CASES)
+
+# node for every case, and 480 EM runs in the sweeps: out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def _load(case: str) -> dict:
@@ -73,17 +80,65 @@ def case(request):
     return request.param, fx, _reference(fx), _run_node(request.param)
 
 
+#: Rounding differences between two machines (processor, BLAS build, thread count) in one EM
+#: round, in units of the machine epsilon: a few ulp per operation on each sum.
+ROUND_ULPS = 16
+
+
+def trace_rtol(covariances_init, steps) -> np.ndarray:
+    """How far a log-likelihood trace may move between machines: one tolerance per E-step.
+
+    Another processor or BLAS build rounds differently by a few ulp (ROUND_ULPS * eps) per
+    round. EM carries those differences on, so they grow at most linearly with the number of
+    rounds t (EM contracts towards its fixed point; in practice they grow more slowly). A
+    covariance with condition number kappa turns a relative error e in its entries into up to
+    kappa * e in its log-determinant and Mahalanobis terms, and a run approaching a collapse has
+    kappa in the 1e5s. So E-step t may differ by ROUND_ULPS * eps * t * kappa_t, with kappa_t the
+    largest condition number of any covariance so far. Measured here: perturbing every data
+    value by 4 ulp moves each fixture's trace by 80x to 800x less than this; a change to the EM
+    maths moves it by far more (1e-6 and up).
+    """
+    eps = np.finfo(float).eps
+
+    def kappa(covariances):
+        ev = np.linalg.eigvalsh(covariances)
+        return float(np.max(ev[:, -1] / np.maximum(ev[:, 0], np.finfo(float).tiny)))
+
+    k, t, out = kappa(np.asarray(covariances_init)), 0, []
+    for step in steps:
+        if step.kind == "E":
+            t += 1
+            out.append(ROUND_ULPS * eps * t * k)
+        else:
+            k = max(k, kappa(step.covariances))
+    return np.array(out)
+
+
 def test_fixture_is_current(case):
-    """The committed fixture is what gmmlib produces now (data, start, trace, collapse)."""
-    name, fx, _, _ = case
+    """The committed fixture is what gmmlib produces now (data, start, trace, collapse), up to
+    the rounding differences between machines."""
+    name, fx, ref, _ = case
     fresh = mef.make_case(name)
     for key in ("dataset", "n_components", "seed", "start_indices", "reg_covar", "max_iter"):
         assert fx[key] == fresh[key], key
-    for key in ("X", "weights_init", "means_init", "covariances_init"):
+    # Data and starts come from seeded generators, one small matrix product and a mean: 1e-14 is
+    # ~45 ulp. Covariance entries are compared on the scale of the matrix (an entry may be ~0).
+    for key in ("X", "weights_init", "means_init"):
         np.testing.assert_allclose(fx[key], fresh[key], rtol=1e-14, atol=0, err_msg=key)
+    scale = np.max(np.abs(fresh["covariances_init"]))
+    np.testing.assert_allclose(
+        fx["covariances_init"], fresh["covariances_init"], rtol=1e-14, atol=1e-14 * scale
+    )
     exp, new = fx["expected"], fresh["expected"]
     assert exp["kinds"] == new["kinds"]
-    np.testing.assert_allclose(exp["log_likelihood"], new["log_likelihood"], rtol=1e-12)
+    ll_exp, ll_new = np.array(exp["log_likelihood"]), np.array(new["log_likelihood"])
+    rtol = trace_rtol(fx["covariances_init"], ref)
+    err = np.abs(ll_exp - ll_new) / np.abs(ll_new)
+    assert np.all(err <= rtol), (
+        f"{name}: log-likelihood trace moved beyond rounding at E-steps "
+        f"{np.flatnonzero(err > rtol).tolist()}: relative {err.max():.1e}: "
+        "re-run scripts/make_explorer_fixtures.py if gmmlib's EM changed on purpose"
+    )
     assert (exp["collapse"] is None) == (new["collapse"] is None)
     if exp["collapse"]:
         for key in ("component", "iteration", "n_points"):
@@ -152,7 +207,7 @@ def test_same_collapse(case):
         assert jrep["nk"] == pytest.approx(rep.nk, rel=RTOL)
         assert jrep["threshold"] == pytest.approx(rep.threshold, rel=1e-12)
         assert (
-            f"Component {rep.component + 1} collapsed at iteration {rep.iteration}"
+            f"Component {rep.component} collapsed at iteration {rep.iteration}"
             in (jrep["message"])
         )
     if fx["on_collapse"] == "warn" and ref_collapse:
@@ -186,7 +241,12 @@ def test_data_json_is_current():
 )
 def test_collapse_sweep_matches_gmmlib(dataset, reg_covar):
     """Every K in 1..8 and seeds 0..19 from the explorer's own starts: EM stops at the same
-    round for the same reason (converged or collapsed), on the same component."""
+    round for the same reason (converged or collapsed), on the same component.
+
+    Decisions compared exactly, so none may sit on its threshold: measured over these 480 runs,
+    no smallest eigenvalue is within 1% of the collapse threshold and no change of ln p(X) per
+    point within 0.1% of tol, while rounding differences between machines move them by < 1e-8.
+    """
     max_k, n_seeds, max_iter = 8, 20, 200
     proc = subprocess.run(
         [NODE, str(ROOT / "tests" / "js" / "collapse_sweep.mjs"), dataset, str(max_k),

@@ -26,7 +26,6 @@ import nbformat
 import pytest
 
 from grading.course import ASSIGNMENTS, SOLUTIONS, tool_env
-from grading.pipeline import grade_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "make_submissions.py"
@@ -108,6 +107,8 @@ def graded(tmp_path_factory):
     assert set(students) == set(EXPECTED), "fixture students and EXPECTED disagree"
     progress = io.StringIO()
     started = time.perf_counter()
+    from grading.pipeline import grade_folder  # imported here: collecting stays fast
+
     grade_folder(tmp / "submissions", tmp / "out", progress=progress)
     return tmp / "out", progress.getvalue(), time.perf_counter() - started
 

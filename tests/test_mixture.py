@@ -19,7 +19,7 @@ from gmmlib import (
 from gmmlib.datasets import collapse_data, collapse_init, old_faithful, tilted_blobs
 from gmmlib.diagnostics import collapse_threshold, collapsed_components
 
-# The collapse recipe (DESIGN.md): 20 points, K=4, means on data points chosen by a seed,
+# The collapse recipe (docs/DESIGN.md): 20 points, K=4, means on data points chosen by a seed,
 # reg_covar=0. Seed 22 collapses component 2 onto a single point at iteration 9.
 REFERENCE_SEED, REFERENCE_ITERATION, REFERENCE_COMPONENT = 22, 9, 2
 

@@ -6,6 +6,12 @@ Jupyter Book 1 always loads the sphinx-thebe extension. Even with ``launch_butto
 false`` it adds to every page an inline ``const THEBE_JS_URL = "https://unpkg.com/..."`` (twice,
 which is a SyntaxError in the browser: "Identifier 'THEBE_JS_URL' has already been declared")
 and ``_static/sphinx-thebe.js``. The book has no live code cells, so drop both from every page.
+
+It also repairs the roles of the bibliography's markup (the references page): docutils writes
+``<div role="list" class="citation-list">`` around ``<div class="citation"
+role="doc-biblioentry">``, a role ARIA 1.2 deprecates, which leaves the list with no list items
+(axe-core: aria-required-children, aria-deprecated-role, aria-allowed-role). Each entry becomes
+a ``listitem``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ def _drop_thebe(app, pagename, templatename, context, doctree):
         context["script_files"] = [s for s in scripts if not _is_thebe(s)]
 
 
+def _fix_bibliography_roles(app, pagename, templatename, context, doctree):
+    body = context.get("body")
+    if body and 'role="doc-biblioentry"' in body:
+        context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
+
+
 def _check_mathjax(app):
     """Warn (an error under -W) when the vendored MathJax that mathjax_path points at is missing."""
     if app.builder.format != "html" or "://" in app.config.mathjax_path:
@@ -48,5 +60,6 @@ def _check_mathjax(app):
 
 def setup(app):
     app.connect("html-page-context", _drop_thebe, priority=900)
+    app.connect("html-page-context", _fix_bibliography_roles)
     app.connect("builder-inited", _check_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -2,7 +2,7 @@
 
 A Gaussian mixture's likelihood is unbounded: a component whose mean sits on a data point and
 whose covariance shrinks to zero makes ln p(X) -> +inf. With too many components or a bad start,
-EM walks straight into this. This module turns the recipe of DESIGN.md into a citable experiment:
+EM walks straight into this. This module turns docs/DESIGN.md's recipe into a citable experiment:
 
 - data: ``gmmlib.datasets.collapse_data()`` (20 points in 2-D, generator seed 0);
 - start: ``gmmlib.datasets.collapse_init(X, K, seed)`` (K distinct data points as means, every
@@ -22,8 +22,8 @@ Command line (console script ``gmm-collapse``, or ``python -m gmmlib.collapse``)
 Each command prints its table (sweeps report progress on stderr) and writes, into ``--out``,
 ``<name>.json`` (every parameter, the per-iteration / per-run table, library versions) and a
 figure ``<name>.png`` + ``<name>.svg``. Files are written to a temporary folder inside ``--out``
-and renamed into place at the end, so a failure leaves no half-written output. The same inputs
-give byte-identical JSON (and, with the same matplotlib and fonts, identical PNG/SVG).
+and renamed into place at the end, so a failure leaves no half-written output. On the same machine
+and libraries the same inputs give byte-identical JSON (and PNG/SVG with the same fonts).
 
 The same functions are importable for the book: `run_experiment`, `sweep_k`, `sweep_reg`,
 `sweep_fixes` return plain records (dicts); `plot_run`, `plot_sweep_k`, `plot_sweep_reg`,

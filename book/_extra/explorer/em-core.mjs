@@ -318,9 +318,86 @@ function choleskyOk(params) {
 }
 
 /**
+ * A component whose soft count N_k is below this holds less than half a point's worth of
+ * responsibility: it is *empty* (no point is mostly its own), which is a different failure from a
+ * collapse onto one or a few points, and the explorer says so in its own words.
+ */
+export const EMPTY_NK = 0.5;
+
+/**
+ * The one number format of the explorer: `sig` significant digits, trailing zeros dropped,
+ * exponent form ("1e-6", "3.9e-49") below 1e-3 and from 1e6 up, "+∞" for +Infinity.
+ */
+export function formatNumber(x, sig = 3) {
+  if (x === Infinity) return "+∞";
+  if (x === -Infinity) return "−∞";
+  if (Number.isNaN(x)) return "undefined";
+  if (x === 0) return "0";
+  const trim = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
+  const a = Math.abs(x);
+  if (a < 1e-3 || a >= 1e6) {
+    const [mantissa, exponent] = x.toExponential(sig - 1).split("e");
+    return `${trim(mantissa)}e${Number(exponent)}`;
+  }
+  return trim(x.toFixed(Math.max(0, sig - 1 - Math.floor(Math.log10(a)))));
+}
+
+/**
+ * What a collapse report means, in plain words, in three parts (joined by describeCollapse):
+ * `what` happened to this component, `why` it matters, and how `fix` it. Components are numbered
+ * from 0, as in gmmlib and the book. An empty component (N_k < EMPTY_NK) gets its own words; with
+ * reg_covar > 0 the density is capped, so the words do not promise an unbounded likelihood.
+ */
+export function explainCollapse(report) {
+  const { component, iteration, nk, nPoints, minEigenvalue, threshold, regCovar } = report;
+  const k = report.nComponents;
+  const fewer = k > 1 ? `use fewer components (K = ${k - 1})` : null;
+  if (report.empty) {
+    return {
+      what:
+        `Component ${component} is empty at iteration ${iteration}: no point gives it more ` +
+        `than a sliver of responsibility (N_k = ${formatNumber(nk)}).`,
+      why:
+        "Its weight is ~0 and its mean and ellipse no longer describe any data. This is not a " +
+        "collapse onto a point: the component is simply unused.",
+      fix: ["drag its mean back onto the data", fewer, "or pick another seed"]
+        .filter(Boolean).join("; "),
+    };
+  }
+  const onto = nPoints === 1 ? "a single data point" : nPoints === 0
+    ? "no point in particular" : `just ${nPoints} data points`;
+  const tiny = Math.abs(minEigenvalue - regCovar) < 1e-3 * threshold;
+  const size = tiny
+    ? "its ellipse has shrunk to zero width (smallest variance ≈ " +
+      `${regCovar > 0 ? "reg_covar" : "0"})`
+    : `its ellipse is only ${formatNumber(Math.sqrt(Math.max(minEigenvalue, 0)), 2)} wide ` +
+      `(smallest variance ${formatNumber(minEigenvalue)}, at most ${formatNumber(threshold)} ` +
+      `above reg_covar = ${formatNumber(regCovar)})`;
+  return {
+    what:
+      `Component ${component} collapsed at iteration ${iteration}: it sits on ${onto} ` +
+      `(N_k = ${formatNumber(nk)}) and ${size}.`,
+    why: regCovar > 0
+      ? `With reg_covar = ${formatNumber(regCovar)} no variance can fall below it, so the ` +
+        "density and ln p(X) stay finite, but the component still sits on those points: " +
+        "reg_covar stops the crash, not the collapse."
+      : "Its density at that point grows without bound, so the log-likelihood can too: a flaw " +
+        "of maximum likelihood, not a bug.",
+    fix: [fewer, "or pick another seed"].filter(Boolean).join("; "),
+  };
+}
+
+/** The whole message for one component: what happened, why it matters, how to fix it. */
+export function describeCollapse(report) {
+  const { what, why, fix } = explainCollapse(report);
+  return `${what} ${why} To fix: ${fix}.`;
+}
+
+/**
  * A collapse report with gmmlib's CollapseReport fields (component, iteration, nk, nPoints,
  * minEigenvalue, threshold, regCovar, nComponents), plus the points the component holds
- * (responsibility > 0.5), the one it holds most (`point`) and a message in plain words.
+ * (responsibility > 0.5), the one it holds most (`point`), whether it is empty (N_k < EMPTY_NK)
+ * and a message in plain words (describeCollapse).
  */
 export function collapseReport(data, params, resp, component, iteration, lam, regCovar, threshold) {
   const { n } = data;
@@ -338,38 +415,21 @@ export function collapseReport(data, params, resp, component, iteration, lam, re
       point = i;
     }
   }
-  const minEigenvalue = lam[component];
-  const onto = points.length === 1 ? "a single data point" : points.length === 0
-    ? "almost no data" : `just ${points.length} data points`;
-  const tiny = Math.abs(minEigenvalue) < 1e-3 * threshold;
-  const size = tiny
-    ? "its ellipse has shrunk to zero width (smallest variance ≈ 0"
-    : `its ellipse is only ${Math.sqrt(Math.max(minEigenvalue, 0)).toPrecision(2)} wide ` +
-      `(smallest variance ${minEigenvalue.toPrecision(3)}`;
-  const fixes = [
-    k > 1 ? `use fewer components (K = ${k - 1})` : null,
-    regCovar > 0 ? null : "switch reg_covar on, so no variance can fall below it",
-    "or pick another seed",
-  ].filter(Boolean);
-  const message =
-    `Component ${component + 1} collapsed at iteration ${iteration}: it sits on ${onto} ` +
-    `(N_k = ${nk.toPrecision(3)}) and ${size}, at most ${threshold.toPrecision(3)} above ` +
-    `reg_covar = ${regCovar}). ` +
-    "Its density at that point grows without bound, so the log-likelihood can too: a flaw of " +
-    `maximum likelihood, not a bug. EM has stopped. To fix: ${fixes.join("; ")}.`;
-  return {
+  const report = {
     component,
     iteration,
     nk,
     nPoints: points.length,
     points,
     point,
-    minEigenvalue,
+    empty: nk < EMPTY_NK,
+    minEigenvalue: lam[component],
     threshold,
     regCovar,
     nComponents: k,
-    message,
   };
+  report.message = describeCollapse(report);
+  return report;
 }
 
 /**

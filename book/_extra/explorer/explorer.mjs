@@ -5,33 +5,28 @@
 //     component's 1-sigma and 2-sigma ellipses and a draggable, focusable mean handle;
 //   - E-step / M-step / Run / Reset buttons (the step that comes next is the enabled one and the
 //     status line says it), a K slider, a data-set select, a seed, a reg_covar toggle;
-//   - a live log-likelihood trace, and a plain-words message when a component collapses.
+//   - a colour key, axes with the data set's labels, a live log-likelihood trace with values,
+//     and a plain-words message when a component collapses (or is empty), kept current.
+// The component colours come from data.json, written from gmmlib.plotting.PALETTE: component k
+// has the same colour here as in every figure of the book. Components are numbered from 0.
 // Options: { dataUrl, params: URLSearchParams (dataset, k, seed, reg) }.
 // The instance is also exposed as `window.emExplorer` (tests and the benchmark read its state).
 
 import {
   EMRun,
   SingularCovarianceError,
+  collapseReport,
   collapseThreshold,
+  collapsedComponents,
   ellipseAxes,
+  explainCollapse,
+  formatNumber,
   initFromIndices,
   initFromMeans,
   logLikelihood,
   makeData,
 } from "./em-core.mjs";
 
-/** Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008), one colour per component. */
-export const PALETTE = [
-  ["orange", "#E69F00"],
-  ["sky blue", "#56B4E9"],
-  ["bluish green", "#009E73"],
-  ["blue", "#0072B2"],
-  ["vermillion", "#D55E00"],
-  ["reddish purple", "#CC79A7"],
-  ["yellow", "#F0E442"],
-  ["black", "#000000"],
-];
-const RGB = PALETTE.map(([, hex]) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
 const UNASSIGNED = "#9a9a9a";
 const REG_ON = 1e-6; // gmmlib's default reg_covar
 const RUN_DELAY_MS = 90; // between animated steps
@@ -54,11 +49,12 @@ function svg(tag, attrs = {}) {
   return node;
 }
 
-function fmt(x, digits = 2) {
-  if (x === Infinity) return "+∞";
-  if (!Number.isFinite(x)) return "undefined";
-  return x.toFixed(digits);
-}
+const num = formatNumber; // one number format everywhere (em-core.mjs)
+/** Room around the scatter for the axes' values and labels (px). */
+const MARGIN = { l: 52, r: 10, t: 10, b: 44 };
+/** Room around the trace for its values (px). */
+const TRACE_PAD = { l: 70, r: 12, t: 10, b: 30 };
+const TRACE_H = 140;
 
 function ensureStylesheet() {
   const href = new URL("explorer.css", import.meta.url).href;
@@ -73,6 +69,10 @@ export class Explorer {
     this.root = root;
     this.catalogue = catalogue; // data.json: { k_max, n_seeds, datasets: {name: {...}} }
     this.kMax = catalogue.k_max;
+    // [name, hex] per component, from gmmlib.plotting via data.json (no copy kept here).
+    this.palette = catalogue.palette.map(({ name, hex }) => [name, hex]);
+    this.rgb = this.palette.map(([, hex]) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
+    this.notice = null; // one-off words for the status line (a restart, a kept setting)
     this.nSeeds = catalogue.n_seeds;
     this.uid = `emx${++counter}`;
     this.stats = { frames: 0, frameMs: [] }; // drag frames: work time per frame (ms)
@@ -125,13 +125,20 @@ export class Explorer {
     this.svg.firstChild.textContent =
       "Ellipses at 1 and 2 standard deviations around each mean. Each mean is a handle: drag it, " +
       "or focus it with Tab and move it with the arrow keys; the fit restarts from there.";
-    this.layers = { ellipses: svg("g"), highlight: svg("g"), means: svg("g") };
-    this.svg.append(this.layers.ellipses, this.layers.highlight, this.layers.means);
+    this.layers = { axes: svg("g", { class: "gx-axes" }), ellipses: svg("g"), highlight: svg("g"),
+      means: svg("g") };
+    this.svg.append(this.layers.axes, this.layers.ellipses, this.layers.highlight, this.layers.means);
     this.plotWrap = el("div", { class: "gx-plot" }, this.canvas, this.svg);
     this.plotCaption = el("p", { class: "gx-caption", id: id("cap") });
+    this.hint = el("p", {
+      class: "gx-hint",
+      text: "Drag a mean (a dot with a cross) to move it, or Tab to it and use the arrow keys: " +
+        "EM restarts from where you leave it.",
+    });
+    this.key = el("ul", { class: "gx-key", "aria-label": "Colour key: one colour per component" });
     this.svg.setAttribute("aria-describedby", id("cap"));
 
-    this.trace = svg("svg", { class: "gx-trace", role: "img" });
+    this.trace = svg("svg", { class: "gx-trace", role: "img", height: TRACE_H });
     this.traceText = el("p", { class: "gx-trace-text", "aria-live": "off" });
     this.alert = el("div", { class: "gx-alert", role: "alert", hidden: "" });
 
@@ -153,23 +160,43 @@ export class Explorer {
     const traceBox = el(
       "figure",
       { class: "gx-trace-box" },
-      el("figcaption", { text: "Log-likelihood ln p(X) after each iteration" }),
+      el("figcaption", { text: "Log-likelihood ln p(X) (total over points) after each iteration" }),
       this.trace,
       this.traceText,
     );
     this.root.classList.add("gx");
     this.root.replaceChildren(
-      controls, steps, this.status, this.alert, this.plotWrap, this.plotCaption, traceBox,
+      controls, steps, this.status, this.alert, this.hint, this.plotWrap, this.key,
+      this.plotCaption, traceBox,
     );
 
-    c.dataset.addEventListener("change", () => this.selectDataset(c.dataset.value));
-    c.k.addEventListener("input", () => this.restartFromSeed());
+    c.dataset.addEventListener("change", () => {
+      // Keep the reader's K and seed (every data set offers K 1..k_max and the same seeds).
+      const { k, seed } = this;
+      this.selectDataset(c.dataset.value, { k, seed });
+      this.notice = `Switched to ${this.dataset.title}: kept K = ${this.k} and seed ${this.seed}.`;
+      this.renderControls();
+    });
+    c.k.addEventListener("input", () => {
+      const lost = this.hasProgress();
+      this.restartFromSeed();
+      if (lost) this.notice = `K changed to ${this.k}: EM restarted from iteration 0.`;
+      this.renderControls();
+    });
     c.seed.addEventListener("change", () => this.restartFromSeed());
     c.nextSeed.addEventListener("click", () => {
       c.seed.value = (this.seed + 1) % this.nSeeds;
       this.restartFromSeed();
     });
-    c.reg.addEventListener("change", () => this.restart(this.start));
+    c.reg.addEventListener("change", () => {
+      const lost = this.hasProgress();
+      this.restart(this.start);
+      if (lost) {
+        this.notice = `reg_covar switched ${c.reg.checked ? "on" : "off"}: EM restarted from ` +
+          "iteration 0, same start.";
+      }
+      this.renderControls();
+    });
     c.e.addEventListener("click", () => this.doStep("E"));
     c.m.addEventListener("click", () => this.doStep("M"));
     c.run.addEventListener("click", () => (this.running ? this.pause() : this.runAnimated()));
@@ -179,6 +206,11 @@ export class Explorer {
   // ------------------------------------------------------------------------------------------
   // state changes
   // ------------------------------------------------------------------------------------------
+
+  /** True once a step was taken (a restart would throw work away, so it is announced). */
+  hasProgress() {
+    return Boolean(this.run) && (this.run.iteration > 0 || this.run.nextKind !== "E");
+  }
 
   get regCovar() {
     return this.controls.reg.checked ? this.regValue : 0;
@@ -224,6 +256,9 @@ export class Explorer {
     this.run = new EMRun(this.data, start, { regCovar: this.regCovar, tol: 1e-3, maxIter: 500 });
     this.resp = null;
     this.colours = null;
+    this.collapsedNow = []; // reports for the components collapsed (or empty) at the latest M-step
+    this.collapseSince = new Map(); // component -> first iteration it was seen collapsed
+    this.notice = null;
     this.llTrace = [safeLogLikelihood(this.data, start)];
     this.lastStep = null;
     this.layoutMarks();
@@ -233,14 +268,14 @@ export class Explorer {
   /** Drag / arrow-key move: the fit restarts from the new means, and one E-step recolours. */
   moveMean(j, x, y) {
     const means = this.run.params.means.slice();
-    means[2 * j] = x;
-    means[2 * j + 1] = y;
+    [means[2 * j], means[2 * j + 1]] = this.clampToPlot(x, y);
     this.restart(initFromMeans(this.data, means), { draw: false });
     this.doStep("E");
   }
 
   doStep(kind) {
     if (this.run.nextKind !== kind) return null;
+    this.notice = null;
     const step = this.run.step();
     if (step) this.applyStep(step);
     this.render();
@@ -251,11 +286,28 @@ export class Explorer {
     this.lastStep = step;
     if (step.kind === "E") {
       this.resp = step.resp;
-      this.colours = softColours(step.resp, this.data.n, this.run.k);
+      this.colours = softColours(step.resp, this.data.n, this.run.k, this.rgb);
       this.llTrace[step.iteration - 1] = step.logLikelihood;
     } else {
       this.llTrace[step.iteration] = safeLogLikelihood(this.data, step.params);
+      this.updateCollapsed(step);
     }
+  }
+
+  /** After an M-step: which components are collapsed (or empty) now, by em-core's rule. */
+  updateCollapsed(step) {
+    const run = this.run;
+    const { components, lam } = collapsedComponents(step.params, run.regCovar, run.threshold);
+    for (const j of [...this.collapseSince.keys()]) {
+      if (!components.includes(j)) this.collapseSince.delete(j);
+    }
+    this.collapsedNow = components.map((j) => {
+      if (!this.collapseSince.has(j)) this.collapseSince.set(j, step.iteration);
+      return collapseReport(
+        this.data, step.params, step.resp, j, this.collapseSince.get(j), lam, run.regCovar,
+        run.threshold,
+      );
+    });
   }
 
   runAnimated() {
@@ -319,11 +371,17 @@ export class Explorer {
     const w = Math.max(200, this.plotWrap.clientWidth || 600);
     this.traceWidth = Math.max(200, this.trace.clientWidth || w);
     const aspect = (v.y1 - v.y0) / (v.x1 - v.x0);
-    // Fit the plot to the window too (an iframe of 640 px keeps its controls and trace visible).
-    const room = (window.innerHeight || 900) - 390;
-    const h = Math.round(Math.min(Math.max(Math.min(w * Math.min(aspect, 1.1), room), 220), 620));
-    const s = Math.min(w / (v.x1 - v.x0), h / (v.y1 - v.y0));
-    this.size = { w, h, s, ox: (w - s * (v.x1 - v.x0)) / 2, oy: (h - s * (v.y1 - v.y0)) / 2 };
+    // The height follows the width only (never the window's height: inside an iframe that is
+    // sized to this page, a window-dependent height would feed back on itself).
+    const iw = w - MARGIN.l - MARGIN.r;
+    const ih = Math.round(Math.min(Math.max(iw * Math.min(aspect, 1.1), 200), 540));
+    const h = ih + MARGIN.t + MARGIN.b;
+    const s = Math.min(iw / (v.x1 - v.x0), ih / (v.y1 - v.y0));
+    this.size = {
+      w, h, s,
+      ox: MARGIN.l + (iw - s * (v.x1 - v.x0)) / 2,
+      oy: MARGIN.t + (ih - s * (v.y1 - v.y0)) / 2,
+    };
     const dpr = window.devicePixelRatio || 1;
     this.canvas.width = Math.round(w * dpr);
     this.canvas.height = Math.round(h * dpr);
@@ -331,7 +389,63 @@ export class Explorer {
     this.svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     this.svg.style.height = `${h}px`;
     this.plotWrap.style.height = `${h}px`;
+    this.drawAxes();
     if (this.run) this.render();
+  }
+
+  /** The part of the data plane inside the plot's axes: [x0, x1, y0, y1] in data units. */
+  visibleBox() {
+    const { w, h } = this.size;
+    const [x0, y1] = this.toData(MARGIN.l, MARGIN.t);
+    const [x1, y0] = this.toData(w - MARGIN.r, h - MARGIN.b);
+    return [x0, x1, y0, y1];
+  }
+
+  /** A mean cannot leave the plot: it is held at the edge of the axes' box. */
+  clampToPlot(x, y) {
+    const [x0, x1, y0, y1] = this.visibleBox();
+    const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, Number.isFinite(v) ? v : (lo + hi) / 2));
+    return [clamp(x, x0, x1), clamp(y, y0, y1)];
+  }
+
+  /** Axes on the scatter: a box, ticks with values, and the data set's axis labels. */
+  drawAxes() {
+    const { w, h } = this.size;
+    const [x0, x1, y0, y1] = this.visibleBox();
+    const g = this.layers.axes;
+    g.replaceChildren();
+    const left = MARGIN.l;
+    const right = w - MARGIN.r;
+    const top = MARGIN.t;
+    const bottom = h - MARGIN.b;
+    g.append(svg("rect", {
+      class: "gx-frame", x: left, y: top, width: right - left, height: bottom - top,
+    }));
+    for (const v of niceTicks(x0, x1, Math.max(3, Math.floor((right - left) / 70)))) {
+      const [px] = this.toScreen(v, 0);
+      g.append(svg("line", { class: "gx-tick", x1: px, x2: px, y1: bottom, y2: bottom + 5 }));
+      const t = svg("text", { class: "gx-tick-label", x: px, y: bottom + 18, "text-anchor": "middle" });
+      t.textContent = num(v);
+      g.append(t);
+    }
+    for (const v of niceTicks(y0, y1, Math.max(3, Math.floor((bottom - top) / 60)))) {
+      const [, py] = this.toScreen(0, v);
+      g.append(svg("line", { class: "gx-tick", x1: left - 5, x2: left, y1: py, y2: py }));
+      const t = svg("text", { class: "gx-tick-label", x: left - 8, y: py + 4, "text-anchor": "end" });
+      t.textContent = num(v);
+      g.append(t);
+    }
+    const [xName, yName] = this.dataset.axes ?? ["x₁", "x₂"];
+    const xl = svg("text", {
+      class: "gx-axis-label", x: (left + right) / 2, y: h - 6, "text-anchor": "middle",
+    });
+    xl.textContent = `${xName} →`;
+    const yl = svg("text", {
+      class: "gx-axis-label", x: 0, y: 0, "text-anchor": "middle",
+      transform: `translate(14 ${(top + bottom) / 2}) rotate(-90)`,
+    });
+    yl.textContent = `${yName} →`;
+    g.append(xl, yl);
   }
 
   toScreen(x, y) {
@@ -355,8 +469,14 @@ export class Explorer {
     this.layers.ellipses.replaceChildren();
     this.layers.means.replaceChildren();
     this.marks = [];
+    this.key.replaceChildren();
     for (let j = 0; j < k; j++) {
-      const colour = PALETTE[j % PALETTE.length][1];
+      const [colourName, colour] = this.palette[j % this.palette.length];
+      this.key.append(
+        el("li", { "data-component": j },
+          el("span", { class: "gx-swatch", style: `background:${colour}`, "aria-hidden": "true" }),
+          el("span", { class: "gx-key-label", text: `component ${j} (${colourName})` })),
+      );
       const g = svg("g", { class: "gx-comp", "data-component": j });
       const halo1 = svg("ellipse", { class: "gx-halo" });
       const halo2 = svg("ellipse", { class: "gx-halo" });
@@ -407,6 +527,16 @@ export class Explorer {
     handle.addEventListener("pointerup", end);
     handle.addEventListener("pointercancel", end);
     handle.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") {
+        // The handle announces itself as a button: Enter/Space say where it is and how to move it.
+        ev.preventDefault();
+        const m = this.run.params.means;
+        this.notice =
+          `Mean of component ${j} is at x ${num(m[2 * j])}, y ${num(m[2 * j + 1])}. Move it ` +
+          "with the arrow keys (Shift for bigger steps); EM restarts from where you leave it.";
+        this.renderControls();
+        return;
+      }
       const step = ((this.view.x1 - this.view.x0) / 50) * (ev.shiftKey ? 5 : 1);
       const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[
         ev.key
@@ -530,7 +660,6 @@ export class Explorer {
   drawMarks() {
     const { params } = this.run;
     const { s } = this.size;
-    const collapse = this.run.collapse;
     for (let j = 0; j < params.k; j++) {
       const m = this.marks[j];
       const mx = params.means[2 * j];
@@ -560,21 +689,25 @@ export class Explorer {
         }
       }
       if (finite) m.handle.setAttribute("transform", `translate(${cx.toFixed(2)} ${cy.toFixed(2)})`);
-      const name = PALETTE[j % PALETTE.length][0];
+      const name = this.palette[j % this.palette.length][0];
       m.handle.setAttribute(
         "aria-label",
-        `Mean of component ${j + 1} (${name}) at x ${fmt(mx)}, y ${fmt(my)}, weight ` +
-          `${fmt(params.weights[j], 3)}. Drag it or use the arrow keys; the fit restarts from there.`,
+        `Mean of component ${j} (${name}) at x ${num(mx)}, y ${num(my)}, weight ` +
+          `${num(params.weights[j])}. Drag it or use the arrow keys; the fit restarts from there.`,
       );
-      const isCollapsed = collapse !== null && collapse.component === j;
+      const isCollapsed = this.collapsedNow.some((r) => r.component === j);
       m.g.classList.toggle("gx-collapsed", isCollapsed);
       m.handle.classList.toggle("gx-collapsed", isCollapsed);
     }
-    // Collapse highlight: the points the collapsed component holds.
+    // Collapse highlight: the points each collapsed component holds (none for an empty one).
     this.layers.highlight.replaceChildren();
-    if (collapse) {
-      const pts = collapse.points.length ? collapse.points : [collapse.point];
-      for (const i of pts) {
+    const held = new Set();
+    for (const r of this.collapsedNow) {
+      if (r.empty) continue;
+      for (const i of r.points.length ? r.points : [r.point]) held.add(i);
+    }
+    {
+      for (const i of [...held].sort((a, b) => a - b)) {
         const [px, py] = this.toScreen(this.data.x[2 * i], this.data.x[2 * i + 1]);
         this.layers.highlight.append(
           svg("circle", {
@@ -595,18 +728,34 @@ export class Explorer {
 
   drawTrace() {
     const w = this.traceWidth || 300; // measured in layout(): no forced reflow per frame
-    const h = 110;
-    const pad = { l: 8, r: 8, t: 8, b: 8 };
+    const h = TRACE_H;
+    const pad = TRACE_PAD;
     this.trace.setAttribute("viewBox", `0 0 ${w} ${h}`);
     const ll = this.llTrace;
     const finite = ll.filter(Number.isFinite);
     this.trace.replaceChildren();
+    const last = ll.length - 1;
+    const xs = (i) => pad.l + ((w - pad.l - pad.r) * i) / Math.max(last, 1);
+    const label = (x, y, text, anchor) => {
+      const t = svg("text", { class: "gx-tick-label", x, y, "text-anchor": anchor });
+      t.textContent = text;
+      this.trace.append(t);
+    };
+    this.trace.append(svg("path", {
+      class: "gx-trace-axis", d: `M${pad.l} ${pad.t} V${h - pad.b} H${w - pad.r}`,
+    }));
+    // x axis: the iterations, first and last (and the middle when there is room).
+    const xTicks = last >= 4 ? [0, Math.round(last / 2), last] : last > 0 ? [0, last] : [0];
+    for (const i of xTicks) label(xs(i), h - pad.b + 16, String(i), "middle");
+    label(w - pad.r, h - 2, "iteration", "end");
     if (finite.length) {
       const lo = Math.min(...finite);
       const hi = Math.max(...finite);
       const span = hi - lo || 1;
-      const xs = (i) => pad.l + ((w - pad.l - pad.r) * i) / Math.max(ll.length - 1, 1);
       const ys = (v) => pad.t + (h - pad.t - pad.b) * (1 - (v - lo) / span);
+      // y axis: the lowest and highest finite values of ln p(X).
+      label(pad.l - 6, ys(hi) + 4, num(hi, 5), "end");
+      if (hi !== lo) label(pad.l - 6, ys(lo) + 4, num(lo, 5), "end");
       const pts = ll
         .map((v, i) => (Number.isFinite(v) ? `${xs(i).toFixed(1)},${ys(v).toFixed(1)}` : null))
         .filter(Boolean);
@@ -615,26 +764,26 @@ export class Explorer {
         const [cx, cy] = p.split(",");
         this.trace.append(svg("circle", { class: "gx-trace-dot", cx, cy, r: 2.5 }));
       }
-      if (ll[ll.length - 1] === Infinity) {
-        // ln p(X) = +infinity (a variance reached 0): an arrow off the top of the chart.
-        const ax = xs(ll.length - 1).toFixed(1);
-        this.trace.append(
-          svg("path", { class: "gx-trace-inf", d: `M${ax} ${h - pad.b} V${pad.t} m-5 6 l5 -6 l5 6` }),
-        );
-      }
+    }
+    if (ll[last] === Infinity) {
+      // ln p(X) = +infinity (a variance reached 0): an arrow off the top of the chart.
+      const ax = xs(last).toFixed(1);
+      this.trace.append(
+        svg("path", { class: "gx-trace-inf", d: `M${ax} ${h - pad.b} V${pad.t} m-5 6 l5 -6 l5 6` }),
+      );
+      label(Number(ax) - 8, pad.t + 12, "+∞", "end");
     }
     let decreased = false;
     for (let i = 1; i < ll.length; i++) {
       if (ll[i] < ll[i - 1] - 1e-9 * Math.abs(ll[i - 1])) decreased = true;
     }
-    const last = ll[ll.length - 1];
     this.trace.setAttribute(
       "aria-label",
-      `Log-likelihood trace over ${ll.length} values, latest ${fmt(last)}.`,
+      `Log-likelihood trace over ${ll.length} values, latest ${num(ll[last], 6)}.`,
     );
     this.traceText.textContent =
-      `ln p(X) = ${fmt(last)} at iteration ${ll.length - 1}` +
-      (ll.length > 1 ? ` (started at ${fmt(ll[0])}). ` : ". ") +
+      `ln p(X) = ${num(ll[last], 6)} at iteration ${last}` +
+      (ll.length > 1 ? ` (started at ${num(ll[0], 6)}). ` : ". ") +
       (ll.length > 1
         ? decreased
           ? "It went down: that should never happen in EM."
@@ -643,12 +792,19 @@ export class Explorer {
     this.traceText.dataset.decreased = String(decreased);
   }
 
+  /** "component 2", "components 2 and 5", "components 2, 5 and 7". */
+  static componentList(reports) {
+    const ids = reports.map((r) => String(r.component));
+    if (ids.length === 1) return `component ${ids[0]}`;
+    return `components ${ids.slice(0, -1).join(", ")} and ${ids[ids.length - 1]}`;
+  }
+
   renderControls() {
     const c = this.controls;
     const run = this.run;
     const next = run.nextKind;
     c.kOut.textContent = String(this.k);
-    c.regLabel.textContent = `reg_covar = ${this.regValue.toExponential()} (added to every variance)`;
+    c.regLabel.textContent = `reg_covar = ${num(this.regValue)} (added to every variance)`;
     c.e.disabled = next !== "E" || this.running;
     c.m.disabled = next !== "M" || this.running;
     c.e.classList.toggle("gx-next", next === "E");
@@ -662,54 +818,79 @@ export class Explorer {
     this.root.dataset.iteration = String(run.iteration);
 
     const t = run.iteration;
+    const now = this.collapsedNow;
+    const broken = now.filter((r) => !r.empty);
+    const empty = now.filter((r) => r.empty);
+    const trouble = [
+      broken.length ? `${Explorer.componentList(broken)} collapsed` : null,
+      empty.length ? `${Explorer.componentList(empty)} empty` : null,
+    ].filter(Boolean).join(", ");
     let text;
     if (next === "E") {
       text = `Iteration ${t}. Next: E-step — recolour each point by its responsibilities.`;
     } else if (next === "M") {
       text = `Iteration ${t}. Next: M-step — refit the weights, means and ellipses to the colours.`;
     } else if (run.stopReason === "converged") {
-      text = `Converged after ${t} iterations: ln p(X) per point changed by less than 0.001.`;
+      text = `Converged after ${t} iterations: ln p(X) per point changed by less than ` +
+        `${num(run.tol)}.`;
     } else if (run.stopReason === "max_iter") {
       text = `Stopped after ${t} iterations (the limit). Press Reset to start again.`;
     } else if (run.stopReason === "collapse") {
-      text = `Stopped at iteration ${t}: component ${run.collapse.component + 1} collapsed.`;
+      text = `Stopped at iteration ${t}: ${trouble || "a component collapsed"}.`;
     } else {
       text =
         `Stopped at iteration ${t}: a covariance is no longer positive definite, so its ` +
         "density (and ln p(X)) is undefined. Press Reset, or switch reg_covar on.";
     }
+    if (trouble && run.stopReason !== "collapse") text += ` Now: ${trouble} (see the message).`;
+    if (this.notice) text = `${this.notice} ${text}`;
     this.status.textContent = text;
 
-    // The alert is rebuilt only when what it says changes (screen readers announce each change).
-    const alertKey = run.collapse
-      ? `${run.collapse.iteration}/${run.collapse.component}/${run.stopReason}/${run.onCollapse}`
-      : "";
+    // The alert says what holds now; it is rebuilt only when that changes (screen readers
+    // announce each change).
+    const stopped = run.stopReason === "collapse";
+    const alertKey = JSON.stringify([now.map((r) => r.message), stopped, run.stopReason, t]);
     if (alertKey === this.alertKey) return;
     this.alertKey = alertKey;
-    if (run.collapse) {
-      const btn = el("button", { type: "button", class: "gx-small", text: "Continue anyway" });
-      btn.addEventListener("click", () => this.continueAfterCollapse());
-      const parts = [el("strong", { text: "Collapse. " }), run.collapse.message];
-      if (run.stopReason === "collapse") {
-        parts.push(" ", btn);
-      } else if (run.onCollapse === "continue") {
-        parts.push(
-          el("span", {
-            text:
-              this.regCovar > 0
-                ? " Continuing: with reg_covar the variance cannot drop below it, so ln p(X) " +
-                  "stays finite."
-                : " Continuing without reg_covar: the variance heads to 0 and ln p(X) to +∞.",
-          }),
-        );
+    if (now.length) {
+      const head = broken.length ? "Collapse. " : "Empty component. ";
+      const parts = [el("strong", { text: head })];
+      if (now.length === 1) {
+        parts.push(el("span", { class: "gx-alert-item", text: `${now[0].message} ` }));
+      } else {
+        // Several at once: one line each, then the explanation once per kind (no repetition).
+        const list = el("ul", { class: "gx-alert-list" });
+        for (const r of now) list.append(el("li", { text: explainCollapse(r).what }));
+        parts.push(list);
+        for (const group of [broken, empty]) {
+          if (!group.length) continue;
+          const { why, fix } = explainCollapse(group[0]);
+          parts.push(el("span", { class: "gx-alert-item", text: `${why} To fix: ${fix}.` }));
+        }
+      }
+      if (stopped) {
+        const btn = el("button", { type: "button", class: "gx-small", text: "Continue anyway" });
+        btn.addEventListener("click", () => this.continueAfterCollapse());
+        parts.push(el("span", { text: `EM has stopped at iteration ${t}. ` }), btn);
+      } else {
+        const how = this.regCovar > 0
+          ? `with reg_covar = ${num(this.regCovar)} no variance can drop below it, so ln p(X) ` +
+            "stays finite."
+          : broken.length
+            ? "without reg_covar the variance heads to 0 and ln p(X) to +∞."
+            : "the empty component takes no part in the fit.";
+        const where = next === null ? `EM ended at iteration ${t}` : `EM goes on (iteration ${t})`;
+        parts.push(el("span", { text: `${where}: ${how}` }));
       }
       this.alert.replaceChildren(...parts);
       this.alert.hidden = false;
-      this.alert.dataset.component = String(run.collapse.component);
-      this.alert.dataset.iteration = String(run.collapse.iteration);
+      this.alert.dataset.component = String(now[0].component);
+      this.alert.dataset.iteration = String(now[0].iteration);
     } else {
       this.alert.hidden = true;
       this.alert.replaceChildren();
+      delete this.alert.dataset.component;
+      delete this.alert.dataset.iteration;
     }
   }
 
@@ -740,6 +921,9 @@ export class Explorer {
       colours: this.colours
         ? Array.from(this.colours.slice(0, 50), (c) => [c >> 16, (c >> 8) & 255, c & 255])
         : null,
+      collapsedNow: this.collapsedNow.map((r) => ({
+        component: r.component, iteration: r.iteration, empty: r.empty, nPoints: r.nPoints,
+      })),
       collapse: this.run.collapse && {
         component: this.run.collapse.component,
         iteration: this.run.collapse.iteration,
@@ -768,7 +952,7 @@ function safeLogLikelihood(data, params) {
 }
 
 /** A point's colour: the responsibility-weighted blend of the component colours (0xRRGGBB). */
-function softColours(resp, n, k) {
+function softColours(resp, n, k, rgb) {
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     let r = 0;
@@ -776,12 +960,25 @@ function softColours(resp, n, k) {
     let b = 0;
     for (let j = 0; j < k; j++) {
       const w = resp[i * k + j];
-      const c = RGB[j % RGB.length];
+      const c = rgb[j % rgb.length];
       r += w * c[0];
       g += w * c[1];
       b += w * c[2];
     }
     out[i] = (Math.round(r) << 16) | (Math.round(g) << 8) | Math.round(b);
+  }
+  return out;
+}
+
+/** About `count` round tick values covering [lo, hi] (1, 2 or 5 times a power of ten apart). */
+function niceTicks(lo, hi, count) {
+  const raw = (hi - lo) / Math.max(count, 1);
+  if (!(raw > 0) || !Number.isFinite(raw)) return [];
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((d) => d >= raw);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
+    out.push(Math.abs(v) < 1e-9 * step ? 0 : Number(v.toPrecision(12)));
   }
   return out;
 }

@@ -1,0 +1,105 @@
+"""A student's setup, as the README's "For students" section gives it, works from nothing.
+
+The instructor builds the student wheel (`make dist`); a student with only Python and pip
+installs it with its `student` extra into a new virtual environment and opens the release
+notebooks. Here: build the wheel, check it carries no grading code (the re-check definitions are
+the hidden tests), install it into a clean venv, and execute both release notebooks there with
+the reference answer filled in: every visible test cell must pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def student_wheel(tmp_path_factory) -> Path:
+    import make_student_wheel
+
+    return make_student_wheel.build(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="module")
+def student_env(tmp_path_factory, student_wheel):
+    """A new venv with only `pip install "<wheel>[student]"`, and an environment that sees
+    nothing of the repository or of the test run's own Jupyter set-up."""
+    home = tmp_path_factory.mktemp("student")
+    venv = home / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                    f"{student_wheel}[student]"], check=True, timeout=1200)
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH"}}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+               JUPYTER_DATA_DIR=str(home / "jupyter-data"),
+               JUPYTER_CONFIG_DIR=str(home / "jupyter-config"),
+               IPYTHONDIR=str(home / "ipython"), MPLBACKEND="Agg")
+    return venv, env, home
+
+
+def test_wheel_holds_gmmlib_and_no_grading_code(student_wheel):
+    names = zipfile.ZipFile(student_wheel).namelist()
+    assert "gmmlib/em.py" in names and "gmmlib/data/old_faithful.csv" in names
+    assert not [n for n in names if n.startswith(("grading/", "solutions/", "tests/"))]
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "gmm-grade" not in zipfile.ZipFile(student_wheel).read(entry_points).decode()
+
+
+def test_student_venv_has_what_the_notebooks_need(student_env):
+    venv, env, home = student_env
+    python = str(venv / "bin" / "python")
+    probe = ("import gmmlib, jupyterlab, ipykernel, sys; "
+             "assert gmmlib.__file__.startswith(sys.prefix), gmmlib.__file__")
+    subprocess.run([python, "-c", probe], check=True, env=env, cwd=home)
+    no_grading = subprocess.run([python, "-c", "import grading"], env=env, cwd=home,
+                                capture_output=True, text=True)
+    assert no_grading.returncode != 0 and "ModuleNotFoundError" in no_grading.stderr
+    specs = json.loads(subprocess.run(
+        [str(venv / "bin" / "jupyter"), "kernelspec", "list", "--json"], env=env, cwd=home,
+        capture_output=True, text=True, check=True).stdout)["kernelspecs"]
+    # The kernel the notebooks name is this venv's own Python, not the course's .venv.
+    assert specs["python3"]["spec"]["argv"][0] in {"python", python, str(venv / "bin/python3")}
+    assert str(ROOT) not in specs["python3"]["resource_dir"]
+
+
+@pytest.mark.parametrize("assignment", ["em_by_hand", "break_it"])
+def test_release_notebook_runs_with_a_correct_answer(student_env, assignment):
+    from make_submissions import ASSIGNMENTS, build_notebook
+
+    venv, env, home = student_env
+    work = home / "work"
+    work.mkdir(exist_ok=True)
+    notebook = work / ASSIGNMENTS[assignment]
+    nbformat.write(build_notebook(assignment, {}), notebook)
+    proc = subprocess.run(
+        [str(venv / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
+         "--inplace", "--ExecutePreprocessor.timeout=600", str(notebook)],
+        env=env, cwd=work, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    executed = nbformat.read(notebook, as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code"
+              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    ran = [c for c in executed.cells if c.cell_type == "code" and c.get("execution_count")]
+    assert len(ran) == sum(c.cell_type == "code" for c in executed.cells)
+
+
+def test_the_book_names_the_wheel_make_dist_builds(student_wheel):
+    """Chapter 7 gives students a command to copy: it must name the file they are handed."""
+    chapter = (ROOT / "book" / "07-exercises.md").read_text()
+    assert f'pip install "{student_wheel.name}[student]"' in chapter, (
+        f"book/07-exercises.md should tell students to install {student_wheel.name}")
