@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+#: Older gmmlib spellings still accepted (the book's chapters use "kmeans++").
+INIT_ALIASES = {"kmeans++": "k-means++"}
 #: Lloyd's iterations stop when no point changes cluster, or after this many.
 KMEANS_MAX_ITER = 300
 
@@ -120,6 +122,7 @@ def initial_parameters(
     A component whose starting covariance is already collapsed by gmmlib's rule (too few points
     assigned to it) starts from the data covariance instead, so EM never starts on a collapse.
     """
+    method = INIT_ALIASES.get(method, method)
     if method == "random_from_data":
         return init_from_means(X, X[rng.choice(len(X), size=K, replace=False)], reg_covar)
     if method == "kmeans":

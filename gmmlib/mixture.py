@@ -38,7 +38,7 @@ from gmmlib.em import (
     precision_cholesky,
     responsibilities,
 )
-from gmmlib.init import INIT_PARAMS, init_from_means, initial_parameters
+from gmmlib.init import INIT_ALIASES, INIT_PARAMS, init_from_means, initial_parameters
 from gmmlib.prior import InverseWishartPrior
 from gmmlib.validation import (
     ConvergenceWarning,
@@ -258,7 +258,8 @@ class GaussianMixture:
         check_positive(self.tol, "tol", allow_zero=True)
         check_positive(self.max_iter, "max_iter", allow_zero=True, integer=True)
         check_positive(self.n_init, "n_init", integer=True)
-        check_choice(self.init_params, "init_params", INIT_PARAMS)
+        if self.init_params not in INIT_ALIASES:
+            check_choice(self.init_params, "init_params", INIT_PARAMS)
         check_choice(self.on_collapse, "on_collapse", ON_COLLAPSE)
         check_positive(self.collapse_tol, "collapse_tol")
         check_positive(self.verbose, "verbose", allow_zero=True, integer=True)

@@ -211,7 +211,7 @@ GOOD = np.random.default_rng(0).normal(size=(30, 2))
         (GOOD, {"n_components": 0}, r"n_components must be > 0"),
         (GOOD, {"n_components": 2.5}, r"n_components must be an integer"),
         (GOOD, {"covariance_type": "ful"}, r"covariance_type must be one of"),
-        (GOOD, {"init_params": "kmeans++"}, r"init_params must be one of"),
+        (GOOD, {"init_params": "k-means"}, r"init_params must be one of"),
         (GOOD, {"on_collapse": "ignore"}, r"on_collapse must be one of"),
         (GOOD, {"reg_covar": -1e-6}, r"reg_covar must be >= 0"),
         (GOOD, {"tol": np.nan}, r"tol must be a finite number"),
