@@ -11,7 +11,7 @@ from gmmlib.diagnostics import CollapseError, CollapseReport, CollapseWarning
 from gmmlib.em import e_step, log_likelihood, m_step
 from gmmlib.mixture import GaussianMixture, History, Step
 from gmmlib.prior import InverseWishartPrior
-from gmmlib.validation import check_parameters
+from gmmlib.validation import ConvergenceWarning, NotFittedError, check_parameters
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,8 @@ __all__ = [
     "CollapseError",
     "CollapseReport",
     "CollapseWarning",
+    "ConvergenceWarning",
+    "NotFittedError",
     "InverseWishartPrior",
     "e_step",
     "m_step",

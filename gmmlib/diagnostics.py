@@ -23,12 +23,22 @@ __all__ = [
     "min_eigenvalues",
     "collapse_threshold",
     "collapsed_components",
+    "data_subspace",
 ]
 
 
-def min_eigenvalues(covariances: np.ndarray, covariance_type: str = "full") -> np.ndarray:
-    """Smallest eigenvalue of each component's covariance: shape (K,) ((1,) for "tied")."""
+def min_eigenvalues(
+    covariances: np.ndarray, covariance_type: str = "full", subspace: np.ndarray | None = None
+) -> np.ndarray:
+    """Smallest eigenvalue of each component's covariance: shape (K,) ((1,) for "tied").
+
+    With ``subspace`` (an orthonormal basis Q, (D, r), from `data_subspace`), the smallest
+    eigenvalue of Q^T Sigma_k Q: the covariance measured only in the directions in which the
+    data vary (+inf when r = 0: there is no such direction to shrink in).
+    """
     cov = np.asarray(covariances, dtype=np.float64)
+    if subspace is not None:
+        return _min_eigenvalues_within(cov, covariance_type, subspace)
     if covariance_type in ("full", "tied"):
         stack = cov if covariance_type == "full" else cov[None]
         if not np.all(np.isfinite(stack)):
@@ -37,6 +47,43 @@ def min_eigenvalues(covariances: np.ndarray, covariance_type: str = "full") -> n
     if covariance_type == "diag":
         return cov.min(axis=1)
     return cov.copy()
+
+
+def _min_eigenvalues_within(cov, covariance_type, Q):
+    K = 1 if covariance_type == "tied" else len(cov)
+    if Q.shape[1] == 0:
+        return np.full(K, np.inf)
+    if covariance_type == "spherical":
+        return cov.copy()  # sigma^2 I restricted to any subspace is sigma^2 I
+    if covariance_type == "diag":
+        stack = np.einsum("dr,kd,ds->krs", Q, cov, Q)
+    else:
+        stack = np.einsum("dr,kde,es->krs", Q, cov.reshape(K, *cov.shape[-2:]), Q)
+    if not np.all(np.isfinite(stack)):
+        return np.full(K, np.nan)
+    return np.linalg.eigvalsh(stack)[:, 0]
+
+
+def data_subspace(X: np.ndarray, threshold: float) -> np.ndarray | None:
+    """The directions in which the data X vary by more than ``threshold``: an orthonormal basis
+    (D, r), or None when X varies in all D directions (the usual case).
+
+    Rank-deficient data (a constant column, collinear features, fewer points than features,
+    identical points) have directions of (almost) zero variance. Every component fitted to them
+    is flat in those directions too, so the collapse rule measures Sigma_k only within this
+    subspace: a component is collapsed when it shrinks where the data do not.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    N, D = X.shape
+    mean = X.mean(axis=0)
+    scatter = np.zeros((D, D))
+    rows = max(1, (1 << 18) // D)  # centred rows a chunk at a time: no copy of all of X
+    for start in range(0, N, rows):
+        diff = X[start : start + rows] - mean
+        scatter += diff.T @ diff
+    lam, vectors = np.linalg.eigh(scatter / N)
+    keep = lam > threshold
+    return None if keep.all() else vectors[:, keep]
 
 
 def collapse_threshold(X: np.ndarray, collapse_tol: float = 1e-8) -> float:

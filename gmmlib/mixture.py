@@ -13,6 +13,8 @@ names) so readers can move between the two, and adds what a learner needs:
 
 from __future__ import annotations
 
+import inspect
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from gmmlib.diagnostics import (
     CollapseWarning,
     collapse_threshold,
     collapsed_components,
+    data_subspace,
     min_eigenvalues,
 )
 from gmmlib.em import (
@@ -35,15 +38,20 @@ from gmmlib.em import (
     precision_cholesky,
     responsibilities,
 )
-from gmmlib.init import INIT_PARAMS, init_from_means, initial_parameters
+from gmmlib.init import INIT_ALIASES, INIT_PARAMS, init_from_means, initial_parameters
 from gmmlib.prior import InverseWishartPrior
 from gmmlib.validation import (
+    ConvergenceWarning,
     check_choice,
     check_covariances,
+    check_feature_names,
     check_means,
     check_positive,
+    check_random_state,
     check_weights,
     check_X,
+    feature_names,
+    not_fitted_error,
 )
 
 __all__ = ["GaussianMixture", "Step", "History"]
@@ -57,8 +65,10 @@ class Step:
 
     Round t is the E-step on theta_{t-1} followed by the M-step giving theta_t. After an E-step,
     ``resp`` are the new responsibilities and ``log_likelihood`` is ln p(X | theta_{t-1})
-    (total over points); after an M-step, ``resp`` are the ones it used, ``log_likelihood`` is
-    None (the next E-step computes it) and ``collapse`` reports a collapse it produced.
+    (total over points), the parameters the step shows; after an M-step, ``resp`` are the ones
+    it used, ``log_likelihood`` is None (the next E-step computes it) and ``collapse`` reports a
+    collapse it produced. EM ends on an E-step that only measures the returned theta_n (its
+    ``stop`` says why); the convergence test was passed by the E-step before it.
     """
 
     kind: str  # "E" or "M"
@@ -89,23 +99,34 @@ class History:
 
 
 class GaussianMixture:
-    """A Gaussian mixture fitted by EM.
+    """A Gaussian mixture fitted by EM, a drop-in for ``sklearn.mixture.GaussianMixture``.
+
+    scikit-learn's parameters, attributes and methods (``get_params``/``set_params``, ``clone``,
+    Pipeline and GridSearchCV work; scikit-learn's estimator checks pass), plus what a learner
+    needs: `steps`, ``history_`` and collapse reports.
 
     Parameters
     ----------
     n_components : int, K >= 1.
     covariance_type : {"full", "tied", "diag", "spherical"}; shapes of ``covariances_``:
         (K, D, D), (D, D), (K, D), (K,).
-    reg_covar : float >= 0, added to every covariance's diagonal after each M-step (default
-        1e-6, as scikit-learn). 0 is allowed: the plain maximum-likelihood EM that can collapse.
     tol : float >= 0, stop when the mean log-likelihood per point (log-posterior with a prior)
-        changes by less than this between rounds (scikit-learn's convention).
-    max_iter : int >= 1, maximum EM rounds.
-    n_init : int >= 1, number of initialisations; the best final log-posterior is kept.
-    init_params : {"kmeans++", "random", "random_from_data"}, see `gmmlib.init`.
-    weights_init, means_init, covariances_init : optional stated start. With ``means_init``
-        only, weights are equal and every covariance is the data covariance.
-    random_state : int, numpy Generator or None.
+        measured by an E-step changes by less than this from the previous E-step's; the M-step
+        that follows that E-step is still done, as scikit-learn does.
+    reg_covar : float >= 0, added to every covariance's diagonal, in the start and after each
+        M-step (default 1e-6, as scikit-learn). 0 is allowed: the plain maximum-likelihood EM
+        that can collapse (rank-deficient X then raise a ValueError naming the cure).
+    max_iter : int >= 0, maximum EM rounds (0: return the start, as scikit-learn).
+    n_init : int >= 1, number of initialisations; the best ``lower_bound_`` is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, see `gmmlib.init`.
+    weights_init, means_init, precisions_init : optional stated start (scikit-learn's names).
+        With ``means_init`` only, weights are equal and every covariance is the data covariance
+        plus ``reg_covar`` (gmmlib's stated start; scikit-learn runs k-means for them).
+    random_state : None, int >= 0, numpy Generator or RandomState: the start and `sample`.
+    warm_start : bool, start a new `fit` from the last fit's parameters (``n_init`` ignored).
+    verbose : int, 0 silent, 1 each initialisation, 2 every ``verbose_interval`` rounds too.
+    verbose_interval : int >= 1.
+    covariances_init : optional stated start as covariances (instead of ``precisions_init``).
     on_collapse : {"raise", "warn", "continue"}: on a collapse (see `gmmlib.diagnostics`),
         raise `CollapseError`; or warn (`CollapseWarning`) and stop; or record it and go on while
         the covariances stay positive definite. Raise and warn keep the last parameters before
@@ -118,9 +139,20 @@ class GaussianMixture:
 
     Attributes
     ----------
-    weights_ (K,), means_ (K, D), covariances_, precisions_cholesky_, converged_, n_iter_,
-    log_likelihood_ (total, final parameters), lower_bound_ (mean per point, as scikit-learn),
-    history_ (`History`), collapse_ (`CollapseReport` or None).
+    weights_ (K,), means_ (K, D), covariances_, precisions_, precisions_cholesky_:
+        theta_n, the parameters of the last M-step (n = ``n_iter_``).
+    converged_ : bool, the convergence test passed (before ``max_iter`` rounds ran out).
+    n_iter_ : int, EM rounds (M-steps) done by the best initialisation.
+    lower_bound_ : float, scikit-learn's: the MEAN log-likelihood per point (log-posterior
+        with a prior) measured by the last convergence test, i.e. of theta_{n-1}, the
+        parameters before the last M-step (-inf when ``max_iter=0``).
+    lower_bounds_ : list of float, ``lower_bound_`` after every round.
+    log_likelihood_ : float, TOTAL ln p(X | theta_n) of the returned parameters (a final
+        E-step measures it, as scikit-learn's final E-step gives ``fit_predict`` its labels).
+    history_ : `History`, ``history_.log_likelihood[t]`` = ln p(X | theta_t), t = 0 .. n.
+    stop_reason_ : "converged", "max_iter" or "collapse"; collapse_ : `CollapseReport` or None.
+    n_features_in_ : int; feature_names_in_ : (D,) object array, when fitted on a DataFrame
+        with string column names.
     """
 
     def __init__(
@@ -128,15 +160,19 @@ class GaussianMixture:
         n_components: int = 1,
         *,
         covariance_type: str = "full",
-        reg_covar: float = 1e-6,
         tol: float = 1e-3,
+        reg_covar: float = 1e-6,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans++",
+        init_params: str = "kmeans",
         weights_init=None,
         means_init=None,
-        covariances_init=None,
+        precisions_init=None,
         random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        covariances_init=None,
         on_collapse: str = "raise",
         collapse_tol: float = 1e-8,
         covariance_prior=None,
@@ -145,20 +181,71 @@ class GaussianMixture:
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
-        self.reg_covar = reg_covar
         self.tol = tol
+        self.reg_covar = reg_covar
         self.max_iter = max_iter
         self.n_init = n_init
         self.init_params = init_params
         self.weights_init = weights_init
         self.means_init = means_init
-        self.covariances_init = covariances_init
+        self.precisions_init = precisions_init
         self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.covariances_init = covariances_init
         self.on_collapse = on_collapse
         self.collapse_tol = collapse_tol
         self.covariance_prior = covariance_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.keep_history = keep_history
+
+    # ----------------------------------------------------------------------------------------
+    # scikit-learn's estimator protocol, without importing scikit-learn
+    # ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The parameters of ``__init__``, as scikit-learn's BaseEstimator reads them."""
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The estimator's parameters, by name (``deep`` is accepted for scikit-learn)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> GaussianMixture:
+        """Set parameters by name (checked later, in `fit`, as scikit-learn does); returns self."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {self}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        """``GaussianMixture(...)`` with the parameters that differ from their defaults."""
+        defaults = inspect.signature(type(self).__init__).parameters
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if repr(value) != repr(defaults[name].default)
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self):
+        """scikit-learn's tags: a density estimator on dense float data. Only scikit-learn calls
+        this, so importing it here keeps gmmlib free of it at import time."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(),
+        )
 
     # ----------------------------------------------------------------------------------------
     # set-up: options, data, initial parameters
@@ -169,98 +256,143 @@ class GaussianMixture:
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_positive(self.reg_covar, "reg_covar", allow_zero=True)
         check_positive(self.tol, "tol", allow_zero=True)
-        check_positive(self.max_iter, "max_iter", integer=True)
+        check_positive(self.max_iter, "max_iter", allow_zero=True, integer=True)
         check_positive(self.n_init, "n_init", integer=True)
-        check_choice(self.init_params, "init_params", INIT_PARAMS)
+        if self.init_params not in INIT_ALIASES:
+            check_choice(self.init_params, "init_params", INIT_PARAMS)
         check_choice(self.on_collapse, "on_collapse", ON_COLLAPSE)
         check_positive(self.collapse_tol, "collapse_tol")
-        if self.covariance_prior is not None and self.covariance_type != "full":
+        check_positive(self.verbose, "verbose", allow_zero=True, integer=True)
+        check_positive(self.verbose_interval, "verbose_interval", integer=True)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start must be True or False, got {self.warm_start!r}")
+        check_random_state(self.random_state)  # a bad seed fails here, with its name
+        prior = self.covariance_prior
+        if isinstance(prior, str) and prior != "auto":
+            raise ValueError(
+                "covariance_prior must be None, 'auto', a positive number or a (D, D) "
+                f"positive definite array, got {prior!r}"
+            )
+        if prior is not None and self.covariance_type != "full":
             raise ValueError(
                 "covariance_prior is implemented for covariance_type='full' only, "
                 f"got covariance_type={self.covariance_type!r}"
             )
-        if self.means_init is None and (
-            self.weights_init is not None or self.covariances_init is not None
-        ):
-            raise ValueError("weights_init and covariances_init need means_init too")
+        if self.covariances_init is not None and self.precisions_init is not None:
+            raise ValueError("give covariances_init or precisions_init, not both")
+        stated = self.covariances_init is not None or self.precisions_init is not None
+        if self.means_init is None and (self.weights_init is not None or stated):
+            raise ValueError(
+                "weights_init and covariances_init/precisions_init need means_init too"
+            )
 
     def _prepare(self, X):
-        """Validate options and X; return (X, prior, collapse threshold)."""
+        """Validate options and X; return (X, prior, collapse threshold, data subspace)."""
         self._check_options()
-        X = check_X(X, self.n_components)
+        X = check_X(X, self.n_components, min_samples=2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            threshold = collapse_threshold(X, self.collapse_tol)  # from the data's variance
+        if not np.isfinite(threshold):
+            raise ValueError(
+                f"X is too large for float64 arithmetic (max |x| = {np.max(np.abs(X)):.3g}): "
+                "its variance overflows to inf. Rescale X (e.g. divide by its standard "
+                "deviation) before fitting"
+            )
+        subspace = data_subspace(X, threshold)
+        if subspace is not None and self.reg_covar == 0:
+            raise ValueError(_rank_deficient_message(X, subspace.shape[1]))
         prior = None
         if self.covariance_prior is not None:
             prior = InverseWishartPrior.from_data(
                 X, self.n_components, self.covariance_prior, self.degrees_of_freedom_prior
             )
-        return X, prior, collapse_threshold(X, self.collapse_tol)
+        return X, prior, threshold, subspace
 
     def _initial_parameters(self, X: np.ndarray, rng: np.random.Generator):
-        K, D = self.n_components, X.shape[1]
+        K, D, ct = self.n_components, X.shape[1], self.covariance_type
         if self.means_init is not None:
-            weights, means, full = init_from_means(X, check_means(self.means_init, K, D))
+            weights, means, full = init_from_means(
+                X, check_means(self.means_init, K, D), self.reg_covar
+            )
             if self.weights_init is not None:
                 weights = check_weights(self.weights_init, K)
             if self.covariances_init is not None:
-                return weights, means, check_covariances(
-                    self.covariances_init, self.covariance_type, K, D
-                )
-            return weights, means, _from_full(full, weights, self.covariance_type)
-        weights, means, full = initial_parameters(X, K, self.init_params, rng, self.reg_covar)
-        return weights, means, _from_full(full, weights, self.covariance_type)
+                return weights, means, check_covariances(self.covariances_init, ct, K, D)
+            if self.precisions_init is not None:
+                precisions = check_covariances(self.precisions_init, ct, K, D, "precisions")
+                return weights, means, _inverse(precisions, ct)
+            return weights, means, _from_full(full, weights, ct)
+        weights, means, full = initial_parameters(
+            X, K, self.init_params, rng, self.reg_covar, self.collapse_tol
+        )
+        return weights, means, _from_full(full, weights, ct)
 
     # ----------------------------------------------------------------------------------------
     # EM, one step at a time
     # ----------------------------------------------------------------------------------------
 
     def steps(self, X) -> Iterator[Step]:
-        """EM as a generator of `Step` objects (E, M, E, M, ..., ending with an E-step).
+        """EM as a generator of `Step` objects: E, M, E, M, ..., ending with an E-step.
 
         Starts from the stated initial parameters (``means_init``...) or, without them, from the
-        first initialisation ``init_params`` draws with ``random_state``. Stops on convergence,
-        after ``max_iter`` rounds, or on a collapse (the collapsed M-step is yielded first, with
-        ``step.collapse`` set; then, with ``on_collapse="raise"``, `CollapseError` is raised).
+        first initialisation ``init_params`` draws with ``random_state``. The E-step of round t
+        measures ln p(X | theta_{t-1}); when it has changed by less than ``tol`` (mean per
+        point) since the previous E-step, or round t is the ``max_iter``-th, the M-step of
+        round t still runs (as in scikit-learn) and a last E-step measures the theta_t returned
+        (its ``stop`` says why EM stopped). A collapse stops EM after the collapsed M-step
+        (``step.collapse`` set; then, with ``on_collapse="raise"``, `CollapseError` is raised).
         """
-        X, prior, threshold = self._prepare(X)
-        rng = np.random.default_rng(self.random_state)
-        start = self._initial_parameters(X, rng)
-        yield from self._em(X, *start, prior=prior, threshold=threshold, outcome={})
+        X, prior, threshold, subspace = self._prepare(X)
+        start = self._initial_parameters(X, check_random_state(self.random_state))
+        yield from self._em(
+            X, *start, prior=prior, threshold=threshold, subspace=subspace, outcome={}
+        )
 
-    def _em(self, X, weights, means, covariances, *, prior, threshold, outcome) -> Iterator[Step]:
-        """The EM loop. ``outcome`` receives: stop reason, n_iter, collapse, last good params."""
+    def _em(
+        self, X, weights, means, covariances, *, prior, threshold, subspace, outcome,
+        lower_bound=-np.inf,
+    ) -> Iterator[Step]:
+        """The EM loop. ``outcome`` receives: stop reason, n_iter, collapse, lower bounds, and
+        the returned parameters with their log-likelihood and responsibilities."""
         ct, reg = self.covariance_type, self.reg_covar
         N = len(X)
         prec_chol = precision_cholesky(covariances, ct)
         lam = min_eigenvalues(covariances, ct)  # of the current parameters
-        outcome.update(stop=None, n_iter=0, collapse=None)
-        previous = None
+        outcome.update(stop=None, n_iter=0, collapse=None, lower_bound=lower_bound,
+                       lower_bounds=[], clock=time.time())
+        converged = False
         for t in range(1, self.max_iter + 2):
             # E-step on theta_{t-1}: responsibilities and ln p(X | theta_{t-1}).
             resp, log_px = responsibilities(X, weights, means, prec_chol, ct)
             ll = float(log_px.sum())
             lp = ll + (prior.log_pdf(covariances, prec_chol) if prior is not None else 0.0)
-            outcome.update(params=(weights, means, covariances, prec_chol), ll=ll, lp=lp)
-            if previous is not None and abs(lp - previous) / N < self.tol:
-                outcome["stop"] = "converged"
-            elif t > self.max_iter:
-                outcome["stop"] = "max_iter"
+            outcome.update(params=(weights, means, covariances, prec_chol), ll=ll, lp=lp,
+                           resp=resp)
+            final = converged or t > self.max_iter  # theta_{t-1} is the result: measure only
+            if final:
+                outcome["stop"] = "converged" if converged else "max_iter"
+            else:  # the convergence test (scikit-learn's): then one more M-step
+                previous, outcome["lower_bound"] = outcome["lower_bound"], lp / N
+                outcome["lower_bounds"].append(lp / N)
+                converged = abs(lp / N - previous) < self.tol
+                self._print_round(t, lp / N - previous, outcome)
             yield Step("E", t, weights, means, covariances, resp, resp.sum(axis=0),
                        lam, ll, lp, stop=outcome["stop"])
-            if outcome["stop"]:
+            if final:
                 return
-            previous = lp
 
             # M-step: theta_t, then the collapse rule.
             weights, means, covariances = m_step(X, resp, ct, reg, prior)
             lam = min_eigenvalues(covariances, ct)
             new_prec = _usable_precision_cholesky(weights, means, covariances, lam, ct)
-            collapsed = collapsed_components(covariances, reg, threshold, ct, eigenvalues=lam)
+            rule_lam = lam if subspace is None else min_eigenvalues(covariances, ct, subspace)
+            collapsed = collapsed_components(covariances, reg, threshold, ct, eigenvalues=rule_lam)
             if new_prec is None and collapsed.size == 0:  # not positive definite, yet above
                 collapsed = np.array([int(np.argmin(np.nan_to_num(lam, nan=-np.inf)))])
             report = None
             if collapsed.size and outcome["collapse"] is None:
                 report = outcome["collapse"] = self._collapse_report(
-                    int(collapsed[0]), t, resp, lam, threshold
+                    int(collapsed[0]), t, resp, rule_lam, threshold
                 )
             halt = bool(collapsed.size) and (self.on_collapse != "continue" or new_prec is None)
             if halt:
@@ -274,6 +406,13 @@ class GaussianMixture:
                 return
             prec_chol = new_prec
             outcome["n_iter"] = t
+
+    def _print_round(self, t: int, change: float, outcome: dict) -> None:
+        if self.verbose >= 2 and t % self.verbose_interval == 0:
+            now = time.time()
+            print(f"  Iteration {t}\t time lapse {now - outcome['clock']:.5f}s\t "
+                  f"ll change {change:.5f}")
+            outcome["clock"] = now
 
     def _collapse_report(self, k, iteration, resp, lam, threshold) -> CollapseReport:
         tied = self.covariance_type == "tied"
@@ -293,57 +432,88 @@ class GaussianMixture:
     # ----------------------------------------------------------------------------------------
 
     def fit(self, X, y=None) -> GaussianMixture:
-        """Fit by EM (``n_init`` starts, best log-posterior kept); returns self."""
+        """Fit by EM (``n_init`` starts, the best ``lower_bound_`` kept); returns self."""
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit, then the most responsible component of each point of X (from the final
+        E-step, so it equals ``fit(X).predict(X)``): shape (N,)."""
         with parallel_section():
             return self._fit(X)
 
-    def _fit(self, X) -> GaussianMixture:
-        X, prior, threshold = self._prepare(X)
-        rng = np.random.default_rng(self.random_state)
+    def _fit(self, X) -> np.ndarray:
+        names = feature_names(X)
+        X, prior, threshold, subspace = self._prepare(X)
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        rng = check_random_state(self.random_state)
         best = None
-        for _ in range(self.n_init):
-            start = self._initial_parameters(X, rng)
+        for init in range(1 if warm else self.n_init):
+            if self.verbose:
+                print(f"Initialization {init}")
+            if warm:
+                start = (self.weights_, self.means_, self.covariances_)
+                lower_bound = self.lower_bound_
+            else:
+                start, lower_bound = self._initial_parameters(X, rng), -np.inf
             history = History()
             outcome: dict = {}
             try:
-                for step in self._em(X, *start, prior=prior, threshold=threshold, outcome=outcome):
+                for step in self._em(X, *start, prior=prior, threshold=threshold,
+                                     subspace=subspace, outcome=outcome, lower_bound=lower_bound):
                     if step.kind == "E":
                         history.log_likelihood.append(step.log_likelihood)
                         history.log_posterior.append(step.log_posterior)
                     if self.keep_history:
                         history.steps.append(step)
             except CollapseError:
-                self._store(X, outcome, history)
+                self._store(X, outcome, history, names)
                 raise
-            if best is None or outcome["lp"] > best[0]["lp"]:
+            if self.verbose:
+                done = "converged" if outcome["stop"] == "converged" else "did not converge"
+                print(f"Initialization {done}. lower bound {outcome['lower_bound']:.5f}")
+            if best is None or outcome["lower_bound"] > best[0]["lower_bound"]:
                 best = (outcome, history)
-        self._store(X, *best)
-        return self
+        self._store(X, *best, names)
+        return np.argmax(best[0]["resp"], axis=1)
 
-    def _store(self, X, outcome: dict, history: History) -> None:
+    def _store(self, X, outcome: dict, history: History, names) -> None:
         weights, means, covariances, prec_chol = outcome["params"]
         self.weights_, self.means_, self.covariances_ = weights, means, covariances
         self.precisions_cholesky_ = prec_chol
+        self.precisions_ = _precisions(prec_chol, self.covariance_type)
         self.converged_ = outcome["stop"] == "converged"
         self.stop_reason_ = outcome["stop"]
         self.n_iter_ = outcome["n_iter"]
         self.collapse_ = outcome["collapse"]
         self.log_likelihood_ = outcome["ll"]
-        self.lower_bound_ = outcome["ll"] / len(X)
+        self.lower_bound_ = outcome["lower_bound"]
+        self.lower_bounds_ = outcome["lower_bounds"]
         self.history_ = history
         self.n_features_in_ = X.shape[1]
-        if not self.converged_ and self.collapse_ is None:
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        if not self.converged_ and self.collapse_ is None and self.max_iter > 0:
             warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} rounds (tol={self.tol}); "
-                "raise max_iter or tol",
-                RuntimeWarning,
-                stacklevel=3,
+                f"EM did not converge in max_iter={self.max_iter} rounds (tol={self.tol}): "
+                "raise max_iter or tol, try other init parameters, or check for degenerate data",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "means_"):
+            raise not_fitted_error(
+                f"This {type(self).__name__} instance is not fitted yet: call 'fit' with "
+                "appropriate arguments before using this estimator."
             )
 
     def _check_fitted(self, X) -> np.ndarray:
-        if not hasattr(self, "means_"):
-            raise ValueError("this GaussianMixture is not fitted yet: call fit(X) first")
-        return check_X(X, n_features=self.n_features_in_)
+        self._require_fitted()
+        check_feature_names(getattr(self, "feature_names_in_", None), X, type(self).__name__)
+        return check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
 
     def _responsibilities(self, X):
         """(resp, ln p(x_i)) under the fitted parameters: the E-step's own fast path."""
@@ -370,11 +540,16 @@ class GaussianMixture:
         return np.argmax(self._responsibilities(X)[0], axis=1)
 
     def sample(self, n_samples: int = 1, random_state=None):
-        """Draw ``(X, labels)`` from the fitted mixture."""
-        self._check_fitted(np.zeros((1, self.means_.shape[1])))
+        """Draw ``(X, labels)`` from the fitted mixture: shapes (n_samples, D), (n_samples,).
+
+        The draws follow ``random_state`` (this call's, else the estimator's, as scikit-learn):
+        an int seed gives the same sample on every call, a Generator moves on.
+        """
+        self._require_fitted()
         check_positive(n_samples, "n_samples", integer=True)
-        rng = np.random.default_rng(random_state)
-        labels = rng.choice(len(self.weights_), size=n_samples, p=self.weights_)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        labels = rng.choice(len(self.weights_), size=n_samples, p=self.weights_ / np.sum(
+            self.weights_))
         D = self.means_.shape[1]
         z = rng.standard_normal((n_samples, D))
         full = _to_full(self.covariances_, self.covariance_type, len(self.weights_), D)
@@ -390,13 +565,12 @@ class GaussianMixture:
 
     def bic(self, X) -> float:
         """Bayesian information criterion: -2 ln p(X) + p ln N (lower is better)."""
-        X = self._check_fitted(X)
-        return -2 * self.score(X) * len(X) + self._n_parameters() * np.log(len(X))
+        log_px = self.score_samples(X)
+        return -2 * float(np.sum(log_px)) + self._n_parameters() * np.log(len(log_px))
 
     def aic(self, X) -> float:
         """Akaike information criterion: -2 ln p(X) + 2 p (lower is better)."""
-        X = self._check_fitted(X)
-        return -2 * self.score(X) * len(X) + 2 * self._n_parameters()
+        return -2 * float(np.sum(self.score_samples(X))) + 2 * self._n_parameters()
 
 
 def _usable_precision_cholesky(weights, means, covariances, lam, covariance_type):
@@ -431,3 +605,39 @@ def _to_full(covariances: np.ndarray, covariance_type: str, K: int, D: int) -> n
     if covariance_type == "diag":
         return np.array([np.diag(v) for v in covariances])
     return covariances[:, None, None] * np.eye(D)
+
+
+def _inverse(matrices: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Precisions -> covariances (or back): matrix inverses for full/tied, 1/x otherwise."""
+    if covariance_type in ("full", "tied"):
+        return np.linalg.inv(matrices)
+    return 1.0 / matrices
+
+
+def _precisions(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Sigma^{-1} = P P^T from the precision factors, in the covariance type's shape."""
+    if covariance_type == "full":
+        return np.einsum("kij,klj->kil", prec_chol, prec_chol)
+    if covariance_type == "tied":
+        return prec_chol @ prec_chol.T
+    return prec_chol**2
+
+
+def _rank_deficient_message(X: np.ndarray, rank: int) -> str:
+    """Why rank-deficient X cannot be fitted with reg_covar=0, and the cure."""
+    N, D = X.shape
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    if rank == 0:
+        cause = "all points are identical"
+    elif constant.size:
+        cause = f"column(s) {constant.tolist()} are constant"
+    elif N <= D:
+        cause = f"there are fewer points ({N}) than features ({D})"
+    else:
+        cause = "some features are (nearly) linear combinations of others"
+    return (
+        f"X is rank-deficient: its covariance has rank {rank} < {D} features because {cause}, "
+        "so every Gaussian fitted to X with reg_covar=0 is singular (zero variance in "
+        f"{D - rank} direction(s)). Set reg_covar > 0 (scikit-learn's default 1e-6), or "
+        "remove the constant or redundant features."
+    )

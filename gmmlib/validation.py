@@ -7,17 +7,64 @@ from deep inside numpy.
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import numpy as np
 
 from gmmlib.em import COVARIANCE_SHAPES, COVARIANCE_TYPES
 
-__all__ = ["check_X", "check_parameters", "check_choice", "check_positive"]
+__all__ = [
+    "NotFittedError",
+    "ConvergenceWarning",
+    "check_X",
+    "check_parameters",
+    "check_choice",
+    "check_positive",
+    "check_random_state",
+    "feature_names",
+    "check_feature_names",
+]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``.
+
+    Subclasses ValueError and AttributeError, as scikit-learn's ``NotFittedError`` does, so
+    code written for either (and scikit-learn's own checks) catches it.
+    """
+
+
+_not_fitted_with_sklearn: list[type] = []
+
+
+def not_fitted_error(message: str) -> NotFittedError:
+    """A `NotFittedError` to raise; when scikit-learn is already loaded (never imported here),
+    one that is also scikit-learn's ``NotFittedError``, so its checks and ``except`` clauses
+    written for it catch ours too."""
+    sk = sys.modules.get("sklearn.exceptions")
+    if sk is None:
+        return NotFittedError(message)
+    if not _not_fitted_with_sklearn:
+        bases = (NotFittedError, sk.NotFittedError)
+        _not_fitted_with_sklearn.append(type("NotFittedError", bases, {"__module__": __name__}))
+    return _not_fitted_with_sklearn[0](message)
+
+
+class ConvergenceWarning(UserWarning, RuntimeWarning):
+    """EM stopped at ``max_iter`` before the convergence test passed.
+
+    A UserWarning, as scikit-learn's ``ConvergenceWarning``; also the RuntimeWarning gmmlib
+    gave before, so filters written for that (the book's, users') still apply.
+    """
 
 
 def _as_float_array(value, name: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:  # a non-numeric object, e.g. a dict: keep numpy's words
+        raise TypeError(f"{name} must be numeric: {exc}") from None
+    except ValueError as exc:
         raise ValueError(f"{name} must be numeric, got {type(value).__name__}: {exc}") from None
     return arr
 
@@ -26,20 +73,57 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        kind = "NaN" if np.isnan(arr[where]) else "infinite"
+        kind = "NaN" if np.isnan(arr[where]) else "infinite (inf)"
         raise ValueError(f"{name} contains {kind} values (first at index {where})")
 
 
-def check_X(X, n_components: int | None = None, n_features: int | None = None) -> np.ndarray:
-    """X as a float64 array of shape (N, D), finite, with at least one point per component."""
+def _reject_sparse_and_complex(X) -> None:
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(
+            "Sparse data was passed for X, but dense data is required: "
+            "use X.toarray() to convert it to a dense numpy array"
+        )
+    kind = getattr(getattr(X, "dtype", None), "kind", None)
+    if kind is None and not hasattr(X, "columns"):
+        try:
+            kind = np.asarray(X).dtype.kind
+        except (TypeError, ValueError):
+            kind = None  # ragged or odd input: the float conversion below explains it
+    if kind == "c" or (hasattr(X, "dtypes") and any(d.kind == "c" for d in X.dtypes)):
+        raise ValueError(
+            "Complex data not supported: X has complex values; a Gaussian mixture is fitted to "
+            "real data (pass X.real, np.abs(X), or the real and imaginary parts as columns)"
+        )
+
+
+def check_X(
+    X,
+    n_components: int | None = None,
+    n_features: int | None = None,
+    *,
+    min_samples: int = 1,
+    estimator: str = "GaussianMixture",
+) -> np.ndarray:
+    """X as a float64 array of shape (N, D), finite, with at least one point per component.
+
+    The messages use scikit-learn's wording where its checks look for it ("Complex data not
+    supported", "... while a minimum of ... is required", "X has 1 features, but ... is
+    expecting ...").
+    """
+    _reject_sparse_and_complex(X)
     X = _as_float_array(X, "X")
     if X.ndim != 2:
         raise ValueError(
             f"X must be a 2-D array of shape (n_samples, n_features), got shape {X.shape}"
-            + (" (use X.reshape(-1, 1) for one feature)" if X.ndim == 1 else "")
+            + (": Reshape your data with X.reshape(-1, 1) if it has a single feature or "
+               "X.reshape(1, -1) if it is a single sample" if X.ndim == 1 else "")
         )
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"X must have at least one point and one feature, got shape {X.shape}")
+    for axis, what, minimum in ((0, "sample", min_samples), (1, "feature", 1)):
+        if X.shape[axis] < minimum:
+            raise ValueError(
+                f"Found array with {X.shape[axis]} {what}(s) (shape={X.shape}) while a minimum "
+                f"of {minimum} is required by {estimator}."
+            )
     _check_finite(X, "X")
     if n_components is not None and X.shape[0] < n_components:
         raise ValueError(
@@ -48,9 +132,77 @@ def check_X(X, n_components: int | None = None, n_features: int | None = None) -
         )
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
-            f"X has {X.shape[1]} features but the model was fitted with {n_features}"
+            f"X has {X.shape[1]} features, but {estimator} is expecting {n_features} features "
+            "as input."
         )
     return X
+
+
+def check_random_state(random_state) -> np.random.Generator:
+    """A numpy Generator from None (fresh entropy), an int seed >= 0, a Generator (used as is,
+    so its state advances) or a legacy RandomState (its bit generator, shared)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state)
+    if random_state is None or (
+        isinstance(random_state, (int, np.integer))
+        and not isinstance(random_state, bool)
+        and random_state >= 0
+    ):
+        return np.random.default_rng(random_state)
+    raise ValueError(
+        "random_state must be None, an integer seed >= 0, a numpy Generator or a "
+        f"numpy RandomState, got {random_state!r}"
+    )
+
+
+def feature_names(X) -> np.ndarray | None:
+    """The column names of a DataFrame X when they are all strings (scikit-learn's rule)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "dtypes"):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    if len(names) == 0 or not all(isinstance(name, str) for name in names):
+        if any(isinstance(name, str) for name in names):
+            raise TypeError(
+                "Feature names are only supported if all input features have string names: "
+                "convert them with X.columns = X.columns.astype(str), or drop them"
+            )
+        return None
+    return names
+
+
+def check_feature_names(fitted: np.ndarray | None, X, estimator: str = "GaussianMixture"):
+    """Warn or raise, in scikit-learn's words, when X's column names differ from fit's."""
+    names = feature_names(X)
+    if fitted is None and names is None:
+        return
+    if fitted is None:
+        warnings.warn(
+            f"X has feature names, but {estimator} was fitted without feature names",
+            UserWarning, stacklevel=4,
+        )
+        return
+    if names is None:
+        warnings.warn(
+            f"X does not have valid feature names, but {estimator} was fitted with feature "
+            "names", UserWarning, stacklevel=4,
+        )
+        return
+    if len(names) != len(fitted) or np.any(names != fitted):
+        unseen = sorted(set(names) - set(fitted))
+        missing = sorted(set(fitted) - set(names))
+        message = "The feature names should match those that were passed during fit.\n"
+        if unseen:
+            message += "Feature names unseen at fit time:\n" + "".join(
+                f"- {n}\n" for n in unseen[:5]) + ("- ...\n" if len(unseen) > 5 else "")
+        if missing:
+            message += "Feature names seen at fit time, yet now missing:\n" + "".join(
+                f"- {n}\n" for n in missing[:5]) + ("- ...\n" if len(missing) > 5 else "")
+        if not unseen and not missing:
+            message += "Feature names must be in the same order as they were in fit.\n"
+        raise ValueError(message)
 
 
 def check_choice(value, name: str, choices) -> None:
@@ -91,30 +243,33 @@ def check_means(means, K: int, D: int) -> np.ndarray:
     return mu
 
 
-def check_covariances(covariances, covariance_type: str, K: int, D: int) -> np.ndarray:
-    """Shape for the covariance type, finite, symmetric and positive definite."""
-    cov = _as_float_array(covariances, "covariances")
+def check_covariances(
+    covariances, covariance_type: str, K: int, D: int, name: str = "covariances"
+) -> np.ndarray:
+    """Shape for the covariance type, finite, symmetric and positive definite (``name``:
+    "covariances" or "precisions", the word the messages use)."""
+    cov = _as_float_array(covariances, name)
     shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
     if cov.shape != shapes[covariance_type]:
         raise ValueError(
-            f"covariances for covariance_type={covariance_type!r} must have shape "
+            f"{name} for covariance_type={covariance_type!r} must have shape "
             f"{COVARIANCE_SHAPES[covariance_type]} = {shapes[covariance_type]}, got {cov.shape}"
         )
-    _check_finite(cov, "covariances")
+    _check_finite(cov, name)
     if covariance_type in ("full", "tied"):
         stack = cov if covariance_type == "full" else cov[None]
         for k, c in enumerate(stack):
-            name = "covariances" if covariance_type == "tied" else f"covariances[{k}]"
+            label = name if covariance_type == "tied" else f"{name}[{k}]"
             if not np.allclose(c, c.T, rtol=1e-10, atol=1e-12 * np.abs(c).max()):
-                raise ValueError(f"{name} must be symmetric")
+                raise ValueError(f"{label} must be symmetric")
             lam = np.linalg.eigvalsh(c)[0]
             if lam <= 0:
                 raise ValueError(
-                    f"{name} must be positive definite, but its smallest eigenvalue is {lam:.3g}"
+                    f"{label} must be positive definite, but its smallest eigenvalue is {lam:.3g}"
                 )
     elif np.any(cov <= 0):
         k = int(np.argwhere(cov <= 0)[0][0])
-        raise ValueError(f"covariances of component {k} must be positive (variances > 0)")
+        raise ValueError(f"{name} of component {k} must be positive (variances > 0)")
     return cov
 
 
@@ -125,7 +280,9 @@ def check_parameters(X, weights, means, covariances, covariance_type: str = "ful
     if mu.ndim != 2:
         raise ValueError(f"means must have shape (K, D), got {mu.shape}")
     K, D = mu.shape
-    X = check_X(X, n_features=D)
+    X = check_X(X)
+    if X.shape[1] != D:
+        raise ValueError(f"X has {X.shape[1]} features, but the means have {D}")
     return (
         X,
         check_weights(weights, K),

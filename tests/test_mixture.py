@@ -10,6 +10,7 @@ import pytest
 from gmmlib import (
     CollapseError,
     CollapseWarning,
+    ConvergenceWarning,
     GaussianMixture,
     check_parameters,
     e_step,
@@ -64,7 +65,7 @@ def test_steps_alternate_and_replay_the_fit():
         np.testing.assert_allclose(e.resp, e_step(X, m.weights, m.means, m.covariances),
                                    rtol=1e-12, atol=1e-300)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         fitted = recipe(seed=1, K=2, max_iter=15, keep_history=True)[1].fit(X)
     assert len(fitted.history_.steps) == len(steps)
     assert fitted.history_.log_likelihood == [s.log_likelihood for s in steps if s.kind == "E"]
@@ -74,7 +75,7 @@ def test_steps_alternate_and_replay_the_fit():
 def test_history_is_kept_only_on_request():
     X, gm = recipe(seed=1, K=2, max_iter=5)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     assert gm.history_.steps == []
     assert len(gm.history_.log_likelihood) == 6  # theta_0 .. theta_5
@@ -123,7 +124,7 @@ def test_collapse_steps_yield_the_collapsed_step_then_raise():
 def test_reg_covar_stops_the_crash_but_not_the_collapse():
     X, gm = recipe(reg_covar=1e-6, on_collapse="continue", max_iter=100)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     assert gm.collapse_ is not None  # the empirical covariance still went singular ...
     assert gm.n_iter_ > gm.collapse_.iteration  # ... but EM went on, finite
@@ -144,7 +145,7 @@ def test_prior_prevents_collapse_and_log_posterior_never_decreases():
 def test_prior_changes_nothing_but_the_covariance_update():
     X, gm = recipe(seed=3, K=2, covariance_prior=0.5, max_iter=1)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         gm.fit(X)
     start = collapse_init(X, 2, 3)
     resp = e_step(X, *start)
@@ -157,7 +158,7 @@ def test_prior_changes_nothing_but_the_covariance_update():
         np.testing.assert_allclose(gm.covariances_[k], expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("init_params", ["kmeans++", "random", "random_from_data"])
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_each_initialisation_fits_and_is_reproducible(init_params):
     X = old_faithful(standardize=True)
     fits = [
@@ -210,12 +211,13 @@ GOOD = np.random.default_rng(0).normal(size=(30, 2))
         (GOOD, {"n_components": 0}, r"n_components must be > 0"),
         (GOOD, {"n_components": 2.5}, r"n_components must be an integer"),
         (GOOD, {"covariance_type": "ful"}, r"covariance_type must be one of"),
-        (GOOD, {"init_params": "kmeans"}, r"init_params must be one of"),
+        (GOOD, {"init_params": "k-means"}, r"init_params must be one of"),
         (GOOD, {"on_collapse": "ignore"}, r"on_collapse must be one of"),
         (GOOD, {"reg_covar": -1e-6}, r"reg_covar must be >= 0"),
         (GOOD, {"tol": np.nan}, r"tol must be a finite number"),
-        (GOOD, {"max_iter": 0}, r"max_iter must be > 0"),
+        (GOOD, {"max_iter": -1}, r"max_iter must be >= 0"),
         (GOOD, {"weights_init": [0.5, 0.5]}, r"need means_init"),
+        (GOOD, {"precisions_init": np.ones(2)}, r"need means_init"),
         (GOOD, {"n_components": 2, "means_init": np.zeros((3, 2))},
          r"means must have shape \(K, D\) = \(2, 2\), got \(3, 2\)"),
         (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)), "weights_init": [1.2, -0.2]},
@@ -249,16 +251,123 @@ def test_using_an_unfitted_or_mismatched_model_is_explained():
     with pytest.raises(ValueError, match="not fitted yet"):
         GaussianMixture(2).predict(GOOD)
     gm = GaussianMixture(2, random_state=0).fit(GOOD)
-    with pytest.raises(ValueError, match="X has 3 features but the model was fitted with 2"):
+    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2"):
         gm.predict(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="n_samples must be > 0"):
         gm.sample(0)
 
 
 def test_check_parameters_for_the_pure_functions():
-    with pytest.raises(ValueError, match=r"X has 3 features but the model was fitted with 2"):
+    with pytest.raises(ValueError, match=r"X has 3 features, but the means have 2"):
         check_parameters(np.zeros((5, 3)), [1.0], np.zeros((1, 2)), np.eye(2)[None])
     with pytest.raises(ValueError, match=r"weights must have shape \(1,\), got \(2,\)"):
         check_parameters(np.zeros((5, 2)), [0.5, 0.5], np.zeros((1, 2)), np.eye(2)[None])
     X, w, mu, cov = check_parameters(GOOD, [1.0], np.zeros((1, 2)), np.eye(2)[None])
     assert X.dtype == np.float64 and cov.shape == (1, 2, 2)
+
+
+# ---- scikit-learn's behaviours: rank-deficient data, translation, random_state ---------------
+
+BLOBS = np.vstack([GOOD + 0.0, GOOD + 4.0])
+RANK_DEFICIENT = {
+    "constant column": np.column_stack([BLOBS, np.full(len(BLOBS), 5.0)]),
+    "collinear features": np.column_stack([BLOBS, BLOBS @ [1.0, 2.0]]),
+    "all points identical": np.ones((10, 3)),
+}
+
+
+# scikit-learn's own KMeans warns that identical points give fewer distinct clusters.
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("case", sorted(RANK_DEFICIENT))
+def test_rank_deficient_data_fit_with_reg_covar_as_sklearn(case, covariance_type):
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    X = RANK_DEFICIENT[case]
+    gm = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    assert gm.collapse_ is None and gm.converged_
+    assert np.all(np.isfinite(gm.score_samples(X)))
+    sk = SkGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    # Different starts (gmmlib's own k-means), same optimum: the mean log-likelihood agrees
+    # to the tolerance both stop at (tol=1e-3 per point).
+    assert gm.score(X) == pytest.approx(sk.score(X), abs=1e-2)
+
+
+def test_more_features_than_points_fit_with_reg_covar():
+    X = np.random.default_rng(1).normal(size=(5, 8))
+    gm = GaussianMixture(1).fit(X)  # one component spans the data's 4-D subspace: no collapse
+    assert gm.converged_ and gm.collapse_ is None
+    # With K=2 each component holds fewer points than the subspace has dimensions: a real
+    # collapse by gmmlib's rule; on_collapse="continue" fits on as scikit-learn does.
+    gm2 = GaussianMixture(2, random_state=0, on_collapse="continue").fit(X)
+    assert gm2.collapse_ is not None and np.isfinite(gm2.lower_bound_)
+
+
+@pytest.mark.parametrize("case", sorted(RANK_DEFICIENT) + ["more features than points"])
+def test_rank_deficient_data_with_reg_covar_zero_name_cause_and_cure(case):
+    X = RANK_DEFICIENT.get(case, np.random.default_rng(1).normal(size=(5, 8)))
+    cause = {"constant column": "column\\(s\\) \\[2\\] are constant",
+             "collinear features": "linear combinations",
+             "all points identical": "all points are identical",
+             "more features than points": "fewer points \\(5\\) than features \\(8\\)"}[case]
+    with pytest.raises(ValueError, match=f"rank-deficient.*{cause}.*Set reg_covar > 0"):
+        GaussianMixture(2, reg_covar=0.0).fit(X)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_default_start_does_not_move_with_the_data(init_params):
+    """Distances are taken on centred data: shifting X by 1e8 moves the start by 1e8 only."""
+    X = tilted_blobs()[0]
+    first = [next(GaussianMixture(3, init_params=init_params, random_state=1).steps(Z))
+             for Z in (X, X + 1e8)]
+    # X + 1e8 holds X to ulp(1e8) = 1.5e-8 only: agreement to ~1e-7 is all there is to have.
+    np.testing.assert_allclose(first[1].weights, first[0].weights, rtol=1e-6)
+    np.testing.assert_allclose(first[1].means - 1e8, first[0].means, atol=1e-6)
+    np.testing.assert_allclose(first[1].covariances, first[0].covariances, rtol=1e-6)
+
+
+def test_default_init_is_sklearns_kmeans_and_reproducible():
+    assert GaussianMixture().init_params == "kmeans"
+    X = tilted_blobs()[0]
+    a, b = (GaussianMixture(3, random_state=5).fit(X) for _ in range(2))
+    np.testing.assert_array_equal(a.means_, b.means_)
+
+
+def test_sample_follows_random_state():
+    gm = GaussianMixture(2, random_state=3).fit(BLOBS)
+    np.testing.assert_array_equal(gm.sample(5)[0], gm.sample(5)[0])
+    assert not np.array_equal(gm.sample(5, random_state=4)[0], gm.sample(5)[0])
+    moving = GaussianMixture(2, random_state=np.random.default_rng(3)).fit(BLOBS)
+    assert not np.array_equal(moving.sample(5)[0], moving.sample(5)[0])
+
+
+@pytest.mark.parametrize(
+    "X, options, match",
+    [
+        (GOOD + 1j, {}, r"Complex data not supported"),
+        (GOOD * 1e160, {}, r"too large for float64.*Rescale X"),
+        (GOOD, {"covariance_prior": "bogus"}, r"covariance_prior must be None, 'auto'.*'bogus'"),
+        (GOOD, {"random_state": "abc"}, r"random_state must be None, an integer.*'abc'"),
+        (GOOD, {"random_state": -1}, r"random_state must be"),
+        (GOOD[:1], {"n_components": 1}, r"1 sample\(s\) .* while a minimum of 2 is required"),
+        (GOOD, {"warm_start": "yes"}, r"warm_start must be True or False"),
+        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)),
+                "covariances_init": np.array([np.eye(2)] * 2),
+                "precisions_init": np.array([np.eye(2)] * 2)}, r"not both"),
+        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)),
+                "precisions_init": np.array([np.eye(2), -np.eye(2)])},
+         r"precisions\[1\] must be positive definite"),
+    ],
+)
+def test_more_bad_input_is_named(X, options, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(**{"n_components": 2, **options}).fit(X)
+
+
+def test_max_iter_zero_returns_the_start_and_precisions_init_is_used():
+    means = np.array([[0.0, 0.0], [4.0, 4.0]])
+    precisions = np.array([np.eye(2) * 2, np.eye(2) * 0.5])
+    gm = GaussianMixture(2, means_init=means, precisions_init=precisions, max_iter=0).fit(BLOBS)
+    assert gm.n_iter_ == 0 and gm.lower_bound_ == -np.inf and not gm.converged_
+    np.testing.assert_allclose(gm.precisions_, precisions, rtol=1e-12)
+    np.testing.assert_array_equal(gm.means_, means)

@@ -115,14 +115,14 @@ def trace_em(
     nk_pending: list[float] = []
     first_report = None
     status = None
-    last_kind = None
+    last_kind = last_stop = None
     try:
         with warnings.catch_warnings():
             # "continue" warns when EM cannot go on; the record says so in words instead.
             warnings.simplefilter("ignore", CollapseWarning)
             with np.errstate(all="ignore"):
                 for step in gm.steps(X):
-                    last_kind = step.kind
+                    last_kind, last_stop = step.kind, step.stop
                     if step.kind == "E":
                         lls.append(float(step.log_likelihood))
                         lps.append(float(step.log_posterior))
@@ -151,9 +151,8 @@ def trace_em(
     if status is None:
         if last_kind == "M":  # the generator ends on an M-step only when EM cannot go on
             status = "crashed"
-        else:  # the estimator's stopping rule, read back from the last two E-steps
-            done = len(lps) >= 2 and abs(lps[-1] - lps[-2]) / len(X) < tol
-            status = "converged" if done else "max_iter"
+        else:  # the estimator's own stop reason, on its last step
+            status = last_stop
     final_ll = lls[-1] if last_kind == "E" and status != "collapsed" else None
     record = {
         "n_components": n_components,

@@ -435,10 +435,11 @@ export function collapseReport(data, params, resp, component, iteration, lam, re
 /**
  * EM one step at a time from stated initial parameters, the same loop as gmmlib's
  * GaussianMixture.steps(). Round t = E-step on theta_{t-1} (responsibilities and
- * ln p(X | theta_{t-1})), then M-step -> theta_t and the collapse rule. Stops when the mean
- * log-likelihood per point changes by less than `tol` between rounds (after an E-step), after
- * `maxIter` rounds (ending on an E-step), or at a collapse (after the M-step that produced it;
- * with onCollapse = "continue" it goes on while every Cholesky factorisation succeeds).
+ * ln p(X | theta_{t-1})), then M-step -> theta_t and the collapse rule. When the mean
+ * log-likelihood per point has changed by less than `tol` since the previous E-step, or after
+ * `maxIter` rounds, the round's M-step still runs (scikit-learn's rule) and a last E-step
+ * measures the theta_t returned. A collapse stops EM after the M-step that produced it (with
+ * onCollapse = "continue" it goes on while every Cholesky factorisation succeeds).
  *
  * `step()` performs the next step and returns it: { kind, iteration, params, resp, nk,
  * minEigenvalues, logLikelihood (E only), collapse (M only: report or null) }.
@@ -457,6 +458,7 @@ export class EMRun {
     this.iteration = 0; // t of the current theta_t
     this.nextKind = "E";
     this.previous = null; // ln p(X | theta_{t-1}) at the last E-step, for convergence
+    this.finalReason = null; // set when the convergence test passes: the next E-step is the last
     this.collapse = null; // first collapse report
     this.converged = false;
     this.stopReason = null; // "converged" | "max_iter" | "collapse" | "singular"
@@ -501,12 +503,14 @@ export class EMRun {
       logLikelihood: ll,
       collapse: null,
     };
-    if (this.previous !== null && Math.abs(ll - this.previous) / this.data.n < this.tol) {
-      this.converged = true;
-      this._stop("converged");
-    } else if (t > this.maxIter) {
-      this._stop("max_iter");
+    if (this.finalReason !== null || t > this.maxIter) {
+      const reason = this.finalReason ?? "max_iter";
+      this.converged = reason === "converged";
+      this._stop(reason);
     } else {
+      if (this.previous !== null && Math.abs(ll - this.previous) / this.data.n < this.tol) {
+        this.finalReason = "converged";
+      }
       this.previous = ll;
       this.nextKind = "M";
     }
