@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gmmlib._blocks import parallel_section
+from gmmlib import _engine
+from gmmlib._engine import parallel_section
 from gmmlib.diagnostics import (
     CollapseError,
     CollapseReport,
@@ -28,13 +29,7 @@ from gmmlib.diagnostics import (
     collapsed_components,
     min_eigenvalues,
 )
-from gmmlib.em import (
-    COVARIANCE_TYPES,
-    SingularCovarianceError,
-    m_step,
-    precision_cholesky,
-    responsibilities,
-)
+from gmmlib.em import COVARIANCE_TYPES, SingularCovarianceError, precision_cholesky
 from gmmlib.init import INIT_PARAMS, init_from_means, initial_parameters
 from gmmlib.prior import InverseWishartPrior
 from gmmlib.validation import (
@@ -236,7 +231,7 @@ class GaussianMixture:
         previous = None
         for t in range(1, self.max_iter + 2):
             # E-step on theta_{t-1}: responsibilities and ln p(X | theta_{t-1}).
-            resp, log_px = responsibilities(X, weights, means, prec_chol, ct)
+            resp, log_px = _engine.responsibilities(X, weights, means, prec_chol, ct)
             ll = float(log_px.sum())
             lp = ll + (prior.log_pdf(covariances, prec_chol) if prior is not None else 0.0)
             outcome.update(params=(weights, means, covariances, prec_chol), ll=ll, lp=lp)
@@ -251,7 +246,7 @@ class GaussianMixture:
             previous = lp
 
             # M-step: theta_t, then the collapse rule.
-            weights, means, covariances = m_step(X, resp, ct, reg, prior)
+            weights, means, covariances = _engine.m_step(X, resp, ct, reg, prior)
             lam = min_eigenvalues(covariances, ct)
             new_prec = _usable_precision_cholesky(weights, means, covariances, lam, ct)
             collapsed = collapsed_components(covariances, reg, threshold, ct, eigenvalues=lam)
@@ -349,7 +344,7 @@ class GaussianMixture:
         """(resp, ln p(x_i)) under the fitted parameters: the E-step's own fast path."""
         X = self._check_fitted(X)
         with parallel_section():
-            return responsibilities(
+            return _engine.responsibilities(
                 X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
             )
 
