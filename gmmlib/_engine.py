@@ -271,14 +271,26 @@ def _log_density_kernel(X, means, prec_chol, covariance_type):
             return maha
 
     else:
-        # diag / spherical: sum_d (x_d - mu_d)^2 / sigma_d^2, expanded per component.
-        inv_var = (prec_chol**2).reshape(K, -1) * np.ones((K, D))
-        const = np.sum(mu * mu * inv_var, axis=1)[:, None]
+        # diag / spherical: y_kd = p_kd (x_d - c_d) - p_kd (mu_kd - c_d), p_kd = 1 / sigma_kd,
+        # one dimension at a time over the whole (K, n) block. (Expanding sum_d y_kd^2 into
+        # x^2, x mu and mu^2 terms would be two matrix products, but loses digits when a
+        # narrow component lies far from c.)
+        p = prec_chol.reshape(K, -1) * np.ones((K, D))
+        shift = p * mu
 
         def log_density(rows: slice) -> np.ndarray:
-            Xc = (X[rows] - centre).T
-            maha = inv_var @ (Xc * Xc) - 2.0 * (mu * inv_var) @ Xc + const
-            return log_norm - 0.5 * maha
+            n = rows.stop - rows.start
+            xc = _centred_rows(X, rows, centre)[1:]
+            maha = np.zeros((K, n))
+            y = scratch("y diag", (K, n))
+            for d in range(D):
+                np.multiply(p[:, d, None], xc[d], out=y)
+                y -= shift[:, d, None]
+                y *= y
+                maha += y
+            maha *= -0.5
+            maha += log_norm
+            return maha
 
     return log_density
 
@@ -398,10 +410,12 @@ def m_step(
             covariances = scatter.sum(axis=0) / N
         covariances += reg_covar * np.eye(D)
     elif covariance_type in ("diag", "spherical"):
-        # E[x^2] - mu^2 per dimension, with x shifted by the data mean to avoid cancellation.
+        # E[(x - c)^2] - (mu - c)^2 per dimension, c the data mean: one product for all K.
+        # mu - c is averaged from the same centred x (not means - c: the rounding of means
+        # far from 0 would enter the variance to first order; this way only to second).
         centre = _centre(X)
         Xc = X - centre
-        mu = means - centre
+        mu = (resp_t @ Xc) / nk[:, None]
         avg_sq = (resp_t @ (Xc * Xc)) / nk[:, None]
         variances = np.maximum(avg_sq - mu * mu, 0.0)
         covariances = variances + reg_covar

@@ -22,7 +22,6 @@ hold the two equal. The public functions check the shapes of their inputs.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
 __all__ = [
@@ -97,7 +96,9 @@ def _cholesky(covariance: np.ndarray, k: int | None) -> np.ndarray:
 def precision_cholesky(covariances, covariance_type: str = "full"):
     """Factors P_k with Sigma_k^{-1} = P_k P_k^T (P_k = L_k^{-T}).
 
-    ||P_k^T (x - mu_k)||^2 is then the Mahalanobis distance. Shapes:
+    ||P_k^T (x - mu_k)||^2 is then the Mahalanobis distance. numpy's
+    solver, not scipy.linalg: a second BLAS thread pool (scipy's) would
+    fight numpy's over the cores. Shapes:
     (K, D, D) "full", (D, D) "tied", (K, D) "diag", (K,) "spherical"
     (the last two hold 1 / sigma).
     """
@@ -107,11 +108,11 @@ def precision_cholesky(covariances, covariance_type: str = "full"):
         P = np.empty_like(cov)
         for k in range(len(cov)):
             L = _cholesky(cov[k], k)
-            P[k] = solve_triangular(L, np.eye(D), lower=True).T
+            P[k] = np.linalg.solve(L, np.eye(D)).T
         return P
     if covariance_type == "tied":
         L = _cholesky(cov, None)
-        return solve_triangular(L, np.eye(len(cov)), lower=True).T
+        return np.linalg.solve(L, np.eye(len(cov))).T
     if covariance_type in ("diag", "spherical"):
         bad = np.flatnonzero(~(cov > 0).reshape(len(cov), -1).all(axis=1))
         if bad.size:
