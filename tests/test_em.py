@@ -277,3 +277,14 @@ def test_singular_covariance_names_the_component():
     with pytest.raises(SingularCovarianceError, match="component 1") as info:
         e_step(X, [0.5, 0.5], np.zeros((2, 2)), cov)
     assert info.value.component == 1
+
+
+def test_reference_lines_fit_the_book_page():
+    """The book shows gmmlib/em.py whole: lines of at most 79 characters need no scrolling."""
+    from pathlib import Path
+
+    import gmmlib.em
+
+    lines = Path(gmmlib.em.__file__).read_text(encoding="utf-8").splitlines()
+    long = [(n, len(line)) for n, line in enumerate(lines, 1) if len(line) > 79]
+    assert not long, f"lines longer than 79 characters (line, length): {long}"
