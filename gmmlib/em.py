@@ -87,7 +87,9 @@ def _cholesky(covariance: np.ndarray, k: int | None) -> np.ndarray:
     try:
         return np.linalg.cholesky(covariance)
     except np.linalg.LinAlgError:
-        name = "tied covariance" if k is None else f"covariance of component {k}"
+        name = f"covariance of component {k}"
+        if k is None:
+            name = "tied covariance"
         raise SingularCovarianceError(
             k, f"the {name} is not positive definite (Cholesky failed)"
         ) from None
@@ -207,9 +209,10 @@ def e_step(X, weights, means, covariances, covariance_type="full"):
 
 
 def log_likelihood(X, weights, means, covariances, covariance_type="full"):
-    """ln p(X) = sum_i ln sum_k pi_k N(x_i | mu_k, Sigma_k) (eq:log-likelihood).
+    """ln p(X) = sum_i ln sum_k pi_k N(x_i | mu_k, Sigma_k).
 
-    The *total* over the N points (scikit-learn's ``score`` is the mean).
+    (eq:log-likelihood) The *total* over the N points (scikit-learn's
+    ``score`` is the mean).
     """
     X, weights, means, covariances = _check_step(
         X, weights, means, covariances, covariance_type
