@@ -95,26 +95,34 @@ def _cholesky(covariance: np.ndarray, k: int | None) -> np.ndarray:
         ) from None
 
 
+def _inverse_lower_triangular(L: np.ndarray) -> np.ndarray:
+    """L^{-1} for lower-triangular L, by forward substitution."""
+    D = len(L)
+    inverse = np.zeros_like(L)
+    for i in range(D):
+        # row i of L^{-1}: (e_i - sum_{j<i} L_ij inverse_j) / L_ii
+        inverse[i, i] = 1.0 / L[i, i]
+        inverse[i, :i] = -(L[i, :i] @ inverse[:i, :i]) / L[i, i]
+    return inverse
+
+
 def precision_cholesky(covariances, covariance_type: str = "full"):
     """Factors P_k with Sigma_k^{-1} = P_k P_k^T (P_k = L_k^{-T}).
 
-    ||P_k^T (x - mu_k)||^2 is then the Mahalanobis distance. numpy's
-    solver, not scipy.linalg: a second BLAS thread pool (scipy's) would
-    fight numpy's over the cores. Shapes:
+    ||P_k^T (x - mu_k)||^2 is then the Mahalanobis distance. (Forward
+    substitution in numpy, not scipy.linalg: scipy's own BLAS thread pool
+    would fight numpy's over the cores.) Shapes:
     (K, D, D) "full", (D, D) "tied", (K, D) "diag", (K,) "spherical"
     (the last two hold 1 / sigma).
     """
     cov = np.asarray(covariances, dtype=np.float64)
     if covariance_type == "full":
-        D = cov.shape[-1]
         P = np.empty_like(cov)
         for k in range(len(cov)):
-            L = _cholesky(cov[k], k)
-            P[k] = np.linalg.solve(L, np.eye(D)).T
+            P[k] = _inverse_lower_triangular(_cholesky(cov[k], k)).T
         return P
     if covariance_type == "tied":
-        L = _cholesky(cov, None)
-        return np.linalg.solve(L, np.eye(len(cov))).T
+        return _inverse_lower_triangular(_cholesky(cov, None)).T
     if covariance_type in ("diag", "spherical"):
         bad = np.flatnonzero(~(cov > 0).reshape(len(cov), -1).all(axis=1))
         if bad.size:
