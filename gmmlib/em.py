@@ -277,9 +277,9 @@ def m_step(X, resp, covariance_type="full", reg_covar=0.0, prior=None):
     if prior is not None and covariance_type != "full":
         raise ValueError("a covariance prior needs covariance_type='full'")
     N, D = X.shape
-    nk = resp.sum(axis=0) + NK_EPS
-    weights = nk / N
-    means = resp.T @ X / nk[:, None]
+    nk = resp.sum(axis=0) + NK_EPS  # N_k (NK_EPS: no 0 / 0)
+    weights = nk / N  # pi_k
+    means = resp.T @ X / nk[:, None]  # mu_k
     if covariance_type in ("full", "tied"):
         S = scatter_matrices(X, resp, means)
         if prior is not None:
