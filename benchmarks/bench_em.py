@@ -1,5 +1,8 @@
 """Seconds per EM iteration and peak memory: gmmlib vs scikit-learn, same work.
 
+gmmlib's side is `GaussianMixture`, which runs the private engine `gmmlib._engine` (the
+reference `gmmlib.em` is the readable maths; tests/test_engine.py holds the two equal).
+
 For each (N, D, K): the same data, the same initial parameters (K data points as means, the data
 covariance for every component, equal weights), the same number of EM rounds (tol=0 so neither
 stops early), full covariances, reg_covar=1e-6. Seconds per round are differential:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gmmlib._blocks import parallel_section
+from gmmlib import _engine
+from gmmlib._engine import parallel_section
 from gmmlib.diagnostics import (
     CollapseError,
     CollapseReport,
@@ -31,13 +32,7 @@ from gmmlib.diagnostics import (
     data_subspace,
     min_eigenvalues,
 )
-from gmmlib.em import (
-    COVARIANCE_TYPES,
-    SingularCovarianceError,
-    m_step,
-    precision_cholesky,
-    responsibilities,
-)
+from gmmlib.em import COVARIANCE_TYPES, SingularCovarianceError, precision_cholesky
 from gmmlib.init import INIT_ALIASES, INIT_PARAMS, init_from_means, initial_parameters
 from gmmlib.prior import InverseWishartPrior
 from gmmlib.validation import (
@@ -363,7 +358,7 @@ class GaussianMixture:
         converged = False
         for t in range(1, self.max_iter + 2):
             # E-step on theta_{t-1}: responsibilities and ln p(X | theta_{t-1}).
-            resp, log_px = responsibilities(X, weights, means, prec_chol, ct)
+            resp, log_px = _engine.responsibilities(X, weights, means, prec_chol, ct)
             ll = float(log_px.sum())
             lp = ll + (prior.log_pdf(covariances, prec_chol) if prior is not None else 0.0)
             outcome.update(params=(weights, means, covariances, prec_chol), ll=ll, lp=lp,
@@ -382,7 +377,7 @@ class GaussianMixture:
                 return
 
             # M-step: theta_t, then the collapse rule.
-            weights, means, covariances = m_step(X, resp, ct, reg, prior)
+            weights, means, covariances = _engine.m_step(X, resp, ct, reg, prior)
             lam = min_eigenvalues(covariances, ct)
             new_prec = _usable_precision_cholesky(weights, means, covariances, lam, ct)
             rule_lam = lam if subspace is None else min_eigenvalues(covariances, ct, subspace)
@@ -519,7 +514,7 @@ class GaussianMixture:
         """(resp, ln p(x_i)) under the fitted parameters: the E-step's own fast path."""
         X = self._check_fitted(X)
         with parallel_section():
-            return responsibilities(
+            return _engine.responsibilities(
                 X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
             )
 

@@ -289,3 +289,46 @@ def check_parameters(X, weights, means, covariances, covariance_type: str = "ful
         check_means(mu, K, D),
         check_covariances(covariances, covariance_type, K, D),
     )
+
+
+def check_step_shapes(X, weights, means, covariances, covariance_type: str = "full"):
+    """The inputs of one EM step as float64 arrays whose shapes fit together.
+
+    For the pure functions of `gmmlib.em`: a ValueError naming the array, not an IndexError
+    from inside numpy. Only shapes (and a finite X) are checked; a covariance that is not
+    positive definite is reported by the maths itself (`SingularCovarianceError`).
+    Returns ``(X, weights, means, covariances)``.
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    mu = _as_float_array(means, "means")
+    if mu.ndim != 2:
+        raise ValueError(f"means must have shape (K, D), got shape {mu.shape}")
+    K, D = mu.shape
+    X = check_X(X)
+    if X.shape[1] != D:
+        raise ValueError(f"X has {X.shape[1]} features but means have {D} columns")
+    w = _as_float_array(weights, "weights")
+    if w.shape != (K,):
+        raise ValueError(f"weights must have shape ({K},), one per mean, got shape {w.shape}")
+    cov = _as_float_array(covariances, "covariances")
+    shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+    if cov.shape != shapes[covariance_type]:
+        raise ValueError(
+            f"covariances for covariance_type={covariance_type!r} must have shape "
+            f"{COVARIANCE_SHAPES[covariance_type]} = {shapes[covariance_type]}, "
+            f"got shape {cov.shape}"
+        )
+    return X, w, mu, cov
+
+
+def check_resp(X, resp):
+    """X (N, D) and responsibilities ``resp`` (N, K), finite float64 arrays, for an M-step."""
+    X = check_X(X)
+    r = _as_float_array(resp, "resp")
+    if r.ndim != 2 or r.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"resp must have shape (N, K) with N = {X.shape[0]} rows (one per point of X), "
+            f"got shape {r.shape}"
+        )
+    _check_finite(r, "resp")
+    return X, r

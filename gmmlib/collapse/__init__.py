@@ -31,7 +31,10 @@ The same functions are importable for the book: `run_experiment`, `sweep_k`, `sw
 
 The package, one idea per module: `experiment` (one traced run and its record), `sweeps` (the
 three sweeps), `figures` (one figure per record kind), `report` (tables, JSON, writing the
-files), `cli` (the command line).
+files), `cli` (the command line). The modules use only each other's public names (each
+module's ``__all__``): the record parts (`experiment.data_record`, `environment_record`,
+`prior_record`, `command_line`, `n_collapsed_directions`) and the table formatters
+(`report.format_value`, `format_sweep_k`, `format_sweep_reg`, `format_sweep_fixes`).
 """
 
 from gmmlib.collapse.cli import main

@@ -16,9 +16,9 @@ from pathlib import Path
 from gmmlib.collapse.experiment import REFERENCE, run_experiment
 from gmmlib.collapse.figures import plot_run, plot_sweep_fixes, plot_sweep_k, plot_sweep_reg
 from gmmlib.collapse.report import (
-    _format_sweep_fixes,
-    _format_sweep_k,
-    _format_sweep_reg,
+    format_sweep_fixes,
+    format_sweep_k,
+    format_sweep_reg,
     format_table,
     write_outputs,
 )
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_iter=args.sweep_max_iter,
                 progress=progress,
             )
-            outputs.append(("sweep-k", record, plot_sweep_k, _format_sweep_k(record)))
+            outputs.append(("sweep-k", record, plot_sweep_k, format_sweep_k(record)))
         if args.command in ("sweep-reg", "all"):
             record = sweep_reg(
                 args.reg_values,
@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_iter=args.sweep_max_iter,
                 progress=progress,
             )
-            outputs.append(("sweep-reg", record, plot_sweep_reg, _format_sweep_reg(record)))
+            outputs.append(("sweep-reg", record, plot_sweep_reg, format_sweep_reg(record)))
         if args.command in ("sweep-fixes", "all"):
             record = sweep_fixes(
                 range(args.seeds),
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_iter=args.sweep_max_iter,
                 progress=progress,
             )
-            outputs.append(("sweep-fixes", record, plot_sweep_fixes, _format_sweep_fixes(record)))
+            outputs.append(("sweep-fixes", record, plot_sweep_fixes, format_sweep_fixes(record)))
         paths = write_outputs(args.out, [(name, rec, plot) for name, rec, plot, _ in outputs])
     except BaseException:
         if created and args.out.is_dir() and not any(args.out.iterdir()):

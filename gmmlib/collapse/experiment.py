@@ -22,6 +22,18 @@ from gmmlib.diagnostics import (
 from gmmlib.mixture import GaussianMixture
 from gmmlib.prior import InverseWishartPrior
 
+__all__ = [
+    "REFERENCE",
+    "RECORD_FORMAT",
+    "trace_em",
+    "run_experiment",
+    "n_collapsed_directions",
+    "environment_record",
+    "data_record",
+    "prior_record",
+    "command_line",
+]
+
 #: The reference case: K=4 on the recipe's 20 points, seed 22 (a collapse onto ONE data point).
 REFERENCE = {
     "n_components": 4,
@@ -58,7 +70,7 @@ def _estimator(K, reg_covar, prior, max_iter, tol, collapse_tol, on_collapse, st
     )
 
 
-def _n_collapsed_directions(covariance, reg_covar, threshold) -> int:
+def n_collapsed_directions(covariance, reg_covar, threshold) -> int:
     """How many eigenvalues of Sigma_k - reg_covar * I are at or below the collapse threshold."""
     lam = np.linalg.eigvalsh(np.asarray(covariance, float)) - reg_covar
     return int(np.sum(~(lam > threshold)))
@@ -172,7 +184,7 @@ def _report_record(step, reg_covar: float, threshold: float) -> dict:
     """gmmlib's CollapseReport of this M-step as a dict, plus the collapsed directions and mean."""
     out = step.collapse.as_dict()
     k = int(out["component"])
-    out["collapsed_directions"] = _n_collapsed_directions(step.covariances[k], reg_covar, threshold)
+    out["collapsed_directions"] = n_collapsed_directions(step.covariances[k], reg_covar, threshold)
     out["mean"] = np.asarray(step.means[k], float).tolist()
     return out
 
@@ -190,7 +202,8 @@ def _params_dict(weights, means, covariances) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def _environment() -> dict:
+def environment_record() -> dict:
+    """Versions of gmmlib, numpy and matplotlib, for a record's ``environment``."""
     return {
         "gmmlib": metadata.version("gmmlib"),
         "numpy": np.__version__,
@@ -198,7 +211,8 @@ def _environment() -> dict:
     }
 
 
-def _data_record(X) -> dict:
+def data_record(X) -> dict:
+    """The recipe's data and how it was made, for a record's ``data``."""
     return {
         "source": "gmmlib.datasets.collapse_data()",
         "recipe": "10 points around (-2, 0) and 10 around (2, 0.5), sigma 0.6, default_rng(0)",
@@ -208,7 +222,8 @@ def _data_record(X) -> dict:
     }
 
 
-def _prior_record(X, n_components, prior) -> dict | None:
+def prior_record(X, n_components, prior) -> dict | None:
+    """The MAP prior's scale and degrees of freedom for a record (None without a prior)."""
     if not prior:
         return None
     p = InverseWishartPrior.from_data(X, n_components, "auto")
@@ -253,7 +268,7 @@ def run_experiment(
     return {
         "experiment": "run",
         "format": RECORD_FORMAT,
-        "command": _command(
+        "command": command_line(
             "run",
             components=n_components,
             seed=seed,
@@ -266,7 +281,7 @@ def run_experiment(
             "seed": seed,
             "reg_covar": reg_covar,
             "prior": bool(prior),
-            "covariance_prior": _prior_record(X, n_components, prior),
+            "covariance_prior": prior_record(X, n_components, prior),
             "max_iter": max_iter,
             "tol": tol,
             "collapse_tol": collapse_tol,
@@ -274,13 +289,14 @@ def run_experiment(
             "init": "gmmlib.datasets.collapse_init(X, n_components, seed)",
             "covariance_type": "full",
         },
-        "data": _data_record(X),
-        "environment": _environment(),
+        "data": data_record(X),
+        "environment": environment_record(),
         "result": trace,
     }
 
 
-def _command(sub: str, **options) -> str:
+def command_line(sub: str, **options) -> str:
+    """The ``gmm-collapse`` command line that reproduces a record."""
     parts = ["gmm-collapse", sub]
     for name, value in options.items():
         flag = "--" + name.replace("_", "-")

@@ -12,14 +12,25 @@ from pathlib import Path
 
 import numpy as np
 
-from gmmlib.collapse.figures import RC as _RC
+from gmmlib.collapse.figures import RC
+
+__all__ = [
+    "format_value",
+    "format_table",
+    "format_sweep_k",
+    "format_sweep_reg",
+    "format_sweep_fixes",
+    "record_json",
+    "write_outputs",
+]
 
 # --------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------
 
 
-def _fmt(value, spec: str = ".6g") -> str:
+def format_value(value, spec: str = ".6g") -> str:
+    """``value`` formatted with ``spec``; "-" for a missing value (None)."""
     if value is None:
         return "-"
     return format(value, spec)
@@ -34,7 +45,7 @@ def format_table(trace: dict) -> str:
     head += "  " + "  ".join(f"{'λmin_' + str(k):>10}" for k in range(K))
     lines = [head]
     for r in rows:
-        line = f"{r['iteration']:>4}  {_fmt(r.get('log_likelihood'), '14.6f'):>14}  "
+        line = f"{r['iteration']:>4}  {format_value(r.get('log_likelihood'), '14.6f'):>14}  "
         line += "  ".join(f"{v:7.3f}" for v in r.get("nk", [math.nan] * K))
         line += "  " + "  ".join(f"{v:10.3e}" for v in r["min_eigenvalues"])
         if r["collapsed"]:
@@ -67,7 +78,8 @@ def format_table(trace: dict) -> str:
     return "\n".join(lines)
 
 
-def _format_sweep_k(record) -> str:
+def format_sweep_k(record) -> str:
+    """The `sweep_k` record as a text table: collapse rate and speed per K."""
     lines = [
         f"{'K':>3}  {'collapsed':>10}  {'rate':>5}  {'single point':>12}  "
         f"{'median iter':>11}  {'iter range':>10}"
@@ -77,12 +89,13 @@ def _format_sweep_k(record) -> str:
         lines.append(
             f"{s['n_components']:>3}  {s['n_collapsed']:>4}/{s['n_runs']:<5}  "
             f"{s['collapse_rate']:5.2f}  {s['n_single_point']:>12}  "
-            f"{_fmt(s['median_iteration'], 'g'):>11}  {rng:>10}"
+            f"{format_value(s['median_iteration'], 'g'):>11}  {rng:>10}"
         )
     return "\n".join(lines)
 
 
-def _format_sweep_reg(record) -> str:
+def format_sweep_reg(record) -> str:
+    """The `sweep_reg` record as a text table: final ln p(X) per reg_covar."""
     lines = [f"{'reg_covar':>9}  {'final ln p(X)':>14}  {'slope':>7}  {'predicted':>9}  collapsed"]
     for r in record["rows"]:
         col = (
@@ -93,19 +106,22 @@ def _format_sweep_reg(record) -> str:
             or "none"
         )
         lines.append(
-            f"{r['reg_covar']:9.0e}  {_fmt(r['final_log_likelihood'], '14.4f'):>14}  "
-            f"{_fmt(r.get('measured_slope'), '7.3f'):>7}  {r['predicted_slope']:9.2f}  {col}"
+            f"{r['reg_covar']:9.0e}  {format_value(r['final_log_likelihood'], '14.4f'):>14}  "
+            f"{format_value(r.get('measured_slope'), '7.3f'):>7}  "
+            f"{r['predicted_slope']:9.2f}  {col}"
         )
     return "\n".join(lines)
 
 
-def _format_sweep_fixes(record) -> str:
+def format_sweep_fixes(record) -> str:
+    """The `sweep_fixes` record as a text table: what each fix prevents."""
     floor = record["parameters"]["covariance_prior"]["eigenvalue_floor"]
     lines = [f"{'fix':<16}  {'crashed':>8}  {'collapsed':>9}  {'smallest eigenvalue':>19}"]
     for f in record["fixes"]:
         lines.append(
             f"{f['name']:<16}  {f['n_crashed']:>3}/{f['n_runs']:<4}  "
-            f"{f['n_collapsed']:>4}/{f['n_runs']:<4}  {_fmt(f['smallest_eigenvalue'], '19.3e')}"
+            f"{f['n_collapsed']:>4}/{f['n_runs']:<4}  "
+            f"{format_value(f['smallest_eigenvalue'], '19.3e')}"
         )
     lines.append(f"MAP prior eigenvalue floor lambda_min(Psi)/(N+nu+D+1) = {floor:.3e}")
     return "\n".join(lines)
@@ -144,7 +160,7 @@ def record_json(record: dict) -> str:
 def _save_figure(fig, png: Path, svg: Path) -> None:
     import matplotlib
 
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(RC):
         fig.savefig(png, dpi=110, metadata={"Software": None})
         fig.savefig(svg, metadata={"Date": None, "Creator": None})
 
@@ -163,7 +179,7 @@ def write_outputs(out: Path, outputs: Sequence[tuple[str, dict, Callable]]) -> l
         names = []
         for name, record, plot in outputs:
             (tmp / f"{name}.json").write_text(record_json(record), encoding="utf-8")
-            with matplotlib.rc_context(_RC):
+            with matplotlib.rc_context(RC):
                 fig = plot(record)
             _save_figure(fig, tmp / f"{name}.png", tmp / f"{name}.svg")
             names += [f"{name}{suffix}" for suffix in (".json", ".png", ".svg")]

@@ -12,24 +12,25 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from gmmlib._engine import responsibilities
 from gmmlib.collapse.experiment import (
     RECORD_FORMAT,
     REFERENCE,
-    _command,
-    _data_record,
-    _environment,
-    _n_collapsed_directions,
-    _prior_record,
+    command_line,
+    data_record,
+    environment_record,
+    n_collapsed_directions,
+    prior_record,
     trace_em,
 )
-from gmmlib.collapse.report import _fmt
+from gmmlib.collapse.report import format_value
 from gmmlib.datasets import collapse_data
 from gmmlib.diagnostics import (
     collapse_threshold,
     collapsed_components,
     min_eigenvalues,
 )
-from gmmlib.em import e_step
+from gmmlib.em import precision_cholesky
 
 SWEEP_K_RANGE = (2, 8)
 SWEEP_SEEDS = 100
@@ -129,7 +130,7 @@ def sweep_k(
     return {
         "experiment": "sweep-k",
         "format": RECORD_FORMAT,
-        "command": _command(
+        "command": command_line(
             "sweep-k",
             k_min=min(k_values),
             k_max=max(k_values),
@@ -149,8 +150,8 @@ def sweep_k(
             "collapse_threshold": collapse_threshold(X, collapse_tol),
             "init": "gmmlib.datasets.collapse_init(X, n_components, seed)",
         },
-        "data": _data_record(X),
-        "environment": _environment(),
+        "data": data_record(X),
+        "environment": environment_record(),
         "summary": summary,
         "runs": runs,
     }
@@ -198,7 +199,7 @@ def sweep_reg(
                 {
                     "component": int(k),
                     "n_points": int(resp_points[k]),
-                    "collapsed_directions": _n_collapsed_directions(covs[k], reg, threshold),
+                    "collapsed_directions": n_collapsed_directions(covs[k], reg, threshold),
                 }
             )
         predicted = 0.5 * sum(c["n_points"] * c["collapsed_directions"] for c in collapsed)
@@ -222,7 +223,7 @@ def sweep_reg(
             progress,
             i,
             len(regs),
-            f"reg_covar={reg:g} final ln p(X)={_fmt(t['final_log_likelihood'])} "
+            f"reg_covar={reg:g} final ln p(X)={format_value(t['final_log_likelihood'])} "
             f"collapsed={[c['component'] for c in collapsed]}",
         )
     for prev, row in zip(rows, rows[1:], strict=False):
@@ -237,7 +238,7 @@ def sweep_reg(
     return {
         "experiment": "sweep-reg",
         "format": RECORD_FORMAT,
-        "command": _command("sweep-reg", components=n_components, seed=seed, max_iter=max_iter)
+        "command": command_line("sweep-reg", components=n_components, seed=seed, max_iter=max_iter)
         if regs == list(SWEEP_REGS)
         else None,
         "parameters": {
@@ -251,16 +252,19 @@ def sweep_reg(
             "on_collapse": "continue",
             "init": "gmmlib.datasets.collapse_init(X, n_components, seed)",
         },
-        "data": _data_record(X),
-        "environment": _environment(),
+        "data": data_record(X),
+        "environment": environment_record(),
         "rows": rows,
     }
 
 
 def _hard_counts(X, params) -> np.ndarray:
     """Points with responsibility > 0.5 for each component under ``params`` (gmmlib's E-step)."""
+    weights, means, covariances = (
+        np.asarray(params[name], dtype=float) for name in ("weights", "means", "covariances")
+    )
     with np.errstate(all="ignore"):
-        resp = e_step(X, params["weights"], params["means"], params["covariances"])
+        resp, _ = responsibilities(X, weights, means, precision_cholesky(covariances))
     return np.sum(resp > 0.5, axis=0)
 
 
@@ -291,7 +295,7 @@ def sweep_fixes(
     X = collapse_data()
     seeds = [int(s) for s in seeds]
     total = len(FIXES) * len(seeds)
-    prior_info = _prior_record(X, n_components, True)
+    prior_info = prior_record(X, n_components, True)
     fixes, i = [], 0
     for name, reg, prior in FIXES:
 
@@ -363,7 +367,7 @@ def sweep_fixes(
     return {
         "experiment": "sweep-fixes",
         "format": RECORD_FORMAT,
-        "command": _command(
+        "command": command_line(
             "sweep-fixes",
             components=n_components,
             seeds=len(seeds),
@@ -385,7 +389,7 @@ def sweep_fixes(
             "on_collapse": "continue",
             "init": "gmmlib.datasets.collapse_init(X, n_components, seed)",
         },
-        "data": _data_record(X),
-        "environment": _environment(),
+        "data": data_record(X),
+        "environment": environment_record(),
         "fixes": fixes,
     }
