@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -46,6 +47,7 @@ from grading.worker import course_secret, feedback_page, graded_cells, graded_no
 
 STUDENT_TIMEOUT = 600.0   # seconds for all of one student's notebooks (a backstop)
 RESULTS = "results.json"  # every student's result, as graded (before any hand marks)
+NO_SANDBOX = "none (--no-sandbox)"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
@@ -91,8 +93,8 @@ def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tu
 class Worker:
     """One ``python -m grading.worker`` process; grades one student at a time."""
 
-    def __init__(self, env, log):
-        self.env, self.log = env, log
+    def __init__(self, env, log, slot=0):
+        self.env, self.log = {**env, "GMM_WORKER_SLOT": str(slot)}, log
         self.proc = None
         self.job = None
         self.started = 0.0
@@ -137,7 +139,7 @@ class Worker:
 def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIMEOUT):
     """Grade ``jobs`` on ``n_workers`` processes; call ``on_done(job, ok, note)`` for each."""
     pending = list(jobs)
-    workers = [Worker(env, log) for _ in range(min(n_workers, len(pending)) or 1)]
+    workers = [Worker(env, log, slot) for slot in range(min(n_workers, len(pending)) or 1)]
     for w in workers:
         if pending:
             w.submit(pending.pop(0))
@@ -185,13 +187,37 @@ def _fmt_elapsed(seconds):
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
+def prepare_isolation(out: Path, sandbox: bool = True) -> dict:
+    """The sandbox settings every worker gets: the probe's measurements, the uid block, the
+    font cache. Raises `grading.isolation.SandboxUnavailableError` when bubblewrap cannot isolate
+    (``gmm-grade`` then refuses unless given ``--no-sandbox``)."""
+    from grading.isolation import build_font_cache, default_uid, probe
+
+    if not sandbox:
+        return {"sandbox": False}
+    uid = default_uid()
+    probe_dir = Path(tempfile.mkdtemp(prefix="gmm-probe-"))
+    try:
+        seen = probe(probe_dir / "scratch", uid)
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    return {"sandbox": True, "uid_base": uid, "vm_peak": seen["vm_peak"],
+            "font_cache": str(build_font_cache(out / "jupyter" / "matplotlib"))}
+
+
 def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
                  step_timeout: float = 8.0, assignments=tuple(ASSIGNMENTS),
-                 progress=sys.stderr) -> dict:
-    """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``)."""
+                 progress=sys.stderr, sandbox: bool = True) -> dict:
+    """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``).
+
+    ``sandbox=False`` (``gmm-grade --no-sandbox``) runs student code without bubblewrap, under
+    the limits only; the summary and grades.csv say so.
+    """
     t0 = time.monotonic()
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    isolation = prepare_isolation(out, sandbox)
+    sandbox_name = "bubblewrap" if sandbox else NO_SANDBOX
     course = out / "course"
     print(f"preparing the course in {course} (nbgrader generate_assignment) ...", file=progress)
     generate(course, assignments)
@@ -214,6 +240,7 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
     job_list = [{"student": s, "root": str(work / s), "course": str(course),
                  "gradebook": str(template),
                  "feedback": str(feedback), "step_timeout": step_timeout,
+                 "isolation": isolation,
                  "assignments": [a for a, p in found.items() if p is not None] or []}
                 for s, found in students.items()]
     results: dict[str, list] = {}
@@ -239,11 +266,12 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
         run_workers(job_list, n_workers, env, log, on_done)
     (out / RESULTS).write_text(json.dumps(
         {"assignments": list(assignments), "students": sorted(students),
-         "problems": problems, "results": results}, indent=1))
+         "problems": problems, "results": results, "sandbox": sandbox_name}, indent=1))
     record(course, work, results)
     apply_hand_scores(results, hand_scores(course))  # marks kept from an earlier run
-    rows = export(out, students, results, sources, problems)
+    rows = export(out, students, results, sources, problems, sandbox_name)
     summary = {"students": len(students), "seconds": round(time.monotonic() - t0, 1),
+               "sandbox": sandbox_name,
                "needs_review": rows["review"], "failures": rows["failures"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary, out, progress)
@@ -264,7 +292,8 @@ def update(out: Path, progress=sys.stderr) -> dict:
                for a in run["assignments"]}
     results = run["results"]
     changed = apply_hand_scores(results, hand_scores(course))
-    rows = export(out, run["students"], results, sources, [tuple(p) for p in run["problems"]])
+    rows = export(out, run["students"], results, sources, [tuple(p) for p in run["problems"]],
+                  run.get("sandbox", "bubblewrap"))
     secret = course_secret(course)
     for student, rs in results.items():
         for r in rs:
@@ -286,7 +315,7 @@ def _score(result):
     return f"{got:g}/{sum(p['max_points'] for p in auto):g}{flag}"
 
 
-def export(out, students, results, sources, problems):
+def export(out, students, results, sources, problems, sandbox="bubblewrap"):
     """Write the CSVs; return the review list and the failure counts."""
     part_ids = {a: [g for g, _, _ in graded_cells(nb)] for a, nb in sources.items()}
     maxima = {a: {g: p for g, p, _ in graded_cells(nb)} for a, nb in sources.items()}
@@ -298,7 +327,7 @@ def export(out, students, results, sources, problems):
         grades = csv.writer(f_grades)
         parts_csv = csv.writer(f_parts)
         grades.writerow(["student_id", "assignment", "status", "autograded", "autograded_max",
-                         "manual", "manual_max", "needs_review"] + all_parts)
+                         "manual", "manual_max", "needs_review", "sandbox"] + all_parts)
         parts_csv.writerow(["student_id", "assignment", "grade_id", "kind", "points",
                             "max_points", "kernel_points", "recheck", "flagged", "message"])
         by_student = defaultdict(dict)
@@ -328,7 +357,7 @@ def export(out, students, results, sources, problems):
                        # a submission the grader could not grade has no score, not a 0
                        f"{sum(p['points'] or 0 for p in auto):g}" if auto else "",
                        f"{auto_max:g}", manual_pts, f"{manual_max:g}",
-                       "yes" if needs else "no"]
+                       "yes" if needs else "no", sandbox]
                 for g in all_parts:
                     p = parts.get(g)
                     row.append("" if p is None else ("pending" if p["points"] is None
@@ -364,7 +393,8 @@ def export(out, students, results, sources, problems):
 
 
 def print_summary(summary, out, stream):
-    print(f"\ngraded {summary['students']} students in {summary['seconds']:.1f} s", file=stream)
+    print(f"\ngraded {summary['students']} students in {summary['seconds']:.1f} s "
+          f"(student code sandboxed: {summary['sandbox']})", file=stream)
     print("failures per test (submissions that lost points):", file=stream)
     for gid, n in sorted(summary["failures"].items(), key=lambda kv: -kv[1]):
         print(f"  {n:>4}  {gid}", file=stream)

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 import nbformat
 
 from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
+from grading.kernel import SETTINGS
 from grading.recheck import recheck_notebook
 
 
@@ -183,6 +185,9 @@ def grade_notebook(api, job, assignment):
                             "message": "not submitted"} for g, p, k in graded_cells(source_nb)]
         return result
     started = time.perf_counter()
+    isolation = job.get("isolation") or {"sandbox": False}
+    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, course, student,
+                                                      assignment))
     kernel_status, detail, attempts = _autograde(api, assignment, student, root)
     kernel_seconds = time.perf_counter() - started
     if attempts:
@@ -196,7 +201,8 @@ def grade_notebook(api, job, assignment):
         result["flags"].append(f"{kernel_status}: {detail}" + where)
     started = time.perf_counter()
     recheck = recheck_notebook(submitted, source_path, assignment,
-                               root / "recheck" / assignment, job.get("step_timeout", 8.0))
+                               root / "recheck" / assignment, job.get("step_timeout", 8.0),
+                               isolation=isolation)
     recheck_seconds = time.perf_counter() - started
     from grading.checks import spec
 
@@ -207,15 +213,21 @@ def grade_notebook(api, job, assignment):
     for name, found in recheck.get("findings", {}).items():
         result["flags"].append(f"flagged {name}: {'; '.join(found)}"[:400])
     for gid, verdict in recheck["verdicts"].items():
+        message = verdict.get("message") or ""
         if verdict["status"] in ("timeout", "crashed"):
             result["flags"].append(f"re-check {verdict['status']} in {gid}")
-        elif "MemoryError" in (verdict.get("message") or ""):
+        elif "MemoryError" in message:
             result["flags"].append(f"re-check hit the memory limit in {gid}")
+        elif "BlockingIOError" in message or "Resource temporarily unavailable" in message:
+            result["flags"].append(f"re-check hit the process limit in {gid}")
     for name, problem in recheck.get("cell_problems", {}).items():
         if problem.startswith(("timeout", "crashed")):
             result["flags"].append(f"cell {name} {problem}"[:300])
+    observed = sandbox_observations(recheck.get("observed", {}))
+    if observed:
+        result["flags"].append("the sandbox observed: " + "; ".join(observed))
     result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
-    result["status"] = ("flagged" if recheck.get("findings") else kernel_status)
+    result["status"] = ("flagged" if recheck.get("findings") or observed else kernel_status)
     result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
     from grading.feedback import write_feedback
 
@@ -228,6 +240,30 @@ def grade_notebook(api, job, assignment):
                                f"(cells: {', '.join(sorted(set(withheld)))})")
     result["feedback"] = str(out)
     return result
+
+
+def sandbox_observations(observed: dict) -> list[str]:
+    """What the re-check's sandbox saw, in words for the review list (empty: nothing)."""
+    notes = list(observed.get("events", []))[:8]
+    if observed.get("survivors"):
+        notes.append(f"{observed['survivors']} process(es) still running when the re-check "
+                     "ended (killed with the sandbox)")
+    return notes
+
+
+def kernel_settings(isolation: dict, root: Path, course: Path, student: str,
+                    assignment: str) -> dict:
+    """What `grading.kernel` needs to start this notebook's kernel: its scratch folder, what
+    it may read (the release notebook, the student's own submission), uid and limits."""
+    from grading.isolation import KERNEL_CPU, code_limits
+
+    notebook = ASSIGNMENTS[assignment]
+    return {"sandbox": bool(isolation.get("sandbox")), "uid": isolation.get("uid"),
+            "scratch": str(root / "scratch" / assignment / "kernel"),
+            "readable": [str(course / "exercises" / assignment / notebook),
+                         str(root / "submitted" / student / assignment / notebook)],
+            "font_cache": isolation.get("font_cache"),
+            "limits": code_limits(isolation.get("vm_peak"), KERNEL_CPU).to_json()}
 
 
 def graded_notebook(root: Path, student: str, assignment: str) -> Path:
@@ -258,7 +294,7 @@ def course_secret(course: Path) -> set:
     return _SECRET[course]
 
 
-def make_api(root: Path):
+def make_api(root: Path, runtime: Path | None = None):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
@@ -267,6 +303,11 @@ def make_api(root: Path):
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = db_url(root)
     config.Autograde.create_student = True
+    if runtime is not None:
+        # Unix sockets in the student's runtime folder: the sandboxed kernel has no network.
+        # An absolute prefix: the default ("kernel-ipc") is relative to each side's cwd.
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(runtime / "kernel")
     return NbGraderAPI(config=config)
 
 
@@ -274,19 +315,36 @@ def grade_student(job) -> dict:
     """Grade every assignment of one student; write and return ``result.json``'s content."""
     root = Path(job["root"])
     course = Path(job["course"])
+    isolation = dict(job.get("isolation") or {"sandbox": False})
+    if isolation.get("uid_base") is not None:  # one uid per worker: see isolation.sandbox_uid
+        isolation["uid"] = isolation["uid_base"] + int(os.environ.get("GMM_WORKER_SLOT", "0"))
+    job = {**job, "isolation": isolation}
     # The assignments only, no other student's submission (see gradebook.empty_copy).
     shutil.copyfile(job.get("gradebook") or course / "gradebook.db", root / "gradebook.db")
     if not (root / "solutions").exists():
         os.symlink(course / "solutions", root / "solutions")
-    api = make_api(root)
     results = []
-    for assignment in job["assignments"]:
-        try:
-            results.append(grade_notebook(api, job, assignment))
-        except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
-            results.append({"student": job["student"], "assignment": assignment,
-                            "status": "grader-error", "parts": [],
-                            "flags": ["grader error: " + traceback.format_exc(limit=3)[-600:]]})
+    # The kernel's connection file and IPC sockets: a folder of this student's own (other
+    # kernels' keys stay invisible), short enough for a Unix socket path (<= 107 bytes).
+    runtime = Path(tempfile.mkdtemp(prefix="gmm-", dir="/tmp"))
+    uid = isolation.get("uid") if isolation.get("sandbox") else None
+    if uid is not None:
+        os.chown(runtime, uid, uid)
+    api = make_api(root, runtime if isolation.get("sandbox") else None)
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    tempfile.tempdir = str(runtime)  # jupyter_client puts nbclient's connection files there
+    try:
+        for assignment in job["assignments"]:
+            try:
+                results.append(grade_notebook(api, job, assignment))
+            except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
+                results.append({"student": job["student"], "assignment": assignment,
+                                "status": "grader-error", "parts": [],
+                                "flags": ["grader error: "
+                                          + traceback.format_exc(limit=3)[-600:]]})
+    finally:
+        tempfile.tempdir = None
+        shutil.rmtree(runtime, ignore_errors=True)
     (root / "result.json").write_text(json.dumps(results, indent=1))
     return {"student": job["student"], "results": results}
 
