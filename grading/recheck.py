@@ -145,9 +145,10 @@ def _survivors(uid: int | None, expected: int = 1) -> int:
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/status") as f:
-                    line = next(ln for ln in f if ln.startswith("Uid:"))
-                alive += int(line.split()[1]) == uid
-            except (OSError, StopIteration, ValueError):
+                    fields = dict(ln.split(":", 1) for ln in f if ":" in ln)
+                alive += (int(fields["Uid"].split()[0]) == uid
+                          and not fields["State"].strip().startswith("Z"))  # zombies are gone
+            except (OSError, KeyError, ValueError):
                 pass
     return max(alive - expected, 0)
 
