@@ -79,7 +79,15 @@ class _Watch:
     def _inside(self, path):
         real = os.path.realpath(path)
         return any(real == d or real.startswith(d + os.sep)
-                   for d in (self.workdir, "/tmp", "/dev", "/proc"))
+                   for d in (self.workdir, "/dev", "/proc"))
+
+    @staticmethod
+    def _refused(path):
+        """Whether a write to ``path`` fails here (read-only, or its folder is missing)."""
+        real = os.path.realpath(path)
+        target = real if os.path.exists(real) else os.path.dirname(real)
+        return not (os.path.isdir(target) or os.path.exists(real)) or \
+            not os.access(target, os.W_OK)
 
     def __call__(self, event, args):
         try:
@@ -87,11 +95,12 @@ class _Watch:
                 path = os.fsdecode(args[0])
                 mode, flags = args[1] or "r", args[2] or 0
                 writes = (flags & _WRITE) or any(c in str(mode) for c in "wax+")
-                if writes and not self._inside(path):
-                    self.note(f"write to {path} (refused: read-only or not visible)")
+                if writes and not self._inside(path) and self._refused(path):
+                    self.note(f"write to {os.path.normpath(path)} "
+                              "(refused: read-only or not visible)")
                 elif not writes and os.path.isabs(path) and not os.path.exists(path) \
                         and not self._inside(path) and not path.startswith(self.quiet):
-                    self.note(f"read of {path} (not visible in the sandbox)")
+                    self.note(f"read of {os.path.normpath(path)} (not visible in the sandbox)")
             elif event == "socket.connect":
                 self.note(f"network connection to {args[1]!r} (blocked: no network)")
             elif event in ("os.fork", "os.forkpty"):
