@@ -101,6 +101,11 @@ class _Watch:
                 elif not writes and os.path.isabs(path) and not os.path.exists(path) \
                         and not self._inside(path) and not path.startswith(self.quiet):
                     self.note(f"read of {os.path.normpath(path)} (not visible in the sandbox)")
+            elif event in ("os.scandir", "os.listdir") and isinstance(args[0], (str, bytes)):
+                path = os.path.abspath(os.fsdecode(args[0]))
+                if not self._inside(path) and not path.startswith(self.quiet):
+                    self.note(f"listed {os.path.normpath(path)} (outside its own folder, "
+                              "where nothing of the course is visible)")
             elif event == "socket.connect":
                 self.note(f"network connection to {args[1]!r} (blocked: no network)")
             elif event in ("os.fork", "os.forkpty"):

@@ -92,7 +92,7 @@ STATUS = {
     ("hostile_patches_numpy", "em_by_hand"): "flagged",
     ("hostile_patches_builtins", "em_by_hand"): "flagged",
     ("hostile_patches_builtins", "break_it"): "flagged",
-    ("hostile_reads_gradebook", "em_by_hand"): "flagged",  # its print is withheld
+    ("hostile_reads_gradebook", "em_by_hand"): "flagged",  # it found no gradebook to print
     ("hostile_reads_gradebook", "break_it"): "flagged",
     ("hostile_infinite_loop", "em_by_hand"): "kernel-timeout",
     ("hostile_os_exit", "em_by_hand"): "kernel-died",
@@ -347,9 +347,15 @@ def test_feedback_never_shows_hidden_tests(graded, grades):
 
 
 @pytest.mark.slow
-def test_output_quoting_the_gradebook_is_withheld(graded):
-    page = (graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html").read_text()
-    assert "output withheld" in page, "the cell that printed the gradebook was not caught"
+def test_the_gradebook_is_out_of_reach(graded):
+    """The cell that looks for gradebooks finds none (the sandbox shows no course) and prints
+    nothing of them; the search itself is on the review list."""
+    page = _text((graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html")
+                 .read_text())
+    assert "BEGIN HIDDEN" not in page and "output withheld" not in page
+    with open(graded[0] / "needs_review.csv") as f:
+        reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
+    assert "the sandbox observed: listed " in reasons[("hostile_reads_gradebook", "em_by_hand")]
 
 
 @pytest.mark.slow
