@@ -307,7 +307,8 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
     from grading.isolation import python_env
 
     plan = {"steps": steps, "sys_path": list(dict.fromkeys(sys_path)),
-            "quiet": [str(p) for p in python_env()] + ["/usr/", "/etc/", "/proc/", "/sys/"],
+            "quiet": ([str(p) for p in python_env()] + list(dict.fromkeys(sys_path))
+                      + ["/usr/", "/etc/", "/proc/", "/sys/"]),
             "blocked": list(spec.blocked)}
     results, observed = run_sandbox(workdir, plan, step_timeout, isolation)
 
