@@ -277,3 +277,20 @@ def test_gmm_grade_refuses_without_a_working_sandbox(tmp_path, monkeypatch, caps
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "refusing to grade" in err and "no-bwrap is missing" in err and "--no-sandbox" in err
+
+
+def test_course_layout_is_nbgraders(tmp_path):
+    """Every path comes from nbgrader's CourseDirectory with the course's folder names."""
+    from grading.layout import Course
+
+    course = Course(tmp_path)
+    assert course.notebook("source", "em_by_hand") == \
+        tmp_path / "solutions" / "em_by_hand" / "em_by_hand.ipynb"
+    assert course.notebook("release", "break_it") == \
+        tmp_path / "exercises" / "break_it" / "break_it.ipynb"
+    assert course.notebook("submitted", "em_by_hand", "alice") == \
+        tmp_path / "submitted" / "alice" / "em_by_hand" / "em_by_hand.ipynb"
+    assert course.folder("autograded", "em_by_hand", "alice") == \
+        tmp_path / "autograded" / "alice" / "em_by_hand"
+    assert course.sources == tmp_path / "solutions"
+    assert course.gradebook == tmp_path / "gradebook.db"
