@@ -27,7 +27,6 @@ import nbformat
 import pytest
 
 from grading.course import ASSIGNMENTS, SOLUTIONS, tool_env
-from grading.pipeline import grade_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "make_submissions.py"
@@ -152,6 +151,8 @@ def graded(tmp_path_factory, listener):
     before = _hashes(tmp / "submissions")
     progress = io.StringIO()
     started = time.perf_counter()
+    from grading.pipeline import grade_folder  # imported here: collecting stays fast
+
     grade_folder(tmp / "submissions", tmp / "out", progress=progress)
     return tmp / "out", progress.getvalue(), time.perf_counter() - started, before
 
@@ -258,6 +259,8 @@ def test_nothing_the_students_started_outlives_grading(graded):
 @pytest.mark.slow
 def test_attackers_change_nobody_else(graded, tmp_path):
     """Students graded beside the attackers get exactly the rows they get alone."""
+    from grading.pipeline import grade_folder
+
     _load_fixtures().write_all(tmp_path / "submissions", only=BYSTANDERS)
     grade_folder(tmp_path / "submissions", tmp_path / "out", progress=io.StringIO())
 
