@@ -1,11 +1,14 @@
 """Grading speed: N copies of the reference submission through the whole pipeline.
 
     python benchmarks/bench_grading.py [--students 100] [--jobs J] [--assignment em_by_hand]
+                                       [--no-sandbox] [--compare]
 
 Writes the copies into a temporary folder (tests/fixtures/make_submissions.py --copies), runs
 `grading.pipeline.grade_folder` on them and prints wall seconds in total and per submission
 (one submission = one student's notebook for one assignment), checking every copy got full
-marks. Results are appended to benchmarks/results/grading.json.
+marks. By default student code runs in the bubblewrap sandbox; ``--no-sandbox`` times the
+pipeline without it, and ``--compare`` times both, one after the other, in the same run.
+Results are appended to benchmarks/results/grading.json.
 """
 
 from __future__ import annotations
@@ -32,34 +35,46 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--assignment", action="append", choices=sorted(ASSIGNMENTS))
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code without bubblewrap (limits only)")
+    parser.add_argument("--compare", action="store_true",
+                        help="time the sandboxed and the --no-sandbox pipeline in one run")
     args = parser.parse_args(argv)
     assignments = tuple(args.assignment or ASSIGNMENTS)
+    modes = [True, False] if args.compare else [not args.no_sandbox]
+    results = [run(args.students, assignments, args.jobs, sandbox) for sandbox in modes]
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "grading.json", "a") as f:
+        for result in results:
+            f.write(json.dumps(result) + "\n")
+    print(json.dumps(results if args.compare else results[0], indent=1))
+    return 0 if all(r["full_marks"] == r["submissions"] for r in results) else 1
+
+
+def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool) -> dict:
+    """Grade ``students`` copies of the reference once; the timing and the check."""
     with tempfile.TemporaryDirectory(prefix="gmm-bench-") as tmp:
         subs = Path(tmp) / "submissions"
         subprocess.run([sys.executable, str(ROOT / "tests/fixtures/make_submissions.py"),
-                        str(subs), "--copies", str(args.students)], check=True,
+                        str(subs), "--copies", str(students)], check=True,
                        capture_output=True)
         started = time.perf_counter()
-        summary = grade_folder(subs, Path(tmp) / "out", jobs=args.jobs, assignments=assignments,
-                               progress=io.StringIO())
+        summary = grade_folder(subs, Path(tmp) / "out", jobs=jobs, assignments=assignments,
+                               progress=io.StringIO(), sandbox=sandbox)
         seconds = time.perf_counter() - started
         with open(Path(tmp) / "out" / "grades.csv") as f:
             rows = list(csv.DictReader(f))
     full = sum(r["autograded"] == r["autograded_max"] and r["status"] == "ok" for r in rows)
-    submissions = args.students * len(assignments)
-    result = {
-        "students": args.students, "assignments": list(assignments),
-        "submissions": submissions, "jobs": args.jobs or default_jobs(),
+    submissions = students * len(assignments)
+    return {
+        "students": students, "assignments": list(assignments), "sandbox": summary["sandbox"],
+        "submissions": submissions, "jobs": jobs or default_jobs(),
         "wall_seconds": round(seconds, 1),
         "seconds_per_submission": round(seconds / submissions, 2),
         "full_marks": full, "needs_review": len(summary["needs_review"]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    print(json.dumps(result, indent=1))
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "grading.json", "a") as f:
-        f.write(json.dumps(result) + "\n")
-    return 0 if full == submissions else 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from grading.course import ASSIGNMENTS
+from grading.isolation import SandboxUnavailableError
 from grading.pipeline import grade_folder, update
 
 
@@ -31,6 +32,10 @@ def main(argv=None) -> int:
                         help="grade only this assignment (repeat for several; default: all)")
     parser.add_argument("--step-timeout", type=float, default=8.0,
                         help="seconds one re-check step may run (default 8)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code WITHOUT the bubblewrap sandbox (limits only): "
+                             "a submission can then read the hidden tests and change other "
+                             "students' files; the summary and grades.csv say so")
     parser.add_argument("--update", action="store_true",
                         help="regrade nothing: read the marks given by hand in OUT/course/"
                              "gradebook.db (formgrader) and rewrite OUT's CSVs and feedback")
@@ -47,9 +52,15 @@ def main(argv=None) -> int:
         parser.error("give the folder of submissions (or --update to fold in hand-given marks)")
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder")
-    summary = grade_folder(args.submissions, args.out, jobs=args.jobs,
-                           step_timeout=args.step_timeout,
-                           assignments=tuple(args.assignment or ASSIGNMENTS))
+    try:
+        summary = grade_folder(args.submissions, args.out, jobs=args.jobs,
+                               step_timeout=args.step_timeout,
+                               assignments=tuple(args.assignment or ASSIGNMENTS),
+                               sandbox=not args.no_sandbox)
+    except SandboxUnavailableError as e:
+        parser.exit(2, f"gmm-grade: refusing to grade: {e}\nStudent code would run with the "
+                       "grader's rights. Fix the sandbox (make setup installs bubblewrap; user "
+                       "namespaces must be enabled), or pass --no-sandbox knowingly.\n")
     return 0 if summary["students"] else 1
 
 

@@ -20,14 +20,14 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.utils import parse_utc
 
 from grading.course import ASSIGNMENTS, db_url
-from grading.worker import graded_notebook
+from grading.layout import Course
 
 
 def empty_copy(course: Path, dest: Path) -> Path:
     """A copy of the class gradebook with the assignments and no students: what each student's
     private grading copy starts from (their code must not find other students' marks)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(course / "gradebook.db", dest)
+    shutil.copyfile(Course(course).gradebook, dest)
     with Gradebook(db_url(dest)) as gb:
         for student in list(gb.students):
             gb.remove_student(student.id)
@@ -42,16 +42,16 @@ def was_graded(result: dict) -> bool:
 def _place_notebooks(course: Path, work: Path, student: str, assignment: str) -> str | None:
     """Copy the submitted and the graded notebook into the class course folder (formgrader
     shows the latter); return the submission's timestamp."""
-    root, notebook = work / student, ASSIGNMENTS[assignment]
-    submitted = root / "submitted" / student / assignment
+    mine, theirs = Course(work / student), Course(course)
+    submitted = mine.folder("submitted", assignment, student)
     for kind in ("submitted", "autograded"):
-        dest = course / kind / student / assignment
+        dest = theirs.folder(kind, assignment, student)
         if dest.exists():
             shutil.rmtree(dest)
-    shutil.copytree(submitted, course / "submitted" / student / assignment)
-    (course / "autograded" / student / assignment).mkdir(parents=True)
-    shutil.copyfile(graded_notebook(root, student, assignment),
-                    course / "autograded" / student / assignment / notebook)
+    shutil.copytree(submitted, theirs.folder("submitted", assignment, student))
+    theirs.folder("autograded", assignment, student).mkdir(parents=True)
+    shutil.copyfile(mine.graded_notebook(student, assignment),
+                    theirs.notebook("autograded", assignment, student))
     stamp = submitted / "timestamp.txt"
     return stamp.read_text().strip() if stamp.exists() else None
 
@@ -96,8 +96,7 @@ def hand_scores(course: Path) -> dict[tuple[str, str, str], float]:
 
     The score is nbgrader's: the manual score plus any extra credit.
     """
-    path = course / "gradebook.db"
-    if not path.exists():
+    if not Course(course).gradebook.exists():
         return {}
     scores = {}
     with Gradebook(db_url(course)) as gb:

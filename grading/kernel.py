@@ -1,18 +1,27 @@
-"""The students' kernel during grading: ipykernel with CPU, memory and file-size limits.
+"""The students' kernel during grading: ipykernel in a bubblewrap sandbox, under limits.
 
-The pipeline puts a kernel spec named "python3" whose command is ``python -m grading.kernel``
-first on JUPYTER_PATH, so nbgrader (which starts kernels by name) runs every student's notebook
-in a kernel that cannot take the machine's memory or disk: a huge allocation fails with a
-MemoryError inside the student's own cell.
+The pipeline puts a kernel spec named "python3" first on JUPYTER_PATH whose command is
+``python -m grading.kernel {connection_file}``; nbgrader starts kernels by name, so every
+student's notebook runs through `main`. That process is trusted code: it reads the current
+student's sandbox settings from ``$GMM_SANDBOX`` (set by `grading.worker` for each notebook),
+prepares the student's scratch folder, sets the limits (`grading.isolation.Limits`) and
+replaces itself with bwrap running ipykernel as the sandbox's uid (`grading.isolation`).
+
+The kernel talks to nbgrader over jupyter_client's IPC transport (Unix sockets next to the
+connection file, in the student's own runtime folder bound into the sandbox): a kernel in its
+own network namespace cannot reach the grader's loopback TCP ports. Interrupts go as messages
+(``interrupt_mode``), since a signal to the process group would stop bwrap, not the cell.
 """
 
+from __future__ import annotations
+
 import json
-import resource
+import os
 import sys
 from pathlib import Path
 
-KERNEL_MEMORY = 3 * 1024**3
-KERNEL_CPU = 600
+#: Environment variable holding the current notebook's sandbox settings (`sandbox_settings`).
+SETTINGS = "GMM_SANDBOX"
 
 
 def write_kernelspec(jupyter_dir: Path) -> Path:
@@ -20,9 +29,10 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
     folder = jupyter_dir / "kernels" / "python3"
     folder.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [sys.executable, "-m", "grading.kernel", "-f", "{connection_file}"],
-        "display_name": "Python 3 (graded, limited)",
+        "argv": [sys.executable, "-m", "grading.kernel", "{connection_file}"],
+        "display_name": "Python 3 (graded, sandboxed)",
         "language": "python",
+        "interrupt_mode": "message",
         "env": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                 "MALLOC_ARENA_MAX": "2", "MPLBACKEND": "Agg"},
     }
@@ -30,14 +40,29 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
     return folder
 
 
-def main():
-    resource.setrlimit(resource.RLIMIT_AS, (KERNEL_MEMORY, KERNEL_MEMORY))
-    resource.setrlimit(resource.RLIMIT_CPU, (KERNEL_CPU, KERNEL_CPU + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024**2, 64 * 1024**2))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    from ipykernel import kernelapp
+def main(argv=None) -> None:
+    from grading.isolation import Limits, Sandbox
 
-    kernelapp.launch_new_instance()
+    argv = sys.argv[1:] if argv is None else argv
+    connection_file, extra = argv[0], argv[1:]
+    settings = json.loads(os.environ[SETTINGS])
+    # Nothing the kernel prints may reach the worker's stdout (its protocol with the pipeline).
+    os.dup2(2, 1)
+    limits = Limits(**settings["limits"])
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
+    if not settings.get("sandbox", True):
+        limits.apply()
+        os.environ.pop("JPY_PARENT_PID", None)
+        os.execv(sys.executable, kernel)
+    sandbox = Sandbox(scratch=Path(settings["scratch"]),
+                      readable=[Path(p) for p in settings.get("readable", [])],
+                      writable=[Path(connection_file).parent], uid=settings.get("uid"))
+    sandbox.prepare(Path(settings["font_cache"]) if settings.get("font_cache") else None)
+    if sandbox.uid is not None:  # jupyter_client wrote it 0600 for us: the kernel must read it
+        os.chown(connection_file, sandbox.uid, sandbox.uid)
+    command = sandbox.command(kernel)
+    limits.apply()
+    os.execv(command[0], command)
 
 
 if __name__ == "__main__":

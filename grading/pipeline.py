@@ -31,21 +31,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
-
-import nbformat
 
 from grading.course import ASSIGNMENTS, REPO, tool_env
 from grading.feedback import write_feedback
 from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
 from grading.kernel import write_kernelspec
+from grading.layout import Course, course_secret, feedback_page, graded_cells, unsubmitted
 from grading.release import generate
-from grading.worker import course_secret, feedback_page, graded_cells, graded_notebook
 
 STUDENT_TIMEOUT = 600.0   # seconds for all of one student's notebooks (a backstop)
 RESULTS = "results.json"  # every student's result, as graded (before any hand marks)
+NO_SANDBOX = "none (--no-sandbox)"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
@@ -77,7 +77,7 @@ def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tu
             shutil.rmtree(root)
         for assignment, path in found.items():
             if path is not None:
-                dest = root / "submitted" / student / assignment / ASSIGNMENTS[assignment]
+                dest = Course(root).notebook("submitted", assignment, student)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)
                 (dest.parent / "timestamp.txt").write_text(
@@ -91,8 +91,8 @@ def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tu
 class Worker:
     """One ``python -m grading.worker`` process; grades one student at a time."""
 
-    def __init__(self, env, log):
-        self.env, self.log = env, log
+    def __init__(self, env, log, slot=0):
+        self.env, self.log = {**env, "GMM_WORKER_SLOT": str(slot)}, log
         self.proc = None
         self.job = None
         self.started = 0.0
@@ -137,7 +137,7 @@ class Worker:
 def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIMEOUT):
     """Grade ``jobs`` on ``n_workers`` processes; call ``on_done(job, ok, note)`` for each."""
     pending = list(jobs)
-    workers = [Worker(env, log) for _ in range(min(n_workers, len(pending)) or 1)]
+    workers = [Worker(env, log, slot) for slot in range(min(n_workers, len(pending)) or 1)]
     for w in workers:
         if pending:
             w.submit(pending.pop(0))
@@ -185,18 +185,41 @@ def _fmt_elapsed(seconds):
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
+def prepare_isolation(out: Path, sandbox: bool = True) -> dict:
+    """The sandbox settings every worker gets: the probe's measurements, the uid block, the
+    font cache. Raises `grading.isolation.SandboxUnavailableError` when bubblewrap cannot isolate
+    (``gmm-grade`` then refuses unless given ``--no-sandbox``)."""
+    from grading.isolation import build_font_cache, default_uid, probe
+
+    if not sandbox:
+        return {"sandbox": False}
+    uid = default_uid()
+    probe_dir = Path(tempfile.mkdtemp(prefix="gmm-probe-"))
+    try:
+        seen = probe(probe_dir / "scratch", uid)
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    return {"sandbox": True, "uid_base": uid, "vm_peak": seen["vm_peak"],
+            "font_cache": str(build_font_cache(out / "jupyter" / "matplotlib"))}
+
+
 def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
                  step_timeout: float = 8.0, assignments=tuple(ASSIGNMENTS),
-                 progress=sys.stderr) -> dict:
-    """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``)."""
+                 progress=sys.stderr, sandbox: bool = True) -> dict:
+    """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``).
+
+    ``sandbox=False`` (``gmm-grade --no-sandbox``) runs student code without bubblewrap, under
+    the limits only; the summary and grades.csv say so.
+    """
     t0 = time.monotonic()
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    isolation = prepare_isolation(out, sandbox)
+    sandbox_name = "bubblewrap" if sandbox else NO_SANDBOX
     course = out / "course"
     print(f"preparing the course in {course} (nbgrader generate_assignment) ...", file=progress)
     generate(course, assignments)
-    sources = {a: nbformat.read(course / "solutions" / a / ASSIGNMENTS[a], as_version=4)
-               for a in assignments}
+    sources = {a: Course(course).source_notebook(a) for a in assignments}
     work = out / "work"
     students, problems = collect(submissions, work, assignments)
     n_workers = jobs or default_jobs()
@@ -214,6 +237,7 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
     job_list = [{"student": s, "root": str(work / s), "course": str(course),
                  "gradebook": str(template),
                  "feedback": str(feedback), "step_timeout": step_timeout,
+                 "isolation": isolation,
                  "assignments": [a for a, p in found.items() if p is not None] or []}
                 for s, found in students.items()]
     results: dict[str, list] = {}
@@ -239,11 +263,12 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
         run_workers(job_list, n_workers, env, log, on_done)
     (out / RESULTS).write_text(json.dumps(
         {"assignments": list(assignments), "students": sorted(students),
-         "problems": problems, "results": results}, indent=1))
+         "problems": problems, "results": results, "sandbox": sandbox_name}, indent=1))
     record(course, work, results)
     apply_hand_scores(results, hand_scores(course))  # marks kept from an earlier run
-    rows = export(out, students, results, sources, problems)
+    rows = export(out, students, results, sources, problems, sandbox_name)
     summary = {"students": len(students), "seconds": round(time.monotonic() - t0, 1),
+               "sandbox": sandbox_name,
                "needs_review": rows["review"], "failures": rows["failures"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary, out, progress)
@@ -260,19 +285,19 @@ def update(out: Path, progress=sys.stderr) -> dict:
                                 f"gmm-grade SUBMISSIONS --out {out} first")
     run = json.loads(saved.read_text())
     course, work = out / "course", out / "work"
-    sources = {a: nbformat.read(course / "solutions" / a / ASSIGNMENTS[a], as_version=4)
-               for a in run["assignments"]}
+    sources = {a: Course(course).source_notebook(a) for a in run["assignments"]}
     results = run["results"]
     changed = apply_hand_scores(results, hand_scores(course))
-    rows = export(out, run["students"], results, sources, [tuple(p) for p in run["problems"]])
+    rows = export(out, run["students"], results, sources, [tuple(p) for p in run["problems"]],
+                  run.get("sandbox", "bubblewrap"))
     secret = course_secret(course)
     for student, rs in results.items():
         for r in rs:
             if was_graded(r):
                 a = r["assignment"]
-                write_feedback(graded_notebook(work / student, student, a), sources[a], r,
-                               feedback_page(out / "feedback", student, a), secret)
-    print(f"{changed} part(s) scored by hand in {course / 'gradebook.db'}; rewrote grades.csv, "
+                write_feedback(Course(work / student).graded_notebook(student, a), sources[a],
+                               r, feedback_page(out / "feedback", student, a), secret)
+    print(f"{changed} part(s) scored by hand in {Course(course).gradebook}; rewrote grades.csv, "
           "parts.csv, needs_review.csv, failures.txt and the feedback pages", file=progress)
     return {"hand_scored": changed, "needs_review": rows["review"]}
 
@@ -286,85 +311,94 @@ def _score(result):
     return f"{got:g}/{sum(p['max_points'] for p in auto):g}{flag}"
 
 
-def export(out, students, results, sources, problems):
-    """Write the CSVs; return the review list and the failure counts."""
-    part_ids = {a: [g for g, _, _ in graded_cells(nb)] for a, nb in sources.items()}
-    maxima = {a: {g: p for g, p, _ in graded_cells(nb)} for a, nb in sources.items()}
-    kinds = {a: {g: k for g, _, k in graded_cells(nb)} for a, nb in sources.items()}
-    all_parts = [g for a in sources for g in part_ids[a]]
-    review, failures, examples = [], Counter(), {}
-    with open(out / "grades.csv", "w", newline="") as f_grades, \
-            open(out / "parts.csv", "w", newline="") as f_parts:
-        grades = csv.writer(f_grades)
-        parts_csv = csv.writer(f_parts)
-        grades.writerow(["student_id", "assignment", "status", "autograded", "autograded_max",
-                         "manual", "manual_max", "needs_review"] + all_parts)
-        parts_csv.writerow(["student_id", "assignment", "grade_id", "kind", "points",
-                            "max_points", "kernel_points", "recheck", "flagged", "message"])
-        by_student = defaultdict(dict)
-        for student, rs in results.items():
-            for r in rs:
-                by_student[student][r["assignment"]] = r
-        for student in sorted(students):
-            for assignment in sources:
-                r = by_student[student].get(assignment)
-                if r is None:
-                    r = {"status": "missing", "flags": ["no notebook submitted"], "parts": [
-                        {"grade_id": g, "max_points": maxima[assignment][g],
-                         "kind": kinds[assignment][g], "points": 0.0, "kernel_points": None,
-                         "recheck": None, "flagged": "", "message": "not submitted"}
-                        for g in part_ids[assignment]]}
-                parts = {p["grade_id"]: p for p in r["parts"]}
-                auto = [p for p in r["parts"] if p["kind"] == "auto"]
-                manual = [p for p in r["parts"] if p["kind"] == "manual"]
-                needs = bool(r.get("flags")) or r["status"] not in ("ok",)
-                manual_pts = ("pending" if any(p["points"] is None for p in manual)
-                              else f"{sum(p['points'] for p in manual):g}")
-                auto_max = sum(maxima[assignment][g] for g in part_ids[assignment]
-                               if kinds[assignment][g] == "auto")
-                manual_max = sum(maxima[assignment][g] for g in part_ids[assignment]
-                                 if kinds[assignment][g] == "manual")
-                row = [student, assignment, r["status"],
-                       # a submission the grader could not grade has no score, not a 0
-                       f"{sum(p['points'] or 0 for p in auto):g}" if auto else "",
-                       f"{auto_max:g}", manual_pts, f"{manual_max:g}",
-                       "yes" if needs else "no"]
-                for g in all_parts:
-                    p = parts.get(g)
-                    row.append("" if p is None else ("pending" if p["points"] is None
-                                                     else f"{p['points']:g}"))
-                grades.writerow(row)
-                for p in r["parts"]:
-                    parts_csv.writerow([student, assignment, p["grade_id"], p["kind"],
-                                        "pending" if p["points"] is None else f"{p['points']:g}",
-                                        f"{p['max_points']:g}",
-                                        "" if p.get("kernel_points") is None
-                                        else f"{p['kernel_points']:g}",
-                                        p.get("recheck") or "", p.get("flagged", ""),
-                                        p.get("message", "")])
-                    if p["kind"] == "auto" and p["points"] is not None and \
-                            p["points"] < p["max_points"] and r["status"] != "missing":
-                        failures[p["grade_id"]] += 1
-                        examples.setdefault(p["grade_id"], f"{student}: {p.get('message')}")
-                if needs:
-                    review.append({"student_id": student, "assignment": assignment,
-                                   "status": r["status"],
-                                   "reasons": "; ".join(r.get("flags", []))[:1000]})
-    for student, assignment, reason in problems:
-        review.append({"student_id": student, "assignment": assignment, "status": "collect",
-                       "reasons": reason})
-    with open(out / "needs_review.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["student_id", "assignment", "status", "reasons"])
-        writer.writeheader()
-        writer.writerows(review)
+GRADES_HEADER = ["student_id", "assignment", "status", "autograded", "autograded_max",
+                 "manual", "manual_max", "needs_review", "sandbox"]
+PARTS_HEADER = ["student_id", "assignment", "grade_id", "kind", "points", "max_points",
+                "kernel_points", "recheck", "flagged", "message"]
+
+
+def _fmt(points) -> str:
+    return "pending" if points is None else f"{points:g}"
+
+
+def _grade_row(student, assignment, r, cells, sandbox) -> list:
+    """One grades.csv row (before the per-part columns)."""
+    auto = [p for p in r["parts"] if p["kind"] == "auto"]
+    manual = [p for p in r["parts"] if p["kind"] == "manual"]
+    manual_pts = ("pending" if any(p["points"] is None for p in manual)
+                  else f"{sum(p['points'] for p in manual):g}")
+    auto_max = sum(points for _, points, kind in cells if kind == "auto")
+    manual_max = sum(points for _, points, kind in cells if kind == "manual")
+    # a submission the grader could not grade has no score, not a 0
+    got = f"{sum(p['points'] or 0 for p in auto):g}" if auto else ""
+    return [student, assignment, r["status"], got, f"{auto_max:g}", manual_pts, f"{manual_max:g}",
+            "yes" if _needs_review(r) else "no", sandbox]
+
+
+def _part_row(student, assignment, p) -> list:
+    kernel = "" if p.get("kernel_points") is None else f"{p['kernel_points']:g}"
+    return [student, assignment, p["grade_id"], p["kind"], _fmt(p["points"]),
+            f"{p['max_points']:g}", kernel, p.get("recheck") or "", p.get("flagged", ""),
+            p.get("message", "")]
+
+
+def _needs_review(r) -> bool:
+    return bool(r.get("flags")) or r["status"] != "ok"
+
+
+def _lost_points(r, p) -> bool:
+    return (p["kind"] == "auto" and p["points"] is not None and p["points"] < p["max_points"]
+            and r["status"] != "missing")
+
+
+def export(out, students, results, sources, problems, sandbox="bubblewrap"):
+    """Write grades.csv, parts.csv, needs_review.csv and failures.txt; return the review list
+    and the failure counts."""
+    cells = {a: graded_cells(nb) for a, nb in sources.items()}
+    all_parts = [g for a in sources for g, _, _ in cells[a]]
+    by_key = {(student, r["assignment"]): r for student, rs in results.items() for r in rs}
+    grade_rows, part_rows, review = [], [], []
+    failures, examples = Counter(), {}
+    for student in sorted(students):
+        for assignment in sources:
+            r = by_key.get((student, assignment)) or {
+                "status": "missing", "flags": ["no notebook submitted"],
+                "parts": unsubmitted(sources[assignment])}
+            parts = {p["grade_id"]: p for p in r["parts"]}
+            grade_rows.append(_grade_row(student, assignment, r, cells[assignment], sandbox)
+                              + ["" if g not in parts else _fmt(parts[g]["points"])
+                                 for g in all_parts])
+            part_rows += [_part_row(student, assignment, p) for p in r["parts"]]
+            for p in r["parts"]:
+                if _lost_points(r, p):
+                    failures[p["grade_id"]] += 1
+                    examples.setdefault(p["grade_id"], f"{student}: {p.get('message')}")
+            if _needs_review(r):
+                review.append({"student_id": student, "assignment": assignment,
+                               "status": r["status"],
+                               "reasons": "; ".join(r.get("flags", []))[:1000]})
+    review += [{"student_id": student, "assignment": assignment, "status": "collect",
+                "reasons": reason} for student, assignment, reason in problems]
+    _write_csv(out / "grades.csv", GRADES_HEADER + all_parts, grade_rows)
+    _write_csv(out / "parts.csv", PARTS_HEADER, part_rows)
+    _write_csv(out / "needs_review.csv", ["student_id", "assignment", "status", "reasons"],
+               [list(r.values()) for r in review])
     lines = [f"{gid}: {n} submission(s) lost points, e.g. {examples[gid]}"
              for gid, n in failures.most_common()]
     (out / "failures.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     return {"review": review, "failures": dict(failures)}
 
 
+def _write_csv(path: Path, header: list, rows: list) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
 def print_summary(summary, out, stream):
-    print(f"\ngraded {summary['students']} students in {summary['seconds']:.1f} s", file=stream)
+    print(f"\ngraded {summary['students']} students in {summary['seconds']:.1f} s "
+          f"(student code sandboxed: {summary['sandbox']})", file=stream)
     print("failures per test (submissions that lost points):", file=stream)
     for gid, n in sorted(summary["failures"].items(), key=lambda kv: -kv[1]):
         print(f"  {n:>4}  {gid}", file=stream)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,8 +34,6 @@ from grading.scan import imported_names, scan_cell, strip_magics
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0               # seconds of wall time for one cell or one test's cases
-SANDBOX_MEMORY = 3 * 1024**3     # address space of the sandbox process
-SANDBOX_CPU = 120                # CPU seconds for one sandbox process (a backstop)
 
 
 def _nbgrader(cell):
@@ -71,21 +67,32 @@ def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNo
     return missing + steps
 
 
-def _limits():
-    resource.setrlimit(resource.RLIMIT_AS, (SANDBOX_MEMORY, SANDBOX_MEMORY))
-    resource.setrlimit(resource.RLIMIT_CPU, (SANDBOX_CPU, SANDBOX_CPU + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024**2, 64 * 1024**2))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (bwrap, its init, the child, whatever that forked)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
 
 
-def _sandbox_env():
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "MALLOC_ARENA_MAX": "2", "HOME": "/nonexistent", "LANG": "C.UTF-8",
-        "MPLBACKEND": "Agg",
-    }
-    return env
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of the process tree under ``pid`` (reaped children included)."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class _StepClock:
@@ -94,21 +101,14 @@ class _StepClock:
 
     def __init__(self, pid, limit, first_wall):
         self.pid, self.limit = pid, limit
-        self.cpu0, self.wall_deadline = self._cpu(), time.monotonic() + first_wall
-
-    def _cpu(self):
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
+        self.cpu0, self.wall_deadline = _cpu_seconds(pid), time.monotonic() + first_wall
 
     def restart(self):
-        self.cpu0, self.wall_deadline = self._cpu(), time.monotonic() + 4 * self.limit
+        self.cpu0, self.wall_deadline = _cpu_seconds(self.pid), time.monotonic() + 4 * self.limit
 
     def expired(self):
-        return (self._cpu() - self.cpu0 > self.limit) or time.monotonic() > self.wall_deadline
+        return (_cpu_seconds(self.pid) - self.cpu0 > self.limit
+                or time.monotonic() > self.wall_deadline)
 
 
 def _kill(proc):
@@ -119,22 +119,67 @@ def _kill(proc):
     proc.wait()
 
 
-def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT) -> dict:
-    """Run the plan's steps in sandbox processes; {step index: result dict}.
+def _child_command(workdir: Path, first: int, isolation: dict | None):
+    """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off."""
+    from grading.isolation import RECHECK_CPU, Sandbox, code_limits
+
+    isolation = isolation or {}
+    limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
+    argv = [sys.executable, "-I", "-S", str(SANDBOX), str(workdir), str(first)]
+    if not isolation.get("sandbox"):
+        env = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "HOME": "/nonexistent",
+               "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
+        return argv, env, limits
+    sandbox = Sandbox(scratch=workdir, readable=[SANDBOX], uid=isolation.get("uid"))
+    sandbox.prepare(Path(isolation["font_cache"]) if isolation.get("font_cache") else None)
+    return sandbox.command(argv), {"PATH": "/usr/bin:/bin"}, limits
+
+
+def _survivors(uid: int | None, expected: int = 1) -> int:
+    """Processes of the sandbox's uid still alive besides the re-check child itself."""
+    if uid is None:
+        return 0
+    alive = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    fields = dict(ln.split(":", 1) for ln in f if ":" in ln)
+                alive += (int(fields["Uid"].split()[0]) == uid
+                          and not fields["State"].strip().startswith("Z"))  # zombies are gone
+            except (OSError, KeyError, ValueError):
+                pass
+    return max(alive - expected, 0)
+
+
+def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT,
+                isolation: dict | None = None) -> tuple[dict, dict]:
+    """Run the plan's steps in sandbox processes; ({step index: result dict}, observations).
 
     Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed".
+    They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
+    code writes to a file is read back) and are checked strictly: a line for a step other than
+    the one running, or unreadable, counts as a crash. Observations: what the child's audit
+    hook saw (writes outside its folder, connections, processes started) and processes left
+    running at the end (``survivors``).
     """
     steps = plan["steps"]
     results: dict[int, dict] = {}
+    observed = {"events": [], "survivors": 0}
+    uid = (isolation or {}).get("uid") if (isolation or {}).get("sandbox") else None
     first = 0
     for _attempt in range(len(steps) + 1):
-        (workdir / "plan.json").write_text(json.dumps(plan))
-        shutil.rmtree(workdir / "results", ignore_errors=True)
+        argv, env, limits = _child_command(workdir, first, isolation)
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(SANDBOX), str(workdir), str(first)],
-            cwd=workdir, env=_sandbox_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, preexec_fn=_limits, start_new_session=True,
+            argv, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, preexec_fn=limits.apply, start_new_session=True,
         )
+        try:
+            proc.stdin.write((json.dumps(plan) + "\n").encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
         current, buffer, finished = None, b"", False
         clock = _StepClock(proc.pid, step_timeout, first_wall=60.0)
         fd = proc.stdout.fileno()
@@ -142,6 +187,7 @@ def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT) -
             ready = select.select([fd], [], [], 0.2)[0]
             if not ready:
                 if clock.expired():
+                    observed["survivors"] += _survivors(uid)
                     _kill(proc)
                     if current is not None:
                         results[current] = {
@@ -149,7 +195,7 @@ def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT) -
                             "error": f"no result after {step_timeout:g} s of CPU time (killed)"}
                     break
                 continue
-            chunk = os.read(fd, 4096)
+            chunk = os.read(fd, 1 << 16)
             if not chunk:
                 code = proc.wait()
                 if current is not None:
@@ -161,20 +207,16 @@ def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT) -
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 word, _, arg = line.decode(errors="replace").partition(" ")
-                if word == "start" and arg.isdigit():
+                if word == "start" and arg.isdigit() and current is None:
                     current = int(arg)
                     clock.restart()
-                elif word == "done" and arg.isdigit():
-                    index = int(arg)
-                    path = workdir / "results" / f"{index}.json"
-                    try:
-                        results[index] = json.loads(path.read_text())
-                    except (OSError, ValueError):
-                        results[index] = {"status": "crashed", "error": "no readable result"}
+                elif word == "done" and current is not None:
+                    results[current] = _result_line(arg, current, observed)
                     current = None
                     clock.restart()
                 elif word == "finished":
                     finished = True
+                    observed["survivors"] += _survivors(uid)
         if finished or proc.poll() is None:
             _kill(proc)
         if finished or current is None:
@@ -186,7 +228,24 @@ def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT) -
             first = current + 1
         if first >= len(steps):
             break
-    return results
+    return results, observed
+
+
+def _result_line(text: str, index: int, observed: dict) -> dict:
+    """One ``done`` line's result, validated: it must name the running step."""
+    try:
+        number, _, payload = text.partition(" ")
+        data = json.loads(payload)
+        if int(number) != index or data.get("status") not in ("ok", "error"):
+            raise ValueError("out of turn")
+        events = data.pop("observed", [])
+        if isinstance(events, list):
+            for event in events[:50]:
+                if isinstance(event, str) and event[:200] not in observed["events"]:
+                    observed["events"].append(event[:200])
+        return data
+    except (ValueError, TypeError, AttributeError):
+        return {"status": "crashed", "error": "the step's result was unreadable"}
 
 
 def _shape_text(args):
@@ -195,8 +254,12 @@ def _shape_text(args):
 
 
 def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, workdir: Path,
-                     step_timeout: float = STEP_TIMEOUT) -> dict:
-    """Scan and re-run one submitted notebook; return findings and a verdict per test cell."""
+                     step_timeout: float = STEP_TIMEOUT, isolation: dict | None = None) -> dict:
+    """Scan and re-run one submitted notebook; return findings and a verdict per test cell.
+
+    ``isolation``: the pipeline's sandbox settings (`grading.isolation`); None runs the child
+    without bubblewrap, under the same limits (the unit tests).
+    """
     spec = checks_module.spec(assignment)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -241,9 +304,13 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
     sys_path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     if "gmmlib" not in spec.blocked:
         sys_path.append(str(Path(gmmlib.__file__).resolve().parents[1]))
+    from grading.isolation import python_env
+
     plan = {"steps": steps, "sys_path": list(dict.fromkeys(sys_path)),
+            "quiet": ([str(p) for p in python_env()] + list(dict.fromkeys(sys_path))
+                      + ["/usr/", "/etc/", "/proc/", "/sys/"]),
             "blocked": list(spec.blocked)}
-    results = run_sandbox(workdir, plan, step_timeout)
+    results, observed = run_sandbox(workdir, plan, step_timeout, isolation)
 
     cell_problems = {}
     for index, cell in enumerate(code_cells):
@@ -256,7 +323,7 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
                                                           "error": "never reached"})
         verdicts[check.grade_id] = _judge(check, result)
     return {"readable": True, "findings": findings, "cell_problems": cell_problems,
-            "verdicts": verdicts,
+            "verdicts": verdicts, "observed": observed,
             "answers": sorted({c["answer"] for c in code_cells if c["answer"] != "<course>"},
                               key=str)}
 

@@ -1,15 +1,19 @@
 """The out-of-kernel re-check's child process: run a student's cells, call their functions.
 
-Started by `grading.recheck` as ``python -I -S sandbox.py WORKDIR FIRST_STEP`` with CPU, memory
-and file-size limits, in its own session, with one BLAS thread. It imports nothing from the
-repository (only the standard library and numpy/scipy from the paths in ``plan.json``); names
-listed as blocked (gmmlib, sklearn for the from-scratch assignment) cannot be imported.
+Started by `grading.recheck` as ``python -I -S sandbox.py WORKDIR FIRST_STEP`` inside the
+bubblewrap sandbox (`grading.isolation`: WORKDIR is its only writable folder; no network; a
+non-root uid; CPU, memory, file-size and process limits), with one BLAS thread. It imports
+nothing from the repository (only the standard library and numpy/scipy from the paths in the
+plan); names listed as blocked (gmmlib, sklearn for the from-scratch assignment) cannot be
+imported.
 
-Protocol: ``plan.json`` lists steps (``cell``: exec a cell's source; ``call``: call a function or
-read a variable on arrays from ``cases.npz``). For each step from FIRST_STEP on it writes
-``start <i>`` then ``done <i>`` to its original stdout, and the step's result as
-``results/<i>.json`` (plain JSON: lists of floats, never pickles). The parent compares the
-numbers with gmmlib itself, outside this process: nothing here decides a grade.
+Protocol: the plan arrives as one JSON line on stdin (steps: ``cell``, exec a cell's source;
+``call``, call a function or read a variable on arrays from ``cases.npz``). For each step from
+FIRST_STEP on it writes ``start <i>`` then ``done <i> <result as JSON>`` to its original stdout
+(a pipe; plain JSON: lists of floats, never pickles), then ``finished``. The parent compares
+the numbers with gmmlib itself, outside this process: nothing here decides a grade. An audit
+hook notes what the sandbox refused or hid (writes outside WORKDIR, missing paths read,
+connections, processes started); the parent lists them for review.
 """
 
 import json
@@ -57,16 +61,75 @@ def _plain(obj, np, depth=0):
     return {"__repr__": repr(obj)[:300]}
 
 
+_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+class _Watch:
+    """An audit hook (it cannot be removed) noting what the sandbox will refuse or hide."""
+
+    def __init__(self, workdir, quiet=()):
+        self.workdir = os.path.realpath(workdir)
+        self.quiet = tuple(os.path.realpath(q) for q in quiet)  # the interpreter's own files
+        self.events = []
+
+    def note(self, text):
+        if len(self.events) < 20 and text not in self.events:
+            self.events.append(text)
+
+    def _inside(self, path):
+        real = os.path.realpath(path)
+        return any(real == d or real.startswith(d + os.sep)
+                   for d in (self.workdir, "/dev", "/proc"))
+
+    @staticmethod
+    def _refused(path):
+        """Whether a write to ``path`` fails here (read-only, or its folder is missing)."""
+        real = os.path.realpath(path)
+        target = real if os.path.exists(real) else os.path.dirname(real)
+        return not (os.path.isdir(target) or os.path.exists(real)) or \
+            not os.access(target, os.W_OK)
+
+    def __call__(self, event, args):
+        try:
+            if event == "open" and isinstance(args[0], (str, bytes)):
+                path = os.fsdecode(args[0])
+                mode, flags = args[1] or "r", args[2] or 0
+                writes = (flags & _WRITE) or any(c in str(mode) for c in "wax+")
+                if writes and not self._inside(path) and self._refused(path):
+                    self.note(f"write to {os.path.normpath(path)} "
+                              "(refused: read-only or not visible)")
+                elif not writes and os.path.isabs(path) and not os.path.exists(path) \
+                        and not self._inside(path) and not path.startswith(self.quiet):
+                    self.note(f"read of {os.path.normpath(path)} (not visible in the sandbox)")
+            elif event in ("os.scandir", "os.listdir") and isinstance(args[0], (str, bytes)):
+                path = os.path.abspath(os.fsdecode(args[0]))
+                if not self._inside(path) and not path.startswith(self.quiet):
+                    self.note(f"listed {os.path.normpath(path)} (outside its own folder, "
+                              "where nothing of the course is visible)")
+            elif event == "socket.connect":
+                self.note(f"network connection to {args[1]!r} (blocked: no network)")
+            elif event in ("os.fork", "os.forkpty"):
+                self.note("started processes (os.fork)")
+            elif event in ("subprocess.Popen", "os.system", "os.posix_spawn", "os.exec"):
+                self.note(f"ran a program ({event})")
+        except Exception:  # noqa: BLE001 - watching must never break the student's code
+            pass
+
+
 def main():
     workdir, first = sys.argv[1], int(sys.argv[2])
     os.chdir(workdir)
-    with open("plan.json") as f:
-        plan = json.load(f)
+    plan = json.loads(sys.stdin.readline())
+    main_pid = os.getpid()
+    watch = _Watch(workdir, plan.get("quiet", []))
+    sys.addaudithook(watch)
     for extra in plan["sys_path"]:
         sys.path.append(extra)
     sys.meta_path.insert(0, _Blocker(plan["blocked"]))
     # The protocol goes to a private copy of stdout; the student's prints go to a file.
     proto = os.dup(1)
+    # A forked child must not speak the protocol (a fork bomb would flood it).
+    os.register_at_fork(after_in_child=lambda: os.close(proto))
     sink = os.open("student-output.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(sink, 1)
     os.dup2(sink, 2)
@@ -77,7 +140,6 @@ def main():
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     cases = dict(np.load("cases.npz", allow_pickle=False))
-    os.makedirs("results", exist_ok=True)
     namespace = {"__name__": "__main__"}
     for index, step in enumerate(plan["steps"]):
         if index < first and step["kind"] != "cell":
@@ -96,10 +158,11 @@ def main():
             result = {"status": "error", "error": _one_line(exc)}
             if step["kind"] != "cell":
                 result["traceback"] = traceback.format_exc(limit=-3)[-2000:]
+        if os.getpid() != main_pid:  # a forked copy of this process: it reports nothing
+            os._exit(0)
         result["seconds"] = time.perf_counter() - started
-        with open(os.path.join("results", f"{index}.json"), "w") as f:
-            json.dump(result, f)
-        _emit(proto, f"done {index}")
+        result["observed"] = list(watch.events)
+        _emit(proto, f"done {index} {json.dumps(result)}")
     _emit(proto, "finished")
 
 

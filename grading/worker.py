@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -28,22 +29,13 @@ from pathlib import Path
 import nbformat
 
 from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
+from grading.kernel import SETTINGS
+from grading.layout import Course, Part, course_secret, feedback_page, graded_cells, unsubmitted
 from grading.recheck import recheck_notebook
 
 
 def _nbgrader(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def graded_cells(source_nb):
-    """[(grade_id, points, kind)] for every graded cell; kind "auto" (tests) or "manual"."""
-    out = []
-    for cell in source_nb.cells:
-        meta = _nbgrader(cell)
-        if meta.get("grade"):
-            kind = "manual" if meta.get("solution") else "auto"
-            out.append((meta["grade_id"], float(meta.get("points", 0)), kind))
-    return out
 
 
 def blank_answers(submitted_path, source_nb):
@@ -106,17 +98,18 @@ def _autograde(api, assignment, student, log_dir: Path, attempts: int = 2):
     return status, detail, notes
 
 
-def _kernel_scores(root, assignment, student, notebook):
+def _kernel_scores(root, assignment, student):
     """{grade_id: score} from this student's gradebook, and {grade_id: one-line error}."""
     from nbgrader.api import Gradebook
 
     scores = {}
     with Gradebook(db_url(root)) as gb:
-        nb = gb.find_submission_notebook(Path(notebook).stem, assignment, student)
+        nb = gb.find_submission_notebook(Path(ASSIGNMENTS[assignment]).stem, assignment,
+                                         student)
         for grade in nb.grades:
             scores[grade.name] = grade.auto_score  # the kernel's, never a hand mark
     errors = {}
-    autograded = root / "autograded" / student / assignment / notebook
+    autograded = Course(root).notebook("autograded", assignment, student)
     if autograded.exists():
         for cell in nbformat.read(autograded, as_version=4).cells:
             gid = _nbgrader(cell).get("grade_id")
@@ -129,60 +122,58 @@ def _kernel_scores(root, assignment, student, notebook):
 
 
 def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
-    """Final points per graded cell: a list of dicts (see the module docstring for the rules)."""
+    """Final points per graded cell: a list of `Part` dicts (the module docstring's rules)."""
     findings = recheck.get("findings", {})
     spec_depends = recheck.get("depends", {})
     tainted_all = [name for name in findings if name.startswith("added cell")]
     parts = []
     for gid, points, kind in graded_cells(source_nb):
-        part = {"grade_id": gid, "max_points": points, "kind": kind,
-                "kernel_points": kernel_scores.get(gid), "recheck": None, "flagged": "",
-                "points": None, "message": ""}
+        part = Part(gid, points, kind, kernel_points=kernel_scores.get(gid))
         if kind == "manual":
             # An answer left as the release's stub gets 0; anything else waits for a human.
             blank = gid in recheck.get("blank_answers", ())
-            part["points"] = 0.0 if blank else None
-            part["message"] = "no answer" if blank else "to be graded by hand"
-            parts.append(part)
+            part.points = 0.0 if blank else None
+            part.message = "no answer" if blank else "to be graded by hand"
+            parts.append(part.to_dict())
             continue
         verdict = recheck["verdicts"].get(gid, {"passed": False, "status": "missing",
                                                 "message": "not re-checked"})
-        part["recheck"] = verdict["status"]
+        part.recheck = verdict["status"]
         bad = [f"{name}: {'; '.join(findings[name])}" for name in
                list(spec_depends.get(gid, ())) + tainted_all if name in findings]
         if bad:
-            part["points"], part["flagged"] = 0.0, " | ".join(bad)[:500]
-            part["message"] = "no points: the code changes the tests' tools or uses the reference"
+            part.points, part.flagged = 0.0, " | ".join(bad)[:500]
+            part.message = "no points: the code changes the tests' tools or uses the reference"
         elif not verdict["passed"]:
-            part["points"], part["message"] = 0.0, verdict["message"] or verdict["status"]
+            part.points, part.message = 0.0, verdict["message"] or verdict["status"]
         elif kernel_status != "ok" or kernel_scores.get(gid) is None:
-            part["points"] = points
-            part["message"] = "scored by the re-check (the notebook did not finish in the kernel)"
+            part.points = points
+            part.message = "scored by the re-check (the notebook did not finish in the kernel)"
         else:
-            part["points"] = min(float(kernel_scores[gid]), points)
-            if part["points"] < points:
-                part["message"] = "failed in the notebook: " + kernel_errors.get(gid, "(no output)")
-        parts.append(part)
+            part.points = min(float(kernel_scores[gid]), points)
+            if part.points < points:
+                part.message = "failed in the notebook: " + kernel_errors.get(gid, "(no output)")
+        parts.append(part.to_dict())
     return parts
 
 
 def grade_notebook(api, job, assignment):
     """Grade one (student, assignment); return its result dict."""
     student, root = job["student"], Path(job["root"])
-    notebook = ASSIGNMENTS[assignment]
     course = Path(job["course"])
-    source_path = course / "solutions" / assignment / notebook
+    source_path = Course(course).notebook("source", assignment)
     source_nb = nbformat.read(source_path, as_version=4)
-    submitted = root / "submitted" / student / assignment / notebook
+    submitted = Course(root).notebook("submitted", assignment, student)
     result = {"student": student, "assignment": assignment, "flags": [], "parts": []}
     if not submitted.exists():
         result["status"] = "missing"
         result["flags"].append("no notebook submitted")
-        result["parts"] = [{"grade_id": g, "max_points": p, "kind": k, "points": 0.0,
-                            "kernel_points": None, "recheck": None, "flagged": "",
-                            "message": "not submitted"} for g, p, k in graded_cells(source_nb)]
+        result["parts"] = unsubmitted(source_nb)
         return result
     started = time.perf_counter()
+    isolation = job.get("isolation") or {"sandbox": False}
+    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, course, student,
+                                                      assignment))
     kernel_status, detail, attempts = _autograde(api, assignment, student, root)
     kernel_seconds = time.perf_counter() - started
     if attempts:
@@ -190,13 +181,14 @@ def grade_notebook(api, job, assignment):
         print(f"{student}/{assignment}: " + "; ".join(attempts), file=sys.stderr, flush=True)
     scores, errors = {}, {}
     if kernel_status == "ok":
-        scores, errors = _kernel_scores(root, assignment, student, notebook)
+        scores, errors = _kernel_scores(root, assignment, student)
     else:
         where = f" (full log: {root}/autograde-{assignment}-*.log)"
         result["flags"].append(f"{kernel_status}: {detail}" + where)
     started = time.perf_counter()
     recheck = recheck_notebook(submitted, source_path, assignment,
-                               root / "recheck" / assignment, job.get("step_timeout", 8.0))
+                               root / "recheck" / assignment, job.get("step_timeout", 8.0),
+                               isolation=isolation)
     recheck_seconds = time.perf_counter() - started
     from grading.checks import spec
 
@@ -207,21 +199,27 @@ def grade_notebook(api, job, assignment):
     for name, found in recheck.get("findings", {}).items():
         result["flags"].append(f"flagged {name}: {'; '.join(found)}"[:400])
     for gid, verdict in recheck["verdicts"].items():
+        message = verdict.get("message") or ""
         if verdict["status"] in ("timeout", "crashed"):
             result["flags"].append(f"re-check {verdict['status']} in {gid}")
-        elif "MemoryError" in (verdict.get("message") or ""):
+        elif "MemoryError" in message:
             result["flags"].append(f"re-check hit the memory limit in {gid}")
+        elif "BlockingIOError" in message or "Resource temporarily unavailable" in message:
+            result["flags"].append(f"re-check hit the process limit in {gid}")
     for name, problem in recheck.get("cell_problems", {}).items():
         if problem.startswith(("timeout", "crashed")):
             result["flags"].append(f"cell {name} {problem}"[:300])
+    observed = sandbox_observations(recheck.get("observed", {}))
+    if observed:
+        result["flags"].append("the sandbox observed: " + "; ".join(observed))
     result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
-    result["status"] = ("flagged" if recheck.get("findings") else kernel_status)
+    result["status"] = ("flagged" if recheck.get("findings") or observed else kernel_status)
     result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
     from grading.feedback import write_feedback
 
     out = feedback_page(Path(job["feedback"]), student, assignment)
-    withheld = write_feedback(graded_notebook(root, student, assignment), source_nb, result, out,
-                              course_secret(course))
+    withheld = write_feedback(Course(root).graded_notebook(student, assignment), source_nb,
+                              result, out, course_secret(course))
     if withheld:
         result["status"] = "flagged"
         result["flags"].append("output quoting the hidden tests was withheld from the feedback "
@@ -230,35 +228,30 @@ def grade_notebook(api, job, assignment):
     return result
 
 
-def graded_notebook(root: Path, student: str, assignment: str) -> Path:
-    """The notebook feedback shows: nbgrader's autograded copy (with the kernel's outputs), or
-    the submitted one when the kernel did not finish (nbgrader then keeps no autograded copy)."""
-    notebook = ASSIGNMENTS[assignment]
-    autograded = root / "autograded" / student / assignment / notebook
-    if autograded.exists():
-        return autograded
-    return root / "submitted" / student / assignment / notebook
+def sandbox_observations(observed: dict) -> list[str]:
+    """What the re-check's sandbox saw, in words for the review list (empty: nothing)."""
+    notes = list(observed.get("events", []))[:8]
+    if observed.get("survivors"):
+        notes.append(f"{observed['survivors']} process(es) still running when the re-check "
+                     "ended (killed with the sandbox)")
+    return notes
 
 
-def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
-    return feedback / student / assignment / (Path(ASSIGNMENTS[assignment]).stem + ".html")
+def kernel_settings(isolation: dict, root: Path, course: Path, student: str,
+                    assignment: str) -> dict:
+    """What `grading.kernel` needs to start this notebook's kernel: its scratch folder, what
+    it may read (the release notebook, the student's own submission), uid and limits."""
+    from grading.isolation import KERNEL_CPU, code_limits
+
+    return {"sandbox": bool(isolation.get("sandbox")), "uid": isolation.get("uid"),
+            "scratch": str(root / "scratch" / assignment / "kernel"),
+            "readable": [str(Course(course).notebook("release", assignment)),
+                         str(Course(root).notebook("submitted", assignment, student))],
+            "font_cache": isolation.get("font_cache"),
+            "limits": code_limits(isolation.get("vm_peak"), KERNEL_CPU).to_json()}
 
 
-_SECRET = {}
-
-
-def course_secret(course: Path) -> set:
-    """Hidden-test lines of every assignment in the course (kept out of all feedback)."""
-    if course not in _SECRET:
-        from grading.feedback import hidden_lines
-
-        _SECRET[course] = hidden_lines(*(
-            nbformat.read(course / "solutions" / a / nb, as_version=4)
-            for a, nb in ASSIGNMENTS.items()))
-    return _SECRET[course]
-
-
-def make_api(root: Path):
+def make_api(root: Path, runtime: Path | None = None):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
@@ -267,6 +260,11 @@ def make_api(root: Path):
     config.CourseDirectory.root = str(root)
     config.CourseDirectory.db_url = db_url(root)
     config.Autograde.create_student = True
+    if runtime is not None:
+        # Unix sockets in the student's runtime folder: the sandboxed kernel has no network.
+        # An absolute prefix: the default ("kernel-ipc") is relative to each side's cwd.
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(runtime / "kernel")
     return NbGraderAPI(config=config)
 
 
@@ -274,19 +272,36 @@ def grade_student(job) -> dict:
     """Grade every assignment of one student; write and return ``result.json``'s content."""
     root = Path(job["root"])
     course = Path(job["course"])
+    isolation = dict(job.get("isolation") or {"sandbox": False})
+    if isolation.get("uid_base") is not None:  # one uid per worker: see isolation.sandbox_uid
+        isolation["uid"] = isolation["uid_base"] + int(os.environ.get("GMM_WORKER_SLOT", "0"))
+    job = {**job, "isolation": isolation}
     # The assignments only, no other student's submission (see gradebook.empty_copy).
-    shutil.copyfile(job.get("gradebook") or course / "gradebook.db", root / "gradebook.db")
-    if not (root / "solutions").exists():
-        os.symlink(course / "solutions", root / "solutions")
-    api = make_api(root)
+    shutil.copyfile(job.get("gradebook") or Course(course).gradebook, Course(root).gradebook)
+    if not Course(root).sources.exists():
+        os.symlink(Course(course).sources, Course(root).sources)
     results = []
-    for assignment in job["assignments"]:
-        try:
-            results.append(grade_notebook(api, job, assignment))
-        except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
-            results.append({"student": job["student"], "assignment": assignment,
-                            "status": "grader-error", "parts": [],
-                            "flags": ["grader error: " + traceback.format_exc(limit=3)[-600:]]})
+    # The kernel's connection file and IPC sockets: a folder of this student's own (other
+    # kernels' keys stay invisible), short enough for a Unix socket path (<= 107 bytes).
+    runtime = Path(tempfile.mkdtemp(prefix="gmm-", dir="/tmp"))
+    uid = isolation.get("uid") if isolation.get("sandbox") else None
+    if uid is not None:
+        os.chown(runtime, uid, uid)
+    api = make_api(root, runtime if isolation.get("sandbox") else None)
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    tempfile.tempdir = str(runtime)  # jupyter_client puts nbclient's connection files there
+    try:
+        for assignment in job["assignments"]:
+            try:
+                results.append(grade_notebook(api, job, assignment))
+            except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
+                results.append({"student": job["student"], "assignment": assignment,
+                                "status": "grader-error", "parts": [],
+                                "flags": ["grader error: "
+                                          + traceback.format_exc(limit=3)[-600:]]})
+    finally:
+        tempfile.tempdir = None
+        shutil.rmtree(runtime, ignore_errors=True)
     (root / "result.json").write_text(json.dumps(results, indent=1))
     return {"student": job["student"], "results": results}
 

@@ -9,6 +9,7 @@ failures.txt and the feedback HTML.
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import importlib.util
 import io
@@ -74,6 +75,13 @@ EXPECTED = {
     "hostile_huge_allocation": ({"log_likelihood_tests", "log_likelihood_stability"} | FIT,
                                 set(), 8, 8),
     "hostile_syntax_error": (E_STEP, set(), 7, 8),
+    # Attacks on the grader, the course and other students: the sandbox makes them fail.
+    "hostile_rewrites_files": (set(), set(), 14, 8),
+    "hostile_reads_solutions": (set(), set(), 14, 8),
+    "hostile_network": (set(), set(), 14, 8),
+    "hostile_daemon": (set(), set(), 14, 8),
+    "hostile_fork_bomb": ({"m_step_weights", "m_step_means", "m_step_covariances"} | FIT,
+                          set(), 7, 8),
     "only_first_assignment": (set(), set(BREAK_PARTS), 14, 0),
     "blank": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
 }
@@ -83,13 +91,32 @@ STATUS = {
     ("hostile_patches_numpy", "em_by_hand"): "flagged",
     ("hostile_patches_builtins", "em_by_hand"): "flagged",
     ("hostile_patches_builtins", "break_it"): "flagged",
-    ("hostile_reads_gradebook", "em_by_hand"): "flagged",  # its print is withheld
+    ("hostile_reads_gradebook", "em_by_hand"): "flagged",  # it found no gradebook to print
     ("hostile_reads_gradebook", "break_it"): "flagged",
     ("hostile_infinite_loop", "em_by_hand"): "kernel-timeout",
     ("hostile_os_exit", "em_by_hand"): "kernel-died",
     ("hostile_huge_allocation", "em_by_hand"): "ok",      # scored, but on the review list
     ("only_first_assignment", "break_it"): "missing",
+    ("hostile_rewrites_files", "em_by_hand"): "flagged",
+    ("hostile_reads_solutions", "em_by_hand"): "flagged",
+    ("hostile_reads_solutions", "break_it"): "flagged",
+    ("hostile_network", "em_by_hand"): "flagged",
+    ("hostile_daemon", "em_by_hand"): "flagged",
+    ("hostile_fork_bomb", "em_by_hand"): "flagged",
 }
+# What the sandbox must have reported for each attack (a word of the review reason).
+OBSERVED = {
+    ("hostile_rewrites_files", "em_by_hand"): "write to ",
+    ("hostile_reads_solutions", "em_by_hand"): "not visible in the sandbox",
+    ("hostile_reads_solutions", "break_it"): "not visible in the sandbox",
+    ("hostile_network", "em_by_hand"): "network connection to ('127.0.0.1'",
+    ("hostile_daemon", "em_by_hand"): "still running when the re-check ended",
+    ("hostile_fork_bomb", "em_by_hand"): "process limit",
+}
+ATTACKERS = {student for student, _ in OBSERVED}
+#: Students graded a second time, without any attacker beside them (see
+#: test_attackers_change_nobody_else).
+BYSTANDERS = ("reference", "bug_naive_exp")
 
 
 def _load_fixtures():
@@ -99,18 +126,35 @@ def _load_fixtures():
     return module
 
 
+def _hashes(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session")
-def graded(tmp_path_factory):
-    """Grade every fixture student once: (output folder, progress text, wall seconds)."""
+def listener():
+    """A TCP port on the grading machine's loopback that hostile_network tries to reach."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        server.setblocking(False)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory, listener):
+    """Grade every fixture student once: (output folder, progress text, wall seconds,
+    submissions before grading: {path: sha256})."""
     tmp = tmp_path_factory.mktemp("grading")
-    students = _load_fixtures().write_all(tmp / "submissions")
+    students = _load_fixtures().write_all(tmp / "submissions", port=listener.getsockname()[1])
     assert set(students) == set(EXPECTED), "fixture students and EXPECTED disagree"
+    before = _hashes(tmp / "submissions")
     progress = io.StringIO()
     started = time.perf_counter()
     from grading.pipeline import grade_folder  # imported here: collecting stays fast
 
     grade_folder(tmp / "submissions", tmp / "out", progress=progress)
-    return tmp / "out", progress.getvalue(), time.perf_counter() - started
+    return tmp / "out", progress.getvalue(), time.perf_counter() - started, before
 
 
 @pytest.fixture(scope="session")
@@ -160,6 +204,71 @@ def test_status_and_review_list(graded, grades):
             f"{'yes' if needs else 'no'}")
         assert ((student, assignment) in review) == needs, (
             f"{student}/{assignment} {'missing from' if needs else 'wrongly on'} needs_review.csv")
+
+
+@pytest.mark.slow
+def test_the_sandbox_reports_what_it_stopped(graded):
+    """Each attack is on the review list with what the sandbox saw (writes refused, paths not
+    visible, connections blocked, processes left running, the process limit)."""
+    with open(graded[0] / "needs_review.csv") as f:
+        reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
+    for key, needle in OBSERVED.items():
+        assert needle in reasons.get(key, ""), f"{key}: {needle!r} not in {reasons.get(key)!r}"
+    with open(graded[0] / "grades.csv") as f:
+        assert {r["sandbox"] for r in csv.DictReader(f)} == {"bubblewrap"}
+
+
+@pytest.mark.slow
+def test_attacks_change_no_file_outside_the_attackers_folder(graded):
+    """The submissions folder, every other student's copy and the course are byte-identical."""
+    out, _, _, before = graded
+    submissions = out.parent / "submissions"
+    assert _hashes(submissions) == before, "the submissions folder changed during grading"
+    for name, digest in before.items():
+        student = name.split("/")[0]
+        copy = out / "work" / student / "submitted" / student / Path(name).relative_to(student)
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == digest, f"{copy} changed"
+    for assignment, notebook in ASSIGNMENTS.items():
+        course_copy = out / "course" / "solutions" / assignment / notebook
+        assert course_copy.read_bytes() == (SOLUTIONS / assignment / notebook).read_bytes()
+    assert json.loads((out / "work" / "reference" / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_no_connection_reaches_the_grading_machine(graded, listener):
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+
+
+@pytest.mark.slow
+def test_nothing_the_students_started_outlives_grading(graded):
+    from grading.isolation import UID_BASE
+
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            uid = int(next(ln for ln in (entry / "status").read_text().splitlines()
+                           if ln.startswith("Uid:")).split()[1])
+        except (OSError, StopIteration, ValueError):
+            continue
+        if uid >= UID_BASE:
+            alive.append((entry.name, uid))
+    assert not alive, f"sandboxed processes still running after grading: {alive}"
+
+
+@pytest.mark.slow
+def test_attackers_change_nobody_else(graded, tmp_path):
+    """Students graded beside the attackers get exactly the rows they get alone."""
+    from grading.pipeline import grade_folder
+
+    _load_fixtures().write_all(tmp_path / "submissions", only=BYSTANDERS)
+    grade_folder(tmp_path / "submissions", tmp_path / "out", progress=io.StringIO())
+
+    def rows(out):
+        with open(out / "parts.csv") as f:
+            return [r for r in csv.DictReader(f) if r["student_id"] in BYSTANDERS]
+
+    assert rows(tmp_path / "out") == rows(graded[0])
 
 
 @pytest.mark.slow
@@ -241,9 +350,15 @@ def test_feedback_never_shows_hidden_tests(graded, grades):
 
 
 @pytest.mark.slow
-def test_output_quoting_the_gradebook_is_withheld(graded):
-    page = (graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html").read_text()
-    assert "output withheld" in page, "the cell that printed the gradebook was not caught"
+def test_the_gradebook_is_out_of_reach(graded):
+    """The cell that looks for gradebooks finds none (the sandbox shows no course) and prints
+    nothing of them; the search itself is on the review list."""
+    page = _text((graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html")
+                 .read_text())
+    assert "BEGIN HIDDEN" not in page and "output withheld" not in page
+    with open(graded[0] / "needs_review.csv") as f:
+        reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
+    assert "the sandbox observed: listed " in reasons[("hostile_reads_gradebook", "em_by_hand")]
 
 
 @pytest.mark.slow
@@ -259,7 +374,7 @@ def test_feedback_reports_the_final_points(graded):
 
 @pytest.mark.slow
 def test_summary_progress_and_secrecy(graded):
-    out, progress, _ = graded
+    out, progress, *_ = graded
     n = len(EXPECTED)
     assert re.search(rf"\[\s*{n}/{n}\] \d+:\d\d elapsed", progress), progress[-2000:]
     assert "needs a human look" in progress

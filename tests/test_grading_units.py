@@ -201,3 +201,96 @@ def test_the_students_own_failures_are_not_retried(tmp_path, log, status):
     api = _FlakyApi({"success": False, "log": log})
     assert _autograde(api, "em_by_hand", "s", tmp_path)[0] == status
     assert api.calls == 1, "a timeout or dead kernel comes from the student's code: no retry"
+
+
+# ------------------------------------------------------------------------------------------
+# The sandbox (grading.isolation)
+# ------------------------------------------------------------------------------------------
+
+_IN_SANDBOX = r"""
+import json, os, sys, time
+secret, outside = sys.argv[1], sys.argv[2]
+seen = {"secret_visible": os.path.exists(secret)}
+try:
+    open(outside, "w").close()
+    seen["wrote_outside"] = True
+except OSError:
+    seen["wrote_outside"] = False
+children = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        children += 1
+except OSError:
+    pass
+seen["children"] = children
+print(json.dumps(seen), flush=True)
+"""
+
+
+def test_the_sandbox_hides_the_course_and_limits_processes(tmp_path):
+    """Run as the pipeline does (root: a uid of its own): a file beside the scratch folder is
+    invisible, nothing outside it can be written, and a fork loop stops at the process limit."""
+    import json
+    import subprocess
+    import sys
+
+    from grading.isolation import NPROC, Limits, Sandbox, default_uid
+
+    secret = tmp_path / "course" / "solutions.txt"
+    secret.parent.mkdir()
+    secret.write_text("hidden")
+    sandbox = Sandbox(scratch=tmp_path / "scratch", uid=default_uid())
+    sandbox.prepare()
+    proc = subprocess.run(
+        sandbox.command([sys.executable, "-I", "-c", _IN_SANDBOX, str(secret),
+                         str(tmp_path / "outside.txt")]),
+        capture_output=True, text=True, timeout=120,
+        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["secret_visible"] is False
+    assert seen["wrote_outside"] is False and not (tmp_path / "outside.txt").exists()
+    if default_uid() is not None:  # root: the process limit binds the sandbox's own uid
+        assert 0 < seen["children"] < NPROC, seen
+
+
+def test_probe_measures_the_baseline(tmp_path):
+    from grading.isolation import default_uid, probe
+
+    seen = probe(tmp_path / "scratch", default_uid())
+    assert seen["interfaces"] == ["lo"] and not seen["network"]
+    assert seen["uid"] != 0 or default_uid() is None
+    assert 50 * 1024**2 < seen["vm_peak"] < 4 * 1024**3, seen["vm_peak"]
+
+
+def test_gmm_grade_refuses_without_a_working_sandbox(tmp_path, monkeypatch, capsys):
+    import grading.isolation
+    from grading.cli import main
+
+    (tmp_path / "subs" / "alice").mkdir(parents=True)
+    monkeypatch.setattr(grading.isolation, "BWRAP", str(tmp_path / "no-bwrap"))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "subs"), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "refusing to grade" in err and "no-bwrap is missing" in err and "--no-sandbox" in err
+
+
+def test_course_layout_is_nbgraders(tmp_path):
+    """Every path comes from nbgrader's CourseDirectory with the course's folder names."""
+    from grading.layout import Course
+
+    course = Course(tmp_path)
+    assert course.notebook("source", "em_by_hand") == \
+        tmp_path / "solutions" / "em_by_hand" / "em_by_hand.ipynb"
+    assert course.notebook("release", "break_it") == \
+        tmp_path / "exercises" / "break_it" / "break_it.ipynb"
+    assert course.notebook("submitted", "em_by_hand", "alice") == \
+        tmp_path / "submitted" / "alice" / "em_by_hand" / "em_by_hand.ipynb"
+    assert course.folder("autograded", "em_by_hand", "alice") == \
+        tmp_path / "autograded" / "alice" / "em_by_hand"
+    assert course.sources == tmp_path / "solutions"
+    assert course.gradebook == tmp_path / "gradebook.db"

@@ -1,0 +1,126 @@
+"""Where things are in an nbgrader course folder, and what a graded part is.
+
+Every course folder of a grading run (the class one, ``OUT/course``, and each student's private
+one, ``OUT/work/<student>``) has nbgrader's layout with the course's folder names
+(`grading.course.configure`: ``solutions/`` is nbgrader's source, ``exercises/`` its release).
+`Course` asks nbgrader's own ``CourseDirectory`` for every path, so no path is built by hand
+anywhere else. `Part` is the one record of a graded part's outcome (CSV rows, feedback and the
+class gradebook all read it).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import nbformat
+
+from grading.course import ASSIGNMENTS, configure
+
+
+@functools.cache
+def _course_directory(root: str):
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    config = Config()
+    configure(config)
+    config.CourseDirectory.root = root
+    return CourseDirectory(config=config)
+
+
+@dataclass(frozen=True)
+class Course:
+    """The paths of one nbgrader course folder."""
+
+    root: Path
+
+    def folder(self, step: str, assignment: str, student: str = ".") -> Path:
+        """``step``: "source", "release", "submitted", "autograded" or "feedback"."""
+        coursedir = _course_directory(str(self.root))
+        name = {"source": coursedir.source_directory,
+                "release": coursedir.release_directory,
+                "submitted": coursedir.submitted_directory,
+                "autograded": coursedir.autograded_directory,
+                "feedback": coursedir.feedback_directory}[step]
+        return Path(coursedir.format_path(name, student, assignment)).resolve()
+
+    def notebook(self, step: str, assignment: str, student: str = ".") -> Path:
+        return self.folder(step, assignment, student) / ASSIGNMENTS[assignment]
+
+    @property
+    def sources(self) -> Path:
+        """The folder of every assignment's source notebook (it holds the hidden tests)."""
+        return self.root / _course_directory(str(self.root)).source_directory
+
+    @property
+    def gradebook(self) -> Path:
+        return self.root / "gradebook.db"
+
+    def source_notebook(self, assignment: str) -> nbformat.NotebookNode:
+        return nbformat.read(self.notebook("source", assignment), as_version=4)
+
+    def graded_notebook(self, student: str, assignment: str) -> Path:
+        """The notebook feedback shows: nbgrader's autograded copy (with the kernel's outputs),
+        or the submitted one when the kernel did not finish (nbgrader keeps no autograded
+        copy then)."""
+        autograded = self.notebook("autograded", assignment, student)
+        return autograded if autograded.exists() else self.notebook("submitted", assignment,
+                                                                    student)
+
+
+def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
+    """``<feedback>/<student>/<assignment>/<notebook>.html``: the page sent to the student."""
+    return feedback / student / assignment / (Path(ASSIGNMENTS[assignment]).stem + ".html")
+
+
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def graded_cells(source_nb):
+    """[(grade_id, points, kind)] for every graded cell; kind "auto" (tests) or "manual"."""
+    out = []
+    for cell in source_nb.cells:
+        meta = _nbgrader(cell)
+        if meta.get("grade"):
+            kind = "manual" if meta.get("solution") else "auto"
+            out.append((meta["grade_id"], float(meta.get("points", 0)), kind))
+    return out
+
+
+@dataclass
+class Part:
+    """The outcome of one graded part (a test cell, or a written answer)."""
+
+    grade_id: str
+    max_points: float
+    kind: str                          # "auto" (tests) or "manual" (a written answer)
+    points: float | None = None        # the final points; None: waiting for a human
+    kernel_points: float | None = None  # nbgrader's score in the student's kernel
+    recheck: str | None = None         # the out-of-kernel re-check's verdict
+    flagged: str = ""                  # patching found in the code the part depends on
+    message: str = ""                  # why points were lost, in words
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def unsubmitted(source_nb) -> list[dict]:
+    """Every part of a notebook the student did not hand in: 0 points each."""
+    return [Part(g, p, k, points=0.0, message="not submitted").to_dict()
+            for g, p, k in graded_cells(source_nb)]
+
+
+_SECRET = {}
+
+
+def course_secret(course: Path) -> set:
+    """Hidden-test lines of every assignment in the course (kept out of all feedback)."""
+    if course not in _SECRET:
+        from grading.feedback import hidden_lines
+
+        layout = Course(course)
+        _SECRET[course] = hidden_lines(*(layout.source_notebook(a) for a in ASSIGNMENTS))
+    return _SECRET[course]
