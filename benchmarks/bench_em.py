@@ -48,8 +48,14 @@ def fit_gmmlib(X, weights, means, covariances, n_iter):
     from gmmlib import GaussianMixture
 
     gm = GaussianMixture(  # on_collapse="continue": go on like scikit-learn (same work)
-        len(weights), tol=0.0, max_iter=n_iter, reg_covar=1e-6, weights_init=weights,
-        means_init=means, covariances_init=covariances, on_collapse="continue",
+        len(weights),
+        tol=0.0,
+        max_iter=n_iter,
+        reg_covar=1e-6,
+        weights_init=weights,
+        means_init=means,
+        covariances_init=covariances,
+        on_collapse="continue",
     )
     gm.fit(X)
     return gm.score(X)
@@ -59,8 +65,13 @@ def fit_sklearn(X, weights, means, covariances, n_iter):
     from sklearn.mixture import GaussianMixture
 
     gm = GaussianMixture(
-        len(weights), tol=0.0, max_iter=n_iter, reg_covar=1e-6, weights_init=weights,
-        means_init=means, precisions_init=np.linalg.inv(covariances),
+        len(weights),
+        tol=0.0,
+        max_iter=n_iter,
+        reg_covar=1e-6,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=np.linalg.inv(covariances),
     )
     gm.fit(X)
     return gm.score(X)
@@ -107,8 +118,10 @@ def main(argv=None) -> None:
     from threadpoolctl import threadpool_info
 
     blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info())
-    print(f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
-          f"Python {platform.python_version()}, {blas}")
+    print(
+        f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
+        f"Python {platform.python_version()}, {blas}"
+    )
     header = (
         f"| {'N':>9} | {'D':>3} | {'K':>3} | {'sklearn s/iter':>14} | {'gmmlib s/iter':>13} "
         f"| {'speed-up':>8} | {'sklearn peak MiB':>16} | {'gmmlib peak MiB':>15} "

@@ -35,10 +35,16 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--assignment", action="append", choices=sorted(ASSIGNMENTS))
-    parser.add_argument("--no-sandbox", action="store_true",
-                        help="run student code without bubblewrap (limits only)")
-    parser.add_argument("--compare", action="store_true",
-                        help="time the sandboxed and the --no-sandbox pipeline in one run")
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run student code without bubblewrap (limits only)",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="time the sandboxed and the --no-sandbox pipeline in one run",
+    )
     args = parser.parse_args(argv)
     assignments = tuple(args.assignment or ASSIGNMENTS)
     modes = [True, False] if args.compare else [not args.no_sandbox]
@@ -56,23 +62,41 @@ def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool) -> d
     """Grade ``students`` copies of the reference once; the timing and the check."""
     with tempfile.TemporaryDirectory(prefix="gmm-bench-") as tmp:
         subs = Path(tmp) / "submissions"
-        subprocess.run([sys.executable, str(ROOT / "tests/fixtures/make_submissions.py"),
-                        str(subs), "--copies", str(students)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests/fixtures/make_submissions.py"),
+                str(subs),
+                "--copies",
+                str(students),
+            ],
+            check=True,
+            capture_output=True,
+        )
         started = time.perf_counter()
-        summary = grade_folder(subs, Path(tmp) / "out", jobs=jobs, assignments=assignments,
-                               progress=io.StringIO(), sandbox=sandbox)
+        summary = grade_folder(
+            subs,
+            Path(tmp) / "out",
+            jobs=jobs,
+            assignments=assignments,
+            progress=io.StringIO(),
+            sandbox=sandbox,
+        )
         seconds = time.perf_counter() - started
         with open(Path(tmp) / "out" / "grades.csv") as f:
             rows = list(csv.DictReader(f))
     full = sum(r["autograded"] == r["autograded_max"] and r["status"] == "ok" for r in rows)
     submissions = students * len(assignments)
     return {
-        "students": students, "assignments": list(assignments), "sandbox": summary["sandbox"],
-        "submissions": submissions, "jobs": jobs or default_jobs(),
+        "students": students,
+        "assignments": list(assignments),
+        "sandbox": summary["sandbox"],
+        "submissions": submissions,
+        "jobs": jobs or default_jobs(),
         "wall_seconds": round(seconds, 1),
         "seconds_per_submission": round(seconds / submissions, 2),
-        "full_marks": full, "needs_review": len(summary["needs_review"]),
+        "full_marks": full,
+        "needs_review": len(summary["needs_review"]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 

@@ -129,8 +129,9 @@ def initial_parameters(
         resp = _one_hot(kmeans(X, K, rng), K)
     elif method == "k-means++":
         Xc = X - X.mean(axis=0)
-        resp = _one_hot(np.argmin(_squared_distances(Xc, Xc[_kmeans_plus_plus(Xc, K, rng)]),
-                                  axis=1), K)
+        resp = _one_hot(
+            np.argmin(_squared_distances(Xc, Xc[_kmeans_plus_plus(Xc, K, rng)]), axis=1), K
+        )
     elif method == "random":
         resp = rng.uniform(size=(len(X), K))
         resp /= resp.sum(axis=1, keepdims=True)

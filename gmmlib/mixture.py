@@ -344,7 +344,16 @@ class GaussianMixture:
         )
 
     def _em(
-        self, X, weights, means, covariances, *, prior, threshold, subspace, outcome,
+        self,
+        X,
+        weights,
+        means,
+        covariances,
+        *,
+        prior,
+        threshold,
+        subspace,
+        outcome,
         lower_bound=-np.inf,
     ) -> Iterator[Step]:
         """The EM loop. ``outcome`` receives: stop reason, n_iter, collapse, lower bounds, and
@@ -353,16 +362,21 @@ class GaussianMixture:
         N = len(X)
         prec_chol = precision_cholesky(covariances, ct)
         lam = min_eigenvalues(covariances, ct)  # of the current parameters
-        outcome.update(stop=None, n_iter=0, collapse=None, lower_bound=lower_bound,
-                       lower_bounds=[], clock=time.time())
+        outcome.update(
+            stop=None,
+            n_iter=0,
+            collapse=None,
+            lower_bound=lower_bound,
+            lower_bounds=[],
+            clock=time.time(),
+        )
         converged = False
         for t in range(1, self.max_iter + 2):
             # E-step on theta_{t-1}: responsibilities and ln p(X | theta_{t-1}).
             resp, log_px = _engine.responsibilities(X, weights, means, prec_chol, ct)
             ll = float(log_px.sum())
             lp = ll + (prior.log_pdf(covariances, prec_chol) if prior is not None else 0.0)
-            outcome.update(params=(weights, means, covariances, prec_chol), ll=ll, lp=lp,
-                           resp=resp)
+            outcome.update(params=(weights, means, covariances, prec_chol), ll=ll, lp=lp, resp=resp)
             final = converged or t > self.max_iter  # theta_{t-1} is the result: measure only
             if final:
                 outcome["stop"] = "converged" if converged else "max_iter"
@@ -371,8 +385,19 @@ class GaussianMixture:
                 outcome["lower_bounds"].append(lp / N)
                 converged = abs(lp / N - previous) < self.tol
                 self._print_round(t, lp / N - previous, outcome)
-            yield Step("E", t, weights, means, covariances, resp, resp.sum(axis=0),
-                       lam, ll, lp, stop=outcome["stop"])
+            yield Step(
+                "E",
+                t,
+                weights,
+                means,
+                covariances,
+                resp,
+                resp.sum(axis=0),
+                lam,
+                ll,
+                lp,
+                stop=outcome["stop"],
+            )
             if final:
                 return
 
@@ -392,8 +417,18 @@ class GaussianMixture:
             halt = bool(collapsed.size) and (self.on_collapse != "continue" or new_prec is None)
             if halt:
                 outcome["stop"] = "collapse"
-            yield Step("M", t, weights, means, covariances, resp, resp.sum(axis=0), lam,
-                       collapse=report, stop=outcome["stop"])
+            yield Step(
+                "M",
+                t,
+                weights,
+                means,
+                covariances,
+                resp,
+                resp.sum(axis=0),
+                lam,
+                collapse=report,
+                stop=outcome["stop"],
+            )
             if halt:
                 if self.on_collapse == "raise":
                     raise CollapseError(outcome["collapse"])
@@ -405,8 +440,10 @@ class GaussianMixture:
     def _print_round(self, t: int, change: float, outcome: dict) -> None:
         if self.verbose >= 2 and t % self.verbose_interval == 0:
             now = time.time()
-            print(f"  Iteration {t}\t time lapse {now - outcome['clock']:.5f}s\t "
-                  f"ll change {change:.5f}")
+            print(
+                f"  Iteration {t}\t time lapse {now - outcome['clock']:.5f}s\t "
+                f"ll change {change:.5f}"
+            )
             outcome["clock"] = now
 
     def _collapse_report(self, k, iteration, resp, lam, threshold) -> CollapseReport:
@@ -454,8 +491,15 @@ class GaussianMixture:
             history = History()
             outcome: dict = {}
             try:
-                for step in self._em(X, *start, prior=prior, threshold=threshold,
-                                     subspace=subspace, outcome=outcome, lower_bound=lower_bound):
+                for step in self._em(
+                    X,
+                    *start,
+                    prior=prior,
+                    threshold=threshold,
+                    subspace=subspace,
+                    outcome=outcome,
+                    lower_bound=lower_bound,
+                ):
                     if step.kind == "E":
                         history.log_likelihood.append(step.log_likelihood)
                         history.log_posterior.append(step.log_posterior)
@@ -543,8 +587,9 @@ class GaussianMixture:
         self._require_fitted()
         check_positive(n_samples, "n_samples", integer=True)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        labels = rng.choice(len(self.weights_), size=n_samples, p=self.weights_ / np.sum(
-            self.weights_))
+        labels = rng.choice(
+            len(self.weights_), size=n_samples, p=self.weights_ / np.sum(self.weights_)
+        )
         D = self.means_.shape[1]
         z = rng.standard_normal((n_samples, D))
         full = _to_full(self.covariances_, self.covariance_type, len(self.weights_), D)
@@ -554,8 +599,9 @@ class GaussianMixture:
 
     def _n_parameters(self) -> int:
         K, D = self.means_.shape
-        cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2,
-               "spherical": K}[self.covariance_type]
+        cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2, "spherical": K}[
+            self.covariance_type
+        ]
         return int(cov + K * D + K - 1)
 
     def bic(self, X) -> float:

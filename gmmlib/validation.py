@@ -115,8 +115,12 @@ def check_X(
     if X.ndim != 2:
         raise ValueError(
             f"X must be a 2-D array of shape (n_samples, n_features), got shape {X.shape}"
-            + (": Reshape your data with X.reshape(-1, 1) if it has a single feature or "
-               "X.reshape(1, -1) if it is a single sample" if X.ndim == 1 else "")
+            + (
+                ": Reshape your data with X.reshape(-1, 1) if it has a single feature or "
+                "X.reshape(1, -1) if it is a single sample"
+                if X.ndim == 1
+                else ""
+            )
         )
     for axis, what, minimum in ((0, "sample", min_samples), (1, "feature", 1)):
         if X.shape[axis] < minimum:
@@ -181,13 +185,15 @@ def check_feature_names(fitted: np.ndarray | None, X, estimator: str = "Gaussian
     if fitted is None:
         warnings.warn(
             f"X has feature names, but {estimator} was fitted without feature names",
-            UserWarning, stacklevel=4,
+            UserWarning,
+            stacklevel=4,
         )
         return
     if names is None:
         warnings.warn(
-            f"X does not have valid feature names, but {estimator} was fitted with feature "
-            "names", UserWarning, stacklevel=4,
+            f"X does not have valid feature names, but {estimator} was fitted with feature names",
+            UserWarning,
+            stacklevel=4,
         )
         return
     if len(names) != len(fitted) or np.any(names != fitted):
@@ -195,11 +201,17 @@ def check_feature_names(fitted: np.ndarray | None, X, estimator: str = "Gaussian
         missing = sorted(set(fitted) - set(names))
         message = "The feature names should match those that were passed during fit.\n"
         if unseen:
-            message += "Feature names unseen at fit time:\n" + "".join(
-                f"- {n}\n" for n in unseen[:5]) + ("- ...\n" if len(unseen) > 5 else "")
+            message += (
+                "Feature names unseen at fit time:\n"
+                + "".join(f"- {n}\n" for n in unseen[:5])
+                + ("- ...\n" if len(unseen) > 5 else "")
+            )
         if missing:
-            message += "Feature names seen at fit time, yet now missing:\n" + "".join(
-                f"- {n}\n" for n in missing[:5]) + ("- ...\n" if len(missing) > 5 else "")
+            message += (
+                "Feature names seen at fit time, yet now missing:\n"
+                + "".join(f"- {n}\n" for n in missing[:5])
+                + ("- ...\n" if len(missing) > 5 else "")
+            )
         if not unseen and not missing:
             message += "Feature names must be in the same order as they were in fit.\n"
         raise ValueError(message)
@@ -211,8 +223,10 @@ def check_choice(value, name: str, choices) -> None:
 
 
 def check_positive(value, name: str, *, allow_zero: bool = False, integer: bool = False) -> None:
-    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(
-        value, (int, float, np.integer, np.floating)
+    ok_type = (
+        isinstance(value, (int, np.integer))
+        if integer
+        else isinstance(value, (int, float, np.integer, np.floating))
     )
     if isinstance(value, bool) or not ok_type or not np.isfinite(value):
         kind = "an integer" if integer else "a finite number"

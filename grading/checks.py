@@ -29,7 +29,7 @@ class Case:
     judge: Verdict
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
-    count: tuple = ()                 # functions whose calls are counted during the call
+    count: tuple = ()  # functions whose calls are counted during the call
     variable: bool = False
     judge_counts: Callable[[dict], str | None] | None = None
 
@@ -39,14 +39,14 @@ class Check:
     """The re-check of one autograded test cell."""
 
     grade_id: str
-    depends: tuple                    # answer cells (grade ids) whose code this test runs
+    depends: tuple  # answer cells (grade ids) whose code this test runs
     cases: list
 
 
 @dataclass
 class AssignmentSpec:
     checks: list
-    blocked: tuple                    # packages the student's code may not import
+    blocked: tuple  # packages the student's code may not import
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,8 +105,10 @@ def close(name, got, expected, where, rtol=1e-6, atol=1e-8):
         if arr.ndim == 0:
             return f"{where}: {name} = {float(arr):.6g}, expected {float(expected):.6g}"
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        return (f"{where}: {name}{list(index)} = {arr[index]:.6g}, expected {expected[index]:.6g}"
-                f" ({int(bad.sum())} of {bad.size} entries differ)")
+        return (
+            f"{where}: {name}{list(index)} = {arr[index]:.6g}, expected {expected[index]:.6g}"
+            f" ({int(bad.sum())} of {bad.size} entries differ)"
+        )
     return None
 
 
@@ -141,10 +143,12 @@ def _resp_judge(X, weights, means, covariances, where):
         arr = as_array(value)
         if arr is None or arr.shape != expected.shape:
             shape = None if arr is None else arr.shape
-            return (f"{where}: e_step returned shape {shape}, expected {expected.shape} = (N, K)")
+            return f"{where}: e_step returned shape {shape}, expected {expected.shape} = (N, K)"
         if not np.all(np.isfinite(arr)):
-            return (f"{where}: e_step returned non-finite responsibilities (NaN or inf): "
-                    "normalise in log space (log-sum-exp)")
+            return (
+                f"{where}: e_step returned non-finite responsibilities (NaN or inf): "
+                "normalise in log space (log-sum-exp)"
+            )
         sums = arr.sum(axis=1)
         bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
         if bad.size:
@@ -158,8 +162,7 @@ def _resp_judge(X, weights, means, covariances, where):
 def _e_step_checks():
     hand_X = np.array([[0.0], [1.0], [2.0]])
     hand = (hand_X, np.array([0.5, 0.5]), np.array([[0.0], [2.0]]), np.array([[[1.0]], [[1.0]]]))
-    cases = [Case("e_step", _resp_judge(*hand, "e_step on the hand case X (3, 1), K=2"),
-                  args=hand)]
+    cases = [Case("e_step", _resp_judge(*hand, "e_step on the hand case X (3, 1), K=2"), args=hand)]
     rng = np.random.default_rng(9101)
     for N, K, D in [(7, 2, 1), (60, 3, 2), (250, 4, 3), (40, 5, 5)]:
         params = random_case(rng, N, K, D)
@@ -171,12 +174,19 @@ def _e_step_checks():
         np.array([[0.0, 0.0], [5.0, 1.0], [-4.0, 3.0]]),
         np.array([np.eye(2), [[2.0, 0.3], [0.3, 1.0]], [[1.0, -0.2], [-0.2, 0.5]]]),
     )
-    near = (np.array([[30.0]]), np.array([0.5, 0.5]), np.array([[0.0], [1.0]]),
-            np.array([[[1.0]], [[1.0]]]))
+    near = (
+        np.array([[30.0]]),
+        np.array([0.5, 0.5]),
+        np.array([[0.0], [1.0]]),
+        np.array([[[1.0]], [[1.0]]]),
+    )
     stability = [
         Case("e_step", _resp_judge(*near, "e_step on X (1, 1), x=30, K=2"), args=near),
-        Case("e_step", _resp_judge(*far, "e_step on X (5, 2) with points far from every mean"),
-             args=far),
+        Case(
+            "e_step",
+            _resp_judge(*far, "e_step on X (5, 2) with points far from every mean"),
+            args=far,
+        ),
     ]
     return [
         Check("em_by_hand_e_step_tests", ("em_by_hand_e_step",), cases),
@@ -205,11 +215,18 @@ def _m_step_checks():
     hand_X = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 10.0]])
     hand_resp = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     checks = []
-    for part, seed, loc in [("weights", 9202, 0.0), ("means", 9303, 3.0),
-                            ("covariances", 9404, 3.0)]:
-        cases = [Case("m_step", _m_step_judge(part, hand_X, hand_resp,
-                                              "m_step on the hand case X (3, 2), K=2"),
-                      args=(hand_X, hand_resp))]
+    for part, seed, loc in [
+        ("weights", 9202, 0.0),
+        ("means", 9303, 3.0),
+        ("covariances", 9404, 3.0),
+    ]:
+        cases = [
+            Case(
+                "m_step",
+                _m_step_judge(part, hand_X, hand_resp, "m_step on the hand case X (3, 2), K=2"),
+                args=(hand_X, hand_resp),
+            )
+        ]
         rng = np.random.default_rng(seed)
         for N, K, D in [(9, 2, 1), (80, 3, 2), (300, 4, 3)]:
             X = rng.normal(loc=loc, scale=2.0, size=(N, D))
@@ -229,8 +246,10 @@ def _ll_judge(X, weights, means, covariances, where):
             shape = None if arr is None else arr.shape
             return f"{where}: log_likelihood returned shape {shape}, expected one number (a float)"
         if not np.isfinite(arr):
-            return (f"{where}: log_likelihood returned {float(arr)}: use log-sum-exp instead of "
-                    "the log of a sum of exp(...)")
+            return (
+                f"{where}: log_likelihood returned {float(arr)}: use log-sum-exp instead of "
+                "the log of a sum of exp(...)"
+            )
         return close("log_likelihood", arr, expected, where)
 
     return judge
@@ -241,14 +260,21 @@ def _log_likelihood_checks():
     two = (np.zeros((2, 1)),) + one[1:]
     cases = [
         Case("log_likelihood", _ll_judge(*one, "one point at the mean of N(0, 1)"), args=one),
-        Case("log_likelihood", _ll_judge(*two, "two points at the mean of N(0, 1): the total "
-                                         "over points, not the mean"), args=two),
+        Case(
+            "log_likelihood",
+            _ll_judge(
+                *two, "two points at the mean of N(0, 1): the total over points, not the mean"
+            ),
+            args=two,
+        ),
     ]
     rng = np.random.default_rng(9505)
     for N, K, D in [(5, 1, 1), (70, 3, 2), (260, 4, 3)]:
         params = random_case(rng, N, K, D)
-        where = (f"log_likelihood on X {params[0].shape}, K={K}, "
-                 f"unequal weights {np.round(params[1], 2)}")
+        where = (
+            f"log_likelihood on X {params[0].shape}, K={K}, "
+            f"unequal weights {np.round(params[1], 2)}"
+        )
         cases.append(Case("log_likelihood", _ll_judge(*params, where), args=params))
     far = (
         np.array([[0.0, 0.0], [1000.0, 900.0], [-700.0, 40.0]]),
@@ -259,8 +285,11 @@ def _log_likelihood_checks():
     near = (np.array([[30.0]]), np.array([1.0]), np.zeros((1, 1)), np.ones((1, 1, 1)))
     stability = [
         Case("log_likelihood", _ll_judge(*near, "one point at x=30, N(0, 1)"), args=near),
-        Case("log_likelihood", _ll_judge(*far, "log_likelihood on X (3, 2) with points far from "
-                                         "every mean"), args=far),
+        Case(
+            "log_likelihood",
+            _ll_judge(*far, "log_likelihood on X (3, 2) with points far from every mean"),
+            args=far,
+        ),
     ]
     return [
         Check("em_by_hand_log_likelihood_tests", ("em_by_hand_log_likelihood",), cases),
@@ -276,7 +305,8 @@ def reference_fit(X, means_init, n_iter):
     lls = [reference.log_likelihood(X, weights, means, covariances)]
     for _ in range(n_iter):
         weights, means, covariances = reference.m_step(
-            X, reference.e_step(X, weights, means, covariances))
+            X, reference.e_step(X, weights, means, covariances)
+        )
         lls.append(reference.log_likelihood(X, weights, means, covariances))
     return weights, means, covariances, lls
 
@@ -290,16 +320,21 @@ def _fit_judge(X, means_init, n_iter, where, compare=True):
         if problem:
             return problem
         weights, means, covariances, lls = value
-        for name, got, shape in [("weights", weights, (K,)), ("means", means, (K, D)),
-                                 ("covariances", covariances, (K, D, D))]:
+        for name, got, shape in [
+            ("weights", weights, (K,)),
+            ("means", means, (K, D)),
+            ("covariances", covariances, (K, D, D)),
+        ]:
             arr = as_array(got)
             if arr is None or arr.shape != shape:
                 got = None if arr is None else arr.shape
                 return f"{where}: {name} shape {got}, expected {shape}"
         lls = as_array(lls)
         if lls is None or lls.shape != (n_iter + 1,):
-            return (f"{where}: {0 if lls is None else lls.size} log-likelihoods, expected "
-                    f"{n_iter + 1} (the initial parameters, then one after each iteration)")
+            return (
+                f"{where}: {0 if lls is None else lls.size} log-likelihoods, expected "
+                f"{n_iter + 1} (the initial parameters, then one after each iteration)"
+            )
         if not compare:
             return None
         return first_failure(
@@ -325,8 +360,10 @@ def _monotone_judge(X, n_iter, where):
         steps = np.diff(lls)
         worst = int(np.argmin(steps))
         if steps[worst] < -1e-8 * abs(lls[worst]):
-            return (f"{where}: the log-likelihood went down at iteration {worst + 1}, from "
-                    f"{lls[worst]:.6f} to {lls[worst + 1]:.6f}; EM never decreases it")
+            return (
+                f"{where}: the log-likelihood went down at iteration {worst + 1}, from "
+                f"{lls[worst]:.6f} to {lls[worst + 1]:.6f}; EM never decreases it"
+            )
         return None
 
     return judge
@@ -336,8 +373,10 @@ def _calls_judge(n_iter, where):
     def judge(counts):
         e, m = counts.get("e_step", 0), counts.get("m_step", 0)
         if e < n_iter or m < n_iter:
-            return (f"{where}: your e_step ran {e} times and your m_step {m} times; fit_em "
-                    f"should call each of them once per iteration ({n_iter})")
+            return (
+                f"{where}: your e_step ran {e} times and your m_step {m} times; fit_em "
+                f"should call each of them once per iteration ({n_iter})"
+            )
         return None
 
     return judge
@@ -349,26 +388,47 @@ def _fit_em_checks():
     faithful = old_faithful(standardize=True)
     where = "fit_em on Old Faithful (standardised, (272, 2)), K=2, n_iter=12"
     cases = [
-        Case("fit_em", _fit_judge(small, small[[0, 20]], 3, "fit_em on X (30, 2), K=2, n_iter=3",
-                                  compare=False), args=(small, small[[0, 20]], 3)),
-        Case("fit_em", _fit_judge(faithful, faithful[[0, 1]], 12, where),
-             args=(faithful, faithful[[0, 1]], 12), count=("e_step", "m_step"),
-             judge_counts=_calls_judge(12, where)),
+        Case(
+            "fit_em",
+            _fit_judge(
+                small, small[[0, 20]], 3, "fit_em on X (30, 2), K=2, n_iter=3", compare=False
+            ),
+            args=(small, small[[0, 20]], 3),
+        ),
+        Case(
+            "fit_em",
+            _fit_judge(faithful, faithful[[0, 1]], 12, where),
+            args=(faithful, faithful[[0, 1]], 12),
+            count=("e_step", "m_step"),
+            judge_counts=_calls_judge(12, where),
+        ),
     ]
     blobs, _ = tilted_blobs(n_samples=240, random_state=7)
     blobs_where = "fit_em on tilted blobs (240, 2), K=3, n_iter=25"
     rng = np.random.default_rng(1)
     two = np.concatenate([rng.normal(-1, 0.7, size=(20, 2)), rng.normal(1.5, 0.7, size=(20, 2))])
     monotone = [
-        Case("fit_em", _monotone_judge(two, 5, "fit_em on X (40, 2), K=2, n_iter=5"),
-             args=(two, two[[0, 1]], 5)),
-        Case("fit_em", _monotone_judge(blobs, 25, blobs_where),
-             args=(blobs, blobs[[3, 100, 200]], 25)),
+        Case(
+            "fit_em",
+            _monotone_judge(two, 5, "fit_em on X (40, 2), K=2, n_iter=5"),
+            args=(two, two[[0, 1]], 5),
+        ),
+        Case(
+            "fit_em",
+            _monotone_judge(blobs, 25, blobs_where),
+            args=(blobs, blobs[[3, 100, 200]], 25),
+        ),
     ]
-    uses = ("em_by_hand_e_step", "em_by_hand_m_step", "em_by_hand_log_likelihood",
-            "em_by_hand_fit_em")
-    return [Check("em_by_hand_fit_em_tests", uses, cases),
-            Check("em_by_hand_fit_em_monotone", uses, monotone)]
+    uses = (
+        "em_by_hand_e_step",
+        "em_by_hand_m_step",
+        "em_by_hand_log_likelihood",
+        "em_by_hand_fit_em",
+    )
+    return [
+        Check("em_by_hand_fit_em_tests", uses, cases),
+        Check("em_by_hand_fit_em_monotone", uses, monotone),
+    ]
 
 
 def em_by_hand() -> AssignmentSpec:
@@ -393,8 +453,9 @@ def reference_run(X, weights, means, covariances, n_iter, reg_covar=0.0, tol=1e-
     s2 = np.trace(data_covariance(X)) / X.shape[1]
     lls = [reference.log_likelihood(X, weights, means, covariances)]
     for t in range(1, n_iter + 1):
-        new = reference.m_step(X, reference.e_step(X, weights, means, covariances),
-                               reg_covar=reg_covar)
+        new = reference.m_step(
+            X, reference.e_step(X, weights, means, covariances), reg_covar=reg_covar
+        )
         flags = reference_collapsed(new[2], s2, tol)
         if flags.any():
             return weights, means, covariances, lls, (t, int(np.argmax(flags)))
@@ -407,8 +468,10 @@ def _flags_judge(expected, where):
     def judge(value):
         arr = as_array(value)
         if arr is None or arr.shape != (len(expected),):
-            return (f"{where}: collapsed returned shape {None if arr is None else arr.shape}, "
-                    f"expected ({len(expected)},)")
+            return (
+                f"{where}: collapsed returned shape {None if arr is None else arr.shape}, "
+                f"expected ({len(expected)},)"
+            )
         got = [bool(v) for v in arr]
         if got != list(expected):
             return f"{where}: got {got}, expected {list(expected)}"
@@ -419,9 +482,15 @@ def _flags_judge(expected, where):
 
 def _collapsed_checks():
     visible = np.array([np.eye(2), [[1.0, 1.0], [1.0, 1.0]], [[np.nan, 0.0], [0.0, 1.0]]])
-    cases = [Case("collapsed", _flags_judge([False, True, True], "collapsed(identity, flat "
-                                            "[[1,1],[1,1]], NaN) with s2=1"),
-                  args=(visible, np.float64(1.0)))]
+    cases = [
+        Case(
+            "collapsed",
+            _flags_judge(
+                [False, True, True], "collapsed(identity, flat [[1,1],[1,1]], NaN) with s2=1"
+            ),
+            args=(visible, np.float64(1.0)),
+        )
+    ]
     rng = np.random.default_rng(9011)
     for D, scale in [(2, 1.0), (3, 1e-4), (4, 1e4)]:
         A = rng.normal(size=(5, D, D))
@@ -430,13 +499,25 @@ def _collapsed_checks():
         cov[1] = np.outer(v, v) * scale
         cov[3] = cov[3] + (-np.linalg.eigvalsh(cov[3]).min() + 0.5e-8 * scale) * np.eye(D)
         cov[4] = cov[4] + (-np.linalg.eigvalsh(cov[4]).min() + 2e-8 * scale) * np.eye(D)
-        where = (f"collapsed on covariances (5, {D}, {D}) with s2={scale:g} (components 3 and 4 "
-                 "have smallest eigenvalues 0.5e-8 and 2e-8 times s2)")
-        cases.append(Case("collapsed", _flags_judge([False, True, False, True, False], where),
-                          args=(cov, np.float64(scale))))
+        where = (
+            f"collapsed on covariances (5, {D}, {D}) with s2={scale:g} (components 3 and 4 "
+            "have smallest eigenvalues 0.5e-8 and 2e-8 times s2)"
+        )
+        cases.append(
+            Case(
+                "collapsed",
+                _flags_judge([False, True, False, True, False], where),
+                args=(cov, np.float64(scale)),
+            )
+        )
     inf = np.array([np.eye(2), [[np.inf, 0.0], [0.0, 1.0]]])
-    cases.append(Case("collapsed", _flags_judge([False, True], "collapsed with an infinite "
-                                                "covariance"), args=(inf, np.float64(1.0))))
+    cases.append(
+        Case(
+            "collapsed",
+            _flags_judge([False, True], "collapsed with an infinite covariance"),
+            args=(inf, np.float64(1.0)),
+        )
+    )
     return Check("break_it_collapsed_tests", ("break_it_collapsed",), cases)
 
 
@@ -457,14 +538,20 @@ def _run_judge(X, start, n_iter, reg, where):
             return f"{where}: collapse = {collapse}, expected {expected[4]} (iteration, component)"
         lls = as_array(value[3])
         if lls is None or lls.shape != (len(expected[3]),):
-            return (f"{where}: {0 if lls is None else lls.size} log-likelihoods, expected "
-                    f"{len(expected[3])}")
+            return (
+                f"{where}: {0 if lls is None else lls.size} log-likelihoods, expected "
+                f"{len(expected[3])}"
+            )
         return first_failure(
             close("log_likelihoods", lls, expected[3], where, rtol=1e-9, atol=1e-12),
-            *(close(name, got, exp, where + " (the last accepted parameters)", rtol=1e-9,
-                    atol=1e-12)
-              for name, got, exp in zip(("weights", "means", "covariances"), value[:3],
-                                        expected[:3], strict=True)),
+            *(
+                close(
+                    name, got, exp, where + " (the last accepted parameters)", rtol=1e-9, atol=1e-12
+                )
+                for name, got, exp in zip(
+                    ("weights", "means", "covariances"), value[:3], expected[:3], strict=True
+                )
+            ),
         )
 
     return judge
@@ -474,14 +561,28 @@ def _run_em_checks():
     X = collapse_data()
     first = collapse_init(X, 2, 0)
     two = (first[0], X[[0, 10]], first[2])
-    cases = [Case("run_em", _run_judge(X, two, 10, 0.0, "run_em on the collapse data, K=2 "
-                                       "(one mean per group), n_iter=10"), args=(X, *two, 10))]
+    cases = [
+        Case(
+            "run_em",
+            _run_judge(
+                X, two, 10, 0.0, "run_em on the collapse data, K=2 (one mean per group), n_iter=10"
+            ),
+            args=(X, *two, 10),
+        )
+    ]
     for seed, reg in [(2, 0.0), (8, 0.0), (5, 0.0), (6, 0.0), (3, 1e-3), (10, 0.0)]:
         start = collapse_init(X, 4, seed)
-        where = (f"run_em on the collapse data (20, 2), K=4, seed {seed}, reg_covar={reg}, "
-                 "n_iter=100")
-        cases.append(Case("run_em", _run_judge(X, start, 100, reg, where), args=(X, *start, 100),
-                          kwargs={"reg_covar": reg}))
+        where = (
+            f"run_em on the collapse data (20, 2), K=4, seed {seed}, reg_covar={reg}, n_iter=100"
+        )
+        cases.append(
+            Case(
+                "run_em",
+                _run_judge(X, start, 100, reg, where),
+                args=(X, *start, 100),
+                kwargs={"reg_covar": reg},
+            )
+        )
     return Check("break_it_run_em_tests", ("break_it_collapsed", "break_it_run_em"), cases)
 
 
@@ -491,8 +592,10 @@ def _seed_judge(value):
     X = collapse_data()
     result = reference_run(X, *collapse_init(X, 4, int(value)), 50)
     if result[4] is None:
-        return (f"with collapse_seed={int(value)} the reference loop (K=4, reg_covar=0) does not "
-                "collapse within 50 iterations")
+        return (
+            f"with collapse_seed={int(value)} the reference loop (K=4, reg_covar=0) does not "
+            "collapse within 50 iterations"
+        )
     return None
 
 
@@ -508,8 +611,11 @@ def _fix_judge(X, start, where):
         if any(a is None or a.shape != s for a, s in zip(arrays, shapes, strict=True)):
             return f"{where}: parameters should have shapes (4,), (4, 2), (4, 2, 2)"
         weights, means, covariances = arrays
-        if not (np.all(np.isfinite(covariances)) and np.all(np.isfinite(means))
-                and np.all(np.isfinite(weights))):
+        if not (
+            np.all(np.isfinite(covariances))
+            and np.all(np.isfinite(means))
+            and np.all(np.isfinite(weights))
+        ):
             return f"{where}: non-finite parameters"
         smallest = np.linalg.eigvalsh(covariances).min()
         if smallest <= 1e-4 * s2:
@@ -523,8 +629,10 @@ def _fix_judge(X, start, where):
         final = reference.log_likelihood(X, weights, means, covariances)
         initial = reference.log_likelihood(X, *start)
         if not final > initial:
-            return (f"{where}: the final log-likelihood {final:.4g} is not above the initial one "
-                    f"{initial:.4g}: the regulariser is so strong that nothing is fitted")
+            return (
+                f"{where}: the final log-likelihood {final:.4g} is not above the initial one "
+                f"{initial:.4g}: the regulariser is so strong that nothing is fitted"
+            )
         return None
 
     return judge
@@ -536,13 +644,17 @@ def break_it() -> AssignmentSpec:
     for seed in range(10):
         start = collapse_init(X, 4, seed)
         where = f"fit_without_collapse on the collapse data (20, 2), K=4, seed {seed}, n_iter=100"
-        fix_cases.append(Case("fit_without_collapse", _fix_judge(X, start, where),
-                              args=(X, *start, 100)))
+        fix_cases.append(
+            Case("fit_without_collapse", _fix_judge(X, start, where), args=(X, *start, 100))
+        )
     checks = [
         _collapsed_checks(),
         _run_em_checks(),
-        Check("break_it_collapse_seed_tests", ("break_it_collapse_seed",),
-              [Case("collapse_seed", _seed_judge, variable=True)]),
+        Check(
+            "break_it_collapse_seed_tests",
+            ("break_it_collapse_seed",),
+            [Case("collapse_seed", _seed_judge, variable=True)],
+        ),
         Check("break_it_fix_tests", ("break_it_fix",), fix_cases),
     ]
     return AssignmentSpec(checks=checks, blocked=())

@@ -1,8 +1,8 @@
 """``gmm-grade``: grade a folder of submissions end to end (see `grading.pipeline`).
 
-    gmm-grade SUBMISSIONS [--out graded]    grade everything
-    gmm-grade --update [--out graded]       after grading written answers in formgrader: fold
-                                            the hand-given marks into the CSVs and feedback
+gmm-grade SUBMISSIONS [--out graded]    grade everything
+gmm-grade --update [--out graded]       after grading written answers in formgrader: fold
+                                        the hand-given marks into the CSVs and feedback
 """
 
 from __future__ import annotations
@@ -20,25 +20,49 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="gmm-grade",
         description="Grade a folder of student submissions: collect, nbgrader autograde, "
-                    "out-of-kernel re-check, redacted feedback HTML, grades CSV.")
-    parser.add_argument("submissions", type=Path, nargs="?",
-                        help="folder with one sub-folder per student (<student>/<assignment>/"
-                             "<notebook>.ipynb or <student>/<notebook>.ipynb)")
-    parser.add_argument("--out", type=Path, default=Path("graded"),
-                        help="output folder (default: ./graded); holds the secret gradebook")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="students graded at once (default: 2 per core)")
-    parser.add_argument("--assignment", action="append", choices=sorted(ASSIGNMENTS),
-                        help="grade only this assignment (repeat for several; default: all)")
-    parser.add_argument("--step-timeout", type=float, default=8.0,
-                        help="seconds one re-check step may run (default 8)")
-    parser.add_argument("--no-sandbox", action="store_true",
-                        help="run student code WITHOUT the bubblewrap sandbox (limits only): "
-                             "a submission can then read the hidden tests and change other "
-                             "students' files; the summary and grades.csv say so")
-    parser.add_argument("--update", action="store_true",
-                        help="regrade nothing: read the marks given by hand in OUT/course/"
-                             "gradebook.db (formgrader) and rewrite OUT's CSVs and feedback")
+        "out-of-kernel re-check, redacted feedback HTML, grades CSV.",
+    )
+    parser.add_argument(
+        "submissions",
+        type=Path,
+        nargs="?",
+        help="folder with one sub-folder per student (<student>/<assignment>/"
+        "<notebook>.ipynb or <student>/<notebook>.ipynb)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("graded"),
+        help="output folder (default: ./graded); holds the secret gradebook",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="students graded at once (default: 2 per core)"
+    )
+    parser.add_argument(
+        "--assignment",
+        action="append",
+        choices=sorted(ASSIGNMENTS),
+        help="grade only this assignment (repeat for several; default: all)",
+    )
+    parser.add_argument(
+        "--step-timeout",
+        type=float,
+        default=8.0,
+        help="seconds one re-check step may run (default 8)",
+    )
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run student code WITHOUT the bubblewrap sandbox (limits only): "
+        "a submission can then read the hidden tests and change other "
+        "students' files; the summary and grades.csv say so",
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="regrade nothing: read the marks given by hand in OUT/course/"
+        "gradebook.db (formgrader) and rewrite OUT's CSVs and feedback",
+    )
     args = parser.parse_args(argv)
     if args.update:
         if args.submissions is not None:
@@ -53,14 +77,21 @@ def main(argv=None) -> int:
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder")
     try:
-        summary = grade_folder(args.submissions, args.out, jobs=args.jobs,
-                               step_timeout=args.step_timeout,
-                               assignments=tuple(args.assignment or ASSIGNMENTS),
-                               sandbox=not args.no_sandbox)
+        summary = grade_folder(
+            args.submissions,
+            args.out,
+            jobs=args.jobs,
+            step_timeout=args.step_timeout,
+            assignments=tuple(args.assignment or ASSIGNMENTS),
+            sandbox=not args.no_sandbox,
+        )
     except SandboxUnavailableError as e:
-        parser.exit(2, f"gmm-grade: refusing to grade: {e}\nStudent code would run with the "
-                       "grader's rights. Fix the sandbox (make setup installs bubblewrap; user "
-                       "namespaces must be enabled), or pass --no-sandbox knowingly.\n")
+        parser.exit(
+            2,
+            f"gmm-grade: refusing to grade: {e}\nStudent code would run with the "
+            "grader's rights. Fix the sandbox (make setup installs bubblewrap; user "
+            "namespaces must be enabled), or pass --no-sandbox knowingly.\n",
+        )
     return 0 if summary["students"] else 1
 
 

@@ -42,9 +42,11 @@ def configure(c) -> None:
     c.ClearSolutions.code_stub = {"python": CODE_STUB}
     c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
     # Feedback made by nbgrader itself (formgrader's button) must not show the hidden tests.
-    c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades",
-                                        "grading.feedback.HideHiddenTests",
-                                        "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
+    c.GenerateFeedback.preprocessors = [
+        "nbgrader.preprocessors.GetGrades",
+        "grading.feedback.HideHiddenTests",
+        "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    ]
     # History in memory: kernels running side by side must not share one IPython history file.
     c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
 

@@ -18,8 +18,9 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*$",
-                    re.S | re.M)
+HIDDEN = re.compile(
+    r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*$", re.S | re.M
+)
 HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -95,15 +96,22 @@ def summary_markdown(result) -> str:
     auto = [p for p in parts if p["kind"] == "auto"]
     got = sum(p["points"] or 0 for p in auto)
     total = sum(p["max_points"] for p in auto)
-    lines = [f"# Feedback: {result['assignment']} ({result['student']})", "",
-             f"**Autograded: {got:g} / {total:g}**. Written answers are graded by hand.", "",
-             "| part | points | out of | note |", "|---|---|---|---|"]
+    lines = [
+        f"# Feedback: {result['assignment']} ({result['student']})",
+        "",
+        f"**Autograded: {got:g} / {total:g}**. Written answers are graded by hand.",
+        "",
+        "| part | points | out of | note |",
+        "|---|---|---|---|",
+    ]
     for p in parts:
         note = (p.get("message") or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| `{p['grade_id']}` | {_fmt(p['points'])} | {p['max_points']:g} | {note} |")
     if result.get("flags"):
-        lines += ["", "Your instructor will look at this submission: "
-                  + "; ".join(result["flags"][:5])]
+        lines += [
+            "",
+            "Your instructor will look at this submission: " + "; ".join(result["flags"][:5]),
+        ]
     return "\n".join(lines)
 
 
@@ -138,9 +146,14 @@ def _scrub_outputs(cell, secret, withheld):
     """Drop any output that quotes hidden-test code (e.g. a cell that read the gradebook)."""
     clean = []
     for out in cell.get("outputs", []):
-        text = " ".join([str(out.get("text", "")), str(out.get("evalue", "")),
-                         " ".join(out.get("traceback") or []),
-                         str(out.get("data", {}).get("text/plain", ""))])
+        text = " ".join(
+            [
+                str(out.get("text", "")),
+                str(out.get("evalue", "")),
+                " ".join(out.get("traceback") or []),
+                str(out.get("data", {}).get("text/plain", "")),
+            ]
+        )
         if _leaks(text, secret):
             withheld.append(cell.metadata.get("nbgrader", {}).get("grade_id", "a cell"))
             out = nbformat.v4.new_output("stream", name="stdout", text=WITHHELD)
@@ -170,16 +183,22 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
         if _leaks(p.get("message") or "", secret):
             p["message"] = WITHHELD
     result["flags"] = [WITHHELD if _leaks(f, secret) else f for f in result.get("flags", [])]
-    source = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in source_nb.cells
-              if c.metadata.get("nbgrader")}
+    source = {
+        c.metadata.get("nbgrader", {}).get("grade_id"): c
+        for c in source_nb.cells
+        if c.metadata.get("nbgrader")
+    }
     parts = {p["grade_id"]: p for p in result["parts"]}
     cells = [nbformat.v4.new_markdown_cell(summary_markdown(result))]
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id")
         src = source.get(gid)
-        is_test = bool(src is not None and src.metadata["nbgrader"].get("grade")
-                       and not src.metadata["nbgrader"].get("solution"))
+        is_test = bool(
+            src is not None
+            and src.metadata["nbgrader"].get("grade")
+            and not src.metadata["nbgrader"].get("solution")
+        )
         if is_test or (src is not None and "BEGIN HIDDEN TESTS" in src.source):
             cell.source = visible_part(src.source)
             cell.outputs = [_last_line(out) for out in cell.get("outputs", [])]
@@ -195,7 +214,8 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
             p = parts[gid]
             note = f" — {p['message']}" if p.get("message") else ""
             score = nbformat.v4.new_markdown_cell(
-                f"**{gid}: {_fmt(p['points'])} / {p['max_points']:g}**{note}")
+                f"**{gid}: {_fmt(p['points'])} / {p['max_points']:g}**{note}"
+            )
             lost = p["points"] is not None and p["points"] < p["max_points"]
             score.metadata["feedback_class"] = "score lost" if lost else "score"
             cells.append(score)

@@ -50,8 +50,10 @@ def _place_notebooks(course: Path, work: Path, student: str, assignment: str) ->
             shutil.rmtree(dest)
     shutil.copytree(submitted, theirs.folder("submitted", assignment, student))
     theirs.folder("autograded", assignment, student).mkdir(parents=True)
-    shutil.copyfile(mine.graded_notebook(student, assignment),
-                    theirs.notebook("autograded", assignment, student))
+    shutil.copyfile(
+        mine.graded_notebook(student, assignment),
+        theirs.notebook("autograded", assignment, student),
+    )
     stamp = submitted / "timestamp.txt"
     return stamp.read_text().strip() if stamp.exists() else None
 
@@ -65,7 +67,8 @@ def _submission(gb, assignment: str, student: str, timestamp: str | None):
         # nbgrader builds the rows before adding them: without this, SQLAlchemy warns.
         with gb.db.no_autoflush:
             return gb.add_submission(
-                assignment, student, **({"timestamp": timestamp} if timestamp else {}))
+                assignment, student, **({"timestamp": timestamp} if timestamp else {})
+            )
     if timestamp:
         submission.timestamp = parse_utc(timestamp)
     return submission
@@ -87,7 +90,8 @@ def record(course: Path, work: Path, results: dict[str, list]) -> None:
                     grade.auto_score = p["points"]  # None: a written answer waiting for a human
                     # Flagged parts show up in formgrader's "needs manual grade" list too.
                     grade.needs_manual_grade = grade.manual_score is None and (
-                        p["points"] is None or bool(p.get("flagged")))
+                        p["points"] is None or bool(p.get("flagged"))
+                    )
                 gb.db.commit()
 
 
@@ -105,8 +109,9 @@ def hand_scores(course: Path) -> dict[tuple[str, str, str], float]:
                 for nb in submission.notebooks:
                     for grade in nb.grades:
                         if grade.manual_score is not None:
-                            scores[(submission.student.id, assignment.name, grade.name)] = (
-                                float(grade.manual_score) + float(grade.extra_credit or 0))
+                            scores[(submission.student.id, assignment.name, grade.name)] = float(
+                                grade.manual_score
+                            ) + float(grade.extra_credit or 0)
     return scores
 
 
@@ -120,7 +125,10 @@ def apply_hand_scores(results: dict[str, list], scores: dict) -> int:
                 if key in scores:
                     before = p["points"]
                     p["points"] = scores[key]
-                    p["message"] = ("graded by hand" if p["kind"] == "manual" or before is None
-                                    else f"set by hand (autograded {before:g})")
+                    p["message"] = (
+                        "graded by hand"
+                        if p["kind"] == "manual" or before is None
+                        else f"set by hand (autograded {before:g})"
+                    )
                     changed += 1
     return changed

@@ -52,10 +52,10 @@ UID_BASE = 3_000_000
 class Limits:
     """Resource limits of one process that runs student code (inherited by its children)."""
 
-    memory: int                 # RLIMIT_AS, bytes
-    cpu: int                    # RLIMIT_CPU, seconds (a backstop: wall timeouts act first)
-    fsize: int = 64 * 1024**2   # RLIMIT_FSIZE, bytes
-    nproc: int = NPROC          # RLIMIT_NPROC (binds only a non-root uid)
+    memory: int  # RLIMIT_AS, bytes
+    cpu: int  # RLIMIT_CPU, seconds (a backstop: wall timeouts act first)
+    fsize: int = 64 * 1024**2  # RLIMIT_FSIZE, bytes
+    nproc: int = NPROC  # RLIMIT_NPROC (binds only a non-root uid)
 
     def apply(self) -> None:
         """Set the limits on this process (call in the child before exec: ``preexec_fn``)."""
@@ -78,9 +78,14 @@ def sandbox_uid(slot: int) -> int:
 def python_env() -> list[Path]:
     """Folders that hold this Python: the base interpreter, the virtualenv, site-packages, and
     the repository's gmmlib/ (an editable install)."""
-    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.exec_prefix),
-             Path(sysconfig.get_paths()["purelib"]), Path(sysconfig.get_paths()["platlib"]),
-             REPO / "gmmlib"}
+    paths = {
+        Path(sys.base_prefix),
+        Path(sys.prefix),
+        Path(sys.exec_prefix),
+        Path(sysconfig.get_paths()["purelib"]),
+        Path(sysconfig.get_paths()["platlib"]),
+        REPO / "gmmlib",
+    }
     return sorted(p.resolve() for p in paths if p.exists())
 
 
@@ -105,9 +110,22 @@ class Sandbox:
     env: dict = field(default_factory=dict)
 
     def command(self, argv: list[str]) -> list[str]:
-        args = [BWRAP, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args = [
+            BWRAP,
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--die-with-parent",
+            "--new-session",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+        ]
         system = [Path(p) for p in ("/usr", "/etc", "/lib", "/lib64", "/lib32", "/bin", "/sbin")]
         for path in system:
             if path.is_symlink():
@@ -134,19 +152,37 @@ class Sandbox:
         for path in [self.scratch, *self.writable]:
             args += parents(path) + ["--bind", str(path), str(path)]
         args += ["--chdir", str(self.scratch), "--clearenv"]
-        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8",
-               "HOME": str(self.scratch), "TMPDIR": "/tmp",
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "MALLOC_ARENA_MAX": "2", "MPLBACKEND": "Agg",
-               "MPLCONFIGDIR": str(self.scratch / ".matplotlib"),
-               "IPYTHONDIR": str(self.scratch / ".ipython"),
-               "PYDEVD_DISABLE_FILE_VALIDATION": "1", **self.env}
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": str(self.scratch),
+            "TMPDIR": "/tmp",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MALLOC_ARENA_MAX": "2",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": str(self.scratch / ".matplotlib"),
+            "IPYTHONDIR": str(self.scratch / ".ipython"),
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            **self.env,
+        }
         for key, value in env.items():
             args += ["--setenv", key, value]
         if self.uid is not None:
-            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", SETPRIV,
-                     f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                     "--inh-caps=-all", "--bounding-set=-all"]
+            args += [
+                "--cap-add",
+                "CAP_SETUID",
+                "--cap-add",
+                "CAP_SETGID",
+                "--",
+                SETPRIV,
+                f"--reuid={self.uid}",
+                f"--regid={self.uid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ]
         else:
             args += ["--unshare-user", "--"]
         return args + list(argv)
@@ -175,8 +211,13 @@ def build_font_cache(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if not list(folder.glob("fontlist-*.json")):
         env = dict(os.environ, MPLCONFIGDIR=str(folder), MPLBACKEND="Agg")
-        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env,
-                       check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-c", "import matplotlib.font_manager"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     return folder
 
 
@@ -216,8 +257,9 @@ def probe(scratch: Path, uid: int | None) -> dict:
     the first check that failed.
     """
     if not Path(BWRAP).exists():
-        raise SandboxUnavailableError(f"{BWRAP} is missing: install Debian's bubblewrap "
-                                 "(make setup does, as root)")
+        raise SandboxUnavailableError(
+            f"{BWRAP} is missing: install Debian's bubblewrap (make setup does, as root)"
+        )
     if uid is not None and not Path(SETPRIV).exists():
         raise SandboxUnavailableError(f"{SETPRIV} is missing (util-linux)")
     sandbox = Sandbox(scratch=scratch, uid=uid)
@@ -226,19 +268,27 @@ def probe(scratch: Path, uid: int | None) -> dict:
     outside = scratch.parent / "outside-probe"
     home = Path.home()
     bound = python_env() + [scratch]
-    private = [str(p) for p in sorted(home.iterdir())
-               if not any(p == b or p in b.parents for b in bound)][:20] if home.is_dir() else []
-    argv = sandbox.command([sys.executable, "-I", "-c", _PROBE, str(outside),
-                            json.dumps(private)])
+    private = (
+        [
+            str(p)
+            for p in sorted(home.iterdir())
+            if not any(p == b or p in b.parents for b in bound)
+        ][:20]
+        if home.is_dir()
+        else []
+    )
+    argv = sandbox.command([sys.executable, "-I", "-c", _PROBE, str(outside), json.dumps(private)])
     limits = Limits(memory=8 * 1024**3, cpu=120)
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                              preexec_fn=limits.apply)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, preexec_fn=limits.apply
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SandboxUnavailableError(f"bubblewrap did not run: {exc}") from exc
     if proc.returncode != 0:
-        raise SandboxUnavailableError(f"bubblewrap failed (exit {proc.returncode}): "
-                                 f"{proc.stderr.strip()[-400:]}")
+        raise SandboxUnavailableError(
+            f"bubblewrap failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}"
+        )
     try:
         seen = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError) as exc:

@@ -33,8 +33,13 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
         "display_name": "Python 3 (graded, sandboxed)",
         "language": "python",
         "interrupt_mode": "message",
-        "env": {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                "MALLOC_ARENA_MAX": "2", "MPLBACKEND": "Agg"},
+        "env": {
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MALLOC_ARENA_MAX": "2",
+            "MPLBACKEND": "Agg",
+        },
     }
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder
@@ -54,9 +59,12 @@ def main(argv=None) -> None:
         limits.apply()
         os.environ.pop("JPY_PARENT_PID", None)
         os.execv(sys.executable, kernel)
-    sandbox = Sandbox(scratch=Path(settings["scratch"]),
-                      readable=[Path(p) for p in settings.get("readable", [])],
-                      writable=[Path(connection_file).parent], uid=settings.get("uid"))
+    sandbox = Sandbox(
+        scratch=Path(settings["scratch"]),
+        readable=[Path(p) for p in settings.get("readable", [])],
+        writable=[Path(connection_file).parent],
+        uid=settings.get("uid"),
+    )
     sandbox.prepare(Path(settings["font_cache"]) if settings.get("font_cache") else None)
     if sandbox.uid is not None:  # jupyter_client wrote it 0600 for us: the kernel must read it
         os.chown(connection_file, sandbox.uid, sandbox.uid)

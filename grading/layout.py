@@ -39,11 +39,13 @@ class Course:
     def folder(self, step: str, assignment: str, student: str = ".") -> Path:
         """``step``: "source", "release", "submitted", "autograded" or "feedback"."""
         coursedir = _course_directory(str(self.root))
-        name = {"source": coursedir.source_directory,
-                "release": coursedir.release_directory,
-                "submitted": coursedir.submitted_directory,
-                "autograded": coursedir.autograded_directory,
-                "feedback": coursedir.feedback_directory}[step]
+        name = {
+            "source": coursedir.source_directory,
+            "release": coursedir.release_directory,
+            "submitted": coursedir.submitted_directory,
+            "autograded": coursedir.autograded_directory,
+            "feedback": coursedir.feedback_directory,
+        }[step]
         return Path(coursedir.format_path(name, student, assignment)).resolve()
 
     def notebook(self, step: str, assignment: str, student: str = ".") -> Path:
@@ -66,8 +68,9 @@ class Course:
         or the submitted one when the kernel did not finish (nbgrader keeps no autograded
         copy then)."""
         autograded = self.notebook("autograded", assignment, student)
-        return autograded if autograded.exists() else self.notebook("submitted", assignment,
-                                                                    student)
+        return (
+            autograded if autograded.exists() else self.notebook("submitted", assignment, student)
+        )
 
 
 def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
@@ -96,12 +99,12 @@ class Part:
 
     grade_id: str
     max_points: float
-    kind: str                          # "auto" (tests) or "manual" (a written answer)
-    points: float | None = None        # the final points; None: waiting for a human
+    kind: str  # "auto" (tests) or "manual" (a written answer)
+    points: float | None = None  # the final points; None: waiting for a human
     kernel_points: float | None = None  # nbgrader's score in the student's kernel
-    recheck: str | None = None         # the out-of-kernel re-check's verdict
-    flagged: str = ""                  # patching found in the code the part depends on
-    message: str = ""                  # why points were lost, in words
+    recheck: str | None = None  # the out-of-kernel re-check's verdict
+    flagged: str = ""  # patching found in the code the part depends on
+    message: str = ""  # why points were lost, in words
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,8 +112,10 @@ class Part:
 
 def unsubmitted(source_nb) -> list[dict]:
     """Every part of a notebook the student did not hand in: 0 points each."""
-    return [Part(g, p, k, points=0.0, message="not submitted").to_dict()
-            for g, p, k in graded_cells(source_nb)]
+    return [
+        Part(g, p, k, points=0.0, message="not submitted").to_dict()
+        for g, p, k in graded_cells(source_nb)
+    ]
 
 
 _SECRET = {}

@@ -43,7 +43,7 @@ from grading.kernel import write_kernelspec
 from grading.layout import Course, course_secret, feedback_page, graded_cells, unsubmitted
 from grading.release import generate
 
-STUDENT_TIMEOUT = 600.0   # seconds for all of one student's notebooks (a backstop)
+STUDENT_TIMEOUT = 600.0  # seconds for all of one student's notebooks (a backstop)
 RESULTS = "results.json"  # every student's result, as graded (before any hand marks)
 NO_SANDBOX = "none (--no-sandbox)"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
@@ -67,8 +67,9 @@ def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tu
             if path is None and len(nested) == 1:
                 path = nested[0]
             elif path is None and len(nested) > 1:
-                problems.append((student, assignment, "several notebooks; none named "
-                                 f"{notebook}: not graded"))
+                problems.append(
+                    (student, assignment, f"several notebooks; none named {notebook}: not graded")
+                )
             found[assignment] = path
         if not any(found.values()):
             problems.append((student, "", "no notebook found"))
@@ -81,8 +82,8 @@ def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tu
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)
                 (dest.parent / "timestamp.txt").write_text(
-                    time.strftime("%Y-%m-%d %H:%M:%S.000000 UTC",
-                                  time.gmtime(path.stat().st_mtime)))
+                    time.strftime("%Y-%m-%d %H:%M:%S.000000 UTC", time.gmtime(path.stat().st_mtime))
+                )
         root.mkdir(parents=True, exist_ok=True)
         students[student] = found
     return students, problems
@@ -101,9 +102,14 @@ class Worker:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grading.worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.log, env=self.env, cwd=REPO,
-            start_new_session=True)
+            [sys.executable, "-m", "grading.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=self.env,
+            cwd=REPO,
+            start_new_session=True,
+        )
 
     def submit(self, job):
         self.job, self.started, self.buffer = job, time.monotonic(), b""
@@ -148,7 +154,7 @@ def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIME
         for fd in ready:
             w = fds[fd]
             chunk = os.read(fd, 4096)
-            if not chunk:                      # the worker died: restart it
+            if not chunk:  # the worker died: restart it
                 job = w.job
                 w.job = None
                 w.kill()
@@ -199,13 +205,23 @@ def prepare_isolation(out: Path, sandbox: bool = True) -> dict:
         seen = probe(probe_dir / "scratch", uid)
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
-    return {"sandbox": True, "uid_base": uid, "vm_peak": seen["vm_peak"],
-            "font_cache": str(build_font_cache(out / "jupyter" / "matplotlib"))}
+    return {
+        "sandbox": True,
+        "uid_base": uid,
+        "vm_peak": seen["vm_peak"],
+        "font_cache": str(build_font_cache(out / "jupyter" / "matplotlib")),
+    }
 
 
-def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
-                 step_timeout: float = 8.0, assignments=tuple(ASSIGNMENTS),
-                 progress=sys.stderr, sandbox: bool = True) -> dict:
+def grade_folder(
+    submissions: Path,
+    out: Path,
+    jobs: int | None = None,
+    step_timeout: float = 8.0,
+    assignments=tuple(ASSIGNMENTS),
+    progress=sys.stderr,
+    sandbox: bool = True,
+) -> dict:
     """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``).
 
     ``sandbox=False`` (``gmm-grade --no-sandbox``) runs student code without bubblewrap, under
@@ -223,8 +239,10 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
     work = out / "work"
     students, problems = collect(submissions, work, assignments)
     n_workers = jobs or default_jobs()
-    print(f"collected {len(students)} students from {submissions}; grading on {n_workers} "
-          "processes", file=progress)
+    print(
+        f"collected {len(students)} students from {submissions}; grading on {n_workers} processes",
+        file=progress,
+    )
     env = tool_env()
     write_kernelspec(out / "jupyter")
     env["JUPYTER_PATH"] = str(out / "jupyter")
@@ -234,12 +252,19 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
     if feedback.exists():
         shutil.rmtree(feedback)
     template = empty_copy(course, work / ".gradebook-template.db")
-    job_list = [{"student": s, "root": str(work / s), "course": str(course),
-                 "gradebook": str(template),
-                 "feedback": str(feedback), "step_timeout": step_timeout,
-                 "isolation": isolation,
-                 "assignments": [a for a, p in found.items() if p is not None] or []}
-                for s, found in students.items()]
+    job_list = [
+        {
+            "student": s,
+            "root": str(work / s),
+            "course": str(course),
+            "gradebook": str(template),
+            "feedback": str(feedback),
+            "step_timeout": step_timeout,
+            "isolation": isolation,
+            "assignments": [a for a, p in found.items() if p is not None] or [],
+        }
+        for s, found in students.items()
+    ]
     results: dict[str, list] = {}
     done = [0]
 
@@ -252,24 +277,48 @@ def grade_folder(submissions: Path, out: Path, jobs: int | None = None,
         else:
             error = Path(job["root"], "worker-error.txt")
             reason = note or (error.read_text()[-300:] if error.exists() else "no result")
-            results[student] = [{"student": student, "assignment": a, "status": "grader-error",
-                                 "parts": [], "flags": [reason]} for a in job["assignments"]]
+            results[student] = [
+                {
+                    "student": student,
+                    "assignment": a,
+                    "status": "grader-error",
+                    "parts": [],
+                    "flags": [reason],
+                }
+                for a in job["assignments"]
+            ]
         text = ", ".join(f"{r['assignment']} {_score(r)}" for r in results[student])
-        print(f"[{done[0]:>{len(str(len(job_list)))}}/{len(job_list)}] "
-              f"{_fmt_elapsed(time.monotonic() - t0)} elapsed  {student}: {text}",
-              file=progress, flush=True)
+        print(
+            f"[{done[0]:>{len(str(len(job_list)))}}/{len(job_list)}] "
+            f"{_fmt_elapsed(time.monotonic() - t0)} elapsed  {student}: {text}",
+            file=progress,
+            flush=True,
+        )
 
     with open(out / "grading.log", "wb") as log:
         run_workers(job_list, n_workers, env, log, on_done)
-    (out / RESULTS).write_text(json.dumps(
-        {"assignments": list(assignments), "students": sorted(students),
-         "problems": problems, "results": results, "sandbox": sandbox_name}, indent=1))
+    (out / RESULTS).write_text(
+        json.dumps(
+            {
+                "assignments": list(assignments),
+                "students": sorted(students),
+                "problems": problems,
+                "results": results,
+                "sandbox": sandbox_name,
+            },
+            indent=1,
+        )
+    )
     record(course, work, results)
     apply_hand_scores(results, hand_scores(course))  # marks kept from an earlier run
     rows = export(out, students, results, sources, problems, sandbox_name)
-    summary = {"students": len(students), "seconds": round(time.monotonic() - t0, 1),
-               "sandbox": sandbox_name,
-               "needs_review": rows["review"], "failures": rows["failures"]}
+    summary = {
+        "students": len(students),
+        "seconds": round(time.monotonic() - t0, 1),
+        "sandbox": sandbox_name,
+        "needs_review": rows["review"],
+        "failures": rows["failures"],
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary, out, progress)
     return summary
@@ -281,24 +330,40 @@ def update(out: Path, progress=sys.stderr) -> dict:
     out = Path(out).resolve()
     saved = out / RESULTS
     if not saved.is_file():
-        raise FileNotFoundError(f"{out} holds no graded run ({RESULTS} is missing): run "
-                                f"gmm-grade SUBMISSIONS --out {out} first")
+        raise FileNotFoundError(
+            f"{out} holds no graded run ({RESULTS} is missing): run "
+            f"gmm-grade SUBMISSIONS --out {out} first"
+        )
     run = json.loads(saved.read_text())
     course, work = out / "course", out / "work"
     sources = {a: Course(course).source_notebook(a) for a in run["assignments"]}
     results = run["results"]
     changed = apply_hand_scores(results, hand_scores(course))
-    rows = export(out, run["students"], results, sources, [tuple(p) for p in run["problems"]],
-                  run.get("sandbox", "bubblewrap"))
+    rows = export(
+        out,
+        run["students"],
+        results,
+        sources,
+        [tuple(p) for p in run["problems"]],
+        run.get("sandbox", "bubblewrap"),
+    )
     secret = course_secret(course)
     for student, rs in results.items():
         for r in rs:
             if was_graded(r):
                 a = r["assignment"]
-                write_feedback(Course(work / student).graded_notebook(student, a), sources[a],
-                               r, feedback_page(out / "feedback", student, a), secret)
-    print(f"{changed} part(s) scored by hand in {Course(course).gradebook}; rewrote grades.csv, "
-          "parts.csv, needs_review.csv, failures.txt and the feedback pages", file=progress)
+                write_feedback(
+                    Course(work / student).graded_notebook(student, a),
+                    sources[a],
+                    r,
+                    feedback_page(out / "feedback", student, a),
+                    secret,
+                )
+    print(
+        f"{changed} part(s) scored by hand in {Course(course).gradebook}; rewrote grades.csv, "
+        "parts.csv, needs_review.csv, failures.txt and the feedback pages",
+        file=progress,
+    )
     return {"hand_scored": changed, "needs_review": rows["review"]}
 
 
@@ -311,10 +376,29 @@ def _score(result):
     return f"{got:g}/{sum(p['max_points'] for p in auto):g}{flag}"
 
 
-GRADES_HEADER = ["student_id", "assignment", "status", "autograded", "autograded_max",
-                 "manual", "manual_max", "needs_review", "sandbox"]
-PARTS_HEADER = ["student_id", "assignment", "grade_id", "kind", "points", "max_points",
-                "kernel_points", "recheck", "flagged", "message"]
+GRADES_HEADER = [
+    "student_id",
+    "assignment",
+    "status",
+    "autograded",
+    "autograded_max",
+    "manual",
+    "manual_max",
+    "needs_review",
+    "sandbox",
+]
+PARTS_HEADER = [
+    "student_id",
+    "assignment",
+    "grade_id",
+    "kind",
+    "points",
+    "max_points",
+    "kernel_points",
+    "recheck",
+    "flagged",
+    "message",
+]
 
 
 def _fmt(points) -> str:
@@ -325,21 +409,42 @@ def _grade_row(student, assignment, r, cells, sandbox) -> list:
     """One grades.csv row (before the per-part columns)."""
     auto = [p for p in r["parts"] if p["kind"] == "auto"]
     manual = [p for p in r["parts"] if p["kind"] == "manual"]
-    manual_pts = ("pending" if any(p["points"] is None for p in manual)
-                  else f"{sum(p['points'] for p in manual):g}")
+    manual_pts = (
+        "pending"
+        if any(p["points"] is None for p in manual)
+        else f"{sum(p['points'] for p in manual):g}"
+    )
     auto_max = sum(points for _, points, kind in cells if kind == "auto")
     manual_max = sum(points for _, points, kind in cells if kind == "manual")
     # a submission the grader could not grade has no score, not a 0
     got = f"{sum(p['points'] or 0 for p in auto):g}" if auto else ""
-    return [student, assignment, r["status"], got, f"{auto_max:g}", manual_pts, f"{manual_max:g}",
-            "yes" if _needs_review(r) else "no", sandbox]
+    return [
+        student,
+        assignment,
+        r["status"],
+        got,
+        f"{auto_max:g}",
+        manual_pts,
+        f"{manual_max:g}",
+        "yes" if _needs_review(r) else "no",
+        sandbox,
+    ]
 
 
 def _part_row(student, assignment, p) -> list:
     kernel = "" if p.get("kernel_points") is None else f"{p['kernel_points']:g}"
-    return [student, assignment, p["grade_id"], p["kind"], _fmt(p["points"]),
-            f"{p['max_points']:g}", kernel, p.get("recheck") or "", p.get("flagged", ""),
-            p.get("message", "")]
+    return [
+        student,
+        assignment,
+        p["grade_id"],
+        p["kind"],
+        _fmt(p["points"]),
+        f"{p['max_points']:g}",
+        kernel,
+        p.get("recheck") or "",
+        p.get("flagged", ""),
+        p.get("message", ""),
+    ]
 
 
 def _needs_review(r) -> bool:
@@ -347,8 +452,12 @@ def _needs_review(r) -> bool:
 
 
 def _lost_points(r, p) -> bool:
-    return (p["kind"] == "auto" and p["points"] is not None and p["points"] < p["max_points"]
-            and r["status"] != "missing")
+    return (
+        p["kind"] == "auto"
+        and p["points"] is not None
+        and p["points"] < p["max_points"]
+        and r["status"] != "missing"
+    )
 
 
 def export(out, students, results, sources, problems, sandbox="bubblewrap"):
@@ -362,29 +471,44 @@ def export(out, students, results, sources, problems, sandbox="bubblewrap"):
     for student in sorted(students):
         for assignment in sources:
             r = by_key.get((student, assignment)) or {
-                "status": "missing", "flags": ["no notebook submitted"],
-                "parts": unsubmitted(sources[assignment])}
+                "status": "missing",
+                "flags": ["no notebook submitted"],
+                "parts": unsubmitted(sources[assignment]),
+            }
             parts = {p["grade_id"]: p for p in r["parts"]}
-            grade_rows.append(_grade_row(student, assignment, r, cells[assignment], sandbox)
-                              + ["" if g not in parts else _fmt(parts[g]["points"])
-                                 for g in all_parts])
+            grade_rows.append(
+                _grade_row(student, assignment, r, cells[assignment], sandbox)
+                + ["" if g not in parts else _fmt(parts[g]["points"]) for g in all_parts]
+            )
             part_rows += [_part_row(student, assignment, p) for p in r["parts"]]
             for p in r["parts"]:
                 if _lost_points(r, p):
                     failures[p["grade_id"]] += 1
                     examples.setdefault(p["grade_id"], f"{student}: {p.get('message')}")
             if _needs_review(r):
-                review.append({"student_id": student, "assignment": assignment,
-                               "status": r["status"],
-                               "reasons": "; ".join(r.get("flags", []))[:1000]})
-    review += [{"student_id": student, "assignment": assignment, "status": "collect",
-                "reasons": reason} for student, assignment, reason in problems]
+                review.append(
+                    {
+                        "student_id": student,
+                        "assignment": assignment,
+                        "status": r["status"],
+                        "reasons": "; ".join(r.get("flags", []))[:1000],
+                    }
+                )
+    review += [
+        {"student_id": student, "assignment": assignment, "status": "collect", "reasons": reason}
+        for student, assignment, reason in problems
+    ]
     _write_csv(out / "grades.csv", GRADES_HEADER + all_parts, grade_rows)
     _write_csv(out / "parts.csv", PARTS_HEADER, part_rows)
-    _write_csv(out / "needs_review.csv", ["student_id", "assignment", "status", "reasons"],
-               [list(r.values()) for r in review])
-    lines = [f"{gid}: {n} submission(s) lost points, e.g. {examples[gid]}"
-             for gid, n in failures.most_common()]
+    _write_csv(
+        out / "needs_review.csv",
+        ["student_id", "assignment", "status", "reasons"],
+        [list(r.values()) for r in review],
+    )
+    lines = [
+        f"{gid}: {n} submission(s) lost points, e.g. {examples[gid]}"
+        for gid, n in failures.most_common()
+    ]
     (out / "failures.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     return {"review": review, "failures": dict(failures)}
 
@@ -397,15 +521,23 @@ def _write_csv(path: Path, header: list, rows: list) -> None:
 
 
 def print_summary(summary, out, stream):
-    print(f"\ngraded {summary['students']} students in {summary['seconds']:.1f} s "
-          f"(student code sandboxed: {summary['sandbox']})", file=stream)
+    print(
+        f"\ngraded {summary['students']} students in {summary['seconds']:.1f} s "
+        f"(student code sandboxed: {summary['sandbox']})",
+        file=stream,
+    )
     print("failures per test (submissions that lost points):", file=stream)
     for gid, n in sorted(summary["failures"].items(), key=lambda kv: -kv[1]):
         print(f"  {n:>4}  {gid}", file=stream)
     if summary["needs_review"]:
         print(f"needs a human look ({len(summary['needs_review'])}):", file=stream)
         for r in summary["needs_review"]:
-            print(f"  {r['student_id']} {r['assignment']} [{r['status']}] {r['reasons'][:160]}",
-                  file=stream)
-    print(f"grades: {out / 'grades.csv'}  parts: {out / 'parts.csv'}  review: "
-          f"{out / 'needs_review.csv'}  feedback: {out / 'feedback'}", file=stream)
+            print(
+                f"  {r['student_id']} {r['assignment']} [{r['status']}] {r['reasons'][:160]}",
+                file=stream,
+            )
+    print(
+        f"grades: {out / 'grades.csv'}  parts: {out / 'parts.csv'}  review: "
+        f"{out / 'needs_review.csv'}  feedback: {out / 'feedback'}",
+        file=stream,
+    )

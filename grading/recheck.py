@@ -33,7 +33,7 @@ from grading import checks as checks_module
 from grading.scan import imported_names, scan_cell, strip_magics
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
-STEP_TIMEOUT = 8.0               # seconds of wall time for one cell or one test's cases
+STEP_TIMEOUT = 8.0  # seconds of wall time for one cell or one test's cases
 
 
 def _nbgrader(cell):
@@ -43,9 +43,13 @@ def _nbgrader(cell):
 def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode):
     """The code cells to run, in order: [{"name", "source", "answer": grade_id or None}]."""
     source_cells = {_nbgrader(c).get("grade_id"): c for c in source.cells if _nbgrader(c)}
-    locked = [gid for gid, c in source_cells.items()
-              if c.cell_type == "code" and not _nbgrader(c).get("grade")
-              and not _nbgrader(c).get("solution")]
+    locked = [
+        gid
+        for gid, c in source_cells.items()
+        if c.cell_type == "code"
+        and not _nbgrader(c).get("grade")
+        and not _nbgrader(c).get("solution")
+    ]
     seen_locked = set()
     steps, added = [], 0
     for cell in submitted.cells:
@@ -62,8 +66,11 @@ def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNo
             seen_locked.add(gid)
             steps.append({"name": gid, "source": src_cell.source, "answer": "<course>"})
         # test cells are not run: the judging happens outside
-    missing = [{"name": gid, "source": source_cells[gid].source, "answer": "<course>"}
-               for gid in locked if gid not in seen_locked]
+    missing = [
+        {"name": gid, "source": source_cells[gid].source, "answer": "<course>"}
+        for gid in locked
+        if gid not in seen_locked
+    ]
     return missing + steps
 
 
@@ -107,8 +114,9 @@ class _StepClock:
         self.cpu0, self.wall_deadline = _cpu_seconds(self.pid), time.monotonic() + 4 * self.limit
 
     def expired(self):
-        return (_cpu_seconds(self.pid) - self.cpu0 > self.limit
-                or time.monotonic() > self.wall_deadline)
+        return (
+            _cpu_seconds(self.pid) - self.cpu0 > self.limit or time.monotonic() > self.wall_deadline
+        )
 
 
 def _kill(proc):
@@ -127,9 +135,16 @@ def _child_command(workdir: Path, first: int, isolation: dict | None):
     limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
     argv = [sys.executable, "-I", "-S", str(SANDBOX), str(workdir), str(first)]
     if not isolation.get("sandbox"):
-        env = {"PATH": "/usr/bin:/bin", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "HOME": "/nonexistent",
-               "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MALLOC_ARENA_MAX": "2",
+            "HOME": "/nonexistent",
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+        }
         return argv, env, limits
     sandbox = Sandbox(scratch=workdir, readable=[SANDBOX], uid=isolation.get("uid"))
     sandbox.prepare(Path(isolation["font_cache"]) if isolation.get("font_cache") else None)
@@ -146,15 +161,17 @@ def _survivors(uid: int | None, expected: int = 1) -> int:
             try:
                 with open(f"/proc/{entry}/status") as f:
                     fields = dict(ln.split(":", 1) for ln in f if ":" in ln)
-                alive += (int(fields["Uid"].split()[0]) == uid
-                          and not fields["State"].strip().startswith("Z"))  # zombies are gone
+                alive += int(fields["Uid"].split()[0]) == uid and not fields[
+                    "State"
+                ].strip().startswith("Z")  # zombies are gone
             except (OSError, KeyError, ValueError):
                 pass
     return max(alive - expected, 0)
 
 
-def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT,
-                isolation: dict | None = None) -> tuple[dict, dict]:
+def run_sandbox(
+    workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT, isolation: dict | None = None
+) -> tuple[dict, dict]:
     """Run the plan's steps in sandbox processes; ({step index: result dict}, observations).
 
     Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed".
@@ -172,8 +189,14 @@ def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT,
     for _attempt in range(len(steps) + 1):
         argv, env, limits = _child_command(workdir, first, isolation)
         proc = subprocess.Popen(
-            argv, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, preexec_fn=limits.apply, start_new_session=True,
+            argv,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=limits.apply,
+            start_new_session=True,
         )
         try:
             proc.stdin.write((json.dumps(plan) + "\n").encode())
@@ -192,16 +215,19 @@ def run_sandbox(workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT,
                     if current is not None:
                         results[current] = {
                             "status": "timeout",
-                            "error": f"no result after {step_timeout:g} s of CPU time (killed)"}
+                            "error": f"no result after {step_timeout:g} s of CPU time (killed)",
+                        }
                     break
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
                 code = proc.wait()
                 if current is not None:
-                    how = (f"signal {-code}" if code < 0 else f"exit code {code}")
-                    results[current] = {"status": "crashed",
-                                        "error": f"the process ended during this step ({how})"}
+                    how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                    results[current] = {
+                        "status": "crashed",
+                        "error": f"the process ended during this step ({how})",
+                    }
                 break
             buffer += chunk
             while b"\n" in buffer:
@@ -253,8 +279,14 @@ def _shape_text(args):
     return ", ".join(shapes)
 
 
-def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, workdir: Path,
-                     step_timeout: float = STEP_TIMEOUT, isolation: dict | None = None) -> dict:
+def recheck_notebook(
+    submitted_path: Path,
+    source_path: Path,
+    assignment: str,
+    workdir: Path,
+    step_timeout: float = STEP_TIMEOUT,
+    isolation: dict | None = None,
+) -> dict:
     """Scan and re-run one submitted notebook; return findings and a verdict per test cell.
 
     ``isolation``: the pipeline's sandbox settings (`grading.isolation`); None runs the child
@@ -265,10 +297,19 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
     try:
         submitted = nbformat.read(submitted_path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a result to report
-        return {"readable": False, "error": f"cannot read the notebook: {exc}", "findings": {},
-                "verdicts": {c.grade_id: {"passed": False, "status": "unreadable",
-                                          "message": "the notebook could not be read"}
-                             for c in spec.checks}}
+        return {
+            "readable": False,
+            "error": f"cannot read the notebook: {exc}",
+            "findings": {},
+            "verdicts": {
+                c.grade_id: {
+                    "passed": False,
+                    "status": "unreadable",
+                    "message": "the notebook could not be read",
+                }
+                for c in spec.checks
+            },
+        }
     source = nbformat.read(source_path, as_version=4)
     code_cells = notebook_steps(submitted, source)
     known = set().union(*(imported_names(c["source"]) for c in code_cells)) if code_cells else set()
@@ -282,8 +323,9 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
 
     arrays, steps = {}, []
     for cell in code_cells:
-        steps.append({"kind": "cell", "name": cell["name"],
-                      "source": strip_magics(cell["source"])[0]})
+        steps.append(
+            {"kind": "cell", "name": cell["name"], "source": strip_magics(cell["source"])[0]}
+        )
     check_steps = {}
     for check in spec.checks:
         cases = []
@@ -296,8 +338,15 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
                     args.append({"key": key})
                 else:
                     args.append({"literal": arg.item() if isinstance(arg, np.generic) else arg})
-            cases.append({"name": case.name, "args": args, "kwargs": case.kwargs,
-                          "count": list(case.count), "variable": case.variable})
+            cases.append(
+                {
+                    "name": case.name,
+                    "args": args,
+                    "kwargs": case.kwargs,
+                    "count": list(case.count),
+                    "variable": case.variable,
+                }
+            )
         check_steps[check.grade_id] = len(steps)
         steps.append({"kind": "call", "name": check.grade_id, "cases": cases})
     np.savez(workdir / "cases.npz", **arrays)
@@ -306,10 +355,16 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
         sys_path.append(str(Path(gmmlib.__file__).resolve().parents[1]))
     from grading.isolation import python_env
 
-    plan = {"steps": steps, "sys_path": list(dict.fromkeys(sys_path)),
-            "quiet": ([str(p) for p in python_env()] + list(dict.fromkeys(sys_path))
-                      + ["/usr/", "/etc/", "/proc/", "/sys/"]),
-            "blocked": list(spec.blocked)}
+    plan = {
+        "steps": steps,
+        "sys_path": list(dict.fromkeys(sys_path)),
+        "quiet": (
+            [str(p) for p in python_env()]
+            + list(dict.fromkeys(sys_path))
+            + ["/usr/", "/etc/", "/proc/", "/sys/"]
+        ),
+        "blocked": list(spec.blocked),
+    }
     results, observed = run_sandbox(workdir, plan, step_timeout, isolation)
 
     cell_problems = {}
@@ -319,24 +374,35 @@ def recheck_notebook(submitted_path: Path, source_path: Path, assignment: str, w
             cell_problems[cell["name"]] = f"{result['status']}: {result.get('error', '')}"
     verdicts = {}
     for check in spec.checks:
-        result = results.get(check_steps[check.grade_id], {"status": "not run",
-                                                          "error": "never reached"})
+        result = results.get(
+            check_steps[check.grade_id], {"status": "not run", "error": "never reached"}
+        )
         verdicts[check.grade_id] = _judge(check, result)
-    return {"readable": True, "findings": findings, "cell_problems": cell_problems,
-            "verdicts": verdicts, "observed": observed,
-            "answers": sorted({c["answer"] for c in code_cells if c["answer"] != "<course>"},
-                              key=str)}
+    return {
+        "readable": True,
+        "findings": findings,
+        "cell_problems": cell_problems,
+        "verdicts": verdicts,
+        "observed": observed,
+        "answers": sorted({c["answer"] for c in code_cells if c["answer"] != "<course>"}, key=str),
+    }
 
 
 def _judge(check, result) -> dict:
     if result.get("status") != "ok":
         status = result.get("status", "error")
-        return {"passed": False, "status": status,
-                "message": f"{check.cases[0].name}: {result.get('error', status)}"}
+        return {
+            "passed": False,
+            "status": status,
+            "message": f"{check.cases[0].name}: {result.get('error', status)}",
+        }
     for case, output in zip(check.cases, result["outputs"], strict=True):
         if "error" in output:
-            return {"passed": False, "status": "error",
-                    "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}"}
+            return {
+                "passed": False,
+                "status": "error",
+                "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}",
+            }
         message = case.judge(checks_module.decode(output["value"]))
         if message is None and case.judge_counts is not None:
             message = case.judge_counts(output.get("counts", {}))

@@ -52,7 +52,9 @@ def generate(root: Path, assignments=ASSIGNMENTS) -> Path:
     shutil.copytree(SOLUTIONS, source, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     proc = subprocess.run(
         [sys.executable, "-m", "grading.release", "--generate-into", str(root), *assignments],
-        env=tool_env(), capture_output=True, text=True,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"nbgrader generate_assignment failed:\n{proc.stdout}\n{proc.stderr}")
@@ -74,8 +76,9 @@ def _generate_in_process(root: Path, assignments) -> None:
     for assignment in assignments:
         result = api.generate_assignment(assignment, force=True, create=True)
         if not result.get("success"):
-            raise RuntimeError(f"generate_assignment {assignment}: {result.get('error')}\n"
-                               f"{result.get('log')}")
+            raise RuntimeError(
+                f"generate_assignment {assignment}: {result.get('error')}\n{result.get('log')}"
+            )
 
 
 def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -113,8 +116,9 @@ def build_release(dest: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; fail if the committed exercises/ differ")
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; fail if the committed exercises/ differ"
+    )
     parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("assignments", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -52,8 +52,9 @@ def _plain(obj, np, depth=0):
     try:
         arr = np.asarray(obj)
         if arr.dtype.kind in "biuf" and arr.size <= 10**6:
-            kind = "bool" if arr.dtype.kind == "b" else (
-                "int" if arr.dtype.kind in "iu" else "float")
+            kind = (
+                "bool" if arr.dtype.kind == "b" else ("int" if arr.dtype.kind in "iu" else "float")
+            )
             data = arr.astype(float).tolist() if kind == "float" else arr.tolist()
             return {"__array__": data, "shape": list(arr.shape), "kind": kind}
     except Exception:  # noqa: BLE001 - anything the student returns is just data to us
@@ -78,16 +79,16 @@ class _Watch:
 
     def _inside(self, path):
         real = os.path.realpath(path)
-        return any(real == d or real.startswith(d + os.sep)
-                   for d in (self.workdir, "/dev", "/proc"))
+        return any(
+            real == d or real.startswith(d + os.sep) for d in (self.workdir, "/dev", "/proc")
+        )
 
     @staticmethod
     def _refused(path):
         """Whether a write to ``path`` fails here (read-only, or its folder is missing)."""
         real = os.path.realpath(path)
         target = real if os.path.exists(real) else os.path.dirname(real)
-        return not (os.path.isdir(target) or os.path.exists(real)) or \
-            not os.access(target, os.W_OK)
+        return not (os.path.isdir(target) or os.path.exists(real)) or not os.access(target, os.W_OK)
 
     def __call__(self, event, args):
         try:
@@ -96,16 +97,24 @@ class _Watch:
                 mode, flags = args[1] or "r", args[2] or 0
                 writes = (flags & _WRITE) or any(c in str(mode) for c in "wax+")
                 if writes and not self._inside(path) and self._refused(path):
-                    self.note(f"write to {os.path.normpath(path)} "
-                              "(refused: read-only or not visible)")
-                elif not writes and os.path.isabs(path) and not os.path.exists(path) \
-                        and not self._inside(path) and not path.startswith(self.quiet):
+                    self.note(
+                        f"write to {os.path.normpath(path)} (refused: read-only or not visible)"
+                    )
+                elif (
+                    not writes
+                    and os.path.isabs(path)
+                    and not os.path.exists(path)
+                    and not self._inside(path)
+                    and not path.startswith(self.quiet)
+                ):
                     self.note(f"read of {os.path.normpath(path)} (not visible in the sandbox)")
             elif event in ("os.scandir", "os.listdir") and isinstance(args[0], (str, bytes)):
                 path = os.path.abspath(os.fsdecode(args[0]))
                 if not self._inside(path) and not path.startswith(self.quiet):
-                    self.note(f"listed {os.path.normpath(path)} (outside its own folder, "
-                              "where nothing of the course is visible)")
+                    self.note(
+                        f"listed {os.path.normpath(path)} (outside its own folder, "
+                        "where nothing of the course is visible)"
+                    )
             elif event == "socket.connect":
                 self.note(f"network connection to {args[1]!r} (blocked: no network)")
             elif event in ("os.fork", "os.forkpty"):

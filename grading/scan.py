@@ -15,22 +15,68 @@ import re
 
 #: Modules whose import alone means the code reaches into the interpreter or the kernel.
 SUSPICIOUS_MODULES = {
-    "builtins", "importlib", "ctypes", "gc", "inspect", "IPython", "ipykernel", "signal",
-    "atexit", "threading", "multiprocessing", "subprocess", "unittest", "pytest", "traceback",
-    "types", "code", "pdb", "runpy",
+    "builtins",
+    "importlib",
+    "ctypes",
+    "gc",
+    "inspect",
+    "IPython",
+    "ipykernel",
+    "signal",
+    "atexit",
+    "threading",
+    "multiprocessing",
+    "subprocess",
+    "unittest",
+    "pytest",
+    "traceback",
+    "types",
+    "code",
+    "pdb",
+    "runpy",
 }
 #: Calls that rewrite names or run generated code.
 SUSPICIOUS_CALLS = {
-    "setattr", "delattr", "exec", "eval", "compile", "__import__", "globals", "vars",
-    "get_ipython", "breakpoint",
+    "setattr",
+    "delattr",
+    "exec",
+    "eval",
+    "compile",
+    "__import__",
+    "globals",
+    "vars",
+    "get_ipython",
+    "breakpoint",
 }
 #: Attribute names only needed to tamper with frames, modules or the import system.
 SUSPICIOUS_ATTRIBUTES = {
-    "f_back", "f_globals", "f_locals", "f_builtins", "tb_frame", "__globals__", "__code__",
-    "__builtins__", "__dict__", "__subclasses__", "__closure__", "_getframe", "settrace",
-    "setprofile", "meta_path", "path_hooks", "modules", "excepthook", "displayhook",
-    "input_transformers_post", "input_transformers_cleanup", "register_magic_function",
-    "events", "run_cell", "__class__", "__bases__", "__mro__",
+    "f_back",
+    "f_globals",
+    "f_locals",
+    "f_builtins",
+    "tb_frame",
+    "__globals__",
+    "__code__",
+    "__builtins__",
+    "__dict__",
+    "__subclasses__",
+    "__closure__",
+    "_getframe",
+    "settrace",
+    "setprofile",
+    "meta_path",
+    "path_hooks",
+    "modules",
+    "excepthook",
+    "displayhook",
+    "input_transformers_post",
+    "input_transformers_cleanup",
+    "register_magic_function",
+    "events",
+    "run_cell",
+    "__class__",
+    "__bases__",
+    "__mro__",
 }
 SUSPICIOUS_NAMES = {"get_ipython", "__builtins__", "__import__", "__loader__", "__spec__"}
 
@@ -77,8 +123,11 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
     ``known_modules``: names other cells of the notebook bind to modules (``np``).
     """
     code, magics = strip_magics(source)
-    findings = [f"IPython magic or shell command: {m[:80]}" for m in magics
-                if not re.match(r"^\s*%(matplotlib|timeit|time)\b", m)]
+    findings = [
+        f"IPython magic or shell command: {m[:80]}"
+        for m in magics
+        if not re.match(r"^\s*%(matplotlib|timeit|time)\b", m)
+    ]
     try:
         tree = ast.parse(code)
     except SyntaxError:
@@ -86,8 +135,11 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
     modules = set(known_modules) | {"np", "numpy", "sys", "os", "scipy"}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top in forbidden_packages:
@@ -98,8 +150,7 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
                 modules.add((alias.asname or alias.name).split(".")[0])
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
-            targets = (node.targets if isinstance(node, ast.Assign | ast.Delete)
-                       else [node.target])
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
             for target in targets:
                 for sub in ast.walk(target):
                     if isinstance(sub, ast.Attribute | ast.Subscript):
@@ -107,14 +158,18 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
                         if root in modules:
                             findings.append(
                                 f"line {node.lineno}: assigns to {ast.unparse(sub)[:60]} "
-                                "(changes a module other code relies on)")
+                                "(changes a module other code relies on)"
+                            )
                             break
         elif isinstance(node, ast.Global | ast.Nonlocal):
             pass
         elif isinstance(node, ast.Call):
             func = node.func
-            name = func.id if isinstance(func, ast.Name) else (
-                func.attr if isinstance(func, ast.Attribute) else None)
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else (func.attr if isinstance(func, ast.Attribute) else None)
+            )
             if name in SUSPICIOUS_CALLS:
                 findings.append(f"line {node.lineno}: calls {name}()")
         elif isinstance(node, ast.Attribute) and node.attr in SUSPICIOUS_ATTRIBUTES:

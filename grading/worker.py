@@ -104,8 +104,7 @@ def _kernel_scores(root, assignment, student):
 
     scores = {}
     with Gradebook(db_url(root)) as gb:
-        nb = gb.find_submission_notebook(Path(ASSIGNMENTS[assignment]).stem, assignment,
-                                         student)
+        nb = gb.find_submission_notebook(Path(ASSIGNMENTS[assignment]).stem, assignment, student)
         for grade in nb.grades:
             scores[grade.name] = grade.auto_score  # the kernel's, never a hand mark
     errors = {}
@@ -136,11 +135,15 @@ def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
             part.message = "no answer" if blank else "to be graded by hand"
             parts.append(part.to_dict())
             continue
-        verdict = recheck["verdicts"].get(gid, {"passed": False, "status": "missing",
-                                                "message": "not re-checked"})
+        verdict = recheck["verdicts"].get(
+            gid, {"passed": False, "status": "missing", "message": "not re-checked"}
+        )
         part.recheck = verdict["status"]
-        bad = [f"{name}: {'; '.join(findings[name])}" for name in
-               list(spec_depends.get(gid, ())) + tainted_all if name in findings]
+        bad = [
+            f"{name}: {'; '.join(findings[name])}"
+            for name in list(spec_depends.get(gid, ())) + tainted_all
+            if name in findings
+        ]
         if bad:
             part.points, part.flagged = 0.0, " | ".join(bad)[:500]
             part.message = "no points: the code changes the tests' tools or uses the reference"
@@ -172,8 +175,7 @@ def grade_notebook(api, job, assignment):
         return result
     started = time.perf_counter()
     isolation = job.get("isolation") or {"sandbox": False}
-    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, course, student,
-                                                      assignment))
+    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, course, student, assignment))
     kernel_status, detail, attempts = _autograde(api, assignment, student, root)
     kernel_seconds = time.perf_counter() - started
     if attempts:
@@ -186,9 +188,14 @@ def grade_notebook(api, job, assignment):
         where = f" (full log: {root}/autograde-{assignment}-*.log)"
         result["flags"].append(f"{kernel_status}: {detail}" + where)
     started = time.perf_counter()
-    recheck = recheck_notebook(submitted, source_path, assignment,
-                               root / "recheck" / assignment, job.get("step_timeout", 8.0),
-                               isolation=isolation)
+    recheck = recheck_notebook(
+        submitted,
+        source_path,
+        assignment,
+        root / "recheck" / assignment,
+        job.get("step_timeout", 8.0),
+        isolation=isolation,
+    )
     recheck_seconds = time.perf_counter() - started
     from grading.checks import spec
 
@@ -213,17 +220,24 @@ def grade_notebook(api, job, assignment):
     if observed:
         result["flags"].append("the sandbox observed: " + "; ".join(observed))
     result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
-    result["status"] = ("flagged" if recheck.get("findings") or observed else kernel_status)
+    result["status"] = "flagged" if recheck.get("findings") or observed else kernel_status
     result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
     from grading.feedback import write_feedback
 
     out = feedback_page(Path(job["feedback"]), student, assignment)
-    withheld = write_feedback(Course(root).graded_notebook(student, assignment), source_nb,
-                              result, out, course_secret(course))
+    withheld = write_feedback(
+        Course(root).graded_notebook(student, assignment),
+        source_nb,
+        result,
+        out,
+        course_secret(course),
+    )
     if withheld:
         result["status"] = "flagged"
-        result["flags"].append("output quoting the hidden tests was withheld from the feedback "
-                               f"(cells: {', '.join(sorted(set(withheld)))})")
+        result["flags"].append(
+            "output quoting the hidden tests was withheld from the feedback "
+            f"(cells: {', '.join(sorted(set(withheld)))})"
+        )
     result["feedback"] = str(out)
     return result
 
@@ -232,23 +246,31 @@ def sandbox_observations(observed: dict) -> list[str]:
     """What the re-check's sandbox saw, in words for the review list (empty: nothing)."""
     notes = list(observed.get("events", []))[:8]
     if observed.get("survivors"):
-        notes.append(f"{observed['survivors']} process(es) still running when the re-check "
-                     "ended (killed with the sandbox)")
+        notes.append(
+            f"{observed['survivors']} process(es) still running when the re-check "
+            "ended (killed with the sandbox)"
+        )
     return notes
 
 
-def kernel_settings(isolation: dict, root: Path, course: Path, student: str,
-                    assignment: str) -> dict:
+def kernel_settings(
+    isolation: dict, root: Path, course: Path, student: str, assignment: str
+) -> dict:
     """What `grading.kernel` needs to start this notebook's kernel: its scratch folder, what
     it may read (the release notebook, the student's own submission), uid and limits."""
     from grading.isolation import KERNEL_CPU, code_limits
 
-    return {"sandbox": bool(isolation.get("sandbox")), "uid": isolation.get("uid"),
-            "scratch": str(root / "scratch" / assignment / "kernel"),
-            "readable": [str(Course(course).notebook("release", assignment)),
-                         str(Course(root).notebook("submitted", assignment, student))],
-            "font_cache": isolation.get("font_cache"),
-            "limits": code_limits(isolation.get("vm_peak"), KERNEL_CPU).to_json()}
+    return {
+        "sandbox": bool(isolation.get("sandbox")),
+        "uid": isolation.get("uid"),
+        "scratch": str(root / "scratch" / assignment / "kernel"),
+        "readable": [
+            str(Course(course).notebook("release", assignment)),
+            str(Course(root).notebook("submitted", assignment, student)),
+        ],
+        "font_cache": isolation.get("font_cache"),
+        "limits": code_limits(isolation.get("vm_peak"), KERNEL_CPU).to_json(),
+    }
 
 
 def make_api(root: Path, runtime: Path | None = None):
@@ -295,10 +317,15 @@ def grade_student(job) -> dict:
             try:
                 results.append(grade_notebook(api, job, assignment))
             except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
-                results.append({"student": job["student"], "assignment": assignment,
-                                "status": "grader-error", "parts": [],
-                                "flags": ["grader error: "
-                                          + traceback.format_exc(limit=3)[-600:]]})
+                results.append(
+                    {
+                        "student": job["student"],
+                        "assignment": assignment,
+                        "status": "grader-error",
+                        "parts": [],
+                        "flags": ["grader error: " + traceback.format_exc(limit=3)[-600:]],
+                    }
+                )
     finally:
         tempfile.tempdir = None
         shutil.rmtree(runtime, ignore_errors=True)

@@ -34,8 +34,10 @@ def student_pyproject(text: str) -> str:
     """pyproject.toml with the grading package and the gmm-grade command taken out."""
     for old, new in PYPROJECT_EDITS:
         if text.count(old) != 1:
-            raise SystemExit(f"pyproject.toml no longer contains {old!r} exactly once: "
-                             "update PYPROJECT_EDITS in scripts/make_student_wheel.py")
+            raise SystemExit(
+                f"pyproject.toml no longer contains {old!r} exactly once: "
+                "update PYPROJECT_EDITS in scripts/make_student_wheel.py"
+            )
         text = text.replace(old, new)
     return text
 
@@ -45,16 +47,30 @@ def build(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / "gmmlib"
-        shutil.copytree(REPO / "gmmlib", stage / "gmmlib",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            REPO / "gmmlib", stage / "gmmlib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         for name in ("README.md", "LICENSE"):
             if (REPO / name).exists():
                 shutil.copy2(REPO / name, stage / name)
         (stage / "pyproject.toml").write_text(
-            student_pyproject((REPO / "pyproject.toml").read_text()))
+            student_pyproject((REPO / "pyproject.toml").read_text())
+        )
         wheels = Path(tmp) / "wheels"
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                        "-w", str(wheels), str(stage)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "-q",
+                "-w",
+                str(wheels),
+                str(stage),
+            ],
+            check=True,
+        )
         (built,) = wheels.glob("gmmlib-*.whl")
         target = out / built.name
         shutil.copy2(built, target)
@@ -67,8 +83,9 @@ def build(out: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "dist",
-                        help="folder for the wheel (default: dist/)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "dist", help="folder for the wheel (default: dist/)"
+    )
     wheel = build(parser.parse_args(argv).out)
     print(wheel)
     print(f'students install it with: pip install "{wheel.name}[student]"')

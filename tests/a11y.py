@@ -20,21 +20,27 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 #: not from our content: rule id -> [(a fragment of the offending node's selector or HTML, the
 #: reason)]. A node is excused when the fragment occurs in its selector or its markup.
 THEME_EXCEPTIONS: dict[str, list[tuple[str, str]]] = {
-    "region": [(
-        ".sidebar-primary-item",
-        "pydata-sphinx-theme puts the site's title link (navbar-brand) in a div of the primary "
-        "sidebar outside any landmark; the rest of the sidebar is inside <nav>",
-    )],
-    "label-content-name-mismatch": [(
-        "search-button-field",
-        "pydata-sphinx-theme's search button shows 'Search' and its shortcut keys (Ctrl+K) but is "
-        "named 'Search' by aria-label; the name starts with the visible word, so speech input "
-        "('click Search') still works (axe-core >= 4.12 reports the shortcut's text)",
-    ), (
-        "theme-switch-button",
-        "pydata-sphinx-theme's colour-mode button holds icon-font glyphs as its text and is named "
-        "'Color mode' by aria-label: the glyphs are not words a user could speak",
-    )],
+    "region": [
+        (
+            ".sidebar-primary-item",
+            "pydata-sphinx-theme puts the site's title link (navbar-brand) in a div of the primary "
+            "sidebar outside any landmark; the rest of the sidebar is inside <nav>",
+        )
+    ],
+    "label-content-name-mismatch": [
+        (
+            "search-button-field",
+            "pydata-sphinx-theme's search button shows 'Search' and its shortcut keys "
+            "(Ctrl+K) but is named 'Search' by aria-label; the name starts with the visible "
+            "word, so speech input ('click Search') still works (axe-core >= 4.12 reports "
+            "the shortcut's text)",
+        ),
+        (
+            "theme-switch-button",
+            "pydata-sphinx-theme's colour-mode button holds icon-font glyphs as its text and "
+            "is named 'Color mode' by aria-label: the glyphs are not words a user could speak",
+        ),
+    ],
 }
 
 
@@ -62,8 +68,7 @@ def own_violations(violations: list[dict]) -> list[dict]:
     for v in violations:
         fragments = [fragment for fragment, _ in THEME_EXCEPTIONS.get(v["id"], [])]
         nodes = [
-            n for n in v["nodes"]
-            if not any(f in n["target"] or f in n["html"] for f in fragments)
+            n for n in v["nodes"] if not any(f in n["target"] or f in n["html"] for f in fragments)
         ]
         if nodes:
             left.append({**v, "nodes": nodes})

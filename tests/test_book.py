@@ -375,8 +375,11 @@ def test_figures_are_legible_at_the_column_width(reading, book_server, book_html
                 continue
             checked += 1
             px = (
-                float(text[PNG_KEY_MIN_FONT]) * float(text[PNG_KEY_DPI]) / 72
-                * image["shown"] / image["natural"]
+                float(text[PNG_KEY_MIN_FONT])
+                * float(text[PNG_KEY_DPI])
+                / 72
+                * image["shown"]
+                / image["natural"]
             )
             if not px >= MIN_TEXT_PX:
                 small.append((name, path.name, round(px, 1)))
@@ -398,8 +401,9 @@ def test_no_axe_violations_on_any_page(reading):
     """axe-core on every page and in the explorer's frame: 0 violations of any impact, apart
     from the theme's listed in tests/a11y.py with their reason."""
     found = {
-        (name, where): [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5])
-                        for v in violations]
+        (name, where): [
+            (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5]) for v in violations
+        ]
         for name, seen in reading.items()
         for where, violations in seen["axe"].items()
         if violations

@@ -107,8 +107,14 @@ def test_course_style_fonts_are_legible_in_the_column():
     import matplotlib as mpl
 
     plotting.use_course_style()
-    keys = ["font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize",
-            "ytick.labelsize", "legend.fontsize"]
+    keys = [
+        "font.size",
+        "axes.titlesize",
+        "axes.labelsize",
+        "xtick.labelsize",
+        "ytick.labelsize",
+        "legend.fontsize",
+    ]
     for key in keys:
         size = mpl.font_manager.FontProperties(size=mpl.rcParams[key]).get_size_in_points()
         assert size >= plotting.MIN_FONT_PT, key

@@ -61,15 +61,27 @@ def test_agrees_with_sklearn_from_the_same_start(covariance_type, n_iter):
     X, means0 = blobs()
     weights, means, cov, precisions = start_for(X, means0, covariance_type)
     sk = SkGaussianMixture(
-        len(weights), covariance_type=covariance_type, max_iter=n_iter, tol=0.0,
-        reg_covar=1e-6, weights_init=weights, means_init=means, precisions_init=precisions,
+        len(weights),
+        covariance_type=covariance_type,
+        max_iter=n_iter,
+        tol=0.0,
+        reg_covar=1e-6,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=precisions,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         sk.fit(X)
     gm = GaussianMixture(
-        len(weights), covariance_type=covariance_type, max_iter=n_iter, tol=0.0,
-        reg_covar=1e-6, weights_init=weights, means_init=means, covariances_init=cov,
+        len(weights),
+        covariance_type=covariance_type,
+        max_iter=n_iter,
+        tol=0.0,
+        reg_covar=1e-6,
+        weights_init=weights,
+        means_init=means,
+        covariances_init=cov,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -92,15 +104,18 @@ def test_log_likelihood_matches_scipy_densities(D):
     X, means = blobs(N=200, D=D, K=3, seed=3)
     weights, means, cov, _ = start_for(X, means, "full")
     cov = cov * np.array([0.3, 1.0, 2.0])[:, None, None]
-    dens = np.column_stack([
-        np.log(w) + multivariate_normal(m, c).logpdf(X)
-        for w, m, c in zip(weights, means, cov, strict=True)
-    ])
+    dens = np.column_stack(
+        [
+            np.log(w) + multivariate_normal(m, c).logpdf(X)
+            for w, m, c in zip(weights, means, cov, strict=True)
+        ]
+    )
     expected_total = scipy_logsumexp(dens, axis=1).sum()
     assert log_likelihood(X, weights, means, cov) == pytest.approx(expected_total, rel=1e-12)
     resp = e_step(X, weights, means, cov)
-    np.testing.assert_allclose(resp, np.exp(dens - scipy_logsumexp(dens, axis=1)[:, None]),
-                               rtol=1e-11, atol=1e-300)
+    np.testing.assert_allclose(
+        resp, np.exp(dens - scipy_logsumexp(dens, axis=1)[:, None]), rtol=1e-11, atol=1e-300
+    )
 
 
 @pytest.mark.parametrize("D", [1, 3, 9, 16])
@@ -132,8 +147,10 @@ def test_responsibilities_exact_for_points_far_away():
     X = np.array([[1000.0, 0.0], [-1000.0, 3.0], [0.5, 1000.0], [700.0, -700.0], [0.2, 0.1]])
     resp = e_step(X, weights, means, cov)
     # ln(gamma_0 / gamma_1) = ln(w0/w1) + (mu0 - mu1)^T x - (|mu0|^2 - |mu1|^2) / 2
-    log_odds = np.log(weights[0] / weights[1]) + X @ (means[0] - means[1]) - 0.5 * (
-        means[0] @ means[0] - means[1] @ means[1]
+    log_odds = (
+        np.log(weights[0] / weights[1])
+        + X @ (means[0] - means[1])
+        - 0.5 * (means[0] @ means[0] - means[1] @ means[1])
     )
     expected = np.column_stack([expit(log_odds), expit(-log_odds)])
     assert np.all(np.isfinite(resp))
@@ -150,8 +167,10 @@ def test_far_from_origin_data_loses_no_digits():
     weights, means, cov, _ = start_for(X, means, "full")
     shift = np.array([1e6, -2e6])
     np.testing.assert_allclose(
-        e_step(X + shift, weights, means + shift, cov), e_step(X, weights, means, cov),
-        rtol=1e-8, atol=1e-12,
+        e_step(X + shift, weights, means + shift, cov),
+        e_step(X, weights, means, cov),
+        rtol=1e-8,
+        atol=1e-12,
     )
     assert log_likelihood(X + shift, weights, means + shift, cov) == pytest.approx(
         log_likelihood(X, weights, means, cov), rel=1e-9
@@ -170,8 +189,9 @@ def test_precision_cholesky_inverts_the_covariance():
     A = rng.normal(size=(3, 4, 4))
     cov = A @ A.transpose(0, 2, 1) + np.eye(4)
     P = precision_cholesky(cov)
-    np.testing.assert_allclose(P @ P.transpose(0, 2, 1) @ cov, np.repeat(np.eye(4)[None], 3, 0),
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        P @ P.transpose(0, 2, 1) @ cov, np.repeat(np.eye(4)[None], 3, 0), atol=1e-10
+    )
     assert np.allclose(P, np.triu(P))  # upper triangular
 
 
@@ -209,8 +229,14 @@ def test_log_likelihood_never_decreases(seed, K, D, covariance_type):
     N = int(rng.integers(5 * K, 80))
     X = rng.normal(size=(N, D)) * rng.uniform(0.5, 3, size=D) + rng.integers(0, 3, (N, 1)) * 3
     gm = GaussianMixture(
-        K, covariance_type=covariance_type, reg_covar=0.0, tol=0.0, max_iter=30,
-        init_params="random", random_state=seed, on_collapse="warn",
+        K,
+        covariance_type=covariance_type,
+        reg_covar=0.0,
+        tol=0.0,
+        max_iter=30,
+        init_params="random",
+        random_state=seed,
+        on_collapse="warn",
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -228,10 +254,12 @@ def test_m_step_is_the_closed_form_for_every_covariance_type(covariance_type):
     X = rng.normal(size=(40, 3)) * [1.0, 2.0, 0.5] + 7.0
     resp = rng.dirichlet(np.ones(3), size=40)
     weights, means, cov = m_step(X, resp, covariance_type, reg_covar=1e-3)
-    full = np.array([
-        sum(resp[i, k] * np.outer(X[i] - means[k], X[i] - means[k]) for i in range(40))
-        for k in range(3)
-    ])  # S_k
+    full = np.array(
+        [
+            sum(resp[i, k] * np.outer(X[i] - means[k], X[i] - means[k]) for i in range(40))
+            for k in range(3)
+        ]
+    )  # S_k
     nk = resp.sum(axis=0)
     expected = {
         "full": full / nk[:, None, None] + 1e-3 * np.eye(3),

@@ -95,7 +95,7 @@ def make_problem(seed: int, covariance_type: str, N: int | None = None):
         Q = np.eye(D)
     labels = rng.integers(K, size=N)
     centres = 3.0 * rng.normal(size=(K, D)) * sd
-    X = (centres[labels] + rng.normal(size=(N, D)) * sd * rng.uniform(0.5, 1.5, (K, 1))[labels])
+    X = centres[labels] + rng.normal(size=(N, D)) * sd * rng.uniform(0.5, 1.5, (K, 1))[labels]
     X = X @ Q.T
     if kind == "far":
         far = rng.choice(N, size=min(N - 1, int(rng.integers(1, 4))), replace=False)
@@ -263,8 +263,15 @@ def test_many_blocks_on_threads_equal_one_block(monkeypatch, covariance_type):
     monkeypatch.setenv("GMMLIB_NUM_THREADS", "3")
     _, X, weights, means, cov, _, _ = make_problem(8, covariance_type, N=3000)
     weights = np.full(len(means), 1 / len(means))
-    kwargs = dict(covariance_type=covariance_type, max_iter=5, tol=0.0, reg_covar=1e-6,
-                  weights_init=weights, means_init=means, covariances_init=cov)
+    kwargs = dict(
+        covariance_type=covariance_type,
+        max_iter=5,
+        tol=0.0,
+        reg_covar=1e-6,
+        weights_init=weights,
+        means_init=means,
+        covariances_init=cov,
+    )
     with pytest.warns(RuntimeWarning, match="did not converge"):  # 5 rounds on purpose
         one = GaussianMixture(len(weights), **kwargs).fit(X)
     assert len(_engine.blocks(len(X), len(means) * X.shape[1])) == 1
@@ -274,5 +281,6 @@ def test_many_blocks_on_threads_equal_one_block(monkeypatch, covariance_type):
             many = GaussianMixture(len(weights), **kwargs).fit(X)
     np.testing.assert_allclose(many.covariances_, one.covariances_, rtol=1e-12)
     np.testing.assert_allclose(many.means_, one.means_, rtol=1e-12)
-    np.testing.assert_allclose(many.history_.log_likelihood, one.history_.log_likelihood,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        many.history_.log_likelihood, one.history_.log_likelihood, rtol=1e-12
+    )

@@ -480,8 +480,12 @@ def test_enter_and_space_on_a_mean_answer(book_server, tab):
     assert t.errors == []
 
 
-PAGES_WITH_THE_EXPLORER = ["explorer.html", "02-em-steps.html", "04-break-it.html",
-                           "06-real-data.html"]
+PAGES_WITH_THE_EXPLORER = [
+    "explorer.html",
+    "02-em-steps.html",
+    "04-break-it.html",
+    "06-real-data.html",
+]
 
 
 @pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])

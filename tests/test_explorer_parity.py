@@ -207,8 +207,7 @@ def test_same_collapse(case):
         assert jrep["nk"] == pytest.approx(rep.nk, rel=RTOL)
         assert jrep["threshold"] == pytest.approx(rep.threshold, rel=1e-12)
         assert (
-            f"Component {rep.component} collapsed at iteration {rep.iteration}"
-            in (jrep["message"])
+            f"Component {rep.component} collapsed at iteration {rep.iteration}" in (jrep["message"])
         )
     if fx["on_collapse"] == "warn" and ref_collapse:
         assert js["stop"] == "collapse" and ref[-1].collapse is not None

@@ -32,9 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "make_submissions.py"
 
 EM_PARTS = {  # grade_id suffix -> points
-    "e_step_tests": 3, "e_step_stability": 1, "m_step_weights": 1, "m_step_means": 1,
-    "m_step_covariances": 2, "log_likelihood_tests": 2, "log_likelihood_stability": 1,
-    "fit_em_tests": 2, "fit_em_monotone": 1,
+    "e_step_tests": 3,
+    "e_step_stability": 1,
+    "m_step_weights": 1,
+    "m_step_means": 1,
+    "m_step_covariances": 2,
+    "log_likelihood_tests": 2,
+    "log_likelihood_stability": 1,
+    "fit_em_tests": 2,
+    "fit_em_monotone": 1,
 }
 BREAK_PARTS = {"collapsed_tests": 2, "run_em_tests": 3, "collapse_seed_tests": 1, "fix_tests": 2}
 E_STEP = {"e_step_tests", "e_step_stability", "fit_em_tests", "fit_em_monotone"}
@@ -53,35 +59,54 @@ EXPECTED = {
     "bug_transposed_resp": (E_STEP, set(), 7, 8),
     "bug_missing_logdet": (E_STEP, set(), 7, 8),
     "bug_naive_exp": ({"e_step_stability"}, set(), 13, 8),
-    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances", "fit_em_tests"}, set(),
-                              9, 8),
+    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances", "fit_em_tests"}, set(), 9, 8),
     "bug_not_centred": ({"m_step_covariances", "fit_em_tests"}, set(), 10, 8),
     "bug_cov_divide_by_n": ({"m_step_covariances"} | FIT, set(), 9, 8),
     "bug_weights_unnormalised": ({"m_step_weights", "fit_em_tests"}, set(), 11, 8),
-    "bug_mean_loglik": ({"log_likelihood_tests", "log_likelihood_stability", "fit_em_tests"},
-                        set(), 9, 8),
+    "bug_mean_loglik": (
+        {"log_likelihood_tests", "log_likelihood_stability", "fit_em_tests"},
+        set(),
+        9,
+        8,
+    ),
     "bug_naive_loglik": ({"log_likelihood_stability"}, set(), 13, 8),
     "bug_history_without_start": (FIT, set(), 11, 8),
     "bug_collapse_largest_eigenvalue": (set(), {"collapsed_tests", "run_em_tests"}, 14, 3),
     "bug_keeps_collapsed_params": (set(), {"run_em_tests"}, 14, 5),
-    "hostile_calls_gmmlib": (set(EM_PARTS) - {"log_likelihood_tests", "log_likelihood_stability"},
-                             set(), 3, 8),
+    "hostile_calls_gmmlib": (
+        set(EM_PARTS) - {"log_likelihood_tests", "log_likelihood_stability"},
+        set(),
+        3,
+        8,
+    ),
     "hostile_patches_numpy": (E_STEP, set(), 7, 8),
     "hostile_patches_builtins": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
     "hostile_reads_gradebook": (set(), set(), 14, 8),
     "hostile_infinite_loop": (E_STEP, set(), 7, 8),
-    "hostile_os_exit": ({"m_step_weights", "m_step_means", "m_step_covariances"} | FIT, set(),
-                        7, 8),
-    "hostile_huge_allocation": ({"log_likelihood_tests", "log_likelihood_stability"} | FIT,
-                                set(), 8, 8),
+    "hostile_os_exit": (
+        {"m_step_weights", "m_step_means", "m_step_covariances"} | FIT,
+        set(),
+        7,
+        8,
+    ),
+    "hostile_huge_allocation": (
+        {"log_likelihood_tests", "log_likelihood_stability"} | FIT,
+        set(),
+        8,
+        8,
+    ),
     "hostile_syntax_error": (E_STEP, set(), 7, 8),
     # Attacks on the grader, the course and other students: the sandbox makes them fail.
     "hostile_rewrites_files": (set(), set(), 14, 8),
     "hostile_reads_solutions": (set(), set(), 14, 8),
     "hostile_network": (set(), set(), 14, 8),
     "hostile_daemon": (set(), set(), 14, 8),
-    "hostile_fork_bomb": ({"m_step_weights", "m_step_means", "m_step_covariances"} | FIT,
-                          set(), 7, 8),
+    "hostile_fork_bomb": (
+        {"m_step_weights", "m_step_means", "m_step_covariances"} | FIT,
+        set(),
+        7,
+        8,
+    ),
     "only_first_assignment": (set(), set(BREAK_PARTS), 14, 0),
     "blank": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
 }
@@ -95,7 +120,7 @@ STATUS = {
     ("hostile_reads_gradebook", "break_it"): "flagged",
     ("hostile_infinite_loop", "em_by_hand"): "kernel-timeout",
     ("hostile_os_exit", "em_by_hand"): "kernel-died",
-    ("hostile_huge_allocation", "em_by_hand"): "ok",      # scored, but on the review list
+    ("hostile_huge_allocation", "em_by_hand"): "ok",  # scored, but on the review list
     ("only_first_assignment", "break_it"): "missing",
     ("hostile_rewrites_files", "em_by_hand"): "flagged",
     ("hostile_reads_solutions", "em_by_hand"): "flagged",
@@ -127,8 +152,11 @@ def _load_fixtures():
 
 
 def _hashes(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="session")
@@ -173,17 +201,21 @@ def parts(graded):
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_scores_are_exactly_the_expected_ones(grades, student):
     lost_em, lost_break, total_em, total_break = EXPECTED[student]
-    for assignment, table, lost, total in [("em_by_hand", EM_PARTS, lost_em, total_em),
-                                           ("break_it", BREAK_PARTS, lost_break, total_break)]:
+    for assignment, table, lost, total in [
+        ("em_by_hand", EM_PARTS, lost_em, total_em),
+        ("break_it", BREAK_PARTS, lost_break, total_break),
+    ]:
         row = grades[(student, assignment)]
         for part, points in table.items():
             want = 0 if part in lost else points
             got = row[f"{assignment}_{part}"]
             assert got == f"{want:g}", (
                 f"{student}, {assignment}_{part}: scored {got}, expected {want} "
-                f"({'a part this submission must lose' if part in lost else 'full points'})")
+                f"({'a part this submission must lose' if part in lost else 'full points'})"
+            )
         assert row["autograded"] == f"{total:g}", (
-            f"{student}, {assignment}: autograded total {row['autograded']}, expected {total}")
+            f"{student}, {assignment}: autograded total {row['autograded']}, expected {total}"
+        )
         assert row["autograded_max"] == f"{sum(table.values()):g}"
 
 
@@ -197,13 +229,16 @@ def test_status_and_review_list(graded, grades):
         want = STATUS.get((student, assignment), "ok")
         assert row["status"] == want, (
             f"{student}/{assignment}: status {row['status']}, expected {want}; "
-            f"reasons: {reasons.get((student, assignment), '(none)')}")
+            f"reasons: {reasons.get((student, assignment), '(none)')}"
+        )
         needs = (student, assignment) in STATUS
         assert (row["needs_review"] == "yes") == needs, (
             f"{student}/{assignment}: needs_review={row['needs_review']}, expected "
-            f"{'yes' if needs else 'no'}")
+            f"{'yes' if needs else 'no'}"
+        )
         assert ((student, assignment) in review) == needs, (
-            f"{student}/{assignment} {'missing from' if needs else 'wrongly on'} needs_review.csv")
+            f"{student}/{assignment} {'missing from' if needs else 'wrongly on'} needs_review.csv"
+        )
 
 
 @pytest.mark.slow
@@ -247,8 +282,13 @@ def test_nothing_the_students_started_outlives_grading(graded):
     alive = []
     for entry in Path("/proc").iterdir():
         try:
-            uid = int(next(ln for ln in (entry / "status").read_text().splitlines()
-                           if ln.startswith("Uid:")).split()[1])
+            uid = int(
+                next(
+                    ln
+                    for ln in (entry / "status").read_text().splitlines()
+                    if ln.startswith("Uid:")
+                ).split()[1]
+            )
         except (OSError, StopIteration, ValueError):
             continue
         if uid >= UID_BASE:
@@ -280,8 +320,9 @@ def test_manual_parts_wait_for_a_human(grades):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", ["hostile_patches_numpy", "hostile_patches_builtins",
-                                     "hostile_calls_gmmlib"])
+@pytest.mark.parametrize(
+    "student", ["hostile_patches_numpy", "hostile_patches_builtins", "hostile_calls_gmmlib"]
+)
 def test_fooling_the_kernel_earns_nothing(parts, student):
     """The kernel was fooled (nbgrader gave the points); the re-check took them back."""
     row = parts[(student, "em_by_hand", "em_by_hand_e_step_tests")]
@@ -313,8 +354,11 @@ def test_failures_teach(parts):
 
 def _hidden_lines():
     """Distinctive lines of the hidden-test blocks (not also visible in any source cell)."""
-    cells = [c for a, name in ASSIGNMENTS.items()
-             for c in nbformat.read(SOLUTIONS / a / name, as_version=4).cells]
+    cells = [
+        c
+        for a, name in ASSIGNMENTS.items()
+        for c in nbformat.read(SOLUTIONS / a / name, as_version=4).cells
+    ]
     pattern = r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS"
     visible = " ".join(" ".join(re.sub(pattern, "", c.source, flags=re.S).split()) for c in cells)
     lines = set()
@@ -338,7 +382,8 @@ def test_feedback_never_shows_hidden_tests(graded, grades):
     pages = sorted(feedback.rglob("*.html"))
     submitted = {k for k, r in grades.items() if r["status"] != "missing"}
     assert len(pages) == len(submitted), (
-        f"{len(pages)} feedback pages for {len(submitted)} submissions")
+        f"{len(pages)} feedback pages for {len(submitted)} submissions"
+    )
     for page in pages:
         raw = page.read_text()
         text = _text(raw)
@@ -353,8 +398,9 @@ def test_feedback_never_shows_hidden_tests(graded, grades):
 def test_the_gradebook_is_out_of_reach(graded):
     """The cell that looks for gradebooks finds none (the sandbox shows no course) and prints
     nothing of them; the search itself is on the review list."""
-    page = _text((graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html")
-                 .read_text())
+    page = _text(
+        (graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html").read_text()
+    )
     assert "BEGIN HIDDEN" not in page and "output withheld" not in page
     with open(graded[0] / "needs_review.csv") as f:
         reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
@@ -363,12 +409,14 @@ def test_the_gradebook_is_out_of_reach(graded):
 
 @pytest.mark.slow
 def test_feedback_reports_the_final_points(graded):
-    page = _text((graded[0] / "feedback/hostile_patches_numpy/em_by_hand/em_by_hand.html")
-                 .read_text())
+    page = _text(
+        (graded[0] / "feedback/hostile_patches_numpy/em_by_hand/em_by_hand.html").read_text()
+    )
     assert "Autograded: 7 / 14" in page
     assert "em_by_hand_e_step_tests: 0 / 3" in page
-    timeout = _text((graded[0] / "feedback/hostile_infinite_loop/em_by_hand/em_by_hand.html")
-                    .read_text())
+    timeout = _text(
+        (graded[0] / "feedback/hostile_infinite_loop/em_by_hand/em_by_hand.html").read_text()
+    )
     assert "Autograded: 7 / 14" in timeout and "instructor will look" in timeout
 
 
@@ -393,8 +441,14 @@ def test_summary_progress_and_secrecy(graded):
 
 def _nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
     """Run an nbgrader command in the class course folder, as an instructor would."""
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=tool_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=course,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
     return proc
 
@@ -425,14 +479,16 @@ def test_the_class_gradebook_holds_the_final_points(graded, grades, parts):
     export = course / "export.csv"
     _nbgrader(course, "export", "--to", str(export))
     with open(export) as f:
-        exported = {(r["student_id"], r["assignment"]): float(r["raw_score"])
-                    for r in csv.DictReader(f)}
+        exported = {
+            (r["student_id"], r["assignment"]): float(r["raw_score"]) for r in csv.DictReader(f)
+        }
     with open(graded[0] / "grades.csv") as f:
         for r in csv.DictReader(f):
             if r["status"] != "missing":
                 manual = 0.0 if r["manual"] == "pending" else float(r["manual"])
-                assert exported[(r["student_id"], r["assignment"])] == float(r["autograded"]) + \
-                    manual, r
+                assert (
+                    exported[(r["student_id"], r["assignment"])] == float(r["autograded"]) + manual
+                ), r
 
 
 @pytest.mark.slow
@@ -458,10 +514,22 @@ class Formgrader:
         self.token = "formgrader-test"
         self.log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-             f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
-             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={course}"],
-            cwd=course, env=tool_env(), stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--no-browser",
+                "--allow-root",
+                f"--port={self.port}",
+                "--ServerApp.ip=127.0.0.1",
+                f"--IdentityProvider.token={self.token}",
+                f"--ServerApp.root_dir={course}",
+            ],
+            cwd=course,
+            env=tool_env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -476,8 +544,11 @@ class Formgrader:
     def request(self, path, method="GET", body=None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"})
+            f"http://127.0.0.1:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=60) as response:
             return response.read().decode()
 
@@ -505,20 +576,25 @@ def test_marks_given_in_formgrader_reach_the_csv_and_the_feedback(graded, tmp_pa
     write_course_config(out / "course")  # the copy's own gradebook, not the original's
     server = Formgrader(out / "course", tmp_path / "formgrader.log")
     try:
-        notebooks = {nb["student"]: nb for nb in json.loads(
-            server.get("/formgrader/api/submitted_notebooks/em_by_hand/em_by_hand"))}
+        notebooks = {
+            nb["student"]: nb
+            for nb in json.loads(
+                server.get("/formgrader/api/submitted_notebooks/em_by_hand/em_by_hand")
+            )
+        }
         assert len(notebooks) == len(EXPECTED), sorted(notebooks)
         assert notebooks["reference"]["score"] == 14 and notebooks["reference"]["max_score"] == 16
         assert notebooks["reference"]["needs_manual_grade"], "the written answer awaits a human"
-        for student, part, score in [("reference", "em_by_hand_written", 1.5),
-                                     ("bug_naive_exp", "em_by_hand_e_step_stability", 0.5)]:
+        for student, part, score in [
+            ("reference", "em_by_hand_written", 1.5),
+            ("bug_naive_exp", "em_by_hand_e_step_stability", 0.5),
+        ]:
             sid = notebooks[student]["id"]
             page = server.get(f"/formgrader/submissions/{sid}/")  # the grading view
             assert "em_by_hand_written" in page and "Far from every mean" in page
             grades = json.loads(server.get(f"/formgrader/api/grades?submission_id={sid}"))
             grade = next(g for g in grades if g["name"] == part)
-            server.request(f"/formgrader/api/grade/{grade['id']}", "PUT",
-                           {"manual_score": score})
+            server.request(f"/formgrader/api/grade/{grade['id']}", "PUT", {"manual_score": score})
     finally:
         server.close()
     assert main(["--update", "--out", str(out)]) == 0
@@ -529,9 +605,11 @@ def test_marks_given_in_formgrader_reach_the_csv_and_the_feedback(graded, tmp_pa
     assert rows[("bug_naive_exp", "em_by_hand")]["autograded"] == "13.5"
     assert rows[("bug_naive_exp", "em_by_hand")]["em_by_hand_e_step_stability"] == "0.5"
     with open(out / "parts.csv") as f:
-        message = next(r["message"] for r in csv.DictReader(f)
-                       if (r["student_id"], r["grade_id"]) ==
-                       ("bug_naive_exp", "em_by_hand_e_step_stability"))
+        message = next(
+            r["message"]
+            for r in csv.DictReader(f)
+            if (r["student_id"], r["grade_id"]) == ("bug_naive_exp", "em_by_hand_e_step_stability")
+        )
     assert message == "set by hand (autograded 0)"
     page = _text((out / "feedback/reference/em_by_hand/em_by_hand.html").read_text())
     assert "em_by_hand_written: 1.5 / 2 — graded by hand" in page

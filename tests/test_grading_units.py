@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _fixtures():
     spec = importlib.util.spec_from_file_location(
-        "make_submissions", ROOT / "tests" / "fixtures" / "make_submissions.py")
+        "make_submissions", ROOT / "tests" / "fixtures" / "make_submissions.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -27,19 +28,22 @@ def _fixtures():
 FIX = _fixtures()
 
 
-@pytest.mark.parametrize("code, needle", [
-    ("np.allclose = lambda *a, **k: True", "assigns to np.allclose"),
-    ("import numpy.testing as nt\nnt.assert_allclose = print", "assigns to nt.assert_allclose"),
-    ("import builtins\nbuiltins.abs = abs", "imports builtins"),
-    ("get_ipython().input_transformers_post.append(lambda lines: [])", "get_ipython"),
-    ("import sys\nsys.modules['numpy'] = None", "assigns to sys.modules"),
-    ("import sys\nf = sys._getframe(1)", "_getframe"),
-    ("setattr(np, 'isclose', None)", "calls setattr"),
-    ("from gmmlib.em import e_step", "must not use gmmlib"),
-    ("m = __import__('gmm' + 'lib')", "__import__"),
-    ("import importlib\nimportlib.import_module('x')", "imports importlib"),
-    ("import signal\nsignal.signal(2, signal.SIG_IGN)", "imports signal"),
-])
+@pytest.mark.parametrize(
+    "code, needle",
+    [
+        ("np.allclose = lambda *a, **k: True", "assigns to np.allclose"),
+        ("import numpy.testing as nt\nnt.assert_allclose = print", "assigns to nt.assert_allclose"),
+        ("import builtins\nbuiltins.abs = abs", "imports builtins"),
+        ("get_ipython().input_transformers_post.append(lambda lines: [])", "get_ipython"),
+        ("import sys\nsys.modules['numpy'] = None", "assigns to sys.modules"),
+        ("import sys\nf = sys._getframe(1)", "_getframe"),
+        ("setattr(np, 'isclose', None)", "calls setattr"),
+        ("from gmmlib.em import e_step", "must not use gmmlib"),
+        ("m = __import__('gmm' + 'lib')", "__import__"),
+        ("import importlib\nimportlib.import_module('x')", "imports importlib"),
+        ("import signal\nsignal.signal(2, signal.SIG_IGN)", "imports signal"),
+    ],
+)
 def test_scan_finds_patching(code, needle):
     findings = scan_cell(code, forbidden_packages=("gmmlib", "sklearn"))
     assert any(needle in f for f in findings), f"scan of {code!r} found {findings}"
@@ -49,9 +53,13 @@ def test_scan_accepts_every_honest_answer():
     """No false alarms on the reference or the valid and buggy-but-honest fixtures."""
     honest = [FIX.LOOPS, FIX.EINSUM, FIX.SCIPY] + [answers for _, answers in FIX.BUGS.values()]
     source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
-    honest.append({c.metadata["nbgrader"]["grade_id"]: FIX.solution_text(c.source)
-                   for c in source.cells if c.metadata.get("nbgrader", {}).get("solution")
-                   and c.cell_type == "code"})
+    honest.append(
+        {
+            c.metadata["nbgrader"]["grade_id"]: FIX.solution_text(c.source)
+            for c in source.cells
+            if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"
+        }
+    )
     for answers in honest:
         for gid, code in answers.items():
             assert scan_cell(code, ("gmmlib", "sklearn")) == [], f"false alarm in {gid}"
@@ -61,8 +69,9 @@ def test_recheck_gives_the_reference_every_part(tmp_path):
     nb = FIX.build_notebook("em_by_hand", {})
     path = tmp_path / "em_by_hand.ipynb"
     nbformat.write(nb, path)
-    result = recheck_notebook(path, SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", "em_by_hand",
-                              tmp_path / "work")
+    result = recheck_notebook(
+        path, SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", "em_by_hand", tmp_path / "work"
+    )
     failed = {k: v["message"] for k, v in result["verdicts"].items() if not v["passed"]}
     assert failed == {}, failed
     assert result["findings"] == {}
@@ -70,8 +79,7 @@ def test_recheck_gives_the_reference_every_part(tmp_path):
 
 def test_recheck_fails_every_stub_with_its_reason(tmp_path):
     path = EXERCISES / "break_it" / "break_it.ipynb"
-    result = recheck_notebook(path, SOLUTIONS / "break_it" / "break_it.ipynb", "break_it",
-                              tmp_path)
+    result = recheck_notebook(path, SOLUTIONS / "break_it" / "break_it.ipynb", "break_it", tmp_path)
     for gid, verdict in result["verdicts"].items():
         assert not verdict["passed"], f"{gid} passed on the release stub"
         assert "NotImplementedError" in verdict["message"] or "collapse_seed" in verdict["message"]
@@ -81,23 +89,34 @@ def test_sandbox_refuses_gmmlib_in_the_from_scratch_assignment(tmp_path):
     _, answers = FIX.HOSTILE["hostile_calls_gmmlib"]
     path = tmp_path / "em_by_hand.ipynb"
     nbformat.write(FIX.build_notebook("em_by_hand", answers), path)
-    result = recheck_notebook(path, SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", "em_by_hand",
-                              tmp_path / "work")
-    assert "not available while your work is graded" in result["cell_problems"][
-        "em_by_hand_e_step"]
+    result = recheck_notebook(
+        path, SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", "em_by_hand", tmp_path / "work"
+    )
+    assert "not available while your work is graded" in result["cell_problems"]["em_by_hand_e_step"]
     assert not result["verdicts"]["em_by_hand_e_step_tests"]["passed"]
     assert result["verdicts"]["em_by_hand_log_likelihood_tests"]["passed"]
 
 
 def test_redacted_feedback_keeps_visible_tests_and_drops_hidden_ones():
     source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
-    result = {"student": "s", "assignment": "em_by_hand", "flags": [], "parts": [
-        {"grade_id": "em_by_hand_e_step_tests", "kind": "auto", "points": 0.0,
-         "max_points": 3.0, "message": "responsibilities of row 3 sum to 0.5, expected 1"}]}
+    result = {
+        "student": "s",
+        "assignment": "em_by_hand",
+        "flags": [],
+        "parts": [
+            {
+                "grade_id": "em_by_hand_e_step_tests",
+                "kind": "auto",
+                "points": 0.0,
+                "max_points": 3.0,
+                "message": "responsibilities of row 3 sum to 0.5, expected 1",
+            }
+        ],
+    }
     page = render_html(redact(source, source, result), "t")
     assert "import gmmlib.em as _reference" not in page
     assert "hidden tests run here" in page
-    assert "assert resp.shape == (3, 2)" in page                 # a visible test stays
+    assert "assert resp.shape == (3, 2)" in page  # a visible test stays
     assert "responsibilities of row 3 sum to 0.5" in page
     assert "<script" not in page
 
@@ -113,19 +132,23 @@ def test_collect_accepts_both_layouts_and_reports_problems(tmp_path):
 
     subs = tmp_path / "subs"
     nb = FIX.build_notebook("em_by_hand", {})
-    for path in [subs / "alice" / "em_by_hand" / "em_by_hand.ipynb",   # nbgrader's layout
-                 subs / "bob" / "em_by_hand.ipynb",                      # notebooks directly
-                 subs / "carol" / "em_by_hand" / "my copy.ipynb",        # one renamed notebook
-                 subs / "dave" / "em_by_hand" / "a.ipynb", subs / "dave" / "em_by_hand" / "b.ipynb",
-                 subs / "bad name!" / "em_by_hand.ipynb"]:
+    for path in [
+        subs / "alice" / "em_by_hand" / "em_by_hand.ipynb",  # nbgrader's layout
+        subs / "bob" / "em_by_hand.ipynb",  # notebooks directly
+        subs / "carol" / "em_by_hand" / "my copy.ipynb",  # one renamed notebook
+        subs / "dave" / "em_by_hand" / "a.ipynb",
+        subs / "dave" / "em_by_hand" / "b.ipynb",
+        subs / "bad name!" / "em_by_hand.ipynb",
+    ]:
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, path)
     students, problems = collect(subs, tmp_path / "work")
     assert sorted(students) == ["alice", "bob", "carol", "dave"]
     for student in ["alice", "bob", "carol"]:
         assert students[student]["em_by_hand"] is not None, student
-        assert (tmp_path / "work" / student / "submitted" / student / "em_by_hand"
-                / "em_by_hand.ipynb").exists()
+        assert (
+            tmp_path / "work" / student / "submitted" / student / "em_by_hand" / "em_by_hand.ipynb"
+        ).exists()
         assert students[student]["break_it"] is None
     assert students["dave"]["em_by_hand"] is None
     reasons = {(s, a): r for s, a, r in problems}
@@ -170,9 +193,11 @@ class _FlakyApi:
         return self.results.pop(0) if self.results else {"success": True, "log": ""}
 
 
-NB_LOG = ("[ERROR] There was an error processing assignment: /x\n[ERROR] Traceback (most "
-          "recent call last):\n  File \"client.py\", line 1\nRuntimeError: Kernel didn't respond "
-          "in 60 seconds\n[ERROR] Please see the error log (x) for details\n")
+NB_LOG = (
+    "[ERROR] There was an error processing assignment: /x\n[ERROR] Traceback (most "
+    'recent call last):\n  File "client.py", line 1\nRuntimeError: Kernel didn\'t respond '
+    "in 60 seconds\n[ERROR] Please see the error log (x) for details\n"
+)
 
 
 def test_a_grading_machine_failure_is_retried_and_logged(tmp_path):
@@ -191,10 +216,13 @@ def test_a_grading_machine_failure_is_retried_and_logged(tmp_path):
     assert detail == "RuntimeError: Kernel didn't respond in 60 seconds", detail
 
 
-@pytest.mark.parametrize("log, status", [
-    ("[ERROR] CellTimeoutError: No reply from kernel before timeout", "kernel-timeout"),
-    ("[ERROR] nbclient.exceptions.DeadKernelError: Kernel died", "kernel-died"),
-])
+@pytest.mark.parametrize(
+    "log, status",
+    [
+        ("[ERROR] CellTimeoutError: No reply from kernel before timeout", "kernel-timeout"),
+        ("[ERROR] nbclient.exceptions.DeadKernelError: Kernel died", "kernel-died"),
+    ],
+)
 def test_the_students_own_failures_are_not_retried(tmp_path, log, status):
     from grading.worker import _autograde
 
@@ -245,10 +273,14 @@ def test_the_sandbox_hides_the_course_and_limits_processes(tmp_path):
     sandbox = Sandbox(scratch=tmp_path / "scratch", uid=default_uid())
     sandbox.prepare()
     proc = subprocess.run(
-        sandbox.command([sys.executable, "-I", "-c", _IN_SANDBOX, str(secret),
-                         str(tmp_path / "outside.txt")]),
-        capture_output=True, text=True, timeout=120,
-        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply)
+        sandbox.command(
+            [sys.executable, "-I", "-c", _IN_SANDBOX, str(secret), str(tmp_path / "outside.txt")]
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply,
+    )
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["secret_visible"] is False
@@ -284,13 +316,21 @@ def test_course_layout_is_nbgraders(tmp_path):
     from grading.layout import Course
 
     course = Course(tmp_path)
-    assert course.notebook("source", "em_by_hand") == \
-        tmp_path / "solutions" / "em_by_hand" / "em_by_hand.ipynb"
-    assert course.notebook("release", "break_it") == \
-        tmp_path / "exercises" / "break_it" / "break_it.ipynb"
-    assert course.notebook("submitted", "em_by_hand", "alice") == \
-        tmp_path / "submitted" / "alice" / "em_by_hand" / "em_by_hand.ipynb"
-    assert course.folder("autograded", "em_by_hand", "alice") == \
-        tmp_path / "autograded" / "alice" / "em_by_hand"
+    assert (
+        course.notebook("source", "em_by_hand")
+        == tmp_path / "solutions" / "em_by_hand" / "em_by_hand.ipynb"
+    )
+    assert (
+        course.notebook("release", "break_it")
+        == tmp_path / "exercises" / "break_it" / "break_it.ipynb"
+    )
+    assert (
+        course.notebook("submitted", "em_by_hand", "alice")
+        == tmp_path / "submitted" / "alice" / "em_by_hand" / "em_by_hand.ipynb"
+    )
+    assert (
+        course.folder("autograded", "em_by_hand", "alice")
+        == tmp_path / "autograded" / "alice" / "em_by_hand"
+    )
     assert course.sources == tmp_path / "solutions"
     assert course.gradebook == tmp_path / "gradebook.db"

@@ -62,8 +62,9 @@ def test_steps_alternate_and_replay_the_fit():
         np.testing.assert_array_equal(m.resp, e.resp)
     # ... and each E-step is e_step on the parameters of the M-step before it.
     for m, e in zip(steps[1::2], steps[2::2], strict=False):
-        np.testing.assert_allclose(e.resp, e_step(X, m.weights, m.means, m.covariances),
-                                   rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(
+            e.resp, e_step(X, m.weights, m.means, m.covariances), rtol=1e-12, atol=1e-300
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fitted = recipe(seed=1, K=2, max_iter=15, keep_history=True)[1].fit(X)
@@ -91,8 +92,14 @@ def test_reference_collapse_is_reported_with_component_iteration_and_points():
     assert report.nk == pytest.approx(1.0, abs=1e-6)
     assert report.min_eigenvalue <= collapse_threshold(X)
     message = str(info.value)
-    for words in ("Component 2", "iteration 9", "one data point", "reg_covar", "fewer components",
-                  "prior"):
+    for words in (
+        "Component 2",
+        "iteration 9",
+        "one data point",
+        "reg_covar",
+        "fewer components",
+        "prior",
+    ):
         assert words in message
     # The estimator keeps the last parameters before the collapse: finite and usable.
     assert gm.n_iter_ == REFERENCE_ITERATION - 1
@@ -218,28 +225,61 @@ GOOD = np.random.default_rng(0).normal(size=(30, 2))
         (GOOD, {"max_iter": -1}, r"max_iter must be >= 0"),
         (GOOD, {"weights_init": [0.5, 0.5]}, r"need means_init"),
         (GOOD, {"precisions_init": np.ones(2)}, r"need means_init"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((3, 2))},
-         r"means must have shape \(K, D\) = \(2, 2\), got \(3, 2\)"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)), "weights_init": [1.2, -0.2]},
-         r"weights must be positive, but weights\[1\] = -0.2"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)), "weights_init": [0.2, 0.2]},
-         r"weights must sum to 1"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)),
-                "covariances_init": np.array([np.eye(2), [[1.0, 2.0], [2.0, 1.0]]])},
-         r"covariances\[1\] must be positive definite, but its smallest eigenvalue is -1"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)),
-                "covariances_init": np.array([np.eye(2), [[1.0, 0.5], [0.0, 1.0]]])},
-         r"covariances\[1\] must be symmetric"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)),
-                "covariances_init": np.eye(2)},
-         r"covariance_type='full' must have shape \(K, D, D\) = \(2, 2, 2\), got \(2, 2\)"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)), "covariance_type": "diag",
-                "covariances_init": np.array([[1.0, 1.0], [0.0, 1.0]])},
-         r"covariances of component 1 must be positive"),
+        (
+            GOOD,
+            {"n_components": 2, "means_init": np.zeros((3, 2))},
+            r"means must have shape \(K, D\) = \(2, 2\), got \(3, 2\)",
+        ),
+        (
+            GOOD,
+            {"n_components": 2, "means_init": np.zeros((2, 2)), "weights_init": [1.2, -0.2]},
+            r"weights must be positive, but weights\[1\] = -0.2",
+        ),
+        (
+            GOOD,
+            {"n_components": 2, "means_init": np.zeros((2, 2)), "weights_init": [0.2, 0.2]},
+            r"weights must sum to 1",
+        ),
+        (
+            GOOD,
+            {
+                "n_components": 2,
+                "means_init": np.zeros((2, 2)),
+                "covariances_init": np.array([np.eye(2), [[1.0, 2.0], [2.0, 1.0]]]),
+            },
+            r"covariances\[1\] must be positive definite, but its smallest eigenvalue is -1",
+        ),
+        (
+            GOOD,
+            {
+                "n_components": 2,
+                "means_init": np.zeros((2, 2)),
+                "covariances_init": np.array([np.eye(2), [[1.0, 0.5], [0.0, 1.0]]]),
+            },
+            r"covariances\[1\] must be symmetric",
+        ),
+        (
+            GOOD,
+            {"n_components": 2, "means_init": np.zeros((2, 2)), "covariances_init": np.eye(2)},
+            r"covariance_type='full' must have shape \(K, D, D\) = \(2, 2, 2\), got \(2, 2\)",
+        ),
+        (
+            GOOD,
+            {
+                "n_components": 2,
+                "means_init": np.zeros((2, 2)),
+                "covariance_type": "diag",
+                "covariances_init": np.array([[1.0, 1.0], [0.0, 1.0]]),
+            },
+            r"covariances of component 1 must be positive",
+        ),
         (GOOD, {"covariance_type": "diag", "covariance_prior": "auto"}, r"'full' only"),
         (GOOD, {"covariance_prior": -1.0}, r"covariance_prior must be positive"),
-        (GOOD, {"covariance_prior": "auto", "degrees_of_freedom_prior": 0.5},
-         r"degrees_of_freedom_prior must be > D - 1 = 1"),
+        (
+            GOOD,
+            {"covariance_prior": "auto", "degrees_of_freedom_prior": 0.5},
+            r"degrees_of_freedom_prior must be > D - 1 = 1",
+        ),
     ],
 )
 def test_bad_input_raises_a_clear_value_error(X, options, match):
@@ -306,10 +346,12 @@ def test_more_features_than_points_fit_with_reg_covar():
 @pytest.mark.parametrize("case", sorted(RANK_DEFICIENT) + ["more features than points"])
 def test_rank_deficient_data_with_reg_covar_zero_name_cause_and_cure(case):
     X = RANK_DEFICIENT.get(case, np.random.default_rng(1).normal(size=(5, 8)))
-    cause = {"constant column": "column\\(s\\) \\[2\\] are constant",
-             "collinear features": "linear combinations",
-             "all points identical": "all points are identical",
-             "more features than points": "fewer points \\(5\\) than features \\(8\\)"}[case]
+    cause = {
+        "constant column": "column\\(s\\) \\[2\\] are constant",
+        "collinear features": "linear combinations",
+        "all points identical": "all points are identical",
+        "more features than points": "fewer points \\(5\\) than features \\(8\\)",
+    }[case]
     with pytest.raises(ValueError, match=f"rank-deficient.*{cause}.*Set reg_covar > 0"):
         GaussianMixture(2, reg_covar=0.0).fit(X)
 
@@ -318,8 +360,10 @@ def test_rank_deficient_data_with_reg_covar_zero_name_cause_and_cure(case):
 def test_default_start_does_not_move_with_the_data(init_params):
     """Distances are taken on centred data: shifting X by 1e8 moves the start by 1e8 only."""
     X = tilted_blobs()[0]
-    first = [next(GaussianMixture(3, init_params=init_params, random_state=1).steps(Z))
-             for Z in (X, X + 1e8)]
+    first = [
+        next(GaussianMixture(3, init_params=init_params, random_state=1).steps(Z))
+        for Z in (X, X + 1e8)
+    ]
     # X + 1e8 holds X to ulp(1e8) = 1.5e-8 only: agreement to ~1e-7 is all there is to have.
     np.testing.assert_allclose(first[1].weights, first[0].weights, rtol=1e-6)
     np.testing.assert_allclose(first[1].means - 1e8, first[0].means, atol=1e-6)
@@ -351,12 +395,25 @@ def test_sample_follows_random_state():
         (GOOD, {"random_state": -1}, r"random_state must be"),
         (GOOD[:1], {"n_components": 1}, r"1 sample\(s\) .* while a minimum of 2 is required"),
         (GOOD, {"warm_start": "yes"}, r"warm_start must be True or False"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)),
+        (
+            GOOD,
+            {
+                "n_components": 2,
+                "means_init": np.zeros((2, 2)),
                 "covariances_init": np.array([np.eye(2)] * 2),
-                "precisions_init": np.array([np.eye(2)] * 2)}, r"not both"),
-        (GOOD, {"n_components": 2, "means_init": np.zeros((2, 2)),
-                "precisions_init": np.array([np.eye(2), -np.eye(2)])},
-         r"precisions\[1\] must be positive definite"),
+                "precisions_init": np.array([np.eye(2)] * 2),
+            },
+            r"not both",
+        ),
+        (
+            GOOD,
+            {
+                "n_components": 2,
+                "means_init": np.zeros((2, 2)),
+                "precisions_init": np.array([np.eye(2), -np.eye(2)]),
+            },
+            r"precisions\[1\] must be positive definite",
+        ),
     ],
 )
 def test_more_bad_input_is_named(X, options, match):

@@ -55,8 +55,7 @@ def test_sklearn_estimator_checks(estimator, check):
 
 def test_gmmlib_does_not_import_sklearn():
     code = "import sys, gmmlib; gmmlib.GaussianMixture(2); print('sklearn' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 

@@ -53,14 +53,14 @@ def start(full, covariance_type):
 
 def fit_both(X, weights, means, full, covariance_type, **options):
     cov, precisions = start(full, covariance_type)
-    common = dict(covariance_type=covariance_type, weights_init=weights, means_init=means,
-                  **options)
+    common = dict(
+        covariance_type=covariance_type, weights_init=weights, means_init=means, **options
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkConvergenceWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         sk = SkGaussianMixture(len(weights), precisions_init=precisions, **common).fit(X)
-        gm = GaussianMixture(len(weights), covariances_init=cov, keep_history=True,
-                             **common).fit(X)
+        gm = GaussianMixture(len(weights), covariances_init=cov, keep_history=True, **common).fit(X)
     return sk, gm
 
 
@@ -96,8 +96,9 @@ def test_same_numbers_as_sklearn_on_generated_problems(covariance_type, tol):
         assert_same_fit(sk, gm)
         # history_ is exact about what each number belongs to: ln p(X | theta_t), t = 0..n.
         assert len(gm.history_.log_likelihood) == gm.n_iter_ + 1
-        np.testing.assert_allclose(np.array(gm.history_.log_likelihood[:-1]) / len(X),
-                                   sk.lower_bounds_, rtol=RTOL)
+        np.testing.assert_allclose(
+            np.array(gm.history_.log_likelihood[:-1]) / len(X), sk.lower_bounds_, rtol=RTOL
+        )
         assert rel_err(gm.history_.log_likelihood[-1] / len(X), sk.score(X)) <= RTOL
         np.testing.assert_array_equal(gm.predict(X), sk.predict(X))
         compared += 1
@@ -122,10 +123,18 @@ def test_the_issue_example_stops_at_the_same_round():
     """300 points, two unit blobs 3 apart, means_init=X[[0, 200]], identity covariances."""
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(200, 2)), rng.normal(size=(100, 2)) + 3])
-    gm = GaussianMixture(2, means_init=X[[0, 200]], weights_init=[0.5, 0.5],
-                         covariances_init=np.array([np.eye(2)] * 2)).fit(X)
-    sk = SkGaussianMixture(2, means_init=X[[0, 200]], weights_init=[0.5, 0.5],
-                           precisions_init=np.array([np.eye(2)] * 2)).fit(X)
+    gm = GaussianMixture(
+        2,
+        means_init=X[[0, 200]],
+        weights_init=[0.5, 0.5],
+        covariances_init=np.array([np.eye(2)] * 2),
+    ).fit(X)
+    sk = SkGaussianMixture(
+        2,
+        means_init=X[[0, 200]],
+        weights_init=[0.5, 0.5],
+        precisions_init=np.array([np.eye(2)] * 2),
+    ).fit(X)
     assert_same_fit(sk, gm)
     assert gm.stop_reason_ == "converged"
 

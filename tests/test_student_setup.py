@@ -40,14 +40,23 @@ def student_env(tmp_path_factory, student_wheel):
     home = tmp_path_factory.mktemp("student")
     venv = home / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                    f"{student_wheel}[student]"], check=True, timeout=1200)
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH"}}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-               JUPYTER_DATA_DIR=str(home / "jupyter-data"),
-               JUPYTER_CONFIG_DIR=str(home / "jupyter-config"),
-               IPYTHONDIR=str(home / "ipython"), MPLBACKEND="Agg")
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{student_wheel}[student]"],
+        check=True,
+        timeout=1200,
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "JUPYTER_PATH"}
+    }
+    env.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        JUPYTER_DATA_DIR=str(home / "jupyter-data"),
+        JUPYTER_CONFIG_DIR=str(home / "jupyter-config"),
+        IPYTHONDIR=str(home / "ipython"),
+        MPLBACKEND="Agg",
+    )
     return venv, env, home
 
 
@@ -62,15 +71,25 @@ def test_wheel_holds_gmmlib_and_no_grading_code(student_wheel):
 def test_student_venv_has_what_the_notebooks_need(student_env):
     venv, env, home = student_env
     python = str(venv / "bin" / "python")
-    probe = ("import gmmlib, jupyterlab, ipykernel, sys; "
-             "assert gmmlib.__file__.startswith(sys.prefix), gmmlib.__file__")
+    probe = (
+        "import gmmlib, jupyterlab, ipykernel, sys; "
+        "assert gmmlib.__file__.startswith(sys.prefix), gmmlib.__file__"
+    )
     subprocess.run([python, "-c", probe], check=True, env=env, cwd=home)
-    no_grading = subprocess.run([python, "-c", "import grading"], env=env, cwd=home,
-                                capture_output=True, text=True)
+    no_grading = subprocess.run(
+        [python, "-c", "import grading"], env=env, cwd=home, capture_output=True, text=True
+    )
     assert no_grading.returncode != 0 and "ModuleNotFoundError" in no_grading.stderr
-    specs = json.loads(subprocess.run(
-        [str(venv / "bin" / "jupyter"), "kernelspec", "list", "--json"], env=env, cwd=home,
-        capture_output=True, text=True, check=True).stdout)["kernelspecs"]
+    specs = json.loads(
+        subprocess.run(
+            [str(venv / "bin" / "jupyter"), "kernelspec", "list", "--json"],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["kernelspecs"]
     # The kernel the notebooks name is this venv's own Python, not the course's .venv.
     assert specs["python3"]["spec"]["argv"][0] in {"python", python, str(venv / "bin/python3")}
     assert str(ROOT) not in specs["python3"]["resource_dir"]
@@ -86,13 +105,31 @@ def test_release_notebook_runs_with_a_correct_answer(student_env, assignment):
     notebook = work / ASSIGNMENTS[assignment]
     nbformat.write(build_notebook(assignment, {}), notebook)
     proc = subprocess.run(
-        [str(venv / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
-         "--inplace", "--ExecutePreprocessor.timeout=600", str(notebook)],
-        env=env, cwd=work, capture_output=True, text=True, timeout=1800)
+        [
+            str(venv / "bin" / "jupyter"),
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--inplace",
+            "--ExecutePreprocessor.timeout=600",
+            str(notebook),
+        ],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     executed = nbformat.read(notebook, as_version=4)
-    errors = [o for c in executed.cells if c.cell_type == "code"
-              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors, errors
     ran = [c for c in executed.cells if c.cell_type == "code" and c.get("execution_count")]
     assert len(ran) == sum(c.cell_type == "code" for c in executed.cells)
@@ -102,4 +139,5 @@ def test_the_book_names_the_wheel_make_dist_builds(student_wheel):
     """Chapter 7 gives students a command to copy: it must name the file they are handed."""
     chapter = (ROOT / "book" / "07-exercises.md").read_text()
     assert f'pip install "{student_wheel.name}[student]"' in chapter, (
-        f"book/07-exercises.md should tell students to install {student_wheel.name}")
+        f"book/07-exercises.md should tell students to install {student_wheel.name}"
+    )
