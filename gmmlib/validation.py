@@ -287,16 +287,22 @@ def check_covariances(
     return cov
 
 
-def check_parameters(X, weights, means, covariances, covariance_type: str = "full"):
-    """Validate a full parameter set against data X; returns float64 arrays ``(X, w, mu, cov)``."""
+def _check_X_and_means(X, means, covariance_type: str):
+    """X (N, D) and means (K, D) as float64 arrays with the same D; a known covariance_type."""
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     mu = _as_float_array(means, "means")
     if mu.ndim != 2:
-        raise ValueError(f"means must have shape (K, D), got {mu.shape}")
-    K, D = mu.shape
+        raise ValueError(f"means must have shape (K, D), got shape {mu.shape}")
     X = check_X(X)
-    if X.shape[1] != D:
-        raise ValueError(f"X has {X.shape[1]} features, but the means have {D}")
+    if X.shape[1] != mu.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features, but the means have {mu.shape[1]}")
+    return X, mu
+
+
+def check_parameters(X, weights, means, covariances, covariance_type: str = "full"):
+    """Validate a full parameter set against data X; returns float64 arrays ``(X, w, mu, cov)``."""
+    X, mu = _check_X_and_means(X, means, covariance_type)
+    K, D = mu.shape
     return (
         X,
         check_weights(weights, K),
@@ -313,14 +319,8 @@ def check_step_shapes(X, weights, means, covariances, covariance_type: str = "fu
     positive definite is reported by the maths itself (`SingularCovarianceError`).
     Returns ``(X, weights, means, covariances)``.
     """
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    mu = _as_float_array(means, "means")
-    if mu.ndim != 2:
-        raise ValueError(f"means must have shape (K, D), got shape {mu.shape}")
+    X, mu = _check_X_and_means(X, means, covariance_type)
     K, D = mu.shape
-    X = check_X(X)
-    if X.shape[1] != D:
-        raise ValueError(f"X has {X.shape[1]} features but means have {D} columns")
     w = _as_float_array(weights, "weights")
     if w.shape != (K,):
         raise ValueError(f"weights must have shape ({K},), one per mean, got shape {w.shape}")
