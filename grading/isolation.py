@@ -165,6 +165,8 @@ class Sandbox:
             "MPLCONFIGDIR": str(self.scratch / ".matplotlib"),
             "IPYTHONDIR": str(self.scratch / ".ipython"),
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            # The Python environment is read-only here: never try to write bytecode into it.
+            "PYTHONDONTWRITEBYTECODE": "1",
             **self.env,
         }
         for key, value in env.items():

@@ -127,13 +127,20 @@ def _kill(proc):
     proc.wait()
 
 
+#: The re-check child's interpreter flags: isolated (-I: no user site, no PYTHON* variables),
+#: no site-packages hooks (-S), and no bytecode written (-B): gmmlib and the course are
+#: read-only in the sandbox, and an attempt to refresh a stale .pyc there would be observed
+#: as the student's write.
+CHILD_FLAGS = ("-I", "-S", "-B")
+
+
 def _child_command(workdir: Path, first: int, isolation: dict | None):
     """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off."""
     from grading.isolation import RECHECK_CPU, Sandbox, code_limits
 
     isolation = isolation or {}
     limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
-    argv = [sys.executable, "-I", "-S", str(SANDBOX), str(workdir), str(first)]
+    argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first)]
     if not isolation.get("sandbox"):
         env = {
             "PATH": "/usr/bin:/bin",

@@ -289,6 +289,54 @@ def test_the_sandbox_hides_the_course_and_limits_processes(tmp_path):
         assert 0 < seen["children"] < NPROC, seen
 
 
+_IMPORT_FRESH = r"""
+import json, os, sys
+tried = []
+WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+def hook(event, args):
+    if event == "open" and ".pyc" in str(args[0]):
+        mode, flags = args[1], args[2] or 0
+        if (mode and any(c in mode for c in "wax+")) or (not mode and flags & WRITE):
+            tried.append(str(args[0]))
+    elif event == "os.mkdir" and "__pycache__" in str(args[0]):
+        tried.append(str(args[0]))
+sys.addaudithook(hook)
+sys.path.insert(0, sys.argv[1])
+import fresh_module
+print(json.dumps(tried), flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["recheck", "kernel"])
+def test_sandboxed_python_never_writes_bytecode(tmp_path, kind):
+    """A module with no cached bytecode (a stale or absent __pycache__ in the read-only course)
+    is imported without any attempt to write a .pyc: such an attempt would be refused and
+    reported as the student's write."""
+    import json
+    import subprocess
+    import sys
+
+    from grading.isolation import Limits, Sandbox, default_uid
+    from grading.recheck import CHILD_FLAGS
+
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "fresh_module.py").write_text("VALUE = 1\n")
+    sandbox = Sandbox(scratch=tmp_path / "scratch", readable=[package], uid=default_uid())
+    sandbox.prepare()
+    flags = list(CHILD_FLAGS) if kind == "recheck" else []  # the kernel: env only
+    proc = subprocess.run(
+        sandbox.command([sys.executable, *flags, "-c", _IMPORT_FRESH, str(package)]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    assert not (package / "__pycache__").exists()
+
+
 def test_probe_measures_the_baseline(tmp_path):
     from grading.isolation import default_uid, probe
 
