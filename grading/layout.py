@@ -103,7 +103,8 @@ class Part:
     points: float | None = None  # the final points; None: waiting for a human
     kernel_points: float | None = None  # nbgrader's score in the student's kernel
     recheck: str | None = None  # the out-of-kernel re-check's verdict
-    flagged: str = ""  # patching found in the code the part depends on
+    flagged: str = ""  # a proven violation in the code the part depends on (0 points)
+    review: str = ""  # suspicious, unproven code the part depends on (points kept)
     message: str = ""  # why points were lost, in words
 
     def to_dict(self) -> dict:

@@ -385,6 +385,8 @@ GRADES_HEADER = [
     "manual",
     "manual_max",
     "needs_review",
+    "flagged",
+    "review",
     "sandbox",
 ]
 PARTS_HEADER = [
@@ -397,6 +399,7 @@ PARTS_HEADER = [
     "kernel_points",
     "recheck",
     "flagged",
+    "review",
     "message",
 ]
 
@@ -427,6 +430,8 @@ def _grade_row(student, assignment, r, cells, sandbox) -> list:
         manual_pts,
         f"{manual_max:g}",
         "yes" if _needs_review(r) else "no",
+        "; ".join(p["grade_id"] for p in r["parts"] if p.get("flagged")),
+        "; ".join(p["grade_id"] for p in r["parts"] if p.get("review") and not p.get("flagged")),
         sandbox,
     ]
 
@@ -443,6 +448,7 @@ def _part_row(student, assignment, p) -> list:
         kernel,
         p.get("recheck") or "",
         p.get("flagged", ""),
+        p.get("review", ""),
         p.get("message", ""),
     ]
 

@@ -6,6 +6,13 @@ cells, frame tricks, ...). The grade follows the out-of-kernel re-check; this sc
 attempts so the affected parts get no points and the submission goes to a human.
 
 `scan_cell` returns a list of findings (plain-English strings); an empty list means clean.
+`proven` tells the two kinds apart. A *proven* finding is a violation the code states outright:
+it imports a package the assignment forbids (gmmlib in assignment 1), rebinds an attribute of a
+module (``np.allclose = ...``, ``setattr(builtins, ...)``) or hooks into IPython's or Python's
+machinery (input transformers, import hooks); the parts that depend on it get no points. Every
+other finding (``__import__``, ``globals()``, ``setattr`` on an object, a suspicious import) is
+*suspicious*: honest code uses these too, so the points the re-check gave are kept and a human
+is asked to look.
 """
 
 from __future__ import annotations
@@ -80,6 +87,17 @@ SUSPICIOUS_ATTRIBUTES = {
 }
 SUSPICIOUS_NAMES = {"get_ipython", "__builtins__", "__import__", "__loader__", "__spec__"}
 
+#: Attributes whose use changes how later code runs or imports (a hook, not a question).
+TAMPER_ATTRIBUTES = {
+    "input_transformers_post",
+    "input_transformers_cleanup",
+    "register_magic_function",
+    "meta_path",
+    "path_hooks",
+}
+#: The words that start a proven finding (see `proven`); every finding is built from these.
+PROVEN_MARKS = ("imports ", "assigns to ", "rebinds ", "hooks ")
+
 MAGIC_LINE = re.compile(r"^\s*[%!]")
 
 
@@ -114,6 +132,14 @@ def imported_names(source: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             names.update(a.asname or a.name for a in node.names)
     return names
+
+
+def proven(finding: str) -> bool:
+    """Whether a finding of `scan_cell` is a proven violation (not merely suspicious)."""
+    text = finding.split(": ", 1)[1] if finding.startswith("line ") else finding
+    if text.startswith("imports "):
+        return "the answer must not use" in text
+    return text.startswith(PROVEN_MARKS[1:])
 
 
 def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> list[str]:
@@ -170,8 +196,23 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
                 if isinstance(func, ast.Name)
                 else (func.attr if isinstance(func, ast.Attribute) else None)
             )
-            if name in SUSPICIOUS_CALLS:
+            target = node.args[0] if node.args else None
+            if (
+                name in ("setattr", "delattr")
+                and isinstance(func, ast.Name)
+                and target is not None
+                and _root_name(target) in modules
+            ):
+                findings.append(
+                    f"line {node.lineno}: rebinds an attribute of {ast.unparse(target)[:40]} "
+                    f"with {name}() (changes a module other code relies on)"
+                )
+            elif name in SUSPICIOUS_CALLS:
                 findings.append(f"line {node.lineno}: calls {name}()")
+        elif isinstance(node, ast.Attribute) and node.attr in TAMPER_ATTRIBUTES:
+            findings.append(
+                f"line {node.lineno}: hooks into .{node.attr} (changes how later code runs)"
+            )
         elif isinstance(node, ast.Attribute) and node.attr in SUSPICIOUS_ATTRIBUTES:
             findings.append(f"line {node.lineno}: uses .{node.attr}")
         elif isinstance(node, ast.Name) and node.id in SUSPICIOUS_NAMES:

@@ -7,11 +7,15 @@ student still gets fresh processes for everything that runs their code (an nbgra
 notebook, sandboxes for the re-check), and a private copy of the gradebook (no SQLite locks).
 
 How a test cell's points are decided (the grade follows the re-check):
-- the answer cell it depends on (or any cell the student added) contains patching, or, in
-  assignment 1, gmmlib -> 0 and the submission is flagged;
+- the answer cell it depends on (or any cell the student added) holds a *proven* violation
+  (`grading.scan.proven`: patching of numpy, builtins or IPython, or gmmlib in assignment 1)
+  -> 0 and the submission is ``flagged``;
 - the re-check outside the kernel fails -> 0 (with its message);
 - otherwise the kernel's score (nbgrader's), or, if the kernel never finished the notebook
-  (timeout, dead kernel), the re-check's points, and the submission is flagged for a look.
+  (timeout, dead kernel), the re-check's points, and the submission goes on the review list.
+Suspicious but unproven code (``__import__``, ``globals()``, ``setattr`` on an object) and what
+the sandbox observed keep the points earned: the part's ``review`` note and the submission's
+``review`` status give the reason for a human look.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
 from grading.kernel import SETTINGS
 from grading.layout import Course, Part, course_secret, feedback_page, graded_cells, unsubmitted
 from grading.recheck import recheck_notebook
+from grading.scan import proven
 
 
 def _nbgrader(cell):
@@ -139,11 +144,18 @@ def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
             gid, {"passed": False, "status": "missing", "message": "not re-checked"}
         )
         part.recheck = verdict["status"]
+        names = [n for n in list(spec_depends.get(gid, ())) + tainted_all if n in findings]
         bad = [
-            f"{name}: {'; '.join(findings[name])}"
-            for name in list(spec_depends.get(gid, ())) + tainted_all
-            if name in findings
+            f"{n}: {'; '.join(f for f in findings[n] if proven(f))}"
+            for n in names
+            if any(proven(f) for f in findings[n])
         ]
+        doubtful = [
+            f"{n}: {'; '.join(f for f in findings[n] if not proven(f))}"
+            for n in names
+            if not all(proven(f) for f in findings[n])
+        ]
+        part.review = " | ".join(doubtful)[:500]
         if bad:
             part.points, part.flagged = 0.0, " | ".join(bad)[:500]
             part.message = "no points: the code changes the tests' tools or uses the reference"
@@ -156,6 +168,9 @@ def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
             part.points = min(float(kernel_scores[gid]), points)
             if part.points < points:
                 part.message = "failed in the notebook: " + kernel_errors.get(gid, "(no output)")
+        if part.review and not bad:
+            note = f"points kept; to be looked at by a human: {part.review}"
+            part.message = f"{part.message}; {note}" if part.message else note
         parts.append(part.to_dict())
     return parts
 
@@ -204,7 +219,12 @@ def grade_notebook(api, job, assignment):
     if not recheck.get("readable", True):
         result["flags"].append(recheck["error"])
     for name, found in recheck.get("findings", {}).items():
-        result["flags"].append(f"flagged {name}: {'; '.join(found)}"[:400])
+        sure = [f for f in found if proven(f)]
+        unsure = [f for f in found if not proven(f)]
+        if sure:
+            result["flags"].append(f"flagged {name}: {'; '.join(sure)}"[:400])
+        if unsure:
+            result["flags"].append(f"to review {name} (points kept): {'; '.join(unsure)}"[:400])
     for gid, verdict in recheck["verdicts"].items():
         message = verdict.get("message") or ""
         if verdict["status"] in ("timeout", "crashed"):
@@ -220,7 +240,9 @@ def grade_notebook(api, job, assignment):
     if observed:
         result["flags"].append("the sandbox observed: " + "; ".join(observed))
     result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
-    result["status"] = "flagged" if recheck.get("findings") or observed else kernel_status
+    sure = any(proven(f) for found in recheck.get("findings", {}).values() for f in found)
+    unsure = recheck.get("findings") or observed
+    result["status"] = "flagged" if sure else "review" if unsure else kernel_status
     result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
     from grading.feedback import write_feedback
 

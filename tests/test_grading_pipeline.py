@@ -54,6 +54,10 @@ EXPECTED = {
     "valid_einsum": (set(), set(), 14, 8),
     "valid_scipy": (set(), set(), 14, 8),
     "valid_with_warnings": (set(), set(), 14, 8),
+    "valid_style_history": (set(), set(), 14, 8),
+    "valid_style_while": (set(), set(), 14, 8),
+    # Suspicious (__import__) but correct: the re-check passed, so the points stay.
+    "review_dunder_import": (set(), set(), 14, 8),
     "bug_no_normalise": (E_STEP, set(), 7, 8),
     "bug_ignores_weights": (E_STEP, set(), 7, 8),
     "bug_transposed_resp": (E_STEP, set(), 7, 8),
@@ -116,18 +120,20 @@ STATUS = {
     ("hostile_patches_numpy", "em_by_hand"): "flagged",
     ("hostile_patches_builtins", "em_by_hand"): "flagged",
     ("hostile_patches_builtins", "break_it"): "flagged",
-    ("hostile_reads_gradebook", "em_by_hand"): "flagged",  # it found no gradebook to print
-    ("hostile_reads_gradebook", "break_it"): "flagged",
+    # Proven violations are "flagged"; suspicious code and what the sandbox saw are "review".
+    ("review_dunder_import", "em_by_hand"): "review",
+    ("hostile_reads_gradebook", "em_by_hand"): "review",  # it found no gradebook to print
+    ("hostile_reads_gradebook", "break_it"): "review",
     ("hostile_infinite_loop", "em_by_hand"): "kernel-timeout",
     ("hostile_os_exit", "em_by_hand"): "kernel-died",
     ("hostile_huge_allocation", "em_by_hand"): "ok",  # scored, but on the review list
     ("only_first_assignment", "break_it"): "missing",
-    ("hostile_rewrites_files", "em_by_hand"): "flagged",
-    ("hostile_reads_solutions", "em_by_hand"): "flagged",
-    ("hostile_reads_solutions", "break_it"): "flagged",
-    ("hostile_network", "em_by_hand"): "flagged",
-    ("hostile_daemon", "em_by_hand"): "flagged",
-    ("hostile_fork_bomb", "em_by_hand"): "flagged",
+    ("hostile_rewrites_files", "em_by_hand"): "review",
+    ("hostile_reads_solutions", "em_by_hand"): "review",
+    ("hostile_reads_solutions", "break_it"): "review",
+    ("hostile_network", "em_by_hand"): "review",
+    ("hostile_daemon", "em_by_hand"): "review",
+    ("hostile_fork_bomb", "em_by_hand"): "review",
 }
 # What the sandbox must have reported for each attack (a word of the review reason).
 OBSERVED = {
@@ -384,14 +390,58 @@ def test_feedback_never_shows_hidden_tests(graded, grades):
     assert len(pages) == len(submitted), (
         f"{len(pages)} feedback pages for {len(submitted)} submissions"
     )
+    submissions = graded[0].parent / "submissions"
     for page in pages:
         raw = page.read_text()
         text = _text(raw)
         flat = " ".join(raw.split())
-        leaked = [line for line in hidden if line in text or line in flat]
+        student, assignment = page.relative_to(feedback).parts[:2]
+        own = " ".join(
+            " ".join(c.source.split())
+            for c in nbformat.read(
+                submissions / student / assignment / ASSIGNMENTS[assignment], as_version=4
+            ).cells
+        )  # a line the student wrote themselves is theirs to see
+        leaked = [line for line in hidden if (line in text or line in flat) and line not in own]
         assert not leaked, f"{page.relative_to(feedback)} shows hidden-test code: {leaked[:3]}"
         assert "BEGIN HIDDEN TESTS" not in raw
         assert "Autograded:" in text and "hidden tests run here" in text
+
+
+@pytest.mark.slow
+def test_suspicious_but_correct_code_keeps_its_points(grades, parts):
+    """__import__ is suspicious, not a proof: the re-check passed outside the kernel, so the
+    points stay, and grades.csv and parts.csv say what a human should look at."""
+    row = grades[("review_dunder_import", "em_by_hand")]
+    assert row["autograded"] == "14" and row["flagged"] == "", row
+    assert set(row["review"].split("; ")) == {f"em_by_hand_{p}" for p in E_STEP}, row
+    part = parts[("review_dunder_import", "em_by_hand", "em_by_hand_e_step_tests")]
+    assert part["points"] == "3" and part["flagged"] == "", part
+    assert "__import__" in part["review"] and "points kept" in part["message"], part
+    proven = grades[("hostile_patches_numpy", "em_by_hand")]
+    assert "em_by_hand_e_step_tests" in proven["flagged"] and proven["review"] == "", proven
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", _load_fixtures().STYLES)
+def test_correct_styles_are_never_flagged_or_withheld(graded, grades, student):
+    """Correct solutions written in styles of their own (some share ordinary lines such as
+    ``lls = [log_likelihood(X, weights, means, covariances)]`` with a hidden test): full
+    points, nothing flagged, and the feedback shows every line of every answer cell."""
+    out = graded[0]
+    for assignment, notebook in ASSIGNMENTS.items():
+        row = grades[(student, assignment)]
+        assert (row["status"], row["flagged"], row["review"]) == ("ok", "", ""), row
+        page = _text(
+            (out / "feedback" / student / assignment / (notebook[:-6] + ".html")).read_text()
+        )
+        assert "output withheld" not in page, f"{student}/{assignment}: something was withheld"
+        submitted = nbformat.read(out.parent / "submissions" / student / assignment / notebook, 4)
+        for cell in submitted.cells:
+            if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
+                for line in cell.source.splitlines():
+                    line = " ".join(line.split())
+                    assert line in page, f"{student}/{assignment}: {line!r} is not shown"
 
 
 @pytest.mark.slow

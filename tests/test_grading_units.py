@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS
 from grading.feedback import redact, render_html
 from grading.recheck import recheck_notebook
-from grading.scan import scan_cell
+from grading.scan import proven, scan_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,8 @@ FIX = _fixtures()
         ("get_ipython().input_transformers_post.append(lambda lines: [])", "get_ipython"),
         ("import sys\nsys.modules['numpy'] = None", "assigns to sys.modules"),
         ("import sys\nf = sys._getframe(1)", "_getframe"),
-        ("setattr(np, 'isclose', None)", "calls setattr"),
+        ("setattr(np, 'isclose', None)", "rebinds an attribute of np"),
+        ("setattr(model, 'fitted', True)", "calls setattr"),
         ("from gmmlib.em import e_step", "must not use gmmlib"),
         ("m = __import__('gmm' + 'lib')", "__import__"),
         ("import importlib\nimportlib.import_module('x')", "imports importlib"),
@@ -47,6 +49,27 @@ FIX = _fixtures()
 def test_scan_finds_patching(code, needle):
     findings = scan_cell(code, forbidden_packages=("gmmlib", "sklearn"))
     assert any(needle in f for f in findings), f"scan of {code!r} found {findings}"
+
+
+@pytest.mark.parametrize(
+    "code, is_proven",
+    [
+        ("np.allclose = lambda *a, **k: True", True),
+        ("import builtins\nbuiltins.AssertionError = Exception", True),
+        ("setattr(np, 'isclose', None)", True),
+        ("get_ipython().input_transformers_post.append(lambda lines: [])", True),
+        ("from gmmlib.em import e_step", True),
+        ("mvn = __import__('scipy.stats').stats.multivariate_normal", False),
+        ("g = globals()", False),
+        ("setattr(model, 'fitted', True)", False),
+        ("import importlib", False),
+    ],
+)
+def test_scan_tells_proven_from_suspicious(code, is_proven):
+    """Only a stated violation costs points; the rest is a note for a human."""
+    findings = scan_cell(code, forbidden_packages=("gmmlib",))
+    assert findings, code
+    assert any(proven(f) for f in findings) == is_proven, findings
 
 
 def test_scan_accepts_every_honest_answer():
@@ -382,3 +405,26 @@ def test_course_layout_is_nbgraders(tmp_path):
     )
     assert course.sources == tmp_path / "solutions"
     assert course.gradebook == tmp_path / "gradebook.db"
+
+
+def test_a_students_own_line_is_never_withheld():
+    """``lls = [log_likelihood(...)]`` is in a hidden test and in many students' fit_em: the
+    student's cell and its output stay; a distinctive hidden line in an output is withheld."""
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    nb = FIX.build_notebook("em_by_hand", FIX.STYLE_HISTORY)
+    cell = next(
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "em_by_hand_fit_em"
+    )
+    common = "lls = [log_likelihood(X, weights, means, covariances)]"
+    assert common in cell.source
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=common)]
+    result = {"student": "s", "assignment": "em_by_hand", "flags": [], "parts": []}
+    withheld = []
+    page = render_html(redact(nb, source, result, withheld), "t")
+    assert withheld == [] and "output withheld" not in page
+    assert html.escape(common) in page
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="import gmmlib.em as _reference")
+    ]
+    redact(nb, source, result, withheld)
+    assert withheld == ["em_by_hand_fit_em"]
