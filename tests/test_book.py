@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 from a11y import focus_ring_problems, own_violations, run_axe
+from browser import WAIT_MS, new_context, settle
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -227,7 +228,7 @@ def test_explorer_is_embedded_in_chapters_2_4_and_6(book_html):
 def _visit(browser, base: str, page_name: str, shot: Path) -> dict:
     """Open one page; return what went wrong (console errors, failed or external requests...)."""
     host = urlparse(base).netloc
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     problems: dict[str, list] = {"console": [], "failed": [], "status": [], "external": []}
 
     def route(r):
@@ -254,13 +255,13 @@ def _visit(browser, base: str, page_name: str, shot: Path) -> dict:
         # Lazy iframes (the explorer) load once scrolled into view: bring each one in.
         for frame in page.locator("iframe").all():
             frame.scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
+            settle(page)
         has_math = page.evaluate("document.querySelectorAll('.math').length") > 0
         problems["math"] = None
         if has_math:
             page.wait_for_function(
                 "() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise",
-                timeout=15_000,
+                timeout=WAIT_MS,
             )
             problems["math"] = page.evaluate(
                 """async () => {
@@ -319,7 +320,7 @@ def reading(book_server, chromium, book_html):
     """Each page at 1280x900: its figures, overflowing code, axe findings and focus rings."""
     out = {}
     for name in toc_pages():
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        context = new_context(chromium, viewport={"width": 1280, "height": 900})
         page = context.new_page()
         try:
             page.goto(f"{book_server}/{name}.html", wait_until="load")
@@ -341,7 +342,7 @@ def reading(book_server, chromium, book_html):
             )
             axe = {"page": own_violations(run_axe(page))}
             for i, frame in enumerate(page.frames[1:]):
-                frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=15000)
+                frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=WAIT_MS)
                 axe[f"frame {i}: {frame.url}"] = own_violations(run_axe(frame))
             page.evaluate("window.scrollTo(0, 0)")
             focus = focus_ring_problems(page, presses=8)

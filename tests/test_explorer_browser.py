@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from a11y import focus_ring_problems, own_violations, run_axe
+from browser import WAIT_MS, new_context, settle
 
 from gmmlib import plotting
 from gmmlib.datasets import collapse_data, collapse_init, tilted_blobs
@@ -36,8 +37,8 @@ class Page:
     """A Playwright page that records console errors, page errors and failed requests."""
 
     def __init__(self, browser, width=1000, height=900, **context_options):
-        self.context = browser.new_context(
-            viewport={"width": width, "height": height}, **context_options
+        self.context = new_context(
+            browser, viewport={"width": width, "height": height}, **context_options
         )
         self.page = self.context.new_page()
         self.errors: list[str] = []
@@ -47,7 +48,7 @@ class Page:
 
     def open_explorer(self, url: str):
         self.page.goto(url)
-        self.page.wait_for_selector("#em-explorer[data-ready=true]", timeout=15000)
+        self.page.wait_for_selector("#em-explorer[data-ready=true]", timeout=WAIT_MS)
         return self.page
 
     def close(self):
@@ -103,7 +104,7 @@ def test_drag_a_mean_restarts_the_fit(book_server, tab, artifacts_dir):
     page.mouse.down()
     page.mouse.move(x1, y1, steps=12)
     page.mouse.up()
-    page.wait_for_timeout(100)
+    settle(page)
     after = state(page)
 
     # The dragged mean is where it was dropped (on screen, and in data units).
@@ -169,7 +170,7 @@ def test_e_then_m_changes_colours_then_ellipses(book_server, tab, artifacts_dir)
 
     # Run to convergence: the trace never goes down, and the page says so.
     page.get_by_role("button", name="Run").click()
-    page.wait_for_function("emExplorer.run.nextKind === null", timeout=30000)
+    page.wait_for_function("emExplorer.run.nextKind === null", timeout=WAIT_MS)
     s = state(page)
     assert s["stopReason"] == "converged" and not s["running"]
     assert page.get_by_role("button", name="Run").is_disabled()
@@ -230,7 +231,7 @@ def test_break_it_collapse_is_detected_like_gmmlib(book_server, tab, artifacts_d
     assert state(page)["k"] == K
     page.get_by_role("button", name="Run").click()
     alert = page.get_by_role("alert")
-    alert.wait_for(state="visible", timeout=20000)
+    alert.wait_for(state="visible", timeout=WAIT_MS)
     text = alert.inner_text()
     assert f"Component {report.component} collapsed at iteration {report.iteration}" in text
     assert "EM has stopped" in text and "grows without bound" in text
@@ -257,7 +258,7 @@ def test_break_it_collapse_is_detected_like_gmmlib(book_server, tab, artifacts_d
     assert "reg_covar switched on: EM restarted" in page.locator(".gx-status").inner_text()
     assert alert.is_hidden()  # the old message went with the old run
     page.get_by_role("button", name="Run").click()
-    alert.wait_for(state="visible", timeout=20000)
+    alert.wait_for(state="visible", timeout=WAIT_MS)
     assert state(page)["collapse"]["iteration"] == report.iteration
     text = alert.inner_text()
     assert "grows without bound" not in text and "reg_covar = 1e-6" in text
@@ -265,7 +266,7 @@ def test_break_it_collapse_is_detected_like_gmmlib(book_server, tab, artifacts_d
     text = alert.inner_text()
     assert "EM has stopped" not in text and "EM goes on" in text  # no stale words
     page.get_by_role("button", name="Run").click()
-    page.wait_for_function("emExplorer.run.nextKind === null", timeout=60000)
+    page.wait_for_function("emExplorer.run.nextKind === null", timeout=WAIT_MS)
     s = state(page)
     assert s["regCovar"] == 1e-6
     assert s["iteration"] > report.iteration
@@ -288,7 +289,7 @@ def test_phone_width(book_server, tab, artifacts_dir):
     page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=collapse&k=4&seed=8")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.get_by_role("button", name="Run").click()
-    page.get_by_role("alert").wait_for(state="visible", timeout=20000)
+    page.get_by_role("alert").wait_for(state="visible", timeout=WAIT_MS)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     # A finger drag (real touch events through the DevTools protocol) moves a mean too.
     page.locator(".gx-mean[data-component='0']").scroll_into_view_if_needed()
@@ -304,7 +305,7 @@ def test_phone_width(book_server, tab, artifacts_dir):
         )
         page.wait_for_timeout(30)
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    page.wait_for_timeout(100)
+    settle(page)
     s = state(page)
     assert s["iteration"] == 0 and s["collapse"] is None
     hx, hy = handle_centre(page, 0)
@@ -322,7 +323,7 @@ def test_embedded_in_the_book(book_server, tab, artifacts_dir, page_name):
     assert frame_el.count() >= 1
     frame_el.first.scroll_into_view_if_needed()
     frame = frame_el.first.element_handle().content_frame()
-    frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=15000)
+    frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=WAIT_MS)
     frame.get_by_role("button", name="E-step").click()
     assert frame.locator("#em-explorer").get_attribute("data-next") == "M"
     frame_el.first.screenshot(path=str(artifacts_dir / f"explorer-in-{page_name}.png"))
@@ -392,7 +393,7 @@ def test_a_dragged_mean_stays_inside_the_plot(book_server, tab):
     page.mouse.down()
     page.mouse.move(x0 - 3000, y0 - 3000, steps=8)  # far past the top-left corner
     page.mouse.up()
-    page.wait_for_timeout(100)
+    settle(page)
     box = page.locator(".gx-svg").bounding_box()
     hx, hy = handle_centre(page, 2)
     assert box["x"] <= hx <= box["x"] + box["width"] and box["y"] <= hy <= box["y"] + box["height"]
@@ -404,7 +405,7 @@ def test_a_dragged_mean_stays_inside_the_plot(book_server, tab):
     page.mouse.down()
     page.mouse.move(hx + 120, hy + 120, steps=6)
     page.mouse.up()
-    page.wait_for_timeout(100)
+    settle(page)
     assert state(page)["means"][2][0] > mx
     assert t.errors == []
 
@@ -501,19 +502,19 @@ def test_embedded_explorer_shows_all_of_itself(
     frame_el = page.locator("iframe.gmm-explorer-frame").first
     frame_el.scroll_into_view_if_needed()
     frame = frame_el.element_handle().content_frame()
-    frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=15000)
+    frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=WAIT_MS)
     # Break it: the collapse data, K = 8 (seed 0 collapses at round 8), run to the collapse.
     frame.get_by_label("Data set").select_option("collapse")
     frame.get_by_label("Components K").focus()
     frame.page.keyboard.press("End")
     frame.get_by_role("button", name="Run").click()
-    frame.get_by_role("alert").wait_for(state="visible", timeout=30000)
+    frame.get_by_role("alert").wait_for(state="visible", timeout=WAIT_MS)
     # The frame follows the content's height (posted by the explorer, set by embed.js).
     page.wait_for_function(
         """() => { const f = document.querySelector('iframe.gmm-explorer-frame');
                    const d = f.contentDocument.documentElement;
                    return Math.abs(f.clientHeight - d.getBoundingClientRect().height) <= 1; }""",
-        timeout=10000,
+        timeout=WAIT_MS,
     )
     inner = frame.evaluate(
         """() => { const d = document.documentElement;
