@@ -302,9 +302,12 @@ def probe(scratch: Path, uid: int | None) -> dict:
         problems.append(f"the home directory is visible ({seen['home_visible'][0]})")
     if seen["network"] or set(seen["interfaces"]) - {"lo"}:
         problems.append(f"the network is reachable (interfaces {seen['interfaces']})")
-    ours = {scratch.relative_to("/tmp").parts[0]} if scratch.is_relative_to("/tmp") else set()
+    # The sandbox's /tmp is empty but for the folders it shows on purpose (the scratch folder,
+    # and the Python environment or gmmlib when they live under /tmp, as in a clone there).
+    shown = [scratch, *python_env()]
+    ours = {p.relative_to("/tmp").parts[0] for p in shown if p.is_relative_to("/tmp")}
     if set(seen["tmp"]) - ours:
-        problems.append("/tmp is not private")
+        problems.append(f"/tmp is not private ({sorted(set(seen['tmp']) - ours)[:3]})")
     if uid is not None and seen["uid"] != uid:
         problems.append(f"runs as uid {seen['uid']}, not {uid}")
     if seen["uid"] == 0:
