@@ -113,7 +113,7 @@ class CollapseReport:
     """What collapsed, when, and onto what."""
 
     component: int  # k, 0-based
-    iteration: int  # the EM round whose M-step produced the collapsed covariance
+    iteration: int  # the EM iteration whose M-step produced the collapsed covariance
     nk: float  # soft count N_k of the component
     n_points: int  # points with responsibility > 0.5 for it
     min_eigenvalue: float  # smallest eigenvalue of Sigma_k as fitted (reg_covar included)

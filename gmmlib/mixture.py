@@ -4,7 +4,7 @@ It follows scikit-learn's `sklearn.mixture.GaussianMixture` API (same parameter 
 names) so readers can move between the two, and adds what a learner needs:
 
 - `steps(X)`: EM as a generator of E- and M-steps, to step through in a notebook;
-- `history_`: the log-likelihood after every round, and with ``keep_history=True`` the
+- `history_`: the log-likelihood after every iteration, and with ``keep_history=True`` the
   parameters and responsibilities after every step (the book and the explorer replay it);
 - collapse detection (`gmmlib.diagnostics`): a specific report instead of a NaN or a generic
   "ill-defined covariance" error, with ``on_collapse`` = "raise" | "warn" | "continue";
@@ -58,7 +58,7 @@ ON_COLLAPSE = ("raise", "warn", "continue")
 class Step:
     """One E- or M-step of EM, with the parameters and responsibilities after it.
 
-    Round t is the E-step on theta_{t-1} followed by the M-step giving theta_t. After an E-step,
+    Iteration t is the E-step on theta_{t-1} followed by the M-step giving theta_t. After an E-step,
     ``resp`` are the new responsibilities and ``log_likelihood`` is ln p(X | theta_{t-1})
     (total over points), the parameters the step shows; after an M-step, ``resp`` are the ones
     it used, ``log_likelihood`` is None (the next E-step computes it) and ``collapse`` reports a
@@ -111,7 +111,7 @@ class GaussianMixture:
     reg_covar : float >= 0, added to every covariance's diagonal, in the start and after each
         M-step (default 1e-6, as scikit-learn). 0 is allowed: the plain maximum-likelihood EM
         that can collapse (rank-deficient X then raise a ValueError naming the cure).
-    max_iter : int >= 0, maximum EM rounds (0: return the start, as scikit-learn).
+    max_iter : int >= 0, maximum EM iterations (0: return the start, as scikit-learn).
     n_init : int >= 1, number of initialisations; the best ``lower_bound_`` is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, see `gmmlib.init`.
     weights_init, means_init, precisions_init : optional stated start (scikit-learn's names).
@@ -119,7 +119,7 @@ class GaussianMixture:
         plus ``reg_covar`` (gmmlib's stated start; scikit-learn runs k-means for them).
     random_state : None, int >= 0, numpy Generator or RandomState: the start and `sample`.
     warm_start : bool, start a new `fit` from the last fit's parameters (``n_init`` ignored).
-    verbose : int, 0 silent, 1 each initialisation, 2 every ``verbose_interval`` rounds too.
+    verbose : int, 0 silent, 1 each initialisation, 2 every ``verbose_interval`` iterations too.
     verbose_interval : int >= 1.
     covariances_init : optional stated start as covariances (instead of ``precisions_init``).
     on_collapse : {"raise", "warn", "continue"}: on a collapse (see `gmmlib.diagnostics`),
@@ -136,12 +136,12 @@ class GaussianMixture:
     ----------
     weights_ (K,), means_ (K, D), covariances_, precisions_, precisions_cholesky_:
         theta_n, the parameters of the last M-step (n = ``n_iter_``).
-    converged_ : bool, the convergence test passed (before ``max_iter`` rounds ran out).
-    n_iter_ : int, EM rounds (M-steps) done by the best initialisation.
+    converged_ : bool, the convergence test passed (before ``max_iter`` iterations ran out).
+    n_iter_ : int, EM iterations (M-steps) done by the best initialisation.
     lower_bound_ : float, scikit-learn's: the MEAN log-likelihood per point (log-posterior
         with a prior) measured by the last convergence test, i.e. of theta_{n-1}, the
         parameters before the last M-step (-inf when ``max_iter=0``).
-    lower_bounds_ : list of float, ``lower_bound_`` after every round.
+    lower_bounds_ : list of float, ``lower_bound_`` after every iteration.
     log_likelihood_ : float, TOTAL ln p(X | theta_n) of the returned parameters (a final
         E-step measures it, as scikit-learn's final E-step gives ``fit_predict`` its labels).
     history_ : `History`, ``history_.log_likelihood[t]`` = ln p(X | theta_t), t = 0 .. n.
@@ -330,10 +330,10 @@ class GaussianMixture:
         """EM as a generator of `Step` objects: E, M, E, M, ..., ending with an E-step.
 
         Starts from the stated initial parameters (``means_init``...) or, without them, from the
-        first initialisation ``init_params`` draws with ``random_state``. The E-step of round t
+        first initialisation ``init_params`` draws with ``random_state``. The E-step of iteration t
         measures ln p(X | theta_{t-1}); when it has changed by less than ``tol`` (mean per
-        point) since the previous E-step, or round t is the ``max_iter``-th, the M-step of
-        round t still runs (as in scikit-learn) and a last E-step measures the theta_t returned
+        point) since the previous E-step, or iteration t is the ``max_iter``-th, the M-step of
+        iteration t still runs (as in scikit-learn) and a last E-step measures the theta_t returned
         (its ``stop`` says why EM stopped). A collapse stops EM after the collapsed M-step
         (``step.collapse`` set; then, with ``on_collapse="raise"``, `CollapseError` is raised).
         """
@@ -536,7 +536,7 @@ class GaussianMixture:
             del self.feature_names_in_
         if not self.converged_ and self.collapse_ is None and self.max_iter > 0:
             warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} rounds (tol={self.tol}): "
+                f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}): "
                 "raise max_iter or tol, try other init parameters, or check for degenerate data",
                 ConvergenceWarning,
                 stacklevel=4,

@@ -9,7 +9,7 @@ on every page and the ellipses always mean the same thing:
 - `covariance_ellipse` / `draw_ellipses`: the contour at n standard deviations of a 2-D
   Gaussian, i.e. the set {x : (x - mu)^T Sigma^{-1} (x - mu) = n^2}.
 - `plot_mixture`: the scatter-with-ellipses figure reused by every chapter.
-- `plot_log_likelihood`: the log-likelihood trace, one point per EM round.
+- `plot_log_likelihood`: the log-likelihood trace, one point per EM iteration.
 - `use_course_style`: the sizes every figure shares, chosen for the book's text column
   (`COLUMN_WIDTH_IN` at `DPI`, no font under `MIN_FONT_PT`); in a notebook it also makes each
   figure's PNG record its dpi and smallest font size (`figure_png`), which the book's tests read.
@@ -294,7 +294,7 @@ def plot_mixture(
 
 
 def plot_log_likelihood(ax, log_likelihoods, *, per_point: int | None = None, label=None):
-    """The log-likelihood trace against EM round (round 0 = the initial parameters).
+    """The log-likelihood trace against EM iteration (iteration 0 = the initial parameters).
 
     Pass ``per_point=N`` to plot the mean per point instead of the total.
     """
@@ -302,7 +302,7 @@ def plot_log_likelihood(ax, log_likelihoods, *, per_point: int | None = None, la
     if per_point:
         values = values / per_point
     ax.plot(np.arange(len(values)), values, marker="o", markersize=3, color=PALETTE[0], label=label)
-    ax.set_xlabel("EM round")
+    ax.set_xlabel("EM iteration")
     ax.set_ylabel("mean log-likelihood per point" if per_point else "log-likelihood ln p(X)")
     ax.grid(alpha=0.3)
     return ax

@@ -6,7 +6,7 @@ ln IW(Sigma_k); the covariance update becomes (eq:map-covariances)
     Sigma_k = (Psi + S_k) / (N_k + nu + D + 1),   S_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T,
 
 so Sigma_k >= Psi / (N_k + nu + D + 1) can never shrink to zero, and EM increases the
-log-posterior ln p(X | theta) + sum_k ln IW(Sigma_k) at every round instead of the likelihood.
+log-posterior ln p(X | theta) + sum_k ln IW(Sigma_k) at every iteration instead of the likelihood.
 """
 
 from __future__ import annotations

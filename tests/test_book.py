@@ -196,6 +196,62 @@ def test_no_long_output_lines(book_html):
     assert not long_lines, long_lines
 
 
+# One word for one thing: an E-step plus an M-step is an "iteration" (as `n_iter_` counts them),
+# never a "round". "round" the adjective (round clusters, a round covariance) stays; so do
+# "rounding", "around" and numpy's `round(`.
+_ROUND_NOUN = re.compile(
+    r"\brounds\b"  # the plural is always the noun (or the verb: "rounds to", say "underflows")
+    r"|\bround\s*(?:\d|\$|\{)"  # "round 14", "round $t$"
+    r"|\b(?:EM|each|every|one|per|first|last|next|this|that|a|an|the|no|same|later|final)"
+    r"\s+round\b(?!\s*(?:-|\(|clusters?\b|covariances?\b|variances?\b|circles?\b"
+    r"|starting\b|handles?\b|shapes?\b|blobs?\b|components?\b|ellipses?\b|and\b))",
+    re.IGNORECASE,
+)
+
+
+def _round_as_noun(text: str) -> list[str]:
+    return [text[max(0, m.start() - 40) : m.end() + 20] for m in _ROUND_NOUN.finditer(text)]
+
+
+def test_round_as_noun_rule_catches_the_noun_and_spares_the_adjective():
+    for bad in (
+        "one EM round",
+        "in round 14",
+        "after 9 rounds",
+        "no round can lower it",
+        "round $t$ turns",
+        "Each round raises",
+    ):
+        assert _round_as_noun(bad), bad
+    for good in (
+        "round clusters of equal size",
+        "a round covariance",
+        "np.round(final, 1)",
+        "up to rounding",
+        "a round handle",
+        "(round, one variance)",
+        "around the mean",
+        "one iteration",
+        "round and the same size",
+    ):
+        assert not _round_as_noun(good), good
+
+
+def test_book_says_iteration_not_round(book_html):
+    """The sources (prose, captions, alt text, labels in code) and the built pages' text."""
+    found = []
+    for page in toc_pages():
+        source = BOOK / f"{page}.md"
+        if source.is_file():
+            found += [(f"{page}.md", hit) for hit in _round_as_noun(source.read_text())]
+        text = re.sub(r"<[^>]+>", "", (book_html / f"{page}.html").read_text())
+        found += [(f"{page}.html", hit) for hit in _round_as_noun(text)]
+    for module in sorted((ROOT / "gmmlib").rglob("*.py")):  # warnings, labels and docstrings
+        name = str(module.relative_to(ROOT))
+        found += [(name, hit) for hit in _round_as_noun(module.read_text())]
+    assert not found, f"say 'iteration' (as n_iter_), not 'round': {found}"
+
+
 def test_derivation_is_collapsible(book_html):
     page = (book_html / "03-derivation.html").read_text()
     assert page.count("Show the derivation") >= 4

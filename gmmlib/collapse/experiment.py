@@ -89,9 +89,9 @@ def trace_em(
     stop_at_collapse: bool = True,
     keep_parameters: bool = False,
 ) -> dict:
-    """Run EM from ``collapse_init(X, n_components, seed)`` and tabulate every round.
+    """Run EM from ``collapse_init(X, n_components, seed)`` and tabulate every iteration.
 
-    Row t (t = 1, 2, ...) of ``rows`` is EM round t: ``log_likelihood`` = ln p(X | theta_{t-1})
+    Row t (t = 1, 2, ...) of ``rows`` is EM iteration t: ``log_likelihood`` = ln p(X | theta_{t-1})
     (the E-step's value), ``nk`` = the soft counts that E-step gave (the M-step built theta_t
     from them), ``min_eigenvalues`` = the smallest eigenvalue of each Sigma_k in theta_t (as
     fitted, reg_covar included) and ``collapsed`` = the components of theta_t that satisfy

@@ -36,7 +36,7 @@ SWEEP_K_RANGE = (2, 8)
 SWEEP_SEEDS = 100
 SWEEP_REGS = tuple(10.0**-e for e in range(2, 13))  # 1e-2 ... 1e-12
 FIX_REG = 1e-6
-# Sweeps allow 300 rounds, enough for every collapse seen in the K = 2..8 sweep (the slowest
+# Sweeps allow 300 iterations, enough for every collapse seen in the K = 2..8 sweep (the slowest
 # takes 36). The reg_covar sweep converges tightly (tol 1e-10 per point) so its final ln p(X)
 # is the value EM settles on, not a snapshot along the way.
 SWEEP_MAX_ITER = 300
