@@ -27,6 +27,7 @@ from scipy.special import logsumexp
 __all__ = [
     "COVARIANCE_TYPES",
     "COVARIANCE_SHAPES",
+    "full_covariances",
     "SingularCovarianceError",
     "e_step",
     "m_step",
@@ -47,6 +48,21 @@ COVARIANCE_SHAPES = {
     "diag": "(K, D)",
     "spherical": "(K,)",
 }
+
+
+def full_covariances(covariances, covariance_type: str, K: int, D: int):
+    """Any covariance type as a (K, D, D) stack of full matrices."""
+    cov = np.asarray(covariances, dtype=np.float64)
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return np.repeat(cov[None], K, axis=0)
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    if covariance_type == "spherical":
+        return cov[:, None, None] * np.eye(D)
+    raise ValueError(f"unknown covariance_type {covariance_type!r}")
+
 
 #: Added to N_k so an empty component gives finite numbers (as scikit-learn).
 NK_EPS = 10 * np.finfo(np.float64).eps

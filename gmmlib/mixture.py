@@ -32,7 +32,12 @@ from gmmlib.diagnostics import (
     data_subspace,
     min_eigenvalues,
 )
-from gmmlib.em import COVARIANCE_TYPES, SingularCovarianceError, precision_cholesky
+from gmmlib.em import (
+    COVARIANCE_TYPES,
+    SingularCovarianceError,
+    full_covariances,
+    precision_cholesky,
+)
 from gmmlib.init import INIT_ALIASES, INIT_PARAMS, init_from_means, initial_parameters
 from gmmlib.prior import InverseWishartPrior
 from gmmlib.validation import (
@@ -592,7 +597,7 @@ class GaussianMixture:
         )
         D = self.means_.shape[1]
         z = rng.standard_normal((n_samples, D))
-        full = _to_full(self.covariances_, self.covariance_type, len(self.weights_), D)
+        full = full_covariances(self.covariances_, self.covariance_type, len(self.weights_), D)
         chol = np.linalg.cholesky(full)
         X = self.means_[labels] + np.einsum("nde,ne->nd", chol[labels], z)
         return X, labels
@@ -635,17 +640,6 @@ def _from_full(full: np.ndarray, weights: np.ndarray, covariance_type: str) -> n
         return np.einsum("k,kde->de", weights, full)
     diag = np.diagonal(full, axis1=1, axis2=2).copy()
     return diag if covariance_type == "diag" else diag.mean(axis=1)
-
-
-def _to_full(covariances: np.ndarray, covariance_type: str, K: int, D: int) -> np.ndarray:
-    """Any covariance type -> (K, D, D)."""
-    if covariance_type == "full":
-        return covariances
-    if covariance_type == "tied":
-        return np.repeat(covariances[None], K, axis=0)
-    if covariance_type == "diag":
-        return np.array([np.diag(v) for v in covariances])
-    return covariances[:, None, None] * np.eye(D)
 
 
 def _inverse(matrices: np.ndarray, covariance_type: str) -> np.ndarray:

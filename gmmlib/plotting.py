@@ -23,6 +23,8 @@ import io
 
 import numpy as np
 
+from gmmlib.em import full_covariances
+
 __all__ = [
     "PALETTE",
     "PALETTE_NAMES",
@@ -197,20 +199,6 @@ def covariance_ellipse(mean, covariance, n_std: float = 1.0, **kwargs):
     return Ellipse(xy=np.asarray(mean, float), width=width, height=height, angle=angle, **kwargs)
 
 
-def _full_covariances(covariances, covariance_type: str, K: int, D: int) -> np.ndarray:
-    """Any covariance type as a (K, D, D) stack (the ellipses need full matrices)."""
-    cov = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        return cov
-    if covariance_type == "tied":
-        return np.broadcast_to(cov, (K, D, D))
-    if covariance_type == "diag":
-        return np.stack([np.diag(c) for c in cov])
-    if covariance_type == "spherical":
-        return np.stack([c * np.eye(D) for c in cov])
-    raise ValueError(f"unknown covariance_type {covariance_type!r}")
-
-
 def draw_ellipses(
     ax,
     means,
@@ -223,7 +211,7 @@ def draw_ellipses(
     """Draw each component's ellipses at ``n_stds`` (solid at 1 sigma, dashed beyond) and mean."""
     means = np.asarray(means, dtype=np.float64)
     K, D = means.shape
-    covs = _full_covariances(covariances, covariance_type, K, D)
+    covs = full_covariances(covariances, covariance_type, K, D)
     colors = component_colors(K) if colors is None else colors
     for k in range(K):
         for n_std in n_stds:
