@@ -7,7 +7,10 @@ For each (N, D, K): the same data, the same initial parameters (K data points as
 covariance for every component, equal weights), the same number of EM rounds (tol=0 so neither
 stops early), full covariances, reg_covar=1e-6. Seconds per round are differential:
 (fit with 1 + n rounds - fit with 1 round) / n, each the best of a few repeats, so validation,
-set-up and the final E-step, which both libraries also do, do not count as EM rounds. Peak
+set-up and the final E-step, which both libraries also do, do not count as EM rounds. The two
+libraries' fits are interleaved repeat by repeat, so a load that comes and goes slows both
+alike; the load average is printed before and after, and a row whose differential is not
+positive (the machine was too busy to measure) says so instead of printing a ratio. Peak
 memory is tracemalloc's peak during one fit (numpy reports its allocations to tracemalloc),
 beyond the data itself. Both run in this process with the same numpy/BLAS, so the ratio is what
 the code does, not the machine; run it on an otherwise idle machine.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import time
 import tracemalloc
@@ -77,21 +81,28 @@ def fit_sklearn(X, weights, means, covariances, n_iter):
     return gm.score(X)
 
 
-def best_seconds(fit, problem, n_iter, repeats):
-    best = np.inf
+def seconds(fit, problem, n_iter):
+    gc.collect()
+    start = time.perf_counter()
+    fit(*problem, n_iter)
+    return time.perf_counter() - start
+
+
+def seconds_per_iteration(fits, problem, n_iter, repeats):
+    """Differential: the cost of n more EM rounds, per round, for each fit in `fits`.
+
+    Each fit is warmed up once; then, repeat by repeat, every fit runs 1 and 1 + n rounds in
+    turn (interleaved, so a passing load slows them alike), and the best of the repeats counts.
+    """
+    for fit in fits:
+        fit(*problem, 1)
+    one = [np.inf] * len(fits)
+    more = [np.inf] * len(fits)
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fit(*problem, n_iter)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def seconds_per_iteration(fit, problem, n_iter, repeats):
-    """Differential: the cost of n more EM rounds, per round (after one warm-up fit)."""
-    fit(*problem, 1)
-    one = best_seconds(fit, problem, 1, repeats)
-    return (best_seconds(fit, problem, 1 + n_iter, repeats) - one) / n_iter
+        for i, fit in enumerate(fits):
+            one[i] = min(one[i], seconds(fit, problem, 1))
+            more[i] = min(more[i], seconds(fit, problem, 1 + n_iter))
+    return [(m - o) / n_iter for m, o in zip(more, one, strict=True)]
 
 
 def peak_memory(fit, problem, n_iter):
@@ -120,7 +131,8 @@ def main(argv=None) -> None:
     blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info())
     print(
         f"numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
-        f"Python {platform.python_version()}, {blas}"
+        f"Python {platform.python_version()}, {blas}; "
+        f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
     header = (
         f"| {'N':>9} | {'D':>3} | {'K':>3} | {'sklearn s/iter':>14} | {'gmmlib s/iter':>13} "
@@ -131,17 +143,20 @@ def main(argv=None) -> None:
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for N, D, K in rows:
         problem = make_problem(N, D, K)
-        n_iter = max(3, min(20, int(2e7 / (N * K * D))))
-        t_sk = seconds_per_iteration(fit_sklearn, problem, n_iter, args.repeats)
-        t_gm = seconds_per_iteration(fit_gmmlib, problem, n_iter, args.repeats)
+        n_iter = max(5, min(20, int(2e7 / (N * K * D))))
+        t_sk, t_gm = seconds_per_iteration((fit_sklearn, fit_gmmlib), problem, n_iter, args.repeats)
         m_sk = peak_memory(fit_sklearn, problem, n_iter) / 2**20
         m_gm = peak_memory(fit_gmmlib, problem, n_iter) / 2**20
         gap = abs(fit_sklearn(*problem, n_iter) - fit_gmmlib(*problem, n_iter))
+        ratio = f"{t_sk / t_gm:>7.1f}×" if min(t_sk, t_gm) > 0 else "  busy*"
         print(
-            f"| {N:>9,} | {D:>3} | {K:>3} | {t_sk:>14.4f} | {t_gm:>13.4f} | {t_sk / t_gm:>7.1f}× "
+            f"| {N:>9,} | {D:>3} | {K:>3} | {t_sk:>14.4f} | {t_gm:>13.4f} | {ratio} "
             f"| {m_sk:>16.1f} | {m_gm:>15.1f} | {gap:>9.1e} |",
             flush=True,
         )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if "busy*" in ratio:
+        print("* a differential was not positive: the machine was too busy; run it again idle")
 
 
 if __name__ == "__main__":
