@@ -397,3 +397,32 @@ def test_axis_tick_labels_have_one_precision():
             assert abs(float(text) - v) <= 1e-9 * step, (where, text, v)
     # An empty range has no ticks (the trace widens a flat one before asking).
     assert _node_json("axis_ticks.mjs", "[[7.0, 7.0, 3]]")[0]["values"] == []
+
+
+def test_collapse_rule_measures_within_gmmlibs_data_subspace():
+    """With a data subspace from gmmlib (rank-deficient data: the points on a line, or all one
+    point), em-core's lambda_min is gmmlib's: Q^T Sigma_k Q's smallest eigenvalue, +inf when
+    the data have no direction at all; without one, Sigma_k's own."""
+    from gmmlib.diagnostics import collapse_threshold, data_subspace, min_eigenvalues
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(4, 2, 2))
+    covs = A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(2)
+    t = rng.normal(size=50)
+    line = np.outer(t, [0.6, 0.8])  # collinear: gmmlib's subspace is the line
+    for X in (rng.normal(size=(50, 2)), line, np.ones((5, 2))):
+        Q = data_subspace(X, collapse_threshold(X))
+        subspace = None if Q is None else Q.T.tolist()
+        js = _node_json(
+            "min_eigenvalues.mjs",
+            json.dumps({"covs": [[c[0, 0], c[0, 1], c[1, 1]] for c in covs], "subspace": subspace}),
+        )
+        expected = min_eigenvalues(covs, "full", Q)
+        # Eigenvalues of 2x2 matrices by formula vs LAPACK: a few ulp of the largest eigenvalue.
+        scale = np.linalg.eigvalsh(covs)[:, -1]
+        got = np.array([float(v) for v in js])
+        assert np.array_equal(np.isinf(got), np.isinf(expected))
+        finite = np.isfinite(expected)
+        err = np.abs(got[finite] - expected[finite])
+        assert np.all(err <= 1e-14 * scale[finite]), (got, expected)
+    assert data_subspace(line, collapse_threshold(line)).shape == (2, 1)  # the case is exercised

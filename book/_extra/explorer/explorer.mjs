@@ -434,7 +434,9 @@ export class Explorer {
     xTicks.values.forEach((v, i) => {
       const [px] = this.toScreen(v, 0);
       g.append(svg("line", { class: "gx-tick", x1: px, x2: px, y1: bottom, y2: bottom + 5 }));
-      const t = svg("text", { class: "gx-tick-label", x: px, y: bottom + 18, "text-anchor": "middle" });
+      const t = svg("text", {
+        class: "gx-tick-label", x: px, y: bottom + 18, "text-anchor": "middle", "data-axis": "x",
+      });
       t.textContent = xTicks.labels[i];
       g.append(t);
     });
@@ -442,7 +444,9 @@ export class Explorer {
     yTicks.values.forEach((v, i) => {
       const [, py] = this.toScreen(0, v);
       g.append(svg("line", { class: "gx-tick", x1: left - 5, x2: left, y1: py, y2: py }));
-      const t = svg("text", { class: "gx-tick-label", x: left - 8, y: py + 4, "text-anchor": "end" });
+      const t = svg("text", {
+        class: "gx-tick-label", x: left - 8, y: py + 4, "text-anchor": "end", "data-axis": "y",
+      });
       t.textContent = yTicks.labels[i];
       g.append(t);
     });
@@ -747,8 +751,8 @@ export class Explorer {
     this.trace.replaceChildren();
     const last = ll.length - 1;
     const xs = (i) => pad.l + ((w - pad.l - pad.r) * i) / Math.max(last, 1);
-    const label = (x, y, text, anchor) => {
-      const t = svg("text", { class: "gx-tick-label", x, y, "text-anchor": anchor });
+    const label = (x, y, text, anchor, axis = "x") => {
+      const t = svg("text", { class: "gx-tick-label", x, y, "text-anchor": anchor, "data-axis": axis });
       t.textContent = text;
       this.trace.append(t);
     };
@@ -769,7 +773,7 @@ export class Explorer {
       yTicks.values.forEach((v, i) => {
         const y = ys(v);
         this.trace.append(svg("line", { class: "gx-tick", x1: pad.l - 4, x2: pad.l, y1: y, y2: y }));
-        label(pad.l - 6, y + 4, yTicks.labels[i], "end");
+        label(pad.l - 6, y + 4, yTicks.labels[i], "end", "y");
       });
       const pts = ll
         .map((v, i) => (Number.isFinite(v) ? `${xs(i).toFixed(1)},${ys(v).toFixed(1)}` : null))
