@@ -555,5 +555,9 @@ def test_embedded_explorer_shows_all_of_itself(
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # page fits the width
     frame_el.screenshot(path=str(artifacts_dir / f"explorer-fit-{page_name}-{width}.png"))
     assert own_violations(run_axe(frame)) == []  # the explorer inside the frame, collapse showing
-    page.wait_for_load_state("networkidle")
+    # Every resource of the page and the frame has loaded (or failed, which t.errors records):
+    # their load events fired. (Not Playwright's "networkidle", which a lazy iframe elsewhere on
+    # the page can hold off past any timeout on a loaded machine.)
+    for doc in (page, frame):
+        doc.wait_for_function("document.readyState === 'complete'", timeout=WAIT_MS)
     assert t.errors == []
