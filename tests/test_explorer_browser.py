@@ -180,7 +180,7 @@ def test_e_then_m_changes_colours_then_ellipses(book_server, tab, artifacts_dir)
     assert all(b >= a - 1e-9 * abs(a) for a, b in zip(ll, ll[1:], strict=False))
     assert "never gone down" in page.locator(".gx-trace-text").inner_text()
     # It ran with gmmlib's rule constants (data.json's, from GaussianMixture's defaults) and
-    # stopped on the round gmmlib's fit stops on from the same start (reg_covar off).
+    # stopped on the iteration gmmlib's fit stops on from the same start (reg_covar off).
     X = mef.dataset("faithful")
     defaults = GaussianMixture().get_params()
     assert (s["tol"], s["maxIter"]) == (defaults["tol"], defaults["max_iter"])

@@ -7,7 +7,7 @@ tests/js/run_fixture.mjs). After every E- and M-step we compare, to 1e-9 relativ
 responsibilities, N_k, weights, means, covariances and the log-likelihood; the smallest
 eigenvalues (absolute, relative to the largest); and the collapse: same iteration, component
 and number of points. Where EM stops is compared exactly: the cases with tol > 0 stop by
-gmmlib's convergence test, and the explorer must stop on the same round for the same reason
+gmmlib's convergence test, and the explorer must stop on the same iteration for the same reason
 (n_iter_, stop_reason_, converged_), with the same final log-likelihood. The explorer's rule
 constants (tol, max_iter, reg_covar, collapse_tol, the N_k guard) reach it only from gmmlib,
 through the fixtures and data.json.
@@ -85,38 +85,8 @@ def case(request):
     return request.param, fx, _reference(fx), _run_node(request.param)
 
 
-#: Rounding differences between two machines (processor, BLAS build, thread count) in one EM
-#: round, in units of the machine epsilon: a few ulp per operation on each sum.
-ROUND_ULPS = 16
-
-
-def trace_rtol(covariances_init, steps) -> np.ndarray:
-    """How far a log-likelihood trace may move between machines: one tolerance per E-step.
-
-    Another processor or BLAS build rounds differently by a few ulp (ROUND_ULPS * eps) per
-    round. EM carries those differences on, so they grow at most linearly with the number of
-    rounds t (EM contracts towards its fixed point; in practice they grow more slowly). A
-    covariance with condition number kappa turns a relative error e in its entries into up to
-    kappa * e in its log-determinant and Mahalanobis terms, and a run approaching a collapse has
-    kappa in the 1e5s. So E-step t may differ by ROUND_ULPS * eps * t * kappa_t, with kappa_t the
-    largest condition number of any covariance so far. Measured here: perturbing every data
-    value by 4 ulp moves each fixture's trace by 80x to 800x less than this; a change to the EM
-    maths moves it by far more (1e-6 and up).
-    """
-    eps = np.finfo(float).eps
-
-    def kappa(covariances):
-        ev = np.linalg.eigvalsh(covariances)
-        return float(np.max(ev[:, -1] / np.maximum(ev[:, 0], np.finfo(float).tiny)))
-
-    k, t, out = kappa(np.asarray(covariances_init)), 0, []
-    for step in steps:
-        if step.kind == "E":
-            t += 1
-            out.append(ROUND_ULPS * eps * t * k)
-        else:
-            k = max(k, kappa(step.covariances))
-    return np.array(out)
+#: How far a log-likelihood trace may move between machines (derived in its docstring).
+trace_rtol = mef.trace_rtol
 
 
 def test_fixture_is_current(case):
@@ -172,8 +142,8 @@ def test_enough_steps(case):
 
 def test_cases_with_tol_stop_by_gmmlibs_convergence_test():
     """Some cases use gmmlib's default tol and one a tighter tol; each stops by convergence after
-    several rounds, with every convergence test decided by a margin (mef.STOP_MARGIN of tol), so
-    the round it stops on never depends on the last bits."""
+    several iterations, with every convergence test at least mef.STOP_MARGIN times what rounding
+    can move it from tol, so the iteration it stops on never depends on the last bits."""
     rules = mef.gmmlib_rules()
     cases = [fx for fx in map(_load, CASES) if fx["tol"] > 0]
     tols = {fx["tol"] for fx in cases}
@@ -187,8 +157,8 @@ def test_cases_with_tol_stop_by_gmmlibs_convergence_test():
 
 
 def test_stops_where_gmmlib_stops(case):
-    """The explorer stops on gmmlib's round for gmmlib's reason: same n_iter_ (the M-steps done;
-    after a collapse gmmlib counts only the rounds before it), stop_reason_, converged_, and the
+    """The explorer stops on gmmlib's iteration for gmmlib's reason: same n_iter_ (the M-steps done;
+    after a collapse gmmlib counts only the iterations before it), stop_reason_, converged_, and the
     same log-likelihood of the returned parameters (log_likelihood_, the last E-step's)."""
     name, fx, ref, js = case
     fit = fx["expected"]["fit"]
