@@ -290,9 +290,12 @@ def test_collapse_sweep_matches_gmmlib(dataset, reg_covar):
     collapses = 0
     tol = mef.gmmlib_rules()["tol"]  # the explorer's, from data.json
     for r in runs:
+        # The explorer's start is collapse_init's, as the collapse experiment's: the data
+        # covariance without reg_covar (GaussianMixture's means_init alone would add it).
+        weights, means, covariances = collapse_init(X, r["k"], r["seed"])
         gm = GaussianMixture(
             r["k"], reg_covar=reg_covar, tol=tol, max_iter=max_iter, on_collapse="warn",
-            means_init=collapse_init(X, r["k"], r["seed"])[1],
+            weights_init=weights, means_init=means, covariances_init=covariances,
         )  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
