@@ -48,8 +48,10 @@ ITERATION_JS = """
 async ([X, indices, batches, perBatch]) => {
   const core = await import("./em-core.mjs");
   const data = core.makeData(X);
-  const run = new core.EMRun(data, core.initFromIndices(data, indices),
-    { regCovar: 1e-6, tol: 0, maxIter: 1e9, onCollapse: "continue" });
+  const r = window.emExplorer.rules;  // gmmlib's constants, from data.json
+  const run = new core.EMRun(data, core.initFromIndices(data, indices), {
+    regCovar: r.reg_covar, tol: 0, maxIter: 1e9, collapseTol: r.collapse_tol, nkEps: r.nk_eps,
+    onCollapse: "continue" });
   const iterate = () => { run.step(); run.step(); };
   for (let i = 0; i < 20; i++) iterate();  // warm-up (JIT)
   const ms = [];
@@ -68,6 +70,7 @@ UI_ITERATION_JS = """
   const iterate = () => { ex.doStep("E"); ex.doStep("M"); };
   ex.restart(ex.start);
   ex.run.tol = 0;  // never stop as converged: time every iteration
+  ex.run.maxIter = Infinity;  // nor at gmmlib's max_iter
   ex.run.onCollapse = "continue";
   for (let i = 0; i < 10; i++) iterate();
   const ms = [];

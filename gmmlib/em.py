@@ -28,6 +28,7 @@ __all__ = [
     "COVARIANCE_TYPES",
     "COVARIANCE_SHAPES",
     "full_covariances",
+    "from_full_covariances",
     "SingularCovarianceError",
     "e_step",
     "m_step",
@@ -61,6 +62,25 @@ def full_covariances(covariances, covariance_type: str, K: int, D: int):
         return np.stack([np.diag(c) for c in cov])
     if covariance_type == "spherical":
         return cov[:, None, None] * np.eye(D)
+    raise ValueError(f"unknown covariance_type {covariance_type!r}")
+
+
+def from_full_covariances(full, covariance_type: str, weights):
+    """A (K, D, D) stack of full matrices in ``covariance_type``'s shape.
+
+    The way back from `full_covariances`: "tied" is the weighted mean
+    sum_k pi_k Sigma_k, "diag" keeps each diagonal, "spherical" its mean.
+    """
+    full = np.asarray(full, dtype=np.float64)
+    if covariance_type == "full":
+        return full
+    if covariance_type == "tied":
+        return np.einsum("k,kde->de", weights, full)
+    diag = np.diagonal(full, axis1=1, axis2=2).copy()
+    if covariance_type == "diag":
+        return diag
+    if covariance_type == "spherical":
+        return diag.mean(axis=1)
     raise ValueError(f"unknown covariance_type {covariance_type!r}")
 
 

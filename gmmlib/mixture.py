@@ -35,6 +35,7 @@ from gmmlib.diagnostics import (
 from gmmlib.em import (
     COVARIANCE_TYPES,
     SingularCovarianceError,
+    from_full_covariances,
     full_covariances,
     precision_cholesky,
 )
@@ -321,11 +322,11 @@ class GaussianMixture:
             if self.precisions_init is not None:
                 precisions = check_covariances(self.precisions_init, ct, K, D, "precisions")
                 return weights, means, _inverse(precisions, ct)
-            return weights, means, _from_full(full, weights, ct)
+            return weights, means, from_full_covariances(full, ct, weights)
         weights, means, full = initial_parameters(
             X, K, self.init_params, rng, self.reg_covar, self.collapse_tol
         )
-        return weights, means, _from_full(full, weights, ct)
+        return weights, means, from_full_covariances(full, ct, weights)
 
     # ----------------------------------------------------------------------------------------
     # EM, one step at a time
@@ -630,16 +631,6 @@ def _usable_precision_cholesky(weights, means, covariances, lam, covariance_type
         return precision_cholesky(covariances, covariance_type)
     except SingularCovarianceError:
         return None
-
-
-def _from_full(full: np.ndarray, weights: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Full (K, D, D) covariances -> the shape of ``covariance_type``."""
-    if covariance_type == "full":
-        return full
-    if covariance_type == "tied":
-        return np.einsum("k,kde->de", weights, full)
-    diag = np.diagonal(full, axis1=1, axis2=2).copy()
-    return diag if covariance_type == "diag" else diag.mean(axis=1)
 
 
 def _inverse(matrices: np.ndarray, covariance_type: str) -> np.ndarray:

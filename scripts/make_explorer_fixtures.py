@@ -2,14 +2,18 @@
 
 Writes (deterministically: same bytes on every run):
 
-- ``book/_extra/explorer/data.json``: the component palette (gmmlib.plotting's), the explorer's
-  three data sets (tilted blobs, Old Faithful
-  standardised, the collapse recipe's 20 points) and, for every K in 1..K_MAX and seed in
+- ``book/_extra/explorer/data.json``: the rule constants the explorer runs EM with (gmmlib's
+  own: GaussianMixture's default tol, max_iter, reg_covar and collapse_tol, and gmmlib.em.NK_EPS;
+  the explorer types none of them), the component palette (gmmlib.plotting's), the explorer's
+  three data sets (tilted blobs, Old Faithful standardised, the collapse recipe's 20 points),
+  each with gmmlib's data subspace for the collapse rule, and, for every K in 1..K_MAX and seed in
   0..N_SEEDS-1, the indices of the data points `gmmlib.datasets.collapse_init` takes as the
   starting means, so seed s in the explorer is the start ``collapse_init(X, K, s)`` in Python.
-- ``tests/fixtures/explorer/<case>.json``: data + initial parameters + options for each parity
-  case, with gmmlib's log-likelihood trace and collapse (if any) for reference. The parity test
-  re-runs gmmlib live and the JavaScript core under node on these inputs and compares every step.
+- ``tests/fixtures/explorer/<case>.json``: data + initial parameters + options (and the same rule
+  constants) for each parity case, with gmmlib's log-likelihood trace, collapse (if any) and
+  where and why it stopped (n_iter_, stop_reason_, converged_, log_likelihood_) for reference.
+  The parity test re-runs gmmlib live and the JavaScript core under node on these inputs and
+  compares every step and the stop.
 
 Usage: ``python scripts/make_explorer_fixtures.py``. tests/test_explorer_parity.py checks that the
 files on disk still match what gmmlib produces (to rounding), so a change in gmmlib that alters
@@ -19,6 +23,7 @@ the fixtures' meaning fails the tests until this script is re-run.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import warnings
@@ -26,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gmmlib import GaussianMixture
+from gmmlib import GaussianMixture, em
 from gmmlib.datasets import collapse_data, collapse_init, old_faithful, tilted_blobs
+from gmmlib.diagnostics import collapse_threshold, data_subspace
 from gmmlib.plotting import PALETTE, PALETTE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,15 +67,98 @@ DATASETS = {
     },
 }
 
-# Parity cases: (dataset, K, seed, reg_covar, max_iter, on_collapse). tol=0 so EM runs every round.
+
+def gmmlib_rules() -> dict:
+    """The constants of gmmlib's rules the explorer runs with, read from gmmlib (never typed here).
+
+    ``tol``, ``max_iter``, ``reg_covar`` and ``collapse_tol`` are `GaussianMixture`'s defaults
+    (the explorer's seed s is ``GaussianMixture(K, means_init=collapse_init(X, K, s)[1])``);
+    ``nk_eps`` is what the M-step adds to N_k (`gmmlib.em.NK_EPS`).
+    """
+    defaults = GaussianMixture().get_params()
+    rules = {name: defaults[name] for name in ("tol", "max_iter", "reg_covar", "collapse_tol")}
+    # gmmlib states the collapse tolerance's default twice (the estimator, the diagnostics'
+    # function): they must agree, or the explorer would follow one of two rules.
+    diag_default = inspect.signature(collapse_threshold).parameters["collapse_tol"].default
+    assert rules["collapse_tol"] == diag_default, (rules["collapse_tol"], diag_default)
+    return {**rules, "nk_eps": float(em.NK_EPS)}
+
+
+#: Rounding differences between two machines (processor, BLAS build, thread count) in one EM
+#: iteration, in units of the machine epsilon: a few ulp per operation on each sum.
+ROUND_ULPS = 16
+
+
+def trace_rtol(covariances_init, steps) -> np.ndarray:
+    """How far a log-likelihood trace may move between machines: one tolerance per E-step.
+
+    Another processor or BLAS build rounds differently by a few ulp (ROUND_ULPS * eps) per
+    iteration. EM carries those differences on, so they grow at most linearly with the number of
+    iterations t (EM contracts towards its fixed point; in practice they grow more slowly). A
+    covariance with condition number kappa turns a relative error e in its entries into up to
+    kappa * e in its log-determinant and Mahalanobis terms, and a run approaching a collapse has
+    kappa in the 1e5s. So E-step t may differ by ROUND_ULPS * eps * t * kappa_t, with kappa_t the
+    largest condition number of any covariance so far. Measured here: perturbing every data
+    value by 4 ulp moves each fixture's trace by 80x to 800x less than this; a change to the EM
+    maths moves it by far more (1e-6 and up).
+    """
+    eps = np.finfo(float).eps
+
+    def kappa(covariances):
+        ev = np.linalg.eigvalsh(covariances)
+        return float(np.max(ev[:, -1] / np.maximum(ev[:, 0], np.finfo(float).tiny)))
+
+    k, t, out = kappa(np.asarray(covariances_init)), 0, []
+    for step in steps:
+        if step.kind == "E":
+            t += 1
+            out.append(ROUND_ULPS * eps * t * k)
+        else:
+            k = max(k, kappa(step.covariances))
+    return np.array(out)
+
+
+#: Every convergence test of a parity case with tol > 0 is decided by at least this many times
+#: what rounding can move it: |change - tol| >= STOP_MARGIN * (r_t |ln p_t| + r_{t-1} |ln p_{t-1}|)
+#: / N, with change = |ln p_t - ln p_{t-1}| / N the mean log-likelihood per point moved since the
+#: previous E-step and r_t = trace_rtol at E-step t. So no fixture's stopping iteration depends on
+#: the last bits of any machine's arithmetic.
+STOP_MARGIN = 1e3
+
+#: Parity cases: (dataset, K, seed, reg_covar, max_iter, on_collapse, tol). None = gmmlib's
+#: default (`gmmlib_rules`). tol = 0: EM runs every iteration (the long step-by-step cases);
+#: tol > 0: EM stops where gmmlib's convergence test says, and the explorer must stop on the
+#: same iteration.
 CASES = {
-    "tilted_k3": ("tilted", 3, 0, 0.0, 30, "warn"),
-    "tilted_k8": ("tilted", 8, 0, 0.0, 20, "warn"),
-    "faithful_k2": ("faithful", 2, 1, 0.0, 25, "warn"),
-    "collapse_k4_seed0": ("collapse", 4, 0, 0.0, 60, "warn"),
-    "collapse_k8_seed0": ("collapse", 8, 0, 0.0, 60, "warn"),
-    "collapse_k4_seed0_reg": ("collapse", 4, 0, 1e-6, 40, "continue"),
+    "tilted_k3": ("tilted", 3, 0, 0.0, 30, "warn", 0.0),
+    "tilted_k8": ("tilted", 8, 0, 0.0, 20, "warn", 0.0),
+    "faithful_k2": ("faithful", 2, 1, 0.0, 25, "warn", 0.0),
+    "collapse_k4_seed0": ("collapse", 4, 0, 0.0, 60, "warn", 0.0),
+    "collapse_k8_seed0": ("collapse", 8, 0, 0.0, 60, "warn", 0.0),
+    "collapse_k4_seed0_reg": ("collapse", 4, 0, 1e-6, 40, "continue", 0.0),
+    # Stopped by the convergence test at gmmlib's default tol (12 and 27 iterations), and at
+    # a tighter tol (30 iterations).
+    "faithful_k2_tol": ("faithful", 2, 1, 0.0, None, "warn", None),
+    "tilted_k3_tol": ("tilted", 3, 0, 0.0, None, "warn", None),
+    "tilted_k3_tol1e-6": ("tilted", 3, 0, 0.0, None, "warn", 1e-6),
 }
+
+
+def case_options(name: str) -> dict:
+    """A case's options, gmmlib's defaults filled in."""
+    data_name, K, seed, reg_covar, max_iter, on_collapse, tol = CASES[name]
+    rules = gmmlib_rules()
+    return {
+        "dataset": data_name,
+        "n_components": K,
+        "seed": seed,
+        "reg_covar": reg_covar,
+        "max_iter": rules["max_iter"] if max_iter is None else max_iter,
+        "on_collapse": on_collapse,
+        "tol": rules["tol"] if tol is None else tol,
+        "collapse_tol": rules["collapse_tol"],
+        "nk_eps": rules["nk_eps"],
+    }
 
 
 def dataset(name: str) -> np.ndarray:
@@ -91,56 +180,105 @@ def start_indices(X: np.ndarray, K: int, seed: int) -> list[int]:
     return idx
 
 
-def reference_steps(X, weights, means, covariances, *, reg_covar, max_iter, on_collapse):
-    """gmmlib's step-wise EM from a stated start (tol=0: every round runs)."""
-    gm = GaussianMixture(
+def _estimator(weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
+    return GaussianMixture(
         len(weights),
         reg_covar=reg_covar,
-        tol=0.0,
+        tol=tol,
         max_iter=max_iter,
         weights_init=weights,
         means_init=means,
         covariances_init=covariances,
         on_collapse=on_collapse,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return list(gm.steps(X))
 
 
-def make_case(name: str) -> dict:
-    data_name, K, seed, reg_covar, max_iter, on_collapse = CASES[name]
-    X = dataset(data_name)
-    weights, means, covariances = collapse_init(X, K, seed)
-    steps = reference_steps(
-        X,
+def reference_steps(X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
+    """gmmlib's step-wise EM from a stated start (tol = 0: every iteration runs)."""
+    gm = _estimator(
         weights,
         means,
         covariances,
         reg_covar=reg_covar,
         max_iter=max_iter,
         on_collapse=on_collapse,
+        tol=tol,
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return list(gm.steps(X))
+
+
+def reference_fit(X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
+    """Where gmmlib's `fit` stops from that start: n_iter_, stop_reason_, converged_ and the
+    total log-likelihood of the returned parameters (log_likelihood_)."""
+    gm = _estimator(
+        weights,
+        means,
+        covariances,
+        reg_covar=reg_covar,
+        max_iter=max_iter,
+        on_collapse=on_collapse,
+        tol=tol,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    return {
+        "n_iter": gm.n_iter_,
+        "stop_reason": gm.stop_reason_,
+        "converged": bool(gm.converged_),
+        "log_likelihood": gm.log_likelihood_,
+    }
+
+
+def stop_margin(steps, tol: float, n: int, covariances_init) -> float:
+    """How far the convergence tests of a run are from flipping, in units of what rounding can
+    move them: min |change_t - tol| / bound_t (inf when tol = 0; see STOP_MARGIN).
+
+    change_t = |ln p_t - ln p_{t-1}| / N is tested by every E-step but the first (nothing to
+    compare) and the last (which only measures the returned parameters).
+    """
+    if tol == 0:
+        return float("inf")
+    ll = np.array([s.log_likelihood for s in steps if s.kind == "E"])
+    slack = trace_rtol(covariances_init, steps) * np.abs(ll) / n  # rounding of ln p_t / N
+    tested = len(ll) if steps[-1].stop == "collapse" else len(ll) - 1
+    changes = np.abs(np.diff(ll[:tested])) / n
+    bounds = slack[1:tested] + slack[: tested - 1]
+    return float(np.min(np.abs(changes - tol) / bounds)) if changes.size else float("inf")
+
+
+def make_case(name: str) -> dict:
+    opts = case_options(name)
+    X = dataset(opts["dataset"])
+    K, seed = opts["n_components"], opts["seed"]
+    weights, means, covariances = collapse_init(X, K, seed)
+    run = {key: opts[key] for key in ("reg_covar", "max_iter", "on_collapse", "tol")}
+    steps = reference_steps(X, weights, means, covariances, **run)
+    margin = stop_margin(steps, opts["tol"], len(X), covariances)
+    assert margin >= STOP_MARGIN, (
+        f"{name}: a convergence test only {margin:.3g} rounding bounds from flipping"
+    )
+    if opts["tol"] > 0:
+        assert steps[-1].stop == "converged", f"{name}: meant to stop by the convergence test"
     collapse = next((s.collapse for s in steps if s.collapse is not None), None)
     return {
         "case": name,
-        "dataset": data_name,
-        "n_components": K,
-        "seed": seed,
+        **opts,
         "start_indices": start_indices(X, K, seed),
+        "subspace": subspace(X, opts["collapse_tol"]),
         "X": X.tolist(),
         "weights_init": weights.tolist(),
         "means_init": means.tolist(),
         "covariances_init": covariances.tolist(),
-        "reg_covar": reg_covar,
-        "tol": 0.0,
-        "max_iter": max_iter,
-        "collapse_tol": 1e-8,
-        "on_collapse": on_collapse,
         "expected": {
             "n_steps": len(steps),
             "kinds": "".join(s.kind for s in steps),
             "log_likelihood": [s.log_likelihood for s in steps if s.kind == "E"],
+            "stop": steps[-1].stop,
+            "stop_margin": margin if np.isfinite(margin) else None,
+            "fit": reference_fit(X, weights, means, covariances, **run),
             "collapse": None
             if collapse is None
             else {
@@ -155,17 +293,37 @@ def make_case(name: str) -> dict:
     }
 
 
+def subspace(X: np.ndarray, collapse_tol: float) -> list | None:
+    """gmmlib's data subspace for the collapse rule (`diagnostics.data_subspace`): None when X
+    varies in both directions (the explorer then measures each covariance in the whole plane),
+    else its orthonormal basis as a list of r unit vectors."""
+    Q = data_subspace(X, collapse_threshold(X, collapse_tol))
+    return None if Q is None else Q.T.tolist()
+
+
 def make_data_json() -> dict:
     # The component colours, from gmmlib.plotting (the explorer keeps no copy of its own).
     palette = [{"name": n, "hex": h} for n, h in zip(PALETTE_NAMES, PALETTE, strict=True)]
-    out = {"k_max": K_MAX, "n_seeds": N_SEEDS, "palette": palette, "datasets": {}}
+    rules = gmmlib_rules()
+    out = {
+        "k_max": K_MAX,
+        "n_seeds": N_SEEDS,
+        "gmmlib": rules,
+        "palette": palette,
+        "datasets": {},
+    }
     for name, meta in DATASETS.items():
         X = dataset(name)
         starts = {
             str(K): [start_indices(X, K, seed) for seed in range(N_SEEDS)]
             for K in range(1, K_MAX + 1)
         }
-        out["datasets"][name] = {**meta, "X": X.tolist(), "starts": starts}
+        out["datasets"][name] = {
+            **meta,
+            "X": X.tolist(),
+            "subspace": subspace(X, rules["collapse_tol"]),
+            "starts": starts,
+        }
     return out
 
 

@@ -18,6 +18,8 @@ from gmmlib import GaussianMixture, e_step, log_likelihood, m_step
 from gmmlib.em import (
     SingularCovarianceError,
     estimate_log_resp,
+    from_full_covariances,
+    full_covariances,
     logsumexp,
     precision_cholesky,
 )
@@ -40,12 +42,7 @@ def start_for(X, means, covariance_type):
     weights, means, full = init_from_means(X, means)
     weights = weights * np.linspace(0.5, 1.5, len(weights))
     weights /= weights.sum()  # unequal weights, so a bug ignoring them shows
-    cov = {
-        "full": full,
-        "tied": full[0],
-        "diag": np.diagonal(full, axis1=1, axis2=2).copy(),
-        "spherical": np.diagonal(full, axis1=1, axis2=2).mean(axis=1),
-    }[covariance_type]
+    cov = from_full_covariances(full, covariance_type, weights)  # gmmlib's own
     precisions = np.linalg.inv(cov) if covariance_type in ("full", "tied") else 1.0 / cov
     return weights, means, cov, precisions
 
@@ -245,6 +242,43 @@ def test_log_likelihood_never_decreases(seed, K, D, covariance_type):
     assert np.all(np.isfinite(ll))
     drops = np.diff(ll)
     assert np.all(drops >= -1e-9 * np.maximum(1.0, np.abs(ll[1:]))), f"ll went down: {ll}"
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_from_full_covariances_undoes_full_covariances(covariance_type):
+    """Each type's covariances -> full matrices -> back: unchanged (the weights sum to 1)."""
+    rng = np.random.default_rng(5)
+    K, D = 3, 4
+    A = rng.normal(size=(K, D, D))
+    full = A @ A.transpose(0, 2, 1) + np.eye(D)
+    weights = rng.dirichlet(np.ones(K))
+    cov = {
+        "full": full,
+        "tied": full[0],
+        "diag": rng.uniform(0.5, 2.0, (K, D)),
+        "spherical": rng.uniform(0.5, 2.0, K),
+    }[covariance_type]
+    back = from_full_covariances(
+        full_covariances(cov, covariance_type, K, D), covariance_type, weights
+    )
+    # rel 1e-15: "tied" averages K equal matrices with weights that sum to 1 (a few ulp).
+    np.testing.assert_allclose(back, cov, rtol=1e-15 * K, atol=0)
+    assert back.shape == cov.shape
+    # "tied" is the weighted mean of the components' matrices; "spherical" the mean variance.
+    if covariance_type == "tied":
+        np.testing.assert_allclose(
+            from_full_covariances(full, "tied", weights), np.einsum("k,kde->de", weights, full)
+        )
+    if covariance_type == "spherical":
+        np.testing.assert_allclose(
+            from_full_covariances(full, "spherical", weights),
+            np.trace(full, axis1=1, axis2=2) / D,
+        )
+
+
+def test_from_full_covariances_names_an_unknown_type():
+    with pytest.raises(ValueError, match="unknown covariance_type 'banana'"):
+        from_full_covariances(np.eye(2)[None], "banana", np.ones(1))
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])

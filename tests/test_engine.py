@@ -65,13 +65,7 @@ MAX_CONDITION = 1e12
 
 def _to_type(full: np.ndarray, covariance_type: str) -> np.ndarray:
     """A (D, D) covariance as the starting covariances of every component, in the type's shape."""
-    diag = np.diag(full)
-    return {
-        "full": np.repeat(full[None], 1, axis=0),
-        "tied": full,
-        "diag": diag[None],
-        "spherical": np.array([diag.mean()]),
-    }[covariance_type]
+    return em.from_full_covariances(full[None], covariance_type, np.ones(1))
 
 
 def make_problem(seed: int, covariance_type: str, N: int | None = None):

@@ -22,8 +22,9 @@ import pytest
 from a11y import focus_ring_problems, own_violations, run_axe
 from browser import WAIT_MS, new_context, settle
 
-from gmmlib import plotting
+from gmmlib import GaussianMixture, plotting
 from gmmlib.datasets import collapse_data, collapse_init, tilted_blobs
+from gmmlib.diagnostics import collapse_threshold
 from gmmlib.em import e_step, log_likelihood
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,8 +179,17 @@ def test_e_then_m_changes_colours_then_ellipses(book_server, tab, artifacts_dir)
     ll = s["logLikelihood"]
     assert all(b >= a - 1e-9 * abs(a) for a, b in zip(ll, ll[1:], strict=False))
     assert "never gone down" in page.locator(".gx-trace-text").inner_text()
-    # The colours are gmmlib's responsibilities at the final parameters, blended.
+    # It ran with gmmlib's rule constants (data.json's, from GaussianMixture's defaults) and
+    # stopped on the iteration gmmlib's fit stops on from the same start (reg_covar off).
     X = mef.dataset("faithful")
+    defaults = GaussianMixture().get_params()
+    assert (s["tol"], s["maxIter"]) == (defaults["tol"], defaults["max_iter"])
+    assert s["threshold"] == pytest.approx(
+        collapse_threshold(X, defaults["collapse_tol"]), rel=1e-12
+    )
+    gm = GaussianMixture(2, reg_covar=0.0, means_init=collapse_init(X, 2, 3)[1]).fit(X)
+    assert (s["iteration"], s["stopReason"]) == (gm.n_iter_, gm.stop_reason_)
+    # The colours are gmmlib's responsibilities at the final parameters, blended.
     resp = e_step(
         X,
         np.array(s["weights"]),
@@ -217,8 +227,14 @@ def test_keyboard_moves_a_mean(book_server, tab):
 def test_break_it_collapse_is_detected_like_gmmlib(book_server, tab, artifacts_dir):
     K, seed = 8, 0
     X = collapse_data()
+    rules = mef.gmmlib_rules()  # the explorer's tol and max_iter (data.json's)
     ref = mef.reference_steps(
-        X, *collapse_init(X, K, seed), reg_covar=0.0, max_iter=100, on_collapse="warn"
+        X,
+        *collapse_init(X, K, seed),
+        reg_covar=0.0,
+        max_iter=rules["max_iter"],
+        on_collapse="warn",
+        tol=rules["tol"],
     )
     report = ref[-1].collapse
     assert report is not None
@@ -268,7 +284,7 @@ def test_break_it_collapse_is_detected_like_gmmlib(book_server, tab, artifacts_d
     page.get_by_role("button", name="Run").click()
     page.wait_for_function("emExplorer.run.nextKind === null", timeout=WAIT_MS)
     s = state(page)
-    assert s["regCovar"] == 1e-6
+    assert s["regCovar"] == GaussianMixture().reg_covar == 1e-6  # gmmlib's, via data.json
     assert s["iteration"] > report.iteration
     assert all(np.isfinite(s["logLikelihood"]))
     # The message now names every component collapsed at the end, and the status agrees.
@@ -378,10 +394,18 @@ def test_colour_key_axes_and_trace_values(book_server, tab):
     for _ in range(3):
         page.get_by_role("button", name="E-step").click()
         page.get_by_role("button", name="M-step").click()
-    values = page.locator(".gx-trace .gx-tick-label").all_text_contents()
+    values = page.locator(".gx-trace .gx-tick-label[data-axis=x]").all_text_contents()
     assert "0" in values and "3" in values
     ll = state(page)["logLikelihood"]
-    assert any(v.startswith("-") and abs(float(v) - min(ll)) < 0.5 for v in values), values
+    # ln p(X) along y: round values within the trace's range, all with one precision (the
+    # step's), never two (as -25.05 beside -56.587 once were).
+    y_values = page.locator(".gx-trace .gx-tick-label[data-axis=y]").all_text_contents()
+    assert len(y_values) >= 2, y_values
+    assert all(min(ll) <= float(v) <= max(ll) for v in y_values), (y_values, ll)
+    for axis in (".gx-trace [data-axis=y]", ".gx-axes [data-axis=x]", ".gx-axes [data-axis=y]"):
+        labels = page.locator(axis).all_text_contents()
+        decimals = {len(v.split(".")[1]) if "." in v else 0 for v in labels}
+        assert len(labels) >= 2 and len(decimals) == 1, (axis, labels)
     assert t.errors == []
 
 
@@ -531,5 +555,9 @@ def test_embedded_explorer_shows_all_of_itself(
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # page fits the width
     frame_el.screenshot(path=str(artifacts_dir / f"explorer-fit-{page_name}-{width}.png"))
     assert own_violations(run_axe(frame)) == []  # the explorer inside the frame, collapse showing
-    page.wait_for_load_state("networkidle")
+    # Every resource of the page and the frame has loaded (or failed, which t.errors records):
+    # their load events fired. (Not Playwright's "networkidle", which a lazy iframe elsewhere on
+    # the page can hold off past any timeout on a loaded machine.)
+    for doc in (page, frame):
+        doc.wait_for_function("document.readyState === 'complete'", timeout=WAIT_MS)
     assert t.errors == []

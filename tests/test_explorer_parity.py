@@ -6,7 +6,11 @@ them here; book/_extra/explorer/em-core.mjs runs under node from the same number
 tests/js/run_fixture.mjs). After every E- and M-step we compare, to 1e-9 relative:
 responsibilities, N_k, weights, means, covariances and the log-likelihood; the smallest
 eigenvalues (absolute, relative to the largest); and the collapse: same iteration, component
-and number of points.
+and number of points. Where EM stops is compared exactly: the cases with tol > 0 stop by
+gmmlib's convergence test, and the explorer must stop on the same iteration for the same reason
+(n_iter_, stop_reason_, converged_), with the same final log-likelihood. The explorer's rule
+constants (tol, max_iter, reg_covar, collapse_tol, the N_k guard) reach it only from gmmlib,
+through the fixtures and data.json.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def _reference(fx: dict):
         reg_covar=fx["reg_covar"],
         max_iter=fx["max_iter"],
         on_collapse=fx["on_collapse"],
+        tol=fx["tol"],
     )
 
 
@@ -80,46 +85,20 @@ def case(request):
     return request.param, fx, _reference(fx), _run_node(request.param)
 
 
-#: Rounding differences between two machines (processor, BLAS build, thread count) in one EM
-#: round, in units of the machine epsilon: a few ulp per operation on each sum.
-ROUND_ULPS = 16
-
-
-def trace_rtol(covariances_init, steps) -> np.ndarray:
-    """How far a log-likelihood trace may move between machines: one tolerance per E-step.
-
-    Another processor or BLAS build rounds differently by a few ulp (ROUND_ULPS * eps) per
-    round. EM carries those differences on, so they grow at most linearly with the number of
-    rounds t (EM contracts towards its fixed point; in practice they grow more slowly). A
-    covariance with condition number kappa turns a relative error e in its entries into up to
-    kappa * e in its log-determinant and Mahalanobis terms, and a run approaching a collapse has
-    kappa in the 1e5s. So E-step t may differ by ROUND_ULPS * eps * t * kappa_t, with kappa_t the
-    largest condition number of any covariance so far. Measured here: perturbing every data
-    value by 4 ulp moves each fixture's trace by 80x to 800x less than this; a change to the EM
-    maths moves it by far more (1e-6 and up).
-    """
-    eps = np.finfo(float).eps
-
-    def kappa(covariances):
-        ev = np.linalg.eigvalsh(covariances)
-        return float(np.max(ev[:, -1] / np.maximum(ev[:, 0], np.finfo(float).tiny)))
-
-    k, t, out = kappa(np.asarray(covariances_init)), 0, []
-    for step in steps:
-        if step.kind == "E":
-            t += 1
-            out.append(ROUND_ULPS * eps * t * k)
-        else:
-            k = max(k, kappa(step.covariances))
-    return np.array(out)
+#: How far a log-likelihood trace may move between machines (derived in its docstring).
+trace_rtol = mef.trace_rtol
 
 
 def test_fixture_is_current(case):
     """The committed fixture is what gmmlib produces now (data, start, trace, collapse), up to
     the rounding differences between machines."""
     name, fx, ref, _ = case
-    fresh = mef.make_case(name)
-    for key in ("dataset", "n_components", "seed", "start_indices", "reg_covar", "max_iter"):
+    fresh = mef.make_case(name)  # asserts the stopping margin too (mef.STOP_MARGIN)
+    # The options and gmmlib's rule constants, exactly as gmmlib states them now.
+    for key in (
+        *("dataset", "n_components", "seed", "start_indices", "reg_covar", "max_iter"),
+        *("on_collapse", "tol", "collapse_tol", "nk_eps", "subspace"),
+    ):
         assert fx[key] == fresh[key], key
     # Data and starts come from seeded generators, one small matrix product and a mean: 1e-14 is
     # ~45 ulp. Covariance entries are compared on the scale of the matrix (an entry may be ~0).
@@ -143,13 +122,55 @@ def test_fixture_is_current(case):
     if exp["collapse"]:
         for key in ("component", "iteration", "n_points"):
             assert exp["collapse"][key] == new["collapse"][key]
+    # Where and why gmmlib's fit stops, and the returned parameters' log-likelihood.
+    assert exp["stop"] == new["stop"]
+    for key in ("n_iter", "stop_reason", "converged"):
+        assert exp["fit"][key] == new["fit"][key], key
+    assert exp["fit"]["log_likelihood"] == pytest.approx(
+        new["fit"]["log_likelihood"], rel=rtol[-1], abs=0
+    )
 
 
 def test_enough_steps(case):
-    """>= 20 E/M steps per case; a case may stop earlier only at a collapse."""
+    """>= 20 E/M steps per case; a case may stop earlier only at a collapse or, with tol > 0,
+    by the convergence test (which is then what the case is for)."""
     _, fx, ref, js = case
-    assert len(ref) >= 20 or ref[-1].collapse is not None
+    stopped_early = ref[-1].collapse is not None or (fx["tol"] > 0 and ref[-1].stop == "converged")
+    assert len(ref) >= 20 or stopped_early
     assert len(js["steps"]) == len(ref) == fx["expected"]["n_steps"]
+
+
+def test_cases_with_tol_stop_by_gmmlibs_convergence_test():
+    """Some cases use gmmlib's default tol and one a tighter tol; each stops by convergence after
+    several iterations, with every convergence test at least mef.STOP_MARGIN times what rounding
+    can move it from tol, so the iteration it stops on never depends on the last bits."""
+    rules = mef.gmmlib_rules()
+    cases = [fx for fx in map(_load, CASES) if fx["tol"] > 0]
+    tols = {fx["tol"] for fx in cases}
+    assert rules["tol"] in tols and min(tols) < rules["tol"]
+    assert len({fx["dataset"] for fx in cases}) >= 2
+    for fx in cases:
+        exp = fx["expected"]
+        assert exp["stop"] == exp["fit"]["stop_reason"] == "converged", fx["case"]
+        assert 5 <= exp["fit"]["n_iter"] < fx["max_iter"], fx["case"]
+        assert exp["stop_margin"] >= mef.STOP_MARGIN, fx["case"]
+
+
+def test_stops_where_gmmlib_stops(case):
+    """The explorer stops on gmmlib's iteration for gmmlib's reason: same n_iter_ (the M-steps done;
+    after a collapse gmmlib counts only the iterations before it), stop_reason_, converged_, and the
+    same log-likelihood of the returned parameters (log_likelihood_, the last E-step's)."""
+    name, fx, ref, js = case
+    fit = fx["expected"]["fit"]
+    assert js["stop"] == ref[-1].stop == fit["stop_reason"], name
+    assert js["converged"] == fit["converged"], name
+    collapsed = fit["stop_reason"] == "collapse"
+    assert js["iteration"] == fit["n_iter"] + (1 if collapsed else 0), name
+    if not collapsed:
+        # JS and numpy round differently, as two machines do: the trace's derived tolerance.
+        rtol = trace_rtol(fx["covariances_init"], ref)[-1]
+        final = [s["log_likelihood"] for s in js["steps"] if s["kind"] == "E"][-1]
+        assert final == pytest.approx(fit["log_likelihood"], rel=rtol, abs=0), name
 
 
 def test_a_long_collapse_case():
@@ -221,10 +242,21 @@ def test_log_likelihood_never_decreases(case):
 
 
 def test_data_json_is_current():
-    """The explorer's data.json = gmmlib's data sets and collapse_init starts."""
+    """The explorer's data.json = gmmlib's rule constants, palette, data sets and collapse_init
+    starts."""
     on_disk = json.loads(mef.DATA_JSON.read_text())
     fresh = mef.make_data_json()
-    assert on_disk["k_max"] == fresh["k_max"] and on_disk["n_seeds"] == fresh["n_seeds"]
+    # k_max, n_seeds, the palette and gmmlib's rule constants (tol, max_iter, reg_covar,
+    # collapse_tol, nk_eps), compared exactly: they are copied, never computed.
+    assert {k: v for k, v in on_disk.items() if k != "datasets"} == {
+        k: v for k, v in fresh.items() if k != "datasets"
+    }
+    from gmmlib import GaussianMixture, em
+
+    defaults = GaussianMixture().get_params()
+    for key in ("tol", "max_iter", "reg_covar", "collapse_tol"):
+        assert on_disk["gmmlib"][key] == defaults[key], key
+    assert on_disk["gmmlib"]["nk_eps"] == em.NK_EPS
     assert on_disk["datasets"].keys() == fresh["datasets"].keys()
     for name, ds in fresh["datasets"].items():
         disk = on_disk["datasets"][name]
@@ -256,10 +288,14 @@ def test_collapse_sweep_matches_gmmlib(dataset, reg_covar):
     runs = json.loads(proc.stdout)
     X = mef.dataset(dataset)
     collapses = 0
+    tol = mef.gmmlib_rules()["tol"]  # the explorer's, from data.json
     for r in runs:
+        # The explorer's start is collapse_init's, as the collapse experiment's: the data
+        # covariance without reg_covar (GaussianMixture's means_init alone would add it).
+        weights, means, covariances = collapse_init(X, r["k"], r["seed"])
         gm = GaussianMixture(
-            r["k"], reg_covar=reg_covar, tol=1e-3, max_iter=max_iter, on_collapse="warn",
-            means_init=collapse_init(X, r["k"], r["seed"])[1],
+            r["k"], reg_covar=reg_covar, tol=tol, max_iter=max_iter, on_collapse="warn",
+            weights_init=weights, means_init=means, covariances_init=covariances,
         )  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -269,7 +305,8 @@ def test_collapse_sweep_matches_gmmlib(dataset, reg_covar):
         ref = last.collapse
         if ref is None:
             assert r["collapse"] is None, where
-            assert r["stop"] in ("converged", "max_iter"), where
+            assert r["stop"] == last.stop and r["stop"] in ("converged", "max_iter"), where
+            assert r["converged"] == (last.stop == "converged"), where
             assert r["iteration"] == last.iteration - 1, where  # ends on the E-step of round t+1
         else:
             collapses += 1
@@ -280,3 +317,85 @@ def test_collapse_sweep_matches_gmmlib(dataset, reg_covar):
             ), where  # fmt: skip
     if dataset == "collapse":
         assert collapses >= 20  # the sweep really exercises the rule
+
+
+def _node_json(script: str, *args: str):
+    proc = subprocess.run(
+        [NODE, str(ROOT / "tests" / "js" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_explorer_core_needs_gmmlibs_rule_constants():
+    """em-core.mjs holds no constant of gmmlib's rules: EMRun refuses to run without each of
+    them (tol, maxIter, regCovar, collapseTol, nkEps), naming the one left out."""
+    errors = _node_json("rules_required.mjs", str(FIXTURES / "faithful_k2_tol.json"))
+    assert errors.pop("none") is None  # all given: it runs
+    assert set(errors) == {"tol", "maxIter", "regCovar", "collapseTol", "nkEps"}
+    for name, message in errors.items():
+        assert message is not None and f"needs {name}" in message and "gmmlib" in message, name
+
+
+def test_axis_tick_labels_have_one_precision():
+    """Every axis of the explorer (scatter x and y, the log-likelihood trace) labels its ticks by
+    one rule: round values 1, 2 or 5 x 10^p apart, at least two of them, and every label with
+    the decimals of the step (so -25.05 and -56.587 never sit on one axis)."""
+    ranges = [
+        [-56.587, -25.05, 3],  # a trace (the two precisions this rule replaced)
+        [-2446.3, -2083.3, 3],
+        [-385.9, -385.46, 3],  # a trace near convergence
+        [-3.3, 2.9, 8],  # scatter axes
+        [-2.41, 2.02, 3],
+        [0.0, 1.0, 4],
+        [-1.2e-5, 3.2e-5, 3],
+    ]
+    all_ticks = _node_json("axis_ticks.mjs", json.dumps(ranges))
+    for (lo, hi, _), ticks in zip(ranges, all_ticks, strict=True):
+        where = f"[{lo}, {hi}]"
+        values, labels, step = ticks["values"], ticks["labels"], ticks["step"]
+        assert len(values) >= 2, where
+        mantissa = step / 10 ** np.floor(np.log10(step))
+        assert min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-9, where
+        assert all(lo - 1e-9 * step <= v <= hi + 1e-9 * step for v in values), where
+        np.testing.assert_allclose(np.diff(values), step, rtol=1e-9, err_msg=where)
+        decimals = max(0, -int(np.floor(np.log10(step) + 1e-9)))
+        for v, text in zip(values, labels, strict=True):
+            shown = len(text.split(".")[1]) if "." in text else 0
+            assert shown == decimals, (where, labels)
+            assert abs(float(text) - v) <= 1e-9 * step, (where, text, v)
+    # An empty range has no ticks (the trace widens a flat one before asking).
+    assert _node_json("axis_ticks.mjs", "[[7.0, 7.0, 3]]")[0]["values"] == []
+
+
+def test_collapse_rule_measures_within_gmmlibs_data_subspace():
+    """With a data subspace from gmmlib (rank-deficient data: the points on a line, or all one
+    point), em-core's lambda_min is gmmlib's: Q^T Sigma_k Q's smallest eigenvalue, +inf when
+    the data have no direction at all; without one, Sigma_k's own."""
+    from gmmlib.diagnostics import collapse_threshold, data_subspace, min_eigenvalues
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(4, 2, 2))
+    covs = A @ A.transpose(0, 2, 1) + 1e-3 * np.eye(2)
+    t = rng.normal(size=50)
+    line = np.outer(t, [0.6, 0.8])  # collinear: gmmlib's subspace is the line
+    for X in (rng.normal(size=(50, 2)), line, np.ones((5, 2))):
+        Q = data_subspace(X, collapse_threshold(X))
+        subspace = None if Q is None else Q.T.tolist()
+        js = _node_json(
+            "min_eigenvalues.mjs",
+            json.dumps({"covs": [[c[0, 0], c[0, 1], c[1, 1]] for c in covs], "subspace": subspace}),
+        )
+        expected = min_eigenvalues(covs, "full", Q)
+        # Eigenvalues of 2x2 matrices by formula vs LAPACK: a few ulp of the largest eigenvalue.
+        scale = np.linalg.eigvalsh(covs)[:, -1]
+        got = np.array([float(v) for v in js])
+        assert np.array_equal(np.isinf(got), np.isinf(expected))
+        finite = np.isfinite(expected)
+        err = np.abs(got[finite] - expected[finite])
+        assert np.all(err <= 1e-14 * scale[finite]), (got, expected)
+    assert data_subspace(line, collapse_threshold(line)).shape == (2, 1)  # the case is exercised

@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 from gmmlib import ConvergenceWarning, GaussianMixture
+from gmmlib.em import from_full_covariances
 from gmmlib.init import init_from_means
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -41,18 +42,14 @@ def problem(seed: int):
     return X, weights / weights.sum(), means, full
 
 
-def start(full, covariance_type):
-    cov = {
-        "full": full,
-        "tied": full[0],
-        "diag": np.diagonal(full, axis1=1, axis2=2).copy(),
-        "spherical": np.diagonal(full, axis1=1, axis2=2).mean(axis=1),
-    }[covariance_type]
+def start(full, covariance_type, weights):
+    """The start's covariances in the type's shape (gmmlib's conversion) and their inverses."""
+    cov = from_full_covariances(full, covariance_type, weights)
     return cov, (np.linalg.inv(cov) if covariance_type in ("full", "tied") else 1.0 / cov)
 
 
 def fit_both(X, weights, means, full, covariance_type, **options):
-    cov, precisions = start(full, covariance_type)
+    cov, precisions = start(full, covariance_type, weights)
     common = dict(
         covariance_type=covariance_type, weights_init=weights, means_init=means, **options
     )
@@ -142,7 +139,7 @@ def test_the_issue_example_stops_at_the_same_round():
 def test_warm_start_continues_like_sklearn():
     """One round per fit with warm_start (scikit-learn's test_monotonic_likelihood)."""
     X, weights, means, full = problem(1)
-    cov, precisions = start(full, "full")
+    cov, precisions = start(full, "full", weights)
     common = dict(weights_init=weights, means_init=means, max_iter=1, warm_start=True, tol=0.0)
     gm = GaussianMixture(len(weights), covariances_init=cov, **common)
     sk = SkGaussianMixture(len(weights), precisions_init=precisions, **common)

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { EMRun, initFromIndices, makeData, makeParams } from "../../book/_extra/explorer/em-core.mjs";
 
 const fixture = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const data = makeData(fixture.X);
+const data = makeData(fixture.X, { subspace: fixture.subspace });
 // The fixture's start (gmmlib.datasets.collapse_init), and the explorer's own start from the
 // same seed's indices: both must be gmmlib's.
 const start = makeParams(
@@ -19,6 +19,7 @@ const run = new EMRun(data, start, {
   tol: fixture.tol,
   maxIter: fixture.max_iter,
   collapseTol: fixture.collapse_tol,
+  nkEps: fixture.nk_eps,
   onCollapse: fixture.on_collapse === "continue" ? "continue" : "stop",
 });
 const steps = [];
@@ -57,4 +58,10 @@ const explorerStart = {
     [own.covs[3 * j + 1], own.covs[3 * j + 2]],
   ]),
 };
-process.stdout.write(JSON.stringify({ steps, explorer_start: explorerStart, stop: run.stopReason }));
+process.stdout.write(JSON.stringify({
+  steps,
+  explorer_start: explorerStart,
+  stop: run.stopReason,
+  converged: run.converged,
+  iteration: run.iteration,
+}));

@@ -1,8 +1,14 @@
 // em-core.mjs: EM for a 2-D Gaussian mixture with full covariances, as pure functions.
 //
-// A second implementation of gmmlib.em (e_step, m_step, log_likelihood) and of the collapse
-// rule in docs/API.md, for the in-browser explorer. No DOM code: it runs under Node too, where
-// tests/test_explorer_parity.py holds it to gmmlib on shared fixtures.
+// A second implementation of gmmlib.em (e_step, m_step, log_likelihood), of the estimator's
+// stopping rule and of the collapse rule (gmmlib.diagnostics), for the in-browser explorer. No
+// DOM code: it runs under Node too, where tests/test_explorer_parity.py holds it to gmmlib on
+// shared fixtures.
+//
+// It holds no constant of those rules: tol, max_iter, reg_covar, collapse_tol and the N_k guard
+// (gmmlib.em.NK_EPS) come from gmmlib, through data.json's "gmmlib" block in the browser and the
+// fixture's fields under Node (both written by scripts/make_explorer_fixtures.py), and so does
+// the data's subspace for the collapse rule (gmmlib.diagnostics.data_subspace).
 //
 // Layout (flat typed arrays, point-major / component-major, so the hot loops stay in cache):
 //   data.x          Float64Array(2N)   x_i = (x[2i], x[2i+1])
@@ -15,10 +21,18 @@
 // responsibilities from log-sum-exp.
 
 const LOG_2PI = Math.log(2 * Math.PI);
-/** Added to N_k so an empty component gives finite numbers (gmmlib and scikit-learn do this). */
-export const NK_EPS = 10 * Number.EPSILON;
-/** Default collapse tolerance, relative to the mean per-dimension data variance (gmmlib's). */
-export const COLLAPSE_TOL = 1e-8;
+
+/** opts[name], which must be a finite number >= 0: gmmlib's value, never a default of ours. */
+function given(opts, name, where) {
+  const v = opts[name];
+  if (typeof v !== "number" || !(v >= 0) || !Number.isFinite(v)) {
+    throw new TypeError(
+      `${where} needs ${name}, a number >= 0 (gmmlib's: data.json's "gmmlib" block or the ` +
+        `fixture's field), got ${v}`,
+    );
+  }
+  return v;
+}
 
 /** A covariance that is not positive definite: its Cholesky factor does not exist. */
 export class SingularCovarianceError extends Error {
@@ -31,9 +45,11 @@ export class SingularCovarianceError extends Error {
 
 /**
  * Wrap N points (an array of [x, y] pairs or a flat array of 2N numbers) with the summaries EM
- * needs once: the data mean (centre), the biased data covariance and s2 = trace / 2.
+ * needs once: the data mean (centre), the biased data covariance and s2 = trace / 2. `subspace`
+ * is gmmlib's data subspace for the collapse rule (diagnostics.data_subspace, exported with the
+ * data): null when the points vary in both directions, else the unit vectors they vary along.
  */
-export function makeData(points) {
+export function makeData(points, { subspace = null } = {}) {
   const flat = Array.isArray(points) && Array.isArray(points[0]) ? points.flat() : points;
   const x = Float64Array.from(flat);
   const n = x.length / 2;
@@ -57,7 +73,7 @@ export function makeData(points) {
     syy += dy * dy;
   }
   const cov = [sxx / n, sxy / n, syy / n];
-  return { x, n, centre: [cx, cy], cov, s2: (cov[0] + cov[2]) / 2 };
+  return { x, n, centre: [cx, cy], cov, s2: (cov[0] + cov[2]) / 2, subspace };
 }
 
 /** Parameters as fresh typed arrays (weights K, means 2K, covs 3K). */
@@ -213,11 +229,14 @@ export function logLikelihood(data, params, scratch = new Float64Array(data.n * 
 }
 
 /**
- * M-step (gmmlib.em.m_step, "full"): N_k = sum_i gamma_ik (+ NK_EPS), pi_k = N_k / N,
- * mu_k = sum_i gamma_ik x_i / N_k, Sigma_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T / N_k,
- * plus regCovar on the diagonal. Returns { params, nk }.
+ * M-step (gmmlib.em.m_step, "full"): N_k = sum_i gamma_ik (+ nkEps, gmmlib.em.NK_EPS, so an
+ * empty component gives finite numbers), pi_k = N_k / N, mu_k = sum_i gamma_ik x_i / N_k,
+ * Sigma_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T / N_k, plus regCovar on the diagonal.
+ * Returns { params, nk }.
  */
-export function mStep(data, resp, k, regCovar = 0) {
+export function mStep(data, resp, k, regCovar, nkEps) {
+  given({ regCovar, nkEps }, "regCovar", "mStep");
+  given({ regCovar, nkEps }, "nkEps", "mStep");
   const { x, n } = data;
   const nk = new Float64Array(k);
   const sx = new Float64Array(2 * k);
@@ -235,7 +254,7 @@ export function mStep(data, resp, k, regCovar = 0) {
   const weights = new Float64Array(k);
   const means = new Float64Array(2 * k);
   for (let j = 0; j < k; j++) {
-    nk[j] += NK_EPS;
+    nk[j] += nkEps;
     weights[j] = nk[j] / n;
     means[2 * j] = sx[2 * j] / nk[j];
     means[2 * j + 1] = sx[2 * j + 1] / nk[j];
@@ -278,28 +297,46 @@ export function eigenvalues2(a, b, d) {
   return [m - r, m + r];
 }
 
-/** Smallest eigenvalue of each covariance (gmmlib.diagnostics.min_eigenvalues): Float64Array(K). */
-export function minEigenvalues(covs, k) {
+/**
+ * Smallest eigenvalue of each covariance (gmmlib.diagnostics.min_eigenvalues): Float64Array(K).
+ * As in gmmlib, a non-finite covariance anywhere makes every one NaN. With `subspace` (unit
+ * vectors q_1..q_r, see makeData), the smallest eigenvalue of Q^T Sigma_k Q: each covariance
+ * measured only in the directions the data vary in (+Infinity when r = 0).
+ */
+export function minEigenvalues(covs, k, subspace = null) {
   const out = new Float64Array(k);
-  for (let j = 0; j < k; j++) out[j] = eigenvalues2(covs[3 * j], covs[3 * j + 1], covs[3 * j + 2])[0];
+  if (!covs.every(Number.isFinite)) return out.fill(NaN);
+  for (let j = 0; j < k; j++) {
+    const [a, b, d] = [covs[3 * j], covs[3 * j + 1], covs[3 * j + 2]];
+    const quad = (u, v) => u[0] * (a * v[0] + b * v[1]) + u[1] * (b * v[0] + d * v[1]);
+    if (subspace === null) out[j] = eigenvalues2(a, b, d)[0];
+    else if (subspace.length === 0) out[j] = Infinity;
+    else if (subspace.length === 1) out[j] = quad(subspace[0], subspace[0]);
+    else {
+      const [q, r] = subspace;
+      out[j] = eigenvalues2(quad(q, q), quad(q, r), quad(r, r))[0];
+    }
+  }
   return out;
 }
 
-/** collapse_tol * s2, s2 = trace(cov(X, bias=True)) / D (gmmlib.diagnostics.collapse_threshold). */
-export function collapseThreshold(data, collapseTol = COLLAPSE_TOL) {
-  return collapseTol * data.s2;
+/**
+ * collapse_tol * s2, s2 = trace(cov(X, bias=True)) / D (gmmlib.diagnostics.collapse_threshold);
+ * collapseTol is gmmlib's (data.json or the fixture).
+ */
+export function collapseThreshold(data, collapseTol) {
+  return given({ collapseTol }, "collapseTol", "collapseThreshold") * data.s2;
 }
 
 /**
- * The collapse rule of docs/API.md (gmmlib.diagnostics.collapsed_components), applied after an
- * M-step: component k has collapsed when lambda_min(Sigma_k) - regCovar <= threshold. As in
- * gmmlib, a non-finite covariance anywhere makes every lambda_min NaN, which counts as collapsed.
- * Returns { components: collapsed indices (ascending), lam: lambda_min of each Sigma_k }.
+ * The collapse rule (gmmlib.diagnostics.collapsed_components), applied after an M-step:
+ * component k has collapsed when lambda_min(Sigma_k) - regCovar <= threshold, lambda_min taken
+ * within the data's subspace (gmmlib's, see makeData). NaN (a non-finite covariance) counts as
+ * collapsed. Returns { components: collapsed indices (ascending), lam: the rule's lambda_min }.
  */
-export function collapsedComponents(params, regCovar, threshold) {
+export function collapsedComponents(params, regCovar, threshold, subspace = null) {
   const { k, covs } = params;
-  let lam = minEigenvalues(covs, k);
-  if (!covs.every(Number.isFinite)) lam = new Float64Array(k).fill(NaN);
+  const lam = minEigenvalues(covs, k, subspace);
   const components = [];
   for (let j = 0; j < k; j++) if (!(lam[j] - regCovar > threshold)) components.push(j);
   return { components, lam };
@@ -323,6 +360,32 @@ function choleskyOk(params) {
  * collapse onto one or a few points, and the explorer says so in its own words.
  */
 export const EMPTY_NK = 0.5;
+
+/**
+ * Tick values for an axis over [lo, hi] (lo < hi; else none) and their labels, by one rule:
+ * about `count` round values (1, 2 or 5 times a power of ten apart, at least two), every label
+ * with the same number of decimals, the step's own (step 0.5: "-1.0", "-0.5", "0.0"; step 20:
+ * "-40"). Returns { step, values, labels }.
+ */
+export function axisTicks(lo, hi, count) {
+  const empty = { step: NaN, values: [], labels: [] };
+  if (!(hi > lo) || !Number.isFinite(lo) || !Number.isFinite(hi)) return empty;
+  for (let c = Math.max(1, count); c <= 64; c *= 2) {
+    const raw = (hi - lo) / c;
+    const p = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw * (1 - 1e-12));
+    const values = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
+      values.push(Math.abs(v) < 1e-9 * step ? 0 : Number(v.toPrecision(12)));
+    }
+    if (values.length >= 2) {
+      const decimals = Math.min(20, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
+      const labels = values.map((v) => v.toFixed(decimals).replace(/^-(0\.?0*)$/, "$1"));
+      return { step, values, labels };
+    }
+  }
+  return empty;
+}
 
 /**
  * The one number format of the explorer: `sig` significant digits, trailing zeros dropped,
@@ -441,6 +504,8 @@ export function collapseReport(data, params, resp, component, iteration, lam, re
  * measures the theta_t returned. A collapse stops EM after the M-step that produced it (with
  * onCollapse = "continue" it goes on while every Cholesky factorisation succeeds).
  *
+ * opts: { regCovar, tol, maxIter, collapseTol, nkEps } are required, gmmlib's values (data.json's
+ * "gmmlib" block, or a fixture's fields); onCollapse is "stop" (default) or "continue".
  * `step()` performs the next step and returns it: { kind, iteration, params, resp, nk,
  * minEigenvalues, logLikelihood (E only), collapse (M only: report or null) }.
  */
@@ -449,11 +514,13 @@ export class EMRun {
     this.data = data;
     this.params = copyParams(start);
     this.k = this.params.k;
-    this.regCovar = opts.regCovar ?? 0;
-    this.tol = opts.tol ?? 1e-3;
-    this.maxIter = opts.maxIter ?? 100;
+    // gmmlib's rule constants (data.json's "gmmlib" block, or a fixture): none defaults here.
+    this.regCovar = given(opts, "regCovar", "EMRun");
+    this.tol = given(opts, "tol", "EMRun");
+    this.maxIter = given(opts, "maxIter", "EMRun");
+    this.nkEps = given(opts, "nkEps", "EMRun");
     this.onCollapse = opts.onCollapse ?? "stop";
-    this.threshold = collapseThreshold(data, opts.collapseTol ?? COLLAPSE_TOL);
+    this.threshold = collapseThreshold(data, opts.collapseTol);
     this.resp = null; // responsibilities of the last E-step
     this.iteration = 0; // t of the current theta_t
     this.nextKind = "E";
@@ -520,8 +587,9 @@ export class EMRun {
   _mStep() {
     const t = this.iteration + 1;
     const resp = this.resp;
-    const { params } = mStep(this.data, resp, this.k, this.regCovar);
-    const { components, lam } = collapsedComponents(params, this.regCovar, this.threshold);
+    const { params } = mStep(this.data, resp, this.k, this.regCovar, this.nkEps);
+    const { subspace } = this.data;
+    const { components, lam } = collapsedComponents(params, this.regCovar, this.threshold, subspace);
     const ok = choleskyOk(params);
     let report = null;
     if (components.length && this.collapse === null) {
@@ -539,7 +607,7 @@ export class EMRun {
       params,
       resp,
       nk: softCounts(resp, this.data.n, this.k),
-      minEigenvalues: lam,
+      minEigenvalues: subspace === null ? lam : minEigenvalues(params.covs, this.k),
       logLikelihood: null,
       collapse: report,
     };

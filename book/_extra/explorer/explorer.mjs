@@ -8,15 +8,17 @@
 //   - a colour key, axes with the data set's labels, a live log-likelihood trace with values,
 //     and a plain-words message when a component collapses (or is empty), kept current.
 // The component colours come from data.json, written from gmmlib.plotting.PALETTE: component k
-// has the same colour here as in every figure of the book. Components are numbered from 0.
+// has the same colour here as in every figure of the book. Components are numbered from 0. The
+// rules' constants (tol, max_iter, the reg_covar the toggle switches on, collapse_tol, the N_k
+// guard) and each data set's subspace come from gmmlib through data.json too.
 // Options: { dataUrl, params: URLSearchParams (dataset, k, seed, reg) }.
 // The instance is also exposed as `window.emExplorer` (tests and the benchmark read its state).
 
 import {
   EMRun,
   SingularCovarianceError,
+  axisTicks,
   collapseReport,
-  collapseThreshold,
   collapsedComponents,
   ellipseAxes,
   explainCollapse,
@@ -28,7 +30,6 @@ import {
 } from "./em-core.mjs";
 
 const UNASSIGNED = "#9a9a9a";
-const REG_ON = 1e-6; // gmmlib's default reg_covar
 const RUN_DELAY_MS = 90; // between animated steps
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -69,6 +70,9 @@ export class Explorer {
     this.root = root;
     this.catalogue = catalogue; // data.json: { k_max, n_seeds, datasets: {name: {...}} }
     this.kMax = catalogue.k_max;
+    // gmmlib's rule constants: GaussianMixture's default tol, max_iter, reg_covar, collapse_tol,
+    // and gmmlib.em.NK_EPS (scripts/make_explorer_fixtures.py writes them; none is typed here).
+    this.rules = catalogue.gmmlib;
     // [name, hex] per component, from gmmlib.plotting via data.json (no copy kept here).
     this.palette = catalogue.palette.map(({ name, hex }) => [name, hex]);
     this.rgb = this.palette.map(([, hex]) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
@@ -86,7 +90,7 @@ export class Explorer {
     const k = clampInt(p.get("k"), 1, this.kMax, ds.k);
     const seed = clampInt(p.get("seed"), 0, this.nSeeds - 1, ds.seed);
     const reg = Number.parseFloat(p.get("reg") ?? "0");
-    this.regValue = Number.isFinite(reg) && reg > 0 ? reg : REG_ON;
+    this.regValue = Number.isFinite(reg) && reg > 0 ? reg : this.rules.reg_covar;
     this.controls.reg.checked = Number.isFinite(reg) && reg > 0;
     this.selectDataset(name, { k, seed });
     new ResizeObserver(() => this.layout()).observe(this.plotWrap);
@@ -220,7 +224,7 @@ export class Explorer {
     const ds = this.catalogue.datasets[name];
     this.datasetName = name;
     this.dataset = ds;
-    this.data = makeData(ds.X);
+    this.data = makeData(ds.X, { subspace: ds.subspace ?? null });
     this.controls.dataset.value = name;
     this.controls.k.value = k ?? ds.k;
     this.controls.seed.value = seed ?? ds.seed;
@@ -253,7 +257,10 @@ export class Explorer {
   restart(start, { draw = true } = {}) {
     this.pause();
     this.start = start;
-    this.run = new EMRun(this.data, start, { regCovar: this.regCovar, tol: 1e-3, maxIter: 500 });
+    const { tol, max_iter: maxIter, collapse_tol: collapseTol, nk_eps: nkEps } = this.rules;
+    this.run = new EMRun(this.data, start, {
+      regCovar: this.regCovar, tol, maxIter, collapseTol, nkEps,
+    });
     this.resp = null;
     this.colours = null;
     this.collapsedNow = []; // reports for the components collapsed (or empty) at the latest M-step
@@ -297,7 +304,9 @@ export class Explorer {
   /** After an M-step: which components are collapsed (or empty) now, by em-core's rule. */
   updateCollapsed(step) {
     const run = this.run;
-    const { components, lam } = collapsedComponents(step.params, run.regCovar, run.threshold);
+    const { components, lam } = collapsedComponents(
+      step.params, run.regCovar, run.threshold, this.data.subspace,
+    );
     for (const j of [...this.collapseSince.keys()]) {
       if (!components.includes(j)) this.collapseSince.delete(j);
     }
@@ -421,20 +430,26 @@ export class Explorer {
     g.append(svg("rect", {
       class: "gx-frame", x: left, y: top, width: right - left, height: bottom - top,
     }));
-    for (const v of niceTicks(x0, x1, Math.max(3, Math.floor((right - left) / 70)))) {
+    const xTicks = axisTicks(x0, x1, Math.max(3, Math.floor((right - left) / 70)));
+    xTicks.values.forEach((v, i) => {
       const [px] = this.toScreen(v, 0);
       g.append(svg("line", { class: "gx-tick", x1: px, x2: px, y1: bottom, y2: bottom + 5 }));
-      const t = svg("text", { class: "gx-tick-label", x: px, y: bottom + 18, "text-anchor": "middle" });
-      t.textContent = num(v);
+      const t = svg("text", {
+        class: "gx-tick-label", x: px, y: bottom + 18, "text-anchor": "middle", "data-axis": "x",
+      });
+      t.textContent = xTicks.labels[i];
       g.append(t);
-    }
-    for (const v of niceTicks(y0, y1, Math.max(3, Math.floor((bottom - top) / 60)))) {
+    });
+    const yTicks = axisTicks(y0, y1, Math.max(3, Math.floor((bottom - top) / 60)));
+    yTicks.values.forEach((v, i) => {
       const [, py] = this.toScreen(0, v);
       g.append(svg("line", { class: "gx-tick", x1: left - 5, x2: left, y1: py, y2: py }));
-      const t = svg("text", { class: "gx-tick-label", x: left - 8, y: py + 4, "text-anchor": "end" });
-      t.textContent = num(v);
+      const t = svg("text", {
+        class: "gx-tick-label", x: left - 8, y: py + 4, "text-anchor": "end", "data-axis": "y",
+      });
+      t.textContent = yTicks.labels[i];
       g.append(t);
-    }
+    });
     const [xName, yName] = this.dataset.axes ?? ["x₁", "x₂"];
     const xl = svg("text", {
       class: "gx-axis-label", x: (left + right) / 2, y: h - 6, "text-anchor": "middle",
@@ -736,8 +751,8 @@ export class Explorer {
     this.trace.replaceChildren();
     const last = ll.length - 1;
     const xs = (i) => pad.l + ((w - pad.l - pad.r) * i) / Math.max(last, 1);
-    const label = (x, y, text, anchor) => {
-      const t = svg("text", { class: "gx-tick-label", x, y, "text-anchor": anchor });
+    const label = (x, y, text, anchor, axis = "x") => {
+      const t = svg("text", { class: "gx-tick-label", x, y, "text-anchor": anchor, "data-axis": axis });
       t.textContent = text;
       this.trace.append(t);
     };
@@ -753,9 +768,13 @@ export class Explorer {
       const hi = Math.max(...finite);
       const span = hi - lo || 1;
       const ys = (v) => pad.t + (h - pad.t - pad.b) * (1 - (v - lo) / span);
-      // y axis: the lowest and highest finite values of ln p(X).
-      label(pad.l - 6, ys(hi) + 4, num(hi, 5), "end");
-      if (hi !== lo) label(pad.l - 6, ys(lo) + 4, num(lo, 5), "end");
+      // y axis: round values of ln p(X) between the lowest and highest, one precision for all.
+      const yTicks = axisTicks(lo, lo + span, 3);
+      yTicks.values.forEach((v, i) => {
+        const y = ys(v);
+        this.trace.append(svg("line", { class: "gx-tick", x1: pad.l - 4, x2: pad.l, y1: y, y2: y }));
+        label(pad.l - 6, y + 4, yTicks.labels[i], "end", "y");
+      });
       const pts = ll
         .map((v, i) => (Number.isFinite(v) ? `${xs(i).toFixed(1)},${ys(v).toFixed(1)}` : null))
         .filter(Boolean);
@@ -899,7 +918,8 @@ export class Explorer {
   // ------------------------------------------------------------------------------------------
 
   state() {
-    const p = this.run.params;
+    const run = this.run;
+    const p = run.params;
     const k = p.k;
     return {
       dataset: this.datasetName,
@@ -915,7 +935,9 @@ export class Explorer {
       means: Array.from({ length: k }, (_, j) => [p.means[2 * j], p.means[2 * j + 1]]),
       covariances: Array.from({ length: k }, (_, j) => [p.covs[3 * j], p.covs[3 * j + 1], p.covs[3 * j + 2]]),
       dataCovariance: this.data.cov.slice(),
-      threshold: collapseThreshold(this.data),
+      threshold: run.threshold,
+      tol: run.tol,
+      maxIter: run.maxIter,
       logLikelihood: this.llTrace.slice(),
       // The first 50 points' colours as [r, g, b].
       colours: this.colours
@@ -966,19 +988,6 @@ function softColours(resp, n, k, rgb) {
       b += w * c[2];
     }
     out[i] = (Math.round(r) << 16) | (Math.round(g) << 8) | Math.round(b);
-  }
-  return out;
-}
-
-/** About `count` round tick values covering [lo, hi] (1, 2 or 5 times a power of ten apart). */
-function niceTicks(lo, hi, count) {
-  const raw = (hi - lo) / Math.max(count, 1);
-  if (!(raw > 0) || !Number.isFinite(raw)) return [];
-  const p = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * p).find((d) => d >= raw);
-  const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
-    out.push(Math.abs(v) < 1e-9 * step ? 0 : Number(v.toPrecision(12)));
   }
   return out;
 }
