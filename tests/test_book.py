@@ -252,6 +252,50 @@ def test_book_says_iteration_not_round(book_html):
     assert not found, f"say 'iteration' (as n_iter_), not 'round': {found}"
 
 
+#: Pages left out of the chapter-number check for now: 07-exercises.md is being rewritten on
+#: another branch (assignments, issue 13); its one "chapter {doc}`02-em-steps`" is reported
+#: there. Empty this set once that branch is merged.
+PROSE_CHECKED_ELSEWHERE = frozenset({"07-exercises.md"})
+
+
+def chapter_numbers() -> dict[str, int]:
+    """The number the built book gives each chapter: the numbered parts of _toc.yml count on
+    from one part to the next (use_multitoc_numbering)."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    numbers: dict[str, int] = {}
+    for part in toc.get("parts", []):
+        if part.get("numbered"):
+            for chapter in part.get("chapters", []):
+                numbers[chapter["file"]] = len(numbers) + 1
+    return numbers
+
+
+def test_chapter_numbers_in_the_prose_match_the_table_of_contents():
+    """A {doc} link shows the chapter's title, not its number: "chapter {doc}`x`" reads
+    "chapter EM, one step at a time". The book writes "chapter 2 ({doc}`02-em-steps`)" (or
+    "chapter 2, {doc}`...`"), and the intro's course map numbers its rows: each number must be
+    the one the table of contents gives that page."""
+    numbers = chapter_numbers()
+    assert numbers["02-em-steps"] == 2 and numbers["07-exercises"] == len(numbers)
+    wrong = []
+    for source in sorted(BOOK.glob("*.md")):
+        if source.name in PROSE_CHECKED_ELSEWHERE:
+            continue
+        text = source.read_text()
+        wrong += [(source.name, m.group(0)) for m in re.finditer(r"[Cc]hapter\s+\{doc\}", text)]
+        for m in re.finditer(r"[Cc]hapters?\s+(\d+)(?:\s+\(|,\s+)\{doc\}`([^`]+)`", text):
+            if numbers.get(m.group(2)) != int(m.group(1)):
+                wrong.append((source.name, m.group(0), numbers.get(m.group(2))))
+    intro = (BOOK / "intro.md").read_text()
+    course_map = re.findall(r"^\| (\d+|–) \| \{doc\}`([^`]+)`", intro, re.M)
+    for number, page in course_map:
+        if numbers.get(page) != (None if number == "–" else int(number)):
+            wrong.append(("intro.md", number, page, numbers.get(page)))
+    missing = set(toc_pages()) - {page for _, page in course_map} - {"intro", "references"}
+    assert not missing, f"the intro's course map lacks {sorted(missing)}"
+    assert not wrong, wrong
+
+
 def test_derivation_is_collapsible(book_html):
     page = (book_html / "03-derivation.html").read_text()
     assert page.count("Show the derivation") >= 4
