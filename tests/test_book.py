@@ -315,6 +315,29 @@ def test_no_maths_left_unrendered(book_html):
     assert not raw, raw[:10]
 
 
+def test_every_assert_in_the_book_names_the_claim_it_checks():
+    """The build checks the prose with `assert`s in its code cells (most of them hidden); each
+    one carries a message quoting the sentence it checks, so a failing build says which claim
+    became false. A bare `assert` would only say "AssertionError"."""
+    import ast
+
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    bare, count = [], 0
+    for source in sorted(BOOK.glob("*.md")):
+        notebook = read_myst_markdown_notebook(source.read_text())
+        for cell in notebook.cells:
+            if cell.cell_type != "code":
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Assert):
+                    count += 1
+                    if node.msg is None:
+                        bare.append((source.name, ast.unparse(node)[:80]))
+    assert count > 100, f"expected the book's checks, found {count} asserts"
+    assert not bare, bare
+
+
 def test_derivation_is_collapsible(book_html):
     page = (book_html / "03-derivation.html").read_text()
     assert page.count("Show the derivation") >= 4
