@@ -252,6 +252,92 @@ def test_book_says_iteration_not_round(book_html):
     assert not found, f"say 'iteration' (as n_iter_), not 'round': {found}"
 
 
+#: Pages left out of the chapter-number check for now: 07-exercises.md is being rewritten on
+#: another branch (assignments, issue 13); its one "chapter {doc}`02-em-steps`" is reported
+#: there. Empty this set once that branch is merged.
+PROSE_CHECKED_ELSEWHERE = frozenset({"07-exercises.md"})
+
+
+def chapter_numbers() -> dict[str, int]:
+    """The number the built book gives each chapter: the numbered parts of _toc.yml count on
+    from one part to the next (use_multitoc_numbering)."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    numbers: dict[str, int] = {}
+    for part in toc.get("parts", []):
+        if part.get("numbered"):
+            for chapter in part.get("chapters", []):
+                numbers[chapter["file"]] = len(numbers) + 1
+    return numbers
+
+
+def test_chapter_numbers_in_the_prose_match_the_table_of_contents():
+    """A {doc} link shows the chapter's title, not its number: "chapter {doc}`x`" reads
+    "chapter EM, one step at a time". The book writes "chapter 2 ({doc}`02-em-steps`)" (or
+    "chapter 2, {doc}`...`"), and the intro's course map numbers its rows: each number must be
+    the one the table of contents gives that page."""
+    numbers = chapter_numbers()
+    assert numbers["02-em-steps"] == 2 and numbers["07-exercises"] == len(numbers)
+    wrong = []
+    for source in sorted(BOOK.glob("*.md")):
+        if source.name in PROSE_CHECKED_ELSEWHERE:
+            continue
+        text = source.read_text()
+        wrong += [(source.name, m.group(0)) for m in re.finditer(r"[Cc]hapter\s+\{doc\}", text)]
+        for m in re.finditer(r"[Cc]hapters?\s+(\d+)(?:\s+\(|,\s+)\{doc\}`([^`]+)`", text):
+            if numbers.get(m.group(2)) != int(m.group(1)):
+                wrong.append((source.name, m.group(0), numbers.get(m.group(2))))
+    intro = (BOOK / "intro.md").read_text()
+    course_map = re.findall(r"^\| (\d+|–) \| \{doc\}`([^`]+)`", intro, re.M)
+    for number, page in course_map:
+        if numbers.get(page) != (None if number == "–" else int(number)):
+            wrong.append(("intro.md", number, page, numbers.get(page)))
+    missing = set(toc_pages()) - {page for _, page in course_map} - {"intro", "references"}
+    assert not missing, f"the intro's course map lacks {sorted(missing)}"
+    assert not wrong, wrong
+
+
+def test_no_maths_left_unrendered(book_html):
+    """Every formula reaches MathJax: no `$` or TeX command is left in the pages' text outside
+    the math elements. (A line of inline maths that starts with "+ " becomes a list item and
+    splits its formula, which then shows as raw TeX: chapter 3's weights derivation did.)"""
+    import html as html_lib
+
+    raw = []
+    for page in toc_pages():
+        text = (book_html / f"{page}.html").read_text()
+        text = re.sub(r"<(script|style|pre|code)\b.*?</\1>", " ", text, flags=re.S)
+        text = re.sub(r'<(span|div) class="math[^"]*"[^>]*>.*?</\1>', " ", text, flags=re.S)
+        text = html_lib.unescape(re.sub(r"<[^>]+>", " ", text))
+        raw += [
+            (page, text[max(0, m.start() - 30) : m.end() + 30])
+            for m in re.finditer(r"\$|\\[A-Za-z]+", text)
+        ]
+    assert not raw, raw[:10]
+
+
+def test_every_assert_in_the_book_names_the_claim_it_checks():
+    """The build checks the prose with `assert`s in its code cells (most of them hidden); each
+    one carries a message quoting the sentence it checks, so a failing build says which claim
+    became false. A bare `assert` would only say "AssertionError"."""
+    import ast
+
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    bare, count = [], 0
+    for source in sorted(BOOK.glob("*.md")):
+        notebook = read_myst_markdown_notebook(source.read_text())
+        for cell in notebook.cells:
+            if cell.cell_type != "code":
+                continue
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Assert):
+                    count += 1
+                    if node.msg is None:
+                        bare.append((source.name, ast.unparse(node)[:80]))
+    assert count > 100, f"expected the book's checks, found {count} asserts"
+    assert not bare, bare
+
+
 def test_derivation_is_collapsible(book_html):
     page = (book_html / "03-derivation.html").read_text()
     assert page.count("Show the derivation") >= 4
@@ -402,9 +488,25 @@ def reading(book_server, chromium, book_html):
                 axe[f"frame {i}: {frame.url}"] = own_violations(run_axe(frame))
             page.evaluate("window.scrollTo(0, 0)")
             focus = focus_ring_problems(page, presses=8)
+            # Last, with every dropdown open (derivations, answers): displayed formulas that run
+            # past the column, where the reader would have to scroll them sideways.
+            page.evaluate("document.querySelectorAll('details').forEach(d => (d.open = true))")
+            settle(page)
+            wide_maths = page.evaluate(
+                """() => [...document.querySelectorAll('mjx-container[display="true"]')]
+                       .filter(m => m.scrollWidth > m.parentElement.clientWidth + 1)
+                       .map(m => [m.scrollWidth, m.parentElement.clientWidth,
+                                  m.textContent.slice(0, 60)])"""
+            )
         finally:
             context.close()
-        out[name] = {"images": images, "overflow": overflow, "axe": axe, "focus": focus}
+        out[name] = {
+            "images": images,
+            "overflow": overflow,
+            "axe": axe,
+            "focus": focus,
+            "wide_maths": wide_maths,
+        }
     return out
 
 
@@ -449,6 +551,15 @@ def test_figures_are_legible_at_the_column_width(reading, book_server, book_html
 def test_code_cells_stay_in_the_column(reading):
     """No code cell or output scrolls sideways at 1280 px (long lines wrap)."""
     wide = {name: seen["overflow"] for name, seen in reading.items() if seen["overflow"]}
+    assert not wide, wide
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_displayed_maths_fits_the_column(reading):
+    """No displayed formula is wider than the column at 1280 px, dropdowns open (long ones are
+    split over aligned lines). Phone widths are not held to this: MathJax does not wrap."""
+    wide = {name: seen["wide_maths"] for name, seen in reading.items() if seen["wide_maths"]}
     assert not wide, wide
 
 
