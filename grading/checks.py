@@ -628,6 +628,19 @@ def _run_em_checks():
             ),
             args=(X, *on_a_point, 10),
         ),
+        Case(
+            "run_em",
+            _run_judge(
+                X,
+                on_a_point,
+                10,
+                1e-3,
+                "run_em from a component on X[0] (K=2), n_iter=10, reg_covar=1e-3 (pass "
+                "reg_covar to collapsed too: the rule subtracts it)",
+            ),
+            args=(X, *on_a_point, 10),
+            kwargs={"reg_covar": 1e-3},
+        ),
     ]
     recipe = [(2, 0.0), (8, 0.0), (5, 0.0), (6, 0.0), (10, 0.0)]
     recipe += [(2, 1e-3), (3, 1e-3), (8, 1e-3), (0, 1e-3)]  # reg_covar stops no collapse

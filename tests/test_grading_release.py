@@ -277,10 +277,10 @@ def test_the_summary_cell_lists_every_visible_test(capsys):
             if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
         }
         for name, p in points.items():
+            unit = "point" if p == 1 else "points"
             if name in failing:
-                assert f"FAIL  {name} ({p:g} points at stake)" in out, out
+                assert f"FAIL  {name} ({p:g} {unit} at stake)" in out, out
             else:
-                unit = "point" if p == 1 else "points"
                 assert f"pass  {name} ({p:g} {unit})" in out, out
         lost = sum(points[n] for n in failing)
         total = sum(points.values())
