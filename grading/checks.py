@@ -1,9 +1,15 @@
-"""What the out-of-kernel re-check runs, and how it judges the numbers that come back.
+"""The one specification of every autograded part: its cases, data, tolerances and judges.
 
-One `Check` per autograded test cell of the source notebooks (same ``grade_id``, same points),
-testing the same properties as the cell's visible and hidden tests, on inputs built here. The
-sandbox only *calls* the student's functions (`grading.sandbox`); every comparison with gmmlib
-happens in this process, which the student's code never touches.
+One `Check` per autograded test cell of the source notebooks (same ``grade_id``; the points stay
+in the cell's nbgrader metadata), run twice by the same code. In the student's kernel it is the
+cell's hidden tests: `grading.release` writes this module into the source notebooks'
+hidden-test blocks and each block calls `run_in_kernel`. Outside the kernel it is the re-check
+(`grading.recheck`): the sandbox only *calls* the student's functions (`grading.sandbox._call`,
+the same call the kernel uses) and every comparison with gmmlib happens in the grader's process,
+which the student's code never touches. The visible tests' cases are among the cases here, so
+a part the re-check passes also passes its visible tests. Edit hidden tests here, then run
+`make release`. This module runs in the kernel: it imports only numpy, gmmlib and the standard
+library.
 """
 
 from __future__ import annotations
