@@ -191,19 +191,28 @@ def _run_cells(nb, skip_tests=True):
 
 
 #: Fixture students whose parts pass and fail in every way the tests can tell apart.
-AGREEMENT = (
-    "reference",
-    "valid_style_while",
-    "bug_naive_exp",
-    "bug_cov_divide_by_n",
-    "bug_history_without_start",
-    "bug_collapse_largest_eigenvalue",
-    "bug_keeps_collapsed_params",
-    "bug_fix_reg_covar",
+AGREEMENT = {
+    "em_by_hand": (
+        "reference",
+        "valid_style_while",
+        "bug_naive_exp",
+        "bug_cov_divide_by_n",
+        "bug_history_without_start",
+    ),
+    "break_it": (
+        "reference",
+        "valid_style_while",
+        "bug_collapse_largest_eigenvalue",
+        "bug_keeps_collapsed_params",
+        "bug_fix_reg_covar",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    ["em_by_hand", pytest.param("break_it", marks=pytest.mark.slow)],  # break_it: ~25 s
 )
-
-
-@pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
 def test_a_student_who_passes_the_hidden_tests_passes_the_recheck(tmp_path, assignment):
     """For each fixture student and each test cell, the generated hidden tests run in a kernel's
     namespace (the stored cell code, executed) and the out-of-kernel re-check give the same
@@ -220,7 +229,7 @@ def test_a_student_who_passes_the_hidden_tests_passes_the_recheck(tmp_path, assi
         if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
     ]
     seen = set()
-    for student in AGREEMENT:
+    for student in AGREEMENT[assignment]:
         nb = fixtures.build_notebook(assignment, table[student][1])
         namespace = _run_cells(nb)
         kernel = {}
