@@ -130,3 +130,9 @@ def course_secret(course: Path) -> set:
         layout = Course(course)
         _SECRET[course] = hidden_lines(*(layout.source_notebook(a) for a in ASSIGNMENTS))
     return _SECRET[course]
+
+
+def summary_cell_id(assignment: str) -> str:
+    """The grade_id of the last cell of a notebook, which runs every visible test and prints a
+    summary (written by `grading.release`; not graded, and skipped by the re-check)."""
+    return f"{assignment}_visible_tests_summary"

@@ -2,7 +2,7 @@
 
 1. `notebook_steps` takes the student's code in notebook order: their answer cells and any cells
    they added, with the course's read-only cells restored from the source notebook; test cells
-   are left out.
+   are left out, and so is the summary cell that re-runs the visible tests.
 2. `scan.scan_cell` looks at that code for patching (numpy, builtins, IPython, import hooks,
    frames) and, where the assignment forbids it, for gmmlib.
 3. `run_sandbox` executes the code in a fresh ``python -I -S`` process (`grading.sandbox`) with
@@ -30,6 +30,7 @@ import numpy as np
 
 import gmmlib
 from grading import checks as checks_module
+from grading.layout import summary_cell_id
 from grading.scan import imported_names, scan_cell, strip_magics
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
@@ -43,12 +44,14 @@ def _nbgrader(cell):
 def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode):
     """The code cells to run, in order: [{"name", "source", "answer": grade_id or None}]."""
     source_cells = {_nbgrader(c).get("grade_id"): c for c in source.cells if _nbgrader(c)}
+    summaries = {gid for gid in source_cells if gid and gid.endswith(summary_cell_id(""))}
     locked = [
         gid
         for gid, c in source_cells.items()
         if c.cell_type == "code"
         and not _nbgrader(c).get("grade")
         and not _nbgrader(c).get("solution")
+        and gid not in summaries  # it re-runs the visible tests: nothing to re-check
     ]
     seen_locked = set()
     steps, added = [], 0
@@ -57,6 +60,8 @@ def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNo
             continue
         gid = _nbgrader(cell).get("grade_id")
         src_cell = source_cells.get(gid)
+        if gid in summaries:
+            continue
         if src_cell is None or src_cell.cell_type != "code":
             added += 1
             steps.append({"name": f"added cell {added}", "source": cell.source, "answer": None})
@@ -281,11 +286,6 @@ def _result_line(text: str, index: int, observed: dict) -> dict:
         return {"status": "crashed", "error": "the step's result was unreadable"}
 
 
-def _shape_text(args):
-    shapes = [str(tuple(np.shape(a))) if isinstance(a, np.ndarray) else repr(a) for a in args]
-    return ", ".join(shapes)
-
-
 def recheck_notebook(
     submitted_path: Path,
     source_path: Path,
@@ -335,25 +335,8 @@ def recheck_notebook(
         )
     check_steps = {}
     for check in spec.checks:
-        cases = []
-        for i, case in enumerate(check.cases):
-            args = []
-            for j, arg in enumerate(case.args):
-                if isinstance(arg, np.ndarray):
-                    key = f"{check.grade_id}__{i}__{j}"
-                    arrays[key] = arg
-                    args.append({"key": key})
-                else:
-                    args.append({"literal": arg.item() if isinstance(arg, np.generic) else arg})
-            cases.append(
-                {
-                    "name": case.name,
-                    "args": args,
-                    "kwargs": case.kwargs,
-                    "count": list(case.count),
-                    "variable": case.variable,
-                }
-            )
+        cases, check_arrays = checks_module.call_plan(check)
+        arrays.update(check_arrays)
         check_steps[check.grade_id] = len(steps)
         steps.append({"kind": "call", "name": check.grade_id, "cases": cases})
     np.savez(workdir / "cases.npz", **arrays)
@@ -384,7 +367,7 @@ def recheck_notebook(
         result = results.get(
             check_steps[check.grade_id], {"status": "not run", "error": "never reached"}
         )
-        verdicts[check.grade_id] = _judge(check, result)
+        verdicts[check.grade_id] = checks_module.judge(check, result)
     return {
         "readable": True,
         "findings": findings,
@@ -393,26 +376,3 @@ def recheck_notebook(
         "observed": observed,
         "answers": sorted({c["answer"] for c in code_cells if c["answer"] != "<course>"}, key=str),
     }
-
-
-def _judge(check, result) -> dict:
-    if result.get("status") != "ok":
-        status = result.get("status", "error")
-        return {
-            "passed": False,
-            "status": status,
-            "message": f"{check.cases[0].name}: {result.get('error', status)}",
-        }
-    for case, output in zip(check.cases, result["outputs"], strict=True):
-        if "error" in output:
-            return {
-                "passed": False,
-                "status": "error",
-                "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}",
-            }
-        message = case.judge(checks_module.decode(output["value"]))
-        if message is None and case.judge_counts is not None:
-            message = case.judge_counts(output.get("counts", {}))
-        if message:
-            return {"passed": False, "status": "wrong", "message": message}
-    return {"passed": True, "status": "ok", "message": None}

@@ -1,17 +1,23 @@
 """Regenerate the student release `exercises/` from the nbgrader source `solutions/`.
 
-    python -m grading.release            # rewrite exercises/
-    python -m grading.release --check    # exit 1 (and say which file) if exercises/ is stale
+    python -m grading.release            # write solutions/' generated cells, then exercises/
+    python -m grading.release --check    # exit 1 (and say which file) if either is stale
 
-It runs `nbgrader generate_assignment` in a temporary course directory (so no gradebook, which
-holds the hidden tests, is ever written into the repository), then normalises each release
-notebook (no outputs, no execution counts, only nbgrader's cell metadata, sorted keys) so that
-regenerating gives byte-identical files.
+Two steps. First the generated cells of the source notebooks are written (`write_generated`):
+every test cell's hidden tests come from `grading.checks`, the one specification of a graded
+part that the out-of-kernel re-check also runs (same cases, data, tolerances and judges; the
+points stay in the cells' nbgrader metadata), and a last cell runs every visible test and prints
+a summary. Then `nbgrader generate_assignment` runs in a temporary course directory (so no
+gradebook, which holds the hidden tests, is ever written into the repository), and each release
+notebook is normalised (no outputs, no execution counts, only nbgrader's cell metadata, sorted
+keys) so that regenerating gives byte-identical files.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +27,162 @@ from pathlib import Path
 import nbformat
 
 from grading.course import ASSIGNMENTS, EXERCISES, REPO, SOLUTIONS, db_url, tool_env
+from grading.layout import summary_cell_id
+
+HIDDEN = re.compile(
+    r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M
+)
+#: What the kernel needs from the sandbox's child to call a student's function exactly as the
+#: re-check does (`grading.sandbox._call`, with its JSON encoding).
+SANDBOX_FUNCTIONS = ("_plain", "_one_line", "_call")
+
+
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def _functions_source(path: Path, names) -> str:
+    """The source of the top-level functions ``names`` of the module at ``path``."""
+    text = path.read_text()
+    tree = ast.parse(text)
+    found = {n.name: ast.get_source_segment(text, n) for n in tree.body if hasattr(n, "name")}
+    return "\n\n\n".join(found[name] for name in names)
+
+
+def runtime_source() -> str:
+    """`grading.checks` plus the sandbox's call: the code the hidden tests run in the kernel."""
+    grading = Path(__file__).parent
+    text = (grading / "checks.py").read_text().rstrip() + "\n\n\n"
+    text += _functions_source(grading / "sandbox.py", SANDBOX_FUNCTIONS) + "\n"
+    for forbidden in ("\'\'\'", "HIDDEN TESTS", "BEGIN SOLUTION"):
+        if forbidden in text:
+            raise ValueError(f"grading/checks.py must not contain {forbidden!r}")
+    return text
+
+
+def _runtime_block() -> str:
+    return (
+        "### BEGIN HIDDEN TESTS\n"
+        "# The grader's checks, written here by `python -m grading.release` from\n"
+        "# grading/checks.py (edit them there): the out-of-kernel re-check runs the same ones.\n"
+        "import sys as _sys\n"
+        "import types as _types\n\n"
+        '_gmm_checks = _sys.modules["gmm_checks"] = _types.ModuleType("gmm_checks")\n'
+        "exec(compile(r\'\'\'\n" + runtime_source() + "\'\'\', \"grading/checks.py\", \"exec\"), "
+        "_gmm_checks.__dict__)\n"
+        "### END HIDDEN TESTS\n"
+    )
+
+
+def _run_block(grade_id: str) -> str:
+    return (
+        "### BEGIN HIDDEN TESTS\n"
+        f'_gmm_checks.run_in_kernel("{grade_id}", globals(), _gmm_checks._call)\n'
+        "### END HIDDEN TESTS"
+    )
+
+
+def _is_test_cell(cell) -> bool:
+    meta = _nbgrader(cell)
+    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
+
+
+def visible_source(source: str) -> str:
+    """A test cell's own (hand-written) part: everything outside its hidden-test blocks."""
+    return HIDDEN.sub("", source).strip("\n")
+
+
+def _summary_source(assignment: str, tests) -> str:
+    """The last cell: run every visible test, each on its own, and list which pass."""
+    entries = []
+    for grade_id, points, code in tests:
+        short = grade_id.removeprefix(assignment + "_")
+        if "\'\'\'" in code:
+            raise ValueError(f"{grade_id}: a visible test must not contain triple quotes")
+        entries.append(f'    ("{short}", {points:g}, r\'\'\'\n{code}\n\'\'\'),')
+    return "\n".join(
+        [
+            "# Every visible test at once. \"Run All\" stops at the first cell that fails;",
+            "# this cell runs the visible part of every test cell above again, each on its own,",
+            "# and lists which pass and the points at stake. Run the cells that define your",
+            "# answers first. Passing here is a good sign, not a grade: the hidden tests check",
+            "# more cases. (Written from the test cells above by the course's release script;",
+            "# it is not graded.)",
+            "_VISIBLE_TESTS = [  # (test cell, its points, its visible tests)",
+            *entries,
+            "]",
+            "_passed = _total = 0",
+            "for _name, _points, _code in _VISIBLE_TESTS:",
+            "    _total += _points",
+            "    try:",
+            "        exec(_code, globals())",
+            "    except Exception as _error:  # a failing test is reported, never raised",
+            '        _why = "\\n      ".join(str(_error).strip().splitlines())[:600]',
+            "        if isinstance(_error, NotImplementedError):",
+            '            _why = "not answered yet"',
+            "        elif isinstance(_error, NameError):",
+            '            _why = f"{_error}: run the cell that defines it first"',
+            "        else:",
+            '            _why = f"{type(_error).__name__}: {_why}"',
+            '        _unit = "point" if _points == 1 else "points"',
+            '        print(f"FAIL  {_name} ({_points:g} {_unit} at stake): {_why}")',
+            "    else:",
+            "        _passed += _points",
+            '        _unit = "point" if _points == 1 else "points"',
+            '        print(f"pass  {_name} ({_points:g} {_unit})")',
+            'print(f"\\nVisible tests pass for {_passed:g} of {_total:g} autograded points.")',
+        ]
+    )
+
+
+def generated(nb: nbformat.NotebookNode, assignment: str) -> nbformat.NotebookNode:
+    """``nb`` (a source notebook) with its generated parts written: every test cell's hidden
+    tests (from `grading.checks`) and the summary cell at the end. Everything else is kept."""
+    from grading.checks import spec
+
+    checked = {c.grade_id for c in spec(assignment).checks}
+    summary_id = summary_cell_id(assignment)
+    cells = [c for c in nb.cells if _nbgrader(c).get("grade_id") != summary_id]
+    tests, first = [], True
+    for cell in cells:
+        if not _is_test_cell(cell):
+            continue
+        grade_id = _nbgrader(cell)["grade_id"]
+        if grade_id not in checked:
+            raise ValueError(f"{assignment}: test cell {grade_id} has no check in checks.py")
+        visible = visible_source(cell.source)
+        tests.append((grade_id, float(_nbgrader(cell).get("points", 0)), visible))
+        cell.source = (_runtime_block() if first else "") + visible + "\n" + _run_block(grade_id)
+        first = False
+    summary = nbformat.v4.new_code_cell(_summary_source(assignment, tests))
+    summary.id = summary_id.replace("_", "-")
+    summary.metadata["nbgrader"] = {
+        "grade": False,
+        "grade_id": summary_id,
+        "locked": True,
+        "schema_version": 3,
+        "solution": False,
+    }
+    nb.cells = cells + [summary]
+    return nb
+
+
+def write_generated(check: bool = False) -> list[str]:
+    """Write the generated cells of every source notebook; return the stale ones' names.
+
+    With ``check``, write nothing (the test that the stored notebooks are up to date).
+    """
+    stale = []
+    for assignment, notebook in ASSIGNMENTS.items():
+        path = SOLUTIONS / assignment / notebook
+        text = path.read_text()
+        nb = generated(nbformat.reads(text, as_version=4), assignment)
+        new = nbformat.writes(nb) + "\n"
+        if new != text:
+            stale.append(str(path.relative_to(REPO)))
+            if not check:
+                path.write_text(new)
+    return stale
 
 CONFIG_TEMPLATE = """\
 import sys
@@ -126,9 +288,19 @@ def main(argv=None) -> int:
         _generate_in_process(args.generate_into, args.assignments or list(ASSIGNMENTS))
         return 0
     if not args.check:
+        for name in write_generated():
+            print(f"wrote the generated cells of {name}")
         for path in build_release(EXERCISES):
             print(f"wrote {path.relative_to(EXERCISES.parent)}")
         return 0
+    stale_sources = write_generated(check=True)
+    if stale_sources:
+        print(
+            "the generated cells (hidden tests, summary) of "
+            + ", ".join(stale_sources)
+            + " differ from grading/checks.py: run `python -m grading.release`"
+        )
+        return 1
     with tempfile.TemporaryDirectory(prefix="gmm-release-check-") as tmp:
         stale = []
         for path in build_release(Path(tmp)):

@@ -77,6 +77,8 @@ EXPECTED = {
     "bug_history_without_start": (FIT, set(), 11, 8),
     "bug_collapse_largest_eigenvalue": (set(), {"collapsed_tests", "run_em_tests"}, 14, 3),
     "bug_keeps_collapsed_params": (set(), {"run_em_tests"}, 14, 5),
+    # New with the library's collapse rule (issue 12 item 5): reg_covar only hides a collapse.
+    "bug_fix_reg_covar": (set(), {"fix_tests"}, 14, 6),
     "hostile_calls_gmmlib": (
         set(EM_PARTS) - {"log_likelihood_tests", "log_likelihood_stability"},
         set(),
