@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-#: Older gmmlib spellings still accepted (the book's chapters use "kmeans++").
+#: Older gmmlib spellings still accepted, so code written for earlier versions runs.
 INIT_ALIASES = {"kmeans++": "k-means++"}
 #: Lloyd's iterations stop when no point changes cluster, or after this many.
 KMEANS_MAX_ITER = 300

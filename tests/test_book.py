@@ -252,12 +252,6 @@ def test_book_says_iteration_not_round(book_html):
     assert not found, f"say 'iteration' (as n_iter_), not 'round': {found}"
 
 
-#: Pages left out of the chapter-number check for now: 07-exercises.md is being rewritten on
-#: another branch (assignments, issue 13); its one "chapter {doc}`02-em-steps`" is reported
-#: there. Empty this set once that branch is merged.
-PROSE_CHECKED_ELSEWHERE = frozenset({"07-exercises.md"})
-
-
 def chapter_numbers() -> dict[str, int]:
     """The number the built book gives each chapter: the numbered parts of _toc.yml count on
     from one part to the next (use_multitoc_numbering)."""
@@ -279,8 +273,6 @@ def test_chapter_numbers_in_the_prose_match_the_table_of_contents():
     assert numbers["02-em-steps"] == 2 and numbers["07-exercises"] == len(numbers)
     wrong = []
     for source in sorted(BOOK.glob("*.md")):
-        if source.name in PROSE_CHECKED_ELSEWHERE:
-            continue
         text = source.read_text()
         wrong += [(source.name, m.group(0)) for m in re.finditer(r"[Cc]hapter\s+\{doc\}", text)]
         for m in re.finditer(r"[Cc]hapters?\s+(\d+)(?:\s+\(|,\s+)\{doc\}`([^`]+)`", text):
