@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = [
+    "COLLAPSE_TOL",
     "CollapseReport",
     "CollapseError",
     "CollapseWarning",
@@ -25,6 +26,10 @@ __all__ = [
     "collapsed_components",
     "data_subspace",
 ]
+
+#: The rule's default collapse_tol; the estimator, the collapse experiment and the explorer
+#: (through its data.json) take their default from here.
+COLLAPSE_TOL = 1e-8
 
 
 def min_eigenvalues(
@@ -86,7 +91,7 @@ def data_subspace(X: np.ndarray, threshold: float) -> np.ndarray | None:
     return None if keep.all() else vectors[:, keep]
 
 
-def collapse_threshold(X: np.ndarray, collapse_tol: float = 1e-8) -> float:
+def collapse_threshold(X: np.ndarray, collapse_tol: float = COLLAPSE_TOL) -> float:
     """collapse_tol * s2, where s2 is the mean per-dimension variance of the data X."""
     X = np.asarray(X, dtype=np.float64)
     return float(collapse_tol * np.mean(X.var(axis=0)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from gmmlib.diagnostics import (
+    COLLAPSE_TOL,
     collapse_threshold,
     collapsed_components,
     data_subspace,
@@ -110,7 +111,7 @@ def initial_parameters(
     method: str,
     rng: np.random.Generator,
     reg_covar: float,
-    collapse_tol: float = 1e-8,
+    collapse_tol: float = COLLAPSE_TOL,
 ):
     """Initial ``(weights, means, covariances)`` (full) by ``method`` (one of INIT_PARAMS).
 

@@ -24,6 +24,7 @@ import numpy as np
 from gmmlib import _engine
 from gmmlib._engine import parallel_section
 from gmmlib.diagnostics import (
+    COLLAPSE_TOL,
     CollapseError,
     CollapseReport,
     CollapseWarning,
@@ -175,7 +176,7 @@ class GaussianMixture:
         verbose_interval: int = 10,
         covariances_init=None,
         on_collapse: str = "raise",
-        collapse_tol: float = 1e-8,
+        collapse_tol: float = COLLAPSE_TOL,
         covariance_prior=None,
         degrees_of_freedom_prior: float | None = None,
         keep_history: bool = False,

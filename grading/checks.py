@@ -458,10 +458,7 @@ def reference_collapsed(covariances, s2, reg_covar=0.0, collapse_tol=1e-8):
     covariances = np.asarray(covariances, dtype=float)
     threshold = collapse_tol * s2
     return np.array(
-        [
-            collapsed_components(cov[None], reg_covar, threshold).size > 0
-            for cov in covariances
-        ],
+        [collapsed_components(cov[None], reg_covar, threshold).size > 0 for cov in covariances],
         dtype=bool,
     )
 
@@ -629,9 +626,7 @@ def _run_em_checks():
         ),
         Case(
             "run_em",
-            _run_judge(
-                X, on_a_point, 10, 0.0, "run_em from a component on X[0] (K=2), n_iter=10"
-            ),
+            _run_judge(X, on_a_point, 10, 0.0, "run_em from a component on X[0] (K=2), n_iter=10"),
             args=(X, *on_a_point, 10),
         ),
         Case(

@@ -54,7 +54,7 @@ def runtime_source() -> str:
     grading = Path(__file__).parent
     text = (grading / "checks.py").read_text().rstrip() + "\n\n\n"
     text += _functions_source(grading / "sandbox.py", SANDBOX_FUNCTIONS) + "\n"
-    for forbidden in ("\'\'\'", "HIDDEN TESTS", "BEGIN SOLUTION"):
+    for forbidden in ("'''", "HIDDEN TESTS", "BEGIN SOLUTION"):
         if forbidden in text:
             raise ValueError(f"grading/checks.py must not contain {forbidden!r}")
     return text
@@ -68,7 +68,7 @@ def _runtime_block() -> str:
         "import sys as _sys\n"
         "import types as _types\n\n"
         '_gmm_checks = _sys.modules["gmm_checks"] = _types.ModuleType("gmm_checks")\n'
-        "exec(compile(r\'\'\'\n" + runtime_source() + "\'\'\', \"grading/checks.py\", \"exec\"), "
+        "exec(compile(r'''\n" + runtime_source() + '\'\'\', "grading/checks.py", "exec"), '
         "_gmm_checks.__dict__)\n"
         "### END HIDDEN TESTS\n"
     )
@@ -97,12 +97,12 @@ def _summary_source(assignment: str, tests) -> str:
     entries = []
     for grade_id, points, code in tests:
         short = grade_id.removeprefix(assignment + "_")
-        if "\'\'\'" in code:
+        if "'''" in code:
             raise ValueError(f"{grade_id}: a visible test must not contain triple quotes")
-        entries.append(f'    ("{short}", {points:g}, r\'\'\'\n{code}\n\'\'\'),')
+        entries.append(f"    (\"{short}\", {points:g}, r'''\n{code}\n'''),")
     return "\n".join(
         [
-            "# Every visible test at once. \"Run All\" stops at the first cell that fails;",
+            '# Every visible test at once. "Run All" stops at the first cell that fails;',
             "# this cell runs the visible part of every test cell above again, each on its own,",
             "# and lists which pass and the points at stake. Run the cells that define your",
             "# answers first. Passing here is a good sign, not a grade: the hidden tests check",
@@ -183,6 +183,7 @@ def write_generated(check: bool = False) -> list[str]:
             if not check:
                 path.write_text(new)
     return stale
+
 
 CONFIG_TEMPLATE = """\
 import sys

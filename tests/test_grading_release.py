@@ -336,9 +336,7 @@ def test_break_it_model_answer_follows_gmmlibs_collapse_rule():
         # the margin of every decision the model answer took
         w, mu, cov = collapse_init(X, 4, seed)
         for t in range(1, len(mine[3]) + (mine[4] is not None)):
-            w, mu, cov = namespace["m_step"](
-                X, namespace["e_step"](X, w, mu, cov), reg_covar=1e-3
-            )
+            w, mu, cov = namespace["m_step"](X, namespace["e_step"](X, w, mu, cov), reg_covar=1e-3)
             ratio = (np.linalg.eigvalsh(cov)[:, 0] - 1e-3) / threshold
             assert np.all(np.abs(ratio - 1) > 0.05), f"seed {seed}, iteration {t}: {ratio}"
     assert 10 <= stops <= 25, f"{stops} of 30 seeds collapse: the recipe no longer tests both"

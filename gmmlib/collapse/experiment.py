@@ -14,6 +14,7 @@ import numpy as np
 
 from gmmlib.datasets import collapse_data, collapse_init
 from gmmlib.diagnostics import (
+    COLLAPSE_TOL,
     CollapseError,
     CollapseWarning,
     collapse_threshold,
@@ -42,7 +43,7 @@ REFERENCE = {
     "prior": False,
     "max_iter": 100,
     "tol": 1e-3,
-    "collapse_tol": 1e-8,
+    "collapse_tol": COLLAPSE_TOL,
 }
 #: Version of the JSON record layout (bump when a field changes meaning).
 RECORD_FORMAT = 1
@@ -85,7 +86,7 @@ def trace_em(
     prior: bool = False,
     max_iter: int = 100,
     tol: float = 1e-3,
-    collapse_tol: float = 1e-8,
+    collapse_tol: float = COLLAPSE_TOL,
     stop_at_collapse: bool = True,
     keep_parameters: bool = False,
 ) -> dict:
