@@ -115,6 +115,7 @@ def main(argv=None) -> int:
             scheduler=args.scheduler,
             security=_security(*tls) if any(tls) else None,
             resume=args.resume,
+            progress=sys.stderr,
         )
     except (FileNotFoundError, ValueError) as e:  # --resume without a matching journal
         parser.error(str(e))

@@ -194,12 +194,16 @@ def grade_remote(task: dict) -> dict:
                 {"student": student, "worker": worker.address, "pid": os.getpid()}
             )
         ok, note = plugin.grader().grade(job)
-        result = root / "result.json"
-        if result.exists():  # this worker's paths -> the coordinator's
-            text = result.read_text()
-            for here, there in [(root, task["root"]), (feedback, task["feedback"])]:
-                text = text.replace(json.dumps(str(here))[1:-1], json.dumps(there)[1:-1])
-            result.write_text(text)
+        # The paths in the result and the feedback (a note names an autograde log): the
+        # coordinator's, where these files will be.
+        moves = [(str(root), task["root"]), (str(feedback), task["feedback"])]
+        for path in [root / "result.json", *sorted((feedback / student).rglob("*.html"))]:
+            if path.exists():
+                text = path.read_text()
+                for here, there in moves:
+                    quoted = json.dumps(here)[1:-1], json.dumps(there)[1:-1]
+                    text = text.replace(*quoted if path.suffix == ".json" else (here, there))
+                path.write_text(text)
         return {
             "student": student,
             "ok": ok,

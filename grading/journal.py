@@ -51,6 +51,8 @@ class Journal:
         self.file = open(path(out), "a" if resume else "w")
         if not resume:
             self._write({"journal": 1, **header})
+        elif self.file.tell() and not path(out).read_bytes().endswith(b"\n"):
+            self.file.write("\n")  # after a torn line: the next entry starts a line of its own
 
     def add(self, student: str, results: list) -> None:
         self._write({"student": student, "results": results})
