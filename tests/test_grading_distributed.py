@@ -307,7 +307,7 @@ def test_resume_grades_only_the_missing_students(cluster_run, submissions, tmp_p
         gb.db.commit()
     assert main([str(submissions), "--resume", "--out", str(out)]) == 0
     progress = capsys.readouterr().err
-    graded = [line.split()[4].rstrip(":") for line in progress.splitlines() if "/2] " in line]
+    graded = [line.split()[3].rstrip(":") for line in progress.splitlines() if "/2] " in line]
     assert sorted(graded) == sorted(set(STUDENTS) - set(kept)), progress
     assert "2 graded already" in progress, progress
     _once(out, STUDENTS)
