@@ -458,3 +458,35 @@ def test_the_cli_says_how_to_resume_after_a_lost_scheduler(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert "lost the connection" in err and f"kept in {out / 'journal.jsonl'}" in err, err
     assert f"gmm-grade {subs} --resume --out {out}" in err, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tls-cert", "c.pem"], "go with --scheduler tls://HOST:PORT"),
+        (
+            ["--scheduler", "tls://h:8786", "--tls-cert", "c.pem"],
+            "give all three of --tls-ca-file, --tls-cert and --tls-key",
+        ),
+        (["--scheduler", "tcp://h:8786", "--jobs", "4"], "--jobs is for local grading"),
+    ],
+)
+def test_the_cli_checks_the_cluster_options(tmp_path, capsys, args, message):
+    from grading.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tls_files_make_a_dask_security(tmp_path):
+    from grading.cli import _security
+
+    security = _security("ca.pem", "client.pem", "client.key")
+    assert (security.tls_ca_file, security.tls_client_cert, security.tls_client_key) == (
+        "ca.pem",
+        "client.pem",
+        "client.key",
+    )
+    assert security.require_encryption
