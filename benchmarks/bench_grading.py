@@ -10,8 +10,10 @@ marks. By default student code runs in the bubblewrap sandbox; ``--no-sandbox`` 
 pipeline without it, and ``--compare`` times both, one after the other, in the same run.
 ``--cluster WORKERS`` grades on a Dask `LocalCluster` of WORKERS processes with one thread each
 (``gmm-grade --scheduler``'s path: tasks, the worker plugin, files travelling as bytes) and
-reports the capacity of a cluster: core-seconds per notebook (wall seconds x the cores of this
-machine / notebooks) and how many such cores grade 10,000 students x 2 assignments in 15
+reports the capacity of a cluster: core-seconds per notebook, both as wall seconds x the cores
+of this machine / notebooks (what this machine achieved, at its load) and as the CPU seconds
+the workers and every process they started used per notebook (what a notebook costs whatever
+else runs), and how many cores of either kind grade 10,000 students x 2 assignments in 15
 minutes. Results are appended to benchmarks/results/grading.json.
 """
 
@@ -61,16 +63,26 @@ def main(argv=None) -> int:
     assignments = tuple(args.assignment or ASSIGNMENTS)
     modes = [True, False] if args.compare else [not args.no_sandbox]
     if args.cluster:
-        from distributed import LocalCluster
+        from distributed import Client, LocalCluster
 
-        with LocalCluster(
-            processes=True, n_workers=args.cluster, threads_per_worker=1, dashboard_address=None
-        ) as cluster:
-            address = cluster.scheduler_address
-            results = [run(args.students, assignments, None, s, address) for s in modes]
-        for result in results:
+        results = []
+        for sandbox in modes:
+            with (
+                LocalCluster(
+                    processes=True,
+                    n_workers=args.cluster,
+                    threads_per_worker=1,
+                    dashboard_address=None,
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                workers = list(client.run(os.getpid).values())
+                before = tree_cpu_seconds(workers)
+                result = run(args.students, assignments, None, sandbox, cluster.scheduler_address)
+                cpu = tree_cpu_seconds(workers) - before
             result["cluster_workers"] = args.cluster
-            result.update(capacity(result["wall_seconds"], result["submissions"]))
+            result.update(capacity(result["wall_seconds"], cpu, result["submissions"]))
+            results.append(result)
     else:
         results = [run(args.students, assignments, args.jobs, sandbox) for sandbox in modes]
     out = ROOT / "benchmarks" / "results"
@@ -86,16 +98,39 @@ def main(argv=None) -> int:
 CLASS_NOTEBOOKS, CLASS_SECONDS = 10_000 * 2, 15 * 60
 
 
-def capacity(wall_seconds: float, notebooks: int) -> dict:
-    """Core-seconds per notebook on this machine (all its cores busy grading), and the worker
-    cores of that speed that grade `CLASS_NOTEBOOKS` in `CLASS_SECONDS`."""
+def capacity(wall_seconds: float, cpu_seconds: float, notebooks: int) -> dict:
+    """Core-seconds per notebook, from the wall clock (this machine's cores, at its load) and
+    from the CPU time the workers used; the cores of each speed that grade `CLASS_NOTEBOOKS`
+    in `CLASS_SECONDS`."""
     cores = os.cpu_count() or 1
-    per_core = wall_seconds * cores / notebooks
+    wall = wall_seconds * cores / notebooks
+    cpu = cpu_seconds / notebooks
     return {
         "machine_cores": cores,
-        "core_seconds_per_notebook": round(per_core, 2),
-        "cores_for_10000x2_in_15_min": math.ceil(CLASS_NOTEBOOKS * per_core / CLASS_SECONDS),
+        "worker_cpu_seconds": round(cpu_seconds, 1),
+        "wall_core_seconds_per_notebook": round(wall, 2),
+        "cpu_seconds_per_notebook": round(cpu, 2),
+        "cores_for_10000x2_in_15_min_by_wall": math.ceil(CLASS_NOTEBOOKS * wall / CLASS_SECONDS),
+        "cores_for_10000x2_in_15_min_by_cpu": math.ceil(CLASS_NOTEBOOKS * cpu / CLASS_SECONDS),
     }
+
+
+def tree_cpu_seconds(roots) -> float:
+    """CPU seconds (user + system) of the processes ``roots`` and all their live descendants,
+    each with the children it has reaped (/proc/<pid>/stat utime, stime, cutime, cstime)."""
+    stats = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    inside, frontier = set(), [r for r in roots if r in stats]
+    while frontier:
+        pid = frontier.pop()
+        inside.add(pid)
+        frontier += [p for p, (ppid, _) in stats.items() if ppid == pid and p not in inside]
+    return sum(stats[p][1] for p in inside) / os.sysconf("SC_CLK_TCK")
 
 
 def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool, scheduler=None) -> dict:
