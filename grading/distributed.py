@@ -44,6 +44,7 @@ import tarfile
 import tempfile
 import threading
 import uuid
+from concurrent.futures import CancelledError
 from pathlib import Path
 
 from distributed import Client, Queue, WorkerPlugin, as_completed, get_worker
@@ -213,6 +214,16 @@ def grade_remote(task: dict) -> dict:
         }
 
 
+def _failure(error: BaseException) -> str:
+    """The review list's reason for a task that raised ``error`` on the cluster."""
+    if type(error).__name__ == "KilledWorker":
+        return (
+            f"every worker that graded this student died ({error.allowed_failures + 1} tries, "
+            "distributed.scheduler.allowed-failures): a submission that brings down its worker?"
+        )
+    return f"grading failed on the cluster: {error!r}"[:600]
+
+
 def grade_on_cluster(
     jobs: list[dict],
     scheduler: str,
@@ -299,7 +310,7 @@ def grade_on_cluster(
                     pending.append(job)
                 else:
                     graded[0] += 1
-                    on_done(job, False, f"grading failed on the cluster: {error!r}"[:600])
+                    on_done(job, False, _failure(error))
             else:
                 answer = future.result()
                 unpack(answer["folder"], Path(job["root"]))
@@ -312,7 +323,7 @@ def grade_on_cluster(
             fill()
     except SchedulerLostError:
         raise
-    except (OSError, asyncio.CancelledError) as error:
+    except (OSError, CancelledError, asyncio.CancelledError) as error:
         raise SchedulerLostError(
             f"lost the connection to the Dask scheduler at {scheduler} after {graded[0]} of "
             f"{len(jobs)} students ({error!r})"
