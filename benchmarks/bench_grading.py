@@ -1,14 +1,20 @@
 """Grading speed: N copies of the reference submission through the whole pipeline.
 
     python benchmarks/bench_grading.py [--students 100] [--jobs J] [--assignment em_by_hand]
-                                       [--no-sandbox] [--compare]
+                                       [--no-sandbox] [--compare] [--cluster WORKERS]
 
 Writes the copies into a temporary folder (tests/fixtures/make_submissions.py --copies), runs
 `grading.pipeline.grade_folder` on them and prints wall seconds in total and per submission
 (one submission = one student's notebook for one assignment), checking every copy got full
 marks. By default student code runs in the bubblewrap sandbox; ``--no-sandbox`` times the
 pipeline without it, and ``--compare`` times both, one after the other, in the same run.
-Results are appended to benchmarks/results/grading.json.
+``--cluster WORKERS`` grades on a Dask `LocalCluster` of WORKERS processes with one thread each
+(``gmm-grade --scheduler``'s path: tasks, the worker plugin, files travelling as bytes) and
+reports the capacity of a cluster: core-seconds per notebook, both as wall seconds x the cores
+of this machine / notebooks (what this machine achieved, at its load) and as the CPU seconds
+the workers and every process they started used per notebook (what a notebook costs whatever
+else runs), and how many cores of either kind grade 10,000 students x 2 assignments in 15
+minutes. Results are appended to benchmarks/results/grading.json.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import argparse
 import csv
 import io
 import json
+import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,10 +53,38 @@ def main(argv=None) -> int:
         action="store_true",
         help="time the sandboxed and the --no-sandbox pipeline in one run",
     )
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        metavar="WORKERS",
+        help="grade on a Dask LocalCluster of WORKERS single-thread worker processes",
+    )
     args = parser.parse_args(argv)
     assignments = tuple(args.assignment or ASSIGNMENTS)
     modes = [True, False] if args.compare else [not args.no_sandbox]
-    results = [run(args.students, assignments, args.jobs, sandbox) for sandbox in modes]
+    if args.cluster:
+        from distributed import Client, LocalCluster
+
+        results = []
+        for sandbox in modes:
+            with (
+                LocalCluster(
+                    processes=True,
+                    n_workers=args.cluster,
+                    threads_per_worker=1,
+                    dashboard_address=None,
+                ) as cluster,
+                Client(cluster) as client,
+            ):
+                workers = list(client.run(os.getpid).values())
+                before = tree_cpu_seconds(workers)
+                result = run(args.students, assignments, None, sandbox, cluster.scheduler_address)
+                cpu = tree_cpu_seconds(workers) - before
+            result["cluster_workers"] = args.cluster
+            result.update(capacity(result["wall_seconds"], cpu, result["submissions"]))
+            results.append(result)
+    else:
+        results = [run(args.students, assignments, args.jobs, sandbox) for sandbox in modes]
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "grading.json", "a") as f:
@@ -58,7 +94,46 @@ def main(argv=None) -> int:
     return 0 if all(r["full_marks"] == r["submissions"] for r in results) else 1
 
 
-def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool) -> dict:
+#: The class of the capacity estimate: 10,000 students x 2 assignments in 15 minutes.
+CLASS_NOTEBOOKS, CLASS_SECONDS = 10_000 * 2, 15 * 60
+
+
+def capacity(wall_seconds: float, cpu_seconds: float, notebooks: int) -> dict:
+    """Core-seconds per notebook, from the wall clock (this machine's cores, at its load) and
+    from the CPU time the workers used; the cores of each speed that grade `CLASS_NOTEBOOKS`
+    in `CLASS_SECONDS`."""
+    cores = os.cpu_count() or 1
+    wall = wall_seconds * cores / notebooks
+    cpu = cpu_seconds / notebooks
+    return {
+        "machine_cores": cores,
+        "worker_cpu_seconds": round(cpu_seconds, 1),
+        "wall_core_seconds_per_notebook": round(wall, 2),
+        "cpu_seconds_per_notebook": round(cpu, 2),
+        "cores_for_10000x2_in_15_min_by_wall": math.ceil(CLASS_NOTEBOOKS * wall / CLASS_SECONDS),
+        "cores_for_10000x2_in_15_min_by_cpu": math.ceil(CLASS_NOTEBOOKS * cpu / CLASS_SECONDS),
+    }
+
+
+def tree_cpu_seconds(roots) -> float:
+    """CPU seconds (user + system) of the processes ``roots`` and all their live descendants,
+    each with the children it has reaped (/proc/<pid>/stat utime, stime, cutime, cstime)."""
+    stats = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        stats[int(entry)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    inside, frontier = set(), [r for r in roots if r in stats]
+    while frontier:
+        pid = frontier.pop()
+        inside.add(pid)
+        frontier += [p for p, (ppid, _) in stats.items() if ppid == pid and p not in inside]
+    return sum(stats[p][1] for p in inside) / os.sysconf("SC_CLK_TCK")
+
+
+def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool, scheduler=None) -> dict:
     """Grade ``students`` copies of the reference once; the timing and the check."""
     with tempfile.TemporaryDirectory(prefix="gmm-bench-") as tmp:
         subs = Path(tmp) / "submissions"
@@ -81,6 +156,7 @@ def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool) -> d
             assignments=assignments,
             progress=io.StringIO(),
             sandbox=sandbox,
+            scheduler=scheduler,
         )
         seconds = time.perf_counter() - started
         with open(Path(tmp) / "out" / "grades.csv") as f:
@@ -92,7 +168,7 @@ def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool) -> d
         "assignments": list(assignments),
         "sandbox": summary["sandbox"],
         "submissions": submissions,
-        "jobs": jobs or default_jobs(),
+        "jobs": jobs or (None if scheduler else default_jobs()),
         "wall_seconds": round(seconds, 1),
         "seconds_per_submission": round(seconds / submissions, 2),
         "full_marks": full,

@@ -1,6 +1,10 @@
 """``gmm-grade``: grade a folder of submissions end to end (see `grading.pipeline`).
 
-gmm-grade SUBMISSIONS [--out graded]    grade everything
+gmm-grade SUBMISSIONS [--out graded]    grade everything (on this machine's cores)
+gmm-grade SUBMISSIONS --scheduler tcp://HOST:PORT
+                                        grade on a Dask cluster (`grading.distributed`)
+gmm-grade SUBMISSIONS --resume          grade only the students an interrupted run (local
+                                        or on a cluster) left out of OUT/journal.jsonl
 gmm-grade --update [--out graded]       after grading written answers in formgrader: fold
                                         the hand-given marks into the CSVs and feedback
 """
@@ -13,6 +17,7 @@ from pathlib import Path
 
 from grading.course import ASSIGNMENTS
 from grading.isolation import SandboxUnavailableError
+from grading.journal import JOURNAL, InterruptedRunError
 from grading.pipeline import grade_folder, update
 
 
@@ -58,6 +63,22 @@ def main(argv=None) -> int:
         "students' files; the summary and grades.csv say so",
     )
     parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT, or "
+        "tls://HOST:PORT with --tls-* or dask's distributed.comm.tls config); default: "
+        "local processes",
+    )
+    parser.add_argument("--tls-ca-file", help="CA certificate the cluster's certificates use")
+    parser.add_argument("--tls-cert", help="this client's TLS certificate (PEM)")
+    parser.add_argument("--tls-key", help="this client's TLS private key (PEM)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the students OUT/journal.jsonl holds (an interrupted run with the same "
+        "assignments and sandbox setting) and grade only the others",
+    )
+    parser.add_argument(
         "--update",
         action="store_true",
         help="regrade nothing: read the marks given by hand in OUT/course/"
@@ -76,6 +97,13 @@ def main(argv=None) -> int:
         parser.error("give the folder of submissions (or --update to fold in hand-given marks)")
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder")
+    tls = [args.tls_ca_file, args.tls_cert, args.tls_key]
+    if any(tls) and not (args.scheduler or "").startswith("tls://"):
+        parser.error("--tls-ca-file/--tls-cert/--tls-key go with --scheduler tls://HOST:PORT")
+    if any(tls) and not all(tls):
+        parser.error("give all three of --tls-ca-file, --tls-cert and --tls-key")
+    if args.scheduler and args.jobs:
+        parser.error("--jobs is for local grading; a cluster grades on its workers' threads")
     try:
         summary = grade_folder(
             args.submissions,
@@ -84,6 +112,19 @@ def main(argv=None) -> int:
             step_timeout=args.step_timeout,
             assignments=tuple(args.assignment or ASSIGNMENTS),
             sandbox=not args.no_sandbox,
+            scheduler=args.scheduler,
+            security=_security(*tls) if any(tls) else None,
+            resume=args.resume,
+            progress=sys.stderr,
+        )
+    except (FileNotFoundError, ValueError) as e:  # --resume without a matching journal
+        parser.error(str(e))
+    except InterruptedRunError as e:
+        parser.exit(
+            3,
+            f"gmm-grade: {e}\nThe results graded so far are kept in {args.out / JOURNAL}; "
+            f"once the cluster is back, go on with: gmm-grade {args.submissions} --resume "
+            f"--out {args.out} [--scheduler ...]\n",
         )
     except SandboxUnavailableError as e:
         parser.exit(
@@ -93,6 +134,16 @@ def main(argv=None) -> int:
             "namespaces must be enabled), or pass --no-sandbox knowingly.\n",
         )
     return 0 if summary["students"] else 1
+
+
+def _security(ca_file: str, cert: str, key: str):
+    """A `distributed.Security` for a tls:// scheduler from the three files (without them,
+    dask's own configuration, ``distributed.comm.tls.*``, applies)."""
+    from distributed import Security
+
+    return Security(
+        tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The instructor's pipeline: a folder of submissions in, grades, feedback and a review list out.
 
-    gmm-grade SUBMISSIONS [--out graded] [--jobs N]
+    gmm-grade SUBMISSIONS [--out graded] [--jobs N | --scheduler tcp://HOST:PORT] [--resume]
     gmm-grade --update [--out graded]
 
 SUBMISSIONS holds one folder per student, with either nbgrader's layout
@@ -12,6 +12,9 @@ SUBMISSIONS holds one folder per student, with either nbgrader's layout
 2. collect: copy each student's notebooks into their own nbgrader course folder;
 3. grade, one student per core at a time (`grading.worker`): autograde, out-of-kernel re-check,
    redacted feedback; a student whose grading exceeds `STUDENT_TIMEOUT` is stopped and listed;
+   each result goes into ``OUT/journal.jsonl`` as it arrives (`grading.journal`: ``--resume``
+   grades only the students missing from it). With ``--scheduler`` the students are graded on
+   a Dask cluster instead (`grading.distributed`); everything else is the same;
 4. export: ``grades.csv`` (one row per student and assignment, one column per part),
    ``parts.csv`` (every part with the kernel's and the re-check's verdicts and the reason),
    ``needs_review.csv``, ``failures.txt``; feedback in ``OUT/feedback/<student>/<assignment>/``;
@@ -36,6 +39,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from grading import journal
 from grading.course import ASSIGNMENTS, REPO, tool_env
 from grading.feedback import write_feedback
 from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
@@ -49,8 +53,13 @@ NO_SANDBOX = "none (--no-sandbox)"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
-def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tuple[dict, list]:
-    """{student: {assignment: path or None}} copied into ``work``; and problems found."""
+def collect(
+    submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS), keep=frozenset()
+) -> tuple[dict, list]:
+    """{student: {assignment: path or None}} copied into ``work``; and problems found.
+
+    The folders of the students in ``keep`` (graded already: ``--resume``) are left as they are.
+    """
     students, problems = {}, []
     for folder in sorted(p for p in submissions.iterdir() if p.is_dir()):
         student = folder.name
@@ -73,7 +82,10 @@ def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tu
             found[assignment] = path
         if not any(found.values()):
             problems.append((student, "", "no notebook found"))
+        students[student] = found
         root = work / student
+        if student in keep:
+            continue
         if root.exists():
             shutil.rmtree(root)
         for assignment, path in found.items():
@@ -85,15 +97,27 @@ def collect(submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS)) -> tu
                     time.strftime("%Y-%m-%d %H:%M:%S.000000 UTC", time.gmtime(path.stat().st_mtime))
                 )
         root.mkdir(parents=True, exist_ok=True)
-        students[student] = found
     return students, problems
 
 
-class Worker:
-    """One ``python -m grading.worker`` process; grades one student at a time."""
+DIED = "grader process died"
 
-    def __init__(self, env, log, slot=0):
+
+def took_too_long(student_timeout: float) -> str:
+    return f"grading took longer than {student_timeout:g} s: stopped"
+
+
+class Worker:
+    """One ``python -m grading.worker`` process; grades one student at a time.
+
+    ``die_with_parent``: the process gets SIGKILL when the thread that started it ends (util-linux
+    ``setpriv --pdeathsig``), and with it every sandbox it started (bubblewrap's
+    ``--die-with-parent``): what a Dask worker starts does not outlive it.
+    """
+
+    def __init__(self, env, log, slot=0, die_with_parent=False):
         self.env, self.log = {**env, "GMM_WORKER_SLOT": str(slot)}, log
+        self.prefix = ["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"] if die_with_parent else []
         self.proc = None
         self.job = None
         self.started = 0.0
@@ -102,7 +126,7 @@ class Worker:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grading.worker"],
+            [*self.prefix, sys.executable, "-m", "grading.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -115,6 +139,30 @@ class Worker:
         self.job, self.started, self.buffer = job, time.monotonic(), b""
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.flush()
+
+    def grade(self, job, student_timeout=STUDENT_TIMEOUT) -> tuple[bool, str]:
+        """Grade one job and wait for it: (True, "") or (False, why it failed); a worker that
+        died or ran out of time is restarted for the next job."""
+        if self.proc.poll() is not None:
+            self.kill()
+            self.start()
+        self.submit(job)
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = self.started + student_timeout - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                note = took_too_long(student_timeout)
+            elif chunk := os.read(fd, 4096):
+                self.buffer += chunk
+                continue
+            else:
+                note = DIED
+            self.job = None
+            self.kill()
+            self.start()
+            return False, note
+        self.job = None
+        return True, ""
 
     def kill(self):
         try:
@@ -159,7 +207,7 @@ def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIME
                 w.job = None
                 w.kill()
                 w.start()
-                on_done(job, False, "grader process died")
+                on_done(job, False, DIED)
             else:
                 w.buffer += chunk
                 if b"\n" in w.buffer:
@@ -174,7 +222,7 @@ def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIME
                 w.job = None
                 w.kill()
                 w.start()
-                on_done(job, False, f"grading took longer than {student_timeout:g} s: stopped")
+                on_done(job, False, took_too_long(student_timeout))
                 if pending:
                     w.submit(pending.pop(0))
     for w in workers:
@@ -213,6 +261,17 @@ def prepare_isolation(out: Path, sandbox: bool = True) -> dict:
     }
 
 
+def worker_env(jupyter: Path) -> dict:
+    """The environment of a ``grading.worker`` process: the course's tools first on PATH, and
+    the graded kernel spec (`grading.kernel`) first on JUPYTER_PATH (``jupyter``)."""
+    write_kernelspec(jupyter)
+    env = tool_env()
+    env["JUPYTER_PATH"] = str(jupyter)
+    env["JUPYTER_RUNTIME_DIR"] = str(jupyter / "runtime")
+    env["MALLOC_ARENA_MAX"] = "2"
+    return env
+
+
 def grade_folder(
     submissions: Path,
     out: Path,
@@ -221,35 +280,44 @@ def grade_folder(
     assignments=tuple(ASSIGNMENTS),
     progress=sys.stderr,
     sandbox: bool = True,
+    scheduler: str | None = None,
+    security=None,
+    resume: bool = False,
+    announce: str | None = None,
 ) -> dict:
     """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``).
 
     ``sandbox=False`` (``gmm-grade --no-sandbox``) runs student code without bubblewrap, under
-    the limits only; the summary and grades.csv say so.
+    the limits only; the summary and grades.csv say so. ``scheduler`` (a Dask scheduler's
+    address; ``security``: a `distributed.Security` for ``tls://``) grades on that cluster
+    (`grading.distributed`; ``announce``: see `grading.distributed.grade_on_cluster`) instead of
+    local processes. ``resume=True`` keeps the students of ``OUT/journal.jsonl`` (an earlier run
+    of the same assignments and sandbox setting that stopped) and grades only the others.
     """
     t0 = time.monotonic()
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    isolation = prepare_isolation(out, sandbox)
     sandbox_name = "bubblewrap" if sandbox else NO_SANDBOX
+    header = {"assignments": list(assignments), "sandbox": sandbox_name}
+    kept = _resumed(out, header) if resume else {}
+    # A cluster's workers probe their own sandbox (`grading.distributed.GradingPlugin`).
+    isolation = prepare_isolation(out, sandbox) if scheduler is None else None
     course = out / "course"
     print(f"preparing the course in {course} (nbgrader generate_assignment) ...", file=progress)
     generate(course, assignments)
     sources = {a: Course(course).source_notebook(a) for a in assignments}
     work = out / "work"
-    students, problems = collect(submissions, work, assignments)
-    n_workers = jobs or default_jobs()
+    students, problems = collect(submissions, work, assignments, keep=frozenset(kept))
+    kept = {s: rs for s, rs in kept.items() if s in students}
+    where = f"the cluster at {scheduler}" if scheduler else f"{jobs or default_jobs()} processes"
     print(
-        f"collected {len(students)} students from {submissions}; grading on {n_workers} processes",
+        f"collected {len(students)} students from {submissions}; "
+        + (f"{len(kept)} graded already ({journal.JOURNAL}); " if resume else "")
+        + f"grading {len(students) - len(kept)} on {where}",
         file=progress,
     )
-    env = tool_env()
-    write_kernelspec(out / "jupyter")
-    env["JUPYTER_PATH"] = str(out / "jupyter")
-    env["JUPYTER_RUNTIME_DIR"] = str(out / "jupyter" / "runtime")
-    env["MALLOC_ARENA_MAX"] = "2"
     feedback = out / "feedback"
-    if feedback.exists():
+    if feedback.exists() and not resume:
         shutil.rmtree(feedback)
     template = empty_copy(course, work / ".gradebook-template.db")
     job_list = [
@@ -264,9 +332,11 @@ def grade_folder(
             "assignments": [a for a, p in found.items() if p is not None] or [],
         }
         for s, found in students.items()
+        if s not in kept
     ]
-    results: dict[str, list] = {}
+    results: dict[str, list] = dict(kept)
     done = [0]
+    log = journal.Journal(out, header, resume=resume)
 
     def on_done(job, ok, note):
         done[0] += 1
@@ -287,6 +357,7 @@ def grade_folder(
                 }
                 for a in job["assignments"]
             ]
+        log.add(student, results[student])
         text = ", ".join(f"{r['assignment']} {_score(r)}" for r in results[student])
         print(
             f"[{done[0]:>{len(str(len(job_list)))}}/{len(job_list)}] "
@@ -295,8 +366,27 @@ def grade_folder(
             flush=True,
         )
 
-    with open(out / "grading.log", "wb") as log:
-        run_workers(job_list, n_workers, env, log, on_done)
+    try:
+        if scheduler is not None:
+            from grading.distributed import grade_on_cluster
+
+            grade_on_cluster(
+                job_list,
+                scheduler,
+                course,
+                template,
+                sandbox,
+                on_done,
+                progress,
+                security=security,
+                announce=announce,
+            )
+        elif job_list:
+            with open(out / "grading.log", "wb") as worker_log:
+                env = worker_env(out / "jupyter")
+                run_workers(job_list, jobs or default_jobs(), env, worker_log, on_done)
+    finally:
+        log.close()
     (out / RESULTS).write_text(
         json.dumps(
             {
@@ -322,6 +412,23 @@ def grade_folder(
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary, out, progress)
     return summary
+
+
+def _resumed(out: Path, header: dict) -> dict[str, list]:
+    """The results an earlier, interrupted run of the same settings left in its journal."""
+    try:
+        earlier, results = journal.read(out)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"nothing to resume in {out}: {journal.JOURNAL} is missing (grade without --resume)"
+        ) from None
+    for key, value in header.items():
+        if earlier.get(key) != value:
+            raise ValueError(
+                f"{journal.path(out)} was graded with {key} = {earlier.get(key)}, not {value}: "
+                "resume with the same settings, or grade again without --resume"
+            )
+    return results
 
 
 def update(out: Path, progress=sys.stderr) -> dict:

@@ -1,0 +1,335 @@
+"""Grading on a Dask cluster: ``gmm-grade SUBMISSIONS --scheduler tcp://HOST:PORT``.
+
+One task per student (`grade_remote`). No shared file system is assumed: the course a worker
+needs (the source notebooks with the hidden tests, the release notebooks, the gradebook without
+students) travels once per worker, inside the `GradingPlugin` the scheduler hands every worker
+(also those that join or restart later); each task carries the student's submitted notebooks as
+bytes and returns the graded folder (the graded notebooks, the autograde logs, ``result.json``)
+and the feedback pages as bytes. The coordinator (`grade_on_cluster`, called by
+`grading.pipeline.grade_folder`) unpacks them into ``OUT/work/<student>`` and ``OUT/feedback``
+and hands each student to the same ``on_done`` as a local run: the journal, the progress lines,
+the gradebook, the CSVs and the summary are the local run's, written by the coordinator alone.
+
+On the worker, a task grades in a temporary folder with the same ``python -m grading.worker``
+process a local run uses (one per worker thread, kept for the next student) in the same
+sandbox. Faults:
+
+- **the sandbox.** `GradingPlugin.setup` runs the start-up probe a local run uses
+  (`grading.pipeline.prepare_isolation`) on each worker; a worker where it fails refuses every
+  task with `WorkerRefusedError` (a `SandboxUnavailableError` naming the worker and the probe's
+  reason). The coordinator prints the refusal, sends that worker's students to the others, and
+  stops with the error when no worker is left (``--no-sandbox`` skips the probe, knowingly).
+- **a worker killed while grading.** The grading process dies with the worker thread that
+  started it (``setpriv --pdeathsig``) and every sandbox with it (bubblewrap's
+  ``--die-with-parent``); the scheduler gives the lost worker's tasks to another worker (a task
+  that took down ``distributed.scheduler.allowed-failures`` + 1 workers comes back as
+  ``KilledWorker``, a grader error on the review list). A task's result is taken once per
+  student, so the CSV has every student once.
+- **the scheduler lost.** `SchedulerLostError`, saying how many students were graded; their
+  results are in ``OUT/journal.jsonl`` and ``gmm-grade SUBMISSIONS --resume`` grades the rest.
+
+Trust: tasks and results travel pickled, and every worker holds the hidden tests. Workers must
+be machines you trust, reached over ``tls://`` on a shared network (``security``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import uuid
+from concurrent.futures import CancelledError
+from pathlib import Path
+
+from distributed import Client, Queue, WorkerPlugin, as_completed, get_worker
+
+from grading.isolation import SandboxUnavailableError
+from grading.journal import InterruptedRunError
+from grading.layout import Course
+
+PLUGIN = "gmm-grading"
+#: Files of a graded student folder the coordinator needs (the rest is scratch).
+RETURNED = ("submitted", "autograded", "result.json", "worker-error.txt")
+
+
+class SchedulerLostError(InterruptedRunError):
+    """The connection to the Dask scheduler was lost during grading (the message says what is
+    kept and how to go on)."""
+
+
+class WorkerRefusedError(SandboxUnavailableError):
+    """A worker whose sandbox probe failed: it grades nothing."""
+
+    def __init__(self, worker: str, reason: str):
+        super().__init__(f"worker {worker} cannot sandbox student code: {reason}")
+        self.worker, self.reason = worker, reason
+
+    def __reduce__(self):
+        return type(self), (self.worker, self.reason)
+
+
+def pack(folder: Path, names=None) -> bytes:
+    """A gzipped tar of ``folder`` (only its entries in ``names`` when given), as bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+            keep = names is None or entry.name in names or entry.name.startswith("autograde-")
+            if keep and not entry.is_symlink():
+                tar.add(entry, arcname=entry.name)
+    return buffer.getvalue()
+
+
+def unpack(data: bytes, folder: Path) -> None:
+    """Unpack `pack`'s bytes into ``folder`` (tarfile's "data" filter: no links out of it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(folder, filter="data")
+
+
+def pack_course(course: Path, template: Path, assignments) -> bytes:
+    """What a worker needs of the course: the source notebooks (they hold the hidden tests), the
+    release notebooks the kernel may read, and the gradebook without students."""
+    layout = Course(course)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(layout.sources, arcname=layout.sources.relative_to(course))
+        for assignment in assignments:
+            release = layout.folder("release", assignment)
+            tar.add(release, arcname=release.relative_to(course))
+        tar.add(template, arcname="gradebook-template.db")
+    return buffer.getvalue()
+
+
+class GradingPlugin(WorkerPlugin):
+    """Set up on every worker of the cluster: the course, the sandbox probe, the graders.
+
+    ``setup`` unpacks the course into a folder of the worker's own, writes the graded kernel
+    spec and probes the sandbox (in a thread: the worker's event loop keeps answering the
+    scheduler meanwhile). A failed probe does not stop the worker; it makes `grade_remote`
+    refuse every task there (``refusal``), which the coordinator hears about.
+    """
+
+    name = PLUGIN
+
+    def __init__(self, course: bytes, sandbox: bool = True):
+        self.course = course
+        self.digest = hashlib.sha256(course).hexdigest()
+        self.sandbox = sandbox
+
+    async def setup(self, worker):
+        self.address = worker.address
+        self.folder = Path(tempfile.mkdtemp(prefix="gmm-grading-", dir=worker.local_directory))
+        self.graders, self.lock = {}, threading.Lock()
+        await asyncio.to_thread(self._prepare)
+
+    def _prepare(self):
+        from grading.pipeline import prepare_isolation, worker_env
+
+        unpack(self.course, self.folder / "course")
+        (self.folder / "jobs").mkdir()
+        self.env = worker_env(self.folder / "jupyter")
+        self.log = open(self.folder / "grading.log", "ab")
+        try:
+            self.isolation = prepare_isolation(self.folder, self.sandbox)
+        except SandboxUnavailableError as error:
+            self.refusal = str(error)
+            return
+        self.refusal = None
+
+    def grader(self):
+        """This thread's ``grading.worker`` process (started by this thread, so that it dies
+        with it; a worker thread lives as long as the worker)."""
+        from grading.pipeline import Worker
+
+        me = threading.get_ident()
+        with self.lock:
+            if me not in self.graders:
+                slot = len(self.graders)  # the sandbox uid's offset (isolation.sandbox_uid)
+                self.graders[me] = Worker(self.env, self.log, slot, die_with_parent=True)
+            return self.graders[me]
+
+    def teardown(self, worker):
+        for grader in getattr(self, "graders", {}).values():
+            grader.kill()
+        if getattr(self, "log", None):
+            self.log.close()
+        shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)
+
+
+def grade_remote(task: dict) -> dict:
+    """Grade one student on this worker; the graded folder and feedback pages as bytes.
+
+    Runs on a Dask worker. ``task``: the student, their submission (`pack` of the folder
+    `grading.pipeline.collect` made), the course's digest, the grading settings, and the paths
+    the coordinator keeps their files at (written into the result in place of this worker's).
+    """
+    worker = get_worker()
+    plugin = worker.plugins.get(PLUGIN)
+    if plugin is None or getattr(plugin, "digest", None) != task["course"]:
+        raise RuntimeError(f"worker {worker.address} holds no copy of this run's course")
+    refusal = getattr(plugin, "refusal", "the grading set-up failed (see the worker's log)")
+    if refusal:
+        raise WorkerRefusedError(worker.address, refusal)
+    student = task["student"]
+    with tempfile.TemporaryDirectory(dir=plugin.folder / "jobs") as tmp:
+        root, feedback = Path(tmp) / student, Path(tmp) / "feedback"
+        unpack(task["submission"], root)
+        job = {
+            "student": student,
+            "root": str(root),
+            "course": str(plugin.folder / "course"),
+            "gradebook": str(plugin.folder / "course" / "gradebook-template.db"),
+            "feedback": str(feedback),
+            "step_timeout": task["step_timeout"],
+            "isolation": plugin.isolation,
+            "assignments": task["assignments"],
+        }
+        if task.get("announce"):
+            Queue(task["announce"]).put(
+                {"student": student, "worker": worker.address, "pid": os.getpid()}
+            )
+        ok, note = plugin.grader().grade(job)
+        # The paths in the result and the feedback (a note names an autograde log): the
+        # coordinator's, where these files will be.
+        moves = [(str(root), task["root"]), (str(feedback), task["feedback"])]
+        for path in [root / "result.json", *sorted((feedback / student).rglob("*.html"))]:
+            if path.exists():
+                text = path.read_text()
+                for here, there in moves:
+                    quoted = json.dumps(here)[1:-1], json.dumps(there)[1:-1]
+                    text = text.replace(*quoted if path.suffix == ".json" else (here, there))
+                path.write_text(text)
+        return {
+            "student": student,
+            "ok": ok,
+            "note": note,
+            "folder": pack(root, RETURNED),
+            "feedback": pack(feedback / student),
+        }
+
+
+def _failure(error: BaseException) -> str:
+    """The review list's reason for a task that raised ``error`` on the cluster."""
+    if type(error).__name__ == "KilledWorker":
+        return (
+            f"every worker that graded this student died ({error.allowed_failures + 1} tries, "
+            "distributed.scheduler.allowed-failures): a submission that brings down its worker?"
+        )
+    return f"grading failed on the cluster: {error!r}"[:600]
+
+
+def grade_on_cluster(
+    jobs: list[dict],
+    scheduler: str,
+    course: Path,
+    template: Path,
+    sandbox: bool,
+    on_done,
+    progress,
+    security=None,
+    announce: str | None = None,
+) -> None:
+    """Grade ``jobs`` (`grading.pipeline.grade_folder`'s) on the Dask cluster at ``scheduler``;
+    call ``on_done(job, ok, note)`` once per student, its files unpacked where the job says.
+
+    ``announce``: the name of a `distributed.Queue` each task puts ``{"student", "worker",
+    "pid"}`` on when it starts grading (a run's monitor; the tests wait on it). At most two
+    tasks per worker thread are in flight, so the scheduler holds a few submissions at a time,
+    not the class. Raises `SchedulerLostError` when the scheduler goes away, and
+    `SandboxUnavailableError` when every worker refuses (their reasons).
+    """
+    if not jobs:
+        return
+    try:
+        client = Client(scheduler, security=security, timeout="60s")
+    except (OSError, TimeoutError) as error:
+        raise SchedulerLostError(
+            f"cannot reach the Dask scheduler at {scheduler}: {error}"
+        ) from None
+    assignments = sorted({a for job in jobs for a in job["assignments"]})
+    graded, refused = [0], {}
+    try:
+        plugin = GradingPlugin(pack_course(course, template, assignments), sandbox)
+        client.register_plugin(plugin, name=PLUGIN)
+        pending = list(reversed(jobs))
+        running, waiting = as_completed(), {}
+
+        def submit(job):
+            live = set(client.scheduler_info()["workers"]) - set(refused)
+            if refused and not live:
+                raise SandboxUnavailableError(
+                    f"no worker of the cluster at {scheduler} can sandbox student code: "
+                    + "; ".join(refused.values())
+                )
+            task = {
+                "student": job["student"],
+                "submission": pack(Path(job["root"])),
+                "course": plugin.digest,
+                "step_timeout": job["step_timeout"],
+                "assignments": job["assignments"],
+                "root": job["root"],
+                "feedback": job["feedback"],
+                "announce": announce,
+            }
+            future = client.submit(
+                grade_remote,
+                task,
+                key=f"gmm-grade-{job['student']}-{uuid.uuid4().hex[:8]}",
+                pure=False,
+                workers=sorted(live) if refused else None,
+                allow_other_workers=False,
+            )
+            waiting[future.key] = job
+            running.add(future)
+
+        def fill():
+            window = 2 * max(sum(client.nthreads().values()), 1)
+            while pending and running.count() < window:
+                submit(pending.pop())
+
+        fill()
+        for future in running:
+            job = waiting.pop(future.key)
+            if future.status == "cancelled":
+                raise SchedulerLostError(
+                    f"lost the connection to the Dask scheduler at {scheduler} after "
+                    f"{graded[0]} of {len(jobs)} students"
+                )
+            if future.status == "error":
+                error = future.exception()
+                if isinstance(error, WorkerRefusedError):
+                    if error.worker not in refused:
+                        refused[error.worker] = str(error)
+                        print(f"{error}: its students go to the other workers", file=progress)
+                    pending.append(job)
+                else:
+                    graded[0] += 1
+                    on_done(job, False, _failure(error))
+            else:
+                answer = future.result()
+                unpack(answer["folder"], Path(job["root"]))
+                page = Path(job["feedback"]) / job["student"]
+                shutil.rmtree(page, ignore_errors=True)
+                unpack(answer["feedback"], page)
+                graded[0] += 1
+                on_done(job, answer["ok"], answer["note"])
+            future.release()
+            fill()
+    except SchedulerLostError:
+        raise
+    except (OSError, CancelledError, asyncio.CancelledError) as error:
+        raise SchedulerLostError(
+            f"lost the connection to the Dask scheduler at {scheduler} after {graded[0]} of "
+            f"{len(jobs)} students ({error!r})"
+        ) from None
+    finally:
+        try:
+            client.close(timeout=30)
+        except (OSError, TimeoutError, asyncio.CancelledError):
+            pass

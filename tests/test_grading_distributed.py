@@ -1,0 +1,478 @@
+"""Grading on a Dask cluster (`grading.distributed`, ``gmm-grade --scheduler``).
+
+One module-scoped `LocalCluster` (two worker processes under nannies, one thread each) stands
+in for a cluster of machines, and one cluster run grades a correct, a wrong and a hostile
+student. During that run the first worker process seen running a student's code in a sandbox
+is SIGKILLed (the test follows the tasks' "started" messages on a Dask queue and the worker's
+processes in /proc; never a sleep). The run's output is compared with a local run of the same
+students made in this session (never with numbers written here: the fixtures' scores belong to
+tests/test_grading_pipeline.py). The guards on every wait only stop a hung run.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "make_submissions.py"
+#: A correct, a wrong and a hostile (proven patching of numpy) student.
+STUDENTS = ("reference", "bug_naive_exp", "hostile_patches_numpy")
+HANG_GUARD = 1800.0  # seconds: only stops a hung run; no outcome depends on it
+
+
+def _fixtures():
+    spec = importlib.util.spec_from_file_location("make_submissions", FIXTURES)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+    ) as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    from distributed import Client
+
+    with Client(cluster) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def submissions(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dask") / "submissions"
+    _fixtures().write_all(folder, only=STUDENTS)
+    return folder
+
+
+def _only(submissions: Path, students, dest: Path) -> Path:
+    for student in students:
+        shutil.copytree(submissions / student, dest / student)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def local_run(submissions, tmp_path_factory):
+    """The reference: every student graded by local processes (`grade_folder`'s default)."""
+    from grading.pipeline import grade_folder
+
+    out = tmp_path_factory.mktemp("local") / "out"
+    grade_folder(submissions, out, progress=io.StringIO())
+    return out
+
+
+def _table(out: Path, name: str, students) -> list[dict]:
+    """The rows of ``out/name`` for ``students``, with the output folder's path as "OUT"."""
+    with open(out / name) as f:
+        text = f.read().replace(str(out), "OUT")
+    return [r for r in csv.DictReader(io.StringIO(text)) if r["student_id"] in students]
+
+
+def _same_as_local(out: Path, local: Path, students) -> None:
+    for name in ("grades.csv", "parts.csv", "needs_review.csv"):
+        got, want = _table(out, name, students), _table(local, name, students)
+        assert got == want, f"{name} differs from the local run's"
+    for student in students:
+        for page in sorted((local / "feedback" / student).rglob("*.html")):
+            mine = out / page.relative_to(local)
+            got = mine.read_text().replace(str(out), "OUT")
+            assert got == page.read_text().replace(str(local), "OUT"), f"{mine} differs"
+
+
+def _once(out: Path, students) -> None:
+    """grades.csv: each student once per assignment; the gradebook: one submission each."""
+    from nbgrader.api import Gradebook
+
+    with open(out / "grades.csv") as f:
+        keys = [(r["student_id"], r["assignment"]) for r in csv.DictReader(f)]
+    assert len(keys) == len(set(keys)), f"duplicate rows: {keys}"
+    assert {s for s, _ in keys} == set(students)
+    with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
+        seen = [(sub.student.id, a.name) for a in gb.assignments for sub in a.submissions]
+    assert len(seen) == len(set(seen)), f"duplicate gradebook submissions: {seen}"
+    assert {s for s, _ in seen} == set(students)
+
+
+# ------------------------------------------------------------------------------------------
+# A worker killed while grading
+# ------------------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, int, str] | None:
+    """(parent pid, start time, state) of a process, None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), int(fields[19]), fields[0]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """{pid: start time} of every live descendant of ``pid``."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) and st[2] != "Z":
+            parents[int(entry)] = (st[0], st[1])
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, start) in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = start
+                frontier.append(child)
+    return found
+
+
+def _alive(pid: int, start: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[1] == start and st[2] != "Z"  # a zombie has ended
+
+
+def _wait(condition, what: str):
+    deadline = time.monotonic() + HANG_GUARD
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"hung waiting for {what}"
+        time.sleep(0.05)  # polling interval, not a timing assumption
+    return value
+
+
+@pytest.fixture(scope="module")
+def cluster_run(cluster, client, submissions, tmp_path_factory):
+    """Grade every student on the cluster, SIGKILLing the first worker process seen running a
+    student's code in a sandbox. Returns the output folder, the progress text and what was
+    seen: the killed worker's pid, the processes its grading had started ({pid: start time}),
+    the sandboxes among them, and every task's start ({"student", "worker", "pid"}, in order).
+    """
+    from distributed import Queue
+
+    from grading.pipeline import grade_folder
+
+    out = tmp_path_factory.mktemp("cluster") / "out"
+    name = f"started-{uuid.uuid4().hex}"
+    queue = Queue(name, client=client)
+    progress, run, starts = io.StringIO(), {}, []
+
+    def grade():
+        try:
+            run["summary"] = grade_folder(
+                submissions,
+                out,
+                scheduler=cluster.scheduler_address,
+                announce=name,
+                progress=progress,
+            )
+        except BaseException as error:  # noqa: BLE001 - reported by the tests
+            run["error"] = error
+
+    def drain():
+        while queue.qsize():
+            starts.append(queue.get(timeout=60))
+
+    def grading_processes():
+        """(worker pid, the grading.worker process and all it started) of a worker whose
+        task runs student code in a bubblewrap sandbox now; None while there is none."""
+        assert not run, f"grading ended before a sandbox was seen: {run}"
+        drain()
+        for pid in {s["pid"] for s in starts}:
+            tree = _descendants(pid)
+            graders = [p for p in tree if "grading.worker" in _cmdline(p)]
+            if graders and any(_cmdline(p).startswith("/usr/bin/bwrap") for p in tree):
+                mine = {p: t for p, t in tree.items() if p in graders or _is_below(p, graders)}
+                return pid, mine
+        return None
+
+    thread = threading.Thread(target=grade, daemon=True)
+    thread.start()
+    pid, started = _wait(grading_processes, "a student's code in a sandbox")
+    sandboxes = [p for p in started if _cmdline(p).startswith("/usr/bin/bwrap")]
+    os.kill(pid, signal.SIGKILL)
+    thread.join(HANG_GUARD)
+    assert not thread.is_alive(), "grading hung after the worker was killed"
+    assert "error" not in run, run.get("error")
+    drain()
+    seen = {"pid": pid, "started": started, "sandboxes": sandboxes, "starts": starts}
+    return out, progress.getvalue(), seen
+
+
+@pytest.mark.slow
+def test_the_cluster_grades_exactly_like_a_local_run(cluster_run, local_run):
+    """Same grades.csv, parts.csv, needs_review.csv and feedback pages as the local run, a
+    worker lost on the way notwithstanding; progress and summary as a local run prints them."""
+    out, progress, _ = cluster_run
+    _same_as_local(out, local_run, STUDENTS)
+    n = len(STUDENTS)
+    assert f"[{n}/{n}]" in progress and "on the cluster at tcp://" in progress, progress
+    assert f"graded {n} students" in progress and "failures per test" in progress, progress
+    lines = [line for line in progress.splitlines() if re.match(r"\[\s*\d+/\d+\]", line)]
+    assert len(lines) == n, f"one progress line per student: {lines}"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_grading_leaves_nothing_and_no_duplicate(cluster_run):
+    """Every process the killed worker's grading had started (the grading process, the kernel's
+    bubblewrap and what runs in it) is gone; the student was graded again by another worker
+    process; each student is in grades.csv, the gradebook and the journal exactly once."""
+    out, _, seen = cluster_run
+    assert seen["sandboxes"], "no sandbox was running when the worker was killed"
+    survivors = {p: _cmdline(p) for p, start in seen["started"].items() if _alive(p, start)}
+    assert not survivors, f"still running after their worker was killed: {survivors}"
+    # The task that ran there when the worker died (its last start) started again elsewhere.
+    theirs = [i for i, s in enumerate(seen["starts"]) if s["pid"] == seen["pid"]]
+    killed = seen["starts"][theirs[-1]]["student"]
+    later = seen["starts"][theirs[-1] + 1 :]
+    assert any(s["student"] == killed and s["pid"] != seen["pid"] for s in later), seen["starts"]
+    _once(out, STUDENTS)
+    journal = (out / "journal.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["student"] for line in journal[1:]) == sorted(STUDENTS)
+
+
+def _is_below(pid: int, ancestors) -> bool:
+    while (st := _stat(pid)) and st[0] > 1:
+        pid = st[0]
+        if pid in ancestors:
+            return True
+    return False
+
+
+# ------------------------------------------------------------------------------------------
+# --resume after an interrupted run
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_resume_grades_only_the_missing_students(cluster_run, submissions, tmp_path, capsys):
+    """The cluster run's output with only two students in its journal (as if the scheduler had
+    been lost after them, one line torn): ``gmm-grade --resume`` (locally) grades the third
+    only, keeps a mark given by hand to a journalled student, and the output has every student
+    once, with the rows the uninterrupted run had."""
+    from nbgrader.api import Gradebook
+
+    from grading.cli import main
+
+    done, out = cluster_run[0], tmp_path / "out"
+    shutil.copytree(done, out, symlinks=True)
+    kept = ("reference", "hostile_patches_numpy")
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    header, entries = lines[0], [json.loads(line) for line in lines[1:]]
+    (out / "journal.jsonl").write_text(
+        "\n".join([header, *(json.dumps(e) for e in entries if e["student"] in kept)])
+        + '\n{"student": "torn'  # a line the lost run did not finish
+    )
+    for name in ("results.json", "grades.csv", "parts.csv", "summary.json"):
+        (out / name).unlink()
+    with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("em_by_hand_written", "em_by_hand", "em_by_hand", "reference")
+        grade.manual_score = 1.5
+        gb.db.commit()
+    assert main([str(submissions), "--resume", "--out", str(out)]) == 0
+    progress = capsys.readouterr().err
+    graded = [line.split()[3].rstrip(":") for line in progress.splitlines() if "/1] " in line]
+    assert sorted(graded) == sorted(set(STUDENTS) - set(kept)), progress
+    assert "2 graded already" in progress and "grading 1 on" in progress, progress
+    _once(out, STUDENTS)
+    rows = {(r["student_id"], r["assignment"]): r for r in _table(out, "grades.csv", STUDENTS)}
+    assert rows[("reference", "em_by_hand")]["manual"] == "1.5", "the hand-given mark was lost"
+    for row in _table(done, "grades.csv", STUDENTS):
+        if (row["student_id"], row["assignment"]) != ("reference", "em_by_hand"):
+            assert rows[(row["student_id"], row["assignment"])] == row
+    journal = (out / "journal.jsonl").read_text().splitlines()
+    students = [json.loads(line)["student"] for line in journal[1:] if line.endswith("}")]
+    assert sorted(students) == sorted(STUDENTS)
+
+
+def test_resume_needs_a_journal_of_the_same_settings(tmp_path, capsys):
+    from grading.cli import main
+    from grading.journal import Journal
+
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(subs), "--resume", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    out = tmp_path / "other"
+    out.mkdir()
+    Journal(out, {"assignments": ["em_by_hand"], "sandbox": "bubblewrap"}).close()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(subs), "--resume", "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert "was graded with assignments = ['em_by_hand']" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# Workers without a working sandbox
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
+    cluster, client, submissions, tmp_path, capsys
+):
+    """bubblewrap missing on every worker: the start-up probe fails there, each task is refused
+    with the probe's reason naming the worker, and gmm-grade stops as a local run refuses."""
+    from grading.cli import main
+
+    def break_bwrap():
+        import grading.isolation
+
+        grading.isolation.BWRAP = "/nonexistent/bwrap"
+
+    def mend_bwrap():
+        import grading.isolation
+
+        grading.isolation.BWRAP = "/usr/bin/bwrap"
+
+    subs = _only(submissions, ["reference"], tmp_path / "submissions")
+    out = tmp_path / "out"
+    client.run(break_bwrap)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(subs), "--out", str(out), "--scheduler", cluster.scheduler_address])
+    finally:
+        client.run(mend_bwrap)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert "gmm-grade: refusing to grade: no worker of the cluster" in err, err
+    for worker in client.scheduler_info()["workers"]:
+        assert f"worker {worker} cannot sandbox student code: /nonexistent/bwrap is missing" in err
+    assert not (out / "grades.csv").exists()
+    assert (out / "journal.jsonl").read_text().count("\n") == 1  # the header: nothing graded
+
+
+# ------------------------------------------------------------------------------------------
+# The scheduler lost
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded(submissions, tmp_path):
+    """A cluster of its own (one single-thread worker) is closed while a student is being
+    graded and after at least one result arrived: SchedulerLostError says so, and the journal
+    holds every result that had arrived, their files in OUT/work."""
+    from distributed import Client, LocalCluster, Queue
+
+    from grading import journal
+    from grading.distributed import SchedulerLostError
+    from grading.pipeline import grade_folder
+
+    out, name, run = tmp_path / "out", f"started-{uuid.uuid4().hex}", {}
+    with LocalCluster(
+        processes=True, n_workers=1, threads_per_worker=1, dashboard_address=None
+    ) as lost:
+
+        def grade():
+            try:
+                grade_folder(
+                    submissions,
+                    out,
+                    scheduler=lost.scheduler_address,
+                    announce=name,
+                    progress=io.StringIO(),
+                )
+            except BaseException as error:  # noqa: BLE001 - checked below
+                run["error"] = error
+            run["ended"] = True
+
+        with Client(lost) as client:
+            queue, started = Queue(name, client=client), set()
+            thread = threading.Thread(target=grade, daemon=True)
+            thread.start()
+
+            def one_graded_one_running():
+                assert "ended" not in run, f"the run ended first: {run}"
+                while queue.qsize():
+                    started.add(queue.get(timeout=60)["student"])
+                try:
+                    graded = set(journal.read(out)[1])
+                except (FileNotFoundError, ValueError):
+                    return False
+                return graded and started - graded
+
+            _wait(one_graded_one_running, "a result and a student in flight")
+    thread.join(HANG_GUARD)
+    assert not thread.is_alive(), "grading hung after the scheduler was lost"
+    assert isinstance(run.get("error"), SchedulerLostError), run
+    assert "lost the connection to the Dask scheduler" in str(run["error"])
+    _, kept = journal.read(out)
+    assert kept and set(kept) < set(STUDENTS), kept
+    for student in kept:
+        assert (out / "work" / student / "result.json").exists()
+    assert not (out / "grades.csv").exists()
+
+
+def test_the_cli_says_how_to_resume_after_a_lost_scheduler(tmp_path, capsys, monkeypatch):
+    from grading import cli
+    from grading.distributed import SchedulerLostError
+
+    def lost(*args, **kwargs):
+        raise SchedulerLostError("lost the connection to the Dask scheduler at tcp://x:8786")
+
+    monkeypatch.setattr(cli, "grade_folder", lost)
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(subs), "--out", str(out), "--scheduler", "tcp://x:8786"])
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert "lost the connection" in err and f"kept in {out / 'journal.jsonl'}" in err, err
+    assert f"gmm-grade {subs} --resume --out {out}" in err, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tls-cert", "c.pem"], "go with --scheduler tls://HOST:PORT"),
+        (
+            ["--scheduler", "tls://h:8786", "--tls-cert", "c.pem"],
+            "give all three of --tls-ca-file, --tls-cert and --tls-key",
+        ),
+        (["--scheduler", "tcp://h:8786", "--jobs", "4"], "--jobs is for local grading"),
+    ],
+)
+def test_the_cli_checks_the_cluster_options(tmp_path, capsys, args, message):
+    from grading.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_tls_files_make_a_dask_security(tmp_path):
+    from grading.cli import _security
+
+    security = _security("ca.pem", "client.pem", "client.key")
+    assert (security.tls_ca_file, security.tls_client_cert, security.tls_client_key) == (
+        "ca.pem",
+        "client.pem",
+        "client.key",
+    )
+    assert security.require_encryption
