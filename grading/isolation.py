@@ -21,10 +21,12 @@ child, `grading.recheck`) is started through `Sandbox.command` under `Limits.app
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -44,6 +46,8 @@ KERNEL_CPU = 600
 RECHECK_CPU = 120
 #: Processes + threads one sandbox may have (an idle kernel has ~10 threads).
 NPROC = 48
+#: prctl's option number for "signal me when my parent dies" (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 #: First uid handed to sandboxes (see `sandbox_uid`); far above any account's uid.
 UID_BASE = 3_000_000
 
@@ -58,7 +62,13 @@ class Limits:
     nproc: int = NPROC  # RLIMIT_NPROC (binds only a non-root uid)
 
     def apply(self) -> None:
-        """Set the limits on this process (call in the child before exec: ``preexec_fn``)."""
+        """Set the limits on this process (call in the child before exec: ``preexec_fn``).
+
+        Also asks the kernel to kill this process when its parent dies (PR_SET_PDEATHSIG, kept
+        across exec), as bwrap's --die-with-parent does: a grader killed mid-notebook (a lost
+        Dask worker, a timeout) leaves no student process behind, with or without the sandbox.
+        """
+        die_with_parent()
         resource.setrlimit(resource.RLIMIT_AS, (self.memory, self.memory))
         resource.setrlimit(resource.RLIMIT_CPU, (self.cpu, self.cpu + 5))
         resource.setrlimit(resource.RLIMIT_FSIZE, (self.fsize, self.fsize))
@@ -67,6 +77,13 @@ class Limits:
 
     def to_json(self) -> dict:
         return {"memory": self.memory, "cpu": self.cpu, "fsize": self.fsize, "nproc": self.nproc}
+
+
+def die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) on this process: SIGKILL when its parent exits."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 def sandbox_uid(slot: int) -> int:

@@ -433,3 +433,43 @@ def test_a_students_own_line_is_never_withheld():
     ]
     redact(nb, source, result, withheld)
     assert withheld == ["em_by_hand_fit_em"]
+
+
+_PARENT = r"""
+import subprocess, sys
+from grading.isolation import Limits
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(600)"],
+    preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply,
+)
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_a_limited_process_dies_with_its_parent():
+    """What `Limits.apply` starts dies when the process that started it is killed (a grader
+    lost with its Dask worker), also without the sandbox, whose bwrap has --die-with-parent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert Path(f"/proc/{child}").exists()
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+
+    def alive() -> bool:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"  # a zombie has died; only its exit status waits for a reaper
+
+    deadline = time.monotonic() + 60  # a hang guard, not a timing claim: the kill is immediate
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(), f"the child {child} outlived its killed parent"
