@@ -175,30 +175,22 @@ def start_indices(X: np.ndarray, K: int, seed: int) -> list[int]:
     return idx
 
 
-def _estimator(weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
+def _estimator(weights, means, covariances, **settings):
+    """gmmlib's estimator from a stated start; ``settings``: reg_covar, max_iter, on_collapse,
+    tol."""
     return GaussianMixture(
         len(weights),
-        reg_covar=reg_covar,
-        tol=tol,
-        max_iter=max_iter,
         weights_init=weights,
         means_init=means,
         covariances_init=covariances,
-        on_collapse=on_collapse,
+        **settings,
     )
 
 
 def reference_steps(X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
     """gmmlib's step-wise EM from a stated start (tol = 0: every iteration runs)."""
-    gm = _estimator(
-        weights,
-        means,
-        covariances,
-        reg_covar=reg_covar,
-        max_iter=max_iter,
-        on_collapse=on_collapse,
-        tol=tol,
-    )
+    settings = dict(reg_covar=reg_covar, max_iter=max_iter, on_collapse=on_collapse, tol=tol)
+    gm = _estimator(weights, means, covariances, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return list(gm.steps(X))
@@ -207,15 +199,8 @@ def reference_steps(X, weights, means, covariances, *, reg_covar, max_iter, on_c
 def reference_fit(X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
     """Where gmmlib's `fit` stops from that start: n_iter_, stop_reason_, converged_ and the
     total log-likelihood of the returned parameters (log_likelihood_)."""
-    gm = _estimator(
-        weights,
-        means,
-        covariances,
-        reg_covar=reg_covar,
-        max_iter=max_iter,
-        on_collapse=on_collapse,
-        tol=tol,
-    )
+    settings = dict(reg_covar=reg_covar, max_iter=max_iter, on_collapse=on_collapse, tol=tol)
+    gm = _estimator(weights, means, covariances, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gm.fit(X)

@@ -55,15 +55,7 @@ def _load(case: str) -> dict:
 
 
 def _run_node(case: str) -> dict:
-    proc = subprocess.run(
-        [NODE, str(RUNNER), str(FIXTURES / f"{case}.json")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return _node_json(RUNNER.name, str(FIXTURES / f"{case}.json"))
 
 
 def _reference(fx: dict):

@@ -12,7 +12,6 @@ tests/test_grading_pipeline.py). The guards on every wait only stop a hung run.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -24,20 +23,13 @@ import time
 import uuid
 from pathlib import Path
 
+import fixture_students
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures" / "make_submissions.py"
 #: A correct, a wrong and a hostile (proven patching of numpy) student.
 STUDENTS = ("reference", "bug_naive_exp", "hostile_patches_numpy")
 HANG_GUARD = 1800.0  # seconds: only stops a hung run; no outcome depends on it
-
-
-def _fixtures():
-    spec = importlib.util.spec_from_file_location("make_submissions", FIXTURES)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,7 @@ def client(cluster):
 @pytest.fixture(scope="module")
 def submissions(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dask") / "submissions"
-    _fixtures().write_all(folder, only=STUDENTS)
+    fixture_students.load().write_all(folder, only=STUDENTS)
     return folder
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
-import importlib.util
 import io
 import json
 import re
@@ -23,13 +22,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import fixture_students
 import nbformat
 import pytest
 
 from grading.course import ASSIGNMENTS, SOLUTIONS, tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures" / "make_submissions.py"
 
 EM_PARTS = {  # grade_id suffix -> points
     "e_step_tests": 3,
@@ -152,13 +151,6 @@ ATTACKERS = {student for student, _ in OBSERVED}
 BYSTANDERS = ("reference", "bug_naive_exp")
 
 
-def _load_fixtures():
-    spec = importlib.util.spec_from_file_location("make_submissions", FIXTURES)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _hashes(folder: Path) -> dict:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -182,7 +174,9 @@ def graded(tmp_path_factory, listener):
     """Grade every fixture student once: (output folder, progress text, wall seconds,
     submissions before grading: {path: sha256})."""
     tmp = tmp_path_factory.mktemp("grading")
-    students = _load_fixtures().write_all(tmp / "submissions", port=listener.getsockname()[1])
+    students = fixture_students.load().write_all(
+        tmp / "submissions", port=listener.getsockname()[1]
+    )
     assert set(students) == set(EXPECTED), "fixture students and EXPECTED disagree"
     before = _hashes(tmp / "submissions")
     progress = io.StringIO()
@@ -312,7 +306,7 @@ def test_attackers_change_nobody_else(graded, tmp_path):
     """Students graded beside the attackers get exactly the rows they get alone."""
     from grading.pipeline import grade_folder
 
-    _load_fixtures().write_all(tmp_path / "submissions", only=BYSTANDERS)
+    fixture_students.load().write_all(tmp_path / "submissions", only=BYSTANDERS)
     grade_folder(tmp_path / "submissions", tmp_path / "out", progress=io.StringIO())
 
     def rows(out):
@@ -428,7 +422,7 @@ def test_suspicious_but_correct_code_keeps_its_points(grades, parts):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", _load_fixtures().STYLES)
+@pytest.mark.parametrize("student", fixture_students.load().STYLES)
 def test_correct_styles_are_never_flagged_or_withheld(graded, grades, student):
     """Correct solutions written in styles of their own (some share ordinary lines such as
     ``lls = [log_likelihood(X, weights, means, covariances)]`` with a hidden test): full

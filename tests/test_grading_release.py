@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixture_students
 import nbformat
 import numpy as np
 import pytest
@@ -157,17 +158,6 @@ def test_a_hand_edited_hidden_test_is_caught():
     assert nbformat.writes(generated(nb, "break_it")) + "\n" == text
 
 
-def _fixtures():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "make_submissions", ROOT / "tests" / "fixtures" / "make_submissions.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run_cells(nb, skip_tests=True):
     """Execute a notebook's answer and course cells in one namespace, as a kernel would."""
     import contextlib
@@ -220,7 +210,7 @@ def test_a_student_who_passes_the_hidden_tests_passes_the_recheck(tmp_path, assi
     from grading.recheck import recheck_notebook
     from grading.release import HIDDEN
 
-    fixtures = _fixtures()
+    fixtures = fixture_students.load()
     table = fixtures.students()
     source = _read(SOLUTIONS, assignment)
     tests = [
@@ -259,7 +249,7 @@ def test_the_summary_cell_lists_every_visible_test(capsys):
     from grading.layout import summary_cell_id
     from grading.recheck import notebook_steps
 
-    fixtures = _fixtures()
+    fixtures = fixture_students.load()
     for assignment, answers, failing in [
         ("em_by_hand", {}, set()),
         ("break_it", {}, set()),
@@ -314,7 +304,7 @@ def test_break_it_model_answer_follows_gmmlibs_collapse_rule():
     from gmmlib.collapse.experiment import trace_em
     from gmmlib.datasets import collapse_data, collapse_init
 
-    fixtures = _fixtures()
+    fixtures = fixture_students.load()
     source = _read(SOLUTIONS, "break_it")
     namespace = {"__name__": "__main__"}
     for cell in source.cells:

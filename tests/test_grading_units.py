@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import html
-import importlib.util
 from pathlib import Path
 
+import fixture_students
 import nbformat
 import pytest
 
@@ -17,16 +17,7 @@ from grading.scan import proven, scan_cell
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _fixtures():
-    spec = importlib.util.spec_from_file_location(
-        "make_submissions", ROOT / "tests" / "fixtures" / "make_submissions.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-FIX = _fixtures()
+FIX = fixture_students.load()
 
 
 @pytest.mark.parametrize(
