@@ -72,7 +72,7 @@ def main(argv=None) -> int:
                     processes=True,
                     n_workers=args.cluster,
                     threads_per_worker=1,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                 ) as cluster,
                 Client(cluster) as client,
             ):

@@ -37,7 +37,7 @@ def cluster():
     from distributed import LocalCluster
 
     with LocalCluster(
-        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0"
     ) as local:
         yield local
 
@@ -376,7 +376,7 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded(submissions, t
 
     out, name, run = tmp_path / "out", f"started-{uuid.uuid4().hex}", {}
     with LocalCluster(
-        processes=True, n_workers=1, threads_per_worker=1, dashboard_address=None
+        processes=True, n_workers=1, threads_per_worker=1, dashboard_address=":0"
     ) as lost:
 
         def grade():
