@@ -525,3 +525,33 @@ def test_output_of_a_cell_that_reads_the_hidden_tests_is_withheld():
     # The same cells without the scan's finding keep their output (it is the student's own).
     result["withhold_outputs"] = []
     assert secret_text in render_html(redact(nb, source, result, []), "t")
+
+
+@pytest.mark.parametrize(
+    "step, reg",
+    [
+        ('m_step(X, resp, "full", 0.05)', 0.05),  # reg_covar by position
+        ("m_step(X, resp, reg_covar=0.05)", 0.05),
+        ("m_step(X, resp)", None),
+    ],
+)
+def test_the_reg_covar_watch_sees_positional_arguments(step, reg):
+    """break_it task 4 rejects reg_covar: the watch (`grading.sandbox._call`, run by the kernel
+    and the re-check alike) reads it whether it is passed by keyword or by position."""
+    import numpy as np
+
+    from gmmlib.datasets import collapse_data, collapse_init
+    from gmmlib.em import e_step, m_step
+    from grading.sandbox import _call
+
+    X = collapse_data()
+    weights, means, covariances = collapse_init(X, 4, 0)
+    cases = {"X": X, "w": weights, "mu": means, "cov": covariances}
+    namespace = {"m_step": m_step, "e_step": e_step}
+    code = f"def fit(X, w, mu, cov):\n    resp = e_step(X, w, mu, cov)\n    return {step}\n"
+    exec(code, namespace)
+    case = {"name": "fit", "args": [{"key": k} for k in cases], "count": ["m_step"]}
+    counts = _call(namespace, case, cases, np)["counts"]
+    assert counts["m_step"] == 1
+    assert counts.get("m_step(reg_covar)") == reg, counts
+    assert namespace["m_step"] is m_step  # the watch is taken off after the call
