@@ -579,7 +579,10 @@ def _run_judge(X, start, n_iter, reg, where):
             except (TypeError, ValueError):
                 return f"{where}: collapse = {collapse!r}, expected {expected[4]}"
         if collapse != expected[4]:
-            return f"{where}: collapse = {collapse}, expected {expected[4]} (iteration, component)"
+            return (
+                f"{where}: collapse = {collapse}, expected {expected[4]} (iteration, component); "
+                "run_em uses your collapsed: if its test fails, fix collapsed first"
+            )
         lls = as_array(value[3])
         if lls is None or lls.shape != (len(expected[3]),):
             return (
@@ -637,7 +640,8 @@ def _run_em_checks():
                 10,
                 1e-3,
                 "run_em from a component on X[0] (K=2), n_iter=10, reg_covar=1e-3 (pass "
-                "reg_covar to collapsed too: the rule subtracts it)",
+                "reg_covar to collapsed too: the rule subtracts it; your collapsed must "
+                "subtract it, as task 1's test checks)",
             ),
             args=(X, *on_a_point, 10),
             kwargs={"reg_covar": 1e-3},

@@ -157,6 +157,7 @@ def _leaks(text, secret) -> bool:
 
 
 WITHHELD = "[output withheld: it contains the grader's hidden code]"
+READS_HIDDEN = "[output withheld: this cell reads the grader's hidden tests]"
 
 
 def _scrub_outputs(cell, secret, withheld):
@@ -219,11 +220,21 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
         if c.metadata.get("nbgrader")
     }
     parts = {p["grade_id"]: p for p in result["parts"]}
+    # Cells the scan found reading the hidden tests (`grading.scan.reads_hidden_tests`), named
+    # as the re-check names them: their grade_id, or "added cell N" for a cell the student added.
+    suspects, added = set(result.get("withhold_outputs", ())), 0
     cells = [nbformat.v4.new_markdown_cell(summary_markdown(result))]
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id")
         src = source.get(gid)
+        name = gid
+        if cell.cell_type == "code" and (src is None or src.cell_type != "code"):
+            added += 1
+            name = f"added cell {added}"
+        if cell.cell_type == "code" and name in suspects and cell.get("outputs"):
+            withheld.append(name)
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=READS_HIDDEN)]
         is_test = bool(
             src is not None
             and src.metadata["nbgrader"].get("grade")

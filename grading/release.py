@@ -35,6 +35,11 @@ HIDDEN = re.compile(
 #: What the kernel needs from the sandbox's child to call a student's function exactly as the
 #: re-check does (`grading.sandbox._call`, with its JSON encoding).
 SANDBOX_FUNCTIONS = ("_plain", "_one_line", "_call")
+#: The names the generated hidden tests bind in the student's kernel: the global holding the
+#: checks and the module it is registered as. No answer has a reason to use them
+#: (`grading.scan` flags code that does: it reads or disarms the hidden tests).
+CHECKS_NAME = "_gmm_checks"
+CHECKS_MODULE = "gmm_checks"
 
 
 def _nbgrader(cell):
@@ -67,9 +72,9 @@ def _runtime_block() -> str:
         "# grading/checks.py (edit them there): the out-of-kernel re-check runs the same ones.\n"
         "import sys as _sys\n"
         "import types as _types\n\n"
-        '_gmm_checks = _sys.modules["gmm_checks"] = _types.ModuleType("gmm_checks")\n'
+        f'{CHECKS_NAME} = _sys.modules["{CHECKS_MODULE}"] = _types.ModuleType("{CHECKS_MODULE}")\n'
         "exec(compile(r'''\n" + runtime_source() + '\'\'\', "grading/checks.py", "exec"), '
-        "_gmm_checks.__dict__)\n"
+        f"{CHECKS_NAME}.__dict__)\n"
         "### END HIDDEN TESTS\n"
     )
 
@@ -77,7 +82,7 @@ def _runtime_block() -> str:
 def _run_block(grade_id: str) -> str:
     return (
         "### BEGIN HIDDEN TESTS\n"
-        f'_gmm_checks.run_in_kernel("{grade_id}", globals(), _gmm_checks._call)\n'
+        f'{CHECKS_NAME}.run_in_kernel("{grade_id}", globals(), {CHECKS_NAME}._call)\n'
         "### END HIDDEN TESTS"
     )
 

@@ -184,9 +184,12 @@ def _call(namespace, case, cases, np):
     """One case: call the named function (or read a variable) and return plain data.
 
     ``counts``: how often each function in ``case["count"]`` was called meanwhile, and the
-    largest number passed to it by keyword (``"m_step(reg_covar)"``). The hidden tests in the
-    student's kernel run the same function (`grading.checks.run_in_kernel`).
+    largest number passed to each of its parameters, by keyword or by position
+    (``"m_step(reg_covar)"``). The hidden tests in the student's kernel run the same function
+    (`grading.checks.run_in_kernel`).
     """
+    import inspect
+
     name = case["name"]
     if name not in namespace:
         return {"error": f"NameError: {name} is not defined"}
@@ -203,7 +206,12 @@ def _call(namespace, case, cases, np):
 
             def wrapper(*a, _name=counted, **k):
                 counts[_name] += 1
-                for key, value in k.items():  # the largest number passed by keyword
+                named = dict(k)
+                try:  # m_step(X, resp, "full", 0.05) passes reg_covar too
+                    named = {**inspect.signature(saved[_name]).bind(*a, **k).arguments, **k}
+                except (TypeError, ValueError):
+                    pass
+                for key, value in named.items():  # the largest number passed
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
                         label = f"{_name}({key})"  # e.g. "m_step(reg_covar)"
                         counts[label] = max(counts.get(label, value), value)

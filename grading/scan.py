@@ -8,9 +8,11 @@ attempts so the affected parts get no points and the submission goes to a human.
 `scan_cell` returns a list of findings (plain-English strings); an empty list means clean.
 `proven` tells the two kinds apart. A *proven* finding is a violation the code states outright:
 it imports a package the assignment forbids (gmmlib in assignment 1), rebinds an attribute of a
-module (``np.allclose = ...``, ``setattr(builtins, ...)``) or hooks into IPython's or Python's
-machinery (input transformers, import hooks); the parts that depend on it get no points. Every
-other finding (``__import__``, ``globals()``, ``setattr`` on an object, a suspicious import) is
+module (``np.allclose = ...``, ``setattr(builtins, ...)``), hooks into IPython's or Python's
+machinery (input transformers, import hooks) or names the hidden checks the grader puts in the
+kernel (``_gmm_checks``, to read or disarm them); the parts that depend on it get no points. Every
+other finding (``__import__``, ``globals()``, ``setattr`` on an object, a suspicious import,
+IPython's input history ``In``/``_ih``, which in the grading kernel holds the hidden tests) is
 *suspicious*: honest code uses these too, so the points the re-check gave are kept and a human
 is asked to look.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import ast
 import re
+
+from grading.release import CHECKS_MODULE, CHECKS_NAME
 
 #: Modules whose import alone means the code reaches into the interpreter or the kernel.
 SUSPICIOUS_MODULES = {
@@ -41,6 +45,7 @@ SUSPICIOUS_MODULES = {
     "code",
     "pdb",
     "runpy",
+    "__main__",
 }
 #: Calls that rewrite names or run generated code.
 SUSPICIOUS_CALLS = {
@@ -51,6 +56,7 @@ SUSPICIOUS_CALLS = {
     "compile",
     "__import__",
     "globals",
+    "locals",
     "vars",
     "get_ipython",
     "breakpoint",
@@ -86,6 +92,14 @@ SUSPICIOUS_ATTRIBUTES = {
     "__mro__",
 }
 SUSPICIOUS_NAMES = {"get_ipython", "__builtins__", "__import__", "__loader__", "__spec__"}
+#: IPython's input and output history: in the grading kernel it holds the hidden tests' source.
+HISTORY = re.compile(r"In|Out|_ih|_oh|_i{1,3}|_i\d+")
+#: What the generated hidden tests bind in the kernel (`grading.release`): an answer that names
+#: them reads or disarms the hidden tests.
+HIDDEN_CHECKS = {CHECKS_NAME, CHECKS_MODULE}
+#: The words of the findings whose cell may print the hidden tests (see `reads_hidden_tests`).
+READS_CHECKS = "reads the grader's hidden checks"
+READS_HISTORY = "IPython's history: it holds the hidden tests"
 
 #: Attributes whose use changes how later code runs or imports (a hook, not a question).
 TAMPER_ATTRIBUTES = {
@@ -96,7 +110,7 @@ TAMPER_ATTRIBUTES = {
     "path_hooks",
 }
 #: The words that start a proven finding (see `proven`); every finding is built from these.
-PROVEN_MARKS = ("imports ", "assigns to ", "rebinds ", "hooks ")
+PROVEN_MARKS = ("imports ", "assigns to ", "rebinds ", "hooks ", "reads ")
 
 MAGIC_LINE = re.compile(r"^\s*[%!]")
 
@@ -142,6 +156,12 @@ def proven(finding: str) -> bool:
     return text.startswith(PROVEN_MARKS[1:])
 
 
+def reads_hidden_tests(finding: str) -> bool:
+    """Whether a finding of `scan_cell` means the cell can print the hidden tests (the grader's
+    checks or the kernel's input history): its output is kept out of the feedback page."""
+    return READS_CHECKS in finding or READS_HISTORY in finding
+
+
 def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> list[str]:
     """Findings for one cell.
 
@@ -168,12 +188,19 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
             )
             for name in names:
                 top = name.split(".")[0]
-                if top in forbidden_packages:
+                if top in HIDDEN_CHECKS:
+                    findings.append(f"line {node.lineno}: {READS_CHECKS} ({top})")
+                elif top in forbidden_packages:
                     findings.append(f"imports {name}: the answer must not use {top}")
                 elif top in SUSPICIOUS_MODULES:
                     findings.append(f"imports {name}")
             for alias in node.names:
                 modules.add((alias.asname or alias.name).split(".")[0])
+    # Names the cell binds itself (``for _i in ...``) are not IPython's history.
+    bound = {
+        n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)
+    }
+    bound |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
             targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
@@ -215,9 +242,15 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
             )
         elif isinstance(node, ast.Attribute) and node.attr in SUSPICIOUS_ATTRIBUTES:
             findings.append(f"line {node.lineno}: uses .{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in HIDDEN_CHECKS:
+            findings.append(f"line {node.lineno}: {READS_CHECKS} ({node.id})")
         elif isinstance(node, ast.Name) and node.id in SUSPICIOUS_NAMES:
             findings.append(f"line {node.lineno}: uses {node.id}")
+        elif isinstance(node, ast.Name) and HISTORY.fullmatch(node.id) and node.id not in bound:
+            findings.append(f"line {node.lineno}: uses {node.id} ({READS_HISTORY})")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if any(name in node.value for name in HIDDEN_CHECKS):
+                findings.append(f"line {node.lineno}: {READS_CHECKS} (by name)")
             for package in forbidden_packages:
                 if package in node.value:
                     findings.append(f"line {node.lineno}: names {package!r} in a string")

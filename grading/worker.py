@@ -36,7 +36,7 @@ from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
 from grading.kernel import SETTINGS
 from grading.layout import Course, Part, course_secret, feedback_page, graded_cells, unsubmitted
 from grading.recheck import recheck_notebook
-from grading.scan import proven
+from grading.scan import proven, reads_hidden_tests
 
 
 def _nbgrader(cell):
@@ -218,6 +218,12 @@ def grade_notebook(api, job, assignment):
     recheck["blank_answers"] = blank_answers(submitted, source_nb)
     if not recheck.get("readable", True):
         result["flags"].append(recheck["error"])
+    # A cell that can print the hidden tests never shows its output in the feedback page.
+    result["withhold_outputs"] = sorted(
+        name
+        for name, found in recheck.get("findings", {}).items()
+        if any(reads_hidden_tests(f) for f in found)
+    )
     for name, found in recheck.get("findings", {}).items():
         sure = [f for f in found if proven(f)]
         unsure = [f for f in found if not proven(f)]

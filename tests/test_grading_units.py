@@ -12,7 +12,7 @@ import pytest
 from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS
 from grading.feedback import redact, render_html
 from grading.recheck import recheck_notebook
-from grading.scan import proven, scan_cell
+from grading.scan import proven, reads_hidden_tests, scan_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,6 +35,16 @@ FIX = fixture_students.load()
         ("m = __import__('gmm' + 'lib')", "__import__"),
         ("import importlib\nimportlib.import_module('x')", "imports importlib"),
         ("import signal\nsignal.signal(2, signal.SIG_IGN)", "imports signal"),
+        # The generated hidden tests live in the kernel: reading or disarming them
+        ("_gmm_checks.run_in_kernel = lambda *a, **k: None", "reads the grader's hidden checks"),
+        ("import gmm_checks\nprint(gmm_checks.spec)", "reads the grader's hidden checks"),
+        ("m = sys.modules['gmm_checks']", "reads the grader's hidden checks"),
+        ("print([s[::-1] for s in In])", "uses In (IPython's history"),
+        ("print(_ih[4])", "uses _ih"),
+        ("print(_ii)", "uses _ii"),
+        ("print(_i4)", "uses _i4"),
+        ("import __main__\nh = getattr(__main__, 'I' + 'n')", "imports __main__"),
+        ("h = locals()['In']", "calls locals()"),
     ],
 )
 def test_scan_finds_patching(code, needle):
@@ -54,6 +64,8 @@ def test_scan_finds_patching(code, needle):
         ("g = globals()", False),
         ("setattr(model, 'fitted', True)", False),
         ("import importlib", False),
+        ("_gmm_checks.run_in_kernel = lambda *a, **k: None", True),
+        ("print(In[3])", False),
     ],
 )
 def test_scan_tells_proven_from_suspicious(code, is_proven):
@@ -77,6 +89,12 @@ def test_scan_accepts_every_honest_answer():
     for answers in honest:
         for gid, code in answers.items():
             assert scan_cell(code, ("gmmlib", "sklearn")) == [], f"false alarm in {gid}"
+
+
+def test_scan_history_names_bound_by_the_cell_are_not_history():
+    """A loop variable called ``_i`` is the student's own, not IPython's input history."""
+    code = "total = 0\nfor _i in range(3):\n    total += _i\n\ndef f(In):\n    return In\n"
+    assert scan_cell(code) == []
 
 
 def test_recheck_gives_the_reference_every_part(tmp_path):
@@ -464,3 +482,67 @@ def test_a_limited_process_dies_with_its_parent():
     while alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(), f"the child {child} outlived its killed parent"
+
+
+def test_output_of_a_cell_that_reads_the_hidden_tests_is_withheld():
+    """Encoded, the hidden tests quote no line the feedback could recognise: the output of a
+    cell the scan found reading them (`grading.scan.reads_hidden_tests`) is kept out whole,
+    whether it is an answer cell or one the student added."""
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    leak = "import base64, zlib\nprint(base64.b64encode(zlib.compress(_ih[4].encode())))"
+    nb = FIX.build_notebook("em_by_hand", {"em_by_hand_m_step": "{reference}\n" + leak})
+    added = nbformat.v4.new_code_cell("print(In[4][::-1])")
+    nb.cells.insert(3, added)
+    found = {
+        name: scan_cell(code)
+        for name, code in [("em_by_hand_m_step", leak), ("added cell 1", added.source)]
+    }
+    assert all(any(reads_hidden_tests(f) for f in fs) for fs in found.values()), found
+    secret_text = "eJzNfWtz28aS6Hf+ign9wYACMSQlOQkTpjaJvbu5ucc5tfaechWLRUIkKCECAR4AtKzD5f3ttx"
+    for cell in nb.cells:
+        if cell is added or cell.metadata.get("nbgrader", {}).get("grade_id") in found:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=secret_text)]
+    result = {
+        "student": "s",
+        "assignment": "em_by_hand",
+        "flags": [],
+        "parts": [],
+        "withhold_outputs": sorted(found),
+    }
+    withheld = []
+    page = render_html(redact(nb, source, result, withheld), "t")
+    assert secret_text not in page
+    assert sorted(withheld) == sorted(found)
+    # The same cells without the scan's finding keep their output (it is the student's own).
+    result["withhold_outputs"] = []
+    assert secret_text in render_html(redact(nb, source, result, []), "t")
+
+
+@pytest.mark.parametrize(
+    "step, reg",
+    [
+        ('m_step(X, resp, "full", 0.05)', 0.05),  # reg_covar by position
+        ("m_step(X, resp, reg_covar=0.05)", 0.05),
+        ("m_step(X, resp)", None),
+    ],
+)
+def test_the_reg_covar_watch_sees_positional_arguments(step, reg):
+    """break_it task 4 rejects reg_covar: the watch (`grading.sandbox._call`, run by the kernel
+    and the re-check alike) reads it whether it is passed by keyword or by position."""
+    import numpy as np
+
+    from gmmlib.datasets import collapse_data, collapse_init
+    from gmmlib.em import e_step, m_step
+    from grading.sandbox import _call
+
+    X = collapse_data()
+    weights, means, covariances = collapse_init(X, 4, 0)
+    cases = {"X": X, "w": weights, "mu": means, "cov": covariances}
+    namespace = {"m_step": m_step, "e_step": e_step}
+    code = f"def fit(X, w, mu, cov):\n    resp = e_step(X, w, mu, cov)\n    return {step}\n"
+    exec(code, namespace)
+    case = {"name": "fit", "args": [{"key": k} for k in cases], "count": ["m_step"]}
+    counts = _call(namespace, case, cases, np)["counts"]
+    assert counts["m_step"] == 1
+    assert counts.get("m_step(reg_covar)") == reg, counts
+    assert namespace["m_step"] is m_step  # the watch is taken off after the call
