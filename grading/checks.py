@@ -24,6 +24,7 @@ from gmmlib import em as reference
 from gmmlib.datasets import collapse_data, collapse_init, old_faithful, tilted_blobs
 from gmmlib.diagnostics import collapsed_components
 from gmmlib.init import data_covariance
+from gmmlib.prior import InverseWishartPrior
 
 Verdict = Callable[[object], "str | None"]  # decoded value -> failure message, or None if right
 
@@ -678,8 +679,25 @@ def _seed_judge(value):
     return None
 
 
+#: How far task 4's parameters may be from gmmlib's EM with the task's prior, relative to the
+#: data's variance s2 (weights: absolute). Two correct loops differ by rounding only (~1e-13
+#: after 100 iterations: EM with this prior contracts); a covariance floor the task forbids
+#: (reg_covar, or r * I added by hand) moves them by about r, so any r above 1e-6 * s2 fails.
+FIX_RTOL = 1e-6
+
+
+def prior_run(X, weights, means, covariances, n_iter):
+    """Task 4's reference: n_iter EM iterations with the task's prior and reg_covar=0."""
+    prior = InverseWishartPrior.from_data(X, len(weights))
+    for _ in range(n_iter):
+        resp = reference.e_step(X, weights, means, covariances)
+        weights, means, covariances = reference.m_step(X, resp, prior=prior)
+    return weights, means, covariances
+
+
 def _fix_judge(X, start, n_iter, where):
     s2 = np.trace(data_covariance(X)) / X.shape[1]
+    expected = functools.cache(lambda: prior_run(X, *start, n_iter))
 
     def judge(value):
         value, problem = tuple_of(value, 4, "fit_without_collapse", where)
@@ -719,6 +737,19 @@ def _fix_judge(X, start, n_iter, where):
             return (
                 f"{where}: the final log-likelihood {final:.4g} is not above the initial one "
                 f"{initial:.4g}: the prior is so strong that nothing is fitted"
+            )
+        w_ref, mu_ref, cov_ref = expected()
+        gaps = (
+            np.abs(weights - w_ref).max(),
+            np.abs(means - mu_ref).max() / np.sqrt(s2),
+            np.abs(covariances - cov_ref).max() / s2,
+        )
+        if max(gaps) > FIX_RTOL:
+            return (
+                f"{where}: the parameters are not those of EM with the task's prior "
+                "(InverseWishartPrior.from_data(X, 4), reg_covar=0) from this start: largest "
+                f"difference {max(gaps):.2g} (weights, means / s, covariances / s2). Use "
+                "exactly that prior and add nothing to the covariances (no reg_covar, no r * I)"
             )
         return None
 

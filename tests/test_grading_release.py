@@ -195,6 +195,7 @@ AGREEMENT = {
         "bug_collapse_largest_eigenvalue",
         "bug_keeps_collapsed_params",
         "bug_fix_reg_covar",
+        "bug_fix_by_hand",
     ),
 }
 
