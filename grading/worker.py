@@ -155,6 +155,19 @@ def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
             for n in names
             if not all(proven(f) for f in findings[n])
         ]
+        if (
+            not bad
+            and not verdict["passed"]
+            and kernel_status == "ok"
+            and kernel_scores.get(gid) is not None
+            and float(kernel_scores[gid]) >= points
+        ):
+            # The kernel and the re-check run the same checks (grading.checks): a part the
+            # notebook passed and the re-check failed means the kernel's state was changed.
+            doubtful.append(
+                f"{gid}: passed in the notebook but failed the re-check (the kernel's tools or "
+                "tests may have been changed)"
+            )
         part.review = " | ".join(doubtful)[:500]
         if bad:
             part.points, part.flagged = 0.0, " | ".join(bad)[:500]

@@ -546,3 +546,28 @@ def test_the_reg_covar_watch_sees_positional_arguments(step, reg):
     assert counts["m_step"] == 1
     assert counts.get("m_step(reg_covar)") == reg, counts
     assert namespace["m_step"] is m_step  # the watch is taken off after the call
+
+
+def _one_part_notebook(grade_id: str, points: float):
+    cell = nbformat.v4.new_code_cell("assert True")
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "grade_id": grade_id,
+        "points": points,
+    }
+    return nbformat.v4.new_notebook(cells=[cell])
+
+
+@pytest.mark.parametrize("kernel_points, review", [(2.0, True), (0.0, False)])
+def test_a_part_the_kernel_passed_and_the_recheck_failed_is_reviewed(kernel_points, review):
+    """The kernel and the re-check run the same checks: when only the re-check fails a part,
+    something changed the kernel (its tools or its tests), which a human should see. The points
+    follow the re-check either way; a part both failed is an ordinary failure."""
+    from grading.worker import combine
+
+    nb = _one_part_notebook("a_tests", 2.0)
+    recheck = {"verdicts": {"a_tests": {"passed": False, "status": "wrong", "message": "off"}}}
+    (part,) = combine(nb, recheck, "ok", {"a_tests": kernel_points}, {})
+    assert part["points"] == 0.0
+    assert ("failed the re-check" in part["review"]) == review, part
