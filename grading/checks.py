@@ -22,7 +22,7 @@ import numpy as np
 
 from gmmlib import em as reference
 from gmmlib.datasets import collapse_data, collapse_init, old_faithful, tilted_blobs
-from gmmlib.diagnostics import collapsed_components
+from gmmlib.diagnostics import COLLAPSE_TOL, collapsed_components
 from gmmlib.init import data_covariance
 from gmmlib.prior import InverseWishartPrior
 
@@ -449,7 +449,7 @@ def em_by_hand() -> AssignmentSpec:
 # ----------------------------------------------------------------------------------------------
 
 
-def reference_collapsed(covariances, s2, reg_covar=0.0, collapse_tol=1e-8):
+def reference_collapsed(covariances, s2, reg_covar=0.0, collapse_tol=COLLAPSE_TOL):
     """Boolean (K,): gmmlib's collapse rule (`gmmlib.diagnostics`), component by component.
 
     lambda_min(Sigma_k - reg_covar * I) <= collapse_tol * s2, or Sigma_k not finite. The
@@ -464,7 +464,7 @@ def reference_collapsed(covariances, s2, reg_covar=0.0, collapse_tol=1e-8):
     )
 
 
-def reference_run(X, weights, means, covariances, n_iter, reg_covar=0.0, collapse_tol=1e-8):
+def reference_run(X, weights, means, covariances, n_iter, reg_covar=0.0, collapse_tol=COLLAPSE_TOL):
     """The loop `run_em` must reproduce: stop before accepting a collapsed M-step."""
     s2 = np.trace(data_covariance(X)) / X.shape[1]
     lls = [reference.log_likelihood(X, weights, means, covariances)]
@@ -723,7 +723,8 @@ def _fix_judge(X, start, n_iter, where):
             smallest = np.linalg.eigvalsh(covariances[k]).min()
             return (
                 f"{where}: component {k} has collapsed by the rule of task 1: its smallest "
-                f"covariance eigenvalue {smallest:.3g} <= collapse_tol * s2 = {1e-8 * s2:.3g}"
+                f"covariance eigenvalue {smallest:.3g} <= collapse_tol * s2 = "
+                f"{COLLAPSE_TOL * s2:.3g}"
             )
         if abs(weights.sum() - 1) > 1e-8:
             return f"{where}: weights sum to {weights.sum():.6g}, expected 1"
