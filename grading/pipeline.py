@@ -157,12 +157,18 @@ class Worker:
                 continue
             else:
                 note = DIED
-            self.job = None
-            self.kill()
-            self.start()
+            self.restart()
             return False, note
         self.job = None
         return True, ""
+
+    def restart(self):
+        """Kill the process (a dead or overdue one) and start a fresh one for the next job;
+        return the job it held."""
+        job, self.job = self.job, None
+        self.kill()
+        self.start()
+        return job
 
     def kill(self):
         try:
@@ -203,11 +209,7 @@ def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIME
             w = fds[fd]
             chunk = os.read(fd, 4096)
             if not chunk:  # the worker died: restart it
-                job = w.job
-                w.job = None
-                w.kill()
-                w.start()
-                on_done(job, False, DIED)
+                on_done(w.restart(), False, DIED)
             else:
                 w.buffer += chunk
                 if b"\n" in w.buffer:
@@ -218,11 +220,7 @@ def run_workers(jobs, n_workers, env, log, on_done, student_timeout=STUDENT_TIME
                 w.submit(pending.pop(0))
         for w in busy:
             if w.job and time.monotonic() - w.started > student_timeout:
-                job = w.job
-                w.job = None
-                w.kill()
-                w.start()
-                on_done(job, False, took_too_long(student_timeout))
+                on_done(w.restart(), False, took_too_long(student_timeout))
                 if pending:
                     w.submit(pending.pop(0))
     for w in workers:
