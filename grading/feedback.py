@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
+from nbconvert.preprocessors.coalescestreams import CR_PAT
 from traitlets import Bool
 
 HIDDEN = re.compile(
@@ -160,23 +161,59 @@ WITHHELD = "[output withheld: it contains the grader's hidden code]"
 READS_HIDDEN = "[output withheld: this cell reads the grader's hidden tests]"
 
 
-def _scrub_outputs(cell, secret, withheld):
-    """Drop any output that quotes hidden-test code (e.g. a cell that read the gradebook)."""
-    clean = []
+def coalesce_streams(cell) -> None:
+    """Merge each of a code cell's streams (stdout, stderr) into one output, in place.
+
+    How a kernel splits a cell's printing into messages depends on timing (ipykernel flushes on
+    a clock and on ``flush()``), so the same cell can come back as one output or several. Merged
+    by name, as nbclient's ``coalesce_streams`` does, the feedback page is the same on every
+    run, and a hidden-test line printed in pieces is one piece again before `_scrub_outputs`.
+    """
+    merged, streams = [], {}
     for out in cell.get("outputs", []):
-        text = " ".join(
-            [
-                str(out.get("text", "")),
-                str(out.get("evalue", "")),
-                " ".join(out.get("traceback") or []),
-                str(out.get("data", {}).get("text/plain", "")),
-            ]
-        )
-        if _leaks(text, secret):
-            withheld.append(cell.metadata.get("nbgrader", {}).get("grade_id", "a cell"))
-            out = nbformat.v4.new_output("stream", name="stdout", text=WITHHELD)
-        clean.append(out)
-    cell.outputs = clean
+        if out.get("output_type") != "stream":
+            merged.append(out)
+        elif out.get("name") in streams:
+            streams[out.get("name")].text += str(out.get("text", ""))
+        else:
+            out = copy.deepcopy(out)
+            out.text = str(out.get("text", ""))
+            streams[out.get("name")] = out
+            merged.append(out)
+    for out in streams.values():  # what a terminal shows after a carriage return
+        out.text = CR_PAT.sub("", out.text)
+    cell.outputs = merged
+
+
+def _output_text(out) -> str:
+    return " ".join(
+        [
+            str(out.get("text", "")),
+            str(out.get("evalue", "")),
+            " ".join(out.get("traceback") or []),
+            str(out.get("data", {}).get("text/plain", "")),
+        ]
+    )
+
+
+def _scrub_outputs(cell, secret, withheld):
+    """Drop any output that quotes hidden-test code (e.g. a cell that read the gradebook).
+
+    The cell's outputs are read together as well as one by one: a line printed half to stdout
+    and half to stderr withholds them all.
+    """
+    coalesce_streams(cell)
+    outputs = cell.get("outputs", [])
+    name = cell.metadata.get("nbgrader", {}).get("grade_id", "a cell")
+    note = nbformat.v4.new_output("stream", name="stdout", text=WITHHELD)
+    leaks = [_leaks(_output_text(out), secret) for out in outputs]
+    if not any(leaks) and (
+        _leaks("".join(str(out.get("text", "")) for out in outputs), secret)
+        or _leaks(" ".join(_output_text(out) for out in outputs), secret)
+    ):
+        leaks = [True] * len(outputs)  # pieces of one line, in several outputs
+    withheld.extend(name for leak in leaks if leak)
+    cell.outputs = [copy.deepcopy(note) if leak else out for out, leak in zip(outputs, leaks)]
 
 
 def _last_line(out):

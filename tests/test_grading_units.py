@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS
-from grading.feedback import redact, render_html
+from grading.feedback import hidden_lines, redact, render_html
 from grading.recheck import recheck_notebook
 from grading.scan import proven, reads_hidden_tests, scan_cell
 
@@ -211,6 +211,40 @@ def test_output_quoting_hidden_tests_is_withheld():
     assert withheld, "the leaking output was not noticed"
     assert "output withheld" in page
     assert "expected = reference.e_step(X, weights, means, covariances)" not in page
+
+
+def _spy_page(outputs, withheld=None):
+    """The feedback page of the em_by_hand exercise with one added cell holding ``outputs``."""
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    nb = nbformat.read(EXERCISES / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    cell = nbformat.v4.new_code_cell("print_in_pieces()")
+    cell.outputs = [nbformat.v4.new_output("stream", name=n, text=t) for n, t in outputs]
+    nb.cells.insert(2, cell)
+    result = {"student": "s", "assignment": "em_by_hand", "flags": [], "parts": []}
+    return render_html(redact(nb, source, result, withheld), "t")
+
+
+def test_feedback_does_not_depend_on_how_the_kernel_split_the_printing():
+    """ipykernel sends a cell's printing in as many messages as its clock and ``flush()`` made
+    (under load, more): the page shows each stream once, whatever the split."""
+    once = _spy_page([("stdout", "pass e_step\npass m_step\n"), ("stderr", "warning\n")])
+    split = _spy_page(
+        [("stdout", "pass e_"), ("stderr", "warn"), ("stdout", "step\npass m_step\n")]
+        + [("stderr", "ing\n")]
+    )
+    assert split == once
+    assert split.count("pass e_step") == 1
+
+
+@pytest.mark.parametrize("second", ["stdout", "stderr"])
+def test_a_hidden_line_printed_in_pieces_is_withheld(second):
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    line = max(hidden_lines(source), key=len)
+    half = len(line) // 2
+    withheld = []
+    page = _spy_page([("stdout", line[:half]), (second, line[half:])], withheld)
+    assert withheld == ["a cell"] * (1 if second == "stdout" else 2)
+    assert html.escape(line[:half]) not in page and html.escape(line[half:]) not in page
 
 
 class _FlakyApi:
