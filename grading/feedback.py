@@ -213,7 +213,9 @@ def _scrub_outputs(cell, secret, withheld):
     ):
         leaks = [True] * len(outputs)  # pieces of one line, in several outputs
     withheld.extend(name for leak in leaks if leak)
-    cell.outputs = [copy.deepcopy(note) if leak else out for out, leak in zip(outputs, leaks)]
+    cell.outputs = [
+        copy.deepcopy(note) if leak else out for out, leak in zip(outputs, leaks, strict=True)
+    ]
 
 
 def _last_line(out):
