@@ -124,7 +124,7 @@ def _summary_source(assignment: str, tests) -> str:
             "    except Exception as _error:  # a failing test is reported, never raised",
             '        _why = "\\n      ".join(str(_error).strip().splitlines())[:600]',
             "        if isinstance(_error, NotImplementedError):",
-            '            _why = "not answered yet"',
+            '            _why = "not answered yet" + (f" ({_why})" if _why else "")',
             "        elif isinstance(_error, NameError):",
             '            _why = f"{_error}: run the cell that defines it first"',
             "        else:",

@@ -290,6 +290,21 @@ def test_the_summary_cell_lists_every_visible_test(capsys):
         assert summary_cell_id(assignment) not in names
 
 
+@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+def test_the_summary_cell_says_what_is_not_answered_yet(assignment, capsys):
+    """Run on the notebook as handed out, every line of the summary says "not answered yet",
+    never a NotImplementedError, a "got None" or a failure of another function."""
+    nb = fixture_students.load().build_notebook(assignment, None)
+    namespace = _run_cells(nb)
+    capsys.readouterr()
+    exec(compile(nb.cells[-1].source, "<summary>", "exec"), namespace)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert len(lines) == len([c for c in tests if c.cell_type == "code"])
+    for line in lines:
+        assert line.split(": ", 1)[1].startswith("not answered yet"), line
+
+
 def test_break_it_model_answer_follows_gmmlibs_collapse_rule():
     """On the collapse recipe (K=4, reg_covar=1e-3, 60 iterations, seeds 0-29) the model
     answer's `run_em` (with its `collapsed`) and gmmlib's estimator stop at the same iteration
