@@ -119,6 +119,18 @@ def unsubmitted(source_nb) -> list[dict]:
     ]
 
 
+def missing(student: str, assignment: str, source_nb, why: str = "") -> dict:
+    """The result of an assignment not handed in (status "missing"); ``why`` is what the
+    student's folder held instead, when the collection step knows."""
+    return {
+        "student": student,
+        "assignment": assignment,
+        "status": "missing",
+        "flags": ["no notebook submitted" + (f" ({why})" if why else "")],
+        "parts": unsubmitted(source_nb),
+    }
+
+
 _SECRET = {}
 
 

@@ -44,7 +44,7 @@ from grading.course import ASSIGNMENTS, REPO, tool_env
 from grading.feedback import write_feedback
 from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
 from grading.kernel import write_kernelspec
-from grading.layout import Course, course_secret, feedback_page, graded_cells, unsubmitted
+from grading.layout import Course, course_secret, feedback_page, graded_cells, missing
 from grading.release import generate
 
 STUDENT_TIMEOUT = 600.0  # seconds for all of one student's notebooks (a backstop)
@@ -80,8 +80,17 @@ def collect(
                     (student, assignment, f"several notebooks; none named {notebook}: not graded")
                 )
             found[assignment] = path
-        if not any(found.values()):
-            problems.append((student, "", "no notebook found"))
+        if not any(found.values()):  # export names it on the student's "missing" rows
+            there = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ipynb"))
+            problems.append(
+                (
+                    student,
+                    "",
+                    f"found only {', '.join(there[:5])}"
+                    if there
+                    else "the folder holds no notebook",
+                )
+            )
         students[student] = found
         root = work / student
         if student in keep:
@@ -577,15 +586,17 @@ def export(out, students, results, sources, problems, sandbox="bubblewrap"):
     cells = {a: graded_cells(nb) for a, nb in sources.items()}
     all_parts = [g for a in sources for g, _, _ in cells[a]]
     by_key = {(student, r["assignment"]): r for student, rs in results.items() for r in rs}
+    # What collect found wrong in a student's folder is said on the student's "missing" rows
+    # (one row per student and assignment); only folders it could not take get rows of their own.
+    why = {(s, a): reason for s, a, reason in problems if s in students}
     grade_rows, part_rows, review = [], [], []
     failures, examples = Counter(), {}
     for student in sorted(students):
         for assignment in sources:
-            r = by_key.get((student, assignment)) or {
-                "status": "missing",
-                "flags": ["no notebook submitted"],
-                "parts": unsubmitted(sources[assignment]),
-            }
+            r = by_key.get((student, assignment))
+            if r is None or r["status"] == "missing":
+                reason = why.get((student, assignment)) or why.get((student, ""), "")
+                r = missing(student, assignment, sources[assignment], reason)
             parts = {p["grade_id"]: p for p in r["parts"]}
             grade_rows.append(
                 _grade_row(student, assignment, r, cells[assignment], sandbox)
@@ -608,6 +619,7 @@ def export(out, students, results, sources, problems, sandbox="bubblewrap"):
     review += [
         {"student_id": student, "assignment": assignment, "status": "collect", "reasons": reason}
         for student, assignment, reason in problems
+        if student not in students
     ]
     _write_csv(out / "grades.csv", GRADES_HEADER + all_parts, grade_rows)
     _write_csv(out / "parts.csv", PARTS_HEADER, part_rows)

@@ -34,7 +34,14 @@ import nbformat
 
 from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
 from grading.kernel import SETTINGS
-from grading.layout import Course, Part, course_secret, feedback_page, graded_cells, unsubmitted
+from grading.layout import (
+    Course,
+    Part,
+    course_secret,
+    feedback_page,
+    graded_cells,
+    missing,
+)
 from grading.recheck import recheck_notebook
 from grading.scan import proven, reads_hidden_tests
 
@@ -195,12 +202,9 @@ def grade_notebook(api, job, assignment):
     source_path = Course(course).notebook("source", assignment)
     source_nb = nbformat.read(source_path, as_version=4)
     submitted = Course(root).notebook("submitted", assignment, student)
-    result = {"student": student, "assignment": assignment, "flags": [], "parts": []}
     if not submitted.exists():
-        result["status"] = "missing"
-        result["flags"].append("no notebook submitted")
-        result["parts"] = unsubmitted(source_nb)
-        return result
+        return missing(student, assignment, source_nb)
+    result = {"student": student, "assignment": assignment, "flags": [], "parts": []}
     started = time.perf_counter()
     isolation = job.get("isolation") or {"sandbox": False}
     os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, course, student, assignment))

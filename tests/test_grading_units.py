@@ -188,6 +188,41 @@ def test_collect_accepts_both_layouts_and_reports_problems(tmp_path):
     assert "not a usable student id" in reasons[("bad name!", "")]
 
 
+def test_the_review_list_has_one_row_per_student_and_assignment(tmp_path):
+    """What collect found wrong in a folder is said on that student's "missing" row: never a
+    second row for the same student (a folder holding only another assignment, or nothing)."""
+    import csv
+
+    from grading.pipeline import collect, export
+
+    subs = tmp_path / "subs"
+    nb = FIX.build_notebook("break_it", {})
+    for path in [
+        subs / "only_b" / "break_it" / "break_it.ipynb",
+        subs / "two" / "em_by_hand" / "a.ipynb",
+        subs / "two" / "em_by_hand" / "b.ipynb",
+        subs / "bad name!" / "em_by_hand.ipynb",
+    ]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, path)
+    (subs / "empty").mkdir()
+    students, problems = collect(subs, tmp_path / "work", ("em_by_hand",))
+    source = {"em_by_hand": nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", 4)}
+    export(tmp_path, students, {}, source, problems)
+    with open(tmp_path / "needs_review.csv") as f:
+        rows = sorted((r["student_id"], r["assignment"], r["reasons"]) for r in csv.DictReader(f))
+    assert rows == [
+        ("bad name!", "", "folder name is not a usable student id: skipped"),
+        ("empty", "em_by_hand", "no notebook submitted (the folder holds no notebook)"),
+        ("only_b", "em_by_hand", "no notebook submitted (found only break_it/break_it.ipynb)"),
+        (
+            "two",
+            "em_by_hand",
+            "no notebook submitted (several notebooks; none named em_by_hand.ipynb: not graded)",
+        ),
+    ]
+
+
 def test_cli_rejects_a_missing_folder(tmp_path, capsys):
     from grading.cli import main
 
