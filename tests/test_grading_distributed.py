@@ -323,6 +323,18 @@ def test_resume_needs_a_journal_of_the_same_settings(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------
 
 
+def _break_bwrap():
+    import grading.isolation
+
+    grading.isolation.BWRAP = "/nonexistent/bwrap"
+
+
+def _mend_bwrap():
+    import grading.isolation
+
+    grading.isolation.BWRAP = "/usr/bin/bwrap"
+
+
 @pytest.mark.slow
 def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
     cluster, client, submissions, tmp_path, capsys
@@ -331,24 +343,14 @@ def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
     with the probe's reason naming the worker, and gmm-grade stops as a local run refuses."""
     from grading.cli import main
 
-    def break_bwrap():
-        import grading.isolation
-
-        grading.isolation.BWRAP = "/nonexistent/bwrap"
-
-    def mend_bwrap():
-        import grading.isolation
-
-        grading.isolation.BWRAP = "/usr/bin/bwrap"
-
     subs = _only(submissions, ["reference"], tmp_path / "submissions")
     out = tmp_path / "out"
-    client.run(break_bwrap)
+    client.run(_break_bwrap)
     try:
         with pytest.raises(SystemExit) as exit_info:
             main([str(subs), "--out", str(out), "--scheduler", cluster.scheduler_address])
     finally:
-        client.run(mend_bwrap)
+        client.run(_mend_bwrap)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
     assert "gmm-grade: refusing to grade: no worker of the cluster" in err, err
@@ -356,6 +358,77 @@ def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
         assert f"worker {worker} cannot sandbox student code: /nonexistent/bwrap is missing" in err
     assert not (out / "grades.csv").exists()
     assert (out / "journal.jsonl").read_text().count("\n") == 1  # the header: nothing graded
+
+
+@pytest.mark.slow
+def test_a_refusing_worker_hands_its_students_to_the_others(
+    cluster, client, submissions, local_run, tmp_path
+):
+    """bubblewrap missing on one worker of two: that worker refuses (said once, naming it), its
+    students are graded by the other, and the results are the local run's.
+
+    Both students are sent at once to two idle one-thread workers; Dask's scheduler queues
+    such tasks and gives each to the idle worker with the fewest tasks, so the broken worker
+    gets one (the test asserts it did: the refusal is printed).
+    """
+    from distributed import Queue
+
+    from grading.pipeline import grade_folder
+
+    students = ["reference", "bug_naive_exp"]
+    subs = _only(submissions, students, tmp_path / "submissions")
+    out, name, progress = tmp_path / "out", f"started-{uuid.uuid4().hex}", io.StringIO()
+    broken, *others = sorted(client.scheduler_info()["workers"])
+    client.run(_break_bwrap, workers=[broken])
+    try:
+        grade_folder(
+            subs, out, scheduler=cluster.scheduler_address, announce=name, progress=progress
+        )
+    finally:
+        client.run(_mend_bwrap, workers=[broken])
+    text, queue = progress.getvalue(), Queue(name, client=client)
+    refusal = f"worker {broken} cannot sandbox student code: /nonexistent/bwrap is missing"
+    assert text.count(refusal) == 1 and "its students go to the other workers" in text, text
+    assert "cannot sandbox" not in text.replace(refusal, ""), text
+    starts = [queue.get(timeout=60) for _ in range(queue.qsize())]
+    assert sorted(s["student"] for s in starts) == sorted(students)
+    assert {s["worker"] for s in starts} <= set(others), starts
+    _same_as_local(out, local_run, students)
+    _once(out, students)
+
+
+@pytest.mark.slow
+def test_a_tls_cluster_grades_through_the_cli(submissions, local_run, tmp_path):
+    """``gmm-grade --scheduler tls://... --tls-ca-file --tls-cert --tls-key`` against a cluster
+    that speaks TLS only (a self-signed certificate, `distributed.Security.temporary`): the
+    student is graded as in the local run."""
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    from grading.cli import main
+
+    security = Security.temporary()
+    files = []
+    for name in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+        path = tmp_path / f"{name}.pem"
+        path.write_text(getattr(security, name))
+        files.append(str(path))
+    subs = _only(submissions, ["reference"], tmp_path / "submissions")
+    out = tmp_path / "out"
+    with LocalCluster(
+        processes=True,
+        n_workers=1,
+        threads_per_worker=1,
+        dashboard_address=":0",
+        security=security,
+    ) as tls:
+        assert tls.scheduler_address.startswith("tls://"), tls.scheduler_address
+        options = ["--tls-ca-file", files[0], "--tls-cert", files[1], "--tls-key", files[2]]
+        assert (
+            main([str(subs), "--out", str(out), "--scheduler", tls.scheduler_address, *options])
+            == 0
+        )
+    _same_as_local(out, local_run, ["reference"])
 
 
 # ------------------------------------------------------------------------------------------
