@@ -550,9 +550,55 @@ def test_code_cells_stay_in_the_column(reading):
 @pytest.mark.slow
 def test_displayed_maths_fits_the_column(reading):
     """No displayed formula is wider than the column at 1280 px, dropdowns open (long ones are
-    split over aligned lines). Phone widths are not held to this: MathJax does not wrap."""
+    split over aligned lines). On a phone a formula may be wider than the column (MathJax does
+    not wrap); there it scrolls in its own box (`test_nothing_is_cut_off_on_a_phone`)."""
     wide = {name: seen["wide_maths"] for name, seen in reading.items() if seen["wide_maths"]}
     assert not wide, wide
+
+
+#: Every element of a page wider than a phone's screen, with the nearest ancestor that clips
+#: or scrolls it (overflow-x other than visible): [element, its right edge, that ancestor, its
+#: overflow-x]. MathJax's assistive MathML (read by screen readers, never shown) is left out.
+PAST_THE_EDGE = """() => {
+    const width = document.documentElement.clientWidth, found = [];
+    for (const e of document.querySelectorAll('article *')) {
+        const right = e.getBoundingClientRect().right;
+        if (right <= width + 1 || e.closest('mjx-assistive-mml')) continue;
+        let box = e.parentElement;
+        while (box && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
+        found.push([e.tagName.toLowerCase() + ' ' + (e.textContent || '').slice(0, 50),
+                    Math.round(right), box && box.tagName.toLowerCase() + '.' + box.className,
+                    box ? getComputedStyle(box).overflowX : 'the page']);
+    }
+    return found;
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_nothing_is_cut_off_on_a_phone(book_server, chromium, book_html):
+    """At 390x844, dropdowns open, maths typeset: no page scrolls sideways, and whatever is
+    wider than the screen (a long formula, a table) scrolls in a box of its own: nothing is
+    clipped where the reader cannot reach it, and no page widens past the screen."""
+    problems = {}
+    for name in toc_pages():
+        context = new_context(chromium, viewport={"width": 390, "height": 844})
+        page = context.new_page()
+        try:
+            page.goto(f"{book_server}/{name}.html", wait_until="load")
+            page.wait_for_load_state("networkidle")
+            if page.evaluate("document.querySelectorAll('.math').length"):
+                page.wait_for_function("() => window.MathJax && MathJax.startup.promise")
+                page.evaluate("() => MathJax.startup.promise")
+            page.evaluate("document.querySelectorAll('details').forEach(d => (d.open = true))")
+            settle(page)
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            cut = [e for e in page.evaluate(PAST_THE_EDGE) if e[3] not in ("auto", "scroll")]
+        finally:
+            context.close()
+        if wide > 390 or cut:
+            problems[name] = {"page width": wide, "cut off": cut[:5]}
+    assert not problems, problems
 
 
 @pytest.mark.browser
