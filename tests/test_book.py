@@ -449,6 +449,14 @@ def test_every_page_works_in_headless_chromium(book_server, chromium, artifacts_
 MIN_TEXT_PX = 10.0
 
 
+def loaded_and_typeset(page) -> None:
+    """Return once the page's requests are done and MathJax has typeset its maths."""
+    page.wait_for_load_state("networkidle")
+    if page.evaluate("document.querySelectorAll('.math').length"):
+        page.wait_for_function("() => window.MathJax && MathJax.startup.promise")
+        page.evaluate("() => MathJax.startup.promise")
+
+
 @pytest.fixture(scope="module")
 def reading(book_server, chromium, book_html):
     """Each page at 1280x900: its figures, overflowing code, axe findings and focus rings."""
@@ -460,10 +468,7 @@ def reading(book_server, chromium, book_html):
             page.goto(f"{book_server}/{name}.html", wait_until="load")
             for frame in page.locator("iframe").all():
                 frame.scroll_into_view_if_needed()
-            page.wait_for_load_state("networkidle")
-            if page.evaluate("document.querySelectorAll('.math').length"):
-                page.wait_for_function("() => window.MathJax && MathJax.startup.promise")
-                page.evaluate("() => MathJax.startup.promise")
+            loaded_and_typeset(page)
             images = page.evaluate(
                 """() => Array.from(document.images).map(i => ({
                        src: i.currentSrc, natural: i.naturalWidth,
@@ -586,10 +591,7 @@ def test_nothing_is_cut_off_on_a_phone(book_server, chromium, book_html):
         page = context.new_page()
         try:
             page.goto(f"{book_server}/{name}.html", wait_until="load")
-            page.wait_for_load_state("networkidle")
-            if page.evaluate("document.querySelectorAll('.math').length"):
-                page.wait_for_function("() => window.MathJax && MathJax.startup.promise")
-                page.evaluate("() => MathJax.startup.promise")
+            loaded_and_typeset(page)
             page.evaluate("document.querySelectorAll('details').forEach(d => (d.open = true))")
             settle(page)
             wide = page.evaluate("document.documentElement.scrollWidth")
