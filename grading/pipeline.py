@@ -82,15 +82,8 @@ def collect(
             found[assignment] = path
         if not any(found.values()):  # export names it on the student's "missing" rows
             there = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ipynb"))
-            problems.append(
-                (
-                    student,
-                    "",
-                    f"found only {', '.join(there[:5])}"
-                    if there
-                    else "the folder holds no notebook",
-                )
-            )
+            why = f"found only {', '.join(there[:5])}" if there else "the folder holds no notebook"
+            problems.append((student, "", why))
         students[student] = found
         root = work / student
         if student in keep:

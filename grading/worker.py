@@ -34,14 +34,7 @@ import nbformat
 
 from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
 from grading.kernel import SETTINGS
-from grading.layout import (
-    Course,
-    Part,
-    course_secret,
-    feedback_page,
-    graded_cells,
-    missing,
-)
+from grading.layout import Course, Part, course_secret, feedback_page, graded_cells, missing
 from grading.recheck import recheck_notebook
 from grading.scan import proven, reads_hidden_tests
 
