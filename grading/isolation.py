@@ -207,16 +207,32 @@ class Sandbox:
         return args + list(argv)
 
     def prepare(self, font_cache: Path | None = None) -> None:
-        """Create the scratch folder owned by the sandbox's uid, with the font cache."""
+        """Create the scratch folder owned by the sandbox's uid, with the font cache.
+
+        Called again when a sandbox restarts, so the scratch folder may hold what the student's
+        code left there: this runs as root and never writes through it. The font cache is
+        copied to a fresh folder (whatever was at its name, a link to another student's
+        notebook say, is removed first, without following it).
+        """
         self.scratch.mkdir(parents=True, exist_ok=True)
         if font_cache is not None and font_cache.is_dir():
-            shutil.copytree(font_cache, self.scratch / ".matplotlib", dirs_exist_ok=True)
+            target = self.scratch / ".matplotlib"
+            remove(target)
+            shutil.copytree(font_cache, target)
         if self.uid is not None:
             for folder, dirs, files in os.walk(self.scratch):
                 for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
                     os.chown(name, self.uid, self.uid, follow_symlinks=False)
             for path in self.writable:
-                os.chown(path, self.uid, self.uid)
+                os.chown(path, self.uid, self.uid, follow_symlinks=False)
+
+
+def remove(path: Path) -> None:
+    """Delete whatever is at ``path`` (file, link or folder) without following links."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def default_uid() -> int | None:

@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     )
     sandbox.prepare(Path(settings["font_cache"]) if settings.get("font_cache") else None)
     if sandbox.uid is not None:  # jupyter_client wrote it 0600 for us: the kernel must read it
-        os.chown(connection_file, sandbox.uid, sandbox.uid)
+        os.chown(connection_file, sandbox.uid, sandbox.uid, follow_symlinks=False)
     command = sandbox.command(kernel)
     limits.apply()
     os.execv(command[0], command)

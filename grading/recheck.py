@@ -299,8 +299,11 @@ def recheck_notebook(
     ``isolation``: the pipeline's sandbox settings (`grading.isolation`); None runs the child
     without bubblewrap, under the same limits (the unit tests).
     """
+    from grading.isolation import remove
+
     spec = checks_module.spec(assignment)
-    workdir.mkdir(parents=True, exist_ok=True)
+    remove(workdir)  # a fresh folder: nothing an earlier try's student code left in it
+    workdir.mkdir(parents=True)
     try:
         submitted = nbformat.read(submitted_path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a result to report

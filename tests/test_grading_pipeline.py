@@ -109,6 +109,7 @@ EXPECTED = {
     "hostile_reads_solutions": (set(), set(), 14, 8),
     "hostile_network": (set(), set(), 14, 8),
     "hostile_daemon": (set(), set(), 14, 8),
+    "hostile_links_font_cache": (set(), set(), 14, 8),
     "hostile_fork_bomb": (
         {"m_step_weights", "m_step_means", "m_step_covariances"} | FIT,
         set(),
@@ -138,6 +139,9 @@ STATUS = {
     ("hostile_network", "em_by_hand"): "review",
     ("hostile_daemon", "em_by_hand"): "review",
     ("hostile_fork_bomb", "em_by_hand"): "review",
+    # Its added cell crashed the re-check on purpose (so the sandbox restarts): scored, reviewed.
+    ("hostile_links_font_cache", "em_by_hand"): "ok",
+    ("hostile_links_font_cache", "break_it"): "ok",
 }
 # What the sandbox must have reported for each attack (a word of the review reason).
 OBSERVED = {

@@ -525,6 +525,34 @@ child.wait()
 """
 
 
+def test_a_sandbox_restart_never_writes_through_a_students_link(tmp_path):
+    """`Sandbox.prepare` runs as root each time a sandbox (re)starts, in a scratch folder the
+    student's code has written to: a font cache turned into links (to a file, to a folder) is
+    replaced, and nothing is written where the links point."""
+    from grading.isolation import Sandbox
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "fontlist.json").write_text("fonts")
+    victim, folder = tmp_path / "victim.ipynb", tmp_path / "victim-folder"
+    victim.write_text("a student's notebook")
+    folder.mkdir()
+    for i, plant in enumerate(["file links", "folder link"]):
+        scratch = tmp_path / f"scratch{i}"
+        (scratch / ".matplotlib").mkdir(parents=True)
+        if plant == "file links":
+            (scratch / ".matplotlib" / "fontlist.json").symlink_to(victim)
+        else:
+            (scratch / ".matplotlib").rmdir()
+            (scratch / ".matplotlib").symlink_to(folder, target_is_directory=True)
+        Sandbox(scratch=scratch).prepare(cache)
+        copy = scratch / ".matplotlib"
+        assert not copy.is_symlink() and not (copy / "fontlist.json").is_symlink(), plant
+        assert (copy / "fontlist.json").read_text() == "fonts", plant
+    assert victim.read_text() == "a student's notebook"
+    assert list(folder.iterdir()) == []
+
+
 def test_a_limited_process_dies_with_its_parent():
     """What `Limits.apply` starts dies when the process that started it is killed (a grader
     lost with its Dask worker), also without the sandbox, whose bwrap has --die-with-parent."""
