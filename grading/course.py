@@ -47,6 +47,8 @@ def configure(c) -> None:
         "grading.feedback.HideHiddenTests",
         "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
+    # ... and no markup of the student's (HTML in a markdown cell or an output) runs there.
+    c.HTMLExporter.sanitize_html = True
     # History in memory: kernels running side by side must not share one IPython history file.
     c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
 

@@ -24,6 +24,10 @@ HIDDEN = re.compile(
 )
 HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+BASE64 = re.compile(r"[A-Za-z0-9+/\s]*={0,2}\s*")
+#: The classes the page styles; `redact` sets them on the score lines it adds, and nothing
+#: else reaches the page's markup (a student's cell metadata can hold any string).
+SCORE_CLASSES = ("score", "score lost")
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -62,8 +66,11 @@ def _output_html(out) -> str:
         text = ANSI.sub("", "\n".join(out.get("traceback") or []))[:20000]
         return f'<pre class="error">{html.escape(text)}</pre>'
     data = out.get("data", {})
-    if "image/png" in data:
-        return f'<img alt="figure" src="data:image/png;base64,{data["image/png"]}">'
+    png = data.get("image/png")
+    if isinstance(png, str) and BASE64.fullmatch(png):
+        return f'<img alt="figure" src="data:image/png;base64,{"".join(png.split())}">'
+    if png is not None:  # the student's code made this output: it is not a PNG
+        return '<pre class="output">[figure not shown: its data is not a base64 PNG]</pre>'
     if "text/plain" in data:
         return f'<pre class="output">{html.escape(str(data["text/plain"])[:20000])}</pre>'
     return ""
@@ -75,6 +82,7 @@ def render_html(nb, title: str) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             css = cell.metadata.get("feedback_class")
+            css = css if css in SCORE_CLASSES else None  # only the grader's own score lines
             body = _md(cell.source)
             parts.append(f'<div class="{css}">{body}</div>' if css else body)
         elif cell.cell_type == "code":
@@ -264,6 +272,7 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
     suspects, added = set(result.get("withhold_outputs", ())), 0
     cells = [nbformat.v4.new_markdown_cell(summary_markdown(result))]
     for cell in nb.cells:
+        cell.metadata.pop("feedback_class", None)  # the student's, not a score line's
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id")
         src = source.get(gid)

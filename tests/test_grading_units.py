@@ -282,6 +282,39 @@ def test_a_hidden_line_printed_in_pieces_is_withheld(second):
     assert html.escape(line[:half]) not in page and html.escape(line[half:]) not in page
 
 
+XSS = "<script>alert(1)</script>"
+
+
+def test_no_markup_of_the_students_reaches_a_feedback_page():
+    """A class name in cell metadata, an "image/png" that is not base64 and HTML in a markdown
+    cell or an output: gmm-grade's page escapes or drops them, and nbgrader's own feedback
+    (HTMLExporter as `grading.course.configure` sets it) sanitises them."""
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    from grading.course import configure
+
+    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    nb = nbformat.read(EXERCISES / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    text = nbformat.v4.new_markdown_cell(f"my answer {XSS}")
+    text.metadata["feedback_class"] = f'x">{XSS}<div class="'
+    figure = nbformat.v4.new_code_cell("display(...)")
+    figure.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"image/png": f'x" onerror="alert(2)">{XSS}', "text/html": XSS}
+        )
+    ]
+    nb.cells[2:2] = [text, figure]
+    result = {"student": "s", "assignment": "em_by_hand", "flags": [], "parts": []}
+    page = render_html(redact(nb, source, result), "t")
+    assert "<script" not in page and "onerror" not in page.replace("&quot;", "")
+    assert "[figure not shown: its data is not a base64 PNG]" in page
+    config = Config()
+    configure(config)
+    body, _ = HTMLExporter(config=config).from_notebook_node(nb)
+    assert XSS not in body
+
+
 class _FlakyApi:
     """Stands in for NbGraderAPI: fails with the given results first, then succeeds."""
 
