@@ -133,6 +133,18 @@ def _root_name(node):
     return node.id if isinstance(node, ast.Name) else None
 
 
+def _stored(target):
+    """The attribute and item targets an assignment writes to: ``np.pi`` in ``np.pi = 3``,
+    ``resp[...]`` in ``resp[np.isnan(resp)] = 0`` (whose index only reads numpy)."""
+    if isinstance(target, ast.Tuple | ast.List):
+        for element in target.elts:
+            yield from _stored(element)
+    elif isinstance(target, ast.Starred):
+        yield from _stored(target.value)
+    elif isinstance(target, ast.Attribute | ast.Subscript):
+        yield target
+
+
 def imported_names(source: str) -> set[str]:
     """Names a cell binds to imported modules (``np`` for ``import numpy as np``)."""
     try:
@@ -205,15 +217,13 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
         if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
             targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
             for target in targets:
-                for sub in ast.walk(target):
-                    if isinstance(sub, ast.Attribute | ast.Subscript):
-                        root = _root_name(sub)
-                        if root in modules:
-                            findings.append(
-                                f"line {node.lineno}: assigns to {ast.unparse(sub)[:60]} "
-                                "(changes a module other code relies on)"
-                            )
-                            break
+                for sub in _stored(target):
+                    if _root_name(sub) in modules:
+                        findings.append(
+                            f"line {node.lineno}: assigns to {ast.unparse(sub)[:60]} "
+                            "(changes a module other code relies on)"
+                        )
+                        break
         elif isinstance(node, ast.Global | ast.Nonlocal):
             pass
         elif isinstance(node, ast.Call):

@@ -56,6 +56,8 @@ def test_scan_finds_patching(code, needle):
     "code, is_proven",
     [
         ("np.allclose = lambda *a, **k: True", True),
+        ("np.linalg.__dict__['inv'] = None", True),
+        ("a, np.pi = 1, 3", True),
         ("import builtins\nbuiltins.AssertionError = Exception", True),
         ("setattr(np, 'isclose', None)", True),
         ("get_ipython().input_transformers_post.append(lambda lines: [])", True),
@@ -89,6 +91,19 @@ def test_scan_accepts_every_honest_answer():
     for answers in honest:
         for gid, code in answers.items():
             assert scan_cell(code, ("gmmlib", "sklearn")) == [], f"false alarm in {gid}"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import numpy as np\nresp = np.ones(3)\nresp[np.isnan(resp)] = 0.0",
+        "import numpy as np\nx = np.zeros((2, 2))\nx[np.diag_indices(2)], y = 1.0, 2",
+        "import numpy as np\nd = {}\nd[np.pi] = 1",
+    ],
+)
+def test_scan_does_not_read_an_index_as_an_assignment(code):
+    """``resp[np.isnan(resp)] = 0`` writes to resp; the numpy call in its index only reads."""
+    assert scan_cell(code) == []
 
 
 def test_scan_history_names_bound_by_the_cell_are_not_history():
