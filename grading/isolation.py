@@ -125,6 +125,9 @@ class Sandbox:
     writable: list[Path] = field(default_factory=list)
     uid: int | None = None
     env: dict = field(default_factory=dict)
+    #: Package folders of the Python environment the code must not reach (gmmlib in the
+    #: from-scratch assignment): not shown, or an empty folder where they would be.
+    hidden: list[Path] = field(default_factory=list)
 
     def command(self, argv: list[str]) -> list[str]:
         args = [
@@ -162,10 +165,14 @@ class Sandbox:
                     out += ["--perms", "0755", "--dir", str(parent)]
             return out
 
+        hidden = [Path(p).resolve() for p in self.hidden]
         for path in python_env() + [Path(p).resolve() for p in self.readable]:
-            if not _covered(path, shown):
+            if not _covered(path, shown) and not _covered(path, hidden):
                 args += parents(path) + ["--ro-bind", str(path), str(path)]
                 shown.append(path)
+        for path in hidden:
+            if _covered(path, shown):  # inside a folder shown (site-packages): mask it
+                args += ["--tmpfs", str(path)]
         for path in [self.scratch, *self.writable]:
             args += parents(path) + ["--bind", str(path), str(path)]
         args += ["--chdir", str(self.scratch), "--clearenv"]
@@ -225,6 +232,21 @@ class Sandbox:
                     os.chown(name, self.uid, self.uid, follow_symlinks=False)
             for path in self.writable:
                 os.chown(path, self.uid, self.uid, follow_symlinks=False)
+
+
+def package_folders(names) -> list[Path]:
+    """Where the top-level packages ``names`` are installed (found without importing them)."""
+    import importlib.util
+
+    folders = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            folders += [Path(p) for p in spec.submodule_search_locations or ()]
+    return folders
 
 
 def remove(path: Path) -> None:

@@ -139,9 +139,11 @@ def _kill(proc):
 CHILD_FLAGS = ("-I", "-S", "-B")
 
 
-def _child_command(workdir: Path, first: int, isolation: dict | None):
-    """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off."""
-    from grading.isolation import RECHECK_CPU, Sandbox, code_limits
+def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=()):
+    """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off.
+    The ``blocked`` packages (the plan's) are not even mounted there: a blocked import stops an
+    ``import``, but code that finds the package's files could still load them."""
+    from grading.isolation import RECHECK_CPU, Sandbox, code_limits, package_folders
 
     isolation = isolation or {}
     limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
@@ -158,7 +160,12 @@ def _child_command(workdir: Path, first: int, isolation: dict | None):
             "MPLBACKEND": "Agg",
         }
         return argv, env, limits
-    sandbox = Sandbox(scratch=workdir, readable=[SANDBOX], uid=isolation.get("uid"))
+    sandbox = Sandbox(
+        scratch=workdir,
+        readable=[SANDBOX],
+        uid=isolation.get("uid"),
+        hidden=package_folders(blocked),
+    )
     sandbox.prepare(Path(isolation["font_cache"]) if isolation.get("font_cache") else None)
     return sandbox.command(argv), {"PATH": "/usr/bin:/bin"}, limits
 
@@ -199,7 +206,7 @@ def run_sandbox(
     uid = (isolation or {}).get("uid") if (isolation or {}).get("sandbox") else None
     first = 0
     for _attempt in range(len(steps) + 1):
-        argv, env, limits = _child_command(workdir, first, isolation)
+        argv, env, limits = _child_command(workdir, first, isolation, plan.get("blocked", ()))
         proc = subprocess.Popen(
             argv,
             cwd=workdir,

@@ -125,6 +125,21 @@ def _kernel_scores(root, assignment, student):
     return scores, errors
 
 
+#: A part's review note when the notebook passed it in the kernel and the re-check failed it.
+KERNEL_CHANGED = "passed in the notebook but failed the re-check"
+
+
+def submission_status(recheck, parts, observed, kernel_status) -> str:
+    """ "flagged" (a proven violation), "review" (for a human: suspicious code, what the sandbox
+    saw, a part only the re-check failed — whatever its points), else the kernel's status."""
+    findings = recheck.get("findings", {})
+    if any(proven(f) for found in findings.values() for f in found):
+        return "flagged"
+    if findings or observed or any(KERNEL_CHANGED in (p.get("review") or "") for p in parts):
+        return "review"
+    return kernel_status
+
+
 def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
     """Final points per graded cell: a list of `Part` dicts (the module docstring's rules)."""
     findings = recheck.get("findings", {})
@@ -165,8 +180,7 @@ def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
             # The kernel and the re-check run the same checks (grading.checks): a part the
             # notebook passed and the re-check failed means the kernel's state was changed.
             doubtful.append(
-                f"{gid}: passed in the notebook but failed the re-check (the kernel's tools or "
-                "tests may have been changed)"
+                f"{gid}: {KERNEL_CHANGED} (the kernel's tools or tests may have been changed)"
             )
         part.review = " | ".join(doubtful)[:500]
         if bad:
@@ -256,9 +270,10 @@ def grade_notebook(api, job, assignment):
     if observed:
         result["flags"].append("the sandbox observed: " + "; ".join(observed))
     result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
-    sure = any(proven(f) for found in recheck.get("findings", {}).values() for f in found)
-    unsure = recheck.get("findings") or observed
-    result["status"] = "flagged" if sure else "review" if unsure else kernel_status
+    changed = [p["grade_id"] for p in result["parts"] if KERNEL_CHANGED in (p["review"] or "")]
+    if changed:
+        result["flags"].append(f"{KERNEL_CHANGED}: {', '.join(changed)}"[:400])
+    result["status"] = submission_status(recheck, result["parts"], observed, kernel_status)
     result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
     from grading.feedback import write_feedback
 

@@ -87,6 +87,9 @@ EXPECTED = {
         3,
         8,
     ),
+    # The kernel sees gmmlib (its hidden tests need it) and gives every point; the re-check's
+    # sandbox does not even mount gmmlib: no points, and the disagreement is reviewed.
+    "hostile_loads_gmmlib_files": (set(EM_PARTS), set(), 0, 8),
     "hostile_patches_numpy": (E_STEP, set(), 7, 8),
     "hostile_patches_builtins": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
     "hostile_reads_gradebook": (set(), set(), 14, 8),
@@ -140,6 +143,7 @@ STATUS = {
     ("hostile_daemon", "em_by_hand"): "review",
     ("hostile_fork_bomb", "em_by_hand"): "review",
     # Its added cell crashed the re-check on purpose (so the sandbox restarts): scored, reviewed.
+    ("hostile_loads_gmmlib_files", "em_by_hand"): "review",
     ("hostile_links_font_cache", "em_by_hand"): "ok",
     ("hostile_links_font_cache", "break_it"): "ok",
 }
