@@ -110,6 +110,11 @@ def _covered(path: Path, by: list[Path]) -> bool:
     return any(path == p or p in path.parents for p in by)
 
 
+#: Size of each sandbox's private /tmp. It is memory (tmpfs), which no process limit counts:
+#: without a size, files written there could take half the machine's memory from everyone.
+TMP_BYTES = 256 * 1024**2
+
+
 @dataclass
 class Sandbox:
     """The bwrap command line for one piece of student code.
@@ -143,6 +148,8 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
+            "--size",
+            str(TMP_BYTES),
             "--tmpfs",
             "/tmp",
         ]

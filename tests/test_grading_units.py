@@ -438,6 +438,46 @@ def test_the_sandbox_hides_the_course_and_limits_processes(tmp_path):
         assert 0 < seen["children"] < NPROC, seen
 
 
+_FILL_TMP = r"""
+import errno, json, os
+written, error = 0, None
+block = b"x" * (16 * 1024**2)
+try:
+    for i in range(64):  # 2 GiB if nothing stopped it
+        with open(f"/tmp/fill{i}", "wb") as f:
+            for _ in range(2):
+                written += f.write(block)
+except OSError as exc:
+    error = errno.errorcode.get(exc.errno)
+print(json.dumps({"written": written, "error": error}))
+"""
+
+
+def test_the_sandbox_tmp_is_small(tmp_path):
+    """The sandbox's /tmp is memory that no process limit counts: it has a size of its own,
+    so a submission filling it stops with ENOSPC instead of taking the machine's memory. (Run
+    as root, the pipeline's sandbox uid cannot write /tmp at all; an instructor who is not root
+    gets a sandbox whose /tmp is writable, as here: no uid switch.)"""
+    import json
+    import subprocess
+    import sys
+
+    from grading.isolation import TMP_BYTES, Limits, Sandbox
+
+    sandbox = Sandbox(scratch=tmp_path / "scratch", uid=None)
+    sandbox.prepare()
+    proc = subprocess.run(
+        sandbox.command([sys.executable, "-I", "-c", _FILL_TMP]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["error"] == "ENOSPC" and seen["written"] <= TMP_BYTES, seen
+
+
 _IMPORT_FRESH = r"""
 import json, os, sys
 tried = []
