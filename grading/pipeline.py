@@ -53,6 +53,20 @@ NO_SANDBOX = "none (--no-sandbox)"
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
+def _through_link(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (inside a student's ``folder``) is reached through a symbolic link.
+
+    An unpacked upload keeps its links, and the grader reads as root: a notebook that is a link
+    to the course's solutions or to another student's notebook would be graded as theirs.
+    """
+    here = folder
+    for part in path.relative_to(folder).parts:
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
+
+
 def collect(
     submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS), keep=frozenset()
 ) -> tuple[dict, list]:
@@ -66,12 +80,21 @@ def collect(
         if not STUDENT_ID.match(student):
             problems.append((student, "", "folder name is not a usable student id: skipped"))
             continue
+        if folder.is_symlink():
+            problems.append((student, "", "the student's folder is a link: skipped"))
+            continue
         found = {}
         for assignment in assignments:
             notebook = ASSIGNMENTS[assignment]
             candidates = [folder / assignment / notebook, folder / notebook]
+            links = [c for c in candidates if _through_link(c, folder)]
+            for link in links:
+                rel = link.relative_to(folder)
+                problems.append((student, assignment, f"{rel} is a link: not graded"))
+            candidates = [c for c in candidates if c not in links]
             sub = folder / assignment
-            nested = sorted(sub.glob("*.ipynb")) if sub.is_dir() else []
+            nested = [] if not sub.is_dir() or sub.is_symlink() else sorted(sub.glob("*.ipynb"))
+            nested = [n for n in nested if not n.is_symlink()]
             path = next((c for c in candidates if c.is_file()), None)
             if path is None and len(nested) == 1:
                 path = nested[0]
@@ -81,7 +104,12 @@ def collect(
                 )
             found[assignment] = path
         if not any(found.values()):  # export names it on the student's "missing" rows
-            there = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.ipynb"))
+            there = sorted(  # os.walk: a link to a folder is not followed
+                os.path.relpath(os.path.join(top, name), folder)
+                for top, _, names in os.walk(folder)
+                for name in names
+                if name.endswith(".ipynb")
+            )
             why = f"found only {', '.join(there[:5])}" if there else "the folder holds no notebook"
             problems.append((student, "", why))
         students[student] = found

@@ -203,6 +203,38 @@ def test_collect_accepts_both_layouts_and_reports_problems(tmp_path):
     assert "not a usable student id" in reasons[("bad name!", "")]
 
 
+def test_collect_takes_no_notebook_through_a_link(tmp_path):
+    """A notebook (or folder) in an upload that is a link to the course's solutions or another
+    student's work is not graded as the student's: it is reported, and nothing is copied."""
+    from grading.pipeline import collect
+
+    subs, elsewhere = tmp_path / "subs", tmp_path / "elsewhere"
+    nb = FIX.build_notebook("em_by_hand", {})
+    honest = subs / "honest" / "em_by_hand" / "em_by_hand.ipynb"
+    for path in (honest, elsewhere / "solutions" / "em_by_hand.ipynb"):
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    (subs / "linker" / "em_by_hand").mkdir(parents=True)
+    (subs / "linker" / "em_by_hand" / "em_by_hand.ipynb").symlink_to(
+        elsewhere / "solutions" / "em_by_hand.ipynb"
+    )
+    (subs / "copycat").mkdir()
+    (subs / "copycat" / "em_by_hand").symlink_to(honest.parent, target_is_directory=True)
+    (subs / "folder_link").symlink_to(subs / "honest", target_is_directory=True)
+    (subs / "rooted").mkdir()
+    (subs / "rooted" / "everything").symlink_to("/", target_is_directory=True)
+    students, problems = collect(subs, tmp_path / "work", ("em_by_hand",))
+    assert sorted(students) == ["copycat", "honest", "linker", "rooted"]
+    for student in ("copycat", "linker", "rooted"):
+        assert students[student]["em_by_hand"] is None, student
+        assert not (tmp_path / "work" / student / "submitted").exists(), student
+    reasons = {(s, a): r for s, a, r in problems}
+    assert reasons[("linker", "em_by_hand")] == "em_by_hand/em_by_hand.ipynb is a link: not graded"
+    assert reasons[("copycat", "em_by_hand")] == "em_by_hand/em_by_hand.ipynb is a link: not graded"
+    assert reasons[("folder_link", "")] == "the student's folder is a link: skipped"
+    assert reasons[("rooted", "")] == "the folder holds no notebook"
+
+
 def test_the_review_list_has_one_row_per_student_and_assignment(tmp_path):
     """What collect found wrong in a folder is said on that student's "missing" row: never a
     second row for the same student (a folder holding only another assignment, or nothing)."""
