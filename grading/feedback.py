@@ -31,6 +31,8 @@ SCORE_CLASSES = ("score", "score lost")
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
        line-height: 1.45; color: #1d1d1d; }}
@@ -96,6 +98,13 @@ def visible_part(source: str) -> str:
     return HIDDEN.sub(HIDDEN_NOTE, source)
 
 
+def literal(text: str) -> str:
+    """``text`` shown as it is in markdown: every punctuation character backslash-escaped (a
+    message can quote the student's own exception text: no link, image or table cell of
+    theirs), on one line."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).split()))
+
+
 def _fmt(points):
     return "pending" if points is None else f"{points:g}"
 
@@ -114,12 +123,13 @@ def summary_markdown(result) -> str:
         "|---|---|---|---|",
     ]
     for p in parts:
-        note = (p.get("message") or "").replace("|", "\\|").replace("\n", " ")
+        note = literal(p.get("message") or "")
         lines.append(f"| `{p['grade_id']}` | {_fmt(p['points'])} | {p['max_points']:g} | {note} |")
     if result.get("flags"):
         lines += [
             "",
-            "Your instructor will look at this submission: " + "; ".join(result["flags"][:5]),
+            "Your instructor will look at this submission: "
+            + literal("; ".join(result["flags"][:5])),
         ]
     return "\n".join(lines)
 
@@ -301,7 +311,7 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
         cells.append(cell)
         if gid in parts:
             p = parts[gid]
-            note = f" — {p['message']}" if p.get("message") else ""
+            note = f" — {literal(p['message'])}" if p.get("message") else ""
             score = nbformat.v4.new_markdown_cell(
                 f"**{gid}: {_fmt(p['points'])} / {p['max_points']:g}**{note}"
             )

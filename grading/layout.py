@@ -11,6 +11,7 @@ class gradebook all read it).
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,6 +118,15 @@ def unsubmitted(source_nb) -> list[dict]:
         Part(g, p, k, points=0.0, message="not submitted").to_dict()
         for g, p, k in graded_cells(source_nb)
     ]
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters (terminal escapes, carriage returns) written as
+    ``\\xNN``: a student's exception text reaches CSVs and a terminal through messages."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text or "")
 
 
 def missing(student: str, assignment: str, source_nb, why: str = "") -> dict:

@@ -34,7 +34,15 @@ import nbformat
 
 from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
 from grading.kernel import SETTINGS
-from grading.layout import Course, Part, course_secret, feedback_page, graded_cells, missing
+from grading.layout import (
+    Course,
+    Part,
+    course_secret,
+    feedback_page,
+    graded_cells,
+    missing,
+    printable,
+)
 from grading.recheck import recheck_notebook
 from grading.scan import proven, reads_hidden_tests
 
@@ -274,6 +282,11 @@ def grade_notebook(api, job, assignment):
     if changed:
         result["flags"].append(f"{KERNEL_CHANGED}: {', '.join(changed)}"[:400])
     result["status"] = submission_status(recheck, result["parts"], observed, kernel_status)
+    # Messages quote the student's own exception texts: no terminal escapes into the CSVs,
+    # failures.txt or a terminal that prints them.
+    result["flags"] = [printable(f) for f in result["flags"]]
+    for part in result["parts"]:
+        part["message"], part["review"] = printable(part["message"]), printable(part["review"])
     result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
     from grading.feedback import write_feedback
 

@@ -107,6 +107,7 @@ EXPECTED = {
         8,
     ),
     "hostile_syntax_error": (E_STEP, set(), 7, 8),
+    "hostile_escapes_in_messages": (E_STEP, set(), 7, 8),
     # Attacks on the grader, the course and other students: the sandbox makes them fail.
     "hostile_rewrites_files": (set(), set(), 14, 8),
     "hostile_reads_solutions": (set(), set(), 14, 8),
@@ -389,6 +390,26 @@ def _hidden_lines():
 
 def _text(page: str) -> str:
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+@pytest.mark.slow
+def test_a_students_exception_text_stays_text(graded):
+    """The grader quotes a student's exception message: in the CSVs and failures.txt its
+    terminal escapes are written out (no ESC byte), and in the feedback page its markdown is
+    text (no remote image, no link, the summary table whole)."""
+    out = graded[0]
+    for name in ("parts.csv", "grades.csv", "needs_review.csv", "failures.txt"):
+        text = (out / name).read_text()
+        assert "\x1b" not in text and "\x07" not in text, name
+    with open(out / "parts.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["student_id"] == "hostile_escapes_in_messages"]
+    assert any("\\x1b]52" in r["message"] for r in rows), rows
+    page = (out / "feedback/hostile_escapes_in_messages/em_by_hand/em_by_hand.html").read_text()
+    assert "attacker.example/pixel.png" in page  # shown as text ...
+    assert "<img" not in page and 'href="https://attacker' not in page  # ... never as markup
+    assert "Content-Security-Policy" in page
+    honest = (out / "feedback/reference/em_by_hand/em_by_hand.html").read_text()
+    assert page.count("<table") == honest.count("<table"), "the summary table was broken"
 
 
 @pytest.mark.slow
