@@ -416,6 +416,27 @@ def test_the_students_own_failures_are_not_retried(tmp_path, log, status):
 # The sandbox (grading.isolation)
 # ------------------------------------------------------------------------------------------
 
+
+def _run_in(sandbox, code: str, *args: str) -> dict:
+    """Run ``code`` (which prints a JSON line last) in ``sandbox`` under limits; its JSON."""
+    import json
+    import subprocess
+    import sys
+
+    from grading.isolation import Limits
+
+    sandbox.prepare()
+    proc = subprocess.run(
+        sandbox.command([sys.executable, "-I", "-c", code, *args]),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 _IN_SANDBOX = r"""
 import json, os, sys, time
 secret, outside = sys.argv[1], sys.argv[2]
@@ -442,28 +463,13 @@ print(json.dumps(seen), flush=True)
 def test_the_sandbox_hides_the_course_and_limits_processes(tmp_path):
     """Run as the pipeline does (root: a uid of its own): a file beside the scratch folder is
     invisible, nothing outside it can be written, and a fork loop stops at the process limit."""
-    import json
-    import subprocess
-    import sys
-
-    from grading.isolation import NPROC, Limits, Sandbox, default_uid
+    from grading.isolation import NPROC, Sandbox, default_uid
 
     secret = tmp_path / "course" / "solutions.txt"
     secret.parent.mkdir()
     secret.write_text("hidden")
     sandbox = Sandbox(scratch=tmp_path / "scratch", uid=default_uid())
-    sandbox.prepare()
-    proc = subprocess.run(
-        sandbox.command(
-            [sys.executable, "-I", "-c", _IN_SANDBOX, str(secret), str(tmp_path / "outside.txt")]
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply,
-    )
-    assert proc.returncode == 0, proc.stderr
-    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    seen = _run_in(sandbox, _IN_SANDBOX, str(secret), str(tmp_path / "outside.txt"))
     assert seen["secret_visible"] is False
     assert seen["wrote_outside"] is False and not (tmp_path / "outside.txt").exists()
     if default_uid() is not None:  # root: the process limit binds the sandbox's own uid
@@ -490,23 +496,9 @@ def test_the_sandbox_tmp_is_small(tmp_path):
     so a submission filling it stops with ENOSPC instead of taking the machine's memory. (Run
     as root, the pipeline's sandbox uid cannot write /tmp at all; an instructor who is not root
     gets a sandbox whose /tmp is writable, as here: no uid switch.)"""
-    import json
-    import subprocess
-    import sys
+    from grading.isolation import TMP_BYTES, Sandbox
 
-    from grading.isolation import TMP_BYTES, Limits, Sandbox
-
-    sandbox = Sandbox(scratch=tmp_path / "scratch", uid=None)
-    sandbox.prepare()
-    proc = subprocess.run(
-        sandbox.command([sys.executable, "-I", "-c", _FILL_TMP]),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=Limits(memory=4 * 1024**3, cpu=60).apply,
-    )
-    assert proc.returncode == 0, proc.stderr
-    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    seen = _run_in(Sandbox(scratch=tmp_path / "scratch", uid=None), _FILL_TMP)
     assert seen["error"] == "ENOSPC" and seen["written"] <= TMP_BYTES, seen
 
 
