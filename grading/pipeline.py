@@ -93,8 +93,8 @@ def collect(
                 problems.append((student, assignment, f"{rel} is a link: not graded"))
             candidates = [c for c in candidates if c not in links]
             sub = folder / assignment
-            nested = [] if not sub.is_dir() or sub.is_symlink() else sorted(sub.glob("*.ipynb"))
-            nested = [n for n in nested if not n.is_symlink()]
+            nested = sorted(sub.glob("*.ipynb")) if sub.is_dir() else []
+            nested = [n for n in nested if not _through_link(n, folder)]
             path = next((c for c in candidates if c.is_file()), None)
             if path is None and len(nested) == 1:
                 path = nested[0]

@@ -137,13 +137,19 @@ def _kernel_scores(root, assignment, student):
 KERNEL_CHANGED = "passed in the notebook but failed the re-check"
 
 
-def submission_status(recheck, parts, observed, kernel_status) -> str:
+def kernel_changed(parts) -> list[str]:
+    """The parts the notebook passed in the kernel and the re-check failed (`combine`'s note)."""
+    return [p["grade_id"] for p in parts if KERNEL_CHANGED in (p.get("review") or "")]
+
+
+def submission_status(recheck, changed, observed, kernel_status) -> str:
     """ "flagged" (a proven violation), "review" (for a human: suspicious code, what the sandbox
-    saw, a part only the re-check failed — whatever its points), else the kernel's status."""
+    saw, ``changed`` parts only the re-check failed — whatever their points), else the kernel's
+    status."""
     findings = recheck.get("findings", {})
     if any(proven(f) for found in findings.values() for f in found):
         return "flagged"
-    if findings or observed or any(KERNEL_CHANGED in (p.get("review") or "") for p in parts):
+    if findings or observed or changed:
         return "review"
     return kernel_status
 
@@ -278,10 +284,10 @@ def grade_notebook(api, job, assignment):
     if observed:
         result["flags"].append("the sandbox observed: " + "; ".join(observed))
     result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
-    changed = [p["grade_id"] for p in result["parts"] if KERNEL_CHANGED in (p["review"] or "")]
+    changed = kernel_changed(result["parts"])
     if changed:
         result["flags"].append(f"{KERNEL_CHANGED}: {', '.join(changed)}"[:400])
-    result["status"] = submission_status(recheck, result["parts"], observed, kernel_status)
+    result["status"] = submission_status(recheck, changed, observed, kernel_status)
     # Messages quote the student's own exception texts: no terminal escapes into the CSVs,
     # failures.txt or a terminal that prints them.
     result["flags"] = [printable(f) for f in result["flags"]]

@@ -773,7 +773,7 @@ def test_a_part_the_kernel_passed_and_the_recheck_failed_is_reviewed(kernel_poin
     """The kernel and the re-check run the same checks: when only the re-check fails a part,
     something changed the kernel (its tools or its tests), which a human should see. The points
     follow the re-check either way; a part both failed is an ordinary failure."""
-    from grading.worker import combine, submission_status
+    from grading.worker import combine, kernel_changed, submission_status
 
     nb = _one_part_notebook("a_tests", 2.0)
     recheck = {"verdicts": {"a_tests": {"passed": False, "status": "wrong", "message": "off"}}}
@@ -781,4 +781,5 @@ def test_a_part_the_kernel_passed_and_the_recheck_failed_is_reviewed(kernel_poin
     assert part["points"] == 0.0
     assert ("failed the re-check" in part["review"]) == review, part
     # ... and the submission goes on the review list, though the part has no points to keep.
-    assert submission_status(recheck, [part], [], "ok") == ("review" if review else "ok")
+    changed = kernel_changed([part])
+    assert submission_status(recheck, changed, [], "ok") == ("review" if review else "ok")
