@@ -11,7 +11,7 @@ from gmmlib.diagnostics import CollapseError, CollapseReport, CollapseWarning
 from gmmlib.em import e_step, log_likelihood, m_step
 from gmmlib.mixture import GaussianMixture, History, Step
 from gmmlib.prior import InverseWishartPrior
-from gmmlib.validation import ConvergenceWarning, NotFittedError, check_parameters
+from gmmlib.validation import NotFittedError, check_parameters, convergence_warning
 
 __version__ = "0.1.0"
 
@@ -30,3 +30,11 @@ __all__ = [
     "log_likelihood",
     "check_parameters",
 ]
+
+
+def __getattr__(name: str):
+    # ConvergenceWarning subclasses scikit-learn's where it is installed, so it is made on
+    # first use (`gmmlib.validation.convergence_warning`): importing gmmlib never imports it.
+    if name == "ConvergenceWarning":
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,11 +31,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from gmmlib.em import (
-    COVARIANCE_TYPES,
-    NK_EPS,
-    log_det_precision_cholesky,
-)
+from gmmlib.covariance import covariance_type_of
+from gmmlib.em import NK_EPS, log_det_precision_cholesky
 
 __all__ = [
     "BLOCK_VALUES",
@@ -245,11 +242,12 @@ def _log_density_kernel(X, means, prec_chol, covariance_type):
         prec_chol, covariance_type, D
     )
     log_norm = np.broadcast_to(log_norm, (K,))[:, None]
-    if covariance_type in ("full", "tied"):
+    spec = covariance_type_of(covariance_type)
+    if spec.matrices:
         # All K projections in one product: y_ik = P_k^T (x_i - c) - P_k^T (mu_k - c), as
         # [-shift | P_1^T ... P_K^T] @ [1; x_i - c], then ||y_ik||^2 summed over d. P_k^T is
         # lower triangular, so rows d < h only need [1; x - c][:h + 1] (`_triangle_split`).
-        P = prec_chol if covariance_type == "full" else np.broadcast_to(prec_chol, (K, D, D))
+        P = spec.per_component(prec_chol, K, D)
         A = np.empty((D, K, D + 1))  # row (d, k) = [-shift_kd, row d of P_k^T]
         A[:, :, 0] = -np.einsum("kde,kd->ek", P, mu)
         A[:, :, 1:] = P.transpose(2, 0, 1)
@@ -275,7 +273,7 @@ def _log_density_kernel(X, means, prec_chol, covariance_type):
         # one dimension at a time over the whole (K, n) block. (Expanding sum_d y_kd^2 into
         # x^2, x mu and mu^2 terms would be two matrix products, but loses digits when a
         # narrow component lies far from c.)
-        p = prec_chol.reshape(K, -1) * np.ones((K, D))
+        p = spec.per_component(prec_chol, K, D)
         shift = p * mu
 
         def log_density(rows: slice) -> np.ndarray:
@@ -397,18 +395,16 @@ def m_step(
     nk = resp_t.sum(axis=1) + NK_EPS
     weights = nk / N
     means = (resp_t @ X) / nk[:, None]
+    spec = covariance_type_of(covariance_type)
     if prior is not None and covariance_type != "full":
         raise ValueError("a covariance prior is implemented for covariance_type='full' only")
-    if covariance_type in ("full", "tied"):
+    if spec.matrices:
         scatter = _weighted_scatters(X, resp_t, means)
         if prior is not None:
             covariances = prior.map_covariances(scatter, nk)
-        elif covariance_type == "full":
-            covariances = scatter / nk[:, None, None]
         else:
-            covariances = scatter.sum(axis=0) / N
-        covariances += reg_covar * np.eye(D)
-    elif covariance_type in ("diag", "spherical"):
+            covariances = spec.reduce(scatter, nk, N)
+    else:
         # E[(x - c)^2] - (mu - c)^2 per dimension, c the data mean: one product for all K.
         # mu - c is averaged from the same centred x (not means - c: the rounding of means
         # far from 0 would enter the variance to first order; this way only to second).
@@ -416,12 +412,6 @@ def m_step(
         Xc = X - centre
         mu = (resp_t @ Xc) / nk[:, None]
         avg_sq = (resp_t @ (Xc * Xc)) / nk[:, None]
-        variances = np.maximum(avg_sq - mu * mu, 0.0)
-        covariances = variances + reg_covar
-        if covariance_type == "spherical":
-            covariances = covariances.mean(axis=1)
-    else:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
-        )
+        covariances = spec.reduce(np.maximum(avg_sq - mu * mu, 0.0), nk, N)
+    covariances = spec.add_reg(covariances, reg_covar)
     return weights, means, covariances

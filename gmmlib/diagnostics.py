@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from gmmlib.covariance import covariance_type_of
+
 __all__ = [
     "COLLAPSE_TOL",
     "CollapseReport",
@@ -41,29 +43,15 @@ def min_eigenvalues(
     eigenvalue of Q^T Sigma_k Q: the covariance measured only in the directions in which the
     data vary (+inf when r = 0: there is no such direction to shrink in).
     """
+    spec = covariance_type_of(covariance_type)
     cov = np.asarray(covariances, dtype=np.float64)
-    if subspace is not None:
-        return _min_eigenvalues_within(cov, covariance_type, subspace)
-    if covariance_type in ("full", "tied"):
-        stack = cov if covariance_type == "full" else cov[None]
-        if not np.all(np.isfinite(stack)):
-            return np.full(len(stack), np.nan)
-        return np.linalg.eigvalsh(stack)[:, 0]
-    if covariance_type == "diag":
-        return cov.min(axis=1)
-    return cov.copy()
-
-
-def _min_eigenvalues_within(cov, covariance_type, Q):
-    K = 1 if covariance_type == "tied" else len(cov)
-    if Q.shape[1] == 0:
+    if subspace is None:
+        return spec.min_eigenvalues(cov)
+    K = 1 if spec.shared else len(cov)
+    if subspace.shape[1] == 0:
         return np.full(K, np.inf)
-    if covariance_type == "spherical":
-        return cov.copy()  # sigma^2 I restricted to any subspace is sigma^2 I
-    if covariance_type == "diag":
-        stack = np.einsum("dr,kd,ds->krs", Q, cov, Q)
-    else:
-        stack = np.einsum("dr,kde,es->krs", Q, cov.reshape(K, *cov.shape[-2:]), Q)
+    full = spec.stack(cov) if spec.matrices else spec.to_full(cov, K, subspace.shape[0])
+    stack = np.einsum("dr,kde,es->krs", subspace, full, subspace)
     if not np.all(np.isfinite(stack)):
         return np.full(K, np.nan)
     return np.linalg.eigvalsh(stack)[:, 0]

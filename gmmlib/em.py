@@ -24,6 +24,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from gmmlib.covariance import (
+    COVARIANCE_SHAPES,
+    COVARIANCE_TYPES,
+    covariance_type_of,
+)
+from gmmlib.validation import check_resp, check_step_shapes
+
 __all__ = [
     "COVARIANCE_TYPES",
     "COVARIANCE_SHAPES",
@@ -41,28 +48,11 @@ __all__ = [
     "logsumexp",
 ]
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-#: Shape of ``covariances`` for each covariance type.
-COVARIANCE_SHAPES = {
-    "full": "(K, D, D)",
-    "tied": "(D, D)",
-    "diag": "(K, D)",
-    "spherical": "(K,)",
-}
-
 
 def full_covariances(covariances, covariance_type: str, K: int, D: int):
     """Any covariance type as a (K, D, D) stack of full matrices."""
-    cov = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        return cov
-    if covariance_type == "tied":
-        return np.repeat(cov[None], K, axis=0)
-    if covariance_type == "diag":
-        return np.stack([np.diag(c) for c in cov])
-    if covariance_type == "spherical":
-        return cov[:, None, None] * np.eye(D)
-    raise ValueError(f"unknown covariance_type {covariance_type!r}")
+    spec = covariance_type_of(covariance_type)
+    return spec.to_full(np.asarray(covariances, dtype=np.float64), K, D)
 
 
 def from_full_covariances(full, covariance_type: str, weights):
@@ -71,17 +61,8 @@ def from_full_covariances(full, covariance_type: str, weights):
     The way back from `full_covariances`: "tied" is the weighted mean
     sum_k pi_k Sigma_k, "diag" keeps each diagonal, "spherical" its mean.
     """
-    full = np.asarray(full, dtype=np.float64)
-    if covariance_type == "full":
-        return full
-    if covariance_type == "tied":
-        return np.einsum("k,kde->de", weights, full)
-    diag = np.diagonal(full, axis1=1, axis2=2).copy()
-    if covariance_type == "diag":
-        return diag
-    if covariance_type == "spherical":
-        return diag.mean(axis=1)
-    raise ValueError(f"unknown covariance_type {covariance_type!r}")
+    spec = covariance_type_of(covariance_type)
+    return spec.from_full(np.asarray(full, dtype=np.float64), weights)
 
 
 #: Added to N_k so an empty component gives finite numbers (as scikit-learn).
@@ -98,19 +79,6 @@ class SingularCovarianceError(np.linalg.LinAlgError):
     def __init__(self, component: int | None, message: str):
         super().__init__(message)
         self.component = component
-
-
-def _check_step(X, weights, means, covariances, covariance_type):
-    # gmmlib.validation imports this module's constants: import it here.
-    from gmmlib.validation import check_step_shapes
-
-    return check_step_shapes(X, weights, means, covariances, covariance_type)
-
-
-def _check_resp(X, resp):
-    from gmmlib.validation import check_resp
-
-    return check_resp(X, resp)
 
 
 # ----------------------------------------------------------------------
@@ -151,15 +119,9 @@ def precision_cholesky(covariances, covariance_type: str = "full"):
     (K, D, D) "full", (D, D) "tied", (K, D) "diag", (K,) "spherical"
     (the last two hold 1 / sigma).
     """
+    spec = covariance_type_of(covariance_type)
     cov = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        P = np.empty_like(cov)
-        for k in range(len(cov)):
-            P[k] = _inverse_lower_triangular(_cholesky(cov[k], k)).T
-        return P
-    if covariance_type == "tied":
-        return _inverse_lower_triangular(_cholesky(cov, None)).T
-    if covariance_type in ("diag", "spherical"):
+    if not spec.matrices:  # variances: P = 1 / sigma, dimension by dimension
         bad = np.flatnonzero(~(cov > 0).reshape(len(cov), -1).all(axis=1))
         if bad.size:
             k = int(bad[0])
@@ -167,10 +129,12 @@ def precision_cholesky(covariances, covariance_type: str = "full"):
                 k, f"the variance of component {k} is not positive"
             )
         return 1.0 / np.sqrt(cov)
-    raise ValueError(
-        f"covariance_type must be one of {COVARIANCE_TYPES}, "
-        f"got {covariance_type!r}"
-    )
+    stack = spec.stack(cov)  # (K, D, D); tied: its one matrix, (1, D, D)
+    P = np.empty_like(stack)
+    for k in range(len(stack)):
+        L = _cholesky(stack[k], None if spec.shared else k)
+        P[k] = _inverse_lower_triangular(L).T
+    return spec.unstack(P)
 
 
 def log_det_precision_cholesky(prec_chol, covariance_type: str, D: int):
@@ -178,14 +142,12 @@ def log_det_precision_cholesky(prec_chol, covariance_type: str, D: int):
 
     Shape (K,); a number for "tied".
     """
-    if covariance_type == "full":
-        diagonals = np.diagonal(prec_chol, axis1=1, axis2=2)
-        return np.sum(np.log(diagonals), axis=1)
-    if covariance_type == "tied":
-        return np.sum(np.log(np.diag(prec_chol)))
-    if covariance_type == "diag":
-        return np.sum(np.log(prec_chol), axis=1)
-    return D * np.log(prec_chol)
+    spec = covariance_type_of(covariance_type)
+    if spec.matrices:
+        diagonals = np.diagonal(spec.stack(prec_chol), axis1=1, axis2=2)
+    else:
+        diagonals = spec.per_component(prec_chol, len(prec_chol), D)
+    return spec.unstack(np.sum(np.log(diagonals), axis=1))
 
 
 # ----------------------------------------------------------------------
@@ -201,14 +163,12 @@ def log_gaussian_density(X, means, prec_chol, covariance_type="full"):
     N, D = X.shape
     K = len(means)
     log_det = log_det_precision_cholesky(prec_chol, covariance_type, D)
+    spec = covariance_type_of(covariance_type)
+    P = spec.per_component(prec_chol, K, D)  # (K, D, D), or (K, D) scales
     maha = np.empty((N, K))
     for k in range(K):
-        P = prec_chol if covariance_type == "tied" else prec_chol[k]
         diff = X - means[k]
-        if covariance_type in ("full", "tied"):
-            y = diff @ P
-        else:
-            y = diff * P  # diagonal P: one scale per dimension
+        y = diff @ P[k] if spec.matrices else diff * P[k]
         maha[:, k] = np.sum(y * y, axis=1)
     return -0.5 * (D * np.log(2 * np.pi) + maha) + log_det
 
@@ -241,7 +201,7 @@ def e_step(X, weights, means, covariances, covariance_type="full"):
     - ln p(x_i), where ln p(x_i) is the log-sum-exp over k. Returns
     ``resp`` (N, K); each row is non-negative and sums to 1.
     """
-    X, weights, means, covariances = _check_step(
+    X, weights, means, covariances = check_step_shapes(
         X, weights, means, covariances, covariance_type
     )
     prec_chol = precision_cholesky(covariances, covariance_type)
@@ -258,7 +218,7 @@ def log_likelihood(X, weights, means, covariances, covariance_type="full"):
     (eq:log-likelihood) The *total* over the N points (scikit-learn's
     ``score`` is the mean).
     """
-    X, weights, means, covariances = _check_step(
+    X, weights, means, covariances = check_step_shapes(
         X, weights, means, covariances, covariance_type
     )
     prec_chol = precision_cholesky(covariances, covariance_type)
@@ -304,29 +264,21 @@ def m_step(X, resp, covariance_type="full", reg_covar=0.0, prior=None):
     `InverseWishartPrior`, "full" only) gives the MAP covariances
     (eq:map-covariances). Returns ``(weights, means, covariances)``.
     """
-    X, resp = _check_resp(X, resp)
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}, "
-            f"got {covariance_type!r}"
-        )
+    X, resp = check_resp(X, resp)
+    spec = covariance_type_of(covariance_type)
     if prior is not None and covariance_type != "full":
         raise ValueError("a covariance prior needs covariance_type='full'")
     N, D = X.shape
     nk = resp.sum(axis=0) + NK_EPS  # N_k (NK_EPS: no 0 / 0)
     weights = nk / N  # pi_k
     means = resp.T @ X / nk[:, None]  # mu_k
-    if covariance_type in ("full", "tied"):
+    if prior is not None:  # MAP: (Psi + S_k) / (N_k + nu + D + 1)
         S = scatter_matrices(X, resp, means)
-        if prior is not None:
-            covariances = prior.map_covariances(S, nk)
-        elif covariance_type == "full":
-            covariances = S / nk[:, None, None]
-        else:
-            covariances = S.sum(axis=0) / N
-        covariances = covariances + reg_covar * np.eye(D)
-    else:
-        covariances = weighted_variances(X, resp, nk, means) + reg_covar
-        if covariance_type == "spherical":
-            covariances = covariances.mean(axis=1)
-    return weights, means, covariances
+        covariances = prior.map_covariances(S, nk)
+    elif spec.matrices:  # full: S_k / N_k; tied: sum_k S_k / N
+        S = scatter_matrices(X, resp, means)
+        covariances = spec.reduce(S, nk, N)
+    else:  # diag: per-dimension variances; spherical: their mean
+        variances = weighted_variances(X, resp, nk, means)
+        covariances = spec.reduce(variances, nk, N)
+    return weights, means, spec.add_reg(covariances, reg_covar)

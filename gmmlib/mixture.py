@@ -23,6 +23,7 @@ import numpy as np
 
 from gmmlib import _engine
 from gmmlib._engine import parallel_section
+from gmmlib.covariance import COVARIANCE, COVARIANCE_TYPES
 from gmmlib.diagnostics import (
     COLLAPSE_TOL,
     CollapseError,
@@ -34,16 +35,13 @@ from gmmlib.diagnostics import (
     min_eigenvalues,
 )
 from gmmlib.em import (
-    COVARIANCE_TYPES,
     SingularCovarianceError,
-    from_full_covariances,
     full_covariances,
     precision_cholesky,
 )
 from gmmlib.init import INIT_ALIASES, INIT_PARAMS, init_from_means, initial_parameters
 from gmmlib.prior import InverseWishartPrior
 from gmmlib.validation import (
-    ConvergenceWarning,
     check_choice,
     check_covariances,
     check_feature_names,
@@ -52,6 +50,7 @@ from gmmlib.validation import (
     check_random_state,
     check_weights,
     check_X,
+    convergence_warning,
     feature_names,
     not_fitted_error,
 )
@@ -121,9 +120,10 @@ class GaussianMixture:
     max_iter : int >= 0, maximum EM iterations (0: return the start, as scikit-learn).
     n_init : int >= 1, number of initialisations; the best ``lower_bound_`` is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, see `gmmlib.init`.
-    weights_init, means_init, precisions_init : optional stated start (scikit-learn's names).
-        With ``means_init`` only, weights are equal and every covariance is the data covariance
-        plus ``reg_covar`` (gmmlib's stated start; scikit-learn runs k-means for them).
+    weights_init, means_init, precisions_init : optional stated start (scikit-learn's names),
+        any subset: the missing ones come from the ``init_params`` start, as in scikit-learn;
+        with ``means_init``, from gmmlib's stated start (equal weights, every covariance the
+        data covariance plus ``reg_covar``), where scikit-learn runs k-means for them.
     random_state : None, int >= 0, numpy Generator or RandomState: the start and `sample`.
     warm_start : bool, start a new `fit` from the last fit's parameters (``n_init`` ignored).
     verbose : int, 0 silent, 1 each initialisation, 2 every ``verbose_interval`` iterations too.
@@ -282,11 +282,6 @@ class GaussianMixture:
             )
         if self.covariances_init is not None and self.precisions_init is not None:
             raise ValueError("give covariances_init or precisions_init, not both")
-        stated = self.covariances_init is not None or self.precisions_init is not None
-        if self.means_init is None and (self.weights_init is not None or stated):
-            raise ValueError(
-                "weights_init and covariances_init/precisions_init need means_init too"
-            )
 
     def _prepare(self, X):
         """Validate options and X; return (X, prior, collapse threshold, data subspace)."""
@@ -311,23 +306,32 @@ class GaussianMixture:
         return X, prior, threshold, subspace
 
     def _initial_parameters(self, X: np.ndarray, rng: np.random.Generator):
+        """The start: any of ``weights_init``, ``means_init`` and ``precisions_init`` (or
+        ``covariances_init``) as given, the others estimated as scikit-learn does, from the
+        ``init_params`` start; with ``means_init``, from gmmlib's stated start instead (equal
+        weights, every covariance the data covariance plus ``reg_covar``: `init_from_means`)."""
         K, D, ct = self.n_components, X.shape[1], self.covariance_type
-        if self.means_init is not None:
-            weights, means, full = init_from_means(
-                X, check_means(self.means_init, K, D), self.reg_covar
+        spec = COVARIANCE[ct]
+        given = [self.weights_init, self.means_init, self.precisions_init, self.covariances_init]
+        weights = None if given[0] is None else check_weights(given[0], K)
+        means = None if given[1] is None else check_means(given[1], K, D)
+        covariances = None
+        if given[3] is not None:
+            covariances = check_covariances(given[3], ct, K, D)
+        elif given[2] is not None:
+            covariances = spec.inverse(check_covariances(given[2], ct, K, D, "precisions"))
+        if weights is not None and means is not None and covariances is not None:
+            return weights, means, covariances  # all stated: no initialisation runs
+        if means is not None:
+            start = init_from_means(X, means, self.reg_covar)
+        else:
+            start = initial_parameters(
+                X, K, self.init_params, rng, self.reg_covar, self.collapse_tol
             )
-            if self.weights_init is not None:
-                weights = check_weights(self.weights_init, K)
-            if self.covariances_init is not None:
-                return weights, means, check_covariances(self.covariances_init, ct, K, D)
-            if self.precisions_init is not None:
-                precisions = check_covariances(self.precisions_init, ct, K, D, "precisions")
-                return weights, means, _inverse(precisions, ct)
-            return weights, means, from_full_covariances(full, ct, weights)
-        weights, means, full = initial_parameters(
-            X, K, self.init_params, rng, self.reg_covar, self.collapse_tol
-        )
-        return weights, means, from_full_covariances(full, ct, weights)
+        weights = start[0] if weights is None else weights
+        if covariances is None:
+            covariances = spec.from_full(start[2], start[0])
+        return weights, start[1] if means is None else means, covariances
 
     # ----------------------------------------------------------------------------------------
     # EM, one step at a time
@@ -454,7 +458,7 @@ class GaussianMixture:
             outcome["clock"] = now
 
     def _collapse_report(self, k, iteration, resp, lam, threshold) -> CollapseReport:
-        tied = self.covariance_type == "tied"
+        tied = COVARIANCE[self.covariance_type].shared
         return CollapseReport(
             component=0 if tied else k,
             iteration=iteration,
@@ -527,7 +531,7 @@ class GaussianMixture:
         weights, means, covariances, prec_chol = outcome["params"]
         self.weights_, self.means_, self.covariances_ = weights, means, covariances
         self.precisions_cholesky_ = prec_chol
-        self.precisions_ = _precisions(prec_chol, self.covariance_type)
+        self.precisions_ = COVARIANCE[self.covariance_type].precisions(prec_chol)
         self.converged_ = outcome["stop"] == "converged"
         self.stop_reason_ = outcome["stop"]
         self.n_iter_ = outcome["n_iter"]
@@ -545,14 +549,14 @@ class GaussianMixture:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (tol={self.tol}): "
                 "raise max_iter or tol, try other init parameters, or check for degenerate data",
-                ConvergenceWarning,
+                convergence_warning(),
                 stacklevel=4,
             )
 
     def _require_fitted(self) -> None:
         if not hasattr(self, "means_"):
             raise not_fitted_error(
-                f"This {type(self).__name__} instance is not fitted yet: call 'fit' with "
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
             )
 
@@ -606,10 +610,7 @@ class GaussianMixture:
 
     def _n_parameters(self) -> int:
         K, D = self.means_.shape
-        cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2, "spherical": K}[
-            self.covariance_type
-        ]
-        return int(cov + K * D + K - 1)
+        return COVARIANCE[self.covariance_type].n_parameters(K, D) + K * D + K - 1
 
     def bic(self, X) -> float:
         """Bayesian information criterion: -2 ln p(X) + p ln N (lower is better)."""
@@ -632,22 +633,6 @@ def _usable_precision_cholesky(weights, means, covariances, lam, covariance_type
         return precision_cholesky(covariances, covariance_type)
     except SingularCovarianceError:
         return None
-
-
-def _inverse(matrices: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Precisions -> covariances (or back): matrix inverses for full/tied, 1/x otherwise."""
-    if covariance_type in ("full", "tied"):
-        return np.linalg.inv(matrices)
-    return 1.0 / matrices
-
-
-def _precisions(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Sigma^{-1} = P P^T from the precision factors, in the covariance type's shape."""
-    if covariance_type == "full":
-        return np.einsum("kij,klj->kil", prec_chol, prec_chol)
-    if covariance_type == "tied":
-        return prec_chol @ prec_chol.T
-    return prec_chol**2
 
 
 def _rank_deficient_message(X: np.ndarray, rank: int) -> str:

@@ -223,12 +223,11 @@ GOOD = np.random.default_rng(0).normal(size=(30, 2))
         (GOOD, {"reg_covar": -1e-6}, r"reg_covar must be >= 0"),
         (GOOD, {"tol": np.nan}, r"tol must be a finite number"),
         (GOOD, {"max_iter": -1}, r"max_iter must be >= 0"),
-        (GOOD, {"weights_init": [0.5, 0.5]}, r"need means_init"),
-        (GOOD, {"precisions_init": np.ones(2)}, r"need means_init"),
         (
             GOOD,
             {"n_components": 2, "means_init": np.zeros((3, 2))},
-            r"means must have shape \(K, D\) = \(2, 2\), got \(3, 2\)",
+            r"The parameter 'means' should have the shape of \(2, 2\), but got \(3, 2\): "
+            r"means must have shape \(K, D\) = \(2, 2\)",
         ),
         (
             GOOD,
@@ -261,7 +260,8 @@ GOOD = np.random.default_rng(0).normal(size=(30, 2))
         (
             GOOD,
             {"n_components": 2, "means_init": np.zeros((2, 2)), "covariances_init": np.eye(2)},
-            r"covariance_type='full' must have shape \(K, D, D\) = \(2, 2, 2\), got \(2, 2\)",
+            r"The parameter 'full covariance' should have the shape of \(2, 2, 2\), but got "
+            r"\(2, 2\): covariances for covariance_type='full' must have shape \(K, D, D\)",
         ),
         (
             GOOD,
@@ -300,7 +300,7 @@ def test_using_an_unfitted_or_mismatched_model_is_explained():
 def test_check_parameters_for_the_pure_functions():
     with pytest.raises(ValueError, match=r"X has 3 features, but the means have 2"):
         check_parameters(np.zeros((5, 3)), [1.0], np.zeros((1, 2)), np.eye(2)[None])
-    with pytest.raises(ValueError, match=r"weights must have shape \(1,\), got \(2,\)"):
+    with pytest.raises(ValueError, match=r"parameter 'weights' should have the shape of \(1,\)"):
         check_parameters(np.zeros((5, 2)), [0.5, 0.5], np.zeros((1, 2)), np.eye(2)[None])
     X, w, mu, cov = check_parameters(GOOD, [1.0], np.zeros((1, 2)), np.eye(2)[None])
     assert X.dtype == np.float64 and cov.shape == (1, 2, 2)
