@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from gmmlib.covariance import covariance_type_of
 from gmmlib.em import NK_EPS, log_det_precision_cholesky
@@ -113,8 +114,6 @@ def parallel_section():
             _local.depth = depth
         return
     if _controller is None:
-        from threadpoolctl import ThreadpoolController
-
         _controller = ThreadpoolController()
     _local.depth = 1
     try:

@@ -27,6 +27,7 @@ __all__ = [
     "collapse_threshold",
     "collapsed_components",
     "data_subspace",
+    "CollapseRule",
 ]
 
 #: The rule's default collapse_tol; the estimator, the collapse experiment and the explorer
@@ -99,6 +100,45 @@ def collapsed_components(
     if eigenvalues is None:
         eigenvalues = min_eigenvalues(covariances, covariance_type)
     return np.flatnonzero(~(eigenvalues - reg_covar > threshold))  # NaN counts as collapsed
+
+
+@dataclass(frozen=True)
+class CollapseRule:
+    """The collapse rule for one data set X, as the estimator applies it: the threshold
+    collapse_tol * s2 and the directions in which X varies (`data_subspace`; None when X
+    varies in all of them). The estimator, the collapse experiment and the initialisation all
+    judge through this, so they agree on rank-deficient data too.
+    """
+
+    threshold: float
+    subspace: np.ndarray | None = None
+
+    @classmethod
+    def for_data(cls, X: np.ndarray, collapse_tol: float = COLLAPSE_TOL) -> CollapseRule:
+        threshold = collapse_threshold(X, collapse_tol)
+        return cls(threshold, data_subspace(X, threshold))
+
+    def min_eigenvalues(self, covariances, covariance_type: str = "full") -> np.ndarray:
+        """Smallest eigenvalue of each Sigma_k within the data's subspace: shape (K,)."""
+        return min_eigenvalues(covariances, covariance_type, self.subspace)
+
+    def collapsed(
+        self, covariances, reg_covar: float, covariance_type: str = "full", eigenvalues=None
+    ) -> np.ndarray:
+        """Indices k (ascending) of the collapsed components (``eigenvalues``: this rule's
+        `min_eigenvalues`, if the caller has them already)."""
+        if eigenvalues is None:
+            eigenvalues = self.min_eigenvalues(covariances, covariance_type)
+        return collapsed_components(covariances, reg_covar, self.threshold, eigenvalues=eigenvalues)
+
+    def collapsed_directions(self, covariance, reg_covar: float) -> int:
+        """How many eigenvalues of one full Sigma_k - reg_covar * I, within the data's subspace,
+        are at or below the threshold."""
+        cov = np.asarray(covariance, dtype=np.float64)
+        if self.subspace is not None:
+            cov = self.subspace.T @ cov @ self.subspace
+        lam = np.linalg.eigvalsh(cov) - reg_covar
+        return int(np.sum(~(lam > self.threshold)))
 
 
 @dataclass(frozen=True)

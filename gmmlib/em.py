@@ -21,6 +21,8 @@ hold the two equal. The public functions check the shapes of their inputs.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.special import logsumexp
 
@@ -29,6 +31,7 @@ from gmmlib.covariance import (
     COVARIANCE_TYPES,
     covariance_type_of,
 )
+from gmmlib.diagnostics import CollapseRule
 from gmmlib.validation import check_resp, check_step_shapes
 
 __all__ = [
@@ -46,6 +49,8 @@ __all__ = [
     "precision_cholesky",
     "log_det_precision_cholesky",
     "logsumexp",
+    "em_loop",
+    "EMRun",
 ]
 
 
@@ -282,3 +287,55 @@ def m_step(X, resp, covariance_type="full", reg_covar=0.0, prior=None):
         variances = weighted_variances(X, resp, nk, means)
         covariances = spec.reduce(variances, nk, N)
     return weights, means, spec.add_reg(covariances, reg_covar)
+
+
+# ----------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------
+
+
+class EMRun(NamedTuple):
+    """What `em_loop` returns: the last accepted parameters, ln p(X) of
+    every accepted theta_t (t = 0, 1, ...) and the first collapse as
+    (iteration, component), or None."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    log_likelihoods: list
+    collapse: tuple | None
+
+
+def em_loop(
+    X,
+    weights,
+    means,
+    covariances,
+    n_iter,
+    covariance_type="full",
+    reg_covar=0.0,
+    prior=None,
+    collapse_tol=None,
+):
+    """``n_iter`` EM iterations (E-step, then M-step) from a stated start.
+
+    The reference loop, with this module's steps; ln p(X) is measured
+    for the start and after every M-step. With ``collapse_tol``, EM stops
+    before accepting an M-step that collapses a component by gmmlib's rule
+    (`gmmlib.diagnostics.CollapseRule`) and reports (t, k).
+    """
+    rule = None
+    if collapse_tol is not None:
+        rule = CollapseRule.for_data(np.asarray(X, float), collapse_tol)
+    lls = [log_likelihood(X, weights, means, covariances, covariance_type)]
+    for t in range(1, n_iter + 1):
+        resp = e_step(X, weights, means, covariances, covariance_type)
+        new = m_step(X, resp, covariance_type, reg_covar, prior)
+        bad = [] if rule is None else rule.collapsed(new[2], reg_covar)
+        if len(bad):
+            return EMRun(weights, means, covariances, lls, (t, int(bad[0])))
+        weights, means, covariances = new
+        lls.append(
+            log_likelihood(X, weights, means, covariances, covariance_type)
+        )
+    return EMRun(weights, means, covariances, lls, None)

@@ -15,13 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gmmlib.diagnostics import (
-    COLLAPSE_TOL,
-    collapse_threshold,
-    collapsed_components,
-    data_subspace,
-    min_eigenvalues,
-)
+from gmmlib.diagnostics import COLLAPSE_TOL, CollapseRule
 from gmmlib.em import m_step
 
 __all__ = [
@@ -139,9 +133,7 @@ def initial_parameters(
     else:
         raise ValueError(f"init_params must be one of {INIT_PARAMS}, got {method!r}")
     weights, means, covariances = m_step(X, resp, "full", reg_covar)
-    threshold = collapse_threshold(X, collapse_tol)
-    lam = min_eigenvalues(covariances, "full", data_subspace(X, threshold))
     fallback = data_covariance(X) + reg_covar * np.eye(X.shape[1])
-    for k in collapsed_components(covariances, reg_covar, threshold, "full", eigenvalues=lam):
+    for k in CollapseRule.for_data(X, collapse_tol).collapsed(covariances, reg_covar):
         covariances[k] = fallback
     return weights, means, covariances

@@ -28,9 +28,9 @@ from gmmlib.diagnostics import (
     COLLAPSE_TOL,
     CollapseError,
     CollapseReport,
+    CollapseRule,
     CollapseWarning,
     collapse_threshold,
-    collapsed_components,
     data_subspace,
     min_eigenvalues,
 )
@@ -284,7 +284,7 @@ class GaussianMixture:
             raise ValueError("give covariances_init or precisions_init, not both")
 
     def _prepare(self, X):
-        """Validate options and X; return (X, prior, collapse threshold, data subspace)."""
+        """Validate options and X; return (X, prior, the collapse rule for X)."""
         self._check_options()
         X = check_X(X, self.n_components, min_samples=2)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -295,15 +295,15 @@ class GaussianMixture:
                 "its variance overflows to inf. Rescale X (e.g. divide by its standard "
                 "deviation) before fitting"
             )
-        subspace = data_subspace(X, threshold)
-        if subspace is not None and self.reg_covar == 0:
-            raise ValueError(_rank_deficient_message(X, subspace.shape[1]))
+        rule = CollapseRule(threshold, data_subspace(X, threshold))
+        if rule.subspace is not None and self.reg_covar == 0:
+            raise ValueError(_rank_deficient_message(X, rule.subspace.shape[1]))
         prior = None
         if self.covariance_prior is not None:
             prior = InverseWishartPrior.from_data(
                 X, self.n_components, self.covariance_prior, self.degrees_of_freedom_prior
             )
-        return X, prior, threshold, subspace
+        return X, prior, rule
 
     def _initial_parameters(self, X: np.ndarray, rng: np.random.Generator):
         """The start: any of ``weights_init``, ``means_init`` and ``precisions_init`` (or
@@ -348,11 +348,9 @@ class GaussianMixture:
         (its ``stop`` says why EM stopped). A collapse stops EM after the collapsed M-step
         (``step.collapse`` set; then, with ``on_collapse="raise"``, `CollapseError` is raised).
         """
-        X, prior, threshold, subspace = self._prepare(X)
+        X, prior, rule = self._prepare(X)
         start = self._initial_parameters(X, check_random_state(self.random_state))
-        yield from self._em(
-            X, *start, prior=prior, threshold=threshold, subspace=subspace, outcome={}
-        )
+        yield from self._em(X, *start, prior=prior, rule=rule, outcome={})
 
     def _em(
         self,
@@ -362,8 +360,7 @@ class GaussianMixture:
         covariances,
         *,
         prior,
-        threshold,
-        subspace,
+        rule,
         outcome,
         lower_bound=-np.inf,
     ) -> Iterator[Step]:
@@ -416,14 +413,14 @@ class GaussianMixture:
             weights, means, covariances = _engine.m_step(X, resp, ct, reg, prior)
             lam = min_eigenvalues(covariances, ct)
             new_prec = _usable_precision_cholesky(weights, means, covariances, lam, ct)
-            rule_lam = lam if subspace is None else min_eigenvalues(covariances, ct, subspace)
-            collapsed = collapsed_components(covariances, reg, threshold, ct, eigenvalues=rule_lam)
+            rule_lam = lam if rule.subspace is None else rule.min_eigenvalues(covariances, ct)
+            collapsed = rule.collapsed(covariances, reg, ct, eigenvalues=rule_lam)
             if new_prec is None and collapsed.size == 0:  # not positive definite, yet above
                 collapsed = np.array([int(np.argmin(np.nan_to_num(lam, nan=-np.inf)))])
             report = None
             if collapsed.size and outcome["collapse"] is None:
                 report = outcome["collapse"] = self._collapse_report(
-                    int(collapsed[0]), t, resp, rule_lam, threshold
+                    int(collapsed[0]), t, resp, rule_lam, rule.threshold
                 )
             halt = bool(collapsed.size) and (self.on_collapse != "continue" or new_prec is None)
             if halt:
@@ -487,7 +484,7 @@ class GaussianMixture:
 
     def _fit(self, X) -> np.ndarray:
         names = feature_names(X)
-        X, prior, threshold, subspace = self._prepare(X)
+        X, prior, rule = self._prepare(X)
         warm = bool(self.warm_start) and hasattr(self, "converged_")
         rng = check_random_state(self.random_state)
         best = None
@@ -506,8 +503,7 @@ class GaussianMixture:
                     X,
                     *start,
                     prior=prior,
-                    threshold=threshold,
-                    subspace=subspace,
+                    rule=rule,
                     outcome=outcome,
                     lower_bound=lower_bound,
                 ):

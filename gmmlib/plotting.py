@@ -21,7 +21,13 @@ from __future__ import annotations
 
 import io
 
+import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
+from cycler import cycler
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+from matplotlib.text import Text
 
 from gmmlib.em import full_covariances
 
@@ -84,9 +90,6 @@ def use_course_style() -> None:
     Inside IPython (the book's pages) every figure is then shown through `figure_png`, so its
     PNG carries its dpi and smallest font size and a test can compute the rendered text size.
     """
-    import matplotlib as mpl
-    from cycler import cycler
-
     mpl.rcParams.update(
         {
             "figure.dpi": DPI,
@@ -112,9 +115,6 @@ def use_course_style() -> None:
     shell = get_ipython()
     if shell is None:
         return
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-
     # matplotlib loads its backend lazily, and the inline backend registers its own PNG
     # formatter when it loads: load it now, so that ours, registered after, is the one used.
     plt.switch_backend(mpl.get_backend())
@@ -124,8 +124,6 @@ def use_course_style() -> None:
 
 def _smallest_font_pt(fig) -> float:
     """The smallest font size (pt) of any visible, non-empty text in ``fig`` (after a draw)."""
-    from matplotlib.text import Text
-
     sizes = [
         t.get_fontsize()
         for t in fig.findobj(Text)
@@ -192,8 +190,6 @@ def ellipse_axes(covariance: np.ndarray, n_std: float = 1.0) -> tuple[float, flo
 
 def covariance_ellipse(mean, covariance, n_std: float = 1.0, **kwargs):
     """A matplotlib ``Ellipse`` patch for the n-sigma contour (no fill unless asked)."""
-    from matplotlib.patches import Ellipse
-
     width, height, angle = ellipse_axes(covariance, n_std)
     kwargs.setdefault("fill", False)
     return Ellipse(xy=np.asarray(mean, float), width=width, height=height, angle=angle, **kwargs)

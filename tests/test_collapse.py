@@ -276,3 +276,23 @@ def test_cli_all_writes_every_experiment_at_once(tmp_path, capsys):
     assert records["run"]["result"]["collapse"]["iteration"] == 9
     assert len(records["sweep-reg"]["rows"]) == 11  # 1e-2 ... 1e-12
     assert capsys.readouterr().err == ""  # --quiet: no progress either
+
+
+def test_experiment_and_estimator_agree_on_rank_deficient_data():
+    """A third coordinate that hardly varies (1e-6, below the rule's threshold): every component
+    is flat in it, which is not a collapse, since the data are flat there too. The experiment
+    used to measure the rule in all directions and flag every component from iteration 1; it
+    now judges with the estimator's rule (data subspace included)."""
+    from gmmlib.collapse.experiment import trace_em
+    from gmmlib.diagnostics import CollapseRule
+
+    X2 = collapse_data()
+    X = np.column_stack([X2, 1e-6 * np.random.default_rng(1).standard_normal(len(X2))])
+    rule = CollapseRule.for_data(X)
+    assert rule.subspace is not None and rule.subspace.shape[1] == 2  # rank-deficient
+    t = trace_em(X, 2, 0, reg_covar=1e-6, max_iter=30)
+    assert t["status"] in ("converged", "max_iter") and t["collapse"] is None
+    assert all(row["collapsed"] == [] for row in t["rows"])
+    # The old rule (all D directions) would have flagged both components: the disagreement.
+    last = t["rows"][-1]
+    assert all(lam - 1e-6 <= rule.threshold for lam in last["min_eigenvalues"])

@@ -350,3 +350,40 @@ def test_reference_lines_fit_the_book_page():
     lines = Path(gmmlib.em.__file__).read_text(encoding="utf-8").splitlines()
     long = [(n, len(line)) for n, line in enumerate(lines, 1) if len(line) > 79]
     assert not long, f"lines longer than 79 characters (line, length): {long}"
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_em_loop_is_e_step_then_m_step_with_every_log_likelihood(covariance_type):
+    from gmmlib.em import em_loop, from_full_covariances
+
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(60, 2)) + np.repeat([[0.0, 0.0], [4.0, 1.0], [1.0, 5.0]], 20, axis=0)
+    weights, means, full = init_from_means(X, X[[0, 20, 40]])
+    cov = from_full_covariances(full, covariance_type, weights)
+    run = em_loop(X, weights, means, cov, 4, covariance_type, reg_covar=1e-6)
+    w, mu, c = weights, means, cov
+    lls = [log_likelihood(X, w, mu, c, covariance_type)]
+    for _ in range(4):
+        w, mu, c = m_step(X, e_step(X, w, mu, c, covariance_type), covariance_type, 1e-6)
+        lls.append(log_likelihood(X, w, mu, c, covariance_type))
+    assert run.collapse is None and np.allclose(run.log_likelihoods, lls, rtol=0, atol=1e-9)
+    for got, expected in zip(run[:3], (w, mu, c), strict=True):
+        assert np.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert np.all(np.diff(run.log_likelihoods) > -1e-9)  # EM never goes down
+
+
+def test_em_loop_stops_before_the_collapse_the_estimator_reports():
+    from gmmlib import CollapseError
+    from gmmlib.datasets import collapse_data, collapse_init
+    from gmmlib.em import em_loop
+
+    X = collapse_data()
+    start = collapse_init(X, 4, 22)
+    run = em_loop(X, *start, 50, collapse_tol=1e-8)
+    w0, m0, c0 = start
+    gm = GaussianMixture(4, reg_covar=0.0, weights_init=w0, means_init=m0, covariances_init=c0)
+    with pytest.raises(CollapseError) as caught:
+        gm.fit(X)
+    report = caught.value.report
+    assert run.collapse == (report.iteration, report.component) == (9, 2)
+    assert len(run.log_likelihoods) == 9  # theta_0 .. theta_8, the collapsed theta_9 refused

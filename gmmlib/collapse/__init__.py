@@ -33,7 +33,7 @@ The package, one idea per module: `experiment` (one traced run and its record), 
 three sweeps), `figures` (one figure per record kind), `report` (tables, JSON, writing the
 files), `cli` (the command line). The modules use only each other's public names (each
 module's ``__all__``): the record parts (`experiment.data_record`, `environment_record`,
-`prior_record`, `command_line`, `n_collapsed_directions`) and the table formatters
+`prior_record`, `command_line`) and the table formatters
 (`report.format_value`, `format_sweep_k`, `format_sweep_reg`, `format_sweep_fixes`).
 """
 

@@ -16,9 +16,8 @@ from gmmlib.datasets import collapse_data, collapse_init
 from gmmlib.diagnostics import (
     COLLAPSE_TOL,
     CollapseError,
+    CollapseRule,
     CollapseWarning,
-    collapse_threshold,
-    collapsed_components,
 )
 from gmmlib.mixture import GaussianMixture
 from gmmlib.prior import InverseWishartPrior
@@ -28,7 +27,6 @@ __all__ = [
     "RECORD_FORMAT",
     "trace_em",
     "run_experiment",
-    "n_collapsed_directions",
     "environment_record",
     "data_record",
     "prior_record",
@@ -71,12 +69,6 @@ def _estimator(K, reg_covar, prior, max_iter, tol, collapse_tol, on_collapse, st
     )
 
 
-def n_collapsed_directions(covariance, reg_covar, threshold) -> int:
-    """How many eigenvalues of Sigma_k - reg_covar * I are at or below the collapse threshold."""
-    lam = np.linalg.eigvalsh(np.asarray(covariance, float)) - reg_covar
-    return int(np.sum(~(lam > threshold)))
-
-
 def trace_em(
     X: np.ndarray,
     n_components: int,
@@ -110,7 +102,7 @@ def trace_em(
     """
     X = np.asarray(X, dtype=np.float64)
     start = collapse_init(X, n_components, seed)
-    threshold = collapse_threshold(X, collapse_tol)
+    rule = CollapseRule.for_data(X, collapse_tol)  # the estimator's rule, data subspace included
     gm = _estimator(
         n_components,
         reg_covar,
@@ -141,7 +133,7 @@ def trace_em(
                         lps.append(float(step.log_posterior))
                         nk_pending = [float(v) for v in step.nk]
                         continue
-                    bad = collapsed_components(step.covariances, reg_covar, threshold)
+                    bad = rule.collapsed(step.covariances, reg_covar)
                     rows.append(
                         {
                             "iteration": int(step.iteration),
@@ -154,7 +146,7 @@ def trace_em(
                     if keep_parameters:
                         params.append(_params_dict(step.weights, step.means, step.covariances))
                     if step.collapse is not None and first_report is None:
-                        first_report = _report_record(step, reg_covar, threshold)
+                        first_report = _report_record(step, reg_covar, rule)
                     if first_report is not None and stop_at_collapse:
                         status = "collapsed"
                         break
@@ -181,11 +173,11 @@ def trace_em(
     return record
 
 
-def _report_record(step, reg_covar: float, threshold: float) -> dict:
+def _report_record(step, reg_covar: float, rule: CollapseRule) -> dict:
     """gmmlib's CollapseReport of this M-step as a dict, plus the collapsed directions and mean."""
     out = step.collapse.as_dict()
     k = int(out["component"])
-    out["collapsed_directions"] = n_collapsed_directions(step.covariances[k], reg_covar, threshold)
+    out["collapsed_directions"] = rule.collapsed_directions(step.covariances[k], reg_covar)
     out["mean"] = np.asarray(step.means[k], float).tolist()
     return out
 
@@ -286,7 +278,7 @@ def run_experiment(
             "max_iter": max_iter,
             "tol": tol,
             "collapse_tol": collapse_tol,
-            "collapse_threshold": collapse_threshold(X, collapse_tol),
+            "collapse_threshold": CollapseRule.for_data(X, collapse_tol).threshold,
             "init": "gmmlib.datasets.collapse_init(X, n_components, seed)",
             "covariance_type": "full",
         },

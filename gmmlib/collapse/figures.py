@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from gmmlib.diagnostics import min_eigenvalues
 from gmmlib.plotting import PALETTE, component_colors, covariance_ellipse
@@ -29,8 +30,6 @@ _PLOT_FLOOR = 1e-20
 
 
 def _new_figure(width, height):
-    from matplotlib.figure import Figure
-
     return Figure(figsize=(width, height), layout="constrained")
 
 

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
 from gmmlib.collapse.figures import RC
@@ -158,8 +159,6 @@ def record_json(record: dict) -> str:
 
 
 def _save_figure(fig, png: Path, svg: Path) -> None:
-    import matplotlib
-
     with matplotlib.rc_context(RC):
         fig.savefig(png, dpi=110, metadata={"Software": None})
         fig.savefig(svg, metadata={"Date": None, "Creator": None})
@@ -171,8 +170,6 @@ def write_outputs(out: Path, outputs: Sequence[tuple[str, dict, Callable]]) -> l
     Everything is built in a temporary folder inside ``out`` and renamed into place only once
     every file exists, so an error (or Ctrl-C) leaves ``out`` as it was.
     """
-    import matplotlib
-
     out = Path(out)
     tmp = Path(tempfile.mkdtemp(prefix=".gmm-collapse-partial-", dir=out))
     try:

@@ -12,25 +12,19 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from gmmlib._engine import responsibilities
 from gmmlib.collapse.experiment import (
     RECORD_FORMAT,
     REFERENCE,
     command_line,
     data_record,
     environment_record,
-    n_collapsed_directions,
     prior_record,
     trace_em,
 )
 from gmmlib.collapse.report import format_value
 from gmmlib.datasets import collapse_data
-from gmmlib.diagnostics import (
-    collapse_threshold,
-    collapsed_components,
-    min_eigenvalues,
-)
-from gmmlib.em import precision_cholesky
+from gmmlib.diagnostics import CollapseRule, collapse_threshold, min_eigenvalues
+from gmmlib.em import e_step
 
 SWEEP_K_RANGE = (2, 8)
 SWEEP_SEEDS = 100
@@ -175,7 +169,7 @@ def sweep_reg(
     holds the measured slope between consecutive values and that prediction.
     """
     X = collapse_data()
-    threshold = collapse_threshold(X, collapse_tol)
+    rule = CollapseRule.for_data(X, collapse_tol)  # the estimator's rule
     regs = [float(r) for r in regs]
     rows = []
     for i, reg in enumerate(regs, 1):
@@ -194,12 +188,12 @@ def sweep_reg(
         covs = np.asarray(final["covariances"])
         resp_points = _hard_counts(X, final)
         collapsed = []
-        for k in collapsed_components(covs, reg, threshold):
+        for k in rule.collapsed(covs, reg):
             collapsed.append(
                 {
                     "component": int(k),
                     "n_points": int(resp_points[k]),
-                    "collapsed_directions": n_collapsed_directions(covs[k], reg, threshold),
+                    "collapsed_directions": rule.collapsed_directions(covs[k], reg),
                 }
             )
         predicted = 0.5 * sum(c["n_points"] * c["collapsed_directions"] for c in collapsed)
@@ -248,7 +242,7 @@ def sweep_reg(
             "max_iter": max_iter,
             "tol": tol,
             "collapse_tol": collapse_tol,
-            "collapse_threshold": threshold,
+            "collapse_threshold": rule.threshold,
             "on_collapse": "continue",
             "init": "gmmlib.datasets.collapse_init(X, n_components, seed)",
         },
@@ -264,7 +258,7 @@ def _hard_counts(X, params) -> np.ndarray:
         np.asarray(params[name], dtype=float) for name in ("weights", "means", "covariances")
     )
     with np.errstate(all="ignore"):
-        resp, _ = responsibilities(X, weights, means, precision_cholesky(covariances))
+        resp = e_step(X, weights, means, covariances)
     return np.sum(resp > 0.5, axis=0)
 
 
