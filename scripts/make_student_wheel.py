@@ -2,10 +2,12 @@
 
     python scripts/make_student_wheel.py [--out dist]
 
-The repository's package also ships `grading/`, whose re-check definitions are the hidden tests,
-and the `gmm-grade` command. Students need neither, so the wheel is built from a staged copy of
-the repository holding `gmmlib/`, `README.md`, `LICENSE` and `pyproject.toml` with those two
-entries taken out. Students install it with
+The repository's pyproject.toml is the course's distribution (gmmlib, `grading/`, whose checks
+are the hidden tests, and the `gmm-grade` command). The student's is a second distribution,
+configured in `packaging/student/pyproject.toml`: the wheel is built from a staging folder that
+holds that file, `gmmlib/`, `README.md` and `LICENSE`, and nothing else, so no grading code,
+solutions or tests are there to be picked up. No configuration text is edited. The built
+wheel's file list is checked before it is kept. Students install it with
 ``pip install "gmmlib-<version>-py3-none-any.whl[student]"``: gmmlib, its run-time
 dependencies and JupyterLab, which is what the release notebooks need.
 """
@@ -21,63 +23,47 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Each edit must match exactly once, so a change to pyproject.toml that would let the grading
-# code into the student wheel fails this script instead of passing silently.
-PYPROJECT_EDITS = [
-    ('include = ["gmmlib*", "grading*"]', 'include = ["gmmlib*"]'),
-    ('gmm-grade = "grading.cli:main"\n', ""),
-]
+CONFIG = REPO / "packaging" / "student" / "pyproject.toml"
+#: Top-level entries a student wheel may hold: the package and its metadata.
+ALLOWED_TOP = ("gmmlib/", "gmmlib-")
 
 
-def student_pyproject(text: str) -> str:
-    """pyproject.toml with the grading package and the gmm-grade command taken out."""
-    for old, new in PYPROJECT_EDITS:
-        if text.count(old) != 1:
-            raise SystemExit(
-                f"pyproject.toml no longer contains {old!r} exactly once: "
-                "update PYPROJECT_EDITS in scripts/make_student_wheel.py"
-            )
-        text = text.replace(old, new)
-    return text
+def stage(folder: Path) -> Path:
+    """Lay out the student distribution's source in ``folder``: its pyproject.toml, gmmlib/,
+    README.md and LICENSE."""
+    folder.mkdir(parents=True)
+    shutil.copy2(CONFIG, folder / "pyproject.toml")
+    shutil.copytree(
+        REPO / "gmmlib",
+        folder / "gmmlib",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
+    )
+    for name in ("README.md", "LICENSE"):
+        shutil.copy2(REPO / name, folder / name)
+    return folder
+
+
+def unexpected_files(names: list[str]) -> list[str]:
+    """Entries of a wheel that are neither gmmlib's package nor its metadata."""
+    return [n for n in names if not n.startswith(ALLOWED_TOP)]
 
 
 def build(out: Path) -> Path:
     """Build the student wheel into ``out``; return its path."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        stage = Path(tmp) / "gmmlib"
-        shutil.copytree(
-            REPO / "gmmlib", stage / "gmmlib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
-        for name in ("README.md", "LICENSE"):
-            if (REPO / name).exists():
-                shutil.copy2(REPO / name, stage / name)
-        (stage / "pyproject.toml").write_text(
-            student_pyproject((REPO / "pyproject.toml").read_text())
-        )
+        source = stage(Path(tmp) / "gmmlib-student")
         wheels = Path(tmp) / "wheels"
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "-q",
-                "-w",
-                str(wheels),
-                str(stage),
-            ],
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), source],
             check=True,
         )
         (built,) = wheels.glob("gmmlib-*.whl")
+        leaked = unexpected_files(zipfile.ZipFile(built).namelist())
+        if leaked:
+            raise SystemExit(f"the student wheel holds files outside gmmlib: {leaked[:5]}")
         target = out / built.name
         shutil.copy2(built, target)
-    names = zipfile.ZipFile(target).namelist()
-    leaked = [n for n in names if n.startswith("grading/")]
-    if leaked:
-        raise SystemExit(f"the student wheel contains grading code: {leaked[:3]}")
     return target
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -22,8 +23,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +59,60 @@ def student_env(tmp_path_factory, student_wheel):
     return venv, env, home
 
 
+@pytest.mark.slow
 def test_wheel_holds_gmmlib_and_no_grading_code(student_wheel):
-    names = zipfile.ZipFile(student_wheel).namelist()
-    assert "gmmlib/em.py" in names and "gmmlib/data/old_faithful.csv" in names
-    assert not [n for n in names if n.startswith(("grading/", "solutions/", "tests/"))]
-    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "gmm-grade" not in zipfile.ZipFile(student_wheel).read(entry_points).decode()
+    """The built wheel's file list: every file of gmmlib/ (its data included), its metadata,
+    and nothing else: no grading code, solutions, exercises or tests, no hidden tests."""
+    wheel = zipfile.ZipFile(student_wheel)
+    names = wheel.namelist()
+    package = {n for n in names if n.startswith("gmmlib/")}
+    metadata = {n for n in names if n.startswith("gmmlib-") and ".dist-info/" in n}
+    assert set(names) == package | metadata
+    source = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "gmmlib").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    assert package == source  # nothing of gmmlib left out (data files too), nothing added
+    assert "gmmlib/data/old_faithful.csv" in package
+    for forbidden in ("grading/", "solutions/", "exercises/", "tests/"):
+        assert not [n for n in names if forbidden in n]
+    for name in package:  # (METADATA holds the README, which tells instructors about them)
+        text = wheel.read(name).decode("utf-8", "replace")
+        assert "BEGIN HIDDEN TESTS" not in text, name
+        assert "from grading" not in text and "import grading" not in text, name
+    entry_points = next(n for n in metadata if n.endswith("entry_points.txt"))
+    assert "gmm-grade" not in wheel.read(entry_points).decode()
+    assert "gmm-collapse = gmmlib.collapse:main" in wheel.read(entry_points).decode()
 
 
+def test_student_distribution_is_configured_like_the_course_one():
+    """packaging/student/pyproject.toml is the course's pyproject.toml without grading: the
+    same version, Python, run-time dependencies, student extra, gmm-collapse command and
+    package data, and gmmlib the only package it names."""
+    course = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    student = tomllib.loads((ROOT / "packaging" / "student" / "pyproject.toml").read_text())
+    for key in ("name", "version", "requires-python", "license", "dependencies"):
+        assert student["project"][key] == course["project"][key], key
+    extras = student["project"]["optional-dependencies"]
+    assert extras == {"student": course["project"]["optional-dependencies"]["student"]}
+    assert student["project"]["scripts"] == {"gmm-collapse": "gmmlib.collapse:main"}
+    assert course["project"]["scripts"]["gmm-collapse"] == "gmmlib.collapse:main"
+    setuptools = student["tool"]["setuptools"]
+    assert setuptools["packages"]["find"]["include"] == ["gmmlib", "gmmlib.*"]
+    assert setuptools["package-data"] == {
+        "gmmlib": course["tool"]["setuptools"]["package-data"]["gmmlib"]
+    }
+
+
+def test_student_wheel_refuses_files_outside_gmmlib():
+    import make_student_wheel
+
+    names = ["gmmlib/em.py", "gmmlib-0.1.0.dist-info/METADATA", "grading/checks.py"]
+    assert make_student_wheel.unexpected_files(names) == ["grading/checks.py"]
+
+
+@pytest.mark.slow
 def test_student_venv_has_what_the_notebooks_need(student_env):
     venv, env, home = student_env
     python = str(venv / "bin" / "python")
@@ -95,6 +140,7 @@ def test_student_venv_has_what_the_notebooks_need(student_env):
     assert str(ROOT) not in specs["python3"]["resource_dir"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("assignment", ["em_by_hand", "break_it"])
 def test_release_notebook_runs_with_a_correct_answer(student_env, assignment):
     from make_submissions import ASSIGNMENTS, build_notebook
@@ -135,6 +181,7 @@ def test_release_notebook_runs_with_a_correct_answer(student_env, assignment):
     assert len(ran) == sum(c.cell_type == "code" for c in executed.cells)
 
 
+@pytest.mark.slow
 def test_the_book_names_the_wheel_make_dist_builds(student_wheel):
     """Chapter 7 gives students a command to copy: it must name the file they are handed."""
     chapter = (ROOT / "book" / "07-exercises.md").read_text()
