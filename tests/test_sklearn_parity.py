@@ -160,3 +160,133 @@ def test_fit_predict_is_fit_then_predict():
     gm = GaussianMixture(len(weights), covariance_type="diag", random_state=0)
     labels = gm.fit_predict(X)
     np.testing.assert_array_equal(labels, gm.predict(X))
+
+
+# ---- where a scikit-learn user meets gmmlib: warnings, errors, partial starts ----------------
+
+
+def _no_convergence(estimator, X):
+    """Fit with max_iter=1 and tol=0, so EM stops before it converges and warns."""
+    return estimator.set_params(max_iter=1, tol=0.0).fit(X)
+
+
+def test_convergence_warning_is_caught_by_either_library_s_filter():
+    X, weights, means, full = problem(3)
+    assert issubclass(ConvergenceWarning, SkConvergenceWarning)
+    assert issubclass(ConvergenceWarning, UserWarning)
+    for category in (SkConvergenceWarning, ConvergenceWarning):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            warnings.filterwarnings("ignore", category=category)
+            _no_convergence(GaussianMixture(len(weights), random_state=0), X)  # no error
+    with pytest.warns(ConvergenceWarning, match="did not converge"):  # gmmlib's own class
+        _no_convergence(GaussianMixture(len(weights), random_state=0), X)
+    with pytest.warns(SkConvergenceWarning) as theirs:  # what scikit-learn itself warns
+        _no_convergence(SkGaussianMixture(len(weights), random_state=0), X)
+    assert theirs and all(issubclass(w.category, SkConvergenceWarning) for w in theirs)
+
+
+def test_importing_gmmlib_does_not_import_sklearn_and_works_without_it():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "{block}"
+        "import warnings, numpy as np, gmmlib\n"
+        "assert sys.modules.get('sklearn') is None, 'import gmmlib imported sklearn'\n"
+        "W = gmmlib.ConvergenceWarning\n"
+        "assert issubclass(W, UserWarning) and issubclass(W, RuntimeWarning)\n"
+        "X = np.random.default_rng(0).normal(size=(40, 2))\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    gmmlib.GaussianMixture(2, max_iter=1, tol=0, random_state=0).fit(X)\n"
+        "assert [w.category for w in seen] == [W], seen\n"
+        "print(W.__mro__[1].__module__)\n"
+    )
+    # Installed: its base is scikit-learn's class. Absent (an import of it fails): UserWarning.
+    hidden = "sys.modules['sklearn'] = None\n"
+    for block, base in (("", "sklearn.exceptions"), (hidden, "builtins")):
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(block=block)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.strip() == base
+
+
+def test_not_fitted_error_in_scikit_learn_s_words():
+    from sklearn.exceptions import NotFittedError
+
+    X = problem(0)[0]
+    for method in ("predict", "predict_proba", "score_samples", "score"):
+        with pytest.raises(NotFittedError) as theirs:
+            getattr(SkGaussianMixture(2), method)(X)
+        with pytest.raises(NotFittedError) as ours:
+            getattr(GaussianMixture(2), method)(X)
+        assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("bad", ["weights_init", "means_init", "precisions_init"])
+def test_init_shape_errors_start_with_scikit_learn_s_words(covariance_type, bad):
+    X, weights, means, full = problem(1)
+    K, D = means.shape
+    _, precisions = start(full, covariance_type, weights)
+    given = {"weights_init": weights, "means_init": means, "precisions_init": precisions}
+    given[bad] = np.concatenate([given[bad], given[bad][:1]])  # one component too many
+    options = dict(covariance_type=covariance_type, **given)
+    with pytest.raises(ValueError) as theirs:
+        SkGaussianMixture(K, **options).fit(X)
+    with pytest.raises(ValueError) as ours:
+        GaussianMixture(K, **options).fit(X)
+    assert str(theirs.value).startswith("The parameter '")
+    assert str(ours.value).startswith(str(theirs.value) + ": ")  # then gmmlib's explanation
+
+
+SUBSETS = [
+    ("weights_init",),
+    ("precisions_init",),
+    ("weights_init", "precisions_init"),
+    ("means_init",),
+    ("means_init", "weights_init"),
+    ("means_init", "precisions_init"),
+]
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("subset", SUBSETS, ids="+".join)
+def test_any_subset_of_the_initial_parameters_is_accepted_as_scikit_learn_does(
+    covariance_type, subset
+):
+    """The given ones start EM as given; the missing ones come from the init_params start
+    (scikit-learn's rule), or, when means_init is given, from gmmlib's stated start for those
+    means (equal weights, the data covariance)."""
+    X, weights, means, full = problem(2)
+    K = len(weights)
+    cov, precisions = start(full, covariance_type, weights)
+    values = {"weights_init": weights, "means_init": means, "precisions_init": precisions}
+    options = dict(covariance_type=covariance_type, random_state=0, max_iter=5)
+    options.update({name: values[name] for name in subset})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkConvergenceWarning)
+        SkGaussianMixture(K, **options).fit(X)  # scikit-learn accepts the subset...
+        first = next(GaussianMixture(K, **options).steps(X))  # ... and so does gmmlib
+        if "means_init" in subset:
+            w0, m0, full0 = init_from_means(X, means, 1e-6)
+        else:
+            plain = {k: v for k, v in options.items() if not k.endswith("_init")}
+            reference = next(GaussianMixture(K, **plain).steps(X))
+            w0, m0 = reference.weights, reference.means
+            full0 = None
+    np.testing.assert_allclose(first.weights, weights if "weights_init" in subset else w0)
+    np.testing.assert_allclose(first.means, means if "means_init" in subset else m0)
+    if "precisions_init" in subset:
+        np.testing.assert_allclose(first.covariances, cov, rtol=1e-10)
+    elif full0 is not None:
+        np.testing.assert_allclose(
+            first.covariances, from_full_covariances(full0, covariance_type, w0)
+        )
+    else:
+        np.testing.assert_allclose(first.covariances, reference.covariances)
