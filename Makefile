@@ -31,13 +31,17 @@ book: setup
 collapse: setup
 	$(BIN)/gmm-collapse all --out results/collapse
 
+# pytest on every core (pytest-xdist); tests that share a costly fixture stay on one worker
+# (xdist_group, set in tests/conftest.py), and the book is built once per run (a file lock).
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup
+
 ## test: lint, then every test (library, collapse, book build + browser, explorer, grading)
 test: setup lint
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 ## test-fast: lint, then every test not marked slow or browser (the loop while editing)
 test-fast: setup lint
-	$(BIN)/python -m pytest -m "not slow and not browser"
+	$(PYTEST) -m "not slow and not browser"
 
 PY_SOURCES := gmmlib grading tests benchmarks scripts book/_ext
 # Modules the book shows (literalinclude): lines <= 79 so they fit the page's code column.

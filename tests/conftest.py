@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
@@ -47,16 +49,39 @@ def pytest_configure(config):
         settings.load_profile("repeatable")
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+#: Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`) a module- or session-scoped
+#: fixture is built once per worker that needs it. These modules' fixtures are costly (a graded
+#: class, a Dask cluster, a student venv, the explorer run under node), so each module's tests
+#: are one xdist group, run by one worker: the fixtures are built once.
+XDIST_MODULES = frozenset(
+    {
+        "test_grading_pipeline",
+        "test_grading_distributed",
+        "test_student_setup",
+        "test_explorer_parity",
+    }
+)
+#: The same by fixture: test_book's `reading` opens every page in Chromium once for its tests.
+XDIST_FIXTURES = {"reading": "book-reading"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker, and before xdist reads groups
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs the built book or the browser, whatever file it is in, so
-    `make test-fast` (-m "not slow and not browser") leaves them out without per-test upkeep."""
+    `make test-fast` (-m "not slow and not browser") leaves them out without per-test upkeep;
+    and put the tests that share a costly fixture in one xdist group (see XDIST_MODULES)."""
     for item in items:
         needs = set(getattr(item, "fixturenames", ()))
         if needs & (BOOK_FIXTURES | BROWSER_FIXTURES):
             item.add_marker(pytest.mark.slow)
         if needs & BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        group = module if module in XDIST_MODULES else None
+        for fixture in sorted(needs & set(XDIST_FIXTURES)):
+            group = group or XDIST_FIXTURES[fixture]
+        if group and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +91,7 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
-def book_build() -> subprocess.CompletedProcess:
-    """Build the book once per session (warnings are errors; MyST-NB's cache keeps it fast)."""
+def _build_book() -> subprocess.CompletedProcess:
     jb = Path(sys.executable).with_name("jupyter-book")
     env = dict(os.environ, PATH=f"{jb.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run(
@@ -79,6 +102,28 @@ def book_build() -> subprocess.CompletedProcess:
         text=True,
         timeout=1800,
     )
+
+
+@pytest.fixture(scope="session")
+def book_build(tmp_path_factory) -> subprocess.CompletedProcess:
+    """Build the book once per test run (warnings are errors; MyST-NB's cache keeps it fast).
+
+    Under pytest-xdist every worker that needs the book asks for this; as pytest-xdist's docs
+    show, the first takes a file lock in the run's shared temporary folder and builds, and the
+    others wait on the lock and read the outcome it left, so only one process ever writes
+    book/_build.
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run: one process
+        return _build_book()
+    shared = tmp_path_factory.getbasetemp().parent / "book-build.json"
+    with FileLock(f"{shared}.lock"):
+        if shared.is_file():
+            done = json.loads(shared.read_text())
+            return subprocess.CompletedProcess(**done)
+        build = _build_book()
+        fields = ("args", "returncode", "stdout", "stderr")
+        shared.write_text(json.dumps({name: getattr(build, name) for name in fields}))
+        return build
 
 
 @pytest.fixture(scope="session")
