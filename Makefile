@@ -31,9 +31,9 @@ book: setup
 collapse: setup
 	$(BIN)/gmm-collapse all --out results/collapse
 
-# pytest on every core (pytest-xdist); tests that share a costly fixture stay on one worker
-# (xdist_group, set in tests/conftest.py), and the book is built once per run (a file lock).
-PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup
+# pytest on every core (pytest-xdist); the modules whose fixtures are costly each stay on one
+# worker, and the book is built once per run (a file lock): see tests/conftest.py.
+PYTEST := $(BIN)/python -m pytest -n auto --dist load
 
 ## test: lint, then every test (library, collapse, book build + browser, explorer, grading)
 test: setup lint

@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+try:  # pytest-xdist (the test extra): `make test` runs on every core
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # plain pytest still runs every test, in one process
+    LoadScopeScheduling = None
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
 ARTIFACTS = ROOT / "artifacts"
@@ -49,39 +54,53 @@ def pytest_configure(config):
         settings.load_profile("repeatable")
 
 
-#: Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`) a module- or session-scoped
-#: fixture is built once per worker that needs it. These modules' fixtures are costly (a graded
-#: class, a Dask cluster, a student venv, the explorer run under node), so each module's tests
-#: are one xdist group, run by one worker: the fixtures are built once.
+#: Under pytest-xdist (`make test` runs `-n auto`) a module- or session-scoped fixture is built
+#: once per worker that needs it. These modules' fixtures are costly (the book's pages read in
+#: Chromium, a graded class, a Dask cluster, a student venv, the explorer run under node), so
+#: each module's tests go to one worker together (`pytest_xdist_make_scheduler` below).
 XDIST_MODULES = frozenset(
     {
+        "test_book",
         "test_grading_pipeline",
         "test_grading_distributed",
         "test_student_setup",
         "test_explorer_parity",
     }
 )
-#: The same by fixture: test_book's `reading` opens every page in Chromium once for its tests.
-XDIST_FIXTURES = {"reading": "book-reading"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker, and before xdist reads groups
+if LoadScopeScheduling is not None:
+
+    class _CostlyModulesTogether(LoadScopeScheduling):
+        """xdist's ``--dist load``, except that each module of XDIST_MODULES is one unit of
+        work (its fixtures are built once); the largest units are handed out first.
+
+        pytest-xdist's own way, ``xdist_group`` marks with ``--dist loadgroup``, silently stops
+        grouping under pytest 9.2 (pytest-xdist issue #1386: it renames node ids, which pytest
+        9.2 no longer reads), so the grouping is done by the scheduler itself.
+        """
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if Path(module).stem in XDIST_MODULES else nodeid
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") == "load":
+            return _CostlyModulesTogether(config, log)
+        return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs the built book or the browser, whatever file it is in, so
-    `make test-fast` (-m "not slow and not browser") leaves them out without per-test upkeep;
-    and put the tests that share a costly fixture in one xdist group (see XDIST_MODULES)."""
+    `make test-fast` (-m "not slow and not browser") leaves them out without per-test upkeep."""
     for item in items:
         needs = set(getattr(item, "fixturenames", ()))
         if needs & (BOOK_FIXTURES | BROWSER_FIXTURES):
             item.add_marker(pytest.mark.slow)
         if needs & BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
-        module = item.module.__name__.rpartition(".")[2] if item.module else ""
-        group = module if module in XDIST_MODULES else None
-        for fixture in sorted(needs & set(XDIST_FIXTURES)):
-            group = group or XDIST_FIXTURES[fixture]
-        if group and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
