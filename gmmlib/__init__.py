@@ -11,7 +11,7 @@ from gmmlib.diagnostics import CollapseError, CollapseReport, CollapseWarning
 from gmmlib.em import e_step, log_likelihood, m_step
 from gmmlib.mixture import GaussianMixture, History, Step
 from gmmlib.prior import InverseWishartPrior
-from gmmlib.validation import NotFittedError, check_parameters, convergence_warning
+from gmmlib.validation import LAZY_CLASSES, check_parameters
 
 __version__ = "0.1.0"
 
@@ -33,8 +33,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # ConvergenceWarning subclasses scikit-learn's where it is installed, so it is made on
-    # first use (`gmmlib.validation.convergence_warning`): importing gmmlib never imports it.
-    if name == "ConvergenceWarning":
-        return convergence_warning()
+    # NotFittedError and ConvergenceWarning subclass scikit-learn's where it is installed, so
+    # they are made on first use (`gmmlib.validation`): importing gmmlib never imports it.
+    if name in LAZY_CLASSES:
+        return LAZY_CLASSES[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

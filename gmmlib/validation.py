@@ -7,7 +7,6 @@ from deep inside numpy.
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import numpy as np
@@ -15,7 +14,8 @@ import numpy as np
 from gmmlib.covariance import COVARIANCE_TYPES, covariance_type_of
 
 __all__ = [
-    "NotFittedError",
+    "not_fitted_error",
+    "not_fitted_error_class",
     "convergence_warning",
     "check_X",
     "check_parameters",
@@ -27,62 +27,65 @@ __all__ = [
 ]
 
 
-class NotFittedError(ValueError, AttributeError):
-    """A method that needs a fitted model was called before ``fit``.
-
-    Subclasses ValueError and AttributeError, as scikit-learn's ``NotFittedError`` does, so
-    code written for either (and scikit-learn's own checks) catches it.
-    """
+_made: dict[str, type] = {}
 
 
-_not_fitted_with_sklearn: list[type] = []
+def _sklearn_flavoured(name: str, fallback: tuple, extra: tuple, doc: str) -> type:
+    """gmmlib's class ``name``, made on first use and the same class after that: a subclass of
+    scikit-learn's ``sklearn.exceptions.<name>`` where scikit-learn is installed (so code and
+    filters written for scikit-learn's class catch gmmlib's), else of ``fallback``; ``extra``
+    bases in both cases. Made lazily so that importing gmmlib never imports scikit-learn."""
+    if name not in _made:
+        try:
+            from sklearn import exceptions  # optional dependency
+        except ImportError:  # not installed (a student's environment, the grading sandbox)
+            bases = fallback
+        else:
+            bases = (getattr(exceptions, name),)
+        _made[name] = type(name, bases + extra, {"__module__": "gmmlib", "__doc__": doc})
+    return _made[name]
 
 
-def not_fitted_error(message: str) -> NotFittedError:
-    """A `NotFittedError` to raise; when scikit-learn is already loaded (never imported here),
-    one that is also scikit-learn's ``NotFittedError``, so its checks and ``except`` clauses
-    written for it catch ours too."""
-    sk = sys.modules.get("sklearn.exceptions")
-    if sk is None:
-        return NotFittedError(message)
-    if not _not_fitted_with_sklearn:
-        bases = (NotFittedError, sk.NotFittedError)
-        _not_fitted_with_sklearn.append(type("NotFittedError", bases, {"__module__": __name__}))
-    return _not_fitted_with_sklearn[0](message)
+def not_fitted_error_class() -> type[Exception]:
+    """gmmlib's `NotFittedError` class (see `_sklearn_flavoured`)."""
+    return _sklearn_flavoured(
+        "NotFittedError",
+        (ValueError, AttributeError),
+        (),
+        """A method that needs a fitted model was called before ``fit``.
+
+        A ValueError and an AttributeError, as scikit-learn's ``NotFittedError`` (which it
+        subclasses where scikit-learn is installed), so code written for either catches it.
+        """,
+    )
 
 
-_convergence_warning: list[type] = []
+def not_fitted_error(message: str) -> Exception:
+    """A `NotFittedError` to raise, with ``message``."""
+    return not_fitted_error_class()(message)
 
 
 def convergence_warning() -> type[Warning]:
-    """gmmlib's `ConvergenceWarning` class: EM stopped at ``max_iter`` before the convergence
-    test passed.
+    """gmmlib's `ConvergenceWarning` class (see `_sklearn_flavoured`)."""
+    return _sklearn_flavoured(
+        "ConvergenceWarning",
+        (UserWarning,),
+        (RuntimeWarning,),
+        """EM stopped at ``max_iter`` before the convergence test passed.
 
-    Where scikit-learn is installed it subclasses ``sklearn.exceptions.ConvergenceWarning``, so
-    the filter a scikit-learn user writes (``category=sklearn.exceptions.ConvergenceWarning``)
-    catches gmmlib's too; it is also a RuntimeWarning (gmmlib's earlier base) and always a
-    UserWarning. Made on first use, so importing gmmlib never imports scikit-learn; the same
-    class every time after that.
-    """
-    if not _convergence_warning:
-        try:
-            from sklearn.exceptions import ConvergenceWarning as Base  # optional dependency
-        except ImportError:  # not installed (a student's environment, the grading sandbox)
-            Base = UserWarning
-        _convergence_warning.append(
-            type(
-                "ConvergenceWarning",
-                (Base, RuntimeWarning),
-                {"__module__": "gmmlib", "__doc__": convergence_warning.__doc__},
-            )
-        )
-    return _convergence_warning[0]
+        A UserWarning; scikit-learn's ``ConvergenceWarning`` where scikit-learn is installed
+        (a filter on either class catches it); also a RuntimeWarning, gmmlib's earlier base.
+        """,
+    )
+
+
+#: The classes `gmmlib.validation.X` (and `gmmlib.X`) give on first access.
+LAZY_CLASSES = {"NotFittedError": not_fitted_error_class, "ConvergenceWarning": convergence_warning}
 
 
 def __getattr__(name: str):
-    # `ConvergenceWarning` is made on first access (see `convergence_warning`).
-    if name == "ConvergenceWarning":
-        return convergence_warning()
+    if name in LAZY_CLASSES:
+        return LAZY_CLASSES[name]()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
