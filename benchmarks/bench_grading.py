@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from grading.course import ASSIGNMENTS  # noqa: E402
-from grading.pipeline import default_jobs, grade_folder  # noqa: E402
+from grading.pipeline import grade_folder  # noqa: E402
+from grading.runner import default_jobs  # noqa: E402
 
 
 def main(argv=None) -> int:
