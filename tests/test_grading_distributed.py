@@ -617,3 +617,132 @@ def test_a_client_without_the_clusters_certificate_cannot_reach_it(tmp_path):
         assert answer == b"", answer  # refused: no certificate, no conversation
         with Client(address, security=_security(*files), timeout="60s") as client:
             assert client.scheduler_info()["address"] == address
+
+
+# ------------------------------------------------------------------------------------------
+# A worker that shares no file system and no network namespace with the coordinator
+# ------------------------------------------------------------------------------------------
+
+_ISOLATED_WORKER = r"""
+import asyncio, os
+from distributed import Worker
+from distributed.security import Security
+
+async def main():
+    env = os.environ
+    security = Security(
+        tls_ca_file=env["GMM_CA"], tls_worker_cert=env["GMM_CERT"],
+        tls_worker_key=env["GMM_KEY"], require_encryption=True,
+    )
+    async with Worker(
+        env["GMM_SCHEDULER"], security=security, nthreads=1, host=env["GMM_HOST"],
+        name="isolated", local_directory="/tmp/worker",
+    ) as worker:
+        await worker.finished()
+
+asyncio.run(main())
+"""
+
+
+def _ip(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def network_namespace():
+    """A network namespace of its own joined to this one by a veth pair: (name, the address
+    on this side, the address inside). Removed afterwards."""
+    tag = os.getpid() % 10_000
+    name, here, there = f"gmm-w{tag}", f"10.{200 + tag % 50}.{tag % 250}.1", None
+    there = here.rsplit(".", 1)[0] + ".2"
+    outer, inner = f"gmmo{tag}", f"gmmi{tag}"
+    _ip("netns", "add", name)
+    try:
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", name)
+        _ip("addr", "add", f"{here}/24", "dev", outer)
+        _ip("link", "set", outer, "up")
+        _ip("netns", "exec", name, "ip", "addr", "add", f"{there}/24", "dev", inner)
+        _ip("netns", "exec", name, "ip", "link", "set", inner, "up")
+        _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+        yield name, here, there
+    finally:
+        subprocess_run = __import__("subprocess").run
+        subprocess_run(["ip", "link", "del", outer], capture_output=True)
+        subprocess_run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _namespaces() -> dict:
+    return {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ("net", "mnt")}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace with a veth pair needs root")
+def test_a_worker_with_no_shared_files_or_network_grades_a_class(
+    network_namespace, submissions, local_run, tmp_path
+):
+    """The worker runs in a network namespace of its own (it reaches the scheduler over a veth
+    pair, TLS) and a mount namespace whose /tmp is a fresh tmpfs: the submissions, the
+    coordinator's output folder and its course do not exist there. It grades the class as the
+    local run did: tasks carry their files, nothing is read from a shared disk."""
+    import subprocess
+    import sys
+
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    from grading.pipeline import grade_folder
+
+    name, here, there = network_namespace
+    security = Security.temporary()
+    students = ["reference", "bug_naive_exp"]
+    subs = _only(submissions, students, tmp_path / "submissions")
+    out = tmp_path / "out"
+    assert str(subs).startswith("/tmp/") and str(out).startswith("/tmp/")
+    with LocalCluster(n_workers=0, host=here, dashboard_address=":0", security=security) as cluster:
+        env = dict(
+            os.environ,
+            GMM_CA=security.tls_ca_file,
+            GMM_CERT=security.tls_worker_cert,
+            GMM_KEY=security.tls_worker_key,
+            GMM_SCHEDULER=cluster.scheduler_address,
+            GMM_HOST=there,
+        )
+        hide = f'mount -t tmpfs tmpfs /tmp && exec {sys.executable} -c "$0"'
+        worker = subprocess.Popen(
+            ["ip", "netns", "exec", name, "unshare", "--mount", "--propagation", "private"]
+            + ["sh", "-c", hide, _ISOLATED_WORKER],
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        try:
+            with Client(cluster.scheduler_address, security=security, timeout="60s") as client:
+                client.wait_for_workers(1, timeout=HANG_GUARD)
+                # What the worker sees, asked by a lambda (sent by value: the test module is
+                # not importable there).
+                seen = client.run(
+                    lambda paths: {
+                        "visible": [p for p in paths if os.path.exists(p)],
+                        **{n: os.readlink(f"/proc/self/ns/{n}") for n in ("net", "mnt")},
+                    },
+                    [str(subs), str(out.parent), str(submissions)],
+                )
+                (inside,) = seen.values()
+                assert inside["visible"] == [], inside
+                assert inside["net"] != _namespaces()["net"], inside
+                assert inside["mnt"] != _namespaces()["mnt"], inside
+                grade_folder(
+                    subs,
+                    out,
+                    scheduler=cluster.scheduler_address,
+                    security=security,
+                    progress=io.StringIO(),
+                )
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    _same_as_local(out, local_run, students)
+    _once(out, students)
