@@ -197,6 +197,32 @@ class Upload:
         return (nested[0] if len(nested) == 1 else None), nested
 
 
+#: The upload layouts `collect` understands (printed when it finds no student).
+LAYOUTS = """\
+  <student>/<assignment>/<notebook>  nbgrader's (alice/em_by_hand/em_by_hand.ipynb)
+  <student>/<notebook>               a folder per student (alice/em_by_hand.ipynb)
+  <student>_<notebook>               flat, as an LMS exports (alice_em_by_hand.ipynb)
+  <student>_<id>_<id>_<notebook>     flat, Canvas's names (alice_12345_67890_em_by_hand.ipynb)
+with <notebook> one of """ + ", ".join(ASSIGNMENTS.values())
+
+#: ``<student>[_LATE]_<user id>_<submission id>``: the prefix of a Canvas download's file name.
+_CANVAS = re.compile(r"^(?P<student>.+?)(?:_LATE)?_\d+_\d+$")
+
+
+def flat_name(name: str, assignments) -> tuple[str, str] | None:
+    """(student, assignment) of a flat upload named ``<student>_<notebook>`` (optionally
+    ``<student>_<id>_<id>_<notebook>``, Canvas's, or ending ``-<n>.ipynb``, a resubmission, as
+    nbgrader's ``zip_collect`` examples read them); None for any other name."""
+    for assignment in assignments:
+        stem = Path(ASSIGNMENTS[assignment]).stem
+        match = re.match(rf"^(?P<prefix>.+)_{re.escape(stem)}(?:-\d+)?\.ipynb$", name)
+        if match:
+            prefix = match["prefix"]
+            canvas = _CANVAS.match(prefix)
+            return (canvas["student"] if canvas else prefix), assignment
+    return None
+
+
 def collect(
     submissions: Path, work: Path, assignments=tuple(ASSIGNMENTS), keep=frozenset()
 ) -> tuple[dict, list[Problem]]:
@@ -204,51 +230,104 @@ def collect(
 
     The folders of the students in ``keep`` (graded already: ``--resume``) are left as they are.
     """
-    students, problems = {}, []
+    submissions = Path(submissions)
+    students, problems, flat = {}, [], {}
     for name in sorted(os.listdir(submissions)):
-        folder = Path(submissions) / name
-        st = os.lstat(folder)
-        student = shown(name)
+        path = submissions / name
+        st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
-            if folder.is_dir():
-                problems.append(Problem(student, "", "the student's folder is a link: skipped"))
+            if path.is_dir():
+                problems.append(Problem(shown(name), "", "the student's folder is a link: skipped"))
+            elif name.endswith(".ipynb"):
+                problems.append(Problem(shown(name), "", "a link, not a notebook: skipped"))
             continue
-        if not stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            if not STUDENT_ID.match(name):
+                why = "folder name is not a usable student id: skipped"
+                problems.append(Problem(shown(name), "", why))
+                continue
+            students[name], taken, mine = _from_folder(Upload(path), name, assignments)
+        elif name.endswith(".ipynb"):
+            owner = flat_name(name, assignments)
+            if owner is None or not STUDENT_ID.match(owner[0]):
+                why = "a notebook whose name gives no student and assignment: skipped"
+                problems.append(Problem(shown(name), "", why))
+            else:
+                flat.setdefault(owner[0], {}).setdefault(owner[1], []).append((path, st))
             continue
-        if not STUDENT_ID.match(name):
-            problems.append(Problem(student, "", "folder name is not a usable student id: skipped"))
+        else:
             continue
-        found, mine = _collect_student(folder, name, work, assignments, name in keep)
-        students[name] = found
         problems += mine
+        if name not in keep:
+            _copy(work, name, taken)
+    for student, uploads in sorted(flat.items()):
+        if student in students:
+            for found in uploads.values():
+                for path, _ in found:
+                    why = f"{shown(path.name)} beside the folder {student}/: not graded"
+                    problems.append(Problem(student, "", why))
+            continue
+        mine, chosen = [], {}
+        for assignment in assignments:
+            found = uploads.get(assignment, [])
+            if len(found) > 1:
+                names = ", ".join(shown(p.name) for p, _ in found)
+                mine.append(
+                    Problem(student, assignment, f"several notebooks ({names}): not graded")
+                )
+            elif found:
+                chosen[assignment] = (found[0][0], found[0][1], shown(found[0][0].name))
+        students[student], taken = _take({a: chosen.get(a) for a in assignments}, student, mine)
+        problems += mine
+        if student not in keep:
+            _copy(work, student, taken)
     return students, problems
 
 
-def _collect_student(folder, student, work, assignments, kept) -> tuple[dict, list[Problem]]:
-    """One student's {assignment: path or None} and problems; copies into ``work/<student>``."""
-    upload, problems, found, taken = Upload(folder), [], {}, {}
+def _from_folder(upload: Upload, student: str, assignments) -> tuple[dict, dict, list]:
+    """A student's folder: ({assignment: path or None}, what `_take` took, problems)."""
     if upload.overfull:
-        problems.append(
-            Problem(student, "", f"the folder holds more than {STUDENT_ENTRIES} files: skipped")
-        )
-        return dict.fromkeys(assignments), problems
-    total = 0
+        why = f"the folder holds more than {STUDENT_ENTRIES} files: skipped"
+        return dict.fromkeys(assignments), {}, [Problem(student, "", why)]
+    chosen, problems = _choose(upload, student, assignments)
+    found, taken = _take(chosen, student, problems)
+    if not any(found.values()) and not any(p.assignment for p in problems):
+        there = [shown("/".join(rel)) for rel in upload.notebooks()]
+        why = f"found only {', '.join(there[:5])}" if there else "the folder holds no notebook"
+        problems.append(Problem(student, "", why))
+    return found, taken, problems
+
+
+def _choose(upload: Upload, student: str, assignments) -> tuple[dict, list[Problem]]:
+    """{assignment: (path, lstat, shown name) or None} of one student's folder; problems."""
+    chosen, problems = {}, []
     for assignment in assignments:
         rel, candidates = upload.pick(assignment)
-        found[assignment] = None
+        chosen[assignment] = None
         linked = upload.entries.get((assignment,))
         if rel is None and linked is not None and stat.S_ISLNK(linked.st_mode):
             problems.append(Problem(student, assignment, f"{assignment} is a link: not graded"))
+        elif rel is None and len(candidates) > 1:
+            why = f"several notebooks; none named {ASSIGNMENTS[assignment]}: not graded"
+            problems.append(Problem(student, assignment, why))
+        elif rel is not None:
+            path = upload.folder.joinpath(*rel)
+            chosen[assignment] = (path, upload.entries[rel], shown("/".join(rel)))
+    return chosen, problems
+
+
+def _take(chosen: dict, student: str, problems: list) -> tuple[dict, dict]:
+    """({assignment: path or None}, {assignment: (bytes, mtime)}) of the chosen uploads that
+    pass every check; each that does not is added to ``problems``."""
+    found, taken, total = {}, {}, 0
+    for assignment, choice in chosen.items():
+        found[assignment] = None
+        if choice is None:
             continue
-        if rel is None:
-            if len(candidates) > 1:
-                why = f"several notebooks; none named {ASSIGNMENTS[assignment]}: not graded"
-                problems.append(Problem(student, assignment, why))
-            continue
-        where = shown("/".join(rel))
+        path, st, where = choice
         try:
-            check_entry(upload.entries[rel])
-            data = read_upload(folder.joinpath(*rel))
+            check_entry(st)
+            data = read_upload(path)
             total += len(data)
             if total > STUDENT_BYTES:
                 raise UnfitError(f"makes the folder too large (> {STUDENT_BYTES >> 20} MB)")
@@ -257,22 +336,21 @@ def _collect_student(folder, student, work, assignments, kept) -> tuple[dict, li
             why = f"{where} {error}: not graded"
             problems.append(Problem(student, assignment, why, error.status))
             continue
-        found[assignment] = folder.joinpath(*rel)
-        taken[assignment] = (data, upload.entries[rel].st_mtime)
-    if not any(found.values()) and not any(p.assignment for p in problems):
-        there = [shown("/".join(rel)) for rel in upload.notebooks()]
-        why = f"found only {', '.join(there[:5])}" if there else "the folder holds no notebook"
-        problems.append(Problem(student, "", why))
-    if not kept:
-        root = work / student
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True)
-        for assignment, (data, mtime) in taken.items():
-            dest = Course(root).notebook("submitted", assignment, student)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-            (dest.parent / "timestamp.txt").write_text(
-                time.strftime("%Y-%m-%d %H:%M:%S.000000 UTC", time.gmtime(mtime))
-            )
-    return found, problems
+        found[assignment] = path
+        taken[assignment] = (data, st.st_mtime)
+    return found, taken
+
+
+def _copy(work: Path, student: str, taken: dict) -> None:
+    """Write the taken notebooks into ``work/<student>``, nbgrader's submitted layout."""
+    root = work / student
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for assignment, (data, mtime) in taken.items():
+        dest = Course(root).notebook("submitted", assignment, student)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        (dest.parent / "timestamp.txt").write_text(
+            time.strftime("%Y-%m-%d %H:%M:%S.000000 UTC", time.gmtime(mtime))
+        )

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from grading import journal, probe
 from grading.cgroups import sweep
-from grading.collect import Problem, collect
+from grading.collect import LAYOUTS, Problem, collect
 from grading.course import ASSIGNMENTS
 from grading.export import export, print_summary, score, write_json
 from grading.feedback import write_feedback
@@ -96,6 +96,10 @@ def grade_folder(
     sources = {a: Course(run.course).source_notebook(a) for a in assignments}
     students, problems = collect(submissions, run.work, assignments, keep=frozenset(kept))
     kept = {s: rs for s, rs in kept.items() if s in students}
+    if not students:
+        print(
+            f"found no student in {submissions}; the layouts understood:\n{LAYOUTS}", file=progress
+        )
     where = f"the cluster at {scheduler}" if scheduler else f"{jobs or default_jobs()} processes"
     print(
         f"collected {len(students)} students from {submissions}; "

@@ -173,3 +173,52 @@ def test_a_result_holding_any_text_is_exported(tmp_path):
     review = _rows(tmp_path / "needs_review.csv")
     assert review[0]["reasons"] == "odd \\xff\\x1b[2J output"
     assert "bad \\xff" in (tmp_path / "failures.txt").read_text(encoding="utf-8")
+
+
+def test_flat_uploads_as_an_lms_exports_them(tmp_path):
+    """nbgrader's zip_collect conventions: ``<student>_<notebook>`` and Canvas's
+    ``<student>_<id>_<id>_<notebook>``; a resubmission ``-1``; the same checks as a folder."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    notebook = SOURCE.read_bytes()
+    for name in [
+        "alice_em_by_hand.ipynb",
+        "bob_smith_12345_67890_em_by_hand.ipynb",
+        "carol_LATE_1_2_em_by_hand-1.ipynb",
+        "dave_em_by_hand.ipynb",
+        "dave_3_4_em_by_hand.ipynb",
+        "notes.ipynb",
+    ]:
+        (subs / name).write_bytes(notebook)
+    (subs / "erin_em_by_hand.ipynb").symlink_to(SOURCE)
+    os.mkfifo(subs / "frank_em_by_hand.ipynb")
+    students, problems = collect(subs, tmp_path / "work", ("em_by_hand",))
+    assert {s: f["em_by_hand"] is not None for s, f in students.items()} == {
+        "alice": True,
+        "bob_smith": True,
+        "carol": True,
+        "dave": False,
+        "frank": False,
+    }
+    reasons = {(p.student, p.assignment): p.reason for p in problems}
+    assert reasons == {
+        ("dave", "em_by_hand"): "several notebooks (dave_3_4_em_by_hand.ipynb, "
+        "dave_em_by_hand.ipynb): not graded",
+        ("erin_em_by_hand.ipynb", ""): "a link, not a notebook: skipped",
+        ("frank", "em_by_hand"): "frank_em_by_hand.ipynb is a FIFO: not graded",
+        ("notes.ipynb", ""): "a notebook whose name gives no student and assignment: skipped",
+    }
+    for student in ("alice", "bob_smith", "carol"):
+        copy = tmp_path / "work" / student / "submitted" / student / "em_by_hand"
+        assert (copy / "em_by_hand.ipynb").read_bytes() == notebook
+
+
+def test_no_student_found_prints_the_layouts_understood(tmp_path, capsys):
+    from grading.cli import main
+
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "readme.txt").write_text("nothing here")
+    assert main([str(tmp_path / "subs"), "--out", str(tmp_path / "out"), "--no-sandbox"]) == 1
+    err = capsys.readouterr().err
+    assert "found no student in" in err and "<student>_<id>_<id>_<notebook>" in err, err
+    assert (tmp_path / "out" / "grades.csv").read_text().startswith("student_id,")
