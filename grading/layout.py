@@ -16,15 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
 
 from grading.course import ASSIGNMENTS, configure
+from grading.feedback import hidden_lines
 
 
 @functools.cache
 def _course_directory(root: str):
-    from nbgrader.coursedir import CourseDirectory
-    from traitlets.config import Config
-
     config = Config()
     configure(config)
     config.CourseDirectory.root = root
@@ -179,8 +179,6 @@ _SECRET = {}
 def course_secret(course: Path) -> set:
     """Hidden-test lines of every assignment in the course (kept out of all feedback)."""
     if course not in _SECRET:
-        from grading.feedback import hidden_lines
-
         layout = Course(course)
         _SECRET[course] = hidden_lines(*(layout.source_notebook(a) for a in ASSIGNMENTS))
     return _SECRET[course]

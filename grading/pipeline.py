@@ -221,8 +221,12 @@ def finish(run, students, results, sources, problems, notes, t0, progress) -> di
             "notes": notes,
         },
     )
-    record(run.course, run.work, results)
-    apply_hand_scores(results, hand_scores(run.course))  # marks kept from an earlier run
+    try:
+        record(run.course, run.work, results)
+        apply_hand_scores(results, hand_scores(run.course))  # marks kept from an earlier run
+        failed = None
+    except Exception as error:  # noqa: BLE001 - the CSVs are written first, then it is raised
+        failed = error
     rows = export(run.root, students, results, sources, problems, notes)
     summary = {
         "students": len(students),
@@ -233,6 +237,11 @@ def finish(run, students, results, sources, problems, notes, t0, progress) -> di
     }
     write_json(run.summary, summary)
     print_summary(summary, run.root, progress)
+    if failed is not None:
+        raise RuntimeError(
+            f"the class gradebook {Course(run.course).gradebook} was not updated (the CSVs "
+            f"were written): {failed!r}"
+        ) from failed
     return summary
 
 
