@@ -234,7 +234,11 @@ def collect(
     students, problems, flat = {}, [], {}
     for name in sorted(os.listdir(submissions)):
         path = submissions / name
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except OSError:  # gone since the listing, or a name too long to reach
+            problems.append(Problem(shown(name), "", "could not be looked at: skipped"))
+            continue
         if stat.S_ISLNK(st.st_mode):
             if path.is_dir():
                 problems.append(Problem(shown(name), "", "the student's folder is a link: skipped"))
