@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from grading.course import ASSIGNMENTS  # noqa: E402
-from grading.pipeline import default_jobs, grade_folder  # noqa: E402
+from grading.pipeline import grade_folder  # noqa: E402
+from grading.runner import default_jobs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -64,21 +65,25 @@ def main(argv=None) -> int:
     modes = [True, False] if args.compare else [not args.no_sandbox]
     if args.cluster:
         from distributed import Client, LocalCluster
+        from distributed.security import Security
 
         results = []
         for sandbox in modes:
+            security = Security.temporary()  # TLS, as gmm-grade expects a cluster to speak
             with (
                 LocalCluster(
                     processes=True,
                     n_workers=args.cluster,
                     threads_per_worker=1,
                     dashboard_address=":0",
+                    security=security,
                 ) as cluster,
-                Client(cluster) as client,
+                Client(cluster, security=security) as client,
             ):
                 workers = list(client.run(os.getpid).values())
                 before = tree_cpu_seconds(workers)
-                result = run(args.students, assignments, None, sandbox, cluster.scheduler_address)
+                address = cluster.scheduler_address
+                result = run(args.students, assignments, None, sandbox, address, security)
                 cpu = tree_cpu_seconds(workers) - before
             result["cluster_workers"] = args.cluster
             result.update(capacity(result["wall_seconds"], cpu, result["submissions"]))
@@ -133,7 +138,14 @@ def tree_cpu_seconds(roots) -> float:
     return sum(stats[p][1] for p in inside) / os.sysconf("SC_CLK_TCK")
 
 
-def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool, scheduler=None) -> dict:
+def run(
+    students: int,
+    assignments: tuple,
+    jobs: int | None,
+    sandbox: bool,
+    scheduler=None,
+    security=None,
+) -> dict:
     """Grade ``students`` copies of the reference once; the timing and the check."""
     with tempfile.TemporaryDirectory(prefix="gmm-bench-") as tmp:
         subs = Path(tmp) / "submissions"
@@ -157,6 +169,7 @@ def run(students: int, assignments: tuple, jobs: int | None, sandbox: bool, sche
             progress=io.StringIO(),
             sandbox=sandbox,
             scheduler=scheduler,
+            security=security,
         )
         seconds = time.perf_counter() - started
         with open(Path(tmp) / "out" / "grades.csv") as f:

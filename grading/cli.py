@@ -1,8 +1,9 @@
 """``gmm-grade``: grade a folder of submissions end to end (see `grading.pipeline`).
 
 gmm-grade SUBMISSIONS [--out graded]    grade everything (on this machine's cores)
-gmm-grade SUBMISSIONS --scheduler tcp://HOST:PORT
-                                        grade on a Dask cluster (`grading.distributed`)
+gmm-grade SUBMISSIONS --scheduler tls://HOST:PORT --tls-ca-file CA --tls-cert C --tls-key K
+                                        grade on a Dask cluster (`grading.distributed`);
+                                        tcp:// only with --insecure (reported in grades.csv)
 gmm-grade SUBMISSIONS --resume          grade only the students an interrupted run (local
                                         or on a cluster) left out of OUT/journal.jsonl
 gmm-grade --update [--out graded]       after grading written answers in formgrader: fold
@@ -65,9 +66,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT, or "
-        "tls://HOST:PORT with --tls-* or dask's distributed.comm.tls config); default: "
-        "local processes",
+        help="grade on the Dask cluster whose scheduler is at ADDRESS (tls://HOST:PORT with "
+        "--tls-* or dask's distributed.comm.tls config; tcp://HOST:PORT only with --insecure); "
+        "default: local processes",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a tcp:// scheduler: any client that reaches it can run code on the "
+        "workers, which hold the hidden tests; the summary and grades.csv say so",
     )
     parser.add_argument("--tls-ca-file", help="CA certificate the cluster's certificates use")
     parser.add_argument("--tls-cert", help="this client's TLS certificate (PEM)")
@@ -102,6 +109,14 @@ def main(argv=None) -> int:
         parser.error("--tls-ca-file/--tls-cert/--tls-key go with --scheduler tls://HOST:PORT")
     if any(tls) and not all(tls):
         parser.error("give all three of --tls-ca-file, --tls-cert and --tls-key")
+    if args.insecure and not args.scheduler:
+        parser.error("--insecure goes with --scheduler tcp://HOST:PORT")
+    if args.scheduler and not args.scheduler.startswith("tls://") and not args.insecure:
+        parser.error(
+            f"refusing the scheduler {args.scheduler}: without tls:// any client that reaches "
+            "it runs code on the workers, which hold the hidden tests; use tls:// with "
+            "--tls-ca-file/--tls-cert/--tls-key, or pass --insecure knowingly"
+        )
     if args.scheduler and args.jobs:
         parser.error("--jobs is for local grading; a cluster grades on its workers' threads")
     try:
@@ -116,6 +131,7 @@ def main(argv=None) -> int:
             security=_security(*tls) if any(tls) else None,
             resume=args.resume,
             progress=sys.stderr,
+            insecure=args.insecure,
         )
     except (FileNotFoundError, ValueError) as e:  # --resume without a matching journal
         parser.error(str(e))

@@ -1,4 +1,4 @@
-"""Grading on a Dask cluster: ``gmm-grade SUBMISSIONS --scheduler tcp://HOST:PORT``.
+"""Grading on a Dask cluster: ``gmm-grade SUBMISSIONS --scheduler tls://HOST:PORT``.
 
 One task per student (`grade_remote`). No shared file system is assumed: the course a worker
 needs (the source notebooks with the hidden tests, the release notebooks, the gradebook without
@@ -15,7 +15,7 @@ process a local run uses (one per worker thread, kept for the next student) in t
 sandbox. Faults:
 
 - **the sandbox.** `GradingPlugin.setup` runs the start-up probe a local run uses
-  (`grading.pipeline.prepare_isolation`) on each worker; a worker where it fails refuses every
+  (`grading.probe.prepare`) on each worker; a worker where it fails refuses every
   task with `WorkerRefusedError` (a `SandboxUnavailableError` naming the worker and the probe's
   reason). The coordinator prints the refusal, sends that worker's students to the others, and
   stops with the error when no worker is left (``--no-sandbox`` skips the probe, knowingly).
@@ -28,8 +28,11 @@ sandbox. Faults:
 - **the scheduler lost.** `SchedulerLostError`, saying how many students were graded; their
   results are in ``OUT/journal.jsonl`` and ``gmm-grade SUBMISSIONS --resume`` grades the rest.
 
-Trust: tasks and results travel pickled, and every worker holds the hidden tests. Workers must
-be machines you trust, reached over ``tls://`` on a shared network (``security``).
+Trust: tasks and results travel pickled, and every worker holds the hidden tests; any client
+that reaches a scheduler can run code on its workers (``client.run``). So the cluster is reached
+over ``tls://`` with certificates (``security``; a client without the cluster's certificate
+cannot connect), and `grading.pipeline.grade_folder` refuses ``tcp://`` unless told
+``--insecure``, which the summary and grades.csv then report.
 """
 
 from __future__ import annotations
@@ -49,9 +52,11 @@ from pathlib import Path
 
 from distributed import Client, Queue, WorkerPlugin, as_completed, get_worker
 
+from grading import probe
 from grading.isolation import SandboxUnavailableError
 from grading.journal import InterruptedRunError
 from grading.layout import Course
+from grading.runner import Worker, worker_env
 
 PLUGIN = "gmm-grading"
 #: Files of a graded student folder the coordinator needs (the rest is scratch).
@@ -129,14 +134,12 @@ class GradingPlugin(WorkerPlugin):
         await asyncio.to_thread(self._prepare)
 
     def _prepare(self):
-        from grading.pipeline import prepare_isolation, worker_env
-
         unpack(self.course, self.folder / "course")
         (self.folder / "jobs").mkdir()
         self.env = worker_env(self.folder / "jupyter")
         self.log = open(self.folder / "grading.log", "ab")
         try:
-            self.isolation = prepare_isolation(self.folder, self.sandbox)
+            self.isolation = probe.prepare(self.folder, self.sandbox)
         except SandboxUnavailableError as error:
             self.refusal = str(error)
             return
@@ -145,8 +148,6 @@ class GradingPlugin(WorkerPlugin):
     def grader(self):
         """This thread's ``grading.worker`` process (started by this thread, so that it dies
         with it; a worker thread lives as long as the worker)."""
-        from grading.pipeline import Worker
-
         me = threading.get_ident()
         with self.lock:
             if me not in self.graders:
@@ -166,7 +167,7 @@ def grade_remote(task: dict) -> dict:
     """Grade one student on this worker; the graded folder and feedback pages as bytes.
 
     Runs on a Dask worker. ``task``: the student, their submission (`pack` of the folder
-    `grading.pipeline.collect` made), the course's digest, the grading settings, and the paths
+    `grading.collect.collect` made), the course's digest, the grading settings, and the paths
     the coordinator keeps their files at (written into the result in place of this worker's).
     """
     worker = get_worker()
@@ -187,7 +188,7 @@ def grade_remote(task: dict) -> dict:
             "gradebook": str(plugin.folder / "course" / "gradebook-template.db"),
             "feedback": str(feedback),
             "step_timeout": task["step_timeout"],
-            "isolation": plugin.isolation,
+            "isolation": plugin.isolation.to_json(),
             "assignments": task["assignments"],
         }
         if task.get("announce"):

@@ -22,17 +22,16 @@ child, `grading.recheck`) is started through `Sandbox.command` under `Limits.app
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import resource
 import shutil
 import signal
-import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from grading import cgroups
 from grading.course import REPO
 
 BWRAP = "/usr/bin/bwrap"
@@ -54,20 +53,29 @@ UID_BASE = 3_000_000
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one process that runs student code (inherited by its children)."""
+    """Resource limits of one sandbox: of its first process, and of everything it starts."""
 
-    memory: int  # RLIMIT_AS, bytes
+    memory: int  # bytes: RLIMIT_AS of each process; with a cgroup, of all of them together
     cpu: int  # RLIMIT_CPU, seconds (a backstop: wall timeouts act first)
     fsize: int = 64 * 1024**2  # RLIMIT_FSIZE, bytes
-    nproc: int = NPROC  # RLIMIT_NPROC (binds only a non-root uid)
+    nproc: int = NPROC  # processes + threads: RLIMIT_NPROC (a non-root uid), cgroup pids.max
+    #: Put the process in a control group of its own (`grading.cgroups`) where the host has
+    #: them: memory, processes and CPU are then bounded for the sandbox as a whole.
+    per_sandbox: bool = True
 
     def apply(self) -> None:
         """Set the limits on this process (call in the child before exec: ``preexec_fn``).
 
-        Also asks the kernel to kill this process when its parent dies (PR_SET_PDEATHSIG, kept
-        across exec), as bwrap's --die-with-parent does: a grader killed mid-notebook (a lost
-        Dask worker, a timeout) leaves no student process behind, with or without the sandbox.
+        Where the host offers control groups, the process first moves into a group of its own
+        with the memory, process and CPU limits (`grading.cgroups.join`; an error stops the
+        child: it never runs with less than it was promised). Also asks the kernel to kill
+        this process when its parent dies (PR_SET_PDEATHSIG, kept across exec), as bwrap's
+        --die-with-parent does: a grader killed mid-notebook (a lost Dask worker, a timeout)
+        leaves no student process behind, with or without the sandbox.
         """
+        host = cgroups.available() if self.per_sandbox else None
+        if host is not None:
+            cgroups.join(host, self.memory, self.nproc)
         die_with_parent()
         resource.setrlimit(resource.RLIMIT_AS, (self.memory, self.memory))
         resource.setrlimit(resource.RLIMIT_CPU, (self.cpu, self.cpu + 5))
@@ -76,7 +84,41 @@ class Limits:
         resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
 
     def to_json(self) -> dict:
-        return {"memory": self.memory, "cpu": self.cpu, "fsize": self.fsize, "nproc": self.nproc}
+        return asdict(self)
+
+
+def mechanism(uid: int | None) -> str:
+    """How a sandbox's limits bind on this host, as the probe, the summary and grades.csv say:
+    control groups, or the fallback (a uid of the sandbox's own: RLIMIT_NPROC counts its
+    processes; RLIMIT_AS bounds each one, so a sandbox holds at most NPROC x its memory)."""
+    host = cgroups.available()
+    if host is not None:
+        return host.name
+    return "rlimits per process" + (", own uid" if uid is not None else "")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """The sandbox settings of a run, as every grading process receives them (`to_json`).
+
+    ``sandbox``: bubblewrap on (``--no-sandbox``: off); ``uid_base``: the first sandbox uid
+    (root only; see `sandbox_uid`); ``vm_peak``: the probe's baseline address space;
+    ``font_cache``: matplotlib's font list to copy in; ``limits``: `mechanism`.
+    """
+
+    sandbox: bool
+    uid_base: int | None = None
+    vm_peak: int | None = None
+    font_cache: str | None = None
+    limits: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> Isolation:
+        data = data or {"sandbox": False}
+        return cls(**{f.name: data.get(f.name, f.default) for f in fields(cls)})
 
 
 def die_with_parent() -> None:
@@ -113,6 +155,11 @@ def _covered(path: Path, by: list[Path]) -> bool:
 #: Size of each sandbox's private /tmp. It is memory (tmpfs), which no process limit counts:
 #: without a size, files written there could take half the machine's memory from everyone.
 TMP_BYTES = 256 * 1024**2
+#: Size of the scratch folder (the working directory): a tmpfs of its own in the sandbox, so
+#: what student code writes is capped whoever runs the grader, and gone when the sandbox ends.
+SCRATCH_BYTES = 256 * 1024**2
+#: Size of the sandbox's private /dev/shm (POSIX shared memory, also memory no rlimit counts).
+SHM_BYTES = 64 * 1024**2
 
 
 @dataclass
@@ -123,6 +170,12 @@ class Sandbox:
     are extra files or folders shown read-only; ``uid`` is the uid to run as (root only; see
     `sandbox_uid`); ``bind`` maps further host folders to be writable (the kernel's runtime
     folder with its connection file and IPC sockets).
+
+    ``scratch_bytes``: the scratch folder is, inside the sandbox, a tmpfs of that size (None:
+    the host folder itself, uncapped). What trusted code put in the host folder before the
+    start (the font cache, the re-check's inputs) is shown in it read-only; what the student's
+    code writes there stays in the sandbox's memory, counted by its memory limit, and is gone
+    when the sandbox ends.
     """
 
     scratch: Path
@@ -133,6 +186,7 @@ class Sandbox:
     #: Package folders of the Python environment the code must not reach (gmmlib in the
     #: from-scratch assignment): not shown, or an empty folder where they would be.
     hidden: list[Path] = field(default_factory=list)
+    scratch_bytes: int | None = SCRATCH_BYTES
 
     def command(self, argv: list[str]) -> list[str]:
         args = [
@@ -148,6 +202,12 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
+            "--perms",
+            "1777",
+            "--size",
+            str(SHM_BYTES),
+            "--tmpfs",
+            "/dev/shm",
             "--size",
             str(TMP_BYTES),
             "--tmpfs",
@@ -180,7 +240,11 @@ class Sandbox:
         for path in hidden:
             if _covered(path, shown):  # inside a folder shown (site-packages): mask it
                 args += ["--tmpfs", str(path)]
-        for path in [self.scratch, *self.writable]:
+        if self.scratch_bytes is None:
+            args += parents(self.scratch) + ["--bind", str(self.scratch), str(self.scratch)]
+        else:
+            args += parents(self.scratch) + self._capped_scratch()
+        for path in self.writable:
             args += parents(path) + ["--bind", str(path), str(path)]
         args += ["--chdir", str(self.scratch), "--clearenv"]
         env = {
@@ -219,6 +283,21 @@ class Sandbox:
         else:
             args += ["--unshare-user", "--"]
         return args + list(argv)
+
+    def _capped_scratch(self) -> list[str]:
+        """bwrap arguments: a tmpfs of ``scratch_bytes`` at the scratch folder, writable by the
+        sandbox's uid, with the host folder's files shown read-only (links are not shown)."""
+        args = ["--perms", "1777", "--size", str(self.scratch_bytes), "--tmpfs", str(self.scratch)]
+        for folder, dirs, files in os.walk(self.scratch):
+            for name in sorted(dirs):
+                path = os.path.join(folder, name)
+                if not os.path.islink(path):
+                    args += ["--perms", "1777", "--dir", path]
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                if not os.path.islink(path):
+                    args += ["--ro-bind", path, path]
+        return args
 
     def prepare(self, font_cache: Path | None = None) -> None:
         """Create the scratch folder owned by the sandbox's uid, with the font cache.
@@ -269,117 +348,8 @@ def default_uid() -> int | None:
     return sandbox_uid(0) if os.geteuid() == 0 else None
 
 
-def build_font_cache(folder: Path) -> Path:
-    """Matplotlib's font list, built once outside (a fresh sandbox has none and would spend
-    seconds per kernel building it); each sandbox gets a copy in its scratch folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not list(folder.glob("fontlist-*.json")):
-        env = dict(os.environ, MPLCONFIGDIR=str(folder), MPLBACKEND="Agg")
-        subprocess.run(
-            [sys.executable, "-c", "import matplotlib.font_manager"],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    return folder
-
-
-_PROBE = r"""
-import json, os, socket, sys, resource
-out = {"uid": os.getuid(), "cwd": os.getcwd(), "tmp": sorted(os.listdir("/tmp"))}
-try:
-    open(sys.argv[1], "a").close()
-    out["outside_writable"] = True
-except OSError:
-    out["outside_writable"] = False
-out["home_visible"] = [p for p in json.loads(sys.argv[2]) if os.path.lexists(p)]
-try:
-    socket.create_connection(("1.1.1.1", 53), timeout=2).close()
-    out["network"] = True
-except OSError:
-    out["network"] = False
-out["interfaces"] = sorted(n for _, n in socket.if_nameindex())
-out["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
-open("written", "w").write("ok")
-import numpy, scipy.special, ipykernel.kernelapp, matplotlib.pyplot  # the kernel's baseline
-status = open("/proc/self/status").read().split("\n")
-out["vm_peak"] = int(next(l for l in status if l.startswith("VmPeak")).split()[1]) * 1024
-print(json.dumps(out))
-"""
-
-
 class SandboxUnavailableError(RuntimeError):
     """bubblewrap cannot isolate student code on this machine (the message says why)."""
-
-
-def probe(scratch: Path, uid: int | None) -> dict:
-    """Start one sandbox and check from inside that it isolates (see the module docstring).
-
-    Returns what was measured (``vm_peak``: the address space of an interpreter with the
-    kernel's imports, the baseline of `kernel_limits`); raises `SandboxUnavailableError` naming
-    the first check that failed.
-    """
-    if not Path(BWRAP).exists():
-        raise SandboxUnavailableError(
-            f"{BWRAP} is missing: install Debian's bubblewrap (make setup does, as root)"
-        )
-    if uid is not None and not Path(SETPRIV).exists():
-        raise SandboxUnavailableError(f"{SETPRIV} is missing (util-linux)")
-    sandbox = Sandbox(scratch=scratch, uid=uid)
-    shutil.rmtree(scratch, ignore_errors=True)
-    sandbox.prepare()
-    outside = scratch.parent / "outside-probe"
-    home = Path.home()
-    bound = python_env() + [scratch]
-    private = (
-        [
-            str(p)
-            for p in sorted(home.iterdir())
-            if not any(p == b or p in b.parents for b in bound)
-        ][:20]
-        if home.is_dir()
-        else []
-    )
-    argv = sandbox.command([sys.executable, "-I", "-c", _PROBE, str(outside), json.dumps(private)])
-    limits = Limits(memory=8 * 1024**3, cpu=120)
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=120, preexec_fn=limits.apply
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SandboxUnavailableError(f"bubblewrap did not run: {exc}") from exc
-    if proc.returncode != 0:
-        raise SandboxUnavailableError(
-            f"bubblewrap failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}"
-        )
-    try:
-        seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise SandboxUnavailableError(f"the probe printed no report: {proc.stdout[-300:]}") from exc
-    problems = []
-    if seen["outside_writable"] or outside.exists():
-        problems.append("a file outside the scratch folder could be written")
-    if seen["home_visible"]:
-        problems.append(f"the home directory is visible ({seen['home_visible'][0]})")
-    if seen["network"] or set(seen["interfaces"]) - {"lo"}:
-        problems.append(f"the network is reachable (interfaces {seen['interfaces']})")
-    # The sandbox's /tmp is empty but for the folders it shows on purpose (the scratch folder,
-    # and the Python environment or gmmlib when they live under /tmp, as in a clone there).
-    shown = [scratch, *python_env()]
-    ours = {p.relative_to("/tmp").parts[0] for p in shown if p.is_relative_to("/tmp")}
-    if set(seen["tmp"]) - ours:
-        problems.append(f"/tmp is not private ({sorted(set(seen['tmp']) - ours)[:3]})")
-    if uid is not None and seen["uid"] != uid:
-        problems.append(f"runs as uid {seen['uid']}, not {uid}")
-    if seen["uid"] == 0:
-        problems.append("runs as root (the process limit would not bind)")
-    if not (scratch / "written").exists():
-        problems.append("the scratch folder is not writable")
-    if problems:
-        raise SandboxUnavailableError("the sandbox does not isolate: " + "; ".join(problems))
-    outside.unlink(missing_ok=True)
-    return seen
 
 
 #: Baseline used when none was measured (``--no-sandbox``): a kernel with numpy, scipy and

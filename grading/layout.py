@@ -16,15 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
 
 from grading.course import ASSIGNMENTS, configure
+from grading.feedback import hidden_lines
 
 
 @functools.cache
 def _course_directory(root: str):
-    from nbgrader.coursedir import CourseDirectory
-    from traitlets.config import Config
-
     config = Config()
     configure(config)
     config.CourseDirectory.root = root
@@ -72,6 +72,34 @@ class Course:
         return (
             autograded if autograded.exists() else self.notebook("submitted", assignment, student)
         )
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The folder of one grading run (``gmm-grade --out``): every path in it is built here.
+
+    ``course/`` the class course (its gradebook holds the hidden tests: secret), ``work/<student>``
+    each student's own nbgrader course, ``feedback/<student>/<assignment>/`` the pages sent,
+    ``jupyter/`` the graded kernel spec and font cache, and the run's files (`RESULTS`, the
+    summary, the CSVs, the log). `relative` names a path inside it as the run's records do.
+    """
+
+    root: Path
+
+    course = property(lambda self: self.root / "course")
+    work = property(lambda self: self.root / "work")
+    feedback = property(lambda self: self.root / "feedback")
+    jupyter = property(lambda self: self.root / "jupyter")
+    log = property(lambda self: self.root / "grading.log")
+    results = property(lambda self: self.root / "results.json")
+    summary = property(lambda self: self.root / "summary.json")
+    template = property(lambda self: self.work / ".gradebook-template.db")
+
+    def student(self, student: str) -> Path:
+        return self.work / student
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.root))
 
 
 def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
@@ -129,14 +157,18 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text or "")
 
 
-def missing(student: str, assignment: str, source_nb, why: str = "") -> dict:
-    """The result of an assignment not handed in (status "missing"); ``why`` is what the
-    student's folder held instead, when the collection step knows."""
+def missing(
+    student: str, assignment: str, source_nb, why: str = "", status: str = "missing"
+) -> dict:
+    """The result of an assignment not handed in (status "missing"), or handed in but not
+    readable (status "unreadable"); ``why`` is what the student's folder held instead, when the
+    collection step knows."""
+    first = "no notebook submitted" if status == "missing" else "notebook not graded"
     return {
         "student": student,
         "assignment": assignment,
-        "status": "missing",
-        "flags": ["no notebook submitted" + (f" ({why})" if why else "")],
+        "status": status,
+        "flags": [first + (f" ({why})" if why else "")],
         "parts": unsubmitted(source_nb),
     }
 
@@ -147,8 +179,6 @@ _SECRET = {}
 def course_secret(course: Path) -> set:
     """Hidden-test lines of every assignment in the course (kept out of all feedback)."""
     if course not in _SECRET:
-        from grading.feedback import hidden_lines
-
         layout = Course(course)
         _SECRET[course] = hidden_lines(*(layout.source_notebook(a) for a in ASSIGNMENTS))
     return _SECRET[course]

@@ -33,20 +33,49 @@ HANG_GUARD = 1800.0  # seconds: only stops a hung run; no outcome depends on it
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def security():
+    """The cluster's certificates (self-signed; every role uses the same pair)."""
+    from distributed.security import Security
+
+    return Security.temporary()
+
+
+@pytest.fixture(scope="module")
+def tls_files(security, tmp_path_factory) -> list[str]:
+    """``--tls-ca-file``, ``--tls-cert``, ``--tls-key`` options holding ``security``'s files."""
+    folder = tmp_path_factory.mktemp("tls")
+    options = []
+    for option, name in [
+        ("--tls-ca-file", "tls_ca_file"),
+        ("--tls-cert", "tls_client_cert"),
+        ("--tls-key", "tls_client_key"),
+    ]:
+        (folder / f"{name}.pem").write_text(getattr(security, name))
+        options += [option, str(folder / f"{name}.pem")]
+    return options
+
+
+@pytest.fixture(scope="module")
+def cluster(security):
+    """Two single-thread workers behind a scheduler that speaks TLS only (the default)."""
     from distributed import LocalCluster
 
     with LocalCluster(
-        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0"
+        processes=True,
+        n_workers=2,
+        threads_per_worker=1,
+        dashboard_address=":0",
+        security=security,
     ) as local:
+        assert local.scheduler_address.startswith("tls://")
         yield local
 
 
 @pytest.fixture(scope="module")
-def client(cluster):
+def client(cluster, security):
     from distributed import Client
 
-    with Client(cluster) as c:
+    with Client(cluster, security=security) as c:
         yield c
 
 
@@ -73,11 +102,17 @@ def local_run(submissions, tmp_path_factory):
     return out
 
 
+#: grades.csv columns that say where and how the run graded (a cluster's differ by design).
+RUN_NOTES = ("limits", "transport")
+
+
 def _table(out: Path, name: str, students) -> list[dict]:
-    """The rows of ``out/name`` for ``students``, with the output folder's path as "OUT"."""
+    """The rows of ``out/name`` for ``students``, with the output folder's path as "OUT" and
+    without the run's notes (`RUN_NOTES`)."""
     with open(out / name) as f:
         text = f.read().replace(str(out), "OUT")
-    return [r for r in csv.DictReader(io.StringIO(text)) if r["student_id"] in students]
+    rows = [r for r in csv.DictReader(io.StringIO(text)) if r["student_id"] in students]
+    return [{k: v for k, v in r.items() if k not in RUN_NOTES} for r in rows]
 
 
 def _same_as_local(out: Path, local: Path, students) -> None:
@@ -156,7 +191,7 @@ def _wait(condition, what: str):
 
 
 @pytest.fixture(scope="module")
-def cluster_run(cluster, client, submissions, tmp_path_factory):
+def cluster_run(cluster, client, security, submissions, tmp_path_factory):
     """Grade every student on the cluster, SIGKILLing the first worker process seen running a
     student's code in a sandbox. Returns the output folder, the progress text and what was
     seen: the killed worker's pid, the processes its grading had started ({pid: start time}),
@@ -177,6 +212,7 @@ def cluster_run(cluster, client, submissions, tmp_path_factory):
                 submissions,
                 out,
                 scheduler=cluster.scheduler_address,
+                security=security,
                 announce=name,
                 progress=progress,
             )
@@ -220,7 +256,10 @@ def test_the_cluster_grades_exactly_like_a_local_run(cluster_run, local_run):
     out, progress, _ = cluster_run
     _same_as_local(out, local_run, STUDENTS)
     n = len(STUDENTS)
-    assert f"[{n}/{n}]" in progress and "on the cluster at tcp://" in progress, progress
+    assert f"[{n}/{n}]" in progress and "on the cluster at tls://" in progress, progress
+    assert "transport: tls://" in progress, progress
+    with open(out / "grades.csv") as f:
+        assert {r["transport"] for r in csv.DictReader(f)} == {"tls://"}
     assert f"graded {n} students" in progress and "failures per test" in progress, progress
     lines = [line for line in progress.splitlines() if re.match(r"\[\s*\d+/\d+\]", line)]
     assert len(lines) == n, f"one progress line per student: {lines}"
@@ -337,7 +376,7 @@ def _mend_bwrap():
 
 @pytest.mark.slow
 def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
-    cluster, client, submissions, tmp_path, capsys
+    cluster, client, tls_files, submissions, tmp_path, capsys
 ):
     """bubblewrap missing on every worker: the start-up probe fails there, each task is refused
     with the probe's reason naming the worker, and gmm-grade stops as a local run refuses."""
@@ -348,7 +387,9 @@ def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
     client.run(_break_bwrap)
     try:
         with pytest.raises(SystemExit) as exit_info:
-            main([str(subs), "--out", str(out), "--scheduler", cluster.scheduler_address])
+            main(
+                [str(subs), "--out", str(out), "--scheduler", cluster.scheduler_address] + tls_files
+            )
     finally:
         client.run(_mend_bwrap)
     err = capsys.readouterr().err
@@ -362,7 +403,7 @@ def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
 
 @pytest.mark.slow
 def test_a_refusing_worker_hands_its_students_to_the_others(
-    cluster, client, submissions, local_run, tmp_path
+    cluster, client, security, submissions, local_run, tmp_path
 ):
     """bubblewrap missing on one worker of two: that worker refuses (said once, naming it), its
     students are graded by the other, and the results are the local run's.
@@ -382,7 +423,12 @@ def test_a_refusing_worker_hands_its_students_to_the_others(
     client.run(_break_bwrap, workers=[broken])
     try:
         grade_folder(
-            subs, out, scheduler=cluster.scheduler_address, announce=name, progress=progress
+            subs,
+            out,
+            scheduler=cluster.scheduler_address,
+            security=security,
+            announce=name,
+            progress=progress,
         )
     finally:
         client.run(_mend_bwrap, workers=[broken])
@@ -460,6 +506,7 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded(submissions, t
                     scheduler=lost.scheduler_address,
                     announce=name,
                     progress=io.StringIO(),
+                    insecure=True,  # a tcp:// cluster of the test's own
                 )
             except BaseException as error:  # noqa: BLE001 - checked below
                 run["error"] = error
@@ -504,7 +551,7 @@ def test_the_cli_says_how_to_resume_after_a_lost_scheduler(tmp_path, capsys, mon
     subs.mkdir()
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        cli.main([str(subs), "--out", str(out), "--scheduler", "tcp://x:8786"])
+        cli.main([str(subs), "--out", str(out), "--scheduler", "tcp://x:8786", "--insecure"])
     assert exit_info.value.code == 3
     err = capsys.readouterr().err
     assert "lost the connection" in err and f"kept in {out / 'journal.jsonl'}" in err, err
@@ -519,7 +566,10 @@ def test_the_cli_says_how_to_resume_after_a_lost_scheduler(tmp_path, capsys, mon
             ["--scheduler", "tls://h:8786", "--tls-cert", "c.pem"],
             "give all three of --tls-ca-file, --tls-cert and --tls-key",
         ),
-        (["--scheduler", "tcp://h:8786", "--jobs", "4"], "--jobs is for local grading"),
+        (["--scheduler", "tls://h:8786", "--jobs", "4"], "--jobs is for local grading"),
+        (["--scheduler", "tcp://h:8786"], "refusing the scheduler tcp://h:8786: without tls://"),
+        (["--scheduler", "h:8786"], "pass --insecure knowingly"),
+        (["--insecure"], "--insecure goes with --scheduler tcp://HOST:PORT"),
     ],
 )
 def test_the_cli_checks_the_cluster_options(tmp_path, capsys, args, message):
@@ -531,13 +581,168 @@ def test_the_cli_checks_the_cluster_options(tmp_path, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-def test_tls_files_make_a_dask_security(tmp_path):
+def test_a_client_without_the_clusters_certificate_cannot_reach_it(tmp_path):
+    """A scheduler that speaks TLS (mutual: it asks for the client's certificate too) is
+    really connected to, four ways: plain TCP, TLS without a certificate, TLS with a stranger's
+    certificate all fail; the CLI's `_security` from the cluster's files gets in."""
+    import socket
+    import ssl
+
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
     from grading.cli import _security
 
-    security = _security("ca.pem", "client.pem", "client.key")
-    assert (security.tls_ca_file, security.tls_client_cert, security.tls_client_key) == (
-        "ca.pem",
-        "client.pem",
-        "client.key",
+    security = Security.temporary()
+    files = []
+    for name in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+        (tmp_path / name).write_text(getattr(security, name))
+        files.append(str(tmp_path / name))
+    with LocalCluster(n_workers=0, dashboard_address=":0", security=security) as cluster:
+        address = cluster.scheduler_address
+        host, port = address.removeprefix("tls://").rsplit(":", 1)
+        with pytest.raises((OSError, TimeoutError)):
+            Client(address.replace("tls://", "tcp://"), timeout="10s")
+        with pytest.raises((OSError, TimeoutError)):
+            Client(address, security=Security.temporary(), timeout="10s")
+        context = ssl.create_default_context(cadata=security.tls_ca_file)
+        context.check_hostname = False
+        with socket.create_connection((host, int(port)), timeout=30) as raw:
+            try:
+                with context.wrap_socket(raw) as tls:
+                    tls.sendall(b"\0" * 64)
+                    answer = tls.recv(1024)
+            except (ssl.SSLError, ConnectionError):
+                answer = b""
+        assert answer == b"", answer  # refused: no certificate, no conversation
+        with Client(address, security=_security(*files), timeout="60s") as client:
+            assert client.scheduler_info()["address"] == address
+
+
+# ------------------------------------------------------------------------------------------
+# A worker that shares no file system and no network namespace with the coordinator
+# ------------------------------------------------------------------------------------------
+
+_ISOLATED_WORKER = r"""
+import asyncio, os
+from distributed import Worker
+from distributed.security import Security
+
+async def main():
+    env = os.environ
+    security = Security(
+        tls_ca_file=env["GMM_CA"], tls_worker_cert=env["GMM_CERT"],
+        tls_worker_key=env["GMM_KEY"], require_encryption=True,
     )
-    assert security.require_encryption
+    async with Worker(
+        env["GMM_SCHEDULER"], security=security, nthreads=1, host=env["GMM_HOST"],
+        name="isolated", local_directory="/tmp/worker",
+    ) as worker:
+        await worker.finished()
+
+asyncio.run(main())
+"""
+
+
+def _ip(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def network_namespace():
+    """A network namespace of its own joined to this one by a veth pair: (name, the address
+    on this side, the address inside). Removed afterwards."""
+    tag = os.getpid() % 10_000
+    name, here, there = f"gmm-w{tag}", f"10.{200 + tag % 50}.{tag % 250}.1", None
+    there = here.rsplit(".", 1)[0] + ".2"
+    outer, inner = f"gmmo{tag}", f"gmmi{tag}"
+    _ip("netns", "add", name)
+    try:
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", name)
+        _ip("addr", "add", f"{here}/24", "dev", outer)
+        _ip("link", "set", outer, "up")
+        _ip("netns", "exec", name, "ip", "addr", "add", f"{there}/24", "dev", inner)
+        _ip("netns", "exec", name, "ip", "link", "set", inner, "up")
+        _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+        yield name, here, there
+    finally:
+        subprocess_run = __import__("subprocess").run
+        subprocess_run(["ip", "link", "del", outer], capture_output=True)
+        subprocess_run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _namespaces() -> dict:
+    return {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ("net", "mnt")}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace with a veth pair needs root")
+def test_a_worker_with_no_shared_files_or_network_grades_a_class(
+    network_namespace, submissions, local_run, tmp_path
+):
+    """The worker runs in a network namespace of its own (it reaches the scheduler over a veth
+    pair, TLS) and a mount namespace whose /tmp is a fresh tmpfs: the submissions, the
+    coordinator's output folder and its course do not exist there. It grades the class as the
+    local run did: tasks carry their files, nothing is read from a shared disk."""
+    import subprocess
+    import sys
+
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    from grading.pipeline import grade_folder
+
+    name, here, there = network_namespace
+    security = Security.temporary()
+    students = ["reference", "bug_naive_exp"]
+    subs = _only(submissions, students, tmp_path / "submissions")
+    out = tmp_path / "out"
+    assert str(subs).startswith("/tmp/") and str(out).startswith("/tmp/")
+    with LocalCluster(n_workers=0, host=here, dashboard_address=":0", security=security) as cluster:
+        env = dict(
+            os.environ,
+            GMM_CA=security.tls_ca_file,
+            GMM_CERT=security.tls_worker_cert,
+            GMM_KEY=security.tls_worker_key,
+            GMM_SCHEDULER=cluster.scheduler_address,
+            GMM_HOST=there,
+        )
+        hide = f'mount -t tmpfs tmpfs /tmp && exec {sys.executable} -c "$0"'
+        worker = subprocess.Popen(
+            ["ip", "netns", "exec", name, "unshare", "--mount", "--propagation", "private"]
+            + ["sh", "-c", hide, _ISOLATED_WORKER],
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        try:
+            with Client(cluster.scheduler_address, security=security, timeout="60s") as client:
+                client.wait_for_workers(1, timeout=HANG_GUARD)
+                # What the worker sees, asked by a lambda (sent by value: the test module is
+                # not importable there).
+                seen = client.run(
+                    lambda paths: {
+                        "visible": [p for p in paths if os.path.exists(p)],
+                        **{n: os.readlink(f"/proc/self/ns/{n}") for n in ("net", "mnt")},
+                    },
+                    [str(subs), str(out.parent), str(submissions)],
+                )
+                (inside,) = seen.values()
+                assert inside["visible"] == [], inside
+                assert inside["net"] != _namespaces()["net"], inside
+                assert inside["mnt"] != _namespaces()["mnt"], inside
+                grade_folder(
+                    subs,
+                    out,
+                    scheduler=cluster.scheduler_address,
+                    security=security,
+                    progress=io.StringIO(),
+                )
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    _same_as_local(out, local_run, students)
+    _once(out, students)

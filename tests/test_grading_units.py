@@ -175,7 +175,7 @@ def test_release_notebook_names_match_the_course():
 
 
 def test_collect_accepts_both_layouts_and_reports_problems(tmp_path):
-    from grading.pipeline import collect
+    from grading.collect import collect
 
     subs = tmp_path / "subs"
     nb = FIX.build_notebook("em_by_hand", {})
@@ -198,7 +198,7 @@ def test_collect_accepts_both_layouts_and_reports_problems(tmp_path):
         ).exists()
         assert students[student]["break_it"] is None
     assert students["dave"]["em_by_hand"] is None
-    reasons = {(s, a): r for s, a, r in problems}
+    reasons = {(p.student, p.assignment): p.reason for p in problems}
     assert "several notebooks" in reasons[("dave", "em_by_hand")]
     assert "not a usable student id" in reasons[("bad name!", "")]
 
@@ -206,7 +206,7 @@ def test_collect_accepts_both_layouts_and_reports_problems(tmp_path):
 def test_collect_takes_no_notebook_through_a_link(tmp_path):
     """A notebook (or folder) in an upload that is a link to the course's solutions or another
     student's work is not graded as the student's: it is reported, and nothing is copied."""
-    from grading.pipeline import collect
+    from grading.collect import collect
 
     subs, elsewhere = tmp_path / "subs", tmp_path / "elsewhere"
     nb = FIX.build_notebook("em_by_hand", {})
@@ -228,9 +228,9 @@ def test_collect_takes_no_notebook_through_a_link(tmp_path):
     for student in ("copycat", "linker", "rooted"):
         assert students[student]["em_by_hand"] is None, student
         assert not (tmp_path / "work" / student / "submitted").exists(), student
-    reasons = {(s, a): r for s, a, r in problems}
+    reasons = {(p.student, p.assignment): p.reason for p in problems}
     assert reasons[("linker", "em_by_hand")] == "em_by_hand/em_by_hand.ipynb is a link: not graded"
-    assert reasons[("copycat", "em_by_hand")] == "em_by_hand/em_by_hand.ipynb is a link: not graded"
+    assert reasons[("copycat", "em_by_hand")] == "em_by_hand is a link: not graded"
     assert reasons[("folder_link", "")] == "the student's folder is a link: skipped"
     assert reasons[("rooted", "")] == "the folder holds no notebook"
 
@@ -240,7 +240,8 @@ def test_the_review_list_has_one_row_per_student_and_assignment(tmp_path):
     second row for the same student (a folder holding only another assignment, or nothing)."""
     import csv
 
-    from grading.pipeline import collect, export
+    from grading.collect import collect
+    from grading.export import export
 
     subs = tmp_path / "subs"
     nb = FIX.build_notebook("break_it", {})
@@ -448,7 +449,7 @@ except OSError:
     seen["wrote_outside"] = False
 children = 0
 try:
-    while True:
+    while children < 2000:  # bounded, should every limit fail
         if os.fork() == 0:
             time.sleep(30)
             os._exit(0)
@@ -462,7 +463,8 @@ print(json.dumps(seen), flush=True)
 
 def test_the_sandbox_hides_the_course_and_limits_processes(tmp_path):
     """Run as the pipeline does (root: a uid of its own): a file beside the scratch folder is
-    invisible, nothing outside it can be written, and a fork loop stops at the process limit."""
+    invisible, nothing outside it can be written, and a fork loop stops at the process limit,
+    whatever uid runs the grader."""
     from grading.isolation import NPROC, Sandbox, default_uid
 
     secret = tmp_path / "course" / "solutions.txt"
@@ -472,8 +474,9 @@ def test_the_sandbox_hides_the_course_and_limits_processes(tmp_path):
     seen = _run_in(sandbox, _IN_SANDBOX, str(secret), str(tmp_path / "outside.txt"))
     assert seen["secret_visible"] is False
     assert seen["wrote_outside"] is False and not (tmp_path / "outside.txt").exists()
-    if default_uid() is not None:  # root: the process limit binds the sandbox's own uid
-        assert 0 < seen["children"] < NPROC, seen
+    # Whoever runs it: the sandbox's own uid (root) or the user's (RLIMIT_NPROC binds both),
+    # and the sandbox's control group where the host has them (pids.max).
+    assert 0 < seen["children"] < NPROC, seen
 
 
 _FILL_TMP = r"""
@@ -551,7 +554,8 @@ def test_sandboxed_python_never_writes_bytecode(tmp_path, kind):
 
 
 def test_probe_measures_the_baseline(tmp_path):
-    from grading.isolation import default_uid, probe
+    from grading.isolation import default_uid
+    from grading.probe import probe
 
     seen = probe(tmp_path / "scratch", default_uid())
     assert seen["interfaces"] == ["lo"] and not seen["network"]
