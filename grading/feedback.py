@@ -74,18 +74,33 @@ def _output_html(out) -> str:
     return ""
 
 
+#: The most a feedback page's body may hold, and any one cell's source on it (characters).
+PAGE_CHARS = 2_000_000
+SOURCE_CHARS = 50_000
+CUT = "[the rest of this page is not shown: it is longer than {:,} characters]"
+
+
 def render_html(nb, title: str) -> str:
-    """A small, self-contained HTML page for a (redacted) notebook."""
-    parts = []
+    """A small, self-contained HTML page for a (redacted) notebook, at most `PAGE_CHARS` long
+    (the summary and score lines come first in their cells, so a long answer cannot push
+    them off before their own cell)."""
+    parts, size = [], 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             css = cell.metadata.get("feedback_class")
             css = css if css in SCORE_CLASSES else None  # only the grader's own score lines
-            body = _md(cell.source)
-            parts.append(f'<div class="{css}">{body}</div>' if css else body)
+            body = _md(cell.source[:SOURCE_CHARS])
+            html_cell = [f'<div class="{css}">{body}</div>' if css else body]
         elif cell.cell_type == "code":
-            parts.append(f"<pre><code>{html.escape(cell.source)}</code></pre>")
-            parts.extend(_output_html(out) for out in cell.get("outputs", []))
+            html_cell = [f"<pre><code>{html.escape(cell.source[:SOURCE_CHARS])}</code></pre>"]
+            html_cell += [_output_html(out) for out in cell.get("outputs", [])]
+        else:
+            continue
+        size += sum(len(h) for h in html_cell)
+        if size > PAGE_CHARS:
+            parts.append(f'<pre class="error">{CUT.format(PAGE_CHARS)}</pre>')
+            break
+        parts.extend(html_cell)
     return PAGE.format(title=html.escape(title), body="\n".join(parts))
 
 

@@ -208,16 +208,19 @@ def run_sandbox(
     budget = Budget()
     for _attempt in range(len(steps) + 1):
         argv, env, limits = _child_command(workdir, first, isolation, plan.get("blocked", ()))
-        proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=limits.apply,
-            start_new_session=True,
-        )
+        # The child's own pipes and the student's stderr file; no other descriptor.
+        with open(workdir.parent / f"{workdir.name}-stderr.log", "ab") as stderr:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                close_fds=True,
+                preexec_fn=limits.apply,
+                start_new_session=True,
+            )
         try:
             proc.stdin.write((json.dumps(plan) + "\n").encode())
             proc.stdin.close()

@@ -64,16 +64,13 @@ EXPECTED = {
     "bug_transposed_resp": (E_STEP, set(), 7, 8),
     "bug_missing_logdet": (E_STEP, set(), 7, 8),
     "bug_naive_exp": ({"e_step_stability"}, set(), 13, 8),
-    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances", "fit_em_tests"}, set(), 9, 8),
-    "bug_not_centred": ({"m_step_covariances", "fit_em_tests"}, set(), 10, 8),
+    # fit_em_monotone compares with EM's history from the same start (issue 21 item 5): a wrong
+    # step makes the history another one, and that part is lost too.
+    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances"} | FIT, set(), 8, 8),
+    "bug_not_centred": ({"m_step_covariances"} | FIT, set(), 9, 8),
     "bug_cov_divide_by_n": ({"m_step_covariances"} | FIT, set(), 9, 8),
-    "bug_weights_unnormalised": ({"m_step_weights", "fit_em_tests"}, set(), 11, 8),
-    "bug_mean_loglik": (
-        {"log_likelihood_tests", "log_likelihood_stability", "fit_em_tests"},
-        set(),
-        9,
-        8,
-    ),
+    "bug_weights_unnormalised": ({"m_step_weights"} | FIT, set(), 10, 8),
+    "bug_mean_loglik": ({"log_likelihood_tests", "log_likelihood_stability"} | FIT, set(), 8, 8),
     "bug_naive_loglik": ({"log_likelihood_stability"}, set(), 13, 8),
     "bug_history_without_start": (FIT, set(), 11, 8),
     "bug_collapse_largest_eigenvalue": (set(), {"collapsed_tests", "run_em_tests"}, 14, 3),

@@ -814,3 +814,18 @@ def test_points_come_from_the_recheck_alone():
     (part,) = combine(nb, recheck, {"a_tests": 0.0})
     assert part.points == 2.0
     assert submission_status(recheck, ["kernel: output truncated"], Status.OK) == Status.REVIEW
+
+
+def test_a_feedback_page_has_a_size_cap():
+    """A notebook of huge cells (sources and outputs) makes a page of at most PAGE_CHARS, that
+    says it was cut, with the summary first."""
+    from grading.feedback import PAGE_CHARS
+
+    cells = [nbformat.v4.new_markdown_cell("# summary")]
+    for _ in range(60):
+        code = nbformat.v4.new_code_cell("x = 1  # " + "y" * 200_000)
+        code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="z" * 19_000)]
+        cells.append(code)
+    page = render_html(nbformat.v4.new_notebook(cells=cells), "t")
+    assert len(page) < PAGE_CHARS + 10_000 and "not shown: it is longer than" in page
+    assert page.index("summary") < page.index("x = 1")
