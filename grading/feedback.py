@@ -1,10 +1,12 @@
-"""Feedback HTML for one student's notebook, with the hidden tests redacted.
+"""Feedback HTML for one student's notebook: their own run, the spec's verdicts, nothing hidden.
 
-nbgrader's own feedback shows the hidden tests' source and tracebacks that quote them. Here the
-graded notebook is rewritten first: every test cell shows only its visible part (the hidden
-block is replaced by a one-line note), every error in a test cell is reduced to its last line
-(the exception and its message), and each graded cell is followed by its final points and the
-reason. A summary table (the same numbers as the grades CSV) opens the page.
+The graded notebook is the student's run with the release's visible tests only
+(`grading.student_run`): no hidden-test code ran in it, so none can be in its outputs. The
+redaction below is kept as a second line of defence (a source notebook's hidden block, a stray
+copy of one, nbgrader's own feedback from formgrader): every test cell shows only its visible
+part (the hidden block is replaced by a one-line note), every error in a test cell is reduced
+to its last line (the exception and its message), and each graded cell is followed by its final
+points and the reason. A summary table (the same numbers as the grades CSV) opens the page.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import html
 import re
 from pathlib import Path
 
+import mistune
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 from nbconvert.preprocessors.coalescestreams import CR_PAT
 from traitlets import Bool
 
-HIDDEN = re.compile(
-    r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*$", re.S | re.M
+from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN
+
+HIDDEN_NOTE = (
+    "# (hidden tests: the grader runs them outside your notebook; each part's result and "
+    "message are above)\n"
 )
-HIDDEN_NOTE = "# (hidden tests run here; their code is not shown)"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BASE64 = re.compile(r"[A-Za-z0-9+/\s]*={0,2}\s*")
 #: The classes the page styles; `redact` sets them on the score lines it adds, and nothing
@@ -47,17 +52,8 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding
 </body></html>
 """
 
-_markdown = None
-
-
-def _md(text: str) -> str:
-    """Markdown to HTML with any raw HTML escaped (a student's cell cannot inject a script)."""
-    global _markdown
-    if _markdown is None:
-        import mistune
-
-        _markdown = mistune.create_markdown(escape=True, plugins=["table"])
-    return _markdown(text)
+#: Markdown to HTML with any raw HTML escaped (a student's cell cannot inject a script).
+_md = mistune.create_markdown(escape=True, plugins=["table"])
 
 
 def _output_html(out) -> str:
@@ -78,18 +74,33 @@ def _output_html(out) -> str:
     return ""
 
 
+#: The most a feedback page's body may hold, and any one cell's source on it (characters).
+PAGE_CHARS = 2_000_000
+SOURCE_CHARS = 50_000
+CUT = "[the rest of this page is not shown: it is longer than {:,} characters]"
+
+
 def render_html(nb, title: str) -> str:
-    """A small, self-contained HTML page for a (redacted) notebook."""
-    parts = []
+    """A small, self-contained HTML page for a (redacted) notebook, at most `PAGE_CHARS` long
+    (the summary and score lines come first in their cells, so a long answer cannot push
+    them off before their own cell)."""
+    parts, size = [], 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             css = cell.metadata.get("feedback_class")
             css = css if css in SCORE_CLASSES else None  # only the grader's own score lines
-            body = _md(cell.source)
-            parts.append(f'<div class="{css}">{body}</div>' if css else body)
+            body = _md(cell.source[:SOURCE_CHARS])
+            html_cell = [f'<div class="{css}">{body}</div>' if css else body]
         elif cell.cell_type == "code":
-            parts.append(f"<pre><code>{html.escape(cell.source)}</code></pre>")
-            parts.extend(_output_html(out) for out in cell.get("outputs", []))
+            html_cell = [f"<pre><code>{html.escape(cell.source[:SOURCE_CHARS])}</code></pre>"]
+            html_cell += [_output_html(out) for out in cell.get("outputs", [])]
+        else:
+            continue
+        size += sum(len(h) for h in html_cell)
+        if size > PAGE_CHARS:
+            parts.append(f'<pre class="error">{CUT.format(PAGE_CHARS)}</pre>')
+            break
+        parts.extend(html_cell)
     return PAGE.format(title=html.escape(title), body="\n".join(parts))
 
 
@@ -157,7 +168,7 @@ def hidden_lines(*source_nbs) -> set[str]:
     Pass every source notebook of the course: a student's gradebook copy holds the hidden tests
     of all assignments, so output from one notebook can quote another's.
     """
-    blocks = re.compile(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", re.S)
+    blocks = re.compile(rf"{BEGIN_HIDDEN}(.*?){END_HIDDEN}", re.S)
     cells = [c for nb in source_nbs for c in nb.cells]
     visible = " ".join(" ".join(blocks.sub("", c.source).split()) for c in cells)
     lines = set()
@@ -298,10 +309,10 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
             and src.metadata["nbgrader"].get("grade")
             and not src.metadata["nbgrader"].get("solution")
         )
-        if is_test or (src is not None and "BEGIN HIDDEN TESTS" in src.source):
+        if is_test or (src is not None and BEGIN_HIDDEN in src.source):
             cell.source = visible_part(src.source)
             cell.outputs = [_last_line(out) for out in cell.get("outputs", [])]
-        if "BEGIN HIDDEN TESTS" in cell.source:  # a stray copy anywhere else
+        if BEGIN_HIDDEN in cell.source:  # a stray copy anywhere else
             cell.source = visible_part(cell.source)
         if cell.cell_type == "code":
             _scrub_outputs(cell, secret, withheld)
@@ -346,7 +357,7 @@ class HideHiddenTests(Preprocessor):
     def preprocess(self, nb, resources):
         secret = hidden_lines(nb)
         for cell in nb.cells:
-            if "BEGIN HIDDEN TESTS" in cell.source:
+            if BEGIN_HIDDEN in cell.source:
                 cell.source = visible_part(cell.source)
                 if cell.cell_type == "code":
                     cell.outputs = [_last_line(out) for out in cell.outputs]

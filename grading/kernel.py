@@ -1,13 +1,16 @@
 """The students' kernel during grading: ipykernel in a bubblewrap sandbox, under limits.
 
 The pipeline puts a kernel spec named "python3" first on JUPYTER_PATH whose command is
-``python -m grading.kernel {connection_file}``; nbgrader starts kernels by name, so every
-student's notebook runs through `main`. That process is trusted code: it reads the current
-student's sandbox settings from ``$GMM_SANDBOX`` (set by `grading.worker` for each notebook),
-prepares the student's scratch folder, sets the limits (`grading.isolation.Limits`) and
-replaces itself with bwrap running ipykernel as the sandbox's uid (`grading.isolation`).
+``python -m grading.kernel {connection_file}``; `grading.student_run` (and plain nbgrader, for
+an instructor) starts kernels by that name, so every student's notebook runs through `main`.
+That process is trusted code: it reads the current student's sandbox settings from
+``$GMM_SANDBOX`` (set by `grading.worker` for each notebook), prepares the student's scratch
+folder, sets the limits (`grading.isolation.Limits`) and replaces itself with bwrap running
+ipykernel as the sandbox's uid (`grading.isolation`). The kernel reads no file of the course
+(the notebook's code arrives as messages), and the assignment's blocked packages (gmmlib in the
+from-scratch assignment) are not even mounted.
 
-The kernel talks to nbgrader over jupyter_client's IPC transport (Unix sockets next to the
+The kernel talks to the grader over jupyter_client's IPC transport (Unix sockets next to the
 connection file, in the student's own runtime folder bound into the sandbox): a kernel in its
 own network namespace cannot reach the grader's loopback TCP ports. Interrupts go as messages
 (``interrupt_mode``), since a signal to the process group would stop bwrap, not the cell.
@@ -19,6 +22,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from grading.isolation import Limits, Sandbox
 
 #: Environment variable holding the current notebook's sandbox settings (`sandbox_settings`).
 SETTINGS = "GMM_SANDBOX"
@@ -46,12 +51,11 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
 
 
 def main(argv=None) -> None:
-    from grading.isolation import Limits, Sandbox
-
     argv = sys.argv[1:] if argv is None else argv
     connection_file, extra = argv[0], argv[1:]
     settings = json.loads(os.environ[SETTINGS])
-    # Nothing the kernel prints may reach the worker's stdout (its protocol with the pipeline).
+    # Nothing the kernel prints may reach the worker's stdout (its protocol with the pipeline):
+    # the worker gives the kernel the student's own log file as stderr (`grading.student_run`).
     os.dup2(2, 1)
     limits = Limits(**settings["limits"])
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
@@ -64,6 +68,7 @@ def main(argv=None) -> None:
         readable=[Path(p) for p in settings.get("readable", [])],
         writable=[Path(connection_file).parent],
         uid=settings.get("uid"),
+        hidden=[Path(p) for p in settings.get("hidden", [])],
     )
     sandbox.prepare(Path(settings["font_cache"]) if settings.get("font_cache") else None)
     if sandbox.uid is not None:  # jupyter_client wrote it 0600 for us: the kernel must read it

@@ -8,8 +8,9 @@
 3. `run_sandbox` executes the code in a fresh ``python -I -S`` process (`grading.sandbox`) with
    CPU, memory and file-size limits, calls the student's functions on the `grading.checks`
    inputs, and brings back plain numbers. A step that hangs (also one that swallows interrupts)
-   is killed after `STEP_TIMEOUT` seconds, a step that kills the process is recorded, and the
-   sandbox restarts after it, so every other part is still scored.
+   is killed after `STEP_TIMEOUT` seconds of CPU time, or sooner when the notebook's `Budget`
+   (CPU time and time asleep, over all steps) runs out; a step that kills the process is
+   recorded, and the sandbox restarts after it, so every other part is still scored.
 4. `recheck_notebook` judges those numbers against gmmlib here, one verdict per test cell.
 """
 
@@ -30,11 +31,24 @@ import numpy as np
 
 import gmmlib
 from grading import checks as checks_module
+from grading.isolation import (
+    RECHECK_CPU,
+    Sandbox,
+    code_limits,
+    package_folders,
+    python_env,
+    remove,
+)
 from grading.layout import summary_cell_id
 from grading.scan import imported_names, scan_cell, strip_magics
+from grading.watch import busy_seconds, cpu_seconds, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
-STEP_TIMEOUT = 8.0  # seconds of wall time for one cell or one test's cases
+STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
+#: What one notebook's whole re-check may spend (see `Budget`), and the least any step gets.
+BUDGET_CPU = 12.0
+BUDGET_ASLEEP = 4.0
+MIN_STEP = 1.0
 
 
 def _nbgrader(cell):
@@ -79,49 +93,55 @@ def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNo
     return missing + steps
 
 
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (bwrap, its init, the child, whatever that forked)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except (OSError, ValueError):
-            pass
-    return out
+class Budget:
+    """What one notebook's re-check may still spend, over every step and every restart of the
+    child: CPU seconds, and seconds asleep (wall clock neither running nor waiting for a CPU,
+    so a loaded machine does not use it up). A loop that never ends, or a row of sleepers,
+    costs a grading slot about this much and no more."""
 
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of the process tree under ``pid`` (reaped children included)."""
-    total = 0
-    for p in _descendants(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += sum(int(x) for x in fields[11:15])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
+    def __init__(self, cpu: float = BUDGET_CPU, asleep: float = BUDGET_ASLEEP):
+        self.cpu, self.asleep = cpu, asleep
 
 
 class _StepClock:
-    """A step's budget: ``limit`` seconds of the sandbox's CPU time (so a busy machine does not
-    cut off a slow but honest step), and 4 x ``limit`` of wall time (a step that sleeps)."""
+    """A step's limits: ``limit`` seconds of the sandbox's CPU time and what is left of the
+    notebook's `Budget` (at least `MIN_STEP` seconds of each, so a step always gets a try),
+    plus 4 x ``limit`` of wall time as a backstop."""
 
-    def __init__(self, pid, limit, first_wall):
-        self.pid, self.limit = pid, limit
-        self.cpu0, self.wall_deadline = _cpu_seconds(pid), time.monotonic() + first_wall
+    def __init__(self, pid, limit, budget: Budget, first_wall):
+        self.pid, self.limit, self.budget = pid, limit, budget
+        self.counting_sleep = False  # the child's start (imports from a cold disk) is free
+        self._mark(first_wall)
+
+    def _mark(self, wall):
+        self.t0, self.cpu0, self.busy0 = time.monotonic(), cpu_seconds(self.pid), 0.0
+        self.busy0 = busy_seconds(self.pid)
+        self.wall_deadline = self.t0 + wall
+
+    def _used(self) -> tuple[float, float]:
+        cpu = cpu_seconds(self.pid) - self.cpu0
+        wall = time.monotonic() - self.t0
+        asleep = max(wall - (busy_seconds(self.pid) - self.busy0), 0.0)
+        return cpu, asleep if self.counting_sleep else 0.0
 
     def restart(self):
-        self.cpu0, self.wall_deadline = _cpu_seconds(self.pid), time.monotonic() + 4 * self.limit
+        """A step began or ended: charge the time since the last mark to the budget."""
+        cpu, asleep = self._used()
+        self.budget.cpu -= cpu
+        self.budget.asleep -= asleep
+        self.counting_sleep = True
+        self._mark(4 * self.limit)
 
-    def expired(self):
-        return (
-            _cpu_seconds(self.pid) - self.cpu0 > self.limit or time.monotonic() > self.wall_deadline
-        )
+    def expired(self) -> str | None:
+        """Why the running step must stop (in words), or None."""
+        cpu, asleep = self._used()
+        if cpu > min(self.limit, max(self.budget.cpu, MIN_STEP)):
+            return f"no result after {cpu:.0f} s of CPU time (killed)"
+        if asleep > max(self.budget.asleep, MIN_STEP):
+            return f"no result after {asleep:.0f} s asleep (killed)"
+        if time.monotonic() > self.wall_deadline:
+            return f"no result after {4 * self.limit:g} s (killed)"
+        return None
 
 
 def _kill(proc):
@@ -143,8 +163,6 @@ def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=()
     """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off.
     The ``blocked`` packages (the plan's) are not even mounted there: a blocked import stops an
     ``import``, but code that finds the package's files could still load them."""
-    from grading.isolation import RECHECK_CPU, Sandbox, code_limits, package_folders
-
     isolation = isolation or {}
     limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
     argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first)]
@@ -170,24 +188,6 @@ def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=()
     return sandbox.command(argv), {"PATH": "/usr/bin:/bin"}, limits
 
 
-def _survivors(uid: int | None, expected: int = 1) -> int:
-    """Processes of the sandbox's uid still alive besides the re-check child itself."""
-    if uid is None:
-        return 0
-    alive = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    fields = dict(ln.split(":", 1) for ln in f if ":" in ln)
-                alive += int(fields["Uid"].split()[0]) == uid and not fields[
-                    "State"
-                ].strip().startswith("Z")  # zombies are gone
-            except (OSError, KeyError, ValueError):
-                pass
-    return max(alive - expected, 0)
-
-
 def run_sandbox(
     workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT, isolation: dict | None = None
 ) -> tuple[dict, dict]:
@@ -205,37 +205,40 @@ def run_sandbox(
     observed = {"events": [], "survivors": 0}
     uid = (isolation or {}).get("uid") if (isolation or {}).get("sandbox") else None
     first = 0
+    budget = Budget()
     for _attempt in range(len(steps) + 1):
         argv, env, limits = _child_command(workdir, first, isolation, plan.get("blocked", ()))
-        proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=limits.apply,
-            start_new_session=True,
-        )
+        # The child's own pipes and the student's stderr file; no other descriptor.
+        with open(workdir.parent / f"{workdir.name}-stderr.log", "ab") as stderr:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                close_fds=True,
+                preexec_fn=limits.apply,
+                start_new_session=True,
+            )
         try:
             proc.stdin.write((json.dumps(plan) + "\n").encode())
             proc.stdin.close()
         except BrokenPipeError:
             pass
         current, buffer, finished = None, b"", False
-        clock = _StepClock(proc.pid, step_timeout, first_wall=60.0)
+        clock = _StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
         fd = proc.stdout.fileno()
         while True:
             ready = select.select([fd], [], [], 0.2)[0]
             if not ready:
-                if clock.expired():
-                    observed["survivors"] += _survivors(uid)
+                why = clock.expired()
+                if why:
+                    observed["survivors"] += survivors(uid)
+                    clock.restart()
                     _kill(proc)
                     if current is not None:
-                        results[current] = {
-                            "status": "timeout",
-                            "error": f"no result after {step_timeout:g} s of CPU time (killed)",
-                        }
+                        results[current] = {"status": "timeout", "error": why}
                     break
                 continue
             chunk = os.read(fd, 1 << 16)
@@ -261,7 +264,7 @@ def run_sandbox(
                     clock.restart()
                 elif word == "finished":
                     finished = True
-                    observed["survivors"] += _survivors(uid)
+                    observed["survivors"] += survivors(uid)
         if finished or proc.poll() is None:
             _kill(proc)
         if finished or current is None:
@@ -306,8 +309,6 @@ def recheck_notebook(
     ``isolation``: the pipeline's sandbox settings (`grading.isolation`); None runs the child
     without bubblewrap, under the same limits (the unit tests).
     """
-    from grading.isolation import remove
-
     spec = checks_module.spec(assignment)
     remove(workdir)  # a fresh folder: nothing an earlier try's student code left in it
     workdir.mkdir(parents=True)
@@ -353,8 +354,6 @@ def recheck_notebook(
     sys_path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
     if "gmmlib" not in spec.blocked:
         sys_path.append(str(Path(gmmlib.__file__).resolve().parents[1]))
-    from grading.isolation import python_env
-
     plan = {
         "steps": steps,
         "sys_path": list(dict.fromkeys(sys_path)),

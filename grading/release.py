@@ -4,10 +4,11 @@
     python -m grading.release --check    # exit 1 (and say which file) if either is stale
 
 Two steps. First the generated cells of the source notebooks are written (`write_generated`):
-every test cell's hidden tests come from `grading.checks`, the one specification of a graded
-part that the out-of-kernel re-check also runs (same cases, data, tolerances and judges; the
-points stay in the cells' nbgrader metadata), and a last cell runs every visible test and prints
-a summary. Then `nbgrader generate_assignment` runs in a temporary course directory (so no
+every test cell's hidden-test block becomes a short note naming its check in `grading.checks`,
+the one specification of a graded part, which only the out-of-kernel re-check runs (the points
+stay in the cells' nbgrader metadata); a last cell runs every visible test and prints a
+summary. No hidden-test code is ever in a notebook, so none can run where student code runs.
+Then `nbgrader generate_assignment` runs in a temporary course directory (so no
 gradebook, which holds the hidden tests, is ever written into the repository), and each release
 notebook is normalised (no outputs, no execution counts, only nbgrader's cell metadata, sorted
 keys) so that regenerating gives byte-identical files.
@@ -16,8 +17,6 @@ keys) so that regenerating gives byte-identical files.
 from __future__ import annotations
 
 import argparse
-import ast
-import re
 import shutil
 import subprocess
 import sys
@@ -25,71 +24,40 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from nbgrader.apps import NbGraderAPI
+from traitlets.config import Config
 
-from grading.course import ASSIGNMENTS, EXERCISES, REPO, SOLUTIONS, db_url, tool_env
-from grading.layout import summary_cell_id
-
-HIDDEN = re.compile(
-    r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M
+from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, is_test
+from grading.checks import spec
+from grading.course import (
+    ASSIGNMENTS,
+    EXERCISES,
+    REPO,
+    SOLUTIONS,
+    configure,
+    db_url,
+    tool_env,
 )
-#: What the kernel needs from the sandbox's child to call a student's function exactly as the
-#: re-check does (`grading.sandbox._call`, with its JSON encoding).
-SANDBOX_FUNCTIONS = ("_plain", "_one_line", "_call")
-#: The names the generated hidden tests bind in the student's kernel: the global holding the
-#: checks and the module it is registered as. No answer has a reason to use them
-#: (`grading.scan` flags code that does: it reads or disarms the hidden tests).
-CHECKS_NAME = "_gmm_checks"
-CHECKS_MODULE = "gmm_checks"
+from grading.layout import summary_cell_id
 
 
 def _nbgrader(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def _functions_source(path: Path, names) -> str:
-    """The source of the top-level functions ``names`` of the module at ``path``."""
-    text = path.read_text()
-    tree = ast.parse(text)
-    found = {n.name: ast.get_source_segment(text, n) for n in tree.body if hasattr(n, "name")}
-    return "\n\n\n".join(found[name] for name in names)
-
-
-def runtime_source() -> str:
-    """`grading.checks` plus the sandbox's call: the code the hidden tests run in the kernel."""
-    grading = Path(__file__).parent
-    text = (grading / "checks.py").read_text().rstrip() + "\n\n\n"
-    text += _functions_source(grading / "sandbox.py", SANDBOX_FUNCTIONS) + "\n"
-    for forbidden in ("'''", "HIDDEN TESTS", "BEGIN SOLUTION"):
-        if forbidden in text:
-            raise ValueError(f"grading/checks.py must not contain {forbidden!r}")
-    return text
-
-
-def _runtime_block() -> str:
+def hidden_block(check, assignment: str) -> str:
+    """A test cell's hidden-test block: where its hidden cases live, in words. Nothing in it
+    runs when grading (the re-check runs the check outside the student's processes);
+    nbgrader removes it from the release, so students see the visible tests only."""
+    cases = len(check.cases)
     return (
-        "### BEGIN HIDDEN TESTS\n"
-        "# The grader's checks, written here by `python -m grading.release` from\n"
-        "# grading/checks.py (edit them there): the out-of-kernel re-check runs the same ones.\n"
-        "import sys as _sys\n"
-        "import types as _types\n\n"
-        f'{CHECKS_NAME} = _sys.modules["{CHECKS_MODULE}"] = _types.ModuleType("{CHECKS_MODULE}")\n'
-        "exec(compile(r'''\n" + runtime_source() + '\'\'\', "grading/checks.py", "exec"), '
-        f"{CHECKS_NAME}.__dict__)\n"
-        "### END HIDDEN TESTS\n"
+        f"{BEGIN_HIDDEN}\n"
+        f"# Hidden tests: {cases} case{'s' * (cases != 1)} of `{check.cases[0].name}`, check "
+        f"{check.grade_id} in\n"
+        f"# grading/checks/{assignment}.py. The grader runs them outside the student's notebook\n"
+        "# (the re-check); nothing in this block is executed. Written by `make release`.\n"
+        f"{END_HIDDEN}"
     )
-
-
-def _run_block(grade_id: str) -> str:
-    return (
-        "### BEGIN HIDDEN TESTS\n"
-        f'{CHECKS_NAME}.run_in_kernel("{grade_id}", globals(), {CHECKS_NAME}._call)\n'
-        "### END HIDDEN TESTS"
-    )
-
-
-def _is_test_cell(cell) -> bool:
-    meta = _nbgrader(cell)
-    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
 
 
 def visible_source(source: str) -> str:
@@ -142,23 +110,21 @@ def _summary_source(assignment: str, tests) -> str:
 
 def generated(nb: nbformat.NotebookNode, assignment: str) -> nbformat.NotebookNode:
     """``nb`` (a source notebook) with its generated parts written: every test cell's hidden
-    tests (from `grading.checks`) and the summary cell at the end. Everything else is kept."""
-    from grading.checks import spec
-
-    checked = {c.grade_id for c in spec(assignment).checks}
+    block (a note naming its check in `grading.checks`) and the summary cell at the end.
+    Everything else is kept."""
+    checks = {c.grade_id: c for c in spec(assignment).checks}
     summary_id = summary_cell_id(assignment)
     cells = [c for c in nb.cells if _nbgrader(c).get("grade_id") != summary_id]
-    tests, first = [], True
+    tests = []
     for cell in cells:
-        if not _is_test_cell(cell):
+        if not is_test(cell):
             continue
         grade_id = _nbgrader(cell)["grade_id"]
-        if grade_id not in checked:
-            raise ValueError(f"{assignment}: test cell {grade_id} has no check in checks.py")
+        if grade_id not in checks:
+            raise ValueError(f"{assignment}: test cell {grade_id} has no check in grading/checks/")
         visible = visible_source(cell.source)
         tests.append((grade_id, float(_nbgrader(cell).get("points", 0)), visible))
-        cell.source = (_runtime_block() if first else "") + visible + "\n" + _run_block(grade_id)
-        first = False
+        cell.source = visible + "\n" + hidden_block(checks[grade_id], assignment)
     summary = nbformat.v4.new_code_cell(_summary_source(assignment, tests))
     summary.id = summary_id.replace("_", "-")
     summary.metadata["nbgrader"] = {
@@ -231,11 +197,6 @@ def generate(root: Path, assignments=ASSIGNMENTS) -> Path:
 
 def _generate_in_process(root: Path, assignments) -> None:
     """nbgrader generate_assignment for each assignment, through its Python API (one import)."""
-    from nbgrader.apps import NbGraderAPI
-    from traitlets.config import Config
-
-    from grading.course import configure
-
     config = Config()
     configure(config)
     config.CourseDirectory.root = str(root)
@@ -304,7 +265,7 @@ def main(argv=None) -> int:
         print(
             "the generated cells (hidden tests, summary) of "
             + ", ".join(stale_sources)
-            + " differ from grading/checks.py: run `python -m grading.release`"
+            + " differ from grading/checks/: run `python -m grading.release`"
         )
         return 1
     with tempfile.TemporaryDirectory(prefix="gmm-release-check-") as tmp:

@@ -16,6 +16,7 @@ hook notes what the sandbox refused or hid (writes outside WORKDIR, missing path
 connections, processes started); the parent lists them for review.
 """
 
+import inspect
 import json
 import os
 import sys
@@ -142,6 +143,7 @@ def main():
     sink = os.open("student-output.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(sink, 1)
     os.dup2(sink, 2)
+    # Imported here, once the plan's paths are on sys.path (the child starts with -I -S).
     import warnings
 
     import numpy as np
@@ -185,10 +187,8 @@ def _call(namespace, case, cases, np):
 
     ``counts``: how often each function in ``case["count"]`` was called meanwhile, and the
     largest number passed to each of its parameters, by keyword or by position
-    (``"m_step(reg_covar)"``). The hidden tests in the student's kernel run the same function
-    (`grading.checks.run_in_kernel`).
+    (``"m_step(reg_covar)"``).
     """
-    import inspect
 
     name = case["name"]
     if name not in namespace:

@@ -9,20 +9,22 @@ attempts so the affected parts get no points and the submission goes to a human.
 `proven` tells the two kinds apart. A *proven* finding is a violation the code states outright:
 it imports a package the assignment forbids (gmmlib in assignment 1), rebinds an attribute of a
 module (``np.allclose = ...``, ``setattr(builtins, ...)``), hooks into IPython's or Python's
-machinery (input transformers, import hooks) or names the hidden checks the grader puts in the
-kernel (``_gmm_checks``, to read or disarm them); the parts that depend on it get no points. Every
-other finding (``__import__``, ``globals()``, ``setattr`` on an object, a suspicious import,
-IPython's input history ``In``/``_ih``, which in the grading kernel holds the hidden tests) is
-*suspicious*: honest code uses these too, so the points the re-check gave are kept and a human
-is asked to look.
+machinery (input transformers, import hooks) or names the hidden checks the grader once put in
+the kernel (``_gmm_checks``, to read or disarm them); the parts that depend on it get no points.
+Every other finding (``__import__``, ``globals()``, ``setattr`` on an object, a suspicious
+import, IPython's input history ``In``/``_ih``) is *suspicious*: honest code uses these too, so
+the points the re-check gave are kept and a human is asked to look.
+
+Many findings are moot since the hidden tests stopped running in the student's kernel (issue
+21): the kernel's history holds only the student's cells and the visible tests, no
+``_gmm_checks`` exists there to read or disarm, and a patched numpy fools only the student's own
+run, never the re-check that scores. They are kept as evidence of intent for the review list.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-
-from grading.release import CHECKS_MODULE, CHECKS_NAME
 
 #: Modules whose import alone means the code reaches into the interpreter or the kernel.
 SUSPICIOUS_MODULES = {
@@ -92,14 +94,14 @@ SUSPICIOUS_ATTRIBUTES = {
     "__mro__",
 }
 SUSPICIOUS_NAMES = {"get_ipython", "__builtins__", "__import__", "__loader__", "__spec__"}
-#: IPython's input and output history: in the grading kernel it holds the hidden tests' source.
+#: IPython's input and output history (it held the hidden tests when they ran in the kernel).
 HISTORY = re.compile(r"In|Out|_ih|_oh|_i{1,3}|_i\d+")
-#: What the generated hidden tests bind in the kernel (`grading.release`): an answer that names
-#: them reads or disarms the hidden tests.
-HIDDEN_CHECKS = {CHECKS_NAME, CHECKS_MODULE}
+#: The names the hidden tests once bound in the kernel: an answer that names them tries to read
+#: or disarm the hidden tests (there is nothing under them any more).
+HIDDEN_CHECKS = {"_gmm_checks", "gmm_checks"}
 #: The words of the findings whose cell may print the hidden tests (see `reads_hidden_tests`).
 READS_CHECKS = "reads the grader's hidden checks"
-READS_HISTORY = "IPython's history: it holds the hidden tests"
+READS_HISTORY = "IPython's history, where hidden tests were once looked for"
 
 #: Attributes whose use changes how later code runs or imports (a hook, not a question).
 TAMPER_ATTRIBUTES = {

@@ -1,28 +1,31 @@
-"""Grade one student: autograde in their kernel, re-check outside it, combine, write feedback.
+"""Grade one student: run their notebook for feedback, score every part by the re-check.
 
 `grade_student(job)` does the work; ``python -m grading.worker`` is the long-lived process the
 pipeline starts once per core: it reads one JSON job per line on stdin and answers
-``done <student>`` on stdout, so nbgrader is imported once per core, not once per student. Each
-student still gets fresh processes for everything that runs their code (an nbgrader kernel per
-notebook, sandboxes for the re-check), and a private copy of the gradebook (no SQLite locks).
+``done <student>`` on stdout. Each student gets fresh processes for everything that runs their
+code (a sandboxed kernel per notebook, sandboxes for the re-check).
 
-How a test cell's points are decided (the grade follows the re-check):
-- the answer cell it depends on (or any cell the student added) holds a *proven* violation
-  (`grading.scan.proven`: patching of numpy, builtins or IPython, or gmmlib in assignment 1)
-  -> 0 and the submission is ``flagged``;
-- the re-check outside the kernel fails -> 0 (with its message);
-- otherwise the kernel's score (nbgrader's), or, if the kernel never finished the notebook
-  (timeout, dead kernel), the re-check's points, and the submission goes on the review list.
-Suspicious but unproven code (``__import__``, ``globals()``, ``setattr`` on an object) and what
-the sandbox observed keep the points earned: the part's ``review`` note and the submission's
-``review`` status give the reason for a human look.
+No hidden-test material ever reaches a process that runs student code:
+1. `grading.student_run` executes the submitted notebook with the *release's* test cells
+   (visible tests only) in the sandboxed kernel; its outputs make the feedback page, and its
+   visible-test outcome is shown to instructors (``kernel_points``), never graded.
+2. `grading.recheck` runs the student's answer cells in another sandbox, calls their functions
+   on the spec's inputs (`grading.checks`) and judges the returned numbers here, outside it.
+3. `combine` gives each test cell its points from the re-check alone:
+   - the answer cell it depends on (or any cell the student added) holds a *proven* violation
+     (`grading.scan.proven`: patching numpy, builtins or IPython, or gmmlib in assignment 1)
+     -> 0 and the submission is ``flagged``;
+   - the re-check fails -> 0, with the spec's message;
+   - otherwise full points.
+   Suspicious but unproven code (``__import__``, ``globals()``) and what the supervisors saw
+   keep the points earned: the part's ``review`` note and the submission's ``review`` status
+   ask for a human look.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -32,36 +35,29 @@ from pathlib import Path
 
 import nbformat
 
-from grading.course import ASSIGNMENTS, configure, db_url, use_tool_env
+from grading.checks import spec
+from grading.course import CODE_STUB, use_tool_env
+from grading.feedback import write_feedback
+from grading.isolation import KERNEL_CPU, code_limits, package_folders
 from grading.kernel import SETTINGS
-from grading.layout import (
-    Course,
-    Part,
-    course_secret,
-    feedback_page,
-    graded_cells,
-    missing,
-    printable,
-)
+from grading.layout import Course, course_secret, feedback_page, graded_cells, missing, printable
 from grading.recheck import recheck_notebook
+from grading.records import RUN_STATUS, Part, Result, Status
 from grading.scan import proven, reads_hidden_tests
+from grading.student_run import run_notebook, visible_notebook
 
 
 def _nbgrader(cell):
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def blank_answers(submitted_path, source_nb):
+def blank_answers(submitted: nbformat.NotebookNode | None, source_nb) -> list[str]:
     """grade_ids of manually graded answers the student left as the release's stub (or deleted)."""
-    from grading.course import CODE_STUB
-
     manual = {gid for gid, _, kind in graded_cells(source_nb) if kind == "manual"}
-    try:
-        cells = nbformat.read(submitted_path, as_version=4).cells
-    except Exception:  # noqa: BLE001 - unreadable: every answer counts as missing
+    if submitted is None:  # unreadable: every answer counts as missing
         return sorted(manual)
     answered = set()
-    for cell in cells:
+    for cell in submitted.cells:
         gid = _nbgrader(cell).get("grade_id")
         text = cell.source.strip()
         if gid in manual and text and text not in ("YOUR ANSWER HERE", CODE_STUB):
@@ -69,105 +65,51 @@ def blank_answers(submitted_path, source_nb):
     return sorted(manual - answered)
 
 
-#: A traceback's last line, e.g. "RuntimeError: Kernel didn't respond in 60 seconds".
-_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?\w*(?:Error|Exception|Exit)\b.*$", re.M)
+def visible_outcomes(executed: nbformat.NotebookNode | None, source_nb) -> dict:
+    """{grade_id: points} of each test cell's *visible* tests in the student's run (0 if the
+    cell raised or wrote to stderr; absent if it did not run). Information, never a grade."""
+    points = {gid: p for gid, p, kind in graded_cells(source_nb) if kind == "auto"}
+    out = {}
+    for cell in executed.cells if executed is not None else []:
+        gid = _nbgrader(cell).get("grade_id")
+        if gid not in points or cell.cell_type != "code" or not cell.get("outputs"):
+            if gid in points and cell.get("execution_count"):
+                out[gid] = points[gid]
+            continue
+        failed = any(
+            o.get("output_type") == "error"
+            or (o.get("output_type") == "stream" and o.get("name") == "stderr")
+            for o in cell.outputs
+        )
+        out[gid] = 0.0 if failed else points[gid]
+    return out
 
 
-def _classify(result):
-    """(status, detail) of one nbgrader autograde result: "ok" or a failure kind."""
-    if result.get("success"):
-        return "ok", ""
-    text = (result.get("log") or "") + (result.get("error") or "")
-    if "CellTimeoutError" in text or "timed out" in text.lower():
-        return "kernel-timeout", "a cell ran past the time limit and ignored the interrupt"
-    if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:
-        return "kernel-died", "the kernel died while running the notebook"
-    # nbgrader ends its log with "see the error log"; the cause is the traceback's last line.
-    causes = _EXCEPTION_LINE.findall(text)
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    detail = causes[-1] if causes else (lines[-1] if lines else "unknown autograde error")
-    return "autograde-error", detail.strip()[:300]
-
-
-def _autograde(api, assignment, student, log_dir: Path, attempts: int = 2):
-    """Run nbgrader autograde; return (status, detail, notes).
-
-    A timeout or a dead kernel is the student's code and is reported at once. Any other
-    failure (the kernel did not start, a port was taken: the grading machine, not the student)
-    is retried once; every failed attempt's full log is kept as
-    ``<log_dir>/autograde-<assignment>-<attempt>.log`` and named in ``notes``.
-    """
-    notes = []
-    for attempt in range(1, attempts + 1):
-        result = api.autograde(assignment, student, force=True, create=True)
-        status, detail = _classify(result)
-        if status == "ok":
-            return status, detail, notes
-        log = log_dir / f"autograde-{assignment}-{attempt}.log"
-        log.write_text((result.get("log") or "") + "\n" + (result.get("error") or ""))
-        notes.append(f"autograde attempt {attempt}: {status}: {detail} (log: {log})")
-        if status != "autograde-error":
-            break
-    return status, detail, notes
-
-
-def _kernel_scores(root, assignment, student):
-    """{grade_id: score} from this student's gradebook, and {grade_id: one-line error}."""
-    from nbgrader.api import Gradebook
-
-    scores = {}
-    with Gradebook(db_url(root)) as gb:
-        nb = gb.find_submission_notebook(Path(ASSIGNMENTS[assignment]).stem, assignment, student)
-        for grade in nb.grades:
-            scores[grade.name] = grade.auto_score  # the kernel's, never a hand mark
-    errors = {}
-    autograded = Course(root).notebook("autograded", assignment, student)
-    if autograded.exists():
-        for cell in nbformat.read(autograded, as_version=4).cells:
-            gid = _nbgrader(cell).get("grade_id")
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error" and gid:
-                    errors[gid] = f"{output.get('ename')}: {str(output.get('evalue'))[:300]}"
-                elif output.get("output_type") == "stream" and output.get("name") == "stderr":
-                    errors.setdefault(gid, "wrote to stderr: " + output.get("text", "")[:200])
-    return scores, errors
-
-
-#: A part's review note when the notebook passed it in the kernel and the re-check failed it.
-KERNEL_CHANGED = "passed in the notebook but failed the re-check"
-
-
-def kernel_changed(parts) -> list[str]:
-    """The parts the notebook passed in the kernel and the re-check failed (`combine`'s note)."""
-    return [p["grade_id"] for p in parts if KERNEL_CHANGED in (p.get("review") or "")]
-
-
-def submission_status(recheck, changed, observed, kernel_status) -> str:
-    """ "flagged" (a proven violation), "review" (for a human: suspicious code, what the sandbox
-    saw, ``changed`` parts only the re-check failed — whatever their points), else the kernel's
-    status."""
+def submission_status(recheck, observed, run_status: Status) -> Status:
+    """`Status.FLAGGED` (a proven violation), `Status.REVIEW` (suspicious code, or what a
+    supervisor saw), else the feedback run's status."""
     findings = recheck.get("findings", {})
     if any(proven(f) for found in findings.values() for f in found):
-        return "flagged"
-    if findings or observed or changed:
-        return "review"
-    return kernel_status
+        return Status.FLAGGED
+    if findings or observed:
+        return Status.REVIEW
+    return run_status
 
 
-def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
-    """Final points per graded cell: a list of `Part` dicts (the module docstring's rules)."""
+def combine(source_nb, recheck, visible: dict) -> list[Part]:
+    """Final points per graded cell (the module docstring's rules)."""
     findings = recheck.get("findings", {})
     spec_depends = recheck.get("depends", {})
     tainted_all = [name for name in findings if name.startswith("added cell")]
     parts = []
     for gid, points, kind in graded_cells(source_nb):
-        part = Part(gid, points, kind, kernel_points=kernel_scores.get(gid))
+        part = Part(gid, points, kind, kernel_points=visible.get(gid))
         if kind == "manual":
             # An answer left as the release's stub gets 0; anything else waits for a human.
             blank = gid in recheck.get("blank_answers", ())
             part.points = 0.0 if blank else None
             part.message = "no answer" if blank else "to be graded by hand"
-            parts.append(part.to_dict())
+            parts.append(part)
             continue
         verdict = recheck["verdicts"].get(
             gid, {"passed": False, "status": "missing", "message": "not re-checked"}
@@ -184,134 +126,126 @@ def combine(source_nb, recheck, kernel_status, kernel_scores, kernel_errors):
             for n in names
             if not all(proven(f) for f in findings[n])
         ]
-        if (
-            not bad
-            and not verdict["passed"]
-            and kernel_status == "ok"
-            and kernel_scores.get(gid) is not None
-            and float(kernel_scores[gid]) >= points
-        ):
-            # The kernel and the re-check run the same checks (grading.checks): a part the
-            # notebook passed and the re-check failed means the kernel's state was changed.
-            doubtful.append(
-                f"{gid}: {KERNEL_CHANGED} (the kernel's tools or tests may have been changed)"
-            )
         part.review = " | ".join(doubtful)[:500]
         if bad:
             part.points, part.flagged = 0.0, " | ".join(bad)[:500]
             part.message = "no points: the code changes the tests' tools or uses the reference"
         elif not verdict["passed"]:
             part.points, part.message = 0.0, verdict["message"] or verdict["status"]
-        elif kernel_status != "ok" or kernel_scores.get(gid) is None:
-            part.points = points
-            part.message = "scored by the re-check (the notebook did not finish in the kernel)"
         else:
-            part.points = min(float(kernel_scores[gid]), points)
-            if part.points < points:
-                part.message = "failed in the notebook: " + kernel_errors.get(gid, "(no output)")
+            part.points = points
         if part.review and not bad:
             note = f"points kept; to be looked at by a human: {part.review}"
             part.message = f"{part.message}; {note}" if part.message else note
-        parts.append(part.to_dict())
+        parts.append(part)
     return parts
 
 
-def grade_notebook(api, job, assignment):
-    """Grade one (student, assignment); return its result dict."""
+def _read(path: Path) -> nbformat.NotebookNode | None:
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - an unreadable notebook is the re-check's to report
+        return None
+
+
+def _recheck_flags(recheck) -> list[str]:
+    """The re-check's reasons for a human look, in words."""
+    flags = []
+    if not recheck.get("readable", True):
+        flags.append(recheck["error"])
+    for name, found in recheck.get("findings", {}).items():
+        sure = [f for f in found if proven(f)]
+        unsure = [f for f in found if not proven(f)]
+        if sure:
+            flags.append(f"flagged {name}: {'; '.join(sure)}"[:400])
+        if unsure:
+            flags.append(f"to review {name} (points kept): {'; '.join(unsure)}"[:400])
+    for gid, verdict in recheck["verdicts"].items():
+        message = verdict.get("message") or ""
+        if verdict["status"] in ("timeout", "crashed"):
+            flags.append(f"re-check {verdict['status']} in {gid}")
+        elif "MemoryError" in message:
+            flags.append(f"re-check hit the memory limit in {gid}")
+        elif "BlockingIOError" in message or "Resource temporarily unavailable" in message:
+            flags.append(f"re-check hit the process limit in {gid}")
+    for name, problem in recheck.get("cell_problems", {}).items():
+        if problem.startswith(("timeout", "crashed")):
+            flags.append(f"cell {name} {problem}"[:300])
+    return flags
+
+
+def grade_notebook(job, assignment, runtime: Path | None) -> dict:
+    """Grade one (student, assignment); return its result dict (`Result.to_dict`)."""
     student, root = job["student"], Path(job["root"])
     course = Path(job["course"])
-    source_path = Course(course).notebook("source", assignment)
-    source_nb = nbformat.read(source_path, as_version=4)
-    submitted = Course(root).notebook("submitted", assignment, student)
-    if not submitted.exists():
+    source_nb = Course(course).source_notebook(assignment)  # points and ids: grader side only
+    submitted_path = Course(root).notebook("submitted", assignment, student)
+    if not submitted_path.exists():
         return missing(student, assignment, source_nb)
-    result = {"student": student, "assignment": assignment, "flags": [], "parts": []}
-    started = time.perf_counter()
+    result = Result(student, assignment)
     isolation = job.get("isolation") or {"sandbox": False}
-    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, course, student, assignment))
-    kernel_status, detail, attempts = _autograde(api, assignment, student, root)
-    kernel_seconds = time.perf_counter() - started
-    if attempts:
-        result["autograde_attempts"] = attempts
-        print(f"{student}/{assignment}: " + "; ".join(attempts), file=sys.stderr, flush=True)
-    scores, errors = {}, {}
-    if kernel_status == "ok":
-        scores, errors = _kernel_scores(root, assignment, student)
-    else:
-        where = f" (full log: {root}/autograde-{assignment}-*.log)"
-        result["flags"].append(f"{kernel_status}: {detail}" + where)
+    uid = isolation.get("uid") if isolation.get("sandbox") else None
+    submitted = _read(submitted_path)
+    release = nbformat.read(Course(course).notebook("release", assignment), as_version=4)
+    # 1. The student's run, for feedback: the release's visible tests only.
+    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, assignment))
+    executed, run = None, None
+    if submitted is not None:
+        executed, run = run_notebook(
+            visible_notebook(submitted, release), root / f"kernel-{assignment}.log", runtime, uid
+        )
+        if run.status != "ok":
+            result.flags.append(f"{RUN_STATUS[run.status].value}: {run.detail or run.status}")
+        result.observed += [f"kernel: {o}" for o in run.observed]
+    graded = Course(root).notebook("autograded", assignment, student)
+    graded.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(executed if executed is not None else release, graded)
+    # 2. The re-check: every graded part's verdict, judged outside the student's processes.
     started = time.perf_counter()
     recheck = recheck_notebook(
-        submitted,
-        source_path,
+        submitted_path,
+        Course(course).notebook("source", assignment),
         assignment,
         root / "recheck" / assignment,
         job.get("step_timeout", 8.0),
         isolation=isolation,
     )
-    recheck_seconds = time.perf_counter() - started
-    from grading.checks import spec
-
     recheck["depends"] = {c.grade_id: c.depends for c in spec(assignment).checks}
     recheck["blank_answers"] = blank_answers(submitted, source_nb)
-    if not recheck.get("readable", True):
-        result["flags"].append(recheck["error"])
-    # A cell that can print the hidden tests never shows its output in the feedback page.
-    result["withhold_outputs"] = sorted(
+    result.flags += _recheck_flags(recheck)
+    result.observed += [f"re-check: {o}" for o in sandbox_observations(recheck["observed"])]
+    if result.observed:
+        result.flags.append("the sandbox observed: " + "; ".join(result.observed))
+    # A cell that reaches for the (former) hidden-test names never shows its output.
+    result.withhold_outputs = sorted(
         name
         for name, found in recheck.get("findings", {}).items()
         if any(reads_hidden_tests(f) for f in found)
     )
-    for name, found in recheck.get("findings", {}).items():
-        sure = [f for f in found if proven(f)]
-        unsure = [f for f in found if not proven(f)]
-        if sure:
-            result["flags"].append(f"flagged {name}: {'; '.join(sure)}"[:400])
-        if unsure:
-            result["flags"].append(f"to review {name} (points kept): {'; '.join(unsure)}"[:400])
-    for gid, verdict in recheck["verdicts"].items():
-        message = verdict.get("message") or ""
-        if verdict["status"] in ("timeout", "crashed"):
-            result["flags"].append(f"re-check {verdict['status']} in {gid}")
-        elif "MemoryError" in message:
-            result["flags"].append(f"re-check hit the memory limit in {gid}")
-        elif "BlockingIOError" in message or "Resource temporarily unavailable" in message:
-            result["flags"].append(f"re-check hit the process limit in {gid}")
-    for name, problem in recheck.get("cell_problems", {}).items():
-        if problem.startswith(("timeout", "crashed")):
-            result["flags"].append(f"cell {name} {problem}"[:300])
-    observed = sandbox_observations(recheck.get("observed", {}))
-    if observed:
-        result["flags"].append("the sandbox observed: " + "; ".join(observed))
-    result["parts"] = combine(source_nb, recheck, kernel_status, scores, errors)
-    changed = kernel_changed(result["parts"])
-    if changed:
-        result["flags"].append(f"{KERNEL_CHANGED}: {', '.join(changed)}"[:400])
-    result["status"] = submission_status(recheck, changed, observed, kernel_status)
+    # 3. Points from the re-check alone.
+    result.parts = combine(source_nb, recheck, visible_outcomes(executed, source_nb))
+    run_status = RUN_STATUS[run.status] if run is not None else Status.OK
+    result.status = submission_status(recheck, result.observed, run_status)
     # Messages quote the student's own exception texts: no terminal escapes into the CSVs,
     # failures.txt or a terminal that prints them.
-    result["flags"] = [printable(f) for f in result["flags"]]
-    for part in result["parts"]:
-        part["message"], part["review"] = printable(part["message"]), printable(part["review"])
-    result["seconds"] = {"kernel": round(kernel_seconds, 2), "recheck": round(recheck_seconds, 2)}
-    from grading.feedback import write_feedback
-
+    result.flags = [printable(f) for f in result.flags]
+    for part in result.parts:
+        part.message, part.review = printable(part.message), printable(part.review)
+    result.seconds = {
+        "kernel": run.seconds if run is not None else 0.0,
+        "recheck": round(time.perf_counter() - started, 2),
+    }
     out = feedback_page(Path(job["feedback"]), student, assignment)
-    withheld = write_feedback(
-        Course(root).graded_notebook(student, assignment),
-        source_nb,
-        result,
-        out,
-        course_secret(course),
-    )
+    data = result.to_dict()
+    withheld = write_feedback(graded, source_nb, data, out, course_secret(course))
     if withheld:
-        result["status"] = "flagged"
-        result["flags"].append(
+        data["status"] = Status.FLAGGED.value
+        data["flags"].append(
             "output quoting the hidden tests was withheld from the feedback "
             f"(cells: {', '.join(sorted(set(withheld)))})"
         )
-    result["feedback"] = str(out)
-    return result
+    data["feedback"] = str(out)
+    return data
 
 
 def sandbox_observations(observed: dict) -> list[str]:
@@ -325,55 +259,30 @@ def sandbox_observations(observed: dict) -> list[str]:
     return notes
 
 
-def kernel_settings(
-    isolation: dict, root: Path, course: Path, student: str, assignment: str
-) -> dict:
-    """What `grading.kernel` needs to start this notebook's kernel: its scratch folder, what
-    it may read (the release notebook, the student's own submission), uid and limits."""
-    from grading.isolation import KERNEL_CPU, code_limits
-
+def kernel_settings(isolation: dict, root: Path, assignment: str) -> dict:
+    """What `grading.kernel` needs to start this notebook's kernel: its scratch folder, the
+    packages it may not see (the assignment's blocked ones), uid and limits. It reads no file
+    of the course: the notebook's code arrives as messages."""
     return {
         "sandbox": bool(isolation.get("sandbox")),
         "uid": isolation.get("uid"),
         "scratch": str(root / "scratch" / assignment / "kernel"),
-        "readable": [
-            str(Course(course).notebook("release", assignment)),
-            str(Course(root).notebook("submitted", assignment, student)),
-        ],
+        "readable": [],
+        "hidden": [str(p) for p in package_folders(spec(assignment).blocked)],
         "font_cache": isolation.get("font_cache"),
         "limits": code_limits(isolation.get("vm_peak"), KERNEL_CPU).to_json(),
     }
 
 
-def make_api(root: Path, runtime: Path | None = None):
-    from nbgrader.apps import NbGraderAPI
-    from traitlets.config import Config
-
-    config = Config()
-    configure(config)
-    config.CourseDirectory.root = str(root)
-    config.CourseDirectory.db_url = db_url(root)
-    config.Autograde.create_student = True
-    if runtime is not None:
-        # Unix sockets in the student's runtime folder: the sandboxed kernel has no network.
-        # An absolute prefix: the default ("kernel-ipc") is relative to each side's cwd.
-        config.KernelManager.transport = "ipc"
-        config.KernelManager.ip = str(runtime / "kernel")
-    return NbGraderAPI(config=config)
-
-
 def grade_student(job) -> dict:
     """Grade every assignment of one student; write and return ``result.json``'s content."""
     root = Path(job["root"])
-    course = Path(job["course"])
     isolation = dict(job.get("isolation") or {"sandbox": False})
     if isolation.get("uid_base") is not None:  # one uid per worker: see isolation.sandbox_uid
         isolation["uid"] = isolation["uid_base"] + int(os.environ.get("GMM_WORKER_SLOT", "0"))
     job = {**job, "isolation": isolation}
-    # The assignments only, no other student's submission (see gradebook.empty_copy).
-    shutil.copyfile(job.get("gradebook") or Course(course).gradebook, Course(root).gradebook)
-    if not Course(root).sources.exists():
-        os.symlink(Course(course).sources, Course(root).sources)
+    # No gradebook and no source notebook in the student's folder: nothing of the hidden
+    # tests sits next to their code (the re-check reads the sources from the course folder).
     results = []
     # The kernel's connection file and IPC sockets: a folder of this student's own (other
     # kernels' keys stay invisible), short enough for a Unix socket path (<= 107 bytes).
@@ -381,13 +290,13 @@ def grade_student(job) -> dict:
     uid = isolation.get("uid") if isolation.get("sandbox") else None
     if uid is not None:
         os.chown(runtime, uid, uid)
-    api = make_api(root, runtime if isolation.get("sandbox") else None)
     os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
     tempfile.tempdir = str(runtime)  # jupyter_client puts nbclient's connection files there
     try:
         for assignment in job["assignments"]:
             try:
-                results.append(grade_notebook(api, job, assignment))
+                ipc = runtime if isolation.get("sandbox") else None
+                results.append(grade_notebook(job, assignment, ipc))
             except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
                 results.append(
                     {
@@ -407,7 +316,6 @@ def grade_student(job) -> dict:
 
 def main():
     use_tool_env()
-    import nbgrader.apps  # noqa: F401 - import once, before the first job
 
     for line in sys.stdin:
         if not line.strip():

@@ -29,6 +29,8 @@ import pytest
 from grading.course import ASSIGNMENTS, SOLUTIONS, tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The spec of every hidden test (grading/checks/): no line of it may reach a student.
+CHECKS_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "grading" / "checks").glob("*.py")))
 
 EM_PARTS = {  # grade_id suffix -> points
     "e_step_tests": 3,
@@ -62,16 +64,13 @@ EXPECTED = {
     "bug_transposed_resp": (E_STEP, set(), 7, 8),
     "bug_missing_logdet": (E_STEP, set(), 7, 8),
     "bug_naive_exp": ({"e_step_stability"}, set(), 13, 8),
-    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances", "fit_em_tests"}, set(), 9, 8),
-    "bug_not_centred": ({"m_step_covariances", "fit_em_tests"}, set(), 10, 8),
+    # fit_em_monotone compares with EM's history from the same start (issue 21 item 5): a wrong
+    # step makes the history another one, and that part is lost too.
+    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances"} | FIT, set(), 8, 8),
+    "bug_not_centred": ({"m_step_covariances"} | FIT, set(), 9, 8),
     "bug_cov_divide_by_n": ({"m_step_covariances"} | FIT, set(), 9, 8),
-    "bug_weights_unnormalised": ({"m_step_weights", "fit_em_tests"}, set(), 11, 8),
-    "bug_mean_loglik": (
-        {"log_likelihood_tests", "log_likelihood_stability", "fit_em_tests"},
-        set(),
-        9,
-        8,
-    ),
+    "bug_weights_unnormalised": ({"m_step_weights"} | FIT, set(), 10, 8),
+    "bug_mean_loglik": ({"log_likelihood_tests", "log_likelihood_stability"} | FIT, set(), 8, 8),
     "bug_naive_loglik": ({"log_likelihood_stability"}, set(), 13, 8),
     "bug_history_without_start": (FIT, set(), 11, 8),
     "bug_collapse_largest_eigenvalue": (set(), {"collapsed_tests", "run_em_tests"}, 14, 3),
@@ -87,8 +86,7 @@ EXPECTED = {
         3,
         8,
     ),
-    # The kernel sees gmmlib (its hidden tests need it) and gives every point; the re-check's
-    # sandbox does not even mount gmmlib: no points, and the disagreement is reviewed.
+    # Neither the kernel nor the re-check's sandbox mounts gmmlib in assignment 1: no points.
     "hostile_loads_gmmlib_files": (set(EM_PARTS), set(), 0, 8),
     "hostile_patches_numpy": (E_STEP, set(), 7, 8),
     "hostile_patches_builtins": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
@@ -120,6 +118,12 @@ EXPECTED = {
         7,
         8,
     ),
+    # Issue 21: hidden tests never run where student code runs; stubs earn nothing.
+    "hostile_history_exfiltration": (set(), set(), 14, 8),
+    "stub_constant_history": (FIT, set(), 11, 8),
+    "stub_uniform_resp": (E_STEP, set(), 7, 8),
+    "hostile_inherited_fd": (set(), set(), 14, 8),
+    "hostile_sleepers": (set(), set(), 14, 8),
     "only_first_assignment": (set(), set(BREAK_PARTS), 14, 0),
     "blank": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
 }
@@ -147,6 +151,10 @@ STATUS = {
     ("hostile_loads_gmmlib_files", "em_by_hand"): "review",
     ("hostile_links_font_cache", "em_by_hand"): "ok",
     ("hostile_links_font_cache", "break_it"): "ok",
+    ("hostile_history_exfiltration", "em_by_hand"): "review",  # e_step.__globals__
+    # The feedback run was stopped (its budget); the re-check skipped the sleeping cells.
+    ("hostile_sleepers", "em_by_hand"): "kernel-timeout",
+    ("hostile_sleepers", "break_it"): "kernel-timeout",
 }
 # What the sandbox must have reported for each attack (a word of the review reason).
 OBSERVED = {
@@ -341,9 +349,11 @@ def test_manual_parts_wait_for_a_human(grades):
     "student", ["hostile_patches_numpy", "hostile_patches_builtins", "hostile_calls_gmmlib"]
 )
 def test_fooling_the_kernel_earns_nothing(parts, student):
-    """The kernel was fooled (nbgrader gave the points); the re-check took them back."""
+    """Whatever the student's own run showed (a patched numpy passes its visible tests), the
+    points are the re-check's."""
     row = parts[(student, "em_by_hand", "em_by_hand_e_step_tests")]
-    assert row["kernel_points"] == "3", f"{student}: the kernel was expected to be fooled: {row}"
+    if student == "hostile_patches_numpy":
+        assert row["kernel_points"] == "3", f"the visible tests were expected to pass: {row}"
     assert row["points"] == "0", f"{student}: e_step_tests kept {row['points']} points"
     assert row["flagged"], f"{student}: the patching was not reported"
 
@@ -370,21 +380,16 @@ def test_failures_teach(parts):
 
 
 def _hidden_lines():
-    """Distinctive lines of the hidden-test blocks (not also visible in any source cell)."""
-    cells = [
-        c
+    """Lines of grading/checks/ (30+ characters) that no release notebook holds: what only
+    the hidden tests know (their code, inputs and expected values)."""
+    visible = " ".join(
+        " ".join(c.source.split())
         for a, name in ASSIGNMENTS.items()
-        for c in nbformat.read(SOLUTIONS / a / name, as_version=4).cells
-    ]
-    pattern = r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS"
-    visible = " ".join(" ".join(re.sub(pattern, "", c.source, flags=re.S).split()) for c in cells)
-    lines = set()
-    for block in re.findall(pattern, "\n".join(c.source for c in cells), flags=re.S):
-        for line in block.splitlines():
-            line = " ".join(line.split())
-            if len(line) >= 20 and line not in visible:
-                lines.add(line)
-    assert len(lines) > 50, "expected many distinctive hidden-test lines"
+        for c in nbformat.read(ROOT / "exercises" / a / name, as_version=4).cells
+    )
+    lines = {" ".join(line.split()) for line in CHECKS_TEXT.splitlines() if len(line.strip()) >= 30}
+    lines = {line for line in lines if line not in visible}
+    assert len(lines) > 100, "expected many hidden-test lines"
     return lines
 
 
@@ -436,7 +441,10 @@ def test_feedback_never_shows_hidden_tests(graded, grades):
         leaked = [line for line in hidden if (line in text or line in flat) and line not in own]
         assert not leaked, f"{page.relative_to(feedback)} shows hidden-test code: {leaked[:3]}"
         assert "BEGIN HIDDEN TESTS" not in raw
-        assert "Autograded:" in text and "hidden tests run here" in text
+        assert (
+            "Autograded:" in text
+            and "hidden tests: the grader runs them outside your notebook" in text
+        )
 
 
 @pytest.mark.slow
@@ -581,7 +589,10 @@ def test_nbgraders_own_feedback_hides_the_hidden_tests(graded):
     text = _text(page)
     leaked = [line for line in _hidden_lines() if line in text]
     assert not leaked, f"nbgrader's feedback shows hidden-test code: {leaked[:3]}"
-    assert "hidden tests run here" in text and "Score: 13.0 / 16.0" in text, text[:400]
+    assert (
+        "hidden tests: the grader runs them outside your notebook" in text
+        and "Score: 13.0 / 16.0" in text
+    ), text[:400]
 
 
 class Formgrader:
@@ -707,3 +718,86 @@ def test_update_needs_an_earlier_run(tmp_path, capsys):
         main(["--update", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "holds no graded run" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 21: the trust boundary
+# ------------------------------------------------------------------------------------------
+
+
+def _result(out: Path, student: str, assignment: str) -> dict:
+    results = json.loads((out / "work" / student / "result.json").read_text())
+    return next(r for r in results if r["assignment"] == assignment)
+
+
+@pytest.mark.slow
+def test_the_input_history_holds_no_hidden_test(graded):
+    """hostile_history_exfiltration printed its kernel's longest history entry, compressed and
+    base64-encoded (in the old design: 39,503 characters of hidden tests). Decoded, it holds
+    no line of grading/checks/ that the release does not show, nor does any output of its
+    run or its page; and the page shows that the attack ran."""
+    import base64
+    import zlib
+
+    out = graded[0]
+    page = (out / "feedback/hostile_history_exfiltration/em_by_hand/em_by_hand.html").read_text()
+    mark = fixture_students.load().EXFILTRATION_MARK
+    encoded = re.findall(re.escape(mark) + r"([A-Za-z0-9+/=]+)", html.unescape(page))
+    assert encoded, "the exfiltration did not print (the test proves nothing)"
+    hidden = _hidden_lines()
+    for blob in encoded:
+        text = " ".join(zlib.decompress(base64.b64decode(blob)).decode().split())
+        assert len(text) > 100
+        assert not [line for line in hidden if line in text], "hidden-test code in the history"
+    executed = nbformat.read(
+        out / "work/hostile_history_exfiltration/autograded/hostile_history_exfiltration"
+        "/em_by_hand/em_by_hand.ipynb",
+        as_version=4,
+    )
+    outputs = json.dumps([c.get("outputs", []) for c in executed.cells])
+    assert not [line for line in hidden if line in outputs]
+
+
+@pytest.mark.slow
+def test_student_code_holds_no_descriptor_of_the_grader(graded):
+    """hostile_inherited_fd truncated and wrote into every regular file it had open: only its
+    own kernel log got the forged line; the run's log is whole and other students untouched."""
+    out = graded[0]
+    assert "FORGED-LINE" not in (out / "grading.log").read_text()
+    own = (out / "work/hostile_inherited_fd/kernel-em_by_hand.log").read_text()
+    assert "FORGED-LINE" in own
+    for student in ("reference", "bug_naive_exp"):
+        for log in (out / "work" / student).glob("kernel-*.log"):
+            assert "FORGED-LINE" not in log.read_text()
+
+
+@pytest.mark.slow
+def test_sleepers_cost_a_slot_seconds_not_minutes(graded):
+    """Six cells of sleep(19) (114 s each way): the feedback run stops at its budget and says
+    so, the re-check kills each sleeping cell once the notebook's time asleep is spent, and the
+    answers keep their points."""
+    from grading.recheck import BUDGET_ASLEEP
+    from grading.student_run import RUN_BUDGET
+
+    out = graded[0]
+    for assignment in ASSIGNMENTS:
+        r = _result(out, "hostile_sleepers", assignment)
+        asleep = [f for f in r["flags"] if "asleep (killed)" in f]
+        assert len(asleep) == 6, r["flags"]
+        assert r["seconds"]["kernel"] < RUN_BUDGET + 60 and r["seconds"]["recheck"] < 60 + 6 * (
+            BUDGET_ASLEEP
+        ), r["seconds"]
+        page = _text(
+            (out / "feedback/hostile_sleepers" / assignment).glob("*.html").__next__().read_text()
+        )
+        assert "not run: the notebook used its" in page
+
+
+@pytest.mark.slow
+def test_stubs_fail_with_the_specs_message(parts):
+    """A constant history is monotone, and uniform responsibilities give one: neither is EM's."""
+    for student in ("stub_constant_history", "stub_uniform_resp"):
+        row = parts[(student, "em_by_hand", "em_by_hand_fit_em_monotone")]
+        assert row["points"] == "0", row
+        if student == "stub_constant_history":
+            assert "not EM's from this start" in row["message"], row

@@ -133,27 +133,27 @@ def test_each_test_cell_builds_its_own_inputs(assignment):
 
 
 # ------------------------------------------------------------------------------------------
-# One specification per graded part: the hidden tests are generated from grading/checks.py
+# One specification per graded part: the hidden tests are generated from grading/checks/
 # ------------------------------------------------------------------------------------------
 
 
 def test_hidden_tests_are_what_the_checks_generate():
     """The stored source notebooks' generated cells (every hidden-test block, the summary cell)
-    are exactly what `python -m grading.release` writes from grading/checks.py: nothing is
+    are exactly what `python -m grading.release` writes from grading/checks/: nothing is
     written here, the stored and the generated text are compared."""
     from grading.release import write_generated
 
     stale = write_generated(check=True)
-    assert stale == [], f"run `python -m grading.release`: {stale} differ from grading/checks.py"
+    assert stale == [], f"run `python -m grading.release`: {stale} differ from grading/checks/"
 
 
 def test_a_hand_edited_hidden_test_is_caught():
-    """Editing a hidden block in the notebook (instead of checks.py) makes the notebook stale."""
+    """Editing a hidden block in the notebook (not grading/checks/) makes the notebook stale."""
     from grading.release import generated
 
     text = (SOLUTIONS / "break_it" / ASSIGNMENTS["break_it"]).read_text()
     nb = nbformat.reads(text, as_version=4)
-    cell = next(c for c in nb.cells if "run_in_kernel(" in c.source)
+    cell = next(c for c in nb.cells if "### BEGIN HIDDEN TESTS" in c.source)
     cell.source = cell.source.replace("### END HIDDEN TESTS", "assert True\n### END HIDDEN TESTS")
     assert nbformat.writes(generated(nb, "break_it")) + "\n" == text
 
@@ -204,33 +204,30 @@ AGREEMENT = {
     "assignment",
     ["em_by_hand", pytest.param("break_it", marks=pytest.mark.slow)],  # break_it: ~25 s
 )
-def test_a_student_who_passes_the_hidden_tests_passes_the_recheck(tmp_path, assignment):
-    """For each fixture student and each test cell, the generated hidden tests run in a kernel's
-    namespace (the stored cell code, executed) and the out-of-kernel re-check give the same
-    verdict: one specification."""
+def test_the_recheck_judges_as_the_spec_does_in_process(tmp_path, assignment):
+    """For each fixture student and each test cell, the spec's checks run in this process on
+    the student's functions (the cells executed here) and the sandboxed re-check give the same
+    verdict: the sandbox only calls, the judging is the spec's."""
+    import json
+    import warnings
+
+    from grading.checks import call_plan, judge
     from grading.recheck import recheck_notebook
-    from grading.release import HIDDEN
+    from grading.sandbox import _call
 
     fixtures = fixture_students.load()
     table = fixtures.students()
-    source = _read(SOLUTIONS, assignment)
-    tests = [
-        c
-        for c in source.cells
-        if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
-    ]
     seen = set()
     for student in AGREEMENT[assignment]:
         nb = fixtures.build_notebook(assignment, table[student][1])
         namespace = _run_cells(nb)
-        kernel = {}
-        for cell in tests:
-            code = "\n".join(HIDDEN.findall(cell.source))
-            try:
-                exec(compile(code, "<hidden tests>", "exec"), namespace)
-                kernel[cell.metadata["nbgrader"]["grade_id"]] = True
-            except AssertionError:
-                kernel[cell.metadata["nbgrader"]["grade_id"]] = False
+        here = {}
+        for check in SPECS[assignment]().checks:
+            cases, arrays = call_plan(check)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                outputs = [json.loads(json.dumps(_call(namespace, c, arrays, np))) for c in cases]
+            here[check.grade_id] = judge(check, {"status": "ok", "outputs": outputs})["passed"]
         path = tmp_path / student / ASSIGNMENTS[assignment]
         path.parent.mkdir()
         nbformat.write(nb, path)
@@ -238,8 +235,8 @@ def test_a_student_who_passes_the_hidden_tests_passes_the_recheck(tmp_path, assi
         work = tmp_path / "w" / student
         verdicts = recheck_notebook(path, source_path, assignment, work)["verdicts"]
         recheck = {gid: v["passed"] for gid, v in verdicts.items()}
-        assert kernel == recheck, f"{student}: kernel {kernel} vs re-check {recheck}"
-        seen |= {(gid, passed) for gid, passed in kernel.items()}
+        assert here == recheck, f"{student}: in process {here} vs re-check {recheck}"
+        seen |= {(gid, passed) for gid, passed in here.items()}
     # the students exercise both outcomes of most parts (else the comparison proves little)
     assert len({gid for gid, passed in seen if not passed}) >= 3, seen
 

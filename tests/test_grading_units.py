@@ -9,12 +9,18 @@ import fixture_students
 import nbformat
 import pytest
 
+from grading.cells import BEGIN_HIDDEN, HIDDEN, grade_id, is_fixed, is_test
 from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS
 from grading.feedback import hidden_lines, redact, render_html
 from grading.recheck import recheck_notebook
+from grading.records import Status
 from grading.scan import proven, reads_hidden_tests, scan_cell
+from grading.student_run import CELL_OUTPUT_BYTES, run_notebook, visible_notebook
+from grading.worker import combine, submission_status
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The spec of every hidden test (grading/checks/): no line of it may reach a student.
+CHECKS_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "grading" / "checks").glob("*.py")))
 
 
 FIX = fixture_students.load()
@@ -162,7 +168,7 @@ def test_redacted_feedback_keeps_visible_tests_and_drops_hidden_ones():
     }
     page = render_html(redact(source, source, result), "t")
     assert "_gmm_checks" not in page and "def _resp_judge" not in page
-    assert "hidden tests run here" in page
+    assert "hidden tests: the grader runs them outside your notebook" in page
     assert "assert resp.shape == (3, 2)" in page  # a visible test stays
     assert "responsibilities of row 3 sum to 0.5" in page
     assert "<script" not in page
@@ -363,54 +369,87 @@ def test_no_markup_of_the_students_reaches_a_feedback_page():
     assert XSS not in body
 
 
-class _FlakyApi:
-    """Stands in for NbGraderAPI: fails with the given results first, then succeeds."""
-
-    def __init__(self, *failures):
-        self.results = list(failures)
-        self.calls = 0
-
-    def autograde(self, assignment, student, force, create):
-        self.calls += 1
-        return self.results.pop(0) if self.results else {"success": True, "log": ""}
+def _release(assignment="em_by_hand"):
+    return nbformat.read(EXERCISES / assignment / ASSIGNMENTS[assignment], as_version=4)
 
 
-NB_LOG = (
-    "[ERROR] There was an error processing assignment: /x\n[ERROR] Traceback (most "
-    'recent call last):\n  File "client.py", line 1\nRuntimeError: Kernel didn\'t respond '
-    "in 60 seconds\n[ERROR] Please see the error log (x) for details\n"
-)
+def secret_lines(*visible_nbs) -> set[str]:
+    """Lines of grading/checks/ (30+ characters, whitespace-normalised) that none of
+    ``visible_nbs`` holds: what only the hidden tests know."""
+    seen = " ".join(" ".join(c.source.split()) for nb in visible_nbs for c in nb.cells)
+    lines = {" ".join(line.split()) for line in CHECKS_TEXT.splitlines() if len(line.strip()) >= 30}
+    secret = {line for line in lines if line not in seen}
+    assert len(secret) > 100, len(secret)
+    return secret
 
 
-def test_a_grading_machine_failure_is_retried_and_logged(tmp_path):
-    """The kernel not starting is the machine, not the student: one retry, the log kept."""
-    from grading.worker import _autograde
+def test_the_students_run_has_the_releases_tests_and_no_hidden_ones():
+    """`visible_notebook`: every test and locked cell is the release's (the student's edit to a
+    test is undone, a deleted one comes back in place), answers and added cells are kept, and
+    no hidden-test marker or line of grading/checks/ is anywhere in what the kernel runs."""
+    nb = FIX.build_notebook("em_by_hand", {})
+    tests = [c for c in nb.cells if is_test(c)]
+    tests[0].source = "pass  # the student emptied this test"
+    deleted = grade_id(tests[1])
+    nb.cells = [c for c in nb.cells if grade_id(c) != deleted]
+    nb.cells.insert(2, nbformat.v4.new_code_cell("x_added = 1"))
+    release = _release()
+    run = visible_notebook(nb, release)
+    by_id = {grade_id(c): c for c in release.cells if grade_id(c)}
+    ids = [grade_id(c) for c in run.cells if grade_id(c)]
+    assert ids == [grade_id(c) for c in release.cells if grade_id(c)], "cells lost or moved"
+    for cell in run.cells:
+        gid = grade_id(cell)
+        if gid in by_id and is_fixed(by_id[gid]):
+            assert cell.source == by_id[gid].source, gid
+    assert any(c.source == "x_added = 1" for c in run.cells)
+    text = "\n".join(c.source for c in run.cells)
+    assert BEGIN_HIDDEN not in text and "BEGIN HIDDEN" not in text
+    checks_lines = secret_lines(release, nb)
+    flat = " ".join(text.split())
+    assert not [line for line in checks_lines if line in flat]
 
-    api = _FlakyApi({"success": False, "log": NB_LOG})
-    status, detail, notes = _autograde(api, "em_by_hand", "s", tmp_path)
-    assert (status, api.calls) == ("ok", 2)
-    assert len(notes) == 1 and "Kernel didn't respond in 60 seconds" in notes[0]
-    assert "Kernel didn't respond" in (tmp_path / "autograde-em_by_hand-1.log").read_text()
 
-    api = _FlakyApi(*[{"success": False, "log": NB_LOG}] * 3)
-    status, detail, notes = _autograde(api, "em_by_hand", "s", tmp_path)
-    assert (status, api.calls, len(notes)) == ("autograde-error", 2, 2)
-    assert detail == "RuntimeError: Kernel didn't respond in 60 seconds", detail
+def test_no_source_notebook_holds_hidden_test_code():
+    """The hidden-test blocks in solutions/ are notes naming a check: no code runs there."""
+    for assignment, notebook in ASSIGNMENTS.items():
+        source = nbformat.read(SOLUTIONS / assignment / notebook, as_version=4)
+        blocks = [b for c in source.cells for b in HIDDEN.findall(c.source)]
+        assert blocks, assignment
+        for block in blocks:
+            code = [
+                ln for ln in block.splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+            ]
+            assert code == [], f"{assignment}: a hidden block holds code: {code}"
 
 
-@pytest.mark.parametrize(
-    "log, status",
-    [
-        ("[ERROR] CellTimeoutError: No reply from kernel before timeout", "kernel-timeout"),
-        ("[ERROR] nbclient.exceptions.DeadKernelError: Kernel died", "kernel-died"),
-    ],
-)
-def test_the_students_own_failures_are_not_retried(tmp_path, log, status):
-    from grading.worker import _autograde
+def _kernel_run(sources):
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
 
-    api = _FlakyApi({"success": False, "log": log})
-    assert _autograde(api, "em_by_hand", "s", tmp_path)[0] == status
-    assert api.calls == 1, "a timeout or dead kernel comes from the student's code: no retry"
+
+def test_the_students_run_caps_output_and_time(tmp_path, monkeypatch):
+    """A plain kernel (no sandbox): output past the per-cell byte cap is cut with a note, a
+    cell that never ends is interrupted when the notebook's budget runs out, and the cells
+    after it are not run; the kernel's own stderr goes to the student's log file."""
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "no-specs"))  # the default kernel
+    nb = _kernel_run(
+        [
+            "print('x' * 300_000)",
+            "import sys; print('to the log', file=sys.__stderr__)",
+            "while True:\n    pass",
+            "print('never')",
+        ]
+    )
+    executed, report = run_notebook(nb, tmp_path / "kernel.log", None, budget=4.0)
+    first, _, loop, last = executed.cells
+    text = "".join(o.get("text", "") for o in first.outputs)
+    assert text.count("x") == CELL_OUTPUT_BYTES and "output truncated" in text
+    assert report.status == "timeout", report
+    assert [o.get("ename") for o in loop.outputs] == ["KeyboardInterrupt"], loop.outputs
+    assert "interrupted" in report.detail, report
+    assert "never" not in str(last.outputs) and "not run" in str(last.outputs)
+    assert "to the log" in (tmp_path / "kernel.log").read_text()
+    assert any("truncated" in o for o in report.observed), report
 
 
 # ------------------------------------------------------------------------------------------
@@ -617,14 +656,9 @@ def test_a_students_own_line_is_never_withheld():
     page = render_html(redact(nb, source, result, withheld), "t")
     assert withheld == [] and "output withheld" not in page
     assert html.escape(common) in page
-    cell.outputs = [
-        nbformat.v4.new_output(
-            "stream",
-            name="stdout",
-            text='_gmm_checks.run_in_kernel("em_by_hand_fit_em_tests", globals(), '
-            "_gmm_checks._call)",
-        )
-    ]
+    hidden = sorted(hidden_lines(source))  # the notes of the hidden blocks, now
+    assert hidden
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=hidden[0])]
     redact(nb, source, result, withheld)
     assert withheld == ["em_by_hand_fit_em"]
 
@@ -772,18 +806,30 @@ def _one_part_notebook(grade_id: str, points: float):
     return nbformat.v4.new_notebook(cells=[cell])
 
 
-@pytest.mark.parametrize("kernel_points, review", [(2.0, True), (0.0, False)])
-def test_a_part_the_kernel_passed_and_the_recheck_failed_is_reviewed(kernel_points, review):
-    """The kernel and the re-check run the same checks: when only the re-check fails a part,
-    something changed the kernel (its tools or its tests), which a human should see. The points
-    follow the re-check either way; a part both failed is an ordinary failure."""
-    from grading.worker import combine, kernel_changed, submission_status
-
+def test_points_come_from_the_recheck_alone():
+    """The student's run passing a part's visible tests gives nothing: the re-check's verdict
+    decides, and a visible pass with a hidden failure is an ordinary failure (no review)."""
     nb = _one_part_notebook("a_tests", 2.0)
     recheck = {"verdicts": {"a_tests": {"passed": False, "status": "wrong", "message": "off"}}}
-    (part,) = combine(nb, recheck, "ok", {"a_tests": kernel_points}, {})
-    assert part["points"] == 0.0
-    assert ("failed the re-check" in part["review"]) == review, part
-    # ... and the submission goes on the review list, though the part has no points to keep.
-    changed = kernel_changed([part])
-    assert submission_status(recheck, changed, [], "ok") == ("review" if review else "ok")
+    (part,) = combine(nb, recheck, {"a_tests": 2.0})
+    assert (part.points, part.kernel_points, part.message, part.review) == (0.0, 2.0, "off", "")
+    assert submission_status(recheck, [], Status.OK) == Status.OK
+    recheck["verdicts"]["a_tests"] = {"passed": True, "status": "ok", "message": None}
+    (part,) = combine(nb, recheck, {"a_tests": 0.0})
+    assert part.points == 2.0
+    assert submission_status(recheck, ["kernel: output truncated"], Status.OK) == Status.REVIEW
+
+
+def test_a_feedback_page_has_a_size_cap():
+    """A notebook of huge cells (sources and outputs) makes a page of at most PAGE_CHARS, that
+    says it was cut, with the summary first."""
+    from grading.feedback import PAGE_CHARS
+
+    cells = [nbformat.v4.new_markdown_cell("# summary")]
+    for _ in range(60):
+        code = nbformat.v4.new_code_cell("x = 1  # " + "y" * 200_000)
+        code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="z" * 19_000)]
+        cells.append(code)
+    page = render_html(nbformat.v4.new_notebook(cells=cells), "t")
+    assert len(page) < PAGE_CHARS + 10_000 and "not shown: it is longer than" in page
+    assert page.index("summary") < page.index("x = 1")

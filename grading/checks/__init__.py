@@ -1,0 +1,43 @@
+"""The one specification of every autograded part: its cases, data, tolerances and judges.
+
+One `Check` per autograded test cell of the source notebooks (same ``grade_id``; the points stay
+in the cell's nbgrader metadata). Only the re-check (`grading.recheck`) runs it: the sandbox
+*calls* the student's functions on the cases' inputs (`grading.sandbox._call`) and returns plain
+numbers; every comparison with gmmlib happens in the grader's process, which the student's code
+never touches. Nothing of this module reaches a process that runs student code, nor the release
+(`grading.release` writes only a note naming each check into the source notebooks). What a
+student learns of it: each part's name and, when a case fails, the message its judge writes.
+The visible tests' cases are among the cases here, so a part the re-check passes also passes its
+visible tests. Edit hidden tests here, then run `make release`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from grading.checks.base import AssignmentSpec, Case, Check, call_plan, decode, judge
+from grading.checks.break_it import break_it, prior_run, reference_collapsed, reference_run
+from grading.checks.em_by_hand import em_by_hand, reference_fit
+
+__all__ = [
+    "SPECS",
+    "AssignmentSpec",
+    "Case",
+    "Check",
+    "call_plan",
+    "decode",
+    "judge",
+    "prior_run",
+    "reference_collapsed",
+    "reference_fit",
+    "reference_run",
+    "spec",
+]
+
+SPECS = {"em_by_hand": em_by_hand, "break_it": break_it}
+
+
+@functools.cache
+def spec(assignment: str) -> AssignmentSpec:
+    """The assignment's checks, built once per process (inputs and references are seeded)."""
+    return SPECS[assignment]()

@@ -1,0 +1,174 @@
+"""What every check is made of: `Case`, `Check`, `AssignmentSpec`; decoding the sandbox's plain
+JSON, comparing numbers; and running a check (`call_plan` for the sandbox, `judge` here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Verdict = Callable[[object], "str | None"]  # decoded value -> failure message, or None if right
+
+
+@dataclass
+class Case:
+    """Call ``name(*args, **kwargs)`` in the sandbox (or read variable ``name``), then judge."""
+
+    name: str
+    judge: Verdict
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    count: tuple = ()  # functions whose calls are counted during the call
+    variable: bool = False
+    judge_counts: Callable[[dict], str | None] | None = None
+
+
+@dataclass
+class Check:
+    """The re-check of one autograded test cell."""
+
+    grade_id: str
+    depends: tuple  # answer cells (grade ids) whose code this test runs
+    cases: list
+
+
+@dataclass
+class AssignmentSpec:
+    checks: list
+    blocked: tuple  # packages the student's code may not import
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding and comparing
+# ----------------------------------------------------------------------------------------------
+
+
+def decode(plain):
+    """Plain JSON from the sandbox back to numpy arrays / lists / scalars."""
+    if isinstance(plain, list):
+        return [decode(v) for v in plain]
+    if isinstance(plain, dict):
+        if "__array__" in plain:
+            if not plain["shape"]:  # a numpy scalar: back to the Python number
+                return {"float": float, "int": int, "bool": bool}[plain["kind"]](plain["__array__"])
+            arr = np.array(plain["__array__"], dtype=float if plain["kind"] == "float" else None)
+            return arr.reshape(plain["shape"]) if arr.size else np.zeros(plain["shape"])
+        if "__dict__" in plain:
+            return {k: decode(v) for k, v in plain["__dict__"].items()}
+        if "__repr__" in plain:
+            return _Opaque(plain["__repr__"])
+    return plain
+
+
+class _Opaque:
+    """A returned object that is not numbers (shown by its repr in messages)."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def as_array(value):
+    """The value as a float array, or None if it is not numbers."""
+    if isinstance(value, _Opaque):
+        return None
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return arr
+
+
+def close(name, got, expected, where, rtol=1e-6, atol=1e-8):
+    """None if ``got`` matches ``expected``; otherwise a message naming the first bad entry."""
+    expected = np.asarray(expected, dtype=float)
+    arr = as_array(got)
+    if arr is None:
+        return f"{where}: {name} is {got!r}, expected numbers of shape {expected.shape}"
+    if arr.shape != expected.shape:
+        return f"{where}: {name} has shape {arr.shape}, expected {expected.shape}"
+    bad = ~np.isclose(arr, expected, rtol=rtol, atol=atol)
+    if bad.any():
+        if arr.ndim == 0:
+            return f"{where}: {name} = {float(arr):.6g}, expected {float(expected):.6g}"
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        return (
+            f"{where}: {name}{list(index)} = {arr[index]:.6g}, expected {expected[index]:.6g}"
+            f" ({int(bad.sum())} of {bad.size} entries differ)"
+        )
+    return None
+
+
+def first_failure(*messages):
+    return next((m for m in messages if m), None)
+
+
+def tuple_of(value, n, what, where):
+    if not isinstance(value, list) or len(value) != n:
+        return None, f"{where}: {what} should return {n} values, got {value!r:.120}"
+    return value, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Running a check: the re-check's sandbox calls, the grader judges (grading.recheck)
+# ----------------------------------------------------------------------------------------------
+
+
+def call_plan(check: Check) -> tuple[list, dict]:
+    """The check's cases as one sandbox ``call`` step: (cases, {key: array}).
+
+    The sandbox (`grading.sandbox._call`) calls ``case["name"]`` on the arrays named by the
+    keys; literals travel as JSON.
+    """
+    arrays, cases = {}, []
+    for i, case in enumerate(check.cases):
+        args = []
+        for j, arg in enumerate(case.args):
+            if isinstance(arg, np.ndarray):
+                key = f"{check.grade_id}__{i}__{j}"
+                arrays[key] = arg.copy()
+                args.append({"key": key})
+            else:
+                args.append({"literal": arg.item() if isinstance(arg, np.generic) else arg})
+        cases.append(
+            {
+                "name": case.name,
+                "args": args,
+                "kwargs": case.kwargs,
+                "count": list(case.count),
+                "variable": case.variable,
+            }
+        )
+    return cases, arrays
+
+
+def _shape_text(args):
+    shapes = [str(tuple(np.shape(a))) if isinstance(a, np.ndarray) else repr(a) for a in args]
+    return ", ".join(shapes)
+
+
+def judge(check: Check, result: dict) -> dict:
+    """The verdict on one check from the sandbox's result: {"passed", "status", "message"}."""
+    if result.get("status") != "ok":
+        status = result.get("status", "error")
+        return {
+            "passed": False,
+            "status": status,
+            "message": f"{check.cases[0].name}: {result.get('error', status)}",
+        }
+    for case, output in zip(check.cases, result["outputs"], strict=True):
+        if "error" in output:
+            return {
+                "passed": False,
+                "status": "error",
+                "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}",
+            }
+        message = case.judge(decode(output["value"]))
+        if message is None and case.judge_counts is not None:
+            message = case.judge_counts(output.get("counts", {}))
+        if message:
+            return {"passed": False, "status": "wrong", "message": message}
+    return {"passed": True, "status": "ok", "message": None}

@@ -1,0 +1,257 @@
+"""The student's notebook, run for their feedback page, with the release's visible tests only.
+
+`visible_notebook` puts back every cell a student may not change (nbgrader's locked and grade
+cells, matched by grade_id) as the *release* has it, so its test cells hold the visible tests
+and nothing else, and restores the ones the student deleted. The course's source notebook
+(hidden tests) is never read here. `run_notebook` executes that notebook in the graded kernel
+(`grading.kernel`: bubblewrap and limits) with nbclient, under caps: output bytes per cell and
+per notebook (truncated with a note; nbgrader's LimitOutput counts lines, not bytes), a time
+limit per cell and one wall-clock budget for the whole notebook, so an endless loop or a row of
+sleepers cost at most `RUN_BUDGET` seconds. The kernel's stdout and stderr go to the student's
+own log file, and it inherits no other descriptor of the grader's.
+
+Nothing here grades: every score comes from the re-check (`grading.recheck`). This run only
+gives the student their outputs, and the supervisor's observations (cells stopped, output cut,
+the kernel dying, processes left at teardown) for the review list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import math
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from traitlets.config import Config
+
+from grading.cells import grade_id, is_fixed
+from grading.course import CELL_TIMEOUT
+from grading.watch import descendants, kill_all, survivors
+
+#: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
+CELL_OUTPUT_BYTES = 100_000
+NOTEBOOK_OUTPUT_BYTES = 1_000_000
+#: Seconds of wall clock the notebook's cells may take together (kernel start not included).
+RUN_BUDGET = 10.0
+#: Seconds a kernel may take to start on a loaded machine, and the margin over the budget
+#: after which a run whose kernel stopped answering is cancelled.
+STARTUP = 180.0
+SLACK = 30.0
+
+
+def visible_notebook(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode):
+    """The notebook to run: ``submitted`` with every fixed cell as in ``release`` (restored
+    after the cell that precedes it in the release if the student deleted it)."""
+    fixed = {grade_id(c): c for c in release.cells if grade_id(c) and is_fixed(c)}
+    cells, seen = [], set()
+    for cell in submitted.cells:
+        gid = grade_id(cell)
+        if gid not in fixed:
+            cells.append(cell)  # an answer, or a cell the student added
+        elif gid not in seen:  # a duplicated course cell runs once
+            seen.add(gid)
+            cells.append(copy.deepcopy(fixed[gid]))
+    previous = None
+    for cell in release.cells:
+        gid = grade_id(cell)
+        if gid in fixed and gid not in seen:
+            at = next(
+                (i + 1 for i, c in enumerate(cells) if previous and grade_id(c) == previous), 0
+            )
+            cells.insert(at, copy.deepcopy(cell))
+            seen.add(gid)
+        previous = gid or previous
+    nb = copy.deepcopy(submitted)
+    nb.cells = cells
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def _size(out) -> int:
+    if out.get("output_type") == "stream":
+        return len(str(out.get("text", "")).encode(errors="replace"))
+    if out.get("output_type") == "error":
+        return sum(len(str(t)) for t in out.get("traceback") or []) + len(str(out.get("evalue")))
+    return sum(len(str(v)) for v in out.get("data", {}).values())
+
+
+def _note(text):
+    return nbformat.v4.new_output("stream", name="stderr", text=f"\n[{text}]\n")
+
+
+@dataclass
+class RunReport:
+    """What the supervisor saw of one notebook run (outside the kernel)."""
+
+    status: str = "ok"  # "ok", "timeout" (a cell or the budget ran out), "died", "error"
+    detail: str = ""
+    observed: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class CappedClient(NotebookClient):
+    """nbclient with byte caps on outputs and one wall-clock budget for all cells."""
+
+    def __init__(self, nb, budget: float, report: RunReport, uid: int | None, **kw):
+        super().__init__(nb, **kw)
+        self.report, self.deadline, self.uid = report, None, uid
+        self.budget, self.total, self.cell_bytes = budget, 0, {}
+        self.timeout_func = self._cell_timeout
+
+    def _remaining(self) -> float:
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.budget
+        return self.deadline - time.monotonic()
+
+    def _cell_timeout(self, cell):
+        return max(1, math.ceil(min(CELL_TIMEOUT, self._remaining())))
+
+    def _observe(self, text):
+        if text not in self.report.observed:
+            self.report.observed.append(text)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, **kw):
+        if cell.cell_type == "code" and cell.source.strip() and self._remaining() <= 0:
+            cell.outputs = [_note(f"not run: the notebook used its {self.budget:g} s")]
+            self.report.status = "timeout"
+            self.report.detail = self.report.detail or (
+                f"the notebook's cells ran past their {self.budget:g} s (the rest not run)"
+            )
+            return cell
+        return await super().async_execute_cell(cell, cell_index, execution_count, **kw)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        """A cell ran past its time: noted, then nbclient interrupts it (if the kernel ignores
+        the interrupt, the next cells wait behind it until the notebook's budget is spent)."""
+        self.report.status = "timeout"
+        self.report.detail = self.report.detail or f"a cell ran past {timeout} s: interrupted"
+        return await super()._async_handle_timeout(timeout, cell)
+
+    async def _async_cleanup_kernel(self):
+        """Count what the student's code left running, shut the kernel down, and kill its
+        whole process tree (bwrap, the sandbox's init, anything the student started)."""
+        if self.km is None:  # nbclient's exit handler, after the run's own cleanup
+            return
+        alive = survivors(self.uid, expected=1)
+        if alive:
+            self._observe(
+                f"{alive} process(es) still running when the notebook run ended "
+                "(killed with the sandbox)"
+            )
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        tree = descendants(process.pid) if process is not None else []
+        await super()._async_cleanup_kernel()
+        kill_all(tree)
+
+    def output(self, outs, msg, display_id, cell_index):
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None:
+            return None
+        used = self.cell_bytes.get(cell_index, 0)
+        room = min(CELL_OUTPUT_BYTES - used, NOTEBOOK_OUTPUT_BYTES - self.total)
+        size = _size(out)
+        if size <= room:
+            self.cell_bytes[cell_index], self.total = used + size, self.total + size
+            return out
+        outs.remove(out)
+        if out.get("output_type") == "stream" and room > 0:
+            outs.append(nbformat.v4.new_output("stream", name=out.name, text=out.text[:room]))
+        if room > 0 or used < CELL_OUTPUT_BYTES + 1:
+            which = (
+                "cell"
+                if CELL_OUTPUT_BYTES - used <= NOTEBOOK_OUTPUT_BYTES - self.total
+                else ("notebook")
+            )
+            limit = CELL_OUTPUT_BYTES if which == "cell" else NOTEBOOK_OUTPUT_BYTES
+            outs.append(_note(f"output truncated: more than {limit:,} bytes in this {which}"))
+            self._observe(f"output past {limit:,} bytes per {which} (truncated)")
+        # Full: nothing more is kept for this cell (the note is the cell's last output).
+        self.cell_bytes[cell_index] = CELL_OUTPUT_BYTES + 1
+        self.total += max(room, 0)
+        return None
+
+
+@run_sync
+async def _execute(client: CappedClient, limit: float, sink) -> None:
+    """The whole run, under a last wall-clock limit: a kernel whose messaging the student's
+    code broke (it can write into its own sockets) never holds the slot longer. Cancelling
+    the run shuts the kernel down and kills its tree (`CappedClient._async_cleanup_kernel`)."""
+    await asyncio.wait_for(
+        client.async_execute(stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, close_fds=True),
+        limit,
+    )
+
+
+def kernel_config(runtime: Path | None) -> Config:
+    """The kernel manager's settings: Unix sockets in the student's own runtime folder when
+    sandboxed (the kernel has no network; an absolute prefix, since the default is relative to
+    each side's working directory)."""
+    config = Config()
+    if runtime is not None:
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = str(runtime / "kernel")
+    return config
+
+
+def run_notebook(
+    nb: nbformat.NotebookNode,
+    log: Path,
+    runtime: Path | None,
+    uid: int | None = None,
+    budget: float = RUN_BUDGET,
+    attempts: int = 2,
+) -> tuple[nbformat.NotebookNode, RunReport]:
+    """Execute ``nb`` (a `visible_notebook`) in the graded kernel; (executed copy, report).
+
+    A kernel that does not start (the grading machine, not the student) is retried once.
+    ``uid``: the sandbox's, to count the processes the student's code left at teardown.
+    """
+    started = time.monotonic()
+    for attempt in range(1, attempts + 1):
+        report = RunReport()
+        work = copy.deepcopy(nb)
+        client = CappedClient(
+            work,
+            budget,
+            report,
+            uid,
+            config=kernel_config(runtime),
+            kernel_manager_class=AsyncKernelManager,
+            kernel_name="python3",
+            shutdown_kernel="immediate",
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            error_on_timeout={
+                "ename": "CellTimeout",
+                "evalue": "the cell ran past its time limit and was interrupted",
+                "traceback": ["CellTimeout: the cell ran past its time limit and was interrupted"],
+            },
+            iopub_timeout=2,
+            startup_timeout=STARTUP,
+            record_timing=False,
+            extra_arguments=["--HistoryManager.hist_file=:memory:"],
+        )
+        with open(log, "ab") as sink:
+            try:
+                _execute(client, STARTUP + budget + SLACK, sink)
+            except TimeoutError:
+                report.status = "timeout"
+                report.detail = "the kernel stopped answering (killed)"
+            except DeadKernelError:
+                report.status, report.detail = "died", "the kernel died while running the notebook"
+            except Exception as exc:  # noqa: BLE001 - a kernel that never started: retry
+                report.status, report.detail = "error", f"{type(exc).__name__}: {exc}"[:300]
+        if report.status != "error" or attempt == attempts:
+            break
+    report.seconds = round(time.monotonic() - started, 2)
+    return work, report
