@@ -39,7 +39,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from grading import journal
+from grading import copying, journal
 from grading.course import ASSIGNMENTS, REPO, tool_env
 from grading.feedback import write_feedback
 from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
@@ -312,6 +312,7 @@ def grade_folder(
     security=None,
     resume: bool = False,
     announce: str | None = None,
+    copy_check: bool = True,
 ) -> dict:
     """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``).
 
@@ -321,6 +322,7 @@ def grade_folder(
     (`grading.distributed`; ``announce``: see `grading.distributed.grade_on_cluster`) instead of
     local processes. ``resume=True`` keeps the students of ``OUT/journal.jsonl`` (an earlier run
     of the same assignments and sandbox setting that stopped) and grades only the others.
+    ``copy_check=False`` skips copy detection (`grading.copying`; on by default).
     """
     t0 = time.monotonic()
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
@@ -429,6 +431,10 @@ def grade_folder(
     )
     record(course, work, results)
     apply_hand_scores(results, hand_scores(course))  # marks kept from an earlier run
+    if copy_check:  # OUT/copying.csv and .html; export puts the matches on the review list
+        copying.copy_report(out, students, assignments)
+    else:
+        (out / copying.CSV_NAME).unlink(missing_ok=True)
     rows = export(out, students, results, sources, problems, sandbox_name)
     summary = {
         "students": len(students),
@@ -642,6 +648,7 @@ def export(out, students, results, sources, problems, sandbox="bubblewrap"):
         for student, assignment, reason in problems
         if student not in students
     ]
+    review += copying.review_rows(out)  # status "copying": matches in OUT/copying.csv
     _write_csv(out / "grades.csv", GRADES_HEADER + all_parts, grade_rows)
     _write_csv(out / "parts.csv", PARTS_HEADER, part_rows)
     _write_csv(
