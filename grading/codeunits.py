@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import is_solution
 
 PLACEHOLDER = "v"
@@ -107,8 +108,6 @@ def normalise(code: str | ast.AST, functions: frozenset = frozenset()) -> str:
 
 def _python(code: str) -> str:
     """Cell text as Python: IPython magics (``%timeit``, ``!ls``) become plain calls."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
     return TransformerManager().transform_cell(code)
 
 

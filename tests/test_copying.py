@@ -22,6 +22,7 @@ from gmmlib import em
 from grading import copying
 from grading.codeunits import code_units, normalise
 from grading.course import EXERCISES, SOLUTIONS
+from grading.pipeline import export
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "copying"
 VALID = sorted(FIXTURES.glob("valid_*.py"))
@@ -178,8 +179,6 @@ def test_copy_report_writes_both_snippets_and_review_rows(tmp_path):
 
 def test_export_puts_the_matches_on_the_review_list(tmp_path):
     """The pipeline's hook: `export` adds copying.csv's matches to needs_review.csv."""
-    from grading.pipeline import export
-
     source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
     with open(tmp_path / copying.CSV_NAME, "w", newline="") as f:
         writer = csv.writer(f)
