@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 
 import nbformat
 import numpy as np
@@ -18,7 +21,7 @@ from scipy.stats import poisson
 
 from grading.checks import judge
 from grading.checks_poisson import ASSIGNMENT, poisson_mixture
-from grading.course import SOLUTIONS
+from grading.course import SOLUTIONS, tool_env
 from grading.references import poisson as reference
 from grading.sandbox import _plain
 
@@ -219,3 +222,30 @@ def test_every_test_cell_has_a_check_and_the_derivation_is_graded_by_hand():
     written = cells[f"{ASSIGNMENT}_derivation"]
     assert written.cell_type == "markdown" and written.metadata["nbgrader"]["solution"]
     assert written.metadata["nbgrader"]["points"] > 0
+
+
+@pytest.mark.slow
+def test_nbgrader_releases_it_and_the_stubs_fail_every_visible_test(tmp_path):
+    """nbgrader validates the source (model answers pass), generates the release (answers and
+    the derivation replaced by stubs), and the release fails every test (validate --invert)."""
+    source = tmp_path / "source" / ASSIGNMENT
+    source.mkdir(parents=True)
+    shutil.copy(NOTEBOOK, source)
+    env = tool_env()
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    root = f"--CourseDirectory.root={tmp_path}"
+    release = tmp_path / "release" / ASSIGNMENT / NOTEBOOK.name
+    steps = [
+        nbgrader + ["validate", str(NOTEBOOK)],
+        nbgrader + ["generate_assignment", ASSIGNMENT, root, "--force"],
+        nbgrader + ["validate", "--invert", str(release)],
+    ]
+    for step in steps:
+        done = subprocess.run(step, cwd=tmp_path, env=env, capture_output=True, text=True)
+        said = done.stdout + done.stderr
+        assert done.returncode == 0, f"{' '.join(step[2:])}:\n{said}"
+        assert step[3] != "validate" or "Success!" in said, f"{' '.join(step[2:])}:\n{said}"
+    cells = {_grade_id(c): c for c in nbformat.read(release, as_version=4).cells}
+    assert cells[f"{ASSIGNMENT}_derivation"].source == "YOUR ANSWER HERE"
+    assert "lambda_k = " not in json.dumps([c.source for c in cells.values()])
+    assert "raise NotImplementedError()" in cells[f"{ASSIGNMENT}_e_step"].source
