@@ -1,6 +1,6 @@
 """Copy detection's threshold, measured: how alike independent answers get, how alike copies stay.
 
-    python benchmarks/copy_threshold.py [--k 20 25 30 40]
+    python benchmarks/copy_threshold.py [--k 20 25 30] [--class-size 100]
 
 The honest class: ten correct answers to em_by_hand's e_step, m_step and log_likelihood written
 independently (tests/fixtures/copying/valid_*.py, the three valid styles of
@@ -11,7 +11,8 @@ against every other honest student, and the scores of two kinds of copy that mus
 gmmlib's own functions pasted with every name changed, docstrings removed and comments added,
 and each honest student's answers handed to a classmate disguised the same way. The threshold
 must sit above every honest score and below every copy's. It also prints copydetect's default
-tokenisation (every name, attribute and call replaced by one letter) for comparison.
+tokenisation (every name, attribute and call replaced by one letter) for comparison, and with
+``--class-size`` the time `copy_report` takes on a class of that size.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import argparse
 import importlib.util
 import io
 import sys
+import tempfile
+import time
 from pathlib import Path
+
+import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,7 +34,7 @@ FIXTURES = ROOT / "tests" / "fixtures"
 from copydetect import CodeFingerprint, compare_files  # noqa: E402
 
 from grading import copying  # noqa: E402
-from grading.course import SOLUTIONS  # noqa: E402
+from grading.course import EXERCISES, SOLUTIONS  # noqa: E402
 
 GRADED = ("e_step", "m_step", "log_likelihood")
 
@@ -104,6 +109,33 @@ def default_tokenisation(students: dict[str, str]) -> list[tuple[float, str, str
     return sorted(found, reverse=True)
 
 
+def time_class(n: int, disguise) -> None:
+    """Time `copying.copy_report` on a class of ``n``: the valid_* answers, then renamed copies
+    of them (the worst case: every student matches several others)."""
+    valid = sorted((FIXTURES / "copying").glob("valid_*.py"))
+    release = nbformat.read(EXERCISES / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        submissions = {}
+        for i in range(n):
+            code = valid[i % len(valid)].read_text()
+            if i >= len(valid):
+                code = disguise.disguise(code)
+            nb = nbformat.from_dict(release)
+            cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+            cell.source = code
+            path = Path(tmp) / f"s{i:03d}.ipynb"
+            nbformat.write(nb, path)
+            submissions[f"s{i:03d}"] = {"em_by_hand": path}
+        wall, cpu = time.perf_counter(), time.process_time()
+        rows = copying.copy_report(Path(tmp), submissions, ["em_by_hand"])
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    listed = len({r["student_id"] for r in rows})
+    print(
+        f"\ncopy_report on {n} students ({n - len(valid)} renamed copies): {cpu:.1f} s CPU, "
+        f"{wall:.1f} s wall; {len(rows)} matches, {listed} students listed"
+    )
+
+
 def _show(title: str, rows, n=None):
     print(f"  {title}: {len(rows)}")
     for value, what, where in rows[:n]:
@@ -113,6 +145,7 @@ def _show(title: str, rows, n=None):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, nargs="+", default=[20, 25, 30])
+    parser.add_argument("--class-size", type=int, default=0, help="also time a class this big")
     args = parser.parse_args(argv)
     disguise = _load(FIXTURES / "copying" / "disguise.py", "disguise")
     students = honest_class()
@@ -169,6 +202,8 @@ def main(argv=None) -> int:
         print(f"  {m.student} {m.scope} {m.score:.2f} in {m.other}")
     print("\ncopydetect's default tokenisation (every name -> V, k = 25), honest vs classmates:")
     _show("functions, highest 3", default_tokenisation(students), 3)
+    if args.class_size:
+        time_class(args.class_size, disguise)
     return 0
 
 
