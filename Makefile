@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup course book collapse test test-fast lint format bench clean grade release dist
+.PHONY: setup instructor course book collapse test test-fast lint format bench clean grade release dist
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,18 @@ $(VENV)/.installed: pyproject.toml
 ## setup: the virtualenv with every extra, vendored book assets, and headless Chromium
 setup: $(VENV)/.installed
 	bash scripts/setup-assets.sh
+
+# The instructor's install: Python only (no node, npm or Chromium): grading, release, dist.
+$(VENV)/.instructor: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[instructor]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+## instructor: what grade, release and dist need (the [instructor] extra, bubblewrap), no node
+instructor: $(VENV)/.instructor
+	bash scripts/setup-bubblewrap.sh
 
 ## course: build everything a reader sees (the book, with the collapse experiment)
 course: book
@@ -61,17 +73,17 @@ format: setup
 	$(BIN)/ruff format $(PY_SOURCES)
 	$(BIN)/ruff format --line-length 79 $(BOOK_SHOWN)
 
-## grade: grade a folder of submissions: make grade SUBMISSIONS=<folder> [OUT=graded]
-grade: setup
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder> [OUT=graded]"; exit 2; }
-	$(BIN)/gmm-grade "$(SUBMISSIONS)" --out "$(or $(OUT),graded)"
+## grade: grade a folder of submissions: make grade SUBMISSIONS=<folder> [ASSIGNMENT=em_by_hand] [OUT=graded]
+grade: instructor
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder> [ASSIGNMENT=<id>] [OUT=graded]"; exit 2; }
+	$(BIN)/gmm-grade "$(SUBMISSIONS)" --out "$(or $(OUT),graded)" $(foreach a,$(ASSIGNMENT),--assignment $(a))
 
 ## release: regenerate exercises/ (the student release) from solutions/
-release: setup
+release: instructor
 	$(BIN)/python -m grading.release
 
 ## dist: the wheel students install (gmmlib only, no grading code): dist/gmmlib-*.whl
-dist: setup
+dist: instructor
 	$(BIN)/python scripts/make_student_wheel.py --out dist
 
 ## bench: gmmlib vs scikit-learn per EM round; the explorer in Chromium; grading 100 students

@@ -17,6 +17,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from grading import copying
 from grading.collect import Problem, shown
 from grading.layout import graded_cells, missing
 
@@ -208,6 +209,7 @@ def export(out, students, results, sources, problems, notes=None) -> dict:
         for p in problems
         if p.student not in students
     ]
+    review += copying.review_rows(out)  # status "copying": matches in OUT/copying.csv
     write_csv(out / "grades.csv", GRADES_HEADER + all_parts, grade_rows)
     write_csv(out / "parts.csv", PARTS_HEADER, part_rows)
     write_csv(out / "needs_review.csv", REVIEW_HEADER, [list(r.values()) for r in review])

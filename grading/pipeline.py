@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from grading import journal, probe
+from grading import copying, journal, probe
 from grading.cgroups import sweep
 from grading.collect import LAYOUTS, Problem, collect
 from grading.course import ASSIGNMENTS
@@ -63,6 +63,7 @@ def grade_folder(
     resume: bool = False,
     announce: str | None = None,
     insecure: bool = False,
+    copy_check: bool = True,
 ) -> dict:
     """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``).
 
@@ -75,6 +76,7 @@ def grade_folder(
     which the summary and grades.csv report. ``resume=True`` keeps the students of
     ``OUT/journal.jsonl`` (an earlier run of the same assignments and sandbox setting that
     stopped) and grades only the others.
+    ``copy_check=False`` skips copy detection (`grading.copying`; on by default).
     """
     t0 = time.monotonic()
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
@@ -227,6 +229,10 @@ def finish(run, students, results, sources, problems, notes, t0, progress) -> di
         failed = None
     except Exception as error:  # noqa: BLE001 - the CSVs are written first, then it is raised
         failed = error
+    if copy_check:  # OUT/copying.csv and .html; export puts the matches on the review list
+        copying.copy_report(run.root, students, assignments)
+    else:
+        (run.root / copying.CSV_NAME).unlink(missing_ok=True)
     rows = export(run.root, students, results, sources, problems, notes)
     summary = {
         "students": len(students),
