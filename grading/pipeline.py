@@ -166,6 +166,14 @@ def grade_folder(
     finally:
         log.close()
         sweep()
+    if copy_check:  # OUT/copying.csv and .html; export puts the matches on the review list
+        try:
+            copying.copy_report(run.root, students, assignments)
+        except Exception as error:  # noqa: BLE001 - a report must not cost the class its grades
+            (run.root / copying.CSV_NAME).unlink(missing_ok=True)
+            notes["copying"] = f"copy detection failed: {type(error).__name__}: {error}"[:300]
+    else:
+        (run.root / copying.CSV_NAME).unlink(missing_ok=True)
     return finish(run, students, results, sources, problems, notes, t0, progress)
 
 
@@ -229,10 +237,6 @@ def finish(run, students, results, sources, problems, notes, t0, progress) -> di
         failed = None
     except Exception as error:  # noqa: BLE001 - the CSVs are written first, then it is raised
         failed = error
-    if copy_check:  # OUT/copying.csv and .html; export puts the matches on the review list
-        copying.copy_report(run.root, students, assignments)
-    else:
-        (run.root / copying.CSV_NAME).unlink(missing_ok=True)
     rows = export(run.root, students, results, sources, problems, notes)
     summary = {
         "students": len(students),
