@@ -1,9 +1,9 @@
 """The poisson_mixture assignment: its reference, its checks and its source notebook.
 
 The reference (`grading.references.poisson`) is held to the definition (scipy.stats.poisson) and
-to EM's properties; the checks (`grading.checks_poisson`) pass the notebook's model answer and
-fail the classic mistakes with a message that names them; the notebook's visible tests pass the
-model answer and catch the same mistakes before submission.
+to EM's properties; the checks (`grading.checks.poisson_mixture`) pass the notebook's model
+answer and fail the classic mistakes with a message that names them; the notebook's visible
+tests pass the model answer and catch the same mistakes before submission.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from scipy.stats import poisson
 
 from grading.checks import judge
-from grading.checks_poisson import ASSIGNMENT, poisson_mixture
+from grading.checks.poisson_mixture import ASSIGNMENT, poisson_mixture
 from grading.course import SOLUTIONS, tool_env
 from grading.references import poisson as reference
 from grading.sandbox import _plain

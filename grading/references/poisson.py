@@ -7,7 +7,7 @@ Counts x_i (N,), weights pi_k (K,), rates lambda_k (K,):
 
 E-step: gamma_ik = pi_k Pois(x_i | lambda_k) / sum_j pi_j Pois(x_i | lambda_j), in logarithms.
 M-step: N_k = sum_i gamma_ik, pi_k = N_k / N, lambda_k = sum_i gamma_ik x_i / N_k.
-Graded by `grading.checks_poisson`; not shipped to students (the wheel holds gmmlib only).
+Graded by `grading.checks.poisson_mixture`; not shipped to students (the wheel holds gmmlib only).
 """
 
 from __future__ import annotations

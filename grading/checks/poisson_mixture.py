@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grading.checks import AssignmentSpec, Case, Check, as_array, close, tuple_of
+from grading.checks.base import AssignmentSpec, Case, Check, as_array, close, tuple_of
 from grading.references import poisson as reference
 
 ASSIGNMENT = "poisson_mixture"
