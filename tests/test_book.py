@@ -26,17 +26,17 @@ BOOK = ROOT / "book"
 #: Pages whose figures the issue asks for, with the labels they must define.
 CHAPTERS = [
     "intro",
-    "01-idea",
-    "02-em-steps",
-    "03-derivation",
-    "04-break-it",
+    "idea",
+    "em-steps",
+    "derivation",
+    "break-it",
     "explorer",
-    "05-choosing-k",
-    "06-real-data",
+    "choosing-k",
+    "real-data",
     "em-coordinate-ascent",
     "convergence-and-identifiability",
     "beyond-one-fit",
-    "07-exercises",
+    "exercises",
     "appendix-fast",
     "references",
 ]
@@ -168,11 +168,11 @@ def test_equation_labels_cited_by_gmmlib_exist_in_the_book(book_html):
 
 def test_chapters_show_gmmlib_code_not_copies(book_html):
     """The E- and M-steps on the page are literalincludes of gmmlib/em.py (the code that runs)."""
-    page = (book_html / "02-em-steps.html").read_text()
+    page = (book_html / "em-steps.html").read_text()
     text = re.sub(r"<[^>]+>", "", page)
     for name in ("def e_step(", "def m_step(", "def log_gaussian_density(", "logsumexp("):
         assert name in text, name
-    source = (BOOK / "02-em-steps.md").read_text()
+    source = (BOOK / "em-steps.md").read_text()
     for name in ("e_step", "log_gaussian_density", "m_step", "scatter_matrices"):
         assert f":pyobject: {name}" in source
     # Chapter 2 shows the reference only; the engine has its appendix.
@@ -266,11 +266,11 @@ def chapter_numbers() -> dict[str, int]:
 
 def test_chapter_numbers_in_the_prose_match_the_table_of_contents():
     """A {doc} link shows the chapter's title, not its number: "chapter {doc}`x`" reads
-    "chapter EM, one step at a time". The book writes "chapter 2 ({doc}`02-em-steps`)" (or
+    "chapter EM, one step at a time". The book writes "chapter 2 ({doc}`em-steps`)" (or
     "chapter 2, {doc}`...`"), and the intro's course map numbers its rows: each number must be
     the one the table of contents gives that page."""
     numbers = chapter_numbers()
-    assert numbers["02-em-steps"] == 2 and numbers["07-exercises"] == len(numbers)
+    assert numbers["em-steps"] == 2 and numbers["exercises"] == len(numbers)
     wrong = []
     for source in sorted(BOOK.glob("*.md")):
         text = source.read_text()
@@ -331,16 +331,16 @@ def test_every_assert_in_the_book_names_the_claim_it_checks():
 
 
 def test_derivation_is_collapsible(book_html):
-    page = (book_html / "03-derivation.html").read_text()
+    page = (book_html / "derivation.html").read_text()
     assert page.count("Show the derivation") >= 4
     assert "<details" in page
 
 
 def test_explorer_is_embedded_in_chapters_2_4_and_6(book_html):
     for page, dataset in [
-        ("02-em-steps", "tilted"),
-        ("04-break-it", "collapse"),
-        ("06-real-data", "faithful"),
+        ("em-steps", "tilted"),
+        ("break-it", "collapse"),
+        ("real-data", "faithful"),
         ("explorer", "tilted"),
     ]:
         frames = [a for t, a in parse(book_html / f"{page}.html") if t == "iframe"]
