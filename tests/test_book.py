@@ -26,17 +26,17 @@ BOOK = ROOT / "book"
 #: Pages whose figures the issue asks for, with the labels they must define.
 CHAPTERS = [
     "intro",
-    "01-idea",
-    "02-em-steps",
-    "03-derivation",
-    "04-break-it",
+    "idea",
+    "em-steps",
+    "derivation",
+    "break-it",
     "explorer",
-    "05-choosing-k",
-    "06-real-data",
+    "choosing-k",
+    "real-data",
     "em-coordinate-ascent",
     "convergence-and-identifiability",
     "beyond-one-fit",
-    "07-exercises",
+    "exercises",
     "appendix-fast",
     "references",
 ]
@@ -168,11 +168,11 @@ def test_equation_labels_cited_by_gmmlib_exist_in_the_book(book_html):
 
 def test_chapters_show_gmmlib_code_not_copies(book_html):
     """The E- and M-steps on the page are literalincludes of gmmlib/em.py (the code that runs)."""
-    page = (book_html / "02-em-steps.html").read_text()
+    page = (book_html / "em-steps.html").read_text()
     text = re.sub(r"<[^>]+>", "", page)
     for name in ("def e_step(", "def m_step(", "def log_gaussian_density(", "logsumexp("):
         assert name in text, name
-    source = (BOOK / "02-em-steps.md").read_text()
+    source = (BOOK / "em-steps.md").read_text()
     for name in ("e_step", "log_gaussian_density", "m_step", "scatter_matrices"):
         assert f":pyobject: {name}" in source
     # Chapter 2 shows the reference only; the engine has its appendix.
@@ -266,11 +266,11 @@ def chapter_numbers() -> dict[str, int]:
 
 def test_chapter_numbers_in_the_prose_match_the_table_of_contents():
     """A {doc} link shows the chapter's title, not its number: "chapter {doc}`x`" reads
-    "chapter EM, one step at a time". The book writes "chapter 2 ({doc}`02-em-steps`)" (or
+    "chapter EM, one step at a time". The book writes "chapter 2 ({doc}`em-steps`)" (or
     "chapter 2, {doc}`...`"), and the intro's course map numbers its rows: each number must be
     the one the table of contents gives that page."""
     numbers = chapter_numbers()
-    assert numbers["02-em-steps"] == 2 and numbers["07-exercises"] == len(numbers)
+    assert numbers["em-steps"] == 2 and numbers["exercises"] == len(numbers)
     wrong = []
     for source in sorted(BOOK.glob("*.md")):
         text = source.read_text()
@@ -331,16 +331,16 @@ def test_every_assert_in_the_book_names_the_claim_it_checks():
 
 
 def test_derivation_is_collapsible(book_html):
-    page = (book_html / "03-derivation.html").read_text()
+    page = (book_html / "derivation.html").read_text()
     assert page.count("Show the derivation") >= 4
     assert "<details" in page
 
 
 def test_explorer_is_embedded_in_chapters_2_4_and_6(book_html):
     for page, dataset in [
-        ("02-em-steps", "tilted"),
-        ("04-break-it", "collapse"),
-        ("06-real-data", "faithful"),
+        ("em-steps", "tilted"),
+        ("break-it", "collapse"),
+        ("real-data", "faithful"),
         ("explorer", "tilted"),
     ]:
         frames = [a for t, a in parse(book_html / f"{page}.html") if t == "iframe"]
@@ -624,3 +624,121 @@ def test_no_axe_violations_on_any_page(reading):
 def test_focus_ring_has_three_to_one_contrast(reading):
     bad = {name: seen["focus"] for name, seen in reading.items() if seen["focus"]}
     assert not bad, bad
+
+
+# --------------------------------------------------------------------------------------------
+# The page chrome: one search field, the book's title whole, nothing over the sidebar
+# --------------------------------------------------------------------------------------------
+
+#: What the reader sees of the theme's chrome: the visible search controls (fields and
+#: buttons), the book's title (clipped? covered?) and what covers the primary sidebar.
+CHROME = """() => {
+    const shown = e => {
+        const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+        return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'
+            && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth;
+    };
+    const searches = Array.from(document.querySelectorAll(
+        '.search-button-field, .search-button, input[type=search], form.bd-search input'))
+        .filter(shown).map(e => e.className || e.tagName);
+    const title = document.querySelector('.bd-sidebar-primary .logo__title');
+    const sidebar = document.querySelector('.bd-sidebar-primary');
+    const out = {searches, title: null, covered: []};
+    if (title && shown(title)) {
+        const r = title.getBoundingClientRect();
+        let clipped = title.scrollWidth > title.clientWidth + 1
+            || title.scrollHeight > title.clientHeight + 1;
+        for (let a = title.parentElement; a && a !== document.body; a = a.parentElement) {
+            const q = a.getBoundingClientRect(), s = getComputedStyle(a);
+            if (s.overflow !== 'visible' && (r.top < q.top - 1 || r.bottom > q.bottom + 1
+                    || r.left < q.left - 1 || r.right > q.right + 1)) clipped = true;
+        }
+        const hidden = [];
+        for (const fx of [0.05, 0.5, 0.95]) for (const fy of [0.2, 0.5, 0.8]) {
+            const x = r.left + fx * r.width, y = r.top + fy * r.height;
+            const hit = document.elementFromPoint(x, y);
+            if (!hit || !(title === hit || title.contains(hit) || hit.contains(title)))
+                hidden.push([Math.round(x), Math.round(y), hit ? hit.className : null]);
+        }
+        out.title = {text: title.textContent.trim(), top: r.top, bottom: r.bottom,
+                     inside: r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight
+                             && r.right <= innerWidth,
+                     clipped, hidden};
+    }
+    if (sidebar && shown(sidebar)) {
+        const r = sidebar.getBoundingClientRect();
+        for (let y = Math.max(r.top, 0) + 4; y < Math.min(r.bottom, innerHeight); y += 40)
+            for (const fx of [0.1, 0.5, 0.9]) {
+                const hit = document.elementFromPoint(r.left + fx * r.width, y);
+                if (hit && !sidebar.contains(hit)) out.covered.push(
+                    [Math.round(r.left + fx * r.width), Math.round(y), hit.className]);
+            }
+    }
+    return out;
+}"""
+
+
+def test_chrome_check_sees_a_second_search_field_and_a_covered_title(chromium):
+    """The check below is not blind: on a page with a header bar of its own over the sidebar
+    (the chrome pydata-sphinx-theme 0.17 adds when navbar_persistent is unset), it reports the
+    second search field, the title hidden under the bar and the bar over the sidebar."""
+    html = """<!doctype html><body style="margin:0">
+      <header style="position:fixed;top:0;left:0;right:0;height:64px;background:#fff;z-index:9">
+        <button class="search-button-field" style="width:170px;height:30px">Search</button>
+      </header>
+      <div class="bd-sidebar-primary" style="position:fixed;top:0;width:250px;bottom:0">
+        <a class="navbar-brand"><p class="logo__title" style="margin:40px 0">Gaussian mixtures
+          and EM</p></a>
+        <button class="search-button-field" style="width:200px;height:30px">Search</button>
+      </div></body>"""
+    context = new_context(chromium, viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.set_content(html)
+        seen = page.evaluate(CHROME)
+    finally:
+        context.close()
+    assert len(seen["searches"]) == 2, seen
+    assert seen["title"]["hidden"], seen
+    assert seen["covered"], seen
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [390, 1280, 1500])
+def test_one_search_field_and_the_whole_title_at_every_width(book_server, chromium, width):
+    """At 390 (a phone), 1280 and 1500 px: one search control in view, the book's title in the
+    sidebar whole (not clipped, not covered) and nothing drawn over the sidebar. On a phone the
+    sidebar is a drawer: it is opened first, as a reader would."""
+    problems = {}
+    for name in ("intro", "break-it", "exercises"):
+        context = new_context(chromium, viewport={"width": width, "height": 900})
+        page = context.new_page()
+        try:
+            page.goto(f"{book_server}/{name}.html", wait_until="load")
+            loaded_and_typeset(page)
+            # The theme scrolls the sidebar to the current page's entry: back to its top.
+            page.evaluate("document.querySelector('.bd-sidebar-primary').scrollTop = 0")
+            closed = page.evaluate(CHROME)
+            if width < 992:  # the theme's breakpoint: the sidebar is a drawer below it
+                page.locator(".bd-header-article .primary-toggle").first.click()
+                page.wait_for_function(
+                    "() => { const r = document.querySelector('.bd-sidebar-primary')"
+                    ".getBoundingClientRect(); return r.left >= 0 && r.width > 0; }"
+                )
+                settle(page)
+            seen = page.evaluate(CHROME)
+        finally:
+            context.close()
+        title = seen["title"]
+        bad = {}
+        if len(closed["searches"]) != 1:
+            bad["search controls in view"] = closed["searches"]
+        if title is None or title["text"] != "Gaussian mixtures and EM":
+            bad["title"] = title
+        elif not title["inside"] or title["clipped"] or title["hidden"]:
+            bad["title cut or covered"] = title
+        if seen["covered"]:
+            bad["over the sidebar"] = seen["covered"][:5]
+        if bad:
+            problems[name] = bad
+    assert not problems, problems

@@ -330,7 +330,7 @@ def test_phone_width(book_server, tab, artifacts_dir):
     assert t.errors == []
 
 
-@pytest.mark.parametrize("page_name", ["explorer.html", "02-em-steps.html", "04-break-it.html"])
+@pytest.mark.parametrize("page_name", ["explorer.html", "em-steps.html", "break-it.html"])
 def test_embedded_in_the_book(book_server, tab, artifacts_dir, page_name):
     t = tab(width=1280, height=900)
     page = t.page
@@ -507,9 +507,9 @@ def test_enter_and_space_on_a_mean_answer(book_server, tab):
 
 PAGES_WITH_THE_EXPLORER = [
     "explorer.html",
-    "02-em-steps.html",
-    "04-break-it.html",
-    "06-real-data.html",
+    "em-steps.html",
+    "break-it.html",
+    "real-data.html",
 ]
 
 

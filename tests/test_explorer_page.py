@@ -232,7 +232,7 @@ def test_a_chapter_link_followed_by_a_click(book_server, chromium):
     context = new_context(chromium, viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
-        page.goto(f"{book_server}/04-break-it.html", wait_until="load")
+        page.goto(f"{book_server}/break-it.html", wait_until="load")
         link = page.locator("a[href^='explorer.html?dataset=collapse']")
         assert link.count() >= 1
         href = link.first.get_attribute("href")

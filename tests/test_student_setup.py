@@ -184,7 +184,7 @@ def test_release_notebook_runs_with_a_correct_answer(student_env, assignment):
 @pytest.mark.slow
 def test_the_book_names_the_wheel_make_dist_builds(student_wheel):
     """Chapter 7 gives students a command to copy: it must name the file they are handed."""
-    chapter = (ROOT / "book" / "07-exercises.md").read_text()
+    chapter = (ROOT / "book" / "exercises.md").read_text()
     assert f'pip install "{student_wheel.name}[student]"' in chapter, (
-        f"book/07-exercises.md should tell students to install {student_wheel.name}"
+        f"book/exercises.md should tell students to install {student_wheel.name}"
     )
