@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import logsumexp, xlog1py, xlogy
+from scipy.special import logsumexp
 
 __all__ = [
     "check_binary",
@@ -76,12 +76,15 @@ def _check_parameters(X, weights, probs):
 def log_component_probs(X, probs):
     """ln p(x_i | k) = sum_d x_id ln mu_kd + (1 - x_id) ln(1 - mu_kd): shape (N, K).
 
-    ``xlogy`` and ``xlog1py`` give 0 ln 0 = 0, so a coordinate with mu_kd = 0 costs nothing
-    where x_id = 0 and makes the component impossible (-inf) where x_id = 1.
+    Two matrix products. A coordinate with mu_kd = 0 (or 1) costs nothing where x_id = 0
+    (or 1), as 0 ln 0 = 0, and makes the component impossible (-inf) where x_id = 1 (or 0).
     """
-    return xlogy(X[:, None, :], probs[None]).sum(axis=2) + xlog1py(
-        1.0 - X[:, None, :], -probs[None]
-    ).sum(axis=2)
+    with np.errstate(divide="ignore"):
+        log_mu, log_1m = np.log(probs), np.log1p(-probs)
+    out = X @ np.where(probs > 0, log_mu, 0.0).T + (1.0 - X) @ np.where(probs < 1, log_1m, 0.0).T
+    impossible = (X @ (probs == 0).T + (1.0 - X) @ (probs == 1).T) > 0
+    out[impossible] = -np.inf
+    return out
 
 
 def _log_joint(X, weights, probs):
@@ -116,7 +119,8 @@ def m_step(X, resp, pseudo_count=0.0):
         raise ValueError(f"component {int(np.argmin(nk))} has no responsibility (N_k = 0)")
     weights = nk / X.shape[0]
     probs = (resp.T @ X + pseudo_count) / (nk[:, None] + 2.0 * pseudo_count)
-    return weights, probs
+    # A weighted average of zeros and ones lies in [0, 1]; rounding can put it 1 ulp outside.
+    return weights, np.clip(probs, 0.0, 1.0)
 
 
 def log_likelihood(X, weights, probs):
