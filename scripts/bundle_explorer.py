@@ -3,7 +3,8 @@
 anywidget loads a widget's front end as one ES module from a blob, where relative imports
 (``./em-core.mjs``) do not resolve, so book/_extra/explorer/widget-entry.mjs and what it
 imports are bundled by esbuild (package.json's devDependencies, installed by ``make setup``)
-into gmmlib/_explorer/explorer.bundle.mjs, and the explorer's stylesheet is copied beside it.
+into gmmlib/_explorer/explorer.bundle.mjs, and the explorer's stylesheets (explorer.css, then
+criteria-panel.css) are joined into gmmlib/_explorer/explorer.css beside it.
 Both are package data, so the widget works offline from the wheel.
 
 Usage: ``python scripts/bundle_explorer.py`` (write) or ``--check`` (exit 1 if the committed
@@ -52,7 +53,9 @@ def bundle() -> dict[Path, str]:
         raise SystemExit(f"esbuild failed:\n{proc.stderr}")
     return {
         ASSETS / "explorer.bundle.mjs": proc.stdout,
-        ASSETS / "explorer.css": (SOURCE / "explorer.css").read_text(),
+        ASSETS / "explorer.css": "".join(
+            (SOURCE / name).read_text() for name in ("explorer.css", "criteria-panel.css")
+        ),
     }
 
 

@@ -28,6 +28,7 @@ from browser import WAIT_MS, new_context
 
 from gmmlib import GaussianMixture
 from gmmlib.datasets import collapse_init, tilted_blobs
+from gmmlib.em import from_full_covariances
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -205,6 +206,22 @@ def _notebook7_own(error: str) -> bool:
     return "reading 'schema'" in error and "notebook_core" in error
 
 
+def _fit(X, k: int, covariance_type: str) -> GaussianMixture:
+    """gmmlib's fit from seed 0's start with GaussianMixture's defaults (the panel's)."""
+    weights, means, full = collapse_init(X, k, 0)
+    gm = GaussianMixture(
+        k,
+        covariance_type=covariance_type,
+        weights_init=weights,
+        means_init=means,
+        covariances_init=from_full_covariances(full, covariance_type, weights),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    return gm
+
+
 def _check_explorer_in(page, errors):
     ids = _explorers(page)
 
@@ -228,6 +245,22 @@ def _check_explorer_in(page, errors):
     ll = np.array(s["logLikelihood"], dtype=float)
     assert np.all(np.diff(ll) >= -1e-9 * np.abs(ll[1:])), "EM never lowers ln p(X)"
 
+    # The model-choice panel: ln p, BIC and AIC against K are gmmlib's fits from this seed's
+    # starts (GaussianMixture's defaults), for full and, after picking it, diag covariances.
+    X = tilted_blobs(N, random_state=0)[0]
+    for covariance_type in ("full", "diag"):
+        if covariance_type != "full":
+            select = page.evaluate_handle(f"emExplorers[{g}].criteriaPanel.select").as_element()
+            select.select_option(covariance_type)
+        rows = page.evaluate(f"emExplorers[{g}].criteriaPanel.rows")
+        shown = page.evaluate(f"emExplorers[{g}].criteriaPanel.table.tBodies[0].rows.length")
+        assert len(rows) == shown == 8
+        for row in rows[:4]:
+            gm = _fit(X, row["k"], covariance_type)
+            where = f"{covariance_type} K={row['k']}"
+            assert row["bic"] == pytest.approx(gm.bic(X), rel=1e-9), where
+            assert row["aic"] == pytest.approx(gm.aic(X), rel=1e-9), where
+
     # The wrong M-step: the ellipses it returned are drawn, and ln p(X) falls.
     w = ids["wrong_m"]
     _click(page, w, "E-step")
@@ -244,6 +277,12 @@ def _check_explorer_in(page, errors):
     page.wait_for_function(f"() => emExplorers[{w}].state().nextKind === null")
     ll_w = [v for v in _state(page, w)["logLikelihood"] if v is not None]
     assert ll_w[-1] < ll_w[0], f"a falling trace: {ll_w}"
+
+    # The student's m_step has no reg_covar, so the widget offers no switch for it.
+    assert (
+        page.evaluate(f"getComputedStyle(emExplorers[{w}].controls.reg.parentElement).display")
+        == "none"
+    )
 
     # The broken E-step: the driver's message, no colours.
     b = ids["broken_e"]
@@ -271,6 +310,9 @@ def test_explore_in_jupyter(jupyter, chromium, app, artifacts_dir):
         _open_and_run(page, f"{jupyter}/{path}?token={TOKEN}")
         _check_explorer_in(page, errors)
     finally:
+        page.evaluate(  # the screenshot shows the first explorer's model-choice panel
+            "() => globalThis.emExplorers?.[0]?.criteriaPanel?.table.scrollIntoView()"
+        )
         page.screenshot(path=str(artifacts_dir / f"explore-{app}.png"), full_page=True)
         (artifacts_dir / f"explore-{app}-console.log").write_text("\n".join(console))
         context.close()

@@ -498,10 +498,102 @@ var EMRun = class {
     return step;
   }
 };
+function nParameters(k, covarianceType = "full", d = 2) {
+  checkCovarianceType(covarianceType, "nParameters");
+  const cov = { full: k * d * (d + 1) / 2, tied: d * (d + 1) / 2, diag: k * d, spherical: k };
+  return cov[covarianceType] + k * d + k - 1;
+}
+function informationCriteria(logLikelihood2, n, k, covarianceType = "full") {
+  const p = nParameters(k, covarianceType);
+  return {
+    k,
+    logLikelihood: logLikelihood2,
+    nParameters: p,
+    bic: -2 * logLikelihood2 + p * Math.log(n),
+    aic: -2 * logLikelihood2 + 2 * p
+  };
+}
+function criteriaAgainstK(data, ks, startFor, opts) {
+  return ks.map((k) => {
+    const run = new EMRun(data, startFor(k), opts);
+    let ll = NaN;
+    for (let s = run.step(); s !== null; s = run.step()) if (s.kind === "E") ll = s.logLikelihood;
+    return {
+      ...informationCriteria(ll, data.n, k, run.covarianceType),
+      stop: run.stopReason,
+      iterations: run.iteration,
+      collapsed: run.collapse !== null
+    };
+  });
+}
 function ellipseAxes(a, b, d, r = 1) {
   const [l1, l2] = eigenvalues2(a, b, d);
   const angle = Math.abs(b) > 0 ? Math.atan2(l2 - a, b) : a >= d ? 0 : Math.PI / 2;
   return { rx: r * Math.sqrt(Math.max(l2, 0)), ry: r * Math.sqrt(Math.max(l1, 0)), angle };
+}
+
+// book/_extra/explorer/criteria-panel.mjs
+var counter = 0;
+var WORDS = {
+  full: "full: each component its own ellipse, any tilt",
+  tied: "tied: one ellipse shape shared by all components",
+  diag: "diag: axis-aligned ellipses",
+  spherical: "spherical: circles"
+};
+function node(tag, attrs = {}, text = null) {
+  const e = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) e.setAttribute(key, value);
+  if (text !== null) e.textContent = text;
+  return e;
+}
+function mountCriteriaPanel(root, { covarianceType = "full", onChange = () => {
+} } = {}) {
+  const id = `gxc${++counter}`;
+  const select = node("select", { id: `${id}-type` });
+  for (const type of COVARIANCE_TYPES) {
+    const option = node("option", { value: type }, WORDS[type]);
+    if (type === covarianceType) option.selected = true;
+    select.append(option);
+  }
+  select.addEventListener("change", () => onChange(select.value));
+  const field = node("div", { class: "gx-field" });
+  field.append(node("label", { for: select.id }, "Covariance type"), select);
+  const caption = node("caption", {}, "ln p(X), BIC and AIC against K (lower BIC/AIC is better)");
+  const table = node("table", { class: "gx-criteria", "aria-live": "off" });
+  const head = node("tr");
+  for (const h of ["K", "ln p(X)", "BIC", "AIC", "EM stopped"]) head.append(node("th", { scope: "col" }, h));
+  const body = node("tbody");
+  table.append(caption, node("thead"), body);
+  table.tHead.append(head);
+  const box = node("section", { class: "gx-criteria-box", "aria-label": "Model choice" });
+  box.append(field, table);
+  root.append(box);
+  const panel = { select, table, rows: [] };
+  panel.update = ({ data, startFor, opts, kMax, k }) => {
+    select.value = opts.covarianceType ?? "full";
+    const ks = Array.from({ length: kMax }, (_, i) => i + 1);
+    const rows = criteriaAgainstK(data, ks, startFor, opts);
+    panel.rows = rows;
+    const finite = (key) => rows.filter((r) => Number.isFinite(r[key]));
+    const best = (key) => finite(key).reduce((a, b) => b[key] < a[key] ? b : a, finite(key)[0]);
+    const bestBic = best("bic")?.k;
+    const bestAic = best("aic")?.k;
+    body.replaceChildren(
+      ...rows.map((r) => {
+        const tr = node("tr", r.k === k ? { class: "gx-current", "aria-current": "true" } : {});
+        tr.append(
+          node("th", { scope: "row" }, String(r.k)),
+          node("td", {}, formatNumber(r.logLikelihood, 5)),
+          node("td", {}, formatNumber(r.bic, 5) + (r.k === bestBic ? " (lowest)" : "")),
+          node("td", {}, formatNumber(r.aic, 5) + (r.k === bestAic ? " (lowest)" : "")),
+          node("td", {}, r.collapsed ? "collapsed" : r.stop.replace("_", " "))
+        );
+        return tr;
+      })
+    );
+    return rows;
+  };
+  return panel;
 }
 
 // book/_extra/explorer/explorer.mjs
@@ -509,25 +601,25 @@ var UNASSIGNED = "#9a9a9a";
 var RUN_DELAY_MS = 90;
 var SVG_NS = "http://www.w3.org/2000/svg";
 function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
+  const node2 = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
+    if (key === "class") node2.className = value;
+    else if (key === "text") node2.textContent = value;
+    else node2.setAttribute(key, value);
   }
-  node.append(...children);
-  return node;
+  node2.append(...children);
+  return node2;
 }
 function svg(tag, attrs = {}) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  return node;
+  const node2 = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) node2.setAttribute(key, value);
+  return node2;
 }
 var num = formatNumber;
 var MARGIN = { l: 52, r: 10, t: 10, b: 44 };
 var TRACE_PAD = { l: 70, r: 12, t: 10, b: 30 };
 var TRACE_H = 140;
-var counter = 0;
+var counter2 = 0;
 var Explorer = class _Explorer {
   constructor(root, catalogue, opts = {}) {
     this.root = root;
@@ -538,7 +630,7 @@ var Explorer = class _Explorer {
     this.rgb = this.palette.map(([, hex]) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
     this.notice = null;
     this.nSeeds = catalogue.n_seeds;
-    this.uid = `emx${++counter}`;
+    this.uid = `emx${++counter2}`;
     this.stats = { frames: 0, frameMs: [] };
     this.running = false;
     this.runTimer = null;
@@ -1151,13 +1243,13 @@ var Explorer = class _Explorer {
           continue;
         }
         const { rx, ry, angle } = ellipseAxes(a, b, d, sig);
-        for (const node of [e, halo]) {
-          node.removeAttribute("visibility");
-          node.setAttribute("cx", cx.toFixed(2));
-          node.setAttribute("cy", cy.toFixed(2));
-          node.setAttribute("rx", Math.max(rx * s, 0.3).toFixed(2));
-          node.setAttribute("ry", Math.max(ry * s, 0.3).toFixed(2));
-          node.setAttribute(
+        for (const node2 of [e, halo]) {
+          node2.removeAttribute("visibility");
+          node2.setAttribute("cx", cx.toFixed(2));
+          node2.setAttribute("cy", cy.toFixed(2));
+          node2.setAttribute("rx", Math.max(rx * s, 0.3).toFixed(2));
+          node2.setAttribute("ry", Math.max(ry * s, 0.3).toFixed(2));
+          node2.setAttribute(
             "transform",
             `rotate(${(-angle * 180 / Math.PI).toFixed(3)} ${cx.toFixed(2)} ${cy.toFixed(2)})`
           );
@@ -1477,7 +1569,7 @@ function widgetExplorerClass(channel, names) {
   return class WidgetExplorer extends Explorer {
     build() {
       super.build();
-      this.controls.reg.parentElement.hidden = true;
+      this.controls.reg.parentElement.style.display = "none";
       this.driverError = document.createElement("div");
       this.driverError.className = "gx-alert gx-driver-error";
       this.driverError.setAttribute("role", "alert");
@@ -1485,6 +1577,11 @@ function widgetExplorerClass(channel, names) {
       this.status.after(this.driverError);
       this.busy = false;
       this.hint.textContent = `Steps are computed by ${names.e ?? "an e_step"} and ${names.m ?? "an m_step"} in Python. ` + this.hint.textContent;
+    }
+    /** The seed (or K) changed: the criteria panel recomputes for the new start. */
+    restartFromSeed() {
+      super.restartFromSeed();
+      this.updateCriteria?.();
     }
     restart(start, { draw = true } = {}) {
       super.restart(start, { draw: false });
@@ -1575,6 +1672,46 @@ function widgetExplorerClass(channel, names) {
     }
   };
 }
+function mountModelChoice(explorer, root) {
+  let covarianceType = "full";
+  const box = document.createElement("div");
+  root.append(box);
+  const panel = mountCriteriaPanel(box, {
+    covarianceType,
+    onChange: (type) => {
+      covarianceType = type;
+      explorer.updateCriteria();
+    }
+  });
+  const note = document.createElement("p");
+  note.className = "gx-caption";
+  note.textContent = "Computed by gmmlib's EM (not your functions), from this seed's start for each K, with GaussianMixture's defaults.";
+  box.append(note);
+  explorer.updateCriteria = () => {
+    const { rules, data, dataset, seed } = explorer;
+    const starts = dataset.starts;
+    panel.update({
+      data,
+      kMax: explorer.kMax,
+      k: explorer.k,
+      startFor: (k) => initFromIndices(
+        data,
+        starts[String(k)][seed % starts[String(k)].length],
+        covarianceType
+      ),
+      opts: {
+        regCovar: rules.reg_covar,
+        tol: rules.tol,
+        maxIter: rules.max_iter,
+        collapseTol: rules.collapse_tol,
+        nkEps: rules.nk_eps,
+        covarianceType
+      }
+    });
+  };
+  explorer.updateCriteria();
+  return panel;
+}
 function render({ model, el: el2 }) {
   const channel = makeChannel(model);
   const WidgetExplorer = widgetExplorerClass(channel, model.get("driver_names") ?? {});
@@ -1584,6 +1721,7 @@ function render({ model, el: el2 }) {
   const [name, ds] = Object.entries(catalogue.datasets)[0];
   const params = new URLSearchParams({ dataset: name, k: ds.k, seed: ds.seed });
   const explorer = new WidgetExplorer(root, catalogue, { params });
+  explorer.criteriaPanel = mountModelChoice(explorer, root);
   root.dataset.ready = "true";
   globalThis.emExplorers = [...globalThis.emExplorers ?? [], explorer];
   return () => {

@@ -10,7 +10,8 @@
 //
 // Built into gmmlib/_explorer/explorer.bundle.mjs by scripts/bundle_explorer.py (anywidget loads
 // one ES module from a blob: relative imports do not resolve there).
-import { EMRun } from "./em-core.mjs";
+import { mountCriteriaPanel } from "./criteria-panel.mjs";
+import { EMRun, initFromIndices } from "./em-core.mjs";
 import { Explorer } from "./explorer.mjs";
 
 /** An EMRun whose step maths come from Python: supply() the answer, then step() as usual. */
@@ -72,7 +73,7 @@ function widgetExplorerClass(channel, names) {
     build() {
       super.build();
       // The student's m_step has no reg_covar: the switch would change only the collapse rule.
-      this.controls.reg.parentElement.hidden = true;
+      this.controls.reg.parentElement.style.display = "none"; // (its CSS display beats [hidden])
       this.driverError = document.createElement("div");
       this.driverError.className = "gx-alert gx-driver-error";
       this.driverError.setAttribute("role", "alert");
@@ -82,6 +83,12 @@ function widgetExplorerClass(channel, names) {
       this.hint.textContent =
         `Steps are computed by ${names.e ?? "an e_step"} and ${names.m ?? "an m_step"} in ` +
         "Python. " + this.hint.textContent;
+    }
+
+    /** The seed (or K) changed: the criteria panel recomputes for the new start. */
+    restartFromSeed() {
+      super.restartFromSeed();
+      this.updateCriteria?.();
     }
 
     restart(start, { draw = true } = {}) {
@@ -178,6 +185,46 @@ function widgetExplorerClass(channel, names) {
   };
 }
 
+/**
+ * The covariance type and ln p, BIC and AIC against K for the student's data, by gmmlib's EM
+ * in em-core (held to gmmlib's bic/aic): GaussianMixture's defaults (reg_covar included) from
+ * the current seed's starts. It does not use the student's functions.
+ */
+function mountModelChoice(explorer, root) {
+  let covarianceType = "full";
+  const box = document.createElement("div");
+  root.append(box);
+  const panel = mountCriteriaPanel(box, {
+    covarianceType,
+    onChange: (type) => {
+      covarianceType = type;
+      explorer.updateCriteria();
+    },
+  });
+  const note = document.createElement("p");
+  note.className = "gx-caption";
+  note.textContent = "Computed by gmmlib's EM (not your functions), from this seed's start " +
+    "for each K, with GaussianMixture's defaults.";
+  box.append(note);
+  explorer.updateCriteria = () => {
+    const { rules, data, dataset, seed } = explorer;
+    const starts = dataset.starts;
+    panel.update({
+      data,
+      kMax: explorer.kMax,
+      k: explorer.k,
+      startFor: (k) => initFromIndices(data, starts[String(k)][seed % starts[String(k)].length],
+        covarianceType),
+      opts: {
+        regCovar: rules.reg_covar, tol: rules.tol, maxIter: rules.max_iter,
+        collapseTol: rules.collapse_tol, nkEps: rules.nk_eps, covarianceType,
+      },
+    });
+  };
+  explorer.updateCriteria();
+  return panel;
+}
+
 /** anywidget's entry: mount the explorer in `el`, steps driven by the model's Python side. */
 function render({ model, el }) {
   const channel = makeChannel(model);
@@ -188,6 +235,7 @@ function render({ model, el }) {
   const [name, ds] = Object.entries(catalogue.datasets)[0];
   const params = new URLSearchParams({ dataset: name, k: ds.k, seed: ds.seed });
   const explorer = new WidgetExplorer(root, catalogue, { params });
+  explorer.criteriaPanel = mountModelChoice(explorer, root);
   root.dataset.ready = "true";
   // For the browser tests (as the book's page sets window.emExplorer).
   globalThis.emExplorers = [...(globalThis.emExplorers ?? []), explorer];
