@@ -68,7 +68,7 @@ UI_ITERATION_JS = """
 ([batches, perBatch]) => {
   const ex = window.emExplorer;
   const iterate = () => { ex.doStep("E"); ex.doStep("M"); };
-  ex.restart(ex.start);
+  ex.session.restart();
   ex.run.tol = 0;  // never stop as converged: time every iteration
   ex.run.maxIter = Infinity;  // nor at gmmlib's max_iter
   ex.run.onCollapse = "continue";

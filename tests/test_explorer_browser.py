@@ -439,12 +439,11 @@ def test_an_empty_component_has_its_own_words(book_server, tab):
     page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=tilted&k=3&seed=0")
     # A start with component 1 far from every point (as a mean dragged off the data would be).
     page.evaluate(
-        """async () => {
-            const core = await import('./em-core.mjs');
+        """() => {
             const ex = window.emExplorer;
-            const m = ex.run.params.means.slice();
-            m[2] = 40; m[3] = 40;
-            ex.restart(core.initFromMeans(ex.data, m));
+            const m = ex.run.params.means;
+            ex.session.startMeans = [[m[0], m[1]], [40, 40], [m[4], m[5]]];
+            ex.session.restart();
             ex.doStep('E'); ex.doStep('M');
         }"""
     )
