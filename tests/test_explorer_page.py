@@ -244,3 +244,36 @@ def test_a_chapter_link_followed_by_a_click(book_server, chromium):
     asked = dict(parse_qsl(urlparse(href).query))
     assert asked["dataset"] == "collapse"
     assert state_problems(asked, shown) == [], shown
+
+
+def test_the_pages_address_follows_the_explorer(book_server, chromium, artifacts_dir):
+    """As the reader works in the frame, the explorer page's own address (and its "own page"
+    link) carries the state, so copying the address shares exactly what they see."""
+    context, page, frame, errors = open_explorer_page(
+        chromium, f"{book_server}/explorer.html?dataset=faithful&k=2&seed=3"
+    )
+    try:
+        for name in ("E-step", "M-step", "E-step"):
+            frame.get_by_role("button", name=name).click()
+        frame.get_by_label("Timeline").focus()
+        frame.page.keyboard.press("ArrowLeft")
+        shown = frame.evaluate("emExplorer.state()")
+        assert "step=2" in shown["query"] and "steps=3" in shown["query"]
+        page.wait_for_function(
+            "q => location.search === '?' + q", arg=shown["query"], timeout=WAIT_MS
+        )
+        link = page.locator("a.gmm-explorer-own-page").get_attribute("href")
+        assert link == f"explorer/index.html?{shown['query']}"
+        copied = page.evaluate("location.href")
+    finally:
+        context.close()
+    assert errors == []
+    context, page, frame, errors = open_explorer_page(chromium, copied)
+    try:
+        again = frame.evaluate("emExplorer.state()")
+        page.locator(FRAME).screenshot(path=str(artifacts_dir / "explorer-page-shared.png"))
+    finally:
+        context.close()
+    for key in ("dataset", "k", "seed", "position", "steps", "weights", "means", "covariances"):
+        assert again[key] == shown[key], key
+    assert again["logLikelihood"] == shown["logLikelihood"] and errors == []

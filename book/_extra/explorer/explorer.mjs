@@ -22,7 +22,7 @@
 import { describeCollapse } from "./words.mjs";
 import { buildControls, renderAlert, renderControls } from "./controls.mjs";
 import { el, svg } from "./dom.mjs";
-import { clampToPlot, plotSize, toData, visibleBox } from "./geometry.mjs";
+import { clampToPlot, plotSize, toData, toScreen, visibleBox } from "./geometry.mjs";
 import { listenToControls } from "./actions.mjs";
 import { attachHandle, attachPlot } from "./interaction.mjs";
 import { MarksLayer } from "./marks.mjs";
@@ -211,6 +211,10 @@ export class Explorer {
 
   toData(px, py) {
     return toData(this.size, px, py);
+  }
+
+  toScreen(x, y) {
+    return toScreen(this.size, x, y);
   }
 
   visibleBox() {

@@ -16,6 +16,9 @@ const CLICK_SLOP = 5;
 /** A point within this (px) of the pointer is under it. */
 const HIT_PX = 9;
 
+/** Shift, Alt, Ctrl or Cmd held: a click that removes a point. */
+const modified = (ev) => ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey;
+
 /** Screen position of a pointer event inside the scatter's SVG. */
 function plotXY(ex, ev) {
   const r = ex.svg.getBoundingClientRect();
@@ -51,6 +54,7 @@ export function attachHandle(ex, handle, j) {
     moves.queue(() => ex.moveMean(j, ...toData(ex.size, px, py), { focus: false }));
   };
   handle.addEventListener("pointerdown", (ev) => {
+    if (modified(ev)) return; // a modifier click removes the point under the mean (attachPlot)
     ev.preventDefault();
     ev.stopPropagation();
     try {
@@ -101,11 +105,11 @@ export function attachPlot(ex) {
     if (press) press.timer = null;
   };
   ex.svg.addEventListener("pointerdown", (ev) => {
-    if (ev.target.closest?.(".gx-mean") || ev.button > 0) return;
+    if ((ev.target.closest?.(".gx-mean") && !modified(ev)) || ev.button > 0) return;
     const [px, py] = plotXY(ex, ev);
     const [x, y] = toData(ex.size, px, py);
     const point = ex.session.nearestPoint(x, y, HIT_PX / ex.size.s);
-    if (point >= 0 && (ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey)) {
+    if (point >= 0 && modified(ev)) {
       ev.preventDefault();
       ex.editWith((s) => s.removePoint(point));
       return;
