@@ -37,10 +37,16 @@ export class RunHistory {
     this.run = this.driver.createRun(this.data, start, {
       regCovar: this.regCovar, tol, maxIter, collapseTol, nkEps, covarianceType: this.covType,
     });
+    // ln p(X | theta_0) is computed when first shown, or taken from the first E-step (the same
+    // sum, in the same order): a drag restarts and takes that step at once.
+    const data = this.data;
     this.history = [{
-      kind: null, iteration: 0, params: start, colours: null,
-      trace: [safeLogLikelihood(this.data, start)], nextKind: "E", stopReason: null,
-      collapsedNow: [],
+      kind: null, iteration: 0, params: start, colours: null, nextKind: "E", stopReason: null,
+      collapsedNow: [], first: null,
+      get trace() {
+        this.first ??= [safeLogLikelihood(data, start)];
+        return this.first;
+      },
     }];
   }
 
@@ -107,6 +113,7 @@ export class RunHistory {
 
   record(step) {
     const prev = this.entry;
+    if (prev.kind === null && step.kind === "E") prev.first ??= [step.logLikelihood];
     const trace = prev.trace.slice();
     const e = {
       kind: step.kind, iteration: this.run.iteration, params: step.params,
