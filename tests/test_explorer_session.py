@@ -175,3 +175,18 @@ def test_the_books_deep_links_and_bad_addresses():
     assert (good["shown"]["k"], good["shown"]["seed"], good["shown"]["reg_covar"]) == (4, 0, 0)
     named = {p.split("=")[0].split(":")[0] for p in bad["asked"]}
     assert named == {"dataset", "k", "means", "step", "drop", "colour"}, bad["asked"]
+
+
+def test_url_round_trip_of_generated_states():
+    """encodeState then decodeState (url.mjs) gives back every field of 500 generated states,
+    each number bit for bit (full-precision means, -0, 1e-12 and 1e12 included)."""
+    proc = subprocess.run(
+        [NODE, str(ROOT / "tests" / "js" / "url_roundtrip.mjs"), "500"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["count"] == 500 and out["failures"] == [], out["failures"][:3]

@@ -89,6 +89,10 @@ export class Explorer {
       el("figcaption", { text: "Log-likelihood ln p(X) (total over points) after each iteration" }),
       this.trace, this.traceText);
     this.root.classList.add("gx");
+    // The accent (next step, the trace) and the warning colour (ln p = +infinity): gmmlib's.
+    const hex = (name) => this.session.palette.find(([n]) => n === name)?.[1];
+    this.root.style.setProperty("--gx-accent", hex("blue") ?? this.session.palette[0][1]);
+    this.root.style.setProperty("--gx-warn", hex("vermillion") ?? this.session.palette[1][1]);
     this.root.replaceChildren(rows.settings, rows.steps, rows.timeline, this.status, this.alert,
       hint, this.plotWrap, key, this.caption, rows.data, traceBox);
     attachPlot(this);

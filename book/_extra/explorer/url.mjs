@@ -25,7 +25,8 @@ export const OWN = "own";
 
 /** [[x, y], ...] -> "x,y;x,y". */
 export function encodePairs(pairs) {
-  return pairs.map(([x, y]) => `${String(x)},${String(y)}`).join(";");
+  const text = (v) => (Object.is(v, -0) ? "-0" : String(v)); // String(-0) is "0"
+  return pairs.map(([x, y]) => `${text(x)},${text(y)}`).join(";");
 }
 
 /** "x,y;x,y" -> [[x, y], ...], or null when any number is missing or not finite. */
