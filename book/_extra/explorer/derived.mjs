@@ -33,17 +33,20 @@ export function safeLogLikelihood(data, params) {
 
 /** A point's colour: the responsibility-weighted blend of the component colours (0xRRGGBB). */
 export function softColours(resp, n, k, rgb) {
+  const pr = new Float64Array(k);
+  const pg = new Float64Array(k);
+  const pb = new Float64Array(k);
+  for (let j = 0; j < k; j++) [pr[j], pg[j], pb[j]] = rgb[j % rgb.length];
   const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
+  for (let i = 0, row = 0; i < n; i++, row += k) {
     let r = 0;
     let g = 0;
     let b = 0;
     for (let j = 0; j < k; j++) {
-      const w = resp[i * k + j];
-      const c = rgb[j % rgb.length];
-      r += w * c[0];
-      g += w * c[1];
-      b += w * c[2];
+      const w = resp[row + j];
+      r += w * pr[j];
+      g += w * pg[j];
+      b += w * pb[j];
     }
     out[i] = (Math.round(r) << 16) | (Math.round(g) << 8) | Math.round(b);
   }
