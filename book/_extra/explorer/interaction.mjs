@@ -158,4 +158,6 @@ export function attachPlot(ex) {
   };
   ex.svg.addEventListener("pointerup", end);
   ex.svg.addEventListener("pointercancel", end);
+  // A long press removes a point: no context menu on top of it (touch screens open one).
+  ex.svg.addEventListener("contextmenu", (ev) => ev.preventDefault());
 }
