@@ -738,3 +738,34 @@ def test_draw_your_own_data(book_server, tab, artifacts_dir):
     other = reopened.open_explorer(page.evaluate("location.href"))
     assert state(other)["means"] == s["means"]
     assert t.errors == [] and reopened.errors == []
+
+
+def test_data_by_hand_with_a_finger_at_phone_width(book_server, tab, artifacts_dir):
+    """At 390 px, with real touch events: a tap adds a point, a long press removes one, and the
+    new rows (timeline, data by hand) fit the width."""
+    t = tab(width=390, height=844, has_touch=True, is_mobile=True)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=collapse&k=2&seed=0")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    n0 = state(page)["n"]
+    cdp = t.context.new_cdp_session(page)
+
+    def touch(kind, x=None, y=None):
+        points = [] if x is None else [{"x": x, "y": y}]
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    page.locator(".gx-plot").scroll_into_view_if_needed()
+    x, y = point_on_screen(page, 7)
+    touch("touchStart", x, y)  # hold until the point goes (a condition, never a fixed time)
+    page.wait_for_function(f"emExplorer.state().n === {n0 - 1}", timeout=WAIT_MS)
+    touch("touchEnd")
+    assert "drop=7" in state(page)["query"]
+    box = page.locator(".gx-svg").bounding_box()
+    tap = (box["x"] + 0.5 * box["width"], box["y"] + 0.15 * box["height"])
+    touch("touchStart", *tap)
+    touch("touchEnd")
+    settle(page)
+    s = state(page)
+    assert s["n"] == n0 and "add=" in s["query"] and s["nextKind"] is None
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(artifacts_dir / "explorer-phone-by-hand.png"), full_page=True)
+    assert t.errors == []
