@@ -34,6 +34,7 @@ import numpy as np
 from gmmlib import GaussianMixture, em
 from gmmlib.datasets import collapse_data, collapse_init, old_faithful, tilted_blobs
 from gmmlib.diagnostics import collapse_threshold, data_subspace
+from gmmlib.em import from_full_covariances, full_covariances
 from gmmlib.plotting import NEUTRAL, PALETTE, PALETTE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def gmmlib_rules() -> dict:
 ROUND_ULPS = 16
 
 
-def trace_rtol(covariances_init, steps) -> np.ndarray:
+def trace_rtol(covariances_init, steps, covariance_type: str = "full") -> np.ndarray:
     """How far a log-likelihood trace may move between machines: one tolerance per E-step.
 
     Another processor or BLAS build rounds differently by a few ulp (ROUND_ULPS * eps) per
@@ -101,7 +102,9 @@ def trace_rtol(covariances_init, steps) -> np.ndarray:
     eps = np.finfo(float).eps
 
     def kappa(covariances):
-        ev = np.linalg.eigvalsh(covariances)
+        covariances = np.asarray(covariances, dtype=float)
+        K = 1 if covariance_type == "tied" else len(covariances)
+        ev = np.linalg.eigvalsh(full_covariances(covariances, covariance_type, K, 2))
         return float(np.max(ev[:, -1] / np.maximum(ev[:, 0], np.finfo(float).tiny)))
 
     k, t, out = kappa(np.asarray(covariances_init)), 0, []
@@ -121,10 +124,11 @@ def trace_rtol(covariances_init, steps) -> np.ndarray:
 #: the last bits of any machine's arithmetic.
 STOP_MARGIN = 1e3
 
-#: Parity cases: (dataset, K, seed, reg_covar, max_iter, on_collapse, tol). None = gmmlib's
-#: default (`gmmlib_rules`). tol = 0: EM runs every iteration (the long step-by-step cases);
-#: tol > 0: EM stops where gmmlib's convergence test says, and the explorer must stop on the
-#: same iteration.
+#: Parity cases: (dataset, K, seed, reg_covar, max_iter, on_collapse, tol[, covariance_type]).
+#: None = gmmlib's default (`gmmlib_rules`). tol = 0: EM runs every iteration (the long
+#: step-by-step cases); tol > 0: EM stops where gmmlib's convergence test says, and the explorer
+#: must stop on the same iteration. covariance_type is "full" unless given; the start is then
+#: collapse_init's in that type (gmmlib.em.from_full_covariances).
 CASES = {
     "tilted_k3": ("tilted", 3, 0, 0.0, 30, "warn", 0.0),
     "tilted_k8": ("tilted", 8, 0, 0.0, 20, "warn", 0.0),
@@ -137,14 +141,28 @@ CASES = {
     "faithful_k2_tol": ("faithful", 2, 1, 0.0, None, "warn", None),
     "tilted_k3_tol": ("tilted", 3, 0, 0.0, None, "warn", None),
     "tilted_k3_tol1e-6": ("tilted", 3, 0, 0.0, None, "warn", 1e-6),
+    # The other covariance types, step by step and stopped by the convergence test, and a
+    # collapse for diag and spherical (a tied covariance, shared by all, does not collapse on
+    # these data). Not K = 5, seed 4, spherical: near its collapse gmmlib's fast diagonal
+    # M-step (E[x^2] - mu^2) rounds a variance of ~1e-7 s2 by ~eps s2, which moves a
+    # responsibility by 2e-9 relative, past the parity tolerance.
+    "tilted_k3_tied": ("tilted", 3, 0, 0.0, 30, "warn", 0.0, "tied"),
+    "tilted_k3_diag": ("tilted", 3, 0, 0.0, 30, "warn", 0.0, "diag"),
+    "tilted_k3_spherical": ("tilted", 3, 0, 0.0, 30, "warn", 0.0, "spherical"),
+    "faithful_k2_tied_tol": ("faithful", 2, 1, 0.0, None, "warn", None, "tied"),
+    "faithful_k2_diag_tol": ("faithful", 2, 1, 0.0, None, "warn", None, "diag"),
+    "faithful_k2_spherical_tol": ("faithful", 2, 1, 0.0, None, "warn", None, "spherical"),
+    "collapse_k4_seed4_diag": ("collapse", 4, 4, 0.0, 60, "warn", 0.0, "diag"),
+    "collapse_k4_seed7_spherical": ("collapse", 4, 7, 0.0, 60, "warn", 0.0, "spherical"),
 }
 
 
 def case_options(name: str) -> dict:
     """A case's options, gmmlib's defaults filled in."""
-    data_name, K, seed, reg_covar, max_iter, on_collapse, tol = CASES[name]
+    data_name, K, seed, reg_covar, max_iter, on_collapse, tol, *rest = CASES[name]
     rules = gmmlib_rules()
     return {
+        "covariance_type": rest[0] if rest else "full",
         "dataset": data_name,
         "n_components": K,
         "seed": seed,
@@ -188,19 +206,25 @@ def _estimator(weights, means, covariances, **settings):
     )
 
 
-def reference_steps(X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
+def reference_steps(
+    X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol, covariance_type="full"
+):
     """gmmlib's step-wise EM from a stated start (tol = 0: every iteration runs)."""
     settings = dict(reg_covar=reg_covar, max_iter=max_iter, on_collapse=on_collapse, tol=tol)
+    settings["covariance_type"] = covariance_type
     gm = _estimator(weights, means, covariances, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return list(gm.steps(X))
 
 
-def reference_fit(X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol):
+def reference_fit(
+    X, weights, means, covariances, *, reg_covar, max_iter, on_collapse, tol, covariance_type="full"
+):
     """Where gmmlib's `fit` stops from that start: n_iter_, stop_reason_, converged_ and the
     total log-likelihood of the returned parameters (log_likelihood_)."""
     settings = dict(reg_covar=reg_covar, max_iter=max_iter, on_collapse=on_collapse, tol=tol)
+    settings["covariance_type"] = covariance_type
     gm = _estimator(weights, means, covariances, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -213,7 +237,7 @@ def reference_fit(X, weights, means, covariances, *, reg_covar, max_iter, on_col
     }
 
 
-def stop_margin(steps, tol: float, n: int, covariances_init) -> float:
+def stop_margin(steps, tol: float, n: int, covariances_init, covariance_type="full") -> float:
     """How far the convergence tests of a run are from flipping, in units of what rounding can
     move them: min |change_t - tol| / bound_t (inf when tol = 0; see STOP_MARGIN).
 
@@ -223,7 +247,8 @@ def stop_margin(steps, tol: float, n: int, covariances_init) -> float:
     if tol == 0:
         return float("inf")
     ll = np.array([s.log_likelihood for s in steps if s.kind == "E"])
-    slack = trace_rtol(covariances_init, steps) * np.abs(ll) / n  # rounding of ln p_t / N
+    # rounding of ln p_t / N
+    slack = trace_rtol(covariances_init, steps, covariance_type) * np.abs(ll) / n
     tested = len(ll) if steps[-1].stop == "collapse" else len(ll) - 1
     changes = np.abs(np.diff(ll[:tested])) / n
     bounds = slack[1:tested] + slack[: tested - 1]
@@ -235,9 +260,12 @@ def make_case(name: str) -> dict:
     X = dataset(opts["dataset"])
     K, seed = opts["n_components"], opts["seed"]
     weights, means, covariances = collapse_init(X, K, seed)
-    run = {key: opts[key] for key in ("reg_covar", "max_iter", "on_collapse", "tol")}
+    ct = opts["covariance_type"]
+    covariances = from_full_covariances(covariances, ct, weights)
+    keys = ("reg_covar", "max_iter", "on_collapse", "tol", "covariance_type")
+    run = {key: opts[key] for key in keys}
     steps = reference_steps(X, weights, means, covariances, **run)
-    margin = stop_margin(steps, opts["tol"], len(X), covariances)
+    margin = stop_margin(steps, opts["tol"], len(X), covariances, ct)
     assert margin >= STOP_MARGIN, (
         f"{name}: a convergence test only {margin:.3g} rounding bounds from flipping"
     )

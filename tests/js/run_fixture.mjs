@@ -9,12 +9,17 @@ const fixture = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const data = makeData(fixture.X, { subspace: fixture.subspace });
 // The fixture's start (gmmlib.datasets.collapse_init), and the explorer's own start from the
 // same seed's indices: both must be gmmlib's.
-const start = makeParams(
-  fixture.weights_init,
-  fixture.means_init.flat(),
-  fixture.covariances_init.flatMap((c) => [c[0][0], c[0][1], c[1][1]]),
-);
-const own = initFromIndices(data, fixture.start_indices);
+// covariances_init is in gmmlib's shape for the covariance type; em-core holds K full 2x2s.
+const covarianceType = fixture.covariance_type ?? "full";
+const k = fixture.weights_init.length;
+const asFull = {
+  full: (c) => c.flatMap((m) => [m[0][0], m[0][1], m[1][1]]),
+  tied: (m) => Array.from({ length: k }, () => [m[0][0], m[0][1], m[1][1]]).flat(),
+  diag: (c) => c.flatMap((v) => [v[0], 0, v[1]]),
+  spherical: (c) => c.flatMap((v) => [v, 0, v]),
+}[covarianceType];
+const start = makeParams(fixture.weights_init, fixture.means_init.flat(), asFull(fixture.covariances_init));
+const own = initFromIndices(data, fixture.start_indices, covarianceType);
 const run = new EMRun(data, start, {
   regCovar: fixture.reg_covar,
   tol: fixture.tol,
@@ -22,6 +27,7 @@ const run = new EMRun(data, start, {
   collapseTol: fixture.collapse_tol,
   nkEps: fixture.nk_eps,
   onCollapse: fixture.on_collapse === "continue" ? "continue" : "stop",
+  covarianceType,
 });
 const steps = [];
 for (let s = run.step(); s !== null; s = run.step()) {

@@ -1,4 +1,5 @@
-// em-core.mjs: EM for a 2-D Gaussian mixture with full covariances, as pure functions.
+// em-core.mjs: EM for a 2-D Gaussian mixture, as pure functions: full, tied, diag and spherical
+// covariances (gmmlib's covariance_type), and ln p, BIC and AIC against K.
 //
 // A second implementation of gmmlib.em (e_step, m_step, log_likelihood), of the estimator's
 // stopping rule and of the collapse rule (gmmlib.diagnostics), for the in-browser explorer. No
@@ -16,6 +17,9 @@
 //   params.weights  Float64Array(K)    pi_k
 //   params.means    Float64Array(2K)   mu_k = (means[2k], means[2k+1])
 //   params.covs     Float64Array(3K)   Sigma_k = [[covs[3k], covs[3k+1]], [covs[3k+1], covs[3k+2]]]
+//                                      for every covariance type, as gmmlib.em.full_covariances
+//                                      expands it: "tied" repeats one matrix K times, "diag" has
+//                                      covs[3k+1] = 0, "spherical" also covs[3k] = covs[3k+2].
 //   resp            Float64Array(NK)   gamma_ik = resp[i*K + k]
 // Same maths and the same order of operations as gmmlib where it matters: densities from the
 // Cholesky factor of each covariance (never an inverse), points shifted by the data mean, and
@@ -33,6 +37,44 @@ function given(opts, name, where) {
     );
   }
   return v;
+}
+
+/** gmmlib.em.COVARIANCE_TYPES: what the M-step may fit. */
+export const COVARIANCE_TYPES = Object.freeze(["full", "tied", "diag", "spherical"]);
+
+function checkCovarianceType(covarianceType, where) {
+  if (!COVARIANCE_TYPES.includes(covarianceType)) {
+    throw new TypeError(
+      `${where}: covarianceType must be one of ${COVARIANCE_TYPES.join(", ")}, got ${covarianceType}`,
+    );
+  }
+  return covarianceType;
+}
+
+/**
+ * K full 2x2 covariances (Float64Array(3K)) in `covarianceType`'s form, as
+ * gmmlib.em.from_full_covariances then full_covariances: "tied" is sum_k pi_k Sigma_k in every
+ * slot, "diag" keeps each diagonal, "spherical" its mean on both diagonal entries.
+ */
+export function asCovarianceType(covs, k, weights, covarianceType) {
+  checkCovarianceType(covarianceType, "asCovarianceType");
+  const out = Float64Array.from(covs);
+  if (covarianceType === "full") return out;
+  if (covarianceType === "tied") {
+    const t = [0, 0, 0];
+    for (let j = 0; j < k; j++) for (let e = 0; e < 3; e++) t[e] += weights[j] * covs[3 * j + e];
+    for (let j = 0; j < k; j++) out.set(t, 3 * j);
+    return out;
+  }
+  for (let j = 0; j < k; j++) {
+    out[3 * j + 1] = 0;
+    if (covarianceType === "spherical") {
+      const s = (covs[3 * j] + covs[3 * j + 2]) / 2;
+      out[3 * j] = s;
+      out[3 * j + 2] = s;
+    }
+  }
+  return out;
 }
 
 /** A covariance that is not positive definite: its Cholesky factor does not exist. */
@@ -94,25 +136,26 @@ export function copyParams(p) {
 
 /**
  * gmmlib.init.init_from_means: equal weights, the given means, every covariance = the data
- * covariance (1/N). `means` is a flat array of 2K numbers or K pairs.
+ * covariance (1/N), in `covarianceType`'s form (asCovarianceType: gmmlib's
+ * from_full_covariances). `means` is a flat array of 2K numbers or K pairs.
  */
-export function initFromMeans(data, means) {
+export function initFromMeans(data, means, covarianceType = "full") {
   const m = Float64Array.from(Array.isArray(means) && Array.isArray(means[0]) ? means.flat() : means);
   const k = m.length / 2;
   const weights = new Float64Array(k).fill(1 / k);
   const covs = new Float64Array(3 * k);
   for (let j = 0; j < k; j++) covs.set(data.cov, 3 * j);
-  return { k, weights, means: m, covs };
+  return { k, weights, means: m, covs: asCovarianceType(covs, k, weights, covarianceType) };
 }
 
 /** Means = the data points with the given indices (how a seed picks a start: see data.json). */
-export function initFromIndices(data, indices) {
+export function initFromIndices(data, indices, covarianceType = "full") {
   const means = new Float64Array(2 * indices.length);
   indices.forEach((idx, j) => {
     means[2 * j] = data.x[2 * idx];
     means[2 * j + 1] = data.x[2 * idx + 1];
   });
-  return initFromMeans(data, means);
+  return initFromMeans(data, means, covarianceType);
 }
 
 /**
@@ -230,14 +273,17 @@ export function logLikelihood(data, params, scratch = new Float64Array(data.n * 
 }
 
 /**
- * M-step (gmmlib.em.m_step, "full"): N_k = sum_i gamma_ik (+ nkEps, gmmlib.em.NK_EPS, so an
- * empty component gives finite numbers), pi_k = N_k / N, mu_k = sum_i gamma_ik x_i / N_k,
- * Sigma_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T / N_k, plus regCovar on the diagonal.
- * Returns { params, nk }.
+ * M-step (gmmlib.em.m_step): N_k = sum_i gamma_ik (+ nkEps, gmmlib.em.NK_EPS, so an empty
+ * component gives finite numbers), pi_k = N_k / N, mu_k = sum_i gamma_ik x_i / N_k, and with
+ * S_k = sum_i gamma_ik (x_i - mu_k)(x_i - mu_k)^T the covariances of `covarianceType`: "full"
+ * Sigma_k = S_k / N_k; "tied" one Sigma = sum_k S_k / N for all; "diag" the diagonal of
+ * S_k / N_k; "spherical" the mean of that diagonal (regCovar added first). regCovar is added to
+ * every variance. Returns { params, nk }.
  */
-export function mStep(data, resp, k, regCovar, nkEps) {
+export function mStep(data, resp, k, regCovar, nkEps, covarianceType = "full") {
   given({ regCovar, nkEps }, "regCovar", "mStep");
   given({ regCovar, nkEps }, "nkEps", "mStep");
+  checkCovarianceType(covarianceType, "mStep");
   const { x, n } = data;
   const nk = new Float64Array(k);
   const sx = new Float64Array(2 * k);
@@ -276,10 +322,22 @@ export function mStep(data, resp, k, regCovar, nkEps) {
     }
   }
   const covs = new Float64Array(3 * k);
+  if (covarianceType === "tied") {
+    const t = [0, 0, 0];
+    for (let j = 0; j < k; j++) for (let e = 0; e < 3; e++) t[e] += s[3 * j + e];
+    const tied = [t[0] / n + regCovar, t[1] / n, t[2] / n + regCovar];
+    for (let j = 0; j < k; j++) covs.set(tied, 3 * j);
+    return { params: { k, weights, means, covs }, nk };
+  }
   for (let j = 0; j < k; j++) {
     covs[3 * j] = s[3 * j] / nk[j] + regCovar;
-    covs[3 * j + 1] = s[3 * j + 1] / nk[j];
+    covs[3 * j + 1] = covarianceType === "full" ? s[3 * j + 1] / nk[j] : 0;
     covs[3 * j + 2] = s[3 * j + 2] / nk[j] + regCovar;
+    if (covarianceType === "spherical") {
+      const v = (covs[3 * j] + covs[3 * j + 2]) / 2;
+      covs[3 * j] = v;
+      covs[3 * j + 2] = v;
+    }
   }
   return { params: { k, weights, means, covs }, nk };
 }
@@ -366,9 +424,13 @@ export const EMPTY_NK = 0.5;
  * A collapse report with gmmlib's CollapseReport fields (component, iteration, nk, nPoints,
  * minEigenvalue, threshold, regCovar, nComponents), plus the points the component holds
  * (responsibility > 0.5), the one it holds most (`point`) and whether it is empty (N_k <
- * EMPTY_NK). Its words are words.mjs's (explainCollapse, describeCollapse).
+ * EMPTY_NK); its words are words.mjs's (explainCollapse, describeCollapse). With covarianceType
+ * "tied" the one shared covariance is what collapsed: gmmlib reports it as component 0 holding
+ * all N points.
  */
-export function collapseReport(data, params, resp, component, iteration, lam, regCovar, threshold) {
+export function collapseReport(
+  data, params, resp, component, iteration, lam, regCovar, threshold, covarianceType = "full",
+) {
   const { n } = data;
   const { k } = params;
   const points = [];
@@ -384,15 +446,16 @@ export function collapseReport(data, params, resp, component, iteration, lam, re
       point = i;
     }
   }
+  const tied = covarianceType === "tied";
   const report = {
-    component,
+    component: tied ? 0 : component,
     iteration,
-    nk,
-    nPoints: points.length,
-    points,
+    nk: tied ? n : nk,
+    nPoints: tied ? n : points.length,
+    points: tied ? Array.from({ length: n }, (_, i) => i) : points,
     point,
-    empty: nk < EMPTY_NK,
-    minEigenvalue: lam[component],
+    empty: !tied && nk < EMPTY_NK,
+    minEigenvalue: lam[tied ? 0 : component],
     threshold,
     regCovar,
     nComponents: k,
@@ -410,7 +473,11 @@ export function collapseReport(data, params, resp, component, iteration, lam, re
  * onCollapse = "continue" it goes on while every Cholesky factorisation succeeds).
  *
  * opts: { regCovar, tol, maxIter, collapseTol, nkEps } are required, gmmlib's values (data.json's
- * "gmmlib" block, or a fixture's fields); onCollapse is "stop" (default) or "continue".
+ * "gmmlib" block, or a fixture's fields); onCollapse is "stop" (default) or "continue";
+ * covarianceType one of COVARIANCE_TYPES ("full" by default).
+ * The two steps' maths are the methods computeE(params) -> { resp, logLikelihood } and
+ * computeM(resp) -> params: a subclass may take them from elsewhere (the notebook widget takes
+ * them from the student's Python functions) and keeps this loop's stopping and collapse rules.
  * `step()` performs the next step and returns it: { kind, iteration, params, resp, nk,
  * minEigenvalues, logLikelihood (E only), collapse (M only: report or null) }.
  */
@@ -425,6 +492,7 @@ export class EMRun {
     this.maxIter = given(opts, "maxIter", "EMRun");
     this.nkEps = given(opts, "nkEps", "EMRun");
     this.onCollapse = opts.onCollapse ?? "stop";
+    this.covarianceType = checkCovarianceType(opts.covarianceType ?? "full", "EMRun");
     this.threshold = collapseThreshold(data, opts.collapseTol);
     this.resp = null; // responsibilities of the last E-step
     this.iteration = 0; // t of the current theta_t
@@ -448,6 +516,16 @@ export class EMRun {
     return null;
   }
 
+  /** E-step maths on `params`: { resp (into this run's buffer), logLikelihood }. */
+  computeE(params) {
+    return eStep(this.data, params, this._buf);
+  }
+
+  /** M-step maths from `resp`: the new parameters. */
+  computeM(resp) {
+    return mStep(this.data, resp, this.k, this.regCovar, this.nkEps, this.covarianceType).params;
+  }
+
   _stop(reason) {
     this.nextKind = null;
     this.stopReason = reason;
@@ -455,10 +533,10 @@ export class EMRun {
 
   _eStep() {
     const t = this.iteration + 1;
-    const resp = this._buf;
+    let resp;
     let ll;
     try {
-      ll = eStep(this.data, this.params, resp).logLikelihood;
+      ({ resp, logLikelihood: ll } = this.computeE(this.params));
     } catch (err) {
       if (!(err instanceof SingularCovarianceError)) throw err;
       this._stop("singular");
@@ -492,7 +570,7 @@ export class EMRun {
   _mStep() {
     const t = this.iteration + 1;
     const resp = this.resp;
-    const { params } = mStep(this.data, resp, this.k, this.regCovar, this.nkEps);
+    const params = this.computeM(resp);
     const { subspace } = this.data;
     const { components, lam } = collapsedComponents(params, this.regCovar, this.threshold, subspace);
     const ok = choleskyOk(params);
@@ -500,6 +578,7 @@ export class EMRun {
     if (components.length && this.collapse === null) {
       report = collapseReport(
         this.data, params, resp, components[0], t, lam, this.regCovar, this.threshold,
+        this.covarianceType,
       );
       this.collapse = report;
     }
@@ -527,6 +606,54 @@ export class EMRun {
 export function* steps(data, start, opts = {}) {
   const run = new EMRun(data, start, opts);
   for (let s = run.step(); s !== null; s = run.step()) yield s;
+}
+
+/**
+ * Free parameters of a K-component mixture in D dimensions (gmmlib's
+ * GaussianMixture._n_parameters): K - 1 weights, K D mean entries and the covariances: "full"
+ * K D (D + 1) / 2, "tied" D (D + 1) / 2, "diag" K D, "spherical" K.
+ */
+export function nParameters(k, covarianceType = "full", d = 2) {
+  checkCovarianceType(covarianceType, "nParameters");
+  const cov = { full: (k * d * (d + 1)) / 2, tied: (d * (d + 1)) / 2, diag: k * d, spherical: k };
+  return cov[covarianceType] + k * d + k - 1;
+}
+
+/**
+ * ln p(X), BIC = -2 ln p(X) + p ln N and AIC = -2 ln p(X) + 2 p (lower is better) for N points
+ * and p = nParameters(k, covarianceType): gmmlib's GaussianMixture.bic and .aic.
+ */
+export function informationCriteria(logLikelihood, n, k, covarianceType = "full") {
+  const p = nParameters(k, covarianceType);
+  return {
+    k,
+    logLikelihood,
+    nParameters: p,
+    bic: -2 * logLikelihood + p * Math.log(n),
+    aic: -2 * logLikelihood + 2 * p,
+  };
+}
+
+/**
+ * ln p(X), BIC and AIC against K for the current data: for every k in `ks`, EM from
+ * `startFor(k)` (parameters, e.g. initFromIndices for a seed's start) run to its stop with `opts`
+ * (EMRun's), and the criteria of the parameters fitting returns: those the last E-step measured,
+ * as gmmlib's fit stores them (after a collapse: the parameters before the collapsed M-step).
+ * Returns one row per k: informationCriteria's fields plus stop ("converged" | "max_iter" |
+ * "collapse" | "singular"), iterations and collapsed (a boolean).
+ */
+export function criteriaAgainstK(data, ks, startFor, opts) {
+  return ks.map((k) => {
+    const run = new EMRun(data, startFor(k), opts);
+    let ll = NaN;
+    for (let s = run.step(); s !== null; s = run.step()) if (s.kind === "E") ll = s.logLikelihood;
+    return {
+      ...informationCriteria(ll, data.n, k, run.covarianceType),
+      stop: run.stopReason,
+      iterations: run.iteration,
+      collapsed: run.collapse !== null,
+    };
+  });
 }
 
 /**
