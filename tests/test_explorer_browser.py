@@ -769,3 +769,35 @@ def test_data_by_hand_with_a_finger_at_phone_width(book_server, tab, artifacts_d
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(artifacts_dir / "explorer-phone-by-hand.png"), full_page=True)
     assert t.errors == []
+
+
+def test_covariance_type_reaches_the_fit_the_table_and_the_address(book_server, tab):
+    """The covariance type (criteria panel's select, from the keyboard) restarts EM in that
+    type, is written into the address, and a copied address opens it again."""
+    t = tab(width=1000, height=900)
+    page = t.open_explorer(f"{book_server}/explorer/index.html?dataset=faithful&k=3&seed=0")
+    page.wait_for_selector("#em-explorer[data-criteria]", timeout=WAIT_MS)
+    select = page.get_by_label("Covariance type")
+    select.focus()
+    select.select_option("diag")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_function("emExplorer.session.entry.nextKind === null", timeout=WAIT_MS)
+    s = state(page)
+    assert s["covType"] == "diag" and "cov=diag" in s["query"]
+    assert all(b == 0 for _, b, _ in s["covariances"])  # axis-aligned ellipses
+    # The table follows the type: one row per K, the current K marked.
+    page.wait_for_function(
+        "document.getElementById('em-explorer').dataset.criteria.includes('|diag|')",
+        timeout=WAIT_MS,
+    )
+    assert page.locator(".gx-criteria tbody tr").count() == 8
+    assert page.locator(".gx-criteria tr[aria-current=true] th").inner_text() == "3"
+    assert own_violations(run_axe(page)) == []
+    page.wait_for_function("q => location.search === '?' + q", arg=s["query"], timeout=WAIT_MS)
+    other = tab(width=1000, height=900)
+    again = other.open_explorer(page.evaluate("location.href"))
+    s2 = state(again)
+    for key in ("covType", "iteration", "weights", "means", "covariances", "logLikelihood"):
+        assert s2[key] == s[key], key
+    assert again.get_by_label("Covariance type").input_value() == "diag"
+    assert t.errors == [] and other.errors == []

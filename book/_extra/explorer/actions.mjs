@@ -47,12 +47,18 @@ const s = ex.session;
       s.regOn = c.reg.checked;
       s.restart();
     }));
-  change(c.cov, "change", restartAnnounced(
-    () => `Covariance type ${s.covType}: EM restarted from iteration 0, same start.`,
-    () => {
-      s.covType = c.cov.value;
-      s.restart();
-    }));
+  // The covariance type: criteria-panel.mjs's select (explorer.mjs passes its changes here).
+  ex.changeCovType = (type) => {
+    ex.pause();
+    s.notice = null;
+    restartAnnounced(
+      () => `Covariance type ${s.covType}: EM restarted from iteration 0, same start.`,
+      () => {
+        s.covType = type;
+        s.restart();
+      })();
+    ex.render({ user: true, data: true });
+  };
   change(c.e, "click", () => s.doStep("E"));
   change(c.m, "click", () => s.doStep("M"));
   change(c.reset, "click", () => s.restartFromSeed());

@@ -1,5 +1,5 @@
-// controls.mjs: the explorer's form controls and what they show: data set, K, seed, reg_covar,
-// covariance type; the E-step / M-step / Run / Reset buttons; the timeline (a range input and
+// controls.mjs: the explorer's form controls and what they show: data set, K, seed, reg_covar
+// (the covariance type is criteria-panel.mjs's); the E-step / M-step / Run / Reset buttons; the timeline (a range input and
 // buttons to move through the run's history); the keyboard path for data by hand (x, y, Add a
 // point, Remove the last point); the status line and the collapse alert. Building and showing
 // only: the controller (explorer.mjs) listens to them.
@@ -27,8 +27,6 @@ export function buildControls(uid, session) {
   c.nextSeed = el("button", { type: "button", class: "gx-small", text: "Next seed" });
   c.reg = el("input", { id: id("reg"), type: "checkbox" });
   c.regLabel = el("label", { for: id("reg") });
-  c.cov = el("select", { id: id("cov") });
-  for (const t of session.covTypes) c.cov.append(el("option", { value: t, text: t }));
   c.e = el("button", { type: "button", class: "gx-step", "data-kind": "E", text: "E-step" });
   c.m = el("button", { type: "button", class: "gx-step", "data-kind": "M", text: "M-step" });
   c.run = el("button", { type: "button", class: "gx-run", text: "Run" });
@@ -52,7 +50,6 @@ export function buildControls(uid, session) {
     field("Components K", c.k, c.kOut),
     field("Seed", c.seed, c.nextSeed),
   ];
-  if (session.covTypes.length > 1) settings.push(field("Covariance", c.cov));
   settings.push(el("div", { class: "gx-field gx-check" }, c.reg, c.regLabel));
   const rows = {
     settings: el("div", { class: "gx-controls", role: "group", "aria-label": "Explorer controls" },
@@ -77,7 +74,6 @@ export function renderControls(c, root, status, session, running) {
   c.kOut.textContent = String(session.k);
   c.seed.value = String(session.seed);
   c.reg.checked = session.regOn;
-  c.cov.value = session.covType;
   c.regLabel.textContent = `reg_covar = ${num(session.regValue)} (added to every variance)`;
   c.e.disabled = next !== "E" || running;
   c.m.disabled = next !== "M" || running;

@@ -13,13 +13,13 @@
 //             (step(), nextKind, iteration, params, stopReason, collapse, ...): replaces
 //             em-core's E- and M-steps, e.g. by the student's Python functions; a step() may
 //             return a Promise. Default: em-core's EMRun.
-//   covTypes  the covariance types offered (default ["full"]; opts.covarianceType reaches the run)
+//   covTypes  the covariance types an address may ask for (default: em-core's COVARIANCE_TYPES;
+//             the run gets opts.covarianceType, the criteria panel offers the choice)
 //   writeUrl  write the state back to the page's address as the reader works (replaceState)
 //   onState   called with the state's query string after every change the reader makes
 //   stylesheet  false to skip adding explorer.css (a front end that styles it itself)
 // The explorer is also exposed as `window.emExplorer` (tests and the benchmark read its state).
 
-import { describeCollapse } from "./words.mjs";
 import { buildControls, renderAlert, renderControls } from "./controls.mjs";
 import { el, svg } from "./dom.mjs";
 import { clampToPlot, plotSize, toData, toScreen, visibleBox } from "./geometry.mjs";
@@ -29,10 +29,14 @@ import { MarksLayer } from "./marks.mjs";
 import { PointsLayer, drawAxes } from "./scatter.mjs";
 import { Session } from "./session.mjs";
 import { TRACE_H, drawTrace } from "./trace.mjs";
-import { captionText } from "./words.mjs";
+import { captionText, describeCollapse } from "./words.mjs";
+import { COVARIANCE_TYPES } from "./em-core.mjs";
+import { mountCriteriaPanel } from "./criteria-panel.mjs";
 
 const RUN_DELAY_MS = 90; // between animated steps
 const URL_EVERY_MS = 250; // at most this often to the address bar (browsers throttle it)
+const CRITERIA_AFTER_MS = 200; // the criteria table waits for the data to stop changing
+const CRITERIA_MAX_N = 5000; // beyond this, fitting every K live would stall the page
 let counter = 0;
 
 const after = (value, f) => (value && typeof value.then === "function" ? value.then(f) : f(value));
@@ -93,8 +97,15 @@ export class Explorer {
     const hex = (name) => this.session.palette.find(([n]) => n === name)?.[1];
     this.root.style.setProperty("--gx-accent", hex("blue") ?? this.session.palette[0][1]);
     this.root.style.setProperty("--gx-warn", hex("vermillion") ?? this.session.palette[1][1]);
+    const criteriaBox = el("div", { class: "gx-criteria-wrap" });
     this.root.replaceChildren(rows.settings, rows.steps, rows.timeline, this.status, this.alert,
-      hint, this.plotWrap, key, this.caption, rows.data, traceBox);
+      hint, this.plotWrap, key, this.caption, rows.data, traceBox, criteriaBox);
+    this.criteria = mountCriteriaPanel(criteriaBox, {
+      covarianceType: this.session.covType, onChange: (type) => this.changeCovType(type),
+    });
+    this.criteriaBox = criteriaBox;
+    this.criteriaKey = null;
+    this.criteriaTimer = null;
     attachPlot(this);
     listenToControls(this, c);
   }
@@ -150,7 +161,33 @@ export class Explorer {
       ? captionText({ title: s.title, n: data.n, k: s.k, seed: s.seed, entry: e })
       : `${s.title}: ${s.points.length} points, K = ${s.k}, seed ${s.seed}. Click to add points.`;
     this.renderControls();
+    this.scheduleCriteria();
     if (user) this.stateChanged();
+  }
+
+  /**
+   * The table of ln p, BIC and AIC against K follows the data, the seed, K, reg_covar and the
+   * covariance type, once they have stopped changing (never during a drag's frames).
+   */
+  scheduleCriteria() {
+    const s = this.session;
+    const key = [s.datasetName, s.dropped, s.added, s.seed, s.k, s.covType, s.regCovar,
+      s.data?.n].join("|");
+    if (key === this.criteriaKey) return;
+    this.criteriaKey = key;
+    clearTimeout(this.criteriaTimer);
+    this.criteria.select.value = s.covType;
+    const big = !s.data || s.data.n > CRITERIA_MAX_N || s.data.n < 3;
+    this.criteria.table.hidden = big;
+    if (big) return;
+    this.criteriaTimer = setTimeout(() => {
+      this.criteriaTimer = null;
+      this.criteria.update({
+        data: s.data, startFor: (k) => s.seedStart(k), opts: s.runOptions(),
+        kMax: Math.min(s.kMax, s.data.n - 1), k: s.k,
+      });
+      this.root.dataset.criteria = key;
+    }, CRITERIA_AFTER_MS);
   }
 
   renderControls() {
@@ -291,7 +328,7 @@ export async function mount(element, options = {}) {
     catalogue = await response.json();
   }
   const session = Session.fromQuery(catalogue, options.params ?? "", {
-    driver: options.driver ?? null, covTypes: options.covTypes ?? ["full"],
+    driver: options.driver ?? null, covTypes: options.covTypes ?? COVARIANCE_TYPES,
   });
   await session.ready;
   const explorer = new Explorer(element, session, options);

@@ -20,7 +20,7 @@ export const then = (value, f) => (value && typeof value.then === "function" ? v
 export class RunHistory {
   /**
    * Start a run from `start` (parameters; null when EM cannot run on the data). Needs on `this`:
-   * driver, data, k, rgb, rules, regCovar, covType.
+   * driver, data, k, rgb, covType, runOptions().
    */
   begin(start) {
     this.collapseSince = new Map();
@@ -33,10 +33,7 @@ export class RunHistory {
         nextKind: null, stopReason: null, collapsedNow: [] }];
       return;
     }
-    const { tol, max_iter: maxIter, collapse_tol: collapseTol, nk_eps: nkEps } = this.rules;
-    this.run = this.driver.createRun(this.data, start, {
-      regCovar: this.regCovar, tol, maxIter, collapseTol, nkEps, covarianceType: this.covType,
-    });
+    this.run = this.driver.createRun(this.data, start, this.runOptions());
     // ln p(X | theta_0) is computed when first shown, or taken from the first E-step (the same
     // sum, in the same order): a drag restarts and takes that step at once.
     const data = this.data;
@@ -147,10 +144,12 @@ export class RunHistory {
     for (const j of [...this.collapseSince.keys()]) {
       if (!components.includes(j)) this.collapseSince.delete(j);
     }
-    return components.map((j) => {
+    // "tied": one shared covariance, reported once (as component 0, gmmlib's way).
+    const which = this.covType === "tied" ? components.slice(0, 1) : components;
+    return which.map((j) => {
       if (!this.collapseSince.has(j)) this.collapseSince.set(j, step.iteration);
       const r = collapseReport(this.data, step.params, step.resp, j, this.collapseSince.get(j), lam,
-        this.regCovar, this.run.threshold);
+        this.regCovar, this.run.threshold, this.covType);
       r.message = describeCollapse(r);
       return r;
     });

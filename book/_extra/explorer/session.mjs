@@ -132,20 +132,29 @@ export class Session extends RunHistory {
 
   /** The start: the URL's or a drag's means, else the seed's data points (collapse_init's). */
   startParams() {
-    if (this.startMeans) return initFromMeans(this.data, this.startMeans.flat());
-    const starts = !this.edited && this.dataset?.starts?.[String(this.k)];
-    const indices = starts
-      ? starts[this.seed % starts.length]
-      : seededIndices(this.data.n, this.k, this.seed);
-    return initFromIndices(this.data, indices);
+    if (this.startMeans) return initFromMeans(this.data, this.startMeans.flat(), this.covType);
+    return this.seedStart(this.k);
   }
 
-  /** Restart EM (iteration 0, next step E) from startParams(), or stop when it cannot run. */
+  /** The seed's start for any K (the criteria panel fits every K from it). */
+  seedStart(k) {
+    const starts = !this.edited && this.dataset?.starts?.[String(k)];
+    const indices = starts ? starts[this.seed % starts.length] : seededIndices(this.data.n, k, this.seed);
+    return initFromIndices(this.data, indices, this.covType);
+  }
+
+  /** EMRun's options for the current settings (gmmlib's rule constants, data.json's). */
+  runOptions() {
+    const { tol, max_iter: maxIter, collapse_tol: collapseTol, nk_eps: nkEps } = this.rules;
+    return { regCovar: this.regCovar, tol, maxIter, collapseTol, nkEps, covarianceType: this.covType };
+  }
+
   /** Restart EM (iteration 0, next step E) from startParams(), or stop when it cannot run. */
   restart() {
     this.begin(this.fittable ? this.startParams() : null);
   }
 
+  /** Restart from the seed's start (Reset, a new K or seed). */
   restartFromSeed() {
     this.startMeans = null;
     this.restart();
