@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gmmlib import GaussianMixture
 from gmmlib.datasets import collapse_init
+from gmmlib.em import from_full_covariances, full_covariances
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE = shutil.which("node") or "/usr/bin/node"
@@ -62,6 +64,8 @@ REACHABLE = {
     "collapse, continued": ("dataset=collapse&k=8&seed=0", ["end", "continue", "end"]),
     "reg_covar on": ("dataset=collapse&k=4&seed=0", ["reg:on", "end", "scrub:3"]),
     "K and seed changed": ("dataset=tilted&k=3&seed=0", ["k:5", "seed:7", "E", "M"]),
+    "spherical, scrubbed": ("dataset=tilted&k=3&seed=0&cov=spherical", ["end", "scrub:4"]),
+    "tied, points edited": ("dataset=faithful&k=2&seed=1&cov=tied", ["add:0:2", "scrub:3"]),
 }
 
 
@@ -190,3 +194,26 @@ def test_url_round_trip_of_generated_states():
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["count"] == 500 and out["failures"] == [], out["failures"][:3]
+
+
+@pytest.mark.parametrize("cov", ["tied", "diag", "spherical"])
+def test_the_timeline_moves_through_gmmlibs_steps_in_every_covariance_type(cov):
+    """The covariance type reaches the run: each position is gmmlib's step in that type."""
+    X = mef.dataset("tilted")
+    rules = CATALOGUE["gmmlib"]
+    weights, means, covs = collapse_init(X, 3, 0)
+    gm = GaussianMixture(
+        3, covariance_type=cov, weights_init=weights, means_init=means,
+        covariances_init=from_full_covariances(covs, cov, weights),  # the same start, that type
+        reg_covar=0.0, max_iter=rules["max_iter"], on_collapse="warn", tol=rules["tol"],
+    )  # fmt: skip
+    ref = list(gm.steps(X))
+    out = run_scripts(*[(f"dataset=tilted&k=3&seed=0&cov={cov}", ["end", f"scrub:{p}"])
+                        for p in (2, len(ref))])  # fmt: skip
+    for p, o in zip((2, len(ref)), out, strict=True):
+        r = ref[p - 1]
+        shown = o["shown"]
+        assert shown["cov"] == cov and f"cov={cov}" in o["address"]
+        np.testing.assert_allclose(shown["means"], r.means, rtol=RTOL)
+        covs_js = np.array([[[a, b], [b, d]] for a, b, d in shown["covariances"]])
+        np.testing.assert_allclose(covs_js, full_covariances(r.covariances, cov, 3, 2), rtol=RTOL)

@@ -29,7 +29,8 @@ import { MarksLayer } from "./marks.mjs";
 import { PointsLayer, drawAxes } from "./scatter.mjs";
 import { Session } from "./session.mjs";
 import { TRACE_H, drawTrace } from "./trace.mjs";
-import { captionText, describeCollapse } from "./words.mjs";
+import { captionText } from "./words.mjs";
+import { explorerState, loadDataset } from "./inspect.mjs";
 import { COVARIANCE_TYPES } from "./em-core.mjs";
 import { mountCriteriaPanel } from "./criteria-panel.mjs";
 
@@ -270,44 +271,14 @@ export class Explorer {
     });
   }
 
-  /** Load any 2-D points as a data set (the benchmark): starts given as { K: [[indices]] }. */
-  loadDataset(name, points, { title = name, k = 3, seed = 0, starts } = {}) {
-    this.session.catalogue.datasets[name] = { title, X: points, k, seed, starts, subspace: null };
-    if (![...this.controls.dataset.options].some((o) => o.value === name)) {
-      this.controls.dataset.append(el("option", { value: name, text: title }));
-    }
-    Object.assign(this.session, { k, seed });
-    this.session.selectDataset(name);
-    this.layout();
+  /** Load any 2-D points as a data set (the benchmark): see inspect.mjs. */
+  loadDataset(name, points, options) {
+    loadDataset(this, name, points, options);
   }
 
+  /** The state shown, as plain data (tests and the benchmark read it): see inspect.mjs. */
   state() {
-    const s = this.session;
-    const e = s.entry;
-    const p = e.params;
-    const k = p ? p.k : 0;
-    const c = s.run?.collapse;
-    return {
-      dataset: s.datasetName, n: s.points.length, k: s.k, seed: s.seed, regCovar: s.regCovar,
-      covType: s.covType, iteration: e.iteration, nextKind: e.nextKind, stopReason: e.stopReason,
-      running: this.running, position: s.position, steps: s.history.length - 1,
-      weights: p ? Array.from(p.weights) : [],
-      means: Array.from({ length: k }, (_, j) => [p.means[2 * j], p.means[2 * j + 1]]),
-      covariances: Array.from({ length: k }, (_, j) => Array.from(p.covs.subarray(3 * j, 3 * j + 3))),
-      dataCovariance: s.data ? s.data.cov.slice() : null,
-      threshold: s.run?.threshold, tol: s.run?.tol, maxIter: s.run?.maxIter,
-      logLikelihood: e.trace.slice(),
-      // The first 50 points' colours as [r, g, b].
-      colours: e.colours
-        ? Array.from(e.colours.slice(0, 50), (v) => [v >> 16, (v >> 8) & 255, v & 255]) : null,
-      collapsedNow: e.collapsedNow.map((r) => ({
-        component: r.component, iteration: r.iteration, empty: r.empty, nPoints: r.nPoints,
-      })),
-      collapse: c ? { component: c.component, iteration: c.iteration, nPoints: c.nPoints,
-        points: c.points, point: c.point, message: describeCollapse(c) } : null,
-      query: s.query(),
-      problems: s.problems ?? [],
-    };
+    return explorerState(this);
   }
 }
 

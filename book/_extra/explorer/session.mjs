@@ -8,7 +8,7 @@
 // The run comes from a driver (history.mjs): em-core's EMRun by default; a front end may pass its
 // own, e.g. one whose steps are the student's Python functions.
 
-import { initFromIndices, initFromMeans, makeData } from "./em-core.mjs";
+import { COVARIANCE_TYPES, initFromIndices, initFromMeans, makeData } from "./em-core.mjs";
 import { dataSubspace, decimalsFor, seededIndices } from "./derived.mjs";
 import { hexToRgb } from "./format.mjs";
 import { RunHistory, emCoreDriver, then } from "./history.mjs";
@@ -22,9 +22,10 @@ export const OWN_BOX = [-5, 5, -4, 4];
 export class Session extends RunHistory {
   /**
    * `catalogue` is data.json (palette, gmmlib's rule constants, data sets); options: driver,
-   * covTypes (the covariance types on offer, default ["full"]), state (url.mjs's decoded state).
+   * covTypes (the covariance types on offer, default em-core's COVARIANCE_TYPES), state
+   * (url.mjs's decoded state).
    */
-  constructor(catalogue, { driver = null, covTypes = ["full"], state = null } = {}) {
+  constructor(catalogue, { driver = null, covTypes = COVARIANCE_TYPES, state = null } = {}) {
     super();
     this.catalogue = catalogue;
     this.kMax = catalogue.k_max;
@@ -43,7 +44,7 @@ export class Session extends RunHistory {
 
   /** A session in the state an address asks for; `problems` lists what it could not use. */
   static fromQuery(catalogue, query, options = {}) {
-    const { state, problems } = decodeState(query, catalogue, options.covTypes);
+    const { state, problems } = decodeState(query, catalogue, options.covTypes ?? COVARIANCE_TYPES);
     const session = new Session(catalogue, { ...options, state });
     session.problems = problems;
     return session;
