@@ -195,6 +195,8 @@ def main(argv=None) -> int:
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{base}/explorer/index.html")
         page.wait_for_selector("#em-explorer[data-ready=true]")
+        # The criteria table (every K fitted once the data settle) runs first, not mid-timing.
+        page.wait_for_selector("#em-explorer[data-criteria]")
         results["browser"] = browser.version
 
         # 1. one EM iteration of the core
@@ -207,6 +209,9 @@ def main(argv=None) -> int:
             "([X, idx]) => emExplorer.loadDataset('bench', X, "
             "{ title: 'tilted_blobs(2000)', k: 8, seed: 0, starts: { 8: [idx] } })",
             [X.tolist(), indices],
+        )
+        page.wait_for_function(
+            "document.getElementById('em-explorer').dataset.criteria.startsWith('bench|')"
         )
         ui = page.evaluate(UI_ITERATION_JS, [10, 10])
         assert ui["nextKind"] == "E" and ui["iteration"] == 110, ui
