@@ -34,10 +34,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_explorer_fixtures as mef  # noqa: E402
 
 
-def run_scripts(*scripts: tuple[str, list[str]]) -> list[dict]:
+def run_scripts(*scripts: tuple[str, list[str]], later: bool = False) -> list[dict]:
     """Each (query, actions): the address the session ends on, what it shows, what a session
-    opened at that address shows, and the problems of both addresses."""
-    arg = json.dumps([{"query": q, "actions": a} for q, a in scripts])
+    opened at that address shows, and the problems of both addresses. `later`: every step comes
+    from a driver that answers with a Promise (as a notebook widget's Python steps do)."""
+    arg = json.dumps([{"query": q, "actions": a, "later": later} for q, a in scripts])
     proc = subprocess.run(
         [NODE, str(SCRIPT), arg], capture_output=True, text=True, timeout=120, check=False
     )
@@ -217,3 +218,19 @@ def test_the_timeline_moves_through_gmmlibs_steps_in_every_covariance_type(cov):
         np.testing.assert_allclose(shown["means"], r.means, rtol=RTOL)
         covs_js = np.array([[[a, b], [b, d]] for a, b, d in shown["covariances"]])
         np.testing.assert_allclose(covs_js, full_covariances(r.covariances, cov, 3, 2), rtol=RTOL)
+
+
+def test_a_driver_whose_steps_come_later_shows_the_same():
+    """A front end may replace em-core's steps by ones that answer later (mount's `driver`):
+    every reachable state is the same, and a step that arrives after a restart is dropped."""
+    now = run_scripts(*REACHABLE.values())
+    later = run_scripts(*REACHABLE.values(), later=True)
+    for name, a, b in zip(REACHABLE, now, later, strict=True):
+        assert a["shown"] == b["shown"] == b["reopened"], name
+        assert a["address"] == b["address"], name
+    stale, fresh = run_scripts(
+        ("dataset=tilted&k=3&seed=0", ["E", "M", "stale"]),
+        ("dataset=tilted&k=3&seed=0", []),
+        later=True,
+    )
+    assert stale["shown"]["steps"] == 0 and stale["shown"] == fresh["shown"]

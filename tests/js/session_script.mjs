@@ -4,8 +4,11 @@
 //   node tests/js/session_script.mjs '[{"query": "dataset=faithful&k=2", "actions": ["E", "M"]}]'
 // Actions: "E", "M" (that step, if next), "forward", "end" (run to the end), "scrub:<position>",
 // "mean:<j>:<x>:<y>" (drag a mean), "add:<x>:<y>", "remove:<i>", "move:<i>:<x>:<y>" (points by
-// hand), "own" (draw your own data), "k:<K>", "seed:<s>", "reg:on|off", "continue".
+// hand), "own" (draw your own data), "k:<K>", "seed:<s>", "reg:on|off", "continue", "stale" (a
+// step asked for, then a restart before it arrives). With "later": true the steps come from a
+// driver whose steps are Promises (as a notebook widget's Python steps are).
 import { readFileSync } from "node:fs";
+import { EMRun } from "../../book/_extra/explorer/em-core.mjs";
 import { Session } from "../../book/_extra/explorer/session.mjs";
 
 const url = new URL("../../book/_extra/explorer/data.json", import.meta.url);
@@ -40,7 +43,7 @@ function act(s, action) {
     continue: () => s.continueAfterCollapse(),
   };
   if (!table[name]) throw new Error(`unknown action ${action}`);
-  table[name]();
+  return table[name]();
 }
 
 /** What the session shows: the data, the settings, the entry's parameters, trace and colours. */
@@ -62,14 +65,42 @@ function shown(s) {
   };
 }
 
-const scripts = JSON.parse(process.argv[2]);
-const out = scripts.map(({ query, actions }) => {
-  const s = Session.fromQuery(catalogue, query);
-  for (const a of actions) act(s, a);
+/**
+ * A driver whose steps arrive later (a Promise, as from Python through a notebook widget), with
+ * a restart while one is on its way when `interrupt` is set.
+ */
+const laterDriver = {
+  createRun(data, start, opts) {
+    const run = new EMRun(data, start, opts);
+    const step = run.step.bind(run);
+    run.step = () => new Promise((resolve) => setTimeout(() => resolve(step()), 1));
+    return run;
+  },
+};
+
+async function play({ query, actions, later = false }) {
+  const options = later ? { driver: laterDriver } : {};
+  const s = Session.fromQuery(catalogue, query, options);
+  await s.ready;
+  for (const a of actions) {
+    if (a === "stale") {
+      // Ask for a step, then restart before it arrives: the late step must be dropped.
+      const late = s.stepForward();
+      s.restartFromSeed();
+      await late;
+      continue;
+    }
+    await act(s, a);
+  }
   const address = s.query();
-  const again = Session.fromQuery(catalogue, address);
+  const again = Session.fromQuery(catalogue, address, options);
+  await again.ready;
   return {
     address, shown: shown(s), reopened: shown(again), asked: s.problems, problems: again.problems,
   };
-});
+}
+
+const scripts = JSON.parse(process.argv[2]);
+const out = [];
+for (const script of scripts) out.push(await play(script));
 process.stdout.write(JSON.stringify(out));

@@ -25,6 +25,7 @@ export class RunHistory {
   begin(start) {
     this.collapseSince = new Map();
     this.continued = false;
+    this.pending = null; // a step of the old run still on its way is dropped when it arrives
     this.start = start;
     this.position = 0;
     if (start === null) {
@@ -67,11 +68,24 @@ export class RunHistory {
       return this.entry;
     }
     if (!this.run || this.run.nextKind === null) return null;
-    return then(this.run.step(), (step) => {
+    if (this.pending) return this.pending; // an asynchronous step is on its way: that one
+    const run = this.run;
+    const taken = run.step();
+    const apply = (step) => {
+      if (run !== this.run) return null; // a restart came first: this step is of an old run
       if (step) this.record(step);
       else this.recordStop();
       return this.entry;
+    };
+    if (!(taken && typeof taken.then === "function")) return apply(taken);
+    this.pending = taken.then(apply, (err) => {
+      if (run === this.run) this.notice = `The step failed: ${err?.message ?? err}`;
+      return null;
+    }).finally(() => {
+      if (this.pending === pending) this.pending = null;
     });
+    const pending = this.pending;
+    return pending;
   }
 
   /** Take `n` steps forward (fewer if EM stops). */
