@@ -18,6 +18,9 @@
 //   writeUrl  write the state back to the page's address as the reader works (replaceState)
 //   onState   called with the state's query string after every change the reader makes
 //   stylesheet  false to skip adding explorer.css (a front end that styles it itself)
+//   hint      words put before the hint above the plot (e.g. whose steps these are)
+//   hide      names of controls to leave out (their field is hidden): "reg", "dataset", "own",
+//             "seed", "nextSeed", "k", "time" (the timeline), "add" (data by hand), ...
 // The explorer is also exposed as `window.emExplorer` (tests and the benchmark read its state).
 
 import { buildControls, renderAlert, renderControls } from "./controls.mjs";
@@ -80,7 +83,7 @@ export class Explorer {
     this.svg.setAttribute("aria-describedby", this.caption.id);
     const hint = el("p", {
       class: "gx-hint",
-      text: "Drag a mean (a dot with a cross) to move it, or Tab to it and use the arrow keys: " +
+      text: (this.opts.hint ? `${this.opts.hint} ` : "") + "Drag a mean (a dot with a cross) to move it, or Tab to it and use the arrow keys: " +
         "EM restarts from where you leave it. Click the plot to add a point, Shift-click or " +
         "long-press one to remove it, drag one to move it: the fit follows.",
     });
@@ -109,6 +112,11 @@ export class Explorer {
     this.criteriaTimer = null;
     attachPlot(this);
     listenToControls(this, c);
+    // A front end may leave controls out (e.g. a notebook whose M-step takes no reg_covar).
+    for (const name of this.opts.hide ?? []) {
+      const field = c[name]?.closest(".gx-field, .gx-check, .gx-timeline, .gx-data") ?? c[name];
+      if (field) field.hidden = true;
+    }
   }
 
   // ------------------------------------------------------------------- actions and drawing
