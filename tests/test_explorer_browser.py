@@ -343,7 +343,11 @@ def test_embedded_in_the_book(book_server, tab, artifacts_dir, page_name):
     frame.get_by_role("button", name="E-step").click()
     assert frame.locator("#em-explorer").get_attribute("data-next") == "M"
     frame_el.first.screenshot(path=str(artifacts_dir / f"explorer-in-{page_name}.png"))
-    page.wait_for_load_state("networkidle")  # late requests (e.g. the favicon probe) included
+    # Every resource has loaded (or failed, which t.errors records): the load events fired, the
+    # favicon probe included. (Not "networkidle", which a lazy iframe elsewhere on the page can
+    # hold off past any timeout on a loaded machine.)
+    for doc in (page, frame):
+        doc.wait_for_function("document.readyState === 'complete'", timeout=WAIT_MS)
     assert t.errors == [], (
         "console errors on the book page (a 404 for /favicon.ico means the book sets no "
         "favicon: html.favicon in book/_config.yml)"
