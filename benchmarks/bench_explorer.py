@@ -1,16 +1,20 @@
 """Speed of the in-browser EM explorer, in headless Chromium (Debian's, driven by Playwright).
 
 1. One EM iteration (E-step + M-step of book/_extra/explorer/em-core.mjs) for N = 2,000 points
-   (gmmlib.datasets.tilted_blobs(2000)) and K = 8 components: target < 4 ms. Also the explorer's
+   (gmmlib.datasets.tilted_blobs(2000)) and K = 8 components: target < 1 ms. Also the explorer's
    whole UI iteration (E + M buttons' work: the steps, the soft colours, the log-likelihood and
    the redraw of 2,000 points, 16 ellipses and the trace).
 2. Dragging a mean on the same data: each frame restarts the fit from the dragged means, runs the
    E-step and redraws (pointer moves are coalesced to one update per display frame). Measured
    twice: (a) a pointer stream at ~250 Hz generated inside the page for a few seconds, faster
    than the display, so the explorer sets the rate: re-fit + redraw updates per second of wall
-   time, target >= 30 fps; (b) a real mouse drag through Playwright, whose rate is bounded by
+   time, target >= 50 per second; (b) a real mouse drag through Playwright, whose rate is bounded by
    the driver (one DevTools round trip per move): it shows every delivered move is rendered.
    The JavaScript time per update is printed too.
+3. 20,000 points (tilted_blobs(20000)), K = 8, the run taken to its end: scrubbing the timeline
+   (its range input moved back and forth once per display frame, each move redrawing the
+   scatter, the ellipses and the trace at that step) and dragging a mean (the in-page pointer
+   stream of 2a): target >= 30 updates per second each.
 
 Usage: python benchmarks/bench_explorer.py [--seconds 3] [--json out.json]
 """
@@ -29,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from gmmlib.datasets import collapse_init, tilted_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +49,7 @@ ARGS = [
     "--disable-sync",
 ]
 N, K = 2000, 8
+N_LARGE = 20_000
 
 ITERATION_JS = """
 async ([X, indices, batches, perBatch]) => {
@@ -68,7 +75,7 @@ UI_ITERATION_JS = """
 ([batches, perBatch]) => {
   const ex = window.emExplorer;
   const iterate = () => { ex.doStep("E"); ex.doStep("M"); };
-  ex.restart(ex.start);
+  ex.session.restart();
   ex.run.tol = 0;  // never stop as converged: time every iteration
   ex.run.maxIter = Infinity;  // nor at gmmlib's max_iter
   ex.run.onCollapse = "continue";
@@ -117,6 +124,44 @@ STREAM_JS = """
 """
 
 
+SCRUB_JS = """
+(seconds) => new Promise((resolve) => {
+  const ex = window.emExplorer;
+  const input = ex.controls.time;
+  const last = ex.session.history.length - 1;
+  const ms = [];
+  let updates = 0;
+  const t0 = performance.now();
+  const frame = () => {
+    const t = performance.now() - t0;
+    if (t >= seconds * 1000) {
+      resolve({ updates, ms, last, seconds: t / 1000 });
+      return;
+    }
+    // back and forth over the whole run, one move per display frame
+    input.value = String(Math.round(last * (0.5 + 0.5 * Math.sin(t / 400))));
+    const a = performance.now();
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+    ms.push(performance.now() - a);
+    updates++;
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+})
+"""
+
+
+def load(page, X, K: int) -> None:
+    """Load X into the explorer as a data set whose seed 0 is collapse_init(X, K, 0)."""
+    _, means, _ = collapse_init(X, K, 0)
+    indices = [int(np.flatnonzero((X == m).all(axis=1))[0]) for m in means]
+    page.evaluate(
+        "([X, k, idx]) => emExplorer.loadDataset('bench' + X.length, X, "
+        "{ title: `tilted_blobs(${X.length})`, k, seed: 0, starts: { [k]: [idx] } })",
+        [X.tolist(), K, indices],
+    )
+
+
 def serve(directory: Path):
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -150,6 +195,8 @@ def main(argv=None) -> int:
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{base}/explorer/index.html")
         page.wait_for_selector("#em-explorer[data-ready=true]")
+        # The criteria table (every K fitted once the data settle) runs first, not mid-timing.
+        page.wait_for_selector("#em-explorer[data-criteria]")
         results["browser"] = browser.version
 
         # 1. one EM iteration of the core
@@ -162,6 +209,9 @@ def main(argv=None) -> int:
             "([X, idx]) => emExplorer.loadDataset('bench', X, "
             "{ title: 'tilted_blobs(2000)', k: 8, seed: 0, starts: { 8: [idx] } })",
             [X.tolist(), indices],
+        )
+        page.wait_for_function(
+            "document.getElementById('em-explorer').dataset.criteria.startsWith('bench|')"
         )
         ui = page.evaluate(UI_ITERATION_JS, [10, 10])
         assert ui["nextKind"] == "E" and ui["iteration"] == 110, ui
@@ -218,6 +268,23 @@ def main(argv=None) -> int:
             stream_update_ms_median=statistics.median(stream_ms),
             stream_update_ms_p95=stream_ms[int(0.95 * (len(stream_ms) - 1))],
         )
+        # 4. 20,000 points: the run to its end, then scrub the timeline and drag a mean
+        load(page, tilted_blobs(N_LARGE, random_state=0)[0], K)
+        page.evaluate("emExplorer.session.toEnd(); emExplorer.render()")
+        scrub = page.evaluate(SCRUB_JS, args.seconds)
+        scrub_ms = sorted(scrub["ms"])
+        page.get_by_role("button", name="Reset").click()
+        big = page.evaluate(STREAM_JS, args.seconds)
+        big_ms = sorted(big["frameMs"])
+        results.update(
+            large_n=N_LARGE,
+            large_steps=scrub["last"],
+            scrub_fps=scrub["updates"] / scrub["seconds"],
+            scrub_update_ms_median=statistics.median(scrub_ms),
+            scrub_update_ms_p95=scrub_ms[int(0.95 * (len(scrub_ms) - 1))],
+            large_drag_fps=big["frames"] / big["seconds"],
+            large_drag_update_ms_median=statistics.median(big_ms),
+        )
         results["console_errors"] = errors
         browser.close()
     server.shutdown()
@@ -226,7 +293,7 @@ def main(argv=None) -> int:
     print(f"EM explorer benchmark ({r['browser']}, headless), N = {N}, K = {K}")
     print(
         f"  one EM iteration (E + M, em-core.mjs): {r['em_iteration_ms_median']:.3f} ms median "
-        f"(best batch {r['em_iteration_ms_min']:.3f} ms)   target < 4 ms"
+        f"(best batch {r['em_iteration_ms_min']:.3f} ms)   target < 1 ms"
     )
     print(
         f"  one explorer iteration (E + M + colours + log-likelihood + redraw): "
@@ -235,7 +302,7 @@ def main(argv=None) -> int:
     print(
         f"  drag a mean (in-page pointer stream, {r['stream_events']} events in "
         f"{args.seconds:g} s): {r['stream_fps']:.1f} re-fits + redraws per second (display "
-        f"{r['stream_raf_fps']:.1f} frames/s)   target >= 30 fps"
+        f"{r['stream_raf_fps']:.1f} frames/s)   target >= 50 per second"
     )
     print(
         f"    JS per update (restart + E-step + redraw): {r['stream_update_ms_median']:.2f} ms "
@@ -247,12 +314,24 @@ def main(argv=None) -> int:
         f"{r['drag_fps']:.1f} per second; JS per update {r['drag_update_ms_median']:.2f} ms "
         f"median, {r['drag_update_ms_p95']:.2f} ms p95"
     )
+    print(
+        f"  {r['large_n']:,} points, K = {K}, {r['large_steps']} steps: scrubbing the timeline "
+        f"{r['scrub_fps']:.1f} updates/s (JS {r['scrub_update_ms_median']:.2f} ms median, "
+        f"{r['scrub_update_ms_p95']:.2f} ms p95); dragging a mean {r['large_drag_fps']:.1f} "
+        f"re-fits/s (JS {r['large_drag_update_ms_median']:.2f} ms median)   target >= 30 each"
+    )
     print(f"  machine load average (1 min): {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if errors:
         print("  console errors:", *errors, sep="\n    ")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    ok = r["em_iteration_ms_median"] < 4 and r["stream_fps"] >= 30 and not errors
+    ok = (
+        r["em_iteration_ms_median"] < 1
+        and r["stream_fps"] >= 50
+        and r["scrub_fps"] >= 30
+        and r["large_drag_fps"] >= 30
+        and not errors
+    )
     print("  targets met" if ok else "  TARGET MISSED")
     return 0 if ok else 1
 

@@ -4,11 +4,12 @@ Writes (deterministically: same bytes on every run):
 
 - ``book/_extra/explorer/data.json``: the rule constants the explorer runs EM with (gmmlib's
   own: GaussianMixture's default tol, max_iter, reg_covar and collapse_tol, and gmmlib.em.NK_EPS;
-  the explorer types none of them), the component palette (gmmlib.plotting's), the explorer's
-  three data sets (tilted blobs, Old Faithful standardised, the collapse recipe's 20 points),
-  each with gmmlib's data subspace for the collapse rule, and, for every K in 1..K_MAX and seed in
-  0..N_SEEDS-1, the indices of the data points `gmmlib.datasets.collapse_init` takes as the
-  starting means, so seed s in the explorer is the start ``collapse_init(X, K, s)`` in Python.
+  the explorer types none of them), the component palette and the grey of points before any
+  fit (gmmlib.plotting's PALETTE and NEUTRAL), the explorer's three data sets (tilted blobs,
+  Old Faithful standardised, the collapse recipe's 20 points), each with gmmlib's data subspace
+  for the collapse rule, and, for every K in 1..K_MAX and seed in 0..N_SEEDS-1, the indices of
+  the data points `gmmlib.datasets.collapse_init` takes as the starting means, so seed s in the
+  explorer is the start ``collapse_init(X, K, s)`` in Python.
 - ``tests/fixtures/explorer/<case>.json``: data + initial parameters + options (and the same rule
   constants) for each parity case, with gmmlib's log-likelihood trace, collapse (if any) and
   where and why it stopped (n_iter_, stop_reason_, converged_, log_likelihood_) for reference.
@@ -34,7 +35,7 @@ from gmmlib import GaussianMixture, em
 from gmmlib.datasets import collapse_data, collapse_init, old_faithful, tilted_blobs
 from gmmlib.diagnostics import collapse_threshold, data_subspace
 from gmmlib.em import from_full_covariances, full_covariances
-from gmmlib.plotting import PALETTE, PALETTE_NAMES
+from gmmlib.plotting import NEUTRAL, PALETTE, PALETTE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_JSON = ROOT / "book" / "_extra" / "explorer" / "data.json"
@@ -318,6 +319,7 @@ def make_data_json() -> dict:
         "n_seeds": N_SEEDS,
         "gmmlib": rules,
         "palette": palette,
+        "neutral": NEUTRAL,  # points before the first E-step, as gmmlib's figures draw them
         "datasets": {},
     }
     for name, meta in DATASETS.items():

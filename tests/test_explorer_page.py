@@ -103,7 +103,8 @@ def shown_state(frame) -> dict:
                 reg_ticked: root.querySelector('.gx-controls input[type=checkbox]').checked,
                 caption: root.querySelector('.gx-caption').textContent,
                 state: {dataset: s.dataset, k: s.k, seed: s.seed, regCovar: s.regCovar,
-                        iteration: s.iteration, nextKind: s.nextKind},
+                        iteration: s.iteration, nextKind: s.nextKind, position: s.position},
+                problems: s.problems,
             };
         }"""
     )
@@ -148,18 +149,24 @@ def state_problems(asked: dict[str, str], shown: dict) -> list[str]:
                     f"reg={value}: reg_covar box ticked={shown['reg_ticked']}, "
                     f"state reg_covar {state['regCovar']}"
                 )
+        elif name == "step" and str(state["position"]) != value:
+            problems.append(f"step={value}: the widget shows step {state['position']}")
+        elif name in ("cov", "means", "drop", "add", "step", "steps", "go"):
+            # The explorer's own check (url.mjs): each parameter it could not use, named.
+            problems += [p for p in shown["problems"] if p.startswith(f"{name}=")]
         else:
             problems.append(f"{name}={value}: not a parameter the explorer reads")
-    # A fresh start in that state: nothing run yet, the E-step next.
-    if (state["iteration"], state["nextKind"]) != (0, "E"):
+    # A fresh start in that state (unless the link asks for a step): nothing run yet.
+    if "step" not in asked and (state["iteration"], state["nextKind"]) != (0, "E"):
         problems.append(f"not a fresh start: {state}")
     return problems
 
 
 def test_explorer_page_forwards_its_query_to_the_frame(book_server, chromium, artifacts_dir):
-    """A state unlike the frame's default in every parameter (tilted, K = 3, seed 0, no reg):
-    the frame's address carries it and the widget shows it."""
-    asked = {"dataset": "faithful", "k": "5", "seed": "17", "reg": "1e-06"}
+    """A state unlike the frame's default in every parameter (tilted, K = 3, seed 0, no reg,
+    full covariances, the start): the frame's address carries it and the widget shows it."""
+    asked = {"dataset": "faithful", "k": "5", "seed": "17", "reg": "1e-06", "cov": "diag",
+             "step": "3"}  # fmt: skip
     defaults = {"dataset": "tilted", "k": "3", "seed": "0"}
     assert all(asked[name] != value for name, value in defaults.items())
     query = "&".join(f"{name}={value}" for name, value in asked.items())
@@ -244,3 +251,36 @@ def test_a_chapter_link_followed_by_a_click(book_server, chromium):
     asked = dict(parse_qsl(urlparse(href).query))
     assert asked["dataset"] == "collapse"
     assert state_problems(asked, shown) == [], shown
+
+
+def test_the_pages_address_follows_the_explorer(book_server, chromium, artifacts_dir):
+    """As the reader works in the frame, the explorer page's own address (and its "own page"
+    link) carries the state, so copying the address shares exactly what they see."""
+    context, page, frame, errors = open_explorer_page(
+        chromium, f"{book_server}/explorer.html?dataset=faithful&k=2&seed=3"
+    )
+    try:
+        for name in ("E-step", "M-step", "E-step"):
+            frame.get_by_role("button", name=name).click()
+        frame.get_by_label("Timeline").focus()
+        frame.page.keyboard.press("ArrowLeft")
+        shown = frame.evaluate("emExplorer.state()")
+        assert "step=2" in shown["query"] and "steps=3" in shown["query"]
+        page.wait_for_function(
+            "q => location.search === '?' + q", arg=shown["query"], timeout=WAIT_MS
+        )
+        link = page.locator("a.gmm-explorer-own-page").get_attribute("href")
+        assert link == f"explorer/index.html?{shown['query']}"
+        copied = page.evaluate("location.href")
+    finally:
+        context.close()
+    assert errors == []
+    context, page, frame, errors = open_explorer_page(chromium, copied)
+    try:
+        again = frame.evaluate("emExplorer.state()")
+        page.locator(FRAME).screenshot(path=str(artifacts_dir / "explorer-page-shared.png"))
+    finally:
+        context.close()
+    for key in ("dataset", "k", "seed", "position", "steps", "weights", "means", "covariances"):
+        assert again[key] == shown[key], key
+    assert again["logLikelihood"] == shown["logLikelihood"] and errors == []

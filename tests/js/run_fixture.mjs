@@ -3,6 +3,7 @@
 //   node tests/js/run_fixture.mjs tests/fixtures/explorer/<case>.json
 import { readFileSync } from "node:fs";
 import { EMRun, initFromIndices, makeData, makeParams } from "../../book/_extra/explorer/em-core.mjs";
+import { describeCollapse } from "../../book/_extra/explorer/words.mjs";
 
 const fixture = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const data = makeData(fixture.X, { subspace: fixture.subspace });
@@ -52,7 +53,7 @@ for (let s = run.step(); s !== null; s = run.step()) {
       nk: s.collapse.nk,
       min_eigenvalue: s.collapse.minEigenvalue,
       threshold: s.collapse.threshold,
-      message: s.collapse.message,
+      message: describeCollapse(s.collapse), // the explorer's words for it (words.mjs)
     },
   });
 }

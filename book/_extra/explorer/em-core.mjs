@@ -4,7 +4,8 @@
 // A second implementation of gmmlib.em (e_step, m_step, log_likelihood), of the estimator's
 // stopping rule and of the collapse rule (gmmlib.diagnostics), for the in-browser explorer. No
 // DOM code: it runs under Node too, where tests/test_explorer_parity.py holds it to gmmlib on
-// shared fixtures.
+// shared fixtures. The maths only: how the explorer writes numbers is format.mjs's, what it
+// says (collapse explanations included) words.mjs's.
 //
 // It holds no constant of those rules: tol, max_iter, reg_covar, collapse_tol and the N_k guard
 // (gmmlib.em.NK_EPS) come from gmmlib, through data.json's "gmmlib" block in the browser and the
@@ -420,106 +421,12 @@ function choleskyOk(params) {
 export const EMPTY_NK = 0.5;
 
 /**
- * Tick values for an axis over [lo, hi] (lo < hi; else none) and their labels, by one rule:
- * about `count` round values (1, 2 or 5 times a power of ten apart, at least two), every label
- * with the same number of decimals, the step's own (step 0.5: "-1.0", "-0.5", "0.0"; step 20:
- * "-40"). Returns { step, values, labels }.
- */
-export function axisTicks(lo, hi, count) {
-  const empty = { step: NaN, values: [], labels: [] };
-  if (!(hi > lo) || !Number.isFinite(lo) || !Number.isFinite(hi)) return empty;
-  for (let c = Math.max(1, count); c <= 64; c *= 2) {
-    const raw = (hi - lo) / c;
-    const p = 10 ** Math.floor(Math.log10(raw));
-    const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw * (1 - 1e-12));
-    const values = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
-      values.push(Math.abs(v) < 1e-9 * step ? 0 : Number(v.toPrecision(12)));
-    }
-    if (values.length >= 2) {
-      const decimals = Math.min(20, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
-      const labels = values.map((v) => v.toFixed(decimals).replace(/^-(0\.?0*)$/, "$1"));
-      return { step, values, labels };
-    }
-  }
-  return empty;
-}
-
-/**
- * The one number format of the explorer: `sig` significant digits, trailing zeros dropped,
- * exponent form ("1e-6", "3.9e-49") below 1e-3 and from 1e6 up, "+∞" for +Infinity.
- */
-export function formatNumber(x, sig = 3) {
-  if (x === Infinity) return "+∞";
-  if (x === -Infinity) return "−∞";
-  if (Number.isNaN(x)) return "undefined";
-  if (x === 0) return "0";
-  const trim = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
-  const a = Math.abs(x);
-  if (a < 1e-3 || a >= 1e6) {
-    const [mantissa, exponent] = x.toExponential(sig - 1).split("e");
-    return `${trim(mantissa)}e${Number(exponent)}`;
-  }
-  return trim(x.toFixed(Math.max(0, sig - 1 - Math.floor(Math.log10(a)))));
-}
-
-/**
- * What a collapse report means, in plain words, in three parts (joined by describeCollapse):
- * `what` happened to this component, `why` it matters, and how `fix` it. Components are numbered
- * from 0, as in gmmlib and the book. An empty component (N_k < EMPTY_NK) gets its own words; with
- * reg_covar > 0 the density is capped, so the words do not promise an unbounded likelihood.
- */
-export function explainCollapse(report) {
-  const { component, iteration, nk, nPoints, minEigenvalue, threshold, regCovar } = report;
-  const k = report.nComponents;
-  const fewer = k > 1 ? `use fewer components (K = ${k - 1})` : null;
-  if (report.empty) {
-    return {
-      what:
-        `Component ${component} is empty at iteration ${iteration}: no point gives it more ` +
-        `than a sliver of responsibility (N_k = ${formatNumber(nk)}).`,
-      why:
-        "Its weight is ~0 and its mean and ellipse no longer describe any data. This is not a " +
-        "collapse onto a point: the component is simply unused.",
-      fix: ["drag its mean back onto the data", fewer, "or pick another seed"]
-        .filter(Boolean).join("; "),
-    };
-  }
-  const onto = nPoints === 1 ? "a single data point" : nPoints === 0
-    ? "no point in particular" : `just ${nPoints} data points`;
-  const tiny = Math.abs(minEigenvalue - regCovar) < 1e-3 * threshold;
-  const size = tiny
-    ? "its ellipse has shrunk to zero width (smallest variance ≈ " +
-      `${regCovar > 0 ? "reg_covar" : "0"})`
-    : `its ellipse is only ${formatNumber(Math.sqrt(Math.max(minEigenvalue, 0)), 2)} wide ` +
-      `(smallest variance ${formatNumber(minEigenvalue)}, at most ${formatNumber(threshold)} ` +
-      `above reg_covar = ${formatNumber(regCovar)})`;
-  return {
-    what:
-      `Component ${component} collapsed at iteration ${iteration}: it sits on ${onto} ` +
-      `(N_k = ${formatNumber(nk)}) and ${size}.`,
-    why: regCovar > 0
-      ? `With reg_covar = ${formatNumber(regCovar)} no variance can fall below it, so the ` +
-        "density and ln p(X) stay finite, but the component still sits on those points: " +
-        "reg_covar stops the crash, not the collapse."
-      : "Its density at that point grows without bound, so the log-likelihood can too: a flaw " +
-        "of maximum likelihood, not a bug.",
-    fix: [fewer, "or pick another seed"].filter(Boolean).join("; "),
-  };
-}
-
-/** The whole message for one component: what happened, why it matters, how to fix it. */
-export function describeCollapse(report) {
-  const { what, why, fix } = explainCollapse(report);
-  return `${what} ${why} To fix: ${fix}.`;
-}
-
-/**
  * A collapse report with gmmlib's CollapseReport fields (component, iteration, nk, nPoints,
  * minEigenvalue, threshold, regCovar, nComponents), plus the points the component holds
- * (responsibility > 0.5), the one it holds most (`point`), whether it is empty (N_k < EMPTY_NK)
- * and a message in plain words (describeCollapse). With covarianceType "tied" the one shared
- * covariance is what collapsed: gmmlib reports it as component 0 holding all N points.
+ * (responsibility > 0.5), the one it holds most (`point`) and whether it is empty (N_k <
+ * EMPTY_NK); its words are words.mjs's (explainCollapse, describeCollapse). With covarianceType
+ * "tied" the one shared covariance is what collapsed: gmmlib reports it as component 0 holding
+ * all N points.
  */
 export function collapseReport(
   data, params, resp, component, iteration, lam, regCovar, threshold, covarianceType = "full",
@@ -553,7 +460,6 @@ export function collapseReport(
     regCovar,
     nComponents: k,
   };
-  report.message = describeCollapse(report);
   return report;
 }
 
