@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Imports allowed inside gmmlib's functions: packages gmmlib does not depend on (pyproject's
 #: [project] dependencies), imported only where they are used, so gmmlib imports without them.
-OPTIONAL = {"sklearn", "IPython"}
+OPTIONAL = {"sklearn", "IPython", "anywidget", "traitlets"}  # optional dependencies (extras)
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
