@@ -38,6 +38,12 @@ def test_a_trickle_on_the_result_pipe_is_still_timed(tmp_path):
     assert results[0]["status"] == "timeout"
 
 
+@pytest.mark.xfail(strict=True, reason="A1b: not fixed yet")
+def test_a_result_line_past_any_size_is_refused_not_buffered(tmp_path):
+    results, _ = _run(tmp_path, attacks.FLOOD)
+    assert results[0] == {"status": "crashed", "error": "the step's result was unreadable"}
+
+
 @pytest.mark.xfail(strict=True, reason="A2: not fixed yet")
 def test_a_result_line_nested_deep_is_the_steps_crash(tmp_path):
     results, _ = _run(tmp_path, attacks.DEEP_RESULT)
