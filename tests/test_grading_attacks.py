@@ -9,7 +9,9 @@ and must then lose the mark, when the finding is fixed.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +87,21 @@ def test_a_forged_result_is_a_failed_verdict_not_a_grader_error(forged):
         forged["outputs"] = forged["outputs"] * len(check.cases)
     verdict = checks.judge(check, forged)
     assert verdict["passed"] is False
+
+
+@pytest.mark.xfail(strict=True, reason="A6: not fixed yet")
+def test_the_kernels_runtime_folder_is_no_disk_for_the_student(tmp_path):
+    from grading.pipeline import grade_folder  # imported here: collecting stays fast
+
+    attacks.write_students(tmp_path / "submissions", only={"runtime_filler"})
+    grade_folder(
+        tmp_path / "submissions",
+        tmp_path / "out",
+        assignments=("em_by_hand",),
+        progress=io.StringIO(),
+    )
+    page = (tmp_path / "out/feedback/runtime_filler/em_by_hand/em_by_hand.html").read_text()
+    with open(tmp_path / "out/grades.csv") as f:
+        row = next(csv.DictReader(f))
+    # "filled 300" is only in the cell's output (its source spells 6 * 50).
+    assert "filled 300 MiB" not in page or row["needs_review"] == "yes"
