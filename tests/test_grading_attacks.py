@@ -1,0 +1,107 @@
+"""A hostile student against the re-laid grader (issue 21, a round after the redesign).
+
+The cells of tests/fixtures/attacks.py run in the re-check's child exactly as a submission's
+added cells do (`grading.recheck.run_sandbox`, without bubblewrap: the attacks aim at the
+grader's side of the result pipe, which is the same either way). Tests marked xfail(strict)
+assert the safe outcome of an attack that works today (finding ids A1..A5); they start passing,
+and must then lose the mark, when the finding is fixed.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grading import checks
+from grading.recheck import run_sandbox
+from grading.scan import scan_cell
+
+HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("attacks", HERE / "fixtures" / "attacks.py")
+attacks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(attacks)
+
+
+def _run(tmp_path: Path, *cells: str):
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    return run_sandbox(workdir, attacks.plan(*cells))
+
+
+@pytest.mark.xfail(strict=True, reason="A1: not fixed yet")
+def test_a_trickle_on_the_result_pipe_is_still_timed(tmp_path):
+    results, _ = _run(tmp_path, attacks.TRICKLE)
+    assert results[0]["status"] == "timeout"
+
+
+@pytest.mark.xfail(strict=True, reason="A1b: not fixed yet")
+def test_a_result_line_past_any_size_is_refused_not_buffered(tmp_path):
+    results, _ = _run(tmp_path, attacks.FLOOD)
+    assert results[0] == {"status": "crashed", "error": "the step's result was unreadable"}
+
+
+@pytest.mark.xfail(strict=True, reason="A2: not fixed yet")
+def test_a_result_line_nested_deep_is_the_steps_crash(tmp_path):
+    results, _ = _run(tmp_path, attacks.DEEP_RESULT)
+    assert results[0] == {"status": "crashed", "error": "the step's result was unreadable"}
+
+
+@pytest.mark.xfail(strict=True, reason="A3: not fixed yet")
+def test_short_sleepers_share_the_notebooks_budget(tmp_path):
+    results, _ = _run(tmp_path, *[attacks.SLEEPER] * attacks.SLEEPERS)
+    assert "timeout" in {r["status"] for r in results.values()}
+
+
+def test_a_connection_attempt_is_observed(tmp_path):
+    _, observed = _run(tmp_path, attacks.CONNECT)
+    assert any(e.startswith("network connection to ('127.0.0.1', 9)") for e in observed["events"])
+
+
+@pytest.mark.xfail(strict=True, reason="A4: not fixed yet")
+def test_silencing_the_audit_hook_still_reaches_the_review_list(tmp_path):
+    _, observed = _run(tmp_path, attacks.SILENCE_WATCH)
+    found = scan_cell(attacks.SILENCE_WATCH, (), set())
+    assert found or any(e.startswith("network connection") for e in observed["events"])
+
+
+@pytest.mark.xfail(strict=True, reason="A5: not fixed yet")
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"status": "ok"},
+        {"status": "ok", "outputs": []},
+        {"status": "ok", "outputs": [{"value": {"__array__": 1.0, "shape": [], "kind": "x"}}]},
+        {"status": "ok", "outputs": [{"value": {"__array__": [1.0], "shape": [7]}}]},
+    ],
+)
+def test_a_forged_result_is_a_failed_verdict_not_a_grader_error(forged):
+    check = checks.spec("em_by_hand").checks[0]
+    forged = dict(forged)
+    if forged.get("outputs") and len(check.cases) > 1:
+        forged["outputs"] = forged["outputs"] * len(check.cases)
+    verdict = checks.judge(check, forged)
+    assert verdict["passed"] is False
+
+
+@pytest.mark.xfail(strict=True, reason="A6: not fixed yet")
+def test_the_kernels_runtime_folder_is_no_disk_for_the_student(tmp_path):
+    from grading.pipeline import grade_folder  # imported here: collecting stays fast
+
+    attacks.write_students(tmp_path / "submissions", only={"runtime_filler"})
+    grade_folder(
+        tmp_path / "submissions",
+        tmp_path / "out",
+        assignments=("em_by_hand",),
+        progress=io.StringIO(),
+    )
+    page = (tmp_path / "out/feedback/runtime_filler/em_by_hand/em_by_hand.html").read_text()
+    with open(tmp_path / "out/grades.csv") as f:
+        row = next(csv.DictReader(f))
+    # "filled 300" is only in the cell's output (its source spells 6 * 50).
+    assert "filled 300 MiB" not in page or row["needs_review"] == "yes"
