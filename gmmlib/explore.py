@@ -30,7 +30,7 @@ from gmmlib import em
 from gmmlib.datasets import collapse_init
 from gmmlib.diagnostics import collapse_threshold, data_subspace
 from gmmlib.mixture import GaussianMixture
-from gmmlib.plotting import PALETTE, PALETTE_NAMES
+from gmmlib.plotting import NEUTRAL, PALETTE, PALETTE_NAMES
 
 __all__ = ["explore", "StepDriver", "StepError", "catalogue"]
 
@@ -94,6 +94,8 @@ class StepDriver:
     ``{"kind": "E", "weights", "means", "covs"}`` (the parameters, means flat 2K and covs the
     flat [a, b, d] of each 2x2 covariance) the responsibilities (flat N K) and gmmlib's
     ln p(X | parameters); for ``{"kind": "M", "resp"}`` the new parameters in the same layout.
+    A message may carry ``"X"``, the points shown (flat 2N): the reader can add, move and
+    remove points in the explorer, and the step is then computed on those; without it, on X.
     A failure (the function raises, or its result has a wrong shape, NaN, rows of resp not
     summing to 1, a covariance not symmetric positive definite) is the reply
     ``{"ok": False, "error": message}``.
@@ -120,6 +122,15 @@ class StepDriver:
             return {**reply, "ok": False, "error": str(err)}
         return {**reply, "ok": True}
 
+    def _points(self, message: dict) -> np.ndarray:
+        """The points the step is for: the message's (edited by hand), else X."""
+        if message.get("X") is None:
+            return self.X
+        X = np.asarray(message["X"], dtype=np.float64)
+        if X.ndim != 1 or X.size % 2 or X.size < 2 or not np.all(np.isfinite(X)):
+            raise StepError("the explorer sent points that are not a flat list of finite (x, y)")
+        return X.reshape(-1, 2)
+
     def _parameters(self, message: dict):
         K = len(message["weights"])
         weights = np.asarray(message["weights"], dtype=np.float64)
@@ -133,9 +144,10 @@ class StepDriver:
     def e(self, message: dict) -> dict:
         """Call the E-step on the message's parameters; resp and gmmlib's ln p(X)."""
         weights, means, covariances = self._parameters(message)
-        N, K = len(self.X), len(weights)
+        X = self._points(message)
+        N, K = len(X), len(weights)
         try:
-            resp = self.e_step(self.X, weights, means, covariances)
+            resp = self.e_step(X, weights, means, covariances)
         except Exception as err:
             raise StepError(
                 f"{self.e_name} raised {type(err).__name__}: {err}{_where(err)}"
@@ -153,17 +165,18 @@ class StepDriver:
                 "point's responsibilities must add up to 1"
             )
         try:
-            ll = em.log_likelihood(self.X, weights, means, covariances)
+            ll = em.log_likelihood(X, weights, means, covariances)
         except (np.linalg.LinAlgError, ValueError):
             ll = None  # a covariance without a Cholesky factor: the trace shows a gap
         return {"resp": resp.ravel().tolist(), "log_likelihood": ll}
 
     def m(self, message: dict) -> dict:
         """Call the M-step on the message's responsibilities; the checked new parameters."""
-        N, K = len(self.X), int(message["k"])
+        X = self._points(message)
+        N, K = len(X), int(message["k"])
         resp = np.asarray(message["resp"], dtype=np.float64).reshape(N, K)
         try:
-            result = self.m_step(self.X, resp)
+            result = self.m_step(X, resp)
         except Exception as err:
             raise StepError(
                 f"{self.m_name} raised {type(err).__name__}: {err}{_where(err)}"
@@ -233,6 +246,7 @@ def catalogue(X, *, title: str = "Your data", k: int = 3, seed: int = 0) -> dict
         "n_seeds": N_SEEDS,
         "gmmlib": rules,
         "palette": [{"name": n, "hex": h} for n, h in zip(PALETTE_NAMES, PALETTE, strict=True)],
+        "neutral": NEUTRAL,
         "datasets": {
             "yours": {
                 "title": title,

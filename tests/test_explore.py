@@ -19,6 +19,7 @@ import pytest
 from gmmlib import em
 from gmmlib.datasets import collapse_init, tilted_blobs
 from gmmlib.explore import StepDriver, catalogue, explore
+from gmmlib.plotting import NEUTRAL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +68,25 @@ def test_default_driver_is_gmmlib(X):
     np.testing.assert_array_equal(np.reshape(reply["means"], (3, 2)), m)
     abd = np.reshape(reply["covs"], (3, 3))
     np.testing.assert_array_equal(abd, np.stack([c[:, 0, 0], c[:, 0, 1], c[:, 1, 1]], axis=1))
+
+
+def test_points_edited_in_the_explorer_are_the_steps_data(X):
+    """The explorer sends the points it shows (the reader may add, move or remove some): the
+    step is computed on those, not on the X the widget was made with; bad points are an error
+    in words."""
+    weights, means, covariances = collapse_init(X, 3, 0)
+    edited = np.vstack([X[1:], [[0.5, -0.25]]])  # the first point removed, one added
+    driver = StepDriver(X)
+    request = {**e_request(weights, means, covariances), "X": edited.ravel().tolist()}
+    reply = driver.handle(request)
+    assert reply["ok"]
+    resp = np.array(reply["resp"]).reshape(len(edited), 3)
+    np.testing.assert_array_equal(resp, em.e_step(edited, weights, means, covariances))
+    assert reply["log_likelihood"] == em.log_likelihood(edited, weights, means, covariances)
+    reply = driver.handle({**m_request(resp), "X": edited.ravel().tolist()})
+    np.testing.assert_array_equal(reply["means"], np.ravel(em.m_step(edited, resp)[1]))
+    reply = driver.handle({**request, "X": [0.0, 1.0, float("nan"), 2.0]})
+    assert not reply["ok"] and "finite (x, y)" in reply["error"]
 
 
 def test_student_functions_are_called_with_the_sent_parameters(X):
@@ -157,6 +177,7 @@ def test_a_raising_step_names_where(X):
 def test_the_catalogue_is_the_books_format_for_your_data(X):
     cat = catalogue(X, k=2, seed=3)
     assert cat["gmmlib"]["nk_eps"] == em.NK_EPS
+    assert cat["neutral"] == NEUTRAL  # the grey of points before any E-step: gmmlib's
     ds = cat["datasets"]["yours"]
     assert ds["k"] == 2 and ds["seed"] == 3 and len(ds["X"]) == len(X)
     idx = ds["starts"]["3"][5]  # seed 5, K = 3: collapse_init's means

@@ -5,7 +5,8 @@ covariances not divided by N_k) and a broken E-step (rows not summing to 1). We 
 widget's own buttons and read what it drew, as tests/test_explorer_browser.py does: the default
 run ends on gmmlib's fit from the same start with ln p(X) never falling and one ellipse pair per
 component; the wrong M-step draws the covariances it returned and its trace falls; the broken
-E-step shows the driver's message and draws nothing new. Every wait is for a condition.
+E-step shows the driver's message on the status line and draws nothing new. Every wait is for a
+condition.
 """
 
 from __future__ import annotations
@@ -206,12 +207,14 @@ def _notebook7_own(error: str) -> bool:
     return "reading 'schema'" in error and "notebook_core" in error
 
 
-def _fit(X, k: int, covariance_type: str) -> GaussianMixture:
-    """gmmlib's fit from seed 0's start with GaussianMixture's defaults (the panel's)."""
+def _fit(X, k: int, covariance_type: str, reg_covar: float) -> GaussianMixture:
+    """gmmlib's fit from seed 0's start with GaussianMixture's rule constants and the widget's
+    reg_covar (the panel's)."""
     weights, means, full = collapse_init(X, k, 0)
     gm = GaussianMixture(
         k,
         covariance_type=covariance_type,
+        reg_covar=reg_covar,
         weights_init=weights,
         means_init=means,
         covariances_init=from_full_covariances(full, covariance_type, weights),
@@ -245,18 +248,25 @@ def _check_explorer_in(page, errors):
     ll = np.array(s["logLikelihood"], dtype=float)
     assert np.all(np.diff(ll) >= -1e-9 * np.abs(ll[1:])), "EM never lowers ln p(X)"
 
-    # The model-choice panel: ln p, BIC and AIC against K are gmmlib's fits from this seed's
-    # starts (GaussianMixture's defaults), for full and, after picking it, diag covariances.
+    # The model-choice panel (the explorer's own): ln p, BIC and AIC against K are gmmlib's fits
+    # from this seed's starts (gmmlib's rule constants, the widget's reg_covar), for full and,
+    # after picking it, diag covariances. The table follows once the settings rest: wait for
+    # the explorer to say which settings it was computed for.
     X = tilted_blobs(N, random_state=0)[0]
     for covariance_type in ("full", "diag"):
         if covariance_type != "full":
-            select = page.evaluate_handle(f"emExplorers[{g}].criteriaPanel.select").as_element()
+            select = page.evaluate_handle(f"emExplorers[{g}].criteria.select").as_element()
             select.select_option(covariance_type)
-        rows = page.evaluate(f"emExplorers[{g}].criteriaPanel.rows")
-        shown = page.evaluate(f"emExplorers[{g}].criteriaPanel.table.tBodies[0].rows.length")
+        page.wait_for_function(
+            f"() => (emExplorers[{g}].root.dataset.criteria ?? '').split('|')[5] === "
+            f"{json.dumps(covariance_type)}"
+        )
+        reg_covar = _state(page, g)["regCovar"]
+        rows = page.evaluate(f"emExplorers[{g}].criteria.rows")
+        shown = page.evaluate(f"emExplorers[{g}].criteria.table.tBodies[0].rows.length")
         assert len(rows) == shown == 8
         for row in rows[:4]:
-            gm = _fit(X, row["k"], covariance_type)
+            gm = _fit(X, row["k"], covariance_type, reg_covar)
             where = f"{covariance_type} K={row['k']}"
             assert row["bic"] == pytest.approx(gm.bic(X), rel=1e-9), where
             assert row["aic"] == pytest.approx(gm.aic(X), rel=1e-9), where
@@ -279,18 +289,15 @@ def _check_explorer_in(page, errors):
     assert ll_w[-1] < ll_w[0], f"a falling trace: {ll_w}"
 
     # The student's m_step has no reg_covar, so the widget offers no switch for it.
-    assert (
-        page.evaluate(f"getComputedStyle(emExplorers[{w}].controls.reg.parentElement).display")
-        == "none"
-    )
+    assert page.evaluate(f"emExplorers[{w}].controls.reg.checkVisibility()") is False
 
-    # The broken E-step: the driver's message, no colours.
+    # The broken E-step: the driver's message on the status line, no colours.
     b = ids["broken_e"]
     _click(page, b, "E-step")
-    page.wait_for_function(f"() => emExplorers[{b}].root.dataset.driverError")
-    message = page.evaluate(f"emExplorers[{b}].root.querySelector('.gx-driver-error').textContent")
+    page.wait_for_function(f"() => emExplorers[{b}].status.textContent.includes('The step failed')")
+    message = page.evaluate(f"emExplorers[{b}].status.textContent")
     assert "your e_step returned resp whose row 0 sums to 3" in message
-    assert page.evaluate(f"emExplorers[{b}].root.querySelector('.gx-driver-error').hidden") is False
+    assert page.evaluate(f"emExplorers[{b}].status.checkVisibility()") is True
     sb = _state(page, b)
     assert sb["nextKind"] == "E" and sb["iteration"] == 0 and sb["colours"] is None
     assert not [e for e in errors if not _notebook7_own(e)], errors
@@ -311,7 +318,7 @@ def test_explore_in_jupyter(jupyter, chromium, app, artifacts_dir):
         _check_explorer_in(page, errors)
     finally:
         page.evaluate(  # the screenshot shows the first explorer's model-choice panel
-            "() => globalThis.emExplorers?.[0]?.criteriaPanel?.table.scrollIntoView()"
+            "() => globalThis.emExplorers?.[0]?.criteria?.table.scrollIntoView()"
         )
         page.screenshot(path=str(artifacts_dir / f"explore-{app}.png"), full_page=True)
         (artifacts_dir / f"explore-{app}-console.log").write_text("\n".join(console))

@@ -290,62 +290,6 @@ function choleskyOk(params) {
   return true;
 }
 var EMPTY_NK = 0.5;
-function axisTicks(lo, hi, count) {
-  const empty = { step: NaN, values: [], labels: [] };
-  if (!(hi > lo) || !Number.isFinite(lo) || !Number.isFinite(hi)) return empty;
-  for (let c = Math.max(1, count); c <= 64; c *= 2) {
-    const raw = (hi - lo) / c;
-    const p = 10 ** Math.floor(Math.log10(raw));
-    const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw * (1 - 1e-12));
-    const values = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
-      values.push(Math.abs(v) < 1e-9 * step ? 0 : Number(v.toPrecision(12)));
-    }
-    if (values.length >= 2) {
-      const decimals = Math.min(20, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
-      const labels = values.map((v) => v.toFixed(decimals).replace(/^-(0\.?0*)$/, "$1"));
-      return { step, values, labels };
-    }
-  }
-  return empty;
-}
-function formatNumber(x, sig = 3) {
-  if (x === Infinity) return "+∞";
-  if (x === -Infinity) return "−∞";
-  if (Number.isNaN(x)) return "undefined";
-  if (x === 0) return "0";
-  const trim = (t) => t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t;
-  const a = Math.abs(x);
-  if (a < 1e-3 || a >= 1e6) {
-    const [mantissa, exponent] = x.toExponential(sig - 1).split("e");
-    return `${trim(mantissa)}e${Number(exponent)}`;
-  }
-  return trim(x.toFixed(Math.max(0, sig - 1 - Math.floor(Math.log10(a)))));
-}
-function explainCollapse(report) {
-  const { component, iteration, nk, nPoints, minEigenvalue, threshold, regCovar } = report;
-  const k = report.nComponents;
-  const fewer = k > 1 ? `use fewer components (K = ${k - 1})` : null;
-  if (report.empty) {
-    return {
-      what: `Component ${component} is empty at iteration ${iteration}: no point gives it more than a sliver of responsibility (N_k = ${formatNumber(nk)}).`,
-      why: "Its weight is ~0 and its mean and ellipse no longer describe any data. This is not a collapse onto a point: the component is simply unused.",
-      fix: ["drag its mean back onto the data", fewer, "or pick another seed"].filter(Boolean).join("; ")
-    };
-  }
-  const onto = nPoints === 1 ? "a single data point" : nPoints === 0 ? "no point in particular" : `just ${nPoints} data points`;
-  const tiny = Math.abs(minEigenvalue - regCovar) < 1e-3 * threshold;
-  const size = tiny ? `its ellipse has shrunk to zero width (smallest variance ≈ ${regCovar > 0 ? "reg_covar" : "0"})` : `its ellipse is only ${formatNumber(Math.sqrt(Math.max(minEigenvalue, 0)), 2)} wide (smallest variance ${formatNumber(minEigenvalue)}, at most ${formatNumber(threshold)} above reg_covar = ${formatNumber(regCovar)})`;
-  return {
-    what: `Component ${component} collapsed at iteration ${iteration}: it sits on ${onto} (N_k = ${formatNumber(nk)}) and ${size}.`,
-    why: regCovar > 0 ? `With reg_covar = ${formatNumber(regCovar)} no variance can fall below it, so the density and ln p(X) stay finite, but the component still sits on those points: reg_covar stops the crash, not the collapse.` : "Its density at that point grows without bound, so the log-likelihood can too: a flaw of maximum likelihood, not a bug.",
-    fix: [fewer, "or pick another seed"].filter(Boolean).join("; ")
-  };
-}
-function describeCollapse(report) {
-  const { what, why, fix } = explainCollapse(report);
-  return `${what} ${why} To fix: ${fix}.`;
-}
 function collapseReport(data, params, resp, component, iteration, lam, regCovar, threshold, covarianceType = "full") {
   const { n } = data;
   const { k } = params;
@@ -376,7 +320,6 @@ function collapseReport(data, params, resp, component, iteration, lam, regCovar,
     regCovar,
     nComponents: k
   };
-  report.message = describeCollapse(report);
   return report;
 }
 var EMRun = class {
@@ -532,6 +475,1496 @@ function ellipseAxes(a, b, d, r = 1) {
   return { rx: r * Math.sqrt(Math.max(l2, 0)), ry: r * Math.sqrt(Math.max(l1, 0)), angle };
 }
 
+// book/_extra/explorer/dom.mjs
+var SVG_NS = "http://www.w3.org/2000/svg";
+function el(tag, attrs = {}, ...children) {
+  const node2 = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node2.className = value;
+    else if (key === "text") node2.textContent = value;
+    else node2.setAttribute(key, value);
+  }
+  node2.append(...children);
+  return node2;
+}
+function svg(tag, attrs = {}) {
+  const node2 = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node2.textContent = value;
+    else node2.setAttribute(key, value);
+  }
+  return node2;
+}
+
+// book/_extra/explorer/format.mjs
+function axisTicks(lo, hi, count) {
+  const empty = { step: NaN, values: [], labels: [] };
+  if (!(hi > lo) || !Number.isFinite(lo) || !Number.isFinite(hi)) return empty;
+  for (let c = Math.max(1, count); c <= 64; c *= 2) {
+    const raw = (hi - lo) / c;
+    const p = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw * (1 - 1e-12));
+    const values = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) {
+      values.push(Math.abs(v) < 1e-9 * step ? 0 : Number(v.toPrecision(12)));
+    }
+    if (values.length >= 2) {
+      const decimals = Math.min(20, Math.max(0, -Math.floor(Math.log10(step) + 1e-9)));
+      const labels = values.map((v) => v.toFixed(decimals).replace(/^-(0\.?0*)$/, "$1"));
+      return { step, values, labels };
+    }
+  }
+  return empty;
+}
+function formatNumber(x, sig = 3) {
+  if (x === Infinity) return "+∞";
+  if (x === -Infinity) return "−∞";
+  if (Number.isNaN(x)) return "undefined";
+  if (x === 0) return "0";
+  const trim = (t) => t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t;
+  const a = Math.abs(x);
+  if (a < 1e-3 || a >= 1e6) {
+    const [mantissa, exponent] = x.toExponential(sig - 1).split("e");
+    return `${trim(mantissa)}e${Number(exponent)}`;
+  }
+  return trim(x.toFixed(Math.max(0, sig - 1 - Math.floor(Math.log10(a)))));
+}
+function componentList(items) {
+  const ids = items.map((r) => String(typeof r === "number" ? r : r.component));
+  if (ids.length === 1) return `component ${ids[0]}`;
+  return `components ${ids.slice(0, -1).join(", ")} and ${ids[ids.length - 1]}`;
+}
+function hexToRgb(hex) {
+  return [1, 3, 5].map((i) => Number.parseInt(hex.slice(i, i + 2), 16));
+}
+
+// book/_extra/explorer/words.mjs
+function explainCollapse(report) {
+  const { component, iteration, nk, nPoints, minEigenvalue, threshold, regCovar } = report;
+  const k = report.nComponents;
+  const fewer = k > 1 ? `use fewer components (K = ${k - 1})` : null;
+  if (report.empty ?? nk < EMPTY_NK) {
+    return {
+      what: `Component ${component} is empty at iteration ${iteration}: no point gives it more than a sliver of responsibility (N_k = ${formatNumber(nk)}).`,
+      why: "Its weight is ~0 and its mean and ellipse no longer describe any data. This is not a collapse onto a point: the component is simply unused.",
+      fix: ["drag its mean back onto the data", fewer, "or pick another seed"].filter(Boolean).join("; ")
+    };
+  }
+  const onto = nPoints === 1 ? "a single data point" : nPoints === 0 ? "no point in particular" : `just ${nPoints} data points`;
+  const tiny = Math.abs(minEigenvalue - regCovar) < 1e-3 * threshold;
+  const size = tiny ? `its ellipse has shrunk to zero width (smallest variance ≈ ${regCovar > 0 ? "reg_covar" : "0"})` : `its ellipse is only ${formatNumber(Math.sqrt(Math.max(minEigenvalue, 0)), 2)} wide (smallest variance ${formatNumber(minEigenvalue)}, at most ${formatNumber(threshold)} above reg_covar = ${formatNumber(regCovar)})`;
+  return {
+    what: `Component ${component} collapsed at iteration ${iteration}: it sits on ${onto} (N_k = ${formatNumber(nk)}) and ${size}.`,
+    why: regCovar > 0 ? `With reg_covar = ${formatNumber(regCovar)} no variance can fall below it, so the density and ln p(X) stay finite, but the component still sits on those points: reg_covar stops the crash, not the collapse.` : "Its density at that point grows without bound, so the log-likelihood can too: a flaw of maximum likelihood, not a bug.",
+    fix: [fewer, "or pick another seed"].filter(Boolean).join("; ")
+  };
+}
+function describeCollapse(report) {
+  const { what, why, fix } = explainCollapse(report);
+  return `${what} ${why} To fix: ${fix}.`;
+}
+function troubleWords(reports) {
+  const broken = reports.filter((r) => !r.empty);
+  const empty = reports.filter((r) => r.empty);
+  return [
+    broken.length ? `${componentList(broken)} collapsed` : null,
+    empty.length ? `${componentList(empty)} empty` : null
+  ].filter(Boolean).join(", ");
+}
+function statusText({ entry, latest, tol, notice, nPoints, kNeeded }) {
+  let text;
+  if (!entry.params) {
+    text = `${nPoints} point${nPoints === 1 ? "" : "s"}: click the plot to add points; EM starts once there are more than K (at least ${kNeeded}).`;
+    return notice ? `${notice} ${text}` : text;
+  }
+  const t = entry.iteration;
+  const trouble = troubleWords(entry.collapsedNow);
+  const back = latest ? "" : " (looking back: Forward replays the run)";
+  if (entry.nextKind === "E") {
+    text = `Iteration ${t}. Next: E-step — recolour each point by its responsibilities.${back}`;
+  } else if (entry.nextKind === "M") {
+    text = `Iteration ${t}. Next: M-step — refit the weights, means and ellipses to the colours.${back}`;
+  } else if (entry.stopReason === "converged") {
+    text = `Converged after ${t} iterations: ln p(X) per point changed by less than ${formatNumber(tol)}.`;
+  } else if (entry.stopReason === "max_iter") {
+    text = `Stopped after ${t} iterations (the limit). Press Reset to start again.`;
+  } else if (entry.stopReason === "collapse") {
+    text = `Stopped at iteration ${t}: ${trouble || "a component collapsed"}.`;
+  } else {
+    text = `Stopped at iteration ${t}: a covariance is no longer positive definite, so its density (and ln p(X)) is undefined. Press Reset, or switch reg_covar on.`;
+  }
+  if (trouble && entry.stopReason !== "collapse") text += ` Now: ${trouble} (see the message).`;
+  return notice ? `${notice} ${text}` : text;
+}
+function alertTail({ entry, regCovar }) {
+  const t = entry.iteration;
+  if (entry.stopReason === "collapse") return `EM has stopped at iteration ${t}. `;
+  const broken = entry.collapsedNow.some((r) => !r.empty);
+  const how = regCovar > 0 ? `with reg_covar = ${formatNumber(regCovar)} no variance can drop below it, so ln p(X) stays finite.` : broken ? "without reg_covar the variance heads to 0 and ln p(X) to +∞." : "the empty component takes no part in the fit.";
+  const where = entry.nextKind === null ? `EM ended at iteration ${t}` : `EM goes on (iteration ${t})`;
+  return `${where}: ${how}`;
+}
+function captionText({ title, n, k, seed, entry }) {
+  const t = entry.iteration;
+  return `${title}: ${n} points, K = ${k}, seed ${seed}, iteration ${t}. ` + (entry.colours ? "Each point's colour blends the component colours by its responsibilities. " : "Points are grey until the first E-step assigns responsibilities. ") + "Solid ellipses: 1 standard deviation; dashed: 2.";
+}
+function traceWords(ll) {
+  const last = ll.length - 1;
+  let decreased = false;
+  for (let i = 1; i < ll.length; i++) {
+    if (ll[i] < ll[i - 1] - 1e-9 * Math.abs(ll[i - 1])) decreased = true;
+  }
+  if (last < 0) return { text: "No log-likelihood yet.", decreased };
+  const text = `ln p(X) = ${formatNumber(ll[last], 6)} at iteration ${last}` + (ll.length > 1 ? ` (started at ${formatNumber(ll[0], 6)}). ` : ". ") + (ll.length > 1 ? decreased ? "It went down: that should never happen in EM." : "It has never gone down." : "");
+  return { text, decreased };
+}
+function positionWords(entry, position, last) {
+  const what = entry.kind === null ? "the start" : entry.kind === "E" ? `the E-step of iteration ${entry.iteration + 1}` : `the M-step of iteration ${entry.iteration}`;
+  return `Step ${position} of ${last}: after ${what}`;
+}
+function meanLabel(j, colourName, mx, my, weight) {
+  return `Mean of component ${j} (${colourName}) at x ${formatNumber(mx)}, y ${formatNumber(my)}, weight ${formatNumber(weight)}. Drag it or use the arrow keys; the fit restarts from there.`;
+}
+function meanWhere(j, mx, my) {
+  return `Mean of component ${j} is at x ${formatNumber(mx)}, y ${formatNumber(my)}. Move it with the arrow keys (Shift for bigger steps); EM restarts from where you leave it.`;
+}
+
+// book/_extra/explorer/url.mjs
+var PARAMS = ["dataset", "k", "seed", "reg", "cov", "means", "drop", "add", "step", "steps", "go"];
+var OWN = "own";
+function encodePairs(pairs) {
+  const text = (v) => Object.is(v, -0) ? "-0" : String(v);
+  return pairs.map(([x, y]) => `${text(x)},${text(y)}`).join(";");
+}
+function decodePairs(text) {
+  if (text === null || text === void 0) return null;
+  if (text === "") return [];
+  const pairs = text.split(";").map((pair) => pair.split(",").map(Number));
+  const ok = pairs.every((p) => p.length === 2 && p.every(Number.isFinite));
+  return ok ? pairs : null;
+}
+function encodeState(s) {
+  const q = [["dataset", s.dataset], ["k", s.k], ["seed", s.seed]];
+  if (s.reg > 0) q.push(["reg", s.reg]);
+  if (s.cov && s.cov !== "full") q.push(["cov", s.cov]);
+  if (s.means) q.push(["means", encodePairs(s.means)]);
+  if (s.drop?.length) q.push(["drop", s.drop.join(",")]);
+  if (s.add?.length) q.push(["add", encodePairs(s.add)]);
+  if (s.step > 0) q.push(["step", s.step]);
+  if (s.steps > s.step) q.push(["steps", s.steps]);
+  if (s.go) q.push(["go", 1]);
+  const value = (v) => encodeURIComponent(String(v)).replace(/%2C/g, ",").replace(/%3B/g, ";");
+  return q.map(([name, v]) => `${name}=${value(v)}`).join("&");
+}
+function intIn(text, lo, hi) {
+  if (text === null || !/^\s*-?\d+\s*$/.test(text)) return null;
+  const v = Number.parseInt(text, 10);
+  return v >= lo && v <= hi ? v : null;
+}
+function decodeState(query, catalogue, covTypes = ["full"]) {
+  const q = typeof query === "string" ? new URLSearchParams(query) : query ?? new URLSearchParams();
+  const problems = [];
+  const bad = (name, why) => problems.push(`${name}=${q.get(name)}: ${why}`);
+  const names = Object.keys(catalogue.datasets);
+  let dataset = q.get("dataset") ?? names[0];
+  let add = decodePairs(q.get("add"));
+  if (q.has("add") && add === null) bad("add", "not a list of x,y pairs");
+  add ??= [];
+  if (dataset !== OWN && !catalogue.datasets[dataset]) {
+    bad("dataset", `not one of ${[...names, OWN].join(", ")}`);
+    dataset = names[0];
+  }
+  const ds = catalogue.datasets[dataset] ?? { k: 3, seed: 0, X: [] };
+  let drop = q.has("drop") ? q.get("drop").split(",").map(Number) : [];
+  if (!drop.every((i) => Number.isInteger(i) && i >= 0 && i < ds.X.length)) {
+    bad("drop", `not indices of the data set's ${ds.X.length} points`);
+    drop = [];
+  }
+  let k = intIn(q.get("k"), 1, catalogue.k_max);
+  if (q.has("k") && k === null) bad("k", `not a whole number from 1 to ${catalogue.k_max}`);
+  k ??= ds.k;
+  let seed = intIn(q.get("seed"), 0, catalogue.n_seeds - 1);
+  if (q.has("seed") && seed === null) bad("seed", `not from 0 to ${catalogue.n_seeds - 1}`);
+  seed ??= ds.seed;
+  let reg = q.has("reg") ? Number(q.get("reg")) : 0;
+  if (!(Number.isFinite(reg) && reg >= 0)) {
+    bad("reg", "not a number >= 0");
+    reg = 0;
+  }
+  let cov = q.get("cov") ?? "full";
+  if (!covTypes.includes(cov)) {
+    bad("cov", `not one of ${covTypes.join(", ")}`);
+    cov = "full";
+  }
+  let means = decodePairs(q.get("means"));
+  if (q.has("means") && (means === null || means.length !== k)) {
+    bad("means", `not ${k} x,y pairs (one per component)`);
+    means = null;
+  }
+  let step = intIn(q.get("step"), 0, 1e6);
+  if (q.has("step") && step === null) bad("step", "not a whole number >= 0");
+  step ??= 0;
+  let steps = intIn(q.get("steps"), 0, 1e6);
+  if (q.has("steps") && steps === null) bad("steps", "not a whole number >= 0");
+  steps = Math.max(steps ?? 0, step);
+  const go = q.get("go") === "1";
+  for (const name of q.keys()) if (!PARAMS.includes(name)) problems.push(`${name}: not read`);
+  return { state: { dataset, k, seed, reg, cov, means, drop, add, step, steps, go }, problems };
+}
+
+// book/_extra/explorer/controls.mjs
+function buildControls(uid, session) {
+  const id = (s) => `${uid}-${s}`;
+  const c = {};
+  c.dataset = el("select", { id: id("dataset") });
+  for (const [name, ds] of Object.entries(session.catalogue.datasets)) {
+    c.dataset.append(el("option", { value: name, text: ds.title }));
+  }
+  c.dataset.append(el("option", { value: OWN, text: "Your own data (draw it)" }));
+  c.k = el("input", { id: id("k"), type: "range", min: 1, max: session.kMax, step: 1, value: 3 });
+  c.kOut = el("output", { for: id("k"), class: "gx-out" });
+  c.seed = el("input", {
+    id: id("seed"),
+    type: "number",
+    min: 0,
+    max: session.nSeeds - 1,
+    step: 1,
+    value: 0,
+    inputmode: "numeric"
+  });
+  c.nextSeed = el("button", { type: "button", class: "gx-small", text: "Next seed" });
+  c.reg = el("input", { id: id("reg"), type: "checkbox" });
+  c.regLabel = el("label", { for: id("reg") });
+  c.e = el("button", { type: "button", class: "gx-step", "data-kind": "E", text: "E-step" });
+  c.m = el("button", { type: "button", class: "gx-step", "data-kind": "M", text: "M-step" });
+  c.run = el("button", { type: "button", class: "gx-run", text: "Run" });
+  c.reset = el("button", { type: "button", text: "Reset" });
+  c.time = el("input", { id: id("time"), type: "range", min: 0, max: 0, step: 1, value: 0 });
+  c.timeOut = el("output", { for: id("time"), class: "gx-time-out" });
+  c.first = el("button", { type: "button", class: "gx-small", text: "Start" });
+  c.back = el("button", { type: "button", class: "gx-small", text: "Back" });
+  c.forward = el("button", { type: "button", class: "gx-small", text: "Forward" });
+  c.latest = el("button", { type: "button", class: "gx-small", text: "Latest" });
+  c.px = el("input", { id: id("px"), type: "number", step: "any", value: 0, class: "gx-coord" });
+  c.py = el("input", { id: id("py"), type: "number", step: "any", value: 0, class: "gx-coord" });
+  c.add = el("button", { type: "button", class: "gx-small", text: "Add a point" });
+  c.removeLast = el("button", { type: "button", class: "gx-small", text: "Remove the last point" });
+  c.own = el("button", { type: "button", class: "gx-small", text: "Draw your own data" });
+  const field = (label, input, ...extra) => el("div", { class: "gx-field" }, el("label", { for: input.id, text: label }), input, ...extra);
+  const settings = [
+    field("Data set", c.dataset, c.own),
+    field("Components K", c.k, c.kOut),
+    field("Seed", c.seed, c.nextSeed)
+  ];
+  settings.push(el("div", { class: "gx-field gx-check" }, c.reg, c.regLabel));
+  const rows = {
+    settings: el(
+      "div",
+      { class: "gx-controls", role: "group", "aria-label": "Explorer controls" },
+      ...settings
+    ),
+    steps: el(
+      "div",
+      { class: "gx-buttons", role: "group", "aria-label": "EM steps" },
+      c.e,
+      c.m,
+      c.run,
+      c.reset
+    ),
+    timeline: el(
+      "div",
+      { class: "gx-timeline", role: "group", "aria-label": "The run's history" },
+      el("label", { for: c.time.id, text: "Timeline" }),
+      c.time,
+      c.first,
+      c.back,
+      c.forward,
+      c.latest,
+      c.timeOut
+    ),
+    data: el(
+      "div",
+      { class: "gx-data", role: "group", "aria-label": "Data by hand" },
+      field("x", c.px),
+      field("y", c.py),
+      c.add,
+      c.removeLast
+    )
+  };
+  return { c, rows };
+}
+function renderControls(c, root, status, session, running) {
+  const e = session.entry;
+  const next = e.nextKind;
+  c.dataset.value = session.datasetName;
+  c.k.value = String(session.k);
+  c.kOut.textContent = String(session.k);
+  c.seed.value = String(session.seed);
+  c.reg.checked = session.regOn;
+  c.regLabel.textContent = `reg_covar = ${formatNumber(session.regValue)} (added to every variance)`;
+  c.e.disabled = next !== "E" || running;
+  c.m.disabled = next !== "M" || running;
+  c.e.classList.toggle("gx-next", next === "E");
+  c.m.classList.toggle("gx-next", next === "M");
+  c.e.textContent = next === "E" ? "E-step (next)" : "E-step";
+  c.m.textContent = next === "M" ? "M-step (next)" : "M-step";
+  c.run.textContent = running ? "Pause" : "Run";
+  c.run.disabled = next === null && !running;
+  c.run.setAttribute("aria-pressed", String(running));
+  c.reset.disabled = !session.run;
+  const last = session.history.length - 1;
+  c.time.max = String(last);
+  c.time.value = String(session.position);
+  c.time.disabled = last === 0;
+  const where = positionWords(e, session.position, last);
+  c.time.setAttribute("aria-valuetext", where);
+  c.timeOut.textContent = where;
+  c.first.disabled = c.back.disabled = session.position === 0 || running;
+  c.forward.disabled = next === null || running;
+  c.latest.disabled = session.latest || running;
+  c.removeLast.disabled = session.points.length === 0;
+  root.dataset.next = next ?? "none";
+  root.dataset.iteration = String(e.iteration);
+  root.dataset.position = String(session.position);
+  status.textContent = statusText({
+    entry: e,
+    latest: session.latest,
+    tol: session.rules.tol,
+    notice: session.notice,
+    nPoints: session.points.length,
+    kNeeded: session.k + 1
+  });
+}
+function renderAlert(alert, session, onContinue) {
+  const e = session.entry;
+  const now = e.collapsedNow;
+  const stopped = e.stopReason === "collapse";
+  const key = JSON.stringify([now.map((r) => r.message), stopped, e.stopReason, e.iteration]);
+  if (key === alert.dataset.key) return;
+  alert.dataset.key = key;
+  if (!now.length) {
+    alert.hidden = true;
+    alert.replaceChildren();
+    delete alert.dataset.component;
+    delete alert.dataset.iteration;
+    return;
+  }
+  const broken = now.filter((r) => !r.empty);
+  const empty = now.filter((r) => r.empty);
+  const parts = [el("strong", { text: broken.length ? "Collapse. " : "Empty component. " })];
+  if (now.length === 1) {
+    parts.push(el("span", { class: "gx-alert-item", text: `${now[0].message} ` }));
+  } else {
+    const list = el("ul", { class: "gx-alert-list" });
+    for (const r of now) list.append(el("li", { text: explainCollapse(r).what }));
+    parts.push(list);
+    for (const group of [broken, empty]) {
+      if (!group.length) continue;
+      const { why, fix } = explainCollapse(group[0]);
+      parts.push(el("span", { class: "gx-alert-item", text: `${why} To fix: ${fix}.` }));
+    }
+  }
+  parts.push(el("span", { text: alertTail({ entry: e, regCovar: session.regCovar }) }));
+  if (stopped) {
+    const btn = el("button", { type: "button", class: "gx-small", text: "Continue anyway" });
+    btn.addEventListener("click", onContinue);
+    parts.push(btn);
+  }
+  alert.replaceChildren(...parts);
+  alert.hidden = false;
+  alert.dataset.component = String(now[0].component);
+  alert.dataset.iteration = String(now[0].iteration);
+}
+
+// book/_extra/explorer/geometry.mjs
+var MARGIN = { l: 52, r: 10, t: 10, b: 44 };
+function plotSize([x0, x1, y0, y1], width) {
+  const view = { x0, x1, y0, y1 };
+  const w = Math.max(200, width || 600);
+  const aspect = (y1 - y0) / (x1 - x0);
+  const iw = w - MARGIN.l - MARGIN.r;
+  const ih = Math.round(Math.min(Math.max(iw * Math.min(aspect, 1.1), 200), 540));
+  const h = ih + MARGIN.t + MARGIN.b;
+  const s = Math.min(iw / (x1 - x0), ih / (y1 - y0));
+  return {
+    w,
+    h,
+    s,
+    view,
+    ox: MARGIN.l + (iw - s * (x1 - x0)) / 2,
+    oy: MARGIN.t + (ih - s * (y1 - y0)) / 2
+  };
+}
+function toScreen(size, x, y) {
+  return [size.ox + (x - size.view.x0) * size.s, size.oy + (size.view.y1 - y) * size.s];
+}
+function toData(size, px, py) {
+  return [size.view.x0 + (px - size.ox) / size.s, size.view.y1 - (py - size.oy) / size.s];
+}
+function visibleBox(size) {
+  const [x0, y1] = toData(size, MARGIN.l, MARGIN.t);
+  const [x1, y0] = toData(size, size.w - MARGIN.r, size.h - MARGIN.b);
+  return [x0, x1, y0, y1];
+}
+function clampToPlot(size, x, y) {
+  const [x0, x1, y0, y1] = visibleBox(size);
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, Number.isFinite(v) ? v : (lo + hi) / 2));
+  return [clamp(x, x0, x1), clamp(y, y0, y1)];
+}
+function ellipseAttrs(size, mx, my, a, b, d, sig) {
+  const [cx, cy] = toScreen(size, mx, my);
+  if (![cx, cy, a, b, d].every(Number.isFinite)) return null;
+  const { rx, ry, angle } = ellipseAxes(a, b, d, sig);
+  return {
+    cx: cx.toFixed(2),
+    cy: cy.toFixed(2),
+    rx: Math.max(rx * size.s, 0.3).toFixed(2),
+    ry: Math.max(ry * size.s, 0.3).toFixed(2),
+    transform: `rotate(${(-angle * 180 / Math.PI).toFixed(3)} ${cx.toFixed(2)} ${cy.toFixed(2)})`
+  };
+}
+
+// book/_extra/explorer/actions.mjs
+var after = (value, f) => value && typeof value.then === "function" ? value.then(f) : f(value);
+function listenToControls(ex, c) {
+  const s = ex.session;
+  const change = (node2, event, action) => node2.addEventListener(event, () => {
+    ex.pause();
+    s.notice = null;
+    after(action(), () => ex.render({ user: true }));
+  });
+  change(c.dataset, "change", () => {
+    if (c.dataset.value === OWN) s.drawOwn();
+    else s.selectDataset(c.dataset.value);
+    s.notice = `Switched to ${s.title}: kept K = ${s.k} and seed ${s.seed}.`;
+    ex.layout();
+  });
+  change(c.own, "click", () => {
+    s.drawOwn();
+    ex.layout();
+  });
+  const restartAnnounced = (words, apply) => () => {
+    const lost = s.hasProgress();
+    apply();
+    if (lost) s.notice = words();
+  };
+  change(c.k, "input", restartAnnounced(
+    () => `K changed to ${s.k}: EM restarted from iteration 0.`,
+    () => {
+      s.k = Number(c.k.value);
+      s.restartFromSeed();
+    }
+  ));
+  change(c.seed, "change", () => {
+    s.seed = Math.min(s.nSeeds - 1, Math.max(0, Number.parseInt(c.seed.value, 10) || 0));
+    s.restartFromSeed();
+  });
+  change(c.nextSeed, "click", () => {
+    s.seed = (s.seed + 1) % s.nSeeds;
+    s.restartFromSeed();
+  });
+  change(c.reg, "change", restartAnnounced(
+    () => `reg_covar switched ${s.regOn ? "on" : "off"}: EM restarted from iteration 0, same start.`,
+    () => {
+      s.regOn = c.reg.checked;
+      s.restart();
+    }
+  ));
+  ex.changeCovType = (type) => {
+    ex.pause();
+    s.notice = null;
+    restartAnnounced(
+      () => `Covariance type ${s.covType}: EM restarted from iteration 0, same start.`,
+      () => {
+        s.covType = type;
+        s.restart();
+      }
+    )();
+    ex.render({ user: true, data: true });
+  };
+  change(c.e, "click", () => s.doStep("E"));
+  change(c.m, "click", () => s.doStep("M"));
+  change(c.reset, "click", () => s.restartFromSeed());
+  c.run.addEventListener("click", () => ex.running ? ex.pause() : ex.runAnimated());
+  change(c.time, "input", () => s.scrub(Number(c.time.value)));
+  change(c.first, "click", () => s.scrub(0));
+  change(c.back, "click", () => s.scrub(s.position - 1));
+  change(c.forward, "click", () => s.stepForward());
+  change(c.latest, "click", () => s.scrub(s.history.length - 1));
+  change(c.add, "click", () => {
+    const [x, y] = [Number(c.px.value), Number(c.py.value)];
+    if (c.px.value === "" || c.py.value === "" || !Number.isFinite(x + y)) {
+      s.notice = "Give x and y as numbers to add a point.";
+      return null;
+    }
+    return s.addPoint(...ex.clamp(x, y));
+  });
+  change(c.removeLast, "click", () => s.points.length && s.removePoint(s.points.length - 1));
+}
+
+// book/_extra/explorer/interaction.mjs
+var LONG_PRESS_MS = 600;
+var CLICK_SLOP = 5;
+var HIT_PX = 9;
+var modified = (ev) => ev.shiftKey || ev.altKey || ev.ctrlKey || ev.metaKey;
+function plotXY(ex, ev) {
+  const r = ex.svg.getBoundingClientRect();
+  return [ev.clientX - r.left, ev.clientY - r.top];
+}
+function frameQueue(ex) {
+  let pending = null;
+  const flush = () => {
+    if (pending === null) return;
+    const job = pending;
+    pending = null;
+    const t0 = performance.now();
+    job();
+    ex.stats.frames += 1;
+    ex.stats.frameMs.push(performance.now() - t0);
+  };
+  const queue = (job) => {
+    const first = pending === null;
+    pending = job;
+    if (first) requestAnimationFrame(flush);
+  };
+  return { queue, flush };
+}
+function attachHandle(ex, handle, j) {
+  const moves = frameQueue(ex);
+  let dragging = false;
+  const moveTo = (ev) => {
+    const [px, py] = plotXY(ex, ev);
+    moves.queue(() => ex.moveMean(j, ...toData(ex.size, px, py), { focus: false }));
+  };
+  handle.addEventListener("pointerdown", (ev) => {
+    if (modified(ev)) return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    try {
+      handle.setPointerCapture(ev.pointerId);
+    } catch {
+    }
+    handle.focus({ preventScroll: true });
+    dragging = true;
+    handle.classList.add("gx-dragging");
+  });
+  handle.addEventListener("pointermove", (ev) => {
+    if (dragging) moveTo(ev);
+  });
+  const end = (ev) => {
+    if (!dragging) return;
+    moveTo(ev);
+    moves.flush();
+    dragging = false;
+    handle.classList.remove("gx-dragging");
+  };
+  handle.addEventListener("pointerup", end);
+  handle.addEventListener("pointercancel", end);
+  handle.addEventListener("keydown", (ev) => {
+    const means = ex.session.entry.params.means;
+    if (ev.key === "Enter" || ev.key === " ") {
+      ev.preventDefault();
+      ex.say(meanWhere(j, means[2 * j], means[2 * j + 1]));
+      return;
+    }
+    const { x0, x1 } = ex.size.view;
+    const step = (x1 - x0) / 50 * (ev.shiftKey ? 5 : 1);
+    const d = {
+      ArrowLeft: [-step, 0],
+      ArrowRight: [step, 0],
+      ArrowUp: [0, step],
+      ArrowDown: [0, -step]
+    }[ev.key];
+    if (!d) return;
+    ev.preventDefault();
+    ex.moveMean(j, means[2 * j] + d[0], means[2 * j + 1] + d[1], { focus: true });
+  });
+}
+function attachPlot(ex) {
+  const moves = frameQueue(ex);
+  let press = null;
+  const cancelTimer = () => {
+    if (press?.timer) clearTimeout(press.timer);
+    if (press) press.timer = null;
+  };
+  ex.svg.addEventListener("pointerdown", (ev) => {
+    if (ev.target.closest?.(".gx-mean") && !modified(ev) || ev.button > 0) return;
+    const [px, py] = plotXY(ex, ev);
+    const [x, y] = toData(ex.size, px, py);
+    const point = ex.session.nearestPoint(x, y, HIT_PX / ex.size.s);
+    if (point >= 0 && modified(ev)) {
+      ev.preventDefault();
+      ex.editWith((s) => s.removePoint(point));
+      return;
+    }
+    ev.preventDefault();
+    try {
+      ex.svg.setPointerCapture(ev.pointerId);
+    } catch {
+    }
+    press = { id: ev.pointerId, x: px, y: py, point, moved: false, timer: null };
+    if (point >= 0) {
+      press.timer = setTimeout(() => {
+        const p = press;
+        if (!p || p.moved) return;
+        press = null;
+        ex.editWith((s) => s.removePoint(p.point));
+      }, LONG_PRESS_MS);
+    }
+  });
+  ex.svg.addEventListener("pointermove", (ev) => {
+    if (!press || ev.pointerId !== press.id) return;
+    const [px, py] = plotXY(ex, ev);
+    if (!press.moved && Math.hypot(px - press.x, py - press.y) < CLICK_SLOP) return;
+    press.moved = true;
+    cancelTimer();
+    if (press.point < 0) return;
+    const p = press;
+    moves.queue(() => {
+      ex.editWith((s) => s.movePoint(p.point, ...ex.clamp(...toData(ex.size, px, py))));
+      p.point = ex.session.points.length - 1;
+    });
+  });
+  const end = (ev) => {
+    if (!press || ev.pointerId !== press.id) return;
+    const p = press;
+    press = null;
+    cancelTimer();
+    if (ev.type === "pointercancel") return;
+    if (p.point >= 0 && p.moved) {
+      moves.flush();
+    } else if (p.point < 0 && !p.moved) {
+      const [x, y] = ex.clamp(...toData(ex.size, p.x, p.y));
+      ex.editWith((s) => s.addPoint(x, y));
+    }
+  };
+  ex.svg.addEventListener("pointerup", end);
+  ex.svg.addEventListener("pointercancel", end);
+  ex.svg.addEventListener("contextmenu", (ev) => ev.preventDefault());
+}
+
+// book/_extra/explorer/marks.mjs
+var MarksLayer = class {
+  /** `layers`: SVG groups { ellipses, highlight, means }; `key`: the <ul> colour key;
+   * `onHandle(handle, j)` wires a new handle (interaction.mjs). */
+  constructor(layers, key, palette, onHandle) {
+    Object.assign(this, { layers, key, palette, onHandle });
+    this.marks = [];
+  }
+  /** One SVG group per component (ellipses + handle), rebuilt only when K changes. */
+  build(k) {
+    if (this.marks.length === k) return;
+    this.layers.ellipses.replaceChildren();
+    this.layers.means.replaceChildren();
+    this.key.replaceChildren();
+    this.marks = [];
+    for (let j = 0; j < k; j++) {
+      const [colourName, colour] = this.palette[j % this.palette.length];
+      this.key.append(
+        el(
+          "li",
+          { "data-component": j },
+          el("span", { class: "gx-swatch", style: `background:${colour}`, "aria-hidden": "true" }),
+          el("span", { class: "gx-key-label", text: `component ${j} (${colourName})` })
+        )
+      );
+      const g = svg("g", { class: "gx-comp", "data-component": j });
+      const halo1 = svg("ellipse", { class: "gx-halo" });
+      const halo2 = svg("ellipse", { class: "gx-halo" });
+      const e1 = svg("ellipse", { class: "gx-ell gx-ell1", stroke: colour, "data-sigma": 1 });
+      const e2 = svg("ellipse", { class: "gx-ell gx-ell2", stroke: colour, "data-sigma": 2 });
+      g.append(halo2, e2, halo1, e1);
+      this.layers.ellipses.append(g);
+      const handle = svg("g", {
+        class: "gx-mean",
+        tabindex: 0,
+        role: "button",
+        "data-component": j,
+        "aria-roledescription": "draggable mean"
+      });
+      handle.append(
+        svg("circle", { class: "gx-hit", r: 22 }),
+        svg("circle", { class: "gx-dot", r: 9, fill: colour }),
+        svg("path", { class: "gx-cross", d: "M-4 0H4M0 -4V4" })
+      );
+      this.layers.means.append(handle);
+      this.onHandle(handle, j);
+      this.marks.push({ g, halo1, halo2, e1, e2, handle });
+    }
+  }
+  /** Draw the parameters of `entry` (a history entry; none when its params are null). */
+  draw(size, entry, x) {
+    const params = entry.params;
+    this.build(params ? params.k : 0);
+    if (!params) {
+      this.layers.highlight.replaceChildren();
+      return;
+    }
+    for (let j = 0; j < params.k; j++) {
+      const m = this.marks[j];
+      const mx = params.means[2 * j];
+      const my = params.means[2 * j + 1];
+      const [a, b, d] = params.covs.subarray(3 * j, 3 * j + 3);
+      for (const [sig, e, halo] of [[1, m.e1, m.halo1], [2, m.e2, m.halo2]]) {
+        const attrs = ellipseAttrs(size, mx, my, a, b, d, sig);
+        for (const node2 of [e, halo]) {
+          if (!attrs) {
+            node2.setAttribute("visibility", "hidden");
+            continue;
+          }
+          node2.removeAttribute("visibility");
+          for (const [name2, value] of Object.entries(attrs)) node2.setAttribute(name2, value);
+        }
+      }
+      const [cx, cy] = toScreen(size, mx, my);
+      if (Number.isFinite(cx) && Number.isFinite(cy)) {
+        m.handle.setAttribute("transform", `translate(${cx.toFixed(2)} ${cy.toFixed(2)})`);
+      }
+      const name = this.palette[j % this.palette.length][0];
+      m.handle.setAttribute("aria-label", meanLabel(j, name, mx, my, params.weights[j]));
+      const isCollapsed = entry.collapsedNow.some((r) => r.component === j);
+      m.g.classList.toggle("gx-collapsed", isCollapsed);
+      m.handle.classList.toggle("gx-collapsed", isCollapsed);
+    }
+    const held = /* @__PURE__ */ new Set();
+    for (const r of entry.collapsedNow) {
+      if (r.empty) continue;
+      for (const i of r.points.length ? r.points : [r.point]) held.add(i);
+    }
+    this.layers.highlight.replaceChildren(...[...held].sort((p, q) => p - q).map((i) => {
+      const [px, py] = toScreen(size, x[2 * i], x[2 * i + 1]);
+      return svg("circle", {
+        class: "gx-hot",
+        cx: px.toFixed(2),
+        cy: py.toFixed(2),
+        r: 17,
+        "data-point": i
+      });
+    }));
+  }
+};
+
+// book/_extra/explorer/scatter.mjs
+var PointsLayer = class {
+  constructor(canvas, neutralHex) {
+    this.canvas = canvas;
+    this.neutral = neutralHex;
+    const [r, g, b] = hexToRgb(neutralHex);
+    this.neutral32 = (4278190080 | b << 16 | g << 8 | r) >>> 0;
+  }
+  resize(size) {
+    const dpr = window.devicePixelRatio || 1;
+    this.canvas.width = Math.round(size.w * dpr);
+    this.canvas.height = Math.round(size.h * dpr);
+    this.canvas.style.height = `${size.h}px`;
+  }
+  draw(size, x, n, colours) {
+    const ctx = this.canvas.getContext("2d");
+    const dpr = this.canvas.width / size.w;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, size.w, size.h);
+    if (n > 1e3) {
+      this.drawAsPixels(ctx, dpr, size, x, n, colours);
+      return;
+    }
+    const r = n > 100 ? 3 : 5;
+    const { s, ox, oy } = size;
+    const { x0, y1 } = size.view;
+    const groups = /* @__PURE__ */ new Map();
+    for (let i = 0; i < n; i++) {
+      const c = colours ? colours[i] : -1;
+      let g = groups.get(c);
+      if (!g) groups.set(c, g = []);
+      g.push(i);
+    }
+    ctx.lineWidth = 0.6;
+    ctx.strokeStyle = "rgba(0,0,0,0.55)";
+    for (const [c, idx] of groups) {
+      ctx.beginPath();
+      for (const i of idx) {
+        const px = ox + (x[2 * i] - x0) * s;
+        const py = oy + (y1 - x[2 * i + 1]) * s;
+        ctx.moveTo(px + r, py);
+        ctx.arc(px, py, r, 0, 2 * Math.PI);
+      }
+      ctx.fillStyle = c < 0 ? this.neutral : `rgb(${c >> 16},${c >> 8 & 255},${c & 255})`;
+      ctx.fill();
+      ctx.stroke();
+    }
+  }
+  /** Many points: write small discs straight into the pixels (no path rasterisation). */
+  drawAsPixels(ctx, dpr, size, x, n, colours) {
+    const W = this.canvas.width;
+    const H = this.canvas.height;
+    if (!this.pixels || this.pixels.width !== W || this.pixels.height !== H) {
+      this.pixels = ctx.createImageData(W, H);
+      this.pixels32 = new Uint32Array(this.pixels.data.buffer);
+      const R = Math.max(1.5, 2.4 * dpr);
+      this.disc = [];
+      for (let dy = -Math.ceil(R); dy <= Math.ceil(R); dy++) {
+        for (let dx = -Math.ceil(R); dx <= Math.ceil(R); dx++) {
+          const d = Math.hypot(dx, dy);
+          if (d <= R) this.disc.push(dx, dy, d > R - 1 ? 1 : 0);
+        }
+      }
+    }
+    const buf = this.pixels32;
+    buf.fill(0);
+    const { s, ox, oy } = size;
+    const { x0, y1 } = size.view;
+    const disc = this.disc;
+    for (let i = 0; i < n; i++) {
+      const cx = Math.round((ox + (x[2 * i] - x0) * s) * dpr);
+      const cy = Math.round((oy + (y1 - x[2 * i + 1]) * s) * dpr);
+      let fill = this.neutral32;
+      if (colours) {
+        const c = colours[i];
+        fill = 4278190080 | (c & 255) << 16 | c & 65280 | c >> 16;
+      }
+      const rim = 4278190080 | (fill >> 16 & 255) * 0.55 << 16 | (fill >> 8 & 255) * 0.55 << 8 | (fill & 255) * 0.55;
+      for (let q = 0; q < disc.length; q += 3) {
+        const px = cx + disc[q];
+        const py = cy + disc[q + 1];
+        if (px >= 0 && px < W && py >= 0 && py < H) buf[py * W + px] = disc[q + 2] ? rim : fill;
+      }
+    }
+    ctx.putImageData(this.pixels, 0, 0);
+  }
+};
+function drawAxes(g, size, [xName, yName] = ["x₁", "x₂"]) {
+  const { w, h } = size;
+  const [x0, x1, y0, y1] = visibleBox(size);
+  g.replaceChildren();
+  const left = MARGIN.l;
+  const right = w - MARGIN.r;
+  const top = MARGIN.t;
+  const bottom = h - MARGIN.b;
+  g.append(svg("rect", {
+    class: "gx-frame",
+    x: left,
+    y: top,
+    width: right - left,
+    height: bottom - top
+  }));
+  const xTicks = axisTicks(x0, x1, Math.max(3, Math.floor((right - left) / 70)));
+  xTicks.values.forEach((v, i) => {
+    const [px] = toScreen(size, v, 0);
+    g.append(svg("line", { class: "gx-tick", x1: px, x2: px, y1: bottom, y2: bottom + 5 }));
+    g.append(svg("text", {
+      class: "gx-tick-label",
+      x: px,
+      y: bottom + 18,
+      "text-anchor": "middle",
+      "data-axis": "x",
+      text: xTicks.labels[i]
+    }));
+  });
+  const yTicks = axisTicks(y0, y1, Math.max(3, Math.floor((bottom - top) / 60)));
+  yTicks.values.forEach((v, i) => {
+    const [, py] = toScreen(size, 0, v);
+    g.append(svg("line", { class: "gx-tick", x1: left - 5, x2: left, y1: py, y2: py }));
+    g.append(svg("text", {
+      class: "gx-tick-label",
+      x: left - 8,
+      y: py + 4,
+      "text-anchor": "end",
+      "data-axis": "y",
+      text: yTicks.labels[i]
+    }));
+  });
+  g.append(
+    svg("text", {
+      class: "gx-axis-label",
+      x: (left + right) / 2,
+      y: h - 6,
+      "text-anchor": "middle",
+      text: `${xName} →`
+    }),
+    svg("text", {
+      class: "gx-axis-label",
+      x: 0,
+      y: 0,
+      "text-anchor": "middle",
+      transform: `translate(14 ${(top + bottom) / 2}) rotate(-90)`,
+      text: `${yName} →`
+    })
+  );
+}
+
+// book/_extra/explorer/derived.mjs
+function dataSubspace(data, collapseTol) {
+  const threshold = collapseTol * data.s2;
+  const [a, b, d] = data.cov;
+  const [l1, l2] = eigenvalues2(a, b, d);
+  if (l1 > threshold) return null;
+  if (!(l2 > threshold)) return [];
+  const v = Math.abs(b) > 0 ? [b, l2 - a] : a >= d ? [1, 0] : [0, 1];
+  const len = Math.hypot(v[0], v[1]);
+  return [[v[0] / len, v[1] / len]];
+}
+function decimalsFor([x0, x1]) {
+  return Math.max(0, Math.min(12, Math.ceil(-Math.log10((x1 - x0) / 2e3))));
+}
+function safeLogLikelihood(data, params) {
+  try {
+    return logLikelihood(data, params);
+  } catch (err) {
+    if (err instanceof SingularCovarianceError) return Infinity;
+    throw err;
+  }
+}
+function softColours(resp, n, k, rgb) {
+  const pr = new Float64Array(k);
+  const pg = new Float64Array(k);
+  const pb = new Float64Array(k);
+  for (let j = 0; j < k; j++) [pr[j], pg[j], pb[j]] = rgb[j % rgb.length];
+  const out = new Int32Array(n);
+  for (let i = 0, row = 0; i < n; i++, row += k) {
+    let r = 0;
+    let g = 0;
+    let b = 0;
+    for (let j = 0; j < k; j++) {
+      const w = resp[row + j];
+      r += w * pr[j];
+      g += w * pg[j];
+      b += w * pb[j];
+    }
+    out[i] = Math.round(r) << 16 | Math.round(g) << 8 | Math.round(b);
+  }
+  return out;
+}
+function seededIndices(n, k, seed) {
+  let state = seed * 2654435761 + 1 >>> 0;
+  const rand = () => {
+    state = state * 1664525 + 1013904223 >>> 0;
+    return state / 2 ** 32;
+  };
+  const picked = /* @__PURE__ */ new Set();
+  while (picked.size < Math.min(k, n)) picked.add(Math.floor(rand() * n));
+  return [...picked];
+}
+
+// book/_extra/explorer/history.mjs
+var emCoreDriver = { createRun: (data, start, opts) => new EMRun(data, start, opts) };
+var then = (value, f) => value && typeof value.then === "function" ? value.then(f) : f(value);
+var RunHistory = class {
+  /**
+   * Start a run from `start` (parameters; null when EM cannot run on the data). Needs on `this`:
+   * driver, data, k, rgb, covType, runOptions().
+   */
+  begin(start) {
+    this.collapseSince = /* @__PURE__ */ new Map();
+    this.continued = false;
+    this.pending = null;
+    this.start = start;
+    this.position = 0;
+    if (start === null) {
+      this.run = null;
+      this.history = [{
+        kind: null,
+        iteration: 0,
+        params: null,
+        colours: null,
+        trace: [],
+        nextKind: null,
+        stopReason: null,
+        collapsedNow: []
+      }];
+      return;
+    }
+    this.run = this.driver.createRun(this.data, start, this.runOptions());
+    const data = this.data;
+    this.history = [{
+      kind: null,
+      iteration: 0,
+      params: start,
+      colours: null,
+      nextKind: "E",
+      stopReason: null,
+      collapsedNow: [],
+      first: null,
+      get trace() {
+        this.first ??= [safeLogLikelihood(data, start)];
+        return this.first;
+      }
+    }];
+  }
+  get entry() {
+    return this.history[this.position];
+  }
+  get latest() {
+    return this.position === this.history.length - 1;
+  }
+  /** True once a step was taken (a restart would throw work away, so it is announced). */
+  hasProgress() {
+    return this.history.length > 1;
+  }
+  /** The next step: replayed from the history, or asked of the run at the newest entry. */
+  stepForward() {
+    if (this.position < this.history.length - 1) {
+      this.position += 1;
+      return this.entry;
+    }
+    if (!this.run || this.run.nextKind === null) return null;
+    if (this.pending) return this.pending;
+    const run = this.run;
+    const taken = run.step();
+    const apply = (step) => {
+      if (run !== this.run) return null;
+      if (step) this.record(step);
+      else this.recordStop();
+      return this.entry;
+    };
+    if (!(taken && typeof taken.then === "function")) return apply(taken);
+    this.pending = taken.then(apply, (err) => {
+      if (run === this.run) this.notice = `The step failed: ${err?.message ?? err}`;
+      return null;
+    }).finally(() => {
+      if (this.pending === pending) this.pending = null;
+    });
+    const pending = this.pending;
+    return pending;
+  }
+  /** Take `n` steps forward (fewer if EM stops). */
+  forward(n) {
+    if (n <= 0) return this.entry;
+    return then(this.stepForward(), (e) => e === null ? this.entry : this.forward(n - 1));
+  }
+  /** Step forward until EM stops (the history's end). */
+  toEnd() {
+    return this.forward(Infinity);
+  }
+  /** The step of kind "E" or "M", if it is the next one; else null. */
+  doStep(kind) {
+    if (this.entry.nextKind !== kind) return null;
+    this.notice = null;
+    return this.stepForward();
+  }
+  /** Show history entry `position` (clamped to the steps taken). */
+  scrub(position) {
+    this.position = Math.max(0, Math.min(this.history.length - 1, Math.round(position)));
+    return this.entry;
+  }
+  /** After a collapse stopped EM: go on from the collapsed parameters. */
+  continueAfterCollapse() {
+    if (!this.run || this.run.stopReason !== "collapse" || !this.latest) return;
+    this.run.onCollapse = "continue";
+    this.run.nextKind = "E";
+    this.run.stopReason = null;
+    this.continued = true;
+    Object.assign(this.entry, { nextKind: "E", stopReason: null });
+  }
+  record(step) {
+    const prev = this.entry;
+    if (prev.kind === null && step.kind === "E") prev.first ??= [step.logLikelihood];
+    const trace = prev.trace.slice();
+    const e = {
+      kind: step.kind,
+      iteration: this.run.iteration,
+      params: step.params,
+      colours: prev.colours,
+      trace,
+      nextKind: this.run.nextKind,
+      stopReason: this.run.stopReason,
+      collapsedNow: prev.collapsedNow
+    };
+    if (step.kind === "E") {
+      e.colours = softColours(step.resp, this.data.n, this.k, this.rgb);
+      trace[step.iteration - 1] = step.logLikelihood;
+    } else {
+      trace[step.iteration] = safeLogLikelihood(this.data, step.params);
+      e.collapsedNow = this.collapsedAfter(step);
+    }
+    this.history.push(e);
+    this.position = this.history.length - 1;
+  }
+  /** The run stopped without a step (a singular covariance at the E-step): an entry says so. */
+  recordStop() {
+    this.history.push({
+      ...this.entry,
+      kind: "E",
+      failed: true,
+      nextKind: null,
+      stopReason: this.run.stopReason
+    });
+    this.position = this.history.length - 1;
+  }
+  /** After an M-step: reports of the components collapsed (or empty) now, by em-core's rule. */
+  collapsedAfter(step) {
+    const { components, lam } = collapsedComponents(
+      step.params,
+      this.run.regCovar ?? this.regCovar,
+      this.run.threshold,
+      this.data.subspace
+    );
+    for (const j of [...this.collapseSince.keys()]) {
+      if (!components.includes(j)) this.collapseSince.delete(j);
+    }
+    const which = this.covType === "tied" ? components.slice(0, 1) : components;
+    return which.map((j) => {
+      if (!this.collapseSince.has(j)) this.collapseSince.set(j, step.iteration);
+      const r = collapseReport(
+        this.data,
+        step.params,
+        step.resp,
+        j,
+        this.collapseSince.get(j),
+        lam,
+        this.regCovar,
+        this.run.threshold,
+        this.covType
+      );
+      r.message = describeCollapse(r);
+      return r;
+    });
+  }
+};
+
+// book/_extra/explorer/session.mjs
+var OWN_BOX = [-5, 5, -4, 4];
+var Session = class _Session extends RunHistory {
+  /**
+   * `catalogue` is data.json (palette, gmmlib's rule constants, data sets); options: driver,
+   * covTypes (the covariance types on offer, default em-core's COVARIANCE_TYPES), state
+   * (url.mjs's decoded state).
+   */
+  constructor(catalogue, { driver = null, covTypes = COVARIANCE_TYPES, state = null } = {}) {
+    super();
+    this.catalogue = catalogue;
+    this.kMax = catalogue.k_max;
+    this.nSeeds = catalogue.n_seeds;
+    this.rules = catalogue.gmmlib;
+    this.palette = catalogue.palette.map(({ name, hex }) => [name, hex]);
+    this.rgb = this.palette.map(([, hex]) => hexToRgb(hex));
+    this.neutral = catalogue.neutral;
+    this.driver = driver ?? emCoreDriver;
+    this.covTypes = covTypes;
+    this.notice = null;
+    this.ready = Promise.resolve(this.load(state ?? decodeState("", catalogue, covTypes).state));
+  }
+  /** A session in the state an address asks for; `problems` lists what it could not use. */
+  static fromQuery(catalogue, query, options = {}) {
+    const { state, problems } = decodeState(query, catalogue, options.covTypes ?? COVARIANCE_TYPES);
+    const session = new _Session(catalogue, { ...options, state });
+    session.problems = problems;
+    return session;
+  }
+  // ---------------------------------------------------------------------------------- state
+  /** Put the session in a decoded state (url.mjs): data, settings, start, then `step` steps. */
+  load(s) {
+    this.datasetName = s.dataset;
+    this.dataset = this.catalogue.datasets[s.dataset] ?? null;
+    this.k = s.k;
+    this.seed = s.seed;
+    this.regOn = s.reg > 0;
+    this.regValue = s.reg > 0 ? s.reg : this.rules.reg_covar;
+    this.covType = s.cov ?? "full";
+    this.setPoints(s.drop, s.add);
+    this.startMeans = s.means;
+    this.restart();
+    const target = Math.max(s.steps ?? 0, s.step ?? 0);
+    const advance = () => then(this.forward(target - (this.history.length - 1)), () => {
+      if (!s.go || this.run?.stopReason !== "collapse") return this.scrub(s.step ?? 0);
+      this.continueAfterCollapse();
+      return advance();
+    });
+    return advance();
+  }
+  /**
+   * The data: the data set's points less those `dropped` (indices into it, as the address has
+   * them), then the points `added` by hand, in that order (so an address rebuilds the same array).
+   */
+  setPoints(dropped = [], added = []) {
+    const ds = this.dataset;
+    this.dropped = [...new Set(dropped)].sort((a, b) => a - b);
+    this.added = added.map(([x, y]) => [x, y]);
+    const gone = new Set(this.dropped);
+    const kept = ds ? ds.X.filter((_, i) => !gone.has(i)) : [];
+    this.nKept = kept.length;
+    this.points = [...kept.map(([x, y]) => [x, y]), ...this.added];
+    this.edited = Boolean(ds) && (this.dropped.length > 0 || this.added.length > 0);
+    this.data = this.points.length ? makeData(this.points, { subspace: ds && !this.edited ? ds.subspace ?? null : null }) : null;
+    if (this.data && (this.edited || !ds)) {
+      this.data.subspace = dataSubspace(this.data, this.rules.collapse_tol);
+    }
+    this.decimals = decimalsFor(this.viewBox());
+  }
+  /** The part of the plane to show: the data set's extent, or OWN_BOX (it never follows edits). */
+  viewBox() {
+    if (!this.dataset) return OWN_BOX;
+    let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (const [x, y] of this.dataset.X) {
+      x0 = Math.min(x0, x);
+      x1 = Math.max(x1, x);
+      y0 = Math.min(y0, y);
+      y1 = Math.max(y1, y);
+    }
+    const pad = 0.12 * Math.max(x1 - x0, y1 - y0, 1e-9);
+    return [x0 - pad, x1 + pad, y0 - pad, y1 + pad];
+  }
+  get title() {
+    if (!this.dataset) return "Your own data";
+    return this.edited ? `${this.dataset.title}, edited` : this.dataset.title;
+  }
+  get regCovar() {
+    return this.regOn ? this.regValue : 0;
+  }
+  /** K can be fitted only to more than K points. */
+  get fittable() {
+    return this.data !== null && this.data.n > this.k;
+  }
+  /** The history entry shown. */
+  hasProgress() {
+    return this.history.length > 1;
+  }
+  // ------------------------------------------------------------------------------ restarts
+  /** The start: the URL's or a drag's means, else the seed's data points (collapse_init's). */
+  startParams() {
+    if (this.startMeans) return initFromMeans(this.data, this.startMeans.flat(), this.covType);
+    return this.seedStart(this.k);
+  }
+  /** The seed's start for any K (the criteria panel fits every K from it). */
+  seedStart(k) {
+    const starts = !this.edited && this.dataset?.starts?.[String(k)];
+    const indices = starts ? starts[this.seed % starts.length] : seededIndices(this.data.n, k, this.seed);
+    return initFromIndices(this.data, indices, this.covType);
+  }
+  /** EMRun's options for the current settings (gmmlib's rule constants, data.json's). */
+  runOptions() {
+    const { tol, max_iter: maxIter, collapse_tol: collapseTol, nk_eps: nkEps } = this.rules;
+    return { regCovar: this.regCovar, tol, maxIter, collapseTol, nkEps, covarianceType: this.covType };
+  }
+  /** Restart EM (iteration 0, next step E) from startParams(), or stop when it cannot run. */
+  restart() {
+    this.begin(this.fittable ? this.startParams() : null);
+  }
+  /** Restart from the seed's start (Reset, a new K or seed). */
+  restartFromSeed() {
+    this.startMeans = null;
+    this.restart();
+  }
+  /** Switch data set (keeping K and seed: every data set offers the same). */
+  selectDataset(name) {
+    this.datasetName = name;
+    this.dataset = this.catalogue.datasets[name] ?? null;
+    this.setPoints();
+    this.restartFromSeed();
+  }
+  /** Start over on an empty plane: the reader draws the data (a click adds a point). */
+  drawOwn() {
+    this.datasetName = OWN;
+    this.dataset = null;
+    this.setPoints();
+    this.restartFromSeed();
+  }
+  /** Means dragged to (x, y) for component j: restart from the new means, then one E-step. */
+  moveMean(j, x, y) {
+    const means = this.entry.params.means;
+    const pairs = Array.from({ length: this.k }, (_, i) => [means[2 * i], means[2 * i + 1]]);
+    pairs[j] = [this.round(x), this.round(y)];
+    this.startMeans = pairs;
+    this.restart();
+    return this.forward(1);
+  }
+  /** A coordinate rounded to the decimals the view needs (so the address stays short). */
+  round(v) {
+    return Number(v.toFixed(this.decimals));
+  }
+  // ------------------------------------------------------------------------- data by hand
+  /** The index of the point nearest (x, y) within `radius` (data units), or -1. */
+  nearestPoint(x, y, radius) {
+    let best = -1;
+    let bestD = radius * radius;
+    this.points.forEach(([px, py], i) => {
+      const d = (px - x) ** 2 + (py - y) ** 2;
+      if (d <= bestD) {
+        bestD = d;
+        best = i;
+      }
+    });
+    return best;
+  }
+  /** Change the data by `edit()`; the fit follows: from the same start means, to the end. */
+  editPoints(edit) {
+    const keepMeans = this.startMeans ?? (this.start && this.k === this.start.k ? Array.from({ length: this.k }, (_, j) => [this.start.means[2 * j], this.start.means[2 * j + 1]]) : null);
+    const dropped = this.dropped.slice();
+    const added = this.added.map((p) => p.slice());
+    edit(dropped, added);
+    this.setPoints(dropped, added);
+    this.startMeans = keepMeans;
+    this.restart();
+    return this.toEnd();
+  }
+  addPoint(x, y) {
+    return this.editPoints((dropped, added) => added.push([this.round(x), this.round(y)]));
+  }
+  /** Remove point i (of `points`). */
+  removePoint(i) {
+    return this.editPoints((dropped, added) => this.forget(i, dropped, added));
+  }
+  /** Move point i to (x, y): it becomes the last point (an added one); see setPoints. */
+  movePoint(i, x, y) {
+    return this.editPoints((dropped, added) => {
+      this.forget(i, dropped, added);
+      added.push([this.round(x), this.round(y)]);
+    });
+  }
+  /** Take point i out of (dropped, added): drop a data set's point, or forget an added one. */
+  forget(i, dropped, added) {
+    if (i >= this.nKept) {
+      added.splice(i - this.nKept, 1);
+      return;
+    }
+    let index = i;
+    for (const d of this.dropped) if (d <= index) index += 1;
+    dropped.push(index);
+  }
+  // ------------------------------------------------------------------------------- address
+  /** The state as url.mjs's fields. */
+  snapshot() {
+    return {
+      dataset: this.datasetName,
+      k: this.k,
+      seed: this.seed,
+      reg: this.regCovar,
+      cov: this.covType,
+      means: this.startMeans,
+      drop: this.dropped,
+      add: this.added,
+      step: this.position,
+      steps: this.history.length - 1,
+      go: this.continued
+    };
+  }
+  /** The query string that reproduces what is shown. */
+  query() {
+    return encodeState(this.snapshot());
+  }
+};
+
+// book/_extra/explorer/trace.mjs
+var PAD = { l: 70, r: 12, t: 10, b: 30 };
+var TRACE_H = 140;
+function drawTrace(chart, text, width, ll, all = ll) {
+  const w = width || 300;
+  const h = TRACE_H;
+  chart.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  chart.replaceChildren();
+  const finite = all.filter(Number.isFinite);
+  const last = Math.max(all.length - 1, ll.length - 1);
+  const xs = (i) => PAD.l + (w - PAD.l - PAD.r) * i / Math.max(last, 1);
+  const label = (x, y, value, anchor, axis = "x") => chart.append(svg("text", {
+    class: "gx-tick-label",
+    x,
+    y,
+    "text-anchor": anchor,
+    "data-axis": axis,
+    text: value
+  }));
+  chart.append(svg("path", {
+    class: "gx-trace-axis",
+    d: `M${PAD.l} ${PAD.t} V${h - PAD.b} H${w - PAD.r}`
+  }));
+  const xTicks = last >= 4 ? [0, Math.round(last / 2), last] : last > 0 ? [0, last] : [0];
+  for (const i of xTicks) label(xs(i), h - PAD.b + 16, String(i), "middle");
+  label(w - PAD.r, h - 2, "iteration", "end");
+  if (finite.length) {
+    const lo = Math.min(...finite);
+    const hi = Math.max(...finite);
+    const span = hi - lo || 1;
+    const ys = (v) => PAD.t + (h - PAD.t - PAD.b) * (1 - (v - lo) / span);
+    const yTicks = axisTicks(lo, lo + span, 3);
+    yTicks.values.forEach((v, i) => {
+      const y = ys(v);
+      chart.append(svg("line", { class: "gx-tick", x1: PAD.l - 4, x2: PAD.l, y1: y, y2: y }));
+      label(PAD.l - 6, y + 4, yTicks.labels[i], "end", "y");
+    });
+    const line = (values) => values.map((v, i) => Number.isFinite(v) ? `${xs(i).toFixed(1)},${ys(v).toFixed(1)}` : null).filter(Boolean);
+    if (all.length > ll.length) {
+      chart.append(svg("polyline", { class: "gx-trace-future", points: line(all).join(" ") }));
+    }
+    const pts = line(ll);
+    chart.append(svg("polyline", { class: "gx-trace-line", points: pts.join(" ") }));
+    for (const p of pts) {
+      const [cx, cy] = p.split(",");
+      chart.append(svg("circle", { class: "gx-trace-dot", cx, cy, r: 2.5 }));
+    }
+  }
+  const end = ll.length - 1;
+  if (ll[end] === Infinity) {
+    const ax = xs(end).toFixed(1);
+    chart.append(
+      svg("path", { class: "gx-trace-inf", d: `M${ax} ${h - PAD.b} V${PAD.t} m-5 6 l5 -6 l5 6` })
+    );
+    label(Number(ax) - 8, PAD.t + 12, "+∞", "end");
+  }
+  chart.setAttribute(
+    "aria-label",
+    ll.length ? `Log-likelihood trace over ${ll.length} values, latest ${formatNumber(ll[end], 6)}.` : "Log-likelihood trace: no values yet."
+  );
+  const words = traceWords(ll);
+  text.textContent = words.text;
+  text.dataset.decreased = String(words.decreased);
+}
+
+// book/_extra/explorer/inspect.mjs
+function loadDataset(ex, name, points, { title = name, k = 3, seed = 0, starts } = {}) {
+  ex.session.catalogue.datasets[name] = { title, X: points, k, seed, starts, subspace: null };
+  if (![...ex.controls.dataset.options].some((o) => o.value === name)) {
+    ex.controls.dataset.append(el("option", { value: name, text: title }));
+  }
+  Object.assign(ex.session, { k, seed });
+  ex.session.selectDataset(name);
+  ex.layout();
+}
+function explorerState(ex) {
+  const s = ex.session;
+  const e = s.entry;
+  const p = e.params;
+  const k = p ? p.k : 0;
+  const c = s.run?.collapse;
+  return {
+    dataset: s.datasetName,
+    n: s.points.length,
+    k: s.k,
+    seed: s.seed,
+    regCovar: s.regCovar,
+    covType: s.covType,
+    iteration: e.iteration,
+    nextKind: e.nextKind,
+    stopReason: e.stopReason,
+    running: ex.running,
+    position: s.position,
+    steps: s.history.length - 1,
+    weights: p ? Array.from(p.weights) : [],
+    means: Array.from({ length: k }, (_, j) => [p.means[2 * j], p.means[2 * j + 1]]),
+    covariances: Array.from({ length: k }, (_, j) => Array.from(p.covs.subarray(3 * j, 3 * j + 3))),
+    dataCovariance: s.data ? s.data.cov.slice() : null,
+    threshold: s.run?.threshold,
+    tol: s.run?.tol,
+    maxIter: s.run?.maxIter,
+    logLikelihood: e.trace.slice(),
+    // The first 50 points' colours as [r, g, b].
+    colours: e.colours ? Array.from(e.colours.slice(0, 50), (v) => [v >> 16, v >> 8 & 255, v & 255]) : null,
+    collapsedNow: e.collapsedNow.map((r) => ({
+      component: r.component,
+      iteration: r.iteration,
+      empty: r.empty,
+      nPoints: r.nPoints
+    })),
+    collapse: c ? {
+      component: c.component,
+      iteration: c.iteration,
+      nPoints: c.nPoints,
+      points: c.points,
+      point: c.point,
+      message: describeCollapse(c)
+    } : null,
+    query: s.query(),
+    problems: s.problems ?? []
+  };
+}
+
 // book/_extra/explorer/criteria-panel.mjs
 var counter = 0;
 var WORDS = {
@@ -597,125 +2030,62 @@ function mountCriteriaPanel(root, { covarianceType = "full", onChange = () => {
 }
 
 // book/_extra/explorer/explorer.mjs
-var UNASSIGNED = "#9a9a9a";
 var RUN_DELAY_MS = 90;
-var SVG_NS = "http://www.w3.org/2000/svg";
-function el(tag, attrs = {}, ...children) {
-  const node2 = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node2.className = value;
-    else if (key === "text") node2.textContent = value;
-    else node2.setAttribute(key, value);
-  }
-  node2.append(...children);
-  return node2;
-}
-function svg(tag, attrs = {}) {
-  const node2 = document.createElementNS(SVG_NS, tag);
-  for (const [key, value] of Object.entries(attrs)) node2.setAttribute(key, value);
-  return node2;
-}
-var num = formatNumber;
-var MARGIN = { l: 52, r: 10, t: 10, b: 44 };
-var TRACE_PAD = { l: 70, r: 12, t: 10, b: 30 };
-var TRACE_H = 140;
+var URL_EVERY_MS = 250;
+var CRITERIA_AFTER_MS = 200;
+var CRITERIA_MAX_N = 5e3;
 var counter2 = 0;
-var Explorer = class _Explorer {
-  constructor(root, catalogue, opts = {}) {
+var after2 = (value, f) => value && typeof value.then === "function" ? value.then(f) : f(value);
+var Explorer = class {
+  constructor(root, session, opts = {}) {
     this.root = root;
-    this.catalogue = catalogue;
-    this.kMax = catalogue.k_max;
-    this.rules = catalogue.gmmlib;
-    this.palette = catalogue.palette.map(({ name: name2, hex }) => [name2, hex]);
-    this.rgb = this.palette.map(([, hex]) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)));
-    this.notice = null;
-    this.nSeeds = catalogue.n_seeds;
+    this.session = session;
+    this.opts = opts;
     this.uid = `emx${++counter2}`;
     this.stats = { frames: 0, frameMs: [] };
     this.running = false;
     this.runTimer = null;
-    this.pending = null;
+    this.urlTimer = null;
+    this.urlWritten = 0;
     this.build();
-    const p = opts.params ?? new URLSearchParams();
-    const name = catalogue.datasets[p.get("dataset")] ? p.get("dataset") : "tilted";
-    const ds = catalogue.datasets[name];
-    const k = clampInt(p.get("k"), 1, this.kMax, ds.k);
-    const seed = clampInt(p.get("seed"), 0, this.nSeeds - 1, ds.seed);
-    const reg = Number.parseFloat(p.get("reg") ?? "0");
-    this.regValue = Number.isFinite(reg) && reg > 0 ? reg : this.rules.reg_covar;
-    this.controls.reg.checked = Number.isFinite(reg) && reg > 0;
-    this.selectDataset(name, { k, seed });
+    this.layout();
     new ResizeObserver(() => this.layout()).observe(this.plotWrap);
   }
-  // ------------------------------------------------------------------------------------------
-  // DOM
-  // ------------------------------------------------------------------------------------------
   build() {
-    const id = (s) => `${this.uid}-${s}`;
-    const c = {};
-    c.dataset = el("select", { id: id("dataset") });
-    for (const [name, ds] of Object.entries(this.catalogue.datasets)) {
-      c.dataset.append(el("option", { value: name, text: ds.title }));
-    }
-    c.k = el("input", { id: id("k"), type: "range", min: 1, max: this.kMax, step: 1, value: 3 });
-    c.kOut = el("output", { for: id("k"), class: "gx-out" });
-    c.seed = el("input", {
-      id: id("seed"),
-      type: "number",
-      min: 0,
-      max: this.nSeeds - 1,
-      step: 1,
-      value: 0,
-      inputmode: "numeric"
-    });
-    c.nextSeed = el("button", { type: "button", class: "gx-small", text: "Next seed" });
-    c.reg = el("input", { id: id("reg"), type: "checkbox" });
-    c.regLabel = el("label", { for: id("reg") });
-    c.e = el("button", { type: "button", class: "gx-step", "data-kind": "E", text: "E-step" });
-    c.m = el("button", { type: "button", class: "gx-step", "data-kind": "M", text: "M-step" });
-    c.run = el("button", { type: "button", class: "gx-run", text: "Run" });
-    c.reset = el("button", { type: "button", text: "Reset" });
+    const { c, rows } = buildControls(this.uid, this.session);
     this.controls = c;
     this.status = el("p", { class: "gx-status", role: "status", "aria-live": "polite" });
+    this.alert = el("div", { class: "gx-alert", role: "alert", hidden: "" });
     this.canvas = el("canvas", { class: "gx-canvas", "aria-hidden": "true" });
     this.svg = svg("svg", { class: "gx-svg", role: "group", "aria-label": "Mixture components" });
-    this.svg.append(svg("desc", {}));
-    this.svg.firstChild.textContent = "Ellipses at 1 and 2 standard deviations around each mean. Each mean is a handle: drag it, or focus it with Tab and move it with the arrow keys; the fit restarts from there.";
-    this.layers = {
+    this.svg.append(svg("desc", {
+      text: "Ellipses at 1 and 2 standard deviations around each mean. Each mean is a handle: drag it, or focus it with Tab and move it with the arrow keys; the fit restarts from there. Click empty space to add a point; Shift-click or long-press a point to remove it; drag a point to move it."
+    }));
+    const layers = {
       axes: svg("g", { class: "gx-axes" }),
       ellipses: svg("g"),
       highlight: svg("g"),
       means: svg("g")
     };
-    this.svg.append(this.layers.axes, this.layers.ellipses, this.layers.highlight, this.layers.means);
+    this.svg.append(layers.axes, layers.ellipses, layers.highlight, layers.means);
+    this.axes = layers.axes;
     this.plotWrap = el("div", { class: "gx-plot" }, this.canvas, this.svg);
-    this.plotCaption = el("p", { class: "gx-caption", id: id("cap") });
-    this.hint = el("p", {
+    this.caption = el("p", { class: "gx-caption", id: `${this.uid}-cap` });
+    this.svg.setAttribute("aria-describedby", this.caption.id);
+    const hint = el("p", {
       class: "gx-hint",
-      text: "Drag a mean (a dot with a cross) to move it, or Tab to it and use the arrow keys: EM restarts from where you leave it."
+      text: (this.opts.hint ? `${this.opts.hint} ` : "") + "Drag a mean (a dot with a cross) to move it, or Tab to it and use the arrow keys: EM restarts from where you leave it. Click the plot to add a point, Shift-click or long-press one to remove it, drag one to move it: the fit follows."
     });
-    this.key = el("ul", { class: "gx-key", "aria-label": "Colour key: one colour per component" });
-    this.svg.setAttribute("aria-describedby", id("cap"));
+    const key = el("ul", { class: "gx-key", "aria-label": "Colour key: one colour per component" });
+    this.points = new PointsLayer(this.canvas, this.session.neutral);
+    this.marks = new MarksLayer(
+      layers,
+      key,
+      this.session.palette,
+      (handle, j) => attachHandle(this, handle, j)
+    );
     this.trace = svg("svg", { class: "gx-trace", role: "img", height: TRACE_H });
     this.traceText = el("p", { class: "gx-trace-text", "aria-live": "off" });
-    this.alert = el("div", { class: "gx-alert", role: "alert", hidden: "" });
-    const field = (label, input, ...extra) => el("div", { class: "gx-field" }, el("label", { for: input.id, text: label }), input, ...extra);
-    const controls = el(
-      "div",
-      { class: "gx-controls", role: "group", "aria-label": "Explorer controls" },
-      field("Data set", c.dataset),
-      field("Components K", c.k, c.kOut),
-      field("Seed", c.seed, c.nextSeed),
-      el("div", { class: "gx-field gx-check" }, c.reg, c.regLabel)
-    );
-    const steps = el(
-      "div",
-      { class: "gx-buttons", role: "group", "aria-label": "EM steps" },
-      c.e,
-      c.m,
-      c.run,
-      c.reset
-    );
     const traceBox = el(
       "figure",
       { class: "gx-trace-box" },
@@ -724,801 +2094,238 @@ var Explorer = class _Explorer {
       this.traceText
     );
     this.root.classList.add("gx");
+    const hex = (name) => this.session.palette.find(([n]) => n === name)?.[1];
+    this.root.style.setProperty("--gx-accent", hex("blue") ?? this.session.palette[0][1]);
+    this.root.style.setProperty("--gx-warn", hex("vermillion") ?? this.session.palette[1][1]);
+    const criteriaBox = el("div", { class: "gx-criteria-wrap" });
     this.root.replaceChildren(
-      controls,
-      steps,
+      rows.settings,
+      rows.steps,
+      rows.timeline,
       this.status,
       this.alert,
-      this.hint,
+      hint,
       this.plotWrap,
-      this.key,
-      this.plotCaption,
-      traceBox
+      key,
+      this.caption,
+      rows.data,
+      traceBox,
+      criteriaBox
     );
-    c.dataset.addEventListener("change", () => {
-      const { k, seed } = this;
-      this.selectDataset(c.dataset.value, { k, seed });
-      this.notice = `Switched to ${this.dataset.title}: kept K = ${this.k} and seed ${this.seed}.`;
-      this.renderControls();
+    this.criteria = mountCriteriaPanel(criteriaBox, {
+      covarianceType: this.session.covType,
+      onChange: (type) => this.changeCovType(type)
     });
-    c.k.addEventListener("input", () => {
-      const lost = this.hasProgress();
-      this.restartFromSeed();
-      if (lost) this.notice = `K changed to ${this.k}: EM restarted from iteration 0.`;
-      this.renderControls();
-    });
-    c.seed.addEventListener("change", () => this.restartFromSeed());
-    c.nextSeed.addEventListener("click", () => {
-      c.seed.value = (this.seed + 1) % this.nSeeds;
-      this.restartFromSeed();
-    });
-    c.reg.addEventListener("change", () => {
-      const lost = this.hasProgress();
-      this.restart(this.start);
-      if (lost) {
-        this.notice = `reg_covar switched ${c.reg.checked ? "on" : "off"}: EM restarted from iteration 0, same start.`;
-      }
-      this.renderControls();
-    });
-    c.e.addEventListener("click", () => this.doStep("E"));
-    c.m.addEventListener("click", () => this.doStep("M"));
-    c.run.addEventListener("click", () => this.running ? this.pause() : this.runAnimated());
-    c.reset.addEventListener("click", () => this.restartFromSeed());
-  }
-  // ------------------------------------------------------------------------------------------
-  // state changes
-  // ------------------------------------------------------------------------------------------
-  /** True once a step was taken (a restart would throw work away, so it is announced). */
-  hasProgress() {
-    return Boolean(this.run) && (this.run.iteration > 0 || this.run.nextKind !== "E");
-  }
-  get regCovar() {
-    return this.controls.reg.checked ? this.regValue : 0;
-  }
-  selectDataset(name, { k, seed } = {}) {
-    const ds = this.catalogue.datasets[name];
-    this.datasetName = name;
-    this.dataset = ds;
-    this.data = makeData(ds.X, { subspace: ds.subspace ?? null });
-    this.controls.dataset.value = name;
-    this.controls.k.value = k ?? ds.k;
-    this.controls.seed.value = seed ?? ds.seed;
-    this.fitView();
-    this.restartFromSeed();
-  }
-  /** Load any 2-D points (the benchmark uses this): starts given as { K: [[indices], ...] }. */
-  loadDataset(name, points, { title = name, k = 3, seed = 0, starts } = {}) {
-    this.catalogue.datasets[name] = { title, X: points, k, seed, starts };
-    if (![...this.controls.dataset.options].some((o) => o.value === name)) {
-      this.controls.dataset.append(el("option", { value: name, text: title }));
+    this.criteriaBox = criteriaBox;
+    this.criteriaKey = null;
+    this.criteriaTimer = null;
+    attachPlot(this);
+    listenToControls(this, c);
+    for (const name of this.opts.hide ?? []) {
+      const field = c[name]?.closest(".gx-field, .gx-check, .gx-timeline, .gx-data") ?? c[name];
+      if (field) field.hidden = true;
     }
-    this.selectDataset(name, { k, seed });
   }
-  /** Start from the seed's starting means (the data points gmmlib's collapse_init picks). */
-  restartFromSeed() {
-    const c = this.controls;
-    this.k = clampInt(c.k.value, 1, this.kMax, this.dataset.k);
-    this.seed = clampInt(c.seed.value, 0, this.nSeeds - 1, 0);
-    c.k.value = this.k;
-    c.seed.value = this.seed;
-    const starts = this.dataset.starts?.[String(this.k)];
-    const indices = starts ? starts[this.seed % starts.length] : seededIndices(this.data.n, this.k, this.seed);
-    this.restart(initFromIndices(this.data, indices));
-  }
-  /** Restart EM from `start` (equal weights, data covariance): iteration 0, next step E. */
-  restart(start, { draw = true } = {}) {
+  // ------------------------------------------------------------------- actions and drawing
+  /** Drag or arrow keys: component j's mean to (x, y) in data units (held inside the plot). */
+  moveMean(j, x, y, { focus = false } = {}) {
     this.pause();
-    this.start = start;
-    const { tol, max_iter: maxIter, collapse_tol: collapseTol, nk_eps: nkEps } = this.rules;
-    this.run = new EMRun(this.data, start, {
-      regCovar: this.regCovar,
-      tol,
-      maxIter,
-      collapseTol,
-      nkEps
+    this.session.notice = null;
+    after2(this.session.moveMean(j, ...this.clamp(x, y)), () => {
+      this.render({ user: true });
+      if (focus) this.marks.marks[j]?.handle.focus({ preventScroll: true });
     });
-    this.resp = null;
-    this.colours = null;
-    this.collapsedNow = [];
-    this.collapseSince = /* @__PURE__ */ new Map();
-    this.notice = null;
-    this.llTrace = [safeLogLikelihood(this.data, start)];
-    this.lastStep = null;
-    this.layoutMarks();
-    if (draw) this.render();
   }
-  /** Drag / arrow-key move: the fit restarts from the new means, and one E-step recolours. */
-  moveMean(j, x, y) {
-    const means = this.run.params.means.slice();
-    [means[2 * j], means[2 * j + 1]] = this.clampToPlot(x, y);
-    this.restart(initFromMeans(this.data, means), { draw: false });
-    this.doStep("E");
+  /** A change of the data by hand (`fn(session)`), then a redraw. */
+  editWith(fn) {
+    this.pause();
+    this.session.notice = null;
+    after2(fn(this.session), () => this.render({ user: true }));
   }
-  doStep(kind) {
-    if (this.run.nextKind !== kind) return null;
-    this.notice = null;
-    const step = this.run.step();
-    if (step) this.applyStep(step);
+  /** One-off words on the status line. */
+  say(text) {
+    this.session.notice = text;
+    this.renderControls();
+  }
+  clamp(x, y) {
+    return clampToPlot(this.size, x, y);
+  }
+  layout() {
+    this.size = plotSize(this.session.viewBox(), this.plotWrap.clientWidth);
+    this.traceWidth = Math.max(200, this.trace.clientWidth || this.size.w);
+    this.points.resize(this.size);
+    this.svg.setAttribute("viewBox", `0 0 ${this.size.w} ${this.size.h}`);
+    this.svg.style.height = `${this.size.h}px`;
+    this.plotWrap.style.height = `${this.size.h}px`;
+    drawAxes(this.axes, this.size, this.session.dataset?.axes);
     this.render();
-    return step;
   }
-  applyStep(step) {
-    this.lastStep = step;
-    if (step.kind === "E") {
-      this.resp = step.resp;
-      this.colours = softColours(step.resp, this.data.n, this.run.k, this.rgb);
-      this.llTrace[step.iteration - 1] = step.logLikelihood;
-    } else {
-      this.llTrace[step.iteration] = safeLogLikelihood(this.data, step.params);
-      this.updateCollapsed(step);
-    }
+  render({ user = false } = {}) {
+    const s = this.session;
+    const e = s.entry;
+    const data = s.data;
+    this.points.draw(this.size, data ? data.x : [], data ? data.n : 0, e.colours);
+    this.marks.draw(this.size, e, data ? data.x : []);
+    drawTrace(this.trace, this.traceText, this.traceWidth, e.trace, s.history.at(-1).trace);
+    this.caption.textContent = e.params ? captionText({ title: s.title, n: data.n, k: s.k, seed: s.seed, entry: e }) : `${s.title}: ${s.points.length} points, K = ${s.k}, seed ${s.seed}. Click to add points.`;
+    this.renderControls();
+    this.scheduleCriteria();
+    if (user) this.stateChanged();
   }
-  /** After an M-step: which components are collapsed (or empty) now, by em-core's rule. */
-  updateCollapsed(step) {
-    const run = this.run;
-    const { components, lam } = collapsedComponents(
-      step.params,
-      run.regCovar,
-      run.threshold,
-      this.data.subspace
-    );
-    for (const j of [...this.collapseSince.keys()]) {
-      if (!components.includes(j)) this.collapseSince.delete(j);
-    }
-    this.collapsedNow = components.map((j) => {
-      if (!this.collapseSince.has(j)) this.collapseSince.set(j, step.iteration);
-      return collapseReport(
-        this.data,
-        step.params,
-        step.resp,
-        j,
-        this.collapseSince.get(j),
-        lam,
-        run.regCovar,
-        run.threshold
-      );
+  /**
+   * The table of ln p, BIC and AIC against K follows the data, the seed, K, reg_covar and the
+   * covariance type, once they have stopped changing (never during a drag's frames).
+   */
+  scheduleCriteria() {
+    const s = this.session;
+    const key = [
+      s.datasetName,
+      s.dropped,
+      s.added,
+      s.seed,
+      s.k,
+      s.covType,
+      s.regCovar,
+      s.data?.n
+    ].join("|");
+    if (key === this.criteriaKey) return;
+    this.criteriaKey = key;
+    clearTimeout(this.criteriaTimer);
+    this.criteria.select.value = s.covType;
+    const big = !s.data || s.data.n > CRITERIA_MAX_N || s.data.n < 3;
+    this.criteria.table.hidden = big;
+    if (big) return;
+    this.criteriaTimer = setTimeout(() => {
+      this.criteriaTimer = null;
+      this.criteria.update({
+        data: s.data,
+        startFor: (k) => s.seedStart(k),
+        opts: s.runOptions(),
+        kMax: Math.min(s.kMax, s.data.n - 1),
+        k: s.k
+      });
+      this.root.dataset.criteria = key;
+    }, CRITERIA_AFTER_MS);
+  }
+  renderControls() {
+    renderControls(this.controls, this.root, this.status, this.session, this.running);
+    renderAlert(this.alert, this.session, () => {
+      this.session.continueAfterCollapse();
+      this.render({ user: true });
     });
+  }
+  /** The reader changed something: the address follows (throttled), and onState hears it. */
+  stateChanged() {
+    const write = () => {
+      this.urlTimer = null;
+      this.urlWritten = performance.now();
+      const query = this.session.query();
+      if (this.opts.writeUrl) window.history.replaceState(null, "", `?${query}`);
+      this.opts.onState?.(query);
+    };
+    if (this.urlTimer !== null) return;
+    const wait = URL_EVERY_MS - (performance.now() - this.urlWritten);
+    if (wait <= 0) write();
+    else this.urlTimer = setTimeout(write, wait);
   }
   runAnimated() {
-    if (this.run.done) return;
+    if (this.session.entry.nextKind === null) return;
     this.running = true;
     const tick = () => {
-      const kind = this.run.nextKind;
-      if (!this.running || kind === null) {
-        this.pause();
-        return;
-      }
-      this.doStep(kind);
-      if (this.run.done) this.pause();
-      else this.runTimer = setTimeout(tick, RUN_DELAY_MS);
+      if (!this.running) return;
+      after2(this.session.stepForward(), (e) => {
+        this.render({ user: true });
+        if (e === null || this.session.entry.nextKind === null) this.pause();
+        else if (this.running) this.runTimer = setTimeout(tick, RUN_DELAY_MS);
+      });
     };
     tick();
     this.renderControls();
   }
   pause() {
+    const was = this.running;
     this.running = false;
     clearTimeout(this.runTimer);
     this.runTimer = null;
-    if (this.run) this.renderControls();
+    if (was) this.renderControls();
   }
-  continueAfterCollapse() {
-    this.run.onCollapse = "continue";
-    if (this.run.stopReason === "collapse") {
-      this.run.nextKind = "E";
-      this.run.stopReason = null;
-    }
-    this.render();
+  // ---------------------------------------------------- for tests and the benchmark (and old names)
+  get run() {
+    return this.session.run;
   }
-  // ------------------------------------------------------------------------------------------
-  // geometry
-  // ------------------------------------------------------------------------------------------
-  fitView() {
-    const { x, n } = this.data;
-    let x0 = Infinity;
-    let x1 = -Infinity;
-    let y0 = Infinity;
-    let y1 = -Infinity;
-    for (let i = 0; i < n; i++) {
-      x0 = Math.min(x0, x[2 * i]);
-      x1 = Math.max(x1, x[2 * i]);
-      y0 = Math.min(y0, x[2 * i + 1]);
-      y1 = Math.max(y1, x[2 * i + 1]);
-    }
-    const pad = 0.12 * Math.max(x1 - x0, y1 - y0, 1e-9);
-    this.view = { x0: x0 - pad, x1: x1 + pad, y0: y0 - pad, y1: y1 + pad };
-    this.layout();
+  get data() {
+    return this.session.data;
   }
-  layout() {
-    const v = this.view;
-    if (!v) return;
-    const w = Math.max(200, this.plotWrap.clientWidth || 600);
-    this.traceWidth = Math.max(200, this.trace.clientWidth || w);
-    const aspect = (v.y1 - v.y0) / (v.x1 - v.x0);
-    const iw = w - MARGIN.l - MARGIN.r;
-    const ih = Math.round(Math.min(Math.max(iw * Math.min(aspect, 1.1), 200), 540));
-    const h = ih + MARGIN.t + MARGIN.b;
-    const s = Math.min(iw / (v.x1 - v.x0), ih / (v.y1 - v.y0));
-    this.size = {
-      w,
-      h,
-      s,
-      ox: MARGIN.l + (iw - s * (v.x1 - v.x0)) / 2,
-      oy: MARGIN.t + (ih - s * (v.y1 - v.y0)) / 2
-    };
-    const dpr = window.devicePixelRatio || 1;
-    this.canvas.width = Math.round(w * dpr);
-    this.canvas.height = Math.round(h * dpr);
-    this.canvas.style.height = `${h}px`;
-    this.svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-    this.svg.style.height = `${h}px`;
-    this.plotWrap.style.height = `${h}px`;
-    this.drawAxes();
-    if (this.run) this.render();
-  }
-  /** The part of the data plane inside the plot's axes: [x0, x1, y0, y1] in data units. */
-  visibleBox() {
-    const { w, h } = this.size;
-    const [x0, y1] = this.toData(MARGIN.l, MARGIN.t);
-    const [x1, y0] = this.toData(w - MARGIN.r, h - MARGIN.b);
-    return [x0, x1, y0, y1];
-  }
-  /** A mean cannot leave the plot: it is held at the edge of the axes' box. */
-  clampToPlot(x, y) {
-    const [x0, x1, y0, y1] = this.visibleBox();
-    const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, Number.isFinite(v) ? v : (lo + hi) / 2));
-    return [clamp(x, x0, x1), clamp(y, y0, y1)];
-  }
-  /** Axes on the scatter: a box, ticks with values, and the data set's axis labels. */
-  drawAxes() {
-    const { w, h } = this.size;
-    const [x0, x1, y0, y1] = this.visibleBox();
-    const g = this.layers.axes;
-    g.replaceChildren();
-    const left = MARGIN.l;
-    const right = w - MARGIN.r;
-    const top = MARGIN.t;
-    const bottom = h - MARGIN.b;
-    g.append(svg("rect", {
-      class: "gx-frame",
-      x: left,
-      y: top,
-      width: right - left,
-      height: bottom - top
-    }));
-    const xTicks = axisTicks(x0, x1, Math.max(3, Math.floor((right - left) / 70)));
-    xTicks.values.forEach((v, i) => {
-      const [px] = this.toScreen(v, 0);
-      g.append(svg("line", { class: "gx-tick", x1: px, x2: px, y1: bottom, y2: bottom + 5 }));
-      const t = svg("text", {
-        class: "gx-tick-label",
-        x: px,
-        y: bottom + 18,
-        "text-anchor": "middle",
-        "data-axis": "x"
-      });
-      t.textContent = xTicks.labels[i];
-      g.append(t);
-    });
-    const yTicks = axisTicks(y0, y1, Math.max(3, Math.floor((bottom - top) / 60)));
-    yTicks.values.forEach((v, i) => {
-      const [, py] = this.toScreen(0, v);
-      g.append(svg("line", { class: "gx-tick", x1: left - 5, x2: left, y1: py, y2: py }));
-      const t = svg("text", {
-        class: "gx-tick-label",
-        x: left - 8,
-        y: py + 4,
-        "text-anchor": "end",
-        "data-axis": "y"
-      });
-      t.textContent = yTicks.labels[i];
-      g.append(t);
-    });
-    const [xName, yName] = this.dataset.axes ?? ["x₁", "x₂"];
-    const xl = svg("text", {
-      class: "gx-axis-label",
-      x: (left + right) / 2,
-      y: h - 6,
-      "text-anchor": "middle"
-    });
-    xl.textContent = `${xName} →`;
-    const yl = svg("text", {
-      class: "gx-axis-label",
-      x: 0,
-      y: 0,
-      "text-anchor": "middle",
-      transform: `translate(14 ${(top + bottom) / 2}) rotate(-90)`
-    });
-    yl.textContent = `${yName} →`;
-    g.append(xl, yl);
-  }
-  toScreen(x, y) {
-    const { s, ox, oy } = this.size;
-    return [ox + (x - this.view.x0) * s, oy + (this.view.y1 - y) * s];
+  get rules() {
+    return this.session.rules;
   }
   toData(px, py) {
-    const { s, ox, oy } = this.size;
-    return [this.view.x0 + (px - ox) / s, this.view.y1 - (py - oy) / s];
+    return toData(this.size, px, py);
   }
-  // ------------------------------------------------------------------------------------------
-  // drawing
-  // ------------------------------------------------------------------------------------------
-  /** One SVG group per component (ellipses + handle), rebuilt only when K changes. */
-  layoutMarks() {
-    const k = this.run.k;
-    if (this.marks && this.marks.length === k) return;
-    this.layers.ellipses.replaceChildren();
-    this.layers.means.replaceChildren();
-    this.marks = [];
-    this.key.replaceChildren();
-    for (let j = 0; j < k; j++) {
-      const [colourName, colour] = this.palette[j % this.palette.length];
-      this.key.append(
-        el(
-          "li",
-          { "data-component": j },
-          el("span", { class: "gx-swatch", style: `background:${colour}`, "aria-hidden": "true" }),
-          el("span", { class: "gx-key-label", text: `component ${j} (${colourName})` })
-        )
-      );
-      const g = svg("g", { class: "gx-comp", "data-component": j });
-      const halo1 = svg("ellipse", { class: "gx-halo" });
-      const halo2 = svg("ellipse", { class: "gx-halo" });
-      const e1 = svg("ellipse", { class: "gx-ell gx-ell1", stroke: colour, "data-sigma": 1 });
-      const e2 = svg("ellipse", { class: "gx-ell gx-ell2", stroke: colour, "data-sigma": 2 });
-      g.append(halo2, e2, halo1, e1);
-      this.layers.ellipses.append(g);
-      const handle = svg("g", {
-        class: "gx-mean",
-        tabindex: 0,
-        role: "button",
-        "data-component": j,
-        "aria-roledescription": "draggable mean"
-      });
-      handle.append(
-        svg("circle", { class: "gx-hit", r: 22 }),
-        svg("circle", { class: "gx-dot", r: 9, fill: colour }),
-        svg("path", { class: "gx-cross", d: "M-4 0H4M0 -4V4" })
-      );
-      this.layers.means.append(handle);
-      this.attachHandle(handle, j);
-      this.marks.push({ g, halo1, halo2, e1, e2, handle });
-    }
+  toScreen(x, y) {
+    return toScreen(this.size, x, y);
   }
-  attachHandle(handle, j) {
-    handle.addEventListener("pointerdown", (ev) => {
-      ev.preventDefault();
-      try {
-        handle.setPointerCapture(ev.pointerId);
-      } catch {
-      }
-      handle.focus({ preventScroll: true });
-      this.dragging = j;
-      handle.classList.add("gx-dragging");
-    });
-    handle.addEventListener("pointermove", (ev) => {
-      if (this.dragging !== j) return;
-      const r = this.svg.getBoundingClientRect();
-      this.queueMove(j, ev.clientX - r.left, ev.clientY - r.top);
-    });
-    const end = (ev) => {
-      if (this.dragging !== j) return;
-      const r = this.svg.getBoundingClientRect();
-      this.queueMove(j, ev.clientX - r.left, ev.clientY - r.top);
-      this.flushMove();
-      this.dragging = null;
-      handle.classList.remove("gx-dragging");
-    };
-    handle.addEventListener("pointerup", end);
-    handle.addEventListener("pointercancel", end);
-    handle.addEventListener("keydown", (ev) => {
-      if (ev.key === "Enter" || ev.key === " ") {
-        ev.preventDefault();
-        const m2 = this.run.params.means;
-        this.notice = `Mean of component ${j} is at x ${num(m2[2 * j])}, y ${num(m2[2 * j + 1])}. Move it with the arrow keys (Shift for bigger steps); EM restarts from where you leave it.`;
-        this.renderControls();
-        return;
-      }
-      const step = (this.view.x1 - this.view.x0) / 50 * (ev.shiftKey ? 5 : 1);
-      const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[ev.key];
-      if (!d) return;
-      ev.preventDefault();
-      const m = this.run.params.means;
-      this.moveMean(j, m[2 * j] + d[0], m[2 * j + 1] + d[1]);
-      this.marks[j].handle.focus({ preventScroll: true });
+  visibleBox() {
+    return visibleBox(this.size);
+  }
+  /** The E- or M-step, if it is next (as the buttons do). */
+  doStep(kind) {
+    return after2(this.session.doStep(kind), (e) => {
+      this.render({ user: true });
+      return e;
     });
   }
-  /** Pointer moves are coalesced: at most one re-fit + redraw per animation frame. */
-  queueMove(j, px, py) {
-    const first = this.pending === null;
-    this.pending = { j, px, py };
-    if (first) requestAnimationFrame(() => this.flushMove());
+  /** Load any 2-D points as a data set (the benchmark): see inspect.mjs. */
+  loadDataset(name, points, options) {
+    loadDataset(this, name, points, options);
   }
-  flushMove() {
-    if (this.pending === null) return;
-    const { j, px, py } = this.pending;
-    this.pending = null;
-    const t0 = performance.now();
-    const [x, y] = this.toData(px, py);
-    this.moveMean(j, x, y);
-    this.stats.frames += 1;
-    this.stats.frameMs.push(performance.now() - t0);
-  }
-  render() {
-    this.drawPoints();
-    this.drawMarks();
-    this.drawTrace();
-    this.renderControls();
-  }
-  drawPoints() {
-    const ctx = this.canvas.getContext("2d");
-    const dpr = this.canvas.width / this.size.w;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, this.size.w, this.size.h);
-    const { x, n } = this.data;
-    if (n > 1e3) {
-      this.drawPointsAsPixels(ctx, dpr);
-      return;
-    }
-    const r = n > 100 ? 3 : 5;
-    const { s, ox, oy } = this.size;
-    const { x0, y1 } = this.view;
-    const groups = /* @__PURE__ */ new Map();
-    for (let i = 0; i < n; i++) {
-      const c = this.colours ? this.colours[i] : -1;
-      let g = groups.get(c);
-      if (!g) groups.set(c, g = []);
-      g.push(i);
-    }
-    ctx.lineWidth = 0.6;
-    ctx.strokeStyle = "rgba(0,0,0,0.55)";
-    for (const [c, idx] of groups) {
-      ctx.beginPath();
-      for (const i of idx) {
-        const px = ox + (x[2 * i] - x0) * s;
-        const py = oy + (y1 - x[2 * i + 1]) * s;
-        ctx.moveTo(px + r, py);
-        ctx.arc(px, py, r, 0, 2 * Math.PI);
-      }
-      ctx.fillStyle = c < 0 ? UNASSIGNED : `rgb(${c >> 16},${c >> 8 & 255},${c & 255})`;
-      ctx.fill();
-      if (n <= 1e3) ctx.stroke();
-    }
-  }
-  /** Many points: write small discs straight into the pixels (no path rasterisation). */
-  drawPointsAsPixels(ctx, dpr) {
-    const W = this.canvas.width;
-    const H = this.canvas.height;
-    if (!this.pixels || this.pixels.width !== W || this.pixels.height !== H) {
-      this.pixels = ctx.createImageData(W, H);
-      this.pixels32 = new Uint32Array(this.pixels.data.buffer);
-      const R = Math.max(1.5, 2.4 * dpr);
-      this.disc = [];
-      for (let dy = -Math.ceil(R); dy <= Math.ceil(R); dy++) {
-        for (let dx = -Math.ceil(R); dx <= Math.ceil(R); dx++) {
-          const d = Math.hypot(dx, dy);
-          if (d <= R) this.disc.push(dx, dy, d > R - 1 ? 1 : 0);
-        }
-      }
-    }
-    const buf = this.pixels32;
-    buf.fill(0);
-    const { x, n } = this.data;
-    const { s, ox, oy } = this.size;
-    const { x0, y1 } = this.view;
-    const disc = this.disc;
-    const grey = 4288322202;
-    for (let i = 0; i < n; i++) {
-      const cx = Math.round((ox + (x[2 * i] - x0) * s) * dpr);
-      const cy = Math.round((oy + (y1 - x[2 * i + 1]) * s) * dpr);
-      let fill = grey;
-      if (this.colours) {
-        const c = this.colours[i];
-        fill = 4278190080 | (c & 255) << 16 | c & 65280 | c >> 16;
-      }
-      const rim = 4278190080 | (fill >> 16 & 255) * 0.55 << 16 | (fill >> 8 & 255) * 0.55 << 8 | (fill & 255) * 0.55;
-      for (let q = 0; q < disc.length; q += 3) {
-        const px = cx + disc[q];
-        const py = cy + disc[q + 1];
-        if (px >= 0 && px < W && py >= 0 && py < H) buf[py * W + px] = disc[q + 2] ? rim : fill;
-      }
-    }
-    ctx.putImageData(this.pixels, 0, 0);
-  }
-  drawMarks() {
-    const { params } = this.run;
-    const { s } = this.size;
-    for (let j = 0; j < params.k; j++) {
-      const m = this.marks[j];
-      const mx = params.means[2 * j];
-      const my = params.means[2 * j + 1];
-      const [cx, cy] = this.toScreen(mx, my);
-      const a = params.covs[3 * j];
-      const b = params.covs[3 * j + 1];
-      const d = params.covs[3 * j + 2];
-      const finite = [cx, cy, a, b, d].every(Number.isFinite);
-      for (const [sig, e, halo] of [[1, m.e1, m.halo1], [2, m.e2, m.halo2]]) {
-        if (!finite) {
-          e.setAttribute("visibility", "hidden");
-          halo.setAttribute("visibility", "hidden");
-          continue;
-        }
-        const { rx, ry, angle } = ellipseAxes(a, b, d, sig);
-        for (const node2 of [e, halo]) {
-          node2.removeAttribute("visibility");
-          node2.setAttribute("cx", cx.toFixed(2));
-          node2.setAttribute("cy", cy.toFixed(2));
-          node2.setAttribute("rx", Math.max(rx * s, 0.3).toFixed(2));
-          node2.setAttribute("ry", Math.max(ry * s, 0.3).toFixed(2));
-          node2.setAttribute(
-            "transform",
-            `rotate(${(-angle * 180 / Math.PI).toFixed(3)} ${cx.toFixed(2)} ${cy.toFixed(2)})`
-          );
-        }
-      }
-      if (finite) m.handle.setAttribute("transform", `translate(${cx.toFixed(2)} ${cy.toFixed(2)})`);
-      const name = this.palette[j % this.palette.length][0];
-      m.handle.setAttribute(
-        "aria-label",
-        `Mean of component ${j} (${name}) at x ${num(mx)}, y ${num(my)}, weight ${num(params.weights[j])}. Drag it or use the arrow keys; the fit restarts from there.`
-      );
-      const isCollapsed = this.collapsedNow.some((r) => r.component === j);
-      m.g.classList.toggle("gx-collapsed", isCollapsed);
-      m.handle.classList.toggle("gx-collapsed", isCollapsed);
-    }
-    this.layers.highlight.replaceChildren();
-    const held = /* @__PURE__ */ new Set();
-    for (const r of this.collapsedNow) {
-      if (r.empty) continue;
-      for (const i of r.points.length ? r.points : [r.point]) held.add(i);
-    }
-    {
-      for (const i of [...held].sort((a, b) => a - b)) {
-        const [px, py] = this.toScreen(this.data.x[2 * i], this.data.x[2 * i + 1]);
-        this.layers.highlight.append(
-          svg("circle", {
-            class: "gx-hot",
-            cx: px.toFixed(2),
-            cy: py.toFixed(2),
-            r: 17,
-            "data-point": i
-          })
-        );
-      }
-    }
-    const t = this.run.iteration;
-    this.plotCaption.textContent = `${this.dataset.title}: ${this.data.n} points, K = ${params.k}, seed ${this.seed}, iteration ${t}. ` + (this.colours ? "Each point's colour blends the component colours by its responsibilities. " : "Points are grey until the first E-step assigns responsibilities. ") + "Solid ellipses: 1 standard deviation; dashed: 2.";
-  }
-  drawTrace() {
-    const w = this.traceWidth || 300;
-    const h = TRACE_H;
-    const pad = TRACE_PAD;
-    this.trace.setAttribute("viewBox", `0 0 ${w} ${h}`);
-    const ll = this.llTrace;
-    const finite = ll.filter(Number.isFinite);
-    this.trace.replaceChildren();
-    const last = ll.length - 1;
-    const xs = (i) => pad.l + (w - pad.l - pad.r) * i / Math.max(last, 1);
-    const label = (x, y, text, anchor, axis = "x") => {
-      const t = svg("text", { class: "gx-tick-label", x, y, "text-anchor": anchor, "data-axis": axis });
-      t.textContent = text;
-      this.trace.append(t);
-    };
-    this.trace.append(svg("path", {
-      class: "gx-trace-axis",
-      d: `M${pad.l} ${pad.t} V${h - pad.b} H${w - pad.r}`
-    }));
-    const xTicks = last >= 4 ? [0, Math.round(last / 2), last] : last > 0 ? [0, last] : [0];
-    for (const i of xTicks) label(xs(i), h - pad.b + 16, String(i), "middle");
-    label(w - pad.r, h - 2, "iteration", "end");
-    if (finite.length) {
-      const lo = Math.min(...finite);
-      const hi = Math.max(...finite);
-      const span = hi - lo || 1;
-      const ys = (v) => pad.t + (h - pad.t - pad.b) * (1 - (v - lo) / span);
-      const yTicks = axisTicks(lo, lo + span, 3);
-      yTicks.values.forEach((v, i) => {
-        const y = ys(v);
-        this.trace.append(svg("line", { class: "gx-tick", x1: pad.l - 4, x2: pad.l, y1: y, y2: y }));
-        label(pad.l - 6, y + 4, yTicks.labels[i], "end", "y");
-      });
-      const pts = ll.map((v, i) => Number.isFinite(v) ? `${xs(i).toFixed(1)},${ys(v).toFixed(1)}` : null).filter(Boolean);
-      this.trace.append(svg("polyline", { class: "gx-trace-line", points: pts.join(" ") }));
-      for (const p of pts) {
-        const [cx, cy] = p.split(",");
-        this.trace.append(svg("circle", { class: "gx-trace-dot", cx, cy, r: 2.5 }));
-      }
-    }
-    if (ll[last] === Infinity) {
-      const ax = xs(last).toFixed(1);
-      this.trace.append(
-        svg("path", { class: "gx-trace-inf", d: `M${ax} ${h - pad.b} V${pad.t} m-5 6 l5 -6 l5 6` })
-      );
-      label(Number(ax) - 8, pad.t + 12, "+∞", "end");
-    }
-    let decreased = false;
-    for (let i = 1; i < ll.length; i++) {
-      if (ll[i] < ll[i - 1] - 1e-9 * Math.abs(ll[i - 1])) decreased = true;
-    }
-    this.trace.setAttribute(
-      "aria-label",
-      `Log-likelihood trace over ${ll.length} values, latest ${num(ll[last], 6)}.`
-    );
-    this.traceText.textContent = `ln p(X) = ${num(ll[last], 6)} at iteration ${last}` + (ll.length > 1 ? ` (started at ${num(ll[0], 6)}). ` : ". ") + (ll.length > 1 ? decreased ? "It went down: that should never happen in EM." : "It has never gone down." : "");
-    this.traceText.dataset.decreased = String(decreased);
-  }
-  /** "component 2", "components 2 and 5", "components 2, 5 and 7". */
-  static componentList(reports) {
-    const ids = reports.map((r) => String(r.component));
-    if (ids.length === 1) return `component ${ids[0]}`;
-    return `components ${ids.slice(0, -1).join(", ")} and ${ids[ids.length - 1]}`;
-  }
-  renderControls() {
-    const c = this.controls;
-    const run = this.run;
-    const next = run.nextKind;
-    c.kOut.textContent = String(this.k);
-    c.regLabel.textContent = `reg_covar = ${num(this.regValue)} (added to every variance)`;
-    c.e.disabled = next !== "E" || this.running;
-    c.m.disabled = next !== "M" || this.running;
-    c.e.classList.toggle("gx-next", next === "E");
-    c.m.classList.toggle("gx-next", next === "M");
-    c.e.textContent = next === "E" ? "E-step (next)" : "E-step";
-    c.m.textContent = next === "M" ? "M-step (next)" : "M-step";
-    c.run.textContent = this.running ? "Pause" : "Run";
-    c.run.disabled = next === null && !this.running;
-    c.run.setAttribute("aria-pressed", String(this.running));
-    this.root.dataset.next = next ?? "none";
-    this.root.dataset.iteration = String(run.iteration);
-    const t = run.iteration;
-    const now = this.collapsedNow;
-    const broken = now.filter((r) => !r.empty);
-    const empty = now.filter((r) => r.empty);
-    const trouble = [
-      broken.length ? `${_Explorer.componentList(broken)} collapsed` : null,
-      empty.length ? `${_Explorer.componentList(empty)} empty` : null
-    ].filter(Boolean).join(", ");
-    let text;
-    if (next === "E") {
-      text = `Iteration ${t}. Next: E-step — recolour each point by its responsibilities.`;
-    } else if (next === "M") {
-      text = `Iteration ${t}. Next: M-step — refit the weights, means and ellipses to the colours.`;
-    } else if (run.stopReason === "converged") {
-      text = `Converged after ${t} iterations: ln p(X) per point changed by less than ${num(run.tol)}.`;
-    } else if (run.stopReason === "max_iter") {
-      text = `Stopped after ${t} iterations (the limit). Press Reset to start again.`;
-    } else if (run.stopReason === "collapse") {
-      text = `Stopped at iteration ${t}: ${trouble || "a component collapsed"}.`;
-    } else {
-      text = `Stopped at iteration ${t}: a covariance is no longer positive definite, so its density (and ln p(X)) is undefined. Press Reset, or switch reg_covar on.`;
-    }
-    if (trouble && run.stopReason !== "collapse") text += ` Now: ${trouble} (see the message).`;
-    if (this.notice) text = `${this.notice} ${text}`;
-    this.status.textContent = text;
-    const stopped = run.stopReason === "collapse";
-    const alertKey = JSON.stringify([now.map((r) => r.message), stopped, run.stopReason, t]);
-    if (alertKey === this.alertKey) return;
-    this.alertKey = alertKey;
-    if (now.length) {
-      const head = broken.length ? "Collapse. " : "Empty component. ";
-      const parts = [el("strong", { text: head })];
-      if (now.length === 1) {
-        parts.push(el("span", { class: "gx-alert-item", text: `${now[0].message} ` }));
-      } else {
-        const list = el("ul", { class: "gx-alert-list" });
-        for (const r of now) list.append(el("li", { text: explainCollapse(r).what }));
-        parts.push(list);
-        for (const group of [broken, empty]) {
-          if (!group.length) continue;
-          const { why, fix } = explainCollapse(group[0]);
-          parts.push(el("span", { class: "gx-alert-item", text: `${why} To fix: ${fix}.` }));
-        }
-      }
-      if (stopped) {
-        const btn = el("button", { type: "button", class: "gx-small", text: "Continue anyway" });
-        btn.addEventListener("click", () => this.continueAfterCollapse());
-        parts.push(el("span", { text: `EM has stopped at iteration ${t}. ` }), btn);
-      } else {
-        const how = this.regCovar > 0 ? `with reg_covar = ${num(this.regCovar)} no variance can drop below it, so ln p(X) stays finite.` : broken.length ? "without reg_covar the variance heads to 0 and ln p(X) to +∞." : "the empty component takes no part in the fit.";
-        const where = next === null ? `EM ended at iteration ${t}` : `EM goes on (iteration ${t})`;
-        parts.push(el("span", { text: `${where}: ${how}` }));
-      }
-      this.alert.replaceChildren(...parts);
-      this.alert.hidden = false;
-      this.alert.dataset.component = String(now[0].component);
-      this.alert.dataset.iteration = String(now[0].iteration);
-    } else {
-      this.alert.hidden = true;
-      this.alert.replaceChildren();
-      delete this.alert.dataset.component;
-      delete this.alert.dataset.iteration;
-    }
-  }
-  // ------------------------------------------------------------------------------------------
-  // for tests and the benchmark
-  // ------------------------------------------------------------------------------------------
+  /** The state shown, as plain data (tests and the benchmark read it): see inspect.mjs. */
   state() {
-    const run = this.run;
-    const p = run.params;
-    const k = p.k;
-    return {
-      dataset: this.datasetName,
-      n: this.data.n,
-      k,
-      seed: this.seed,
-      regCovar: this.regCovar,
-      iteration: this.run.iteration,
-      nextKind: this.run.nextKind,
-      stopReason: this.run.stopReason,
-      running: this.running,
-      weights: Array.from(p.weights),
-      means: Array.from({ length: k }, (_, j) => [p.means[2 * j], p.means[2 * j + 1]]),
-      covariances: Array.from({ length: k }, (_, j) => [p.covs[3 * j], p.covs[3 * j + 1], p.covs[3 * j + 2]]),
-      dataCovariance: this.data.cov.slice(),
-      threshold: run.threshold,
-      tol: run.tol,
-      maxIter: run.maxIter,
-      logLikelihood: this.llTrace.slice(),
-      // The first 50 points' colours as [r, g, b].
-      colours: this.colours ? Array.from(this.colours.slice(0, 50), (c) => [c >> 16, c >> 8 & 255, c & 255]) : null,
-      collapsedNow: this.collapsedNow.map((r) => ({
-        component: r.component,
-        iteration: r.iteration,
-        empty: r.empty,
-        nPoints: r.nPoints
-      })),
-      collapse: this.run.collapse && {
-        component: this.run.collapse.component,
-        iteration: this.run.collapse.iteration,
-        nPoints: this.run.collapse.nPoints,
-        points: this.run.collapse.points,
-        point: this.run.collapse.point
-      }
-    };
+    return explorerState(this);
   }
 };
-function clampInt(value, lo, hi, fallback) {
-  const v = Number.parseInt(value, 10);
-  if (!Number.isFinite(v)) return fallback;
-  return Math.min(hi, Math.max(lo, v));
+function ensureStylesheet() {
+  const href = new URL("explorer.css", import.meta.url).href;
+  if ([...document.querySelectorAll("link[rel=stylesheet]")].some((l) => l.href === href)) return;
+  document.head.append(el("link", { rel: "stylesheet", href }));
 }
-function safeLogLikelihood(data, params) {
-  try {
-    return logLikelihood(data, params);
-  } catch (err) {
-    if (err instanceof SingularCovarianceError) return Infinity;
-    throw err;
+async function mount(element, options = {}) {
+  if (options.stylesheet !== false) ensureStylesheet();
+  let catalogue = options.data;
+  if (!catalogue) {
+    const url = options.dataUrl ?? new URL("data.json", import.meta.url).href;
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`could not load ${url}: ${response.status}`);
+    catalogue = await response.json();
   }
-}
-function softColours(resp, n, k, rgb) {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let r = 0;
-    let g = 0;
-    let b = 0;
-    for (let j = 0; j < k; j++) {
-      const w = resp[i * k + j];
-      const c = rgb[j % rgb.length];
-      r += w * c[0];
-      g += w * c[1];
-      b += w * c[2];
-    }
-    out[i] = Math.round(r) << 16 | Math.round(g) << 8 | Math.round(b);
-  }
-  return out;
-}
-function seededIndices(n, k, seed) {
-  let state = seed * 2654435761 + 1 >>> 0;
-  const rand = () => {
-    state = state * 1664525 + 1013904223 >>> 0;
-    return state / 2 ** 32;
-  };
-  const picked = /* @__PURE__ */ new Set();
-  while (picked.size < Math.min(k, n)) picked.add(Math.floor(rand() * n));
-  return [...picked];
+  const session = Session.fromQuery(catalogue, options.params ?? "", {
+    driver: options.driver ?? null,
+    covTypes: options.covTypes ?? COVARIANCE_TYPES
+  });
+  await session.ready;
+  const explorer = new Explorer(element, session, options);
+  window.emExplorer = explorer;
+  element.dataset.ready = "true";
+  return explorer;
 }
 
 // book/_extra/explorer/widget-entry.mjs
 var DrivenRun = class extends EMRun {
+  constructor(data, start, opts, request) {
+    super(data, start, opts);
+    this.request = request;
+    this.answer = null;
+  }
+  async step() {
+    const kind = this.nextKind;
+    if (kind === null) return super.step();
+    const p = this.params;
+    const content = kind === "E" ? { kind, weights: Array.from(p.weights), means: Array.from(p.means), covs: Array.from(p.covs) } : { kind, k: this.k, resp: Array.from(this.resp) };
+    const answer = await this.request({ ...content, X: Array.from(this.data.x) });
+    if (!answer.ok) throw new Error(answer.error);
+    this.supply(answer);
+    return super.step();
+  }
   supply(answer) {
     this.answer = answer;
   }
@@ -1526,13 +2333,15 @@ var DrivenRun = class extends EMRun {
     const { resp, logLikelihood: logLikelihood2 } = this.take("E");
     return { resp: Float64Array.from(resp), logLikelihood: logLikelihood2 ?? NaN };
   }
+  /** The student's m_step returns full covariances: another type takes their form, as gmmlib's. */
   computeM() {
     const { weights, means, covs } = this.take("M");
+    const w = Float64Array.from(weights);
     return {
       k: this.k,
-      weights: Float64Array.from(weights),
+      weights: w,
       means: Float64Array.from(means),
-      covs: Float64Array.from(covs)
+      covs: asCovarianceType(Float64Array.from(covs), this.k, w, this.covarianceType)
     };
   }
   take(kind) {
@@ -1565,164 +2374,26 @@ function makeChannel(model) {
     }
   };
 }
-function widgetExplorerClass(channel, names) {
-  return class WidgetExplorer extends Explorer {
-    build() {
-      super.build();
-      this.controls.reg.parentElement.style.display = "none";
-      this.driverError = document.createElement("div");
-      this.driverError.className = "gx-alert gx-driver-error";
-      this.driverError.setAttribute("role", "alert");
-      this.driverError.hidden = true;
-      this.status.after(this.driverError);
-      this.busy = false;
-      this.hint.textContent = `Steps are computed by ${names.e ?? "an e_step"} and ${names.m ?? "an m_step"} in Python. ` + this.hint.textContent;
-    }
-    /** The seed (or K) changed: the criteria panel recomputes for the new start. */
-    restartFromSeed() {
-      super.restartFromSeed();
-      this.updateCriteria?.();
-    }
-    restart(start, { draw = true } = {}) {
-      super.restart(start, { draw: false });
-      const { tol, max_iter: maxIter, collapse_tol: collapseTol, nk_eps: nkEps } = this.rules;
-      this.run = new DrivenRun(this.data, start, {
-        regCovar: this.regCovar,
-        tol,
-        maxIter,
-        collapseTol,
-        nkEps
-      });
-      this.generation = (this.generation ?? 0) + 1;
-      this.showError(null);
-      if (draw) this.render();
-    }
-    showError(message) {
-      this.driverError.hidden = message === null;
-      this.driverError.textContent = message ?? "";
-      this.root.dataset.driverError = message ?? "";
-    }
-    /** Ask Python for the step, then take it through EMRun; resolves to the step or null. */
-    async stepFromPython(kind) {
-      const run = this.run;
-      if (this.busy) {
-        this.queued = kind;
-        return null;
-      }
-      if (run.nextKind !== kind) return null;
-      const generation = this.generation;
-      const p = run.params;
-      const content = kind === "E" ? { kind, weights: Array.from(p.weights), means: Array.from(p.means), covs: Array.from(p.covs) } : { kind, k: run.k, resp: Array.from(run.resp) };
-      this.busy = true;
-      this.root.dataset.busy = "true";
-      this.renderControls();
-      let answer;
-      try {
-        answer = await channel.request(content);
-      } finally {
-        this.busy = false;
-        this.root.dataset.busy = "false";
-      }
-      if (generation !== this.generation) {
-        const queued = this.queued;
-        this.queued = null;
-        if (queued) return this.stepFromPython(queued);
-        this.renderControls();
-        return null;
-      }
-      this.queued = null;
-      if (!answer.ok) {
-        this.pause();
-        this.showError(`${kind}-step failed: ${answer.error}`);
-        this.renderControls();
-        return null;
-      }
-      this.showError(null);
-      this.notice = null;
-      run.supply(answer);
-      const step = run.step();
-      if (step) this.applyStep(step);
-      this.render();
-      return step;
-    }
-    doStep(kind) {
-      void this.stepFromPython(kind);
-      return null;
-    }
-    runAnimated() {
-      if (this.run.done) return;
-      this.running = true;
-      this.renderControls();
-      const loop = async () => {
-        while (this.running && !this.run.done) {
-          const step = await this.stepFromPython(this.run.nextKind);
-          if (step === null) break;
-          await new Promise((resolve) => requestAnimationFrame(resolve));
-        }
-        this.pause();
-      };
-      void loop();
-    }
-    renderControls() {
-      super.renderControls();
-      if (this.busy) {
-        this.controls.e.disabled = true;
-        this.controls.m.disabled = true;
-      }
-    }
-  };
-}
-function mountModelChoice(explorer, root) {
-  let covarianceType = "full";
-  const box = document.createElement("div");
-  root.append(box);
-  const panel = mountCriteriaPanel(box, {
-    covarianceType,
-    onChange: (type) => {
-      covarianceType = type;
-      explorer.updateCriteria();
-    }
-  });
-  const note = document.createElement("p");
-  note.className = "gx-caption";
-  note.textContent = "Computed by gmmlib's EM (not your functions), from this seed's start for each K, with GaussianMixture's defaults.";
-  box.append(note);
-  explorer.updateCriteria = () => {
-    const { rules, data, dataset, seed } = explorer;
-    const starts = dataset.starts;
-    panel.update({
-      data,
-      kMax: explorer.kMax,
-      k: explorer.k,
-      startFor: (k) => initFromIndices(
-        data,
-        starts[String(k)][seed % starts[String(k)].length],
-        covarianceType
-      ),
-      opts: {
-        regCovar: rules.reg_covar,
-        tol: rules.tol,
-        maxIter: rules.max_iter,
-        collapseTol: rules.collapse_tol,
-        nkEps: rules.nk_eps,
-        covarianceType
-      }
-    });
-  };
-  explorer.updateCriteria();
-  return panel;
-}
-function render({ model, el: el2 }) {
+async function render({ model, el: el2 }) {
   const channel = makeChannel(model);
-  const WidgetExplorer = widgetExplorerClass(channel, model.get("driver_names") ?? {});
-  const root = document.createElement("div");
-  el2.append(root);
+  const names = model.get("driver_names") ?? {};
   const catalogue = structuredClone(model.get("catalogue"));
   const [name, ds] = Object.entries(catalogue.datasets)[0];
-  const params = new URLSearchParams({ dataset: name, k: ds.k, seed: ds.seed });
-  const explorer = new WidgetExplorer(root, catalogue, { params });
-  explorer.criteriaPanel = mountModelChoice(explorer, root);
-  root.dataset.ready = "true";
+  const root = document.createElement("div");
+  el2.append(root);
+  const explorer = await mount(root, {
+    data: catalogue,
+    params: new URLSearchParams({ dataset: name, k: ds.k, seed: ds.seed }),
+    writeUrl: false,
+    stylesheet: false,
+    // anywidget adds the widget's _css (gmmlib/_explorer/explorer.css)
+    // The student's m_step has no reg_covar: the switch would change only the collapse rule.
+    hide: ["reg"],
+    hint: `Steps are computed by ${names.e ?? "an e_step"} and ${names.m ?? "an m_step"} in Python.`,
+    driver: {
+      createRun: (data, start, opts) => new DrivenRun(data, start, opts, channel.request)
+    }
+  });
   globalThis.emExplorers = [...globalThis.emExplorers ?? [], explorer];
   return () => {
     explorer.pause();

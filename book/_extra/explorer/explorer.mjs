@@ -227,9 +227,10 @@ export class Explorer {
     this.running = true;
     const tick = () => {
       if (!this.running) return;
-      after(this.session.stepForward(), () => {
+      after(this.session.stepForward(), (e) => {
         this.render({ user: true });
-        if (this.session.entry.nextKind === null) this.pause();
+        // null: EM stopped, or a driver's step failed or was dropped (no retrying in a loop).
+        if (e === null || this.session.entry.nextKind === null) this.pause();
         else if (this.running) this.runTimer = setTimeout(tick, RUN_DELAY_MS);
       });
     };
