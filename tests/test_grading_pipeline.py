@@ -149,8 +149,9 @@ STATUS = {
     ("hostile_fork_bomb", "em_by_hand"): "review",
     # Its added cell crashed the re-check on purpose (so the sandbox restarts): scored, reviewed.
     ("hostile_loads_gmmlib_files", "em_by_hand"): "review",
-    ("hostile_links_font_cache", "em_by_hand"): "ok",
-    ("hostile_links_font_cache", "break_it"): "ok",
+    # Its added cell ends the re-check's process on purpose: the exit status is observed.
+    ("hostile_links_font_cache", "em_by_hand"): "review",
+    ("hostile_links_font_cache", "break_it"): "review",
     ("hostile_history_exfiltration", "em_by_hand"): "review",  # e_step.__globals__
     # The feedback run was stopped (its budget); the re-check skipped the sleeping cells.
     ("hostile_sleepers", "em_by_hand"): "kernel-timeout",
