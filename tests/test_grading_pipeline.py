@@ -147,8 +147,8 @@ STATUS = {
     ("hostile_network", "em_by_hand"): "review",
     ("hostile_daemon", "em_by_hand"): "review",
     ("hostile_fork_bomb", "em_by_hand"): "review",
-    # Its added cell crashed the re-check on purpose (so the sandbox restarts): scored, reviewed.
-    ("hostile_loads_gmmlib_files", "em_by_hand"): "review",
+    # hostile_loads_gmmlib_files: no sandbox mounts gmmlib in assignment 1, so its search finds
+    # nothing, its answer cell fails and it scores 0 with nothing to review ("ok").
     # Its added cell ends the re-check's process on purpose: the exit status is observed.
     ("hostile_links_font_cache", "em_by_hand"): "review",
     ("hostile_links_font_cache", "break_it"): "review",
