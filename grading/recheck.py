@@ -49,6 +49,7 @@ STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
 BUDGET_CPU = 12.0
 BUDGET_ASLEEP = 4.0
 MIN_STEP = 1.0
+WALL_STEPS = 15
 
 
 def _nbgrader(cell):
@@ -106,7 +107,8 @@ class Budget:
 class _StepClock:
     """A step's limits: ``limit`` seconds of the sandbox's CPU time and what is left of the
     notebook's `Budget` (at least `MIN_STEP` seconds of each, so a step always gets a try),
-    plus 4 x ``limit`` of wall time as a backstop."""
+    plus `WALL_STEPS` x ``limit`` of wall time as a backstop (sleeping is what the budget's
+    time asleep catches; the backstop is for a machine so loaded that CPU time barely moves)."""
 
     def __init__(self, pid, limit, budget: Budget, first_wall):
         self.pid, self.limit, self.budget = pid, limit, budget
@@ -130,7 +132,7 @@ class _StepClock:
         self.budget.cpu -= cpu
         self.budget.asleep -= asleep
         self.counting_sleep = True
-        self._mark(4 * self.limit)
+        self._mark(WALL_STEPS * self.limit)
 
     def expired(self) -> str | None:
         """Why the running step must stop (in words), or None."""
@@ -140,7 +142,7 @@ class _StepClock:
         if asleep > max(self.budget.asleep, MIN_STEP):
             return f"no result after {asleep:.0f} s asleep (killed)"
         if time.monotonic() > self.wall_deadline:
-            return f"no result after {4 * self.limit:g} s (killed)"
+            return f"no result after {WALL_STEPS * self.limit:g} s (killed)"
         return None
 
 

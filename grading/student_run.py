@@ -6,9 +6,10 @@ and nothing else, and restores the ones the student deleted. The course's source
 (hidden tests) is never read here. `run_notebook` executes that notebook in the graded kernel
 (`grading.kernel`: bubblewrap and limits) with nbclient, under caps: output bytes per cell and
 per notebook (truncated with a note; nbgrader's LimitOutput counts lines, not bytes), a time
-limit per cell and one wall-clock budget for the whole notebook, so an endless loop or a row of
-sleepers cost at most `RUN_BUDGET` seconds. The kernel's stdout and stderr go to the student's
-own log file, and it inherits no other descriptor of the grader's.
+budget for all cells together (CPU seconds and seconds asleep, which a loaded machine does not
+use up, and a wall-clock backstop), so an endless loop or a row of sleepers cost a slot
+seconds. The kernel's stdout and stderr go to the student's own log file, and it inherits no
+other descriptor of the grader's.
 
 Nothing here grades: every score comes from the re-check (`grading.recheck`). This run only
 gives the student their outputs, and the supervisor's observations (cells stopped, output cut,
@@ -27,20 +28,35 @@ from pathlib import Path
 
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from traitlets.config import Config
 
 from grading.cells import grade_id, is_fixed
-from grading.course import CELL_TIMEOUT
-from grading.watch import descendants, kill_all, survivors
+from grading.watch import Meter, descendants, kill_all, survivors
 
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
 CELL_OUTPUT_BYTES = 100_000
 NOTEBOOK_OUTPUT_BYTES = 1_000_000
-#: Seconds of wall clock the notebook's cells may take together (kernel start not included).
-RUN_BUDGET = 10.0
+#: What the notebook's cells may spend together (kernel start not included): CPU seconds,
+#: seconds asleep, and a wall-clock backstop (seconds).
+CPU_BUDGET = 10.0
+ASLEEP_BUDGET = 5.0
+WALL_BACKSTOP = 120.0
+#: Seconds a cell has to stop after an interrupt before its kernel is killed.
+GRACE = 2.0
+
+
+@dataclass
+class Budget:
+    """What the rest of a notebook's run may still spend (see `CappedClient`)."""
+
+    cpu: float = CPU_BUDGET
+    asleep: float = ASLEEP_BUDGET
+    wall: float = WALL_BACKSTOP
+
+
 #: Seconds a kernel may take to start on a loaded machine, and the margin over the budget
 #: after which a run whose kernel stopped answering is cancelled.
 STARTUP = 180.0
@@ -100,41 +116,84 @@ class RunReport:
 
 
 class CappedClient(NotebookClient):
-    """nbclient with byte caps on outputs and one wall-clock budget for all cells."""
+    """nbclient with byte caps on outputs and one budget for all cells: CPU seconds and
+    seconds asleep of the kernel's process tree (`grading.watch.Meter`: a loaded machine uses
+    up neither), and a wall-clock backstop. A cell over budget is interrupted; one that
+    ignores the interrupt gets its kernel killed; the cells after it are not run."""
 
-    def __init__(self, nb, budget: float, report: RunReport, uid: int | None, **kw):
+    def __init__(self, nb, budget: Budget, report: RunReport, uid: int | None, **kw):
         super().__init__(nb, **kw)
-        self.report, self.deadline, self.uid = report, None, uid
-        self.budget, self.total, self.cell_bytes = budget, 0, {}
+        self.report, self.uid, self.budget = report, uid, budget
+        self.deadline, self.total, self.cell_bytes = None, 0, {}
         self.timeout_func = self._cell_timeout
 
     def _remaining(self) -> float:
         if self.deadline is None:
-            self.deadline = time.monotonic() + self.budget
+            self.deadline = time.monotonic() + self.budget.wall
         return self.deadline - time.monotonic()
 
     def _cell_timeout(self, cell):
-        return max(1, math.ceil(min(CELL_TIMEOUT, self._remaining())))
+        return max(1, math.ceil(self._remaining()))
 
     def _observe(self, text):
         if text not in self.report.observed:
             self.report.observed.append(text)
 
+    def _stop(self, why: str) -> None:
+        self.report.status = "timeout"
+        self.report.detail = self.report.detail or why
+
+    def _spent(self) -> str | None:
+        if self.budget.cpu <= 0:
+            return f"the notebook's cells used their {CPU_BUDGET:g} s of CPU time"
+        if self.budget.asleep <= 0:
+            return f"the notebook's cells slept their {ASLEEP_BUDGET:g} s"
+        if self._remaining() <= 0:
+            return f"the notebook's cells ran past {self.budget.wall:g} s"
+        return None
+
+    def _kernel_pid(self) -> int | None:
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return process.pid if process is not None else None
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, **kw):
-        if cell.cell_type == "code" and cell.source.strip() and self._remaining() <= 0:
-            cell.outputs = [_note(f"not run: the notebook used its {self.budget:g} s")]
-            self.report.status = "timeout"
-            self.report.detail = self.report.detail or (
-                f"the notebook's cells ran past their {self.budget:g} s (the rest not run)"
-            )
+        if cell.cell_type != "code" or not cell.source.strip():
+            return await super().async_execute_cell(cell, cell_index, execution_count, **kw)
+        why = self._spent()
+        if why:
+            cell.outputs = [_note(f"not run: {why}")]
+            self._stop(f"{why} (the rest not run)")
             return cell
-        return await super().async_execute_cell(cell, cell_index, execution_count, **kw)
+        pid = self._kernel_pid()
+        meter = Meter(pid) if pid is not None else None
+        watcher = asyncio.ensure_future(self._watch(meter)) if meter is not None else None
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, **kw)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                cpu, asleep = meter.used()
+                self.budget.cpu -= cpu
+                self.budget.asleep -= asleep
+
+    async def _watch(self, meter: Meter) -> None:
+        """Interrupt the running cell when it spends the rest of the budget; kill the kernel
+        if it is still running `GRACE` seconds later (it swallowed the interrupt)."""
+        while True:
+            await asyncio.sleep(0.25)
+            cpu, asleep = meter.used()
+            if cpu > self.budget.cpu or asleep > self.budget.asleep:
+                break
+        kind = "CPU time" if cpu > self.budget.cpu else "time asleep"
+        self._stop(f"a cell used the rest of the notebook's {kind} and was interrupted")
+        await ensure_async(self.km.interrupt_kernel())
+        await asyncio.sleep(GRACE)
+        self.report.detail = f"a cell ignored the interrupt after using the notebook's {kind}"
+        kill_all(descendants(meter.pid))
 
     async def _async_handle_timeout(self, timeout, cell=None):
-        """A cell ran past its time: noted, then nbclient interrupts it (if the kernel ignores
-        the interrupt, the next cells wait behind it until the notebook's budget is spent)."""
-        self.report.status = "timeout"
-        self.report.detail = self.report.detail or f"a cell ran past {timeout} s: interrupted"
+        """The wall-clock backstop: noted, then nbclient interrupts the cell."""
+        self._stop(f"a cell ran past {timeout} s of wall clock: interrupted")
         return await super()._async_handle_timeout(timeout, cell)
 
     async def _async_cleanup_kernel(self):
@@ -208,7 +267,7 @@ def run_notebook(
     log: Path,
     runtime: Path | None,
     uid: int | None = None,
-    budget: float = RUN_BUDGET,
+    budget: Budget | None = None,
     attempts: int = 2,
 ) -> tuple[nbformat.NotebookNode, RunReport]:
     """Execute ``nb`` (a `visible_notebook`) in the graded kernel; (executed copy, report).
@@ -220,9 +279,10 @@ def run_notebook(
     for attempt in range(1, attempts + 1):
         report = RunReport()
         work = copy.deepcopy(nb)
+        limits = copy.copy(budget) if budget is not None else Budget()
         client = CappedClient(
             work,
-            budget,
+            limits,
             report,
             uid,
             config=kernel_config(runtime),
@@ -243,12 +303,14 @@ def run_notebook(
         )
         with open(log, "ab") as sink:
             try:
-                _execute(client, STARTUP + budget + SLACK, sink)
+                _execute(client, STARTUP + limits.wall + SLACK, sink)
             except TimeoutError:
                 report.status = "timeout"
                 report.detail = "the kernel stopped answering (killed)"
             except DeadKernelError:
-                report.status, report.detail = "died", "the kernel died while running the notebook"
+                if report.status != "timeout":  # not killed by the budget's watch
+                    report.status = "died"
+                    report.detail = "the kernel died while running the notebook"
             except Exception as exc:  # noqa: BLE001 - a kernel that never started: retry
                 report.status, report.detail = "error", f"{type(exc).__name__}: {exc}"[:300]
         if report.status != "error" or attempt == attempts:

@@ -99,3 +99,23 @@ def busy_seconds(pid: int) -> float:
             except (OSError, ValueError):
                 pass
     return total / 1e9
+
+
+class Meter:
+    """CPU time and time asleep of the process tree under ``pid`` since `start`: asleep is
+    the wall clock no thread of it spent running or waiting for a CPU, so neither measure
+    grows when the machine is loaded."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.start()
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.cpu0, self.busy0 = cpu_seconds(self.pid), busy_seconds(self.pid)
+
+    def used(self) -> tuple[float, float]:
+        """(CPU seconds, seconds asleep) since `start`."""
+        wall = time.monotonic() - self.t0
+        busy = busy_seconds(self.pid) - self.busy0
+        return cpu_seconds(self.pid) - self.cpu0, max(wall - busy, 0.0)

@@ -214,6 +214,12 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
     recheck["blank_answers"] = blank_answers(submitted, source_nb)
     result.flags += _recheck_flags(recheck)
     result.observed += [f"re-check: {o}" for o in sandbox_observations(recheck["observed"])]
+    # A cell that ended the re-check's process (seen from outside: its exit status).
+    result.observed += [
+        f"re-check: cell {name} {problem}"[:300]
+        for name, problem in recheck.get("cell_problems", {}).items()
+        if problem.startswith("crashed")
+    ]
     if result.observed:
         result.flags.append("the sandbox observed: " + "; ".join(result.observed))
     # A cell that reaches for the (former) hidden-test names never shows its output.

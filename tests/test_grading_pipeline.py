@@ -147,10 +147,11 @@ STATUS = {
     ("hostile_network", "em_by_hand"): "review",
     ("hostile_daemon", "em_by_hand"): "review",
     ("hostile_fork_bomb", "em_by_hand"): "review",
-    # Its added cell crashed the re-check on purpose (so the sandbox restarts): scored, reviewed.
-    ("hostile_loads_gmmlib_files", "em_by_hand"): "review",
-    ("hostile_links_font_cache", "em_by_hand"): "ok",
-    ("hostile_links_font_cache", "break_it"): "ok",
+    # hostile_loads_gmmlib_files: no sandbox mounts gmmlib in assignment 1, so its search finds
+    # nothing, its answer cell fails and it scores 0 with nothing to review ("ok").
+    # Its added cell ends the re-check's process on purpose: the exit status is observed.
+    ("hostile_links_font_cache", "em_by_hand"): "review",
+    ("hostile_links_font_cache", "break_it"): "review",
     ("hostile_history_exfiltration", "em_by_hand"): "review",  # e_step.__globals__
     # The feedback run was stopped (its budget); the re-check skipped the sleeping cells.
     ("hostile_sleepers", "em_by_hand"): "kernel-timeout",
@@ -495,7 +496,8 @@ def test_the_gradebook_is_out_of_reach(graded):
     assert "BEGIN HIDDEN" not in page and "output withheld" not in page
     with open(graded[0] / "needs_review.csv") as f:
         reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
-    assert "the sandbox observed: listed " in reasons[("hostile_reads_gradebook", "em_by_hand")]
+    reason = reasons[("hostile_reads_gradebook", "em_by_hand")]
+    assert "the sandbox observed: re-check: listed " in reason
 
 
 @pytest.mark.slow
@@ -591,10 +593,7 @@ def test_nbgraders_own_feedback_hides_the_hidden_tests(graded):
     text = _text(page)
     leaked = [line for line in _hidden_lines() if line in text]
     assert not leaked, f"nbgrader's feedback shows hidden-test code: {leaked[:3]}"
-    assert (
-        "hidden tests: the grader runs them outside your notebook" in text
-        and "Score: 13.0 / 16.0" in text
-    ), text[:400]
+    assert "Score: 13.0 / 16.0" in text, text[:400]
 
 
 class Formgrader:
@@ -775,24 +774,18 @@ def test_student_code_holds_no_descriptor_of_the_grader(graded):
 
 @pytest.mark.slow
 def test_sleepers_cost_a_slot_seconds_not_minutes(graded):
-    """Six cells of sleep(19) (114 s each way): the feedback run stops at its budget and says
-    so, the re-check kills each sleeping cell once the notebook's time asleep is spent, and the
-    answers keep their points."""
-    from grading.recheck import BUDGET_ASLEEP
-    from grading.student_run import RUN_BUDGET
-
+    """Six cells of sleep(19) (114 s in a row): the feedback run interrupts the first once the
+    notebook's time asleep is spent and runs no more, the re-check kills each sleeping cell
+    (then skips it), and the answers keep their points. Either side took 114 s before."""
     out = graded[0]
     for assignment in ASSIGNMENTS:
         r = _result(out, "hostile_sleepers", assignment)
         asleep = [f for f in r["flags"] if "asleep (killed)" in f]
         assert len(asleep) == 6, r["flags"]
-        assert r["seconds"]["kernel"] < RUN_BUDGET + 60 and r["seconds"]["recheck"] < 60 + 6 * (
-            BUDGET_ASLEEP
-        ), r["seconds"]
-        page = _text(
-            (out / "feedback/hostile_sleepers" / assignment).glob("*.html").__next__().read_text()
-        )
-        assert "not run: the notebook used its" in page
+        assert any("time asleep" in f for f in r["flags"]), r["flags"]
+        assert r["seconds"]["kernel"] < 6 * 19 and r["seconds"]["recheck"] < 6 * 19, r["seconds"]
+        (page,) = (out / "feedback/hostile_sleepers" / assignment).glob("*.html")
+        assert "not run: the notebook's cells slept" in _text(page.read_text())
 
 
 @pytest.mark.slow
