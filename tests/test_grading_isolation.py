@@ -14,7 +14,15 @@ import sys
 from pathlib import Path
 
 from grading import cgroups
-from grading.isolation import NPROC, SCRATCH_BYTES, SHM_BYTES, Limits, Sandbox, mechanism
+from grading.isolation import (
+    NPROC,
+    SCRATCH_BYTES,
+    SHM_BYTES,
+    Limits,
+    Sandbox,
+    default_uid,
+    mechanism,
+)
 
 MiB = 1024**2
 
@@ -189,12 +197,13 @@ print(json.dumps({"now": sorted(os.listdir(".matplotlib"))}))
 
 
 def test_what_trusted_code_put_in_the_scratch_folder_is_a_copy(tmp_path):
-    """The student's code may change its copy of the font cache at will (links included); the
-    host folder the grader reuses on a restart is never touched."""
+    """The student's code, as the grader runs it (as root: under a uid of its own), may change
+    its copy of the font cache at will (links included); the host folder the grader reuses on
+    a restart is never touched."""
     scratch = tmp_path / "s"
     (scratch / ".matplotlib").mkdir(parents=True)
     (scratch / ".matplotlib" / "fontlist.json").write_text("fonts")
-    seen = _run(Sandbox(scratch=scratch, uid=None), _RELINK, Limits(4096 * MiB, 60))
+    seen = _run(Sandbox(scratch=scratch, uid=default_uid()), _RELINK, Limits(4096 * MiB, 60))
     assert seen["now"] == ["fontlist.json"], seen
     assert not (scratch / ".matplotlib" / "fontlist.json").is_symlink()
     assert (scratch / ".matplotlib" / "fontlist.json").read_text() == "fonts"
