@@ -158,6 +158,9 @@ TMP_BYTES = 256 * 1024**2
 #: Size of the scratch folder (the working directory): a tmpfs of its own in the sandbox, so
 #: what student code writes is capped whoever runs the grader, and gone when the sandbox ends.
 SCRATCH_BYTES = 256 * 1024**2
+#: Where the host's scratch folder (what trusted code put there) is shown inside, read-only;
+#: it is copied into the capped scratch folder before the code starts.
+SEED = "/run/gmm-scratch-seed"
 #: Size of the sandbox's private /dev/shm (POSIX shared memory, also memory no rlimit counts).
 SHM_BYTES = 64 * 1024**2
 
@@ -173,9 +176,9 @@ class Sandbox:
 
     ``scratch_bytes``: the scratch folder is, inside the sandbox, a tmpfs of that size (None:
     the host folder itself, uncapped). What trusted code put in the host folder before the
-    start (the font cache, the re-check's inputs) is shown in it read-only; what the student's
-    code writes there stays in the sandbox's memory, counted by its memory limit, and is gone
-    when the sandbox ends.
+    start (the font cache, the re-check's inputs) is copied in first; what the student's code
+    writes there stays in the sandbox's memory, counted by its memory limit, and is gone when
+    the sandbox ends (the host folder is never written).
     """
 
     scratch: Path
@@ -282,22 +285,28 @@ class Sandbox:
             ]
         else:
             args += ["--unshare-user", "--"]
+        if self.scratch_bytes is not None:  # the seed's files, as the sandbox's uid's own
+            argv = ["/bin/sh", "-c", f'cp -R {SEED}/. . 2>/dev/null; exec "$@"', "sh", *argv]
         return args + list(argv)
 
     def _capped_scratch(self) -> list[str]:
         """bwrap arguments: a tmpfs of ``scratch_bytes`` at the scratch folder, writable by the
-        sandbox's uid, with the host folder's files shown read-only (links are not shown)."""
-        args = ["--perms", "1777", "--size", str(self.scratch_bytes), "--tmpfs", str(self.scratch)]
-        for folder, dirs, files in os.walk(self.scratch):
-            for name in sorted(dirs):
-                path = os.path.join(folder, name)
-                if not os.path.islink(path):
-                    args += ["--perms", "1777", "--dir", path]
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                if not os.path.islink(path):
-                    args += ["--ro-bind", path, path]
-        return args
+        sandbox's uid, and the host folder shown read-only at `SEED` (copied in by `command`)."""
+        return [
+            "--perms",
+            "1777",
+            "--size",
+            str(self.scratch_bytes),
+            "--tmpfs",
+            str(self.scratch),
+            "--perms",
+            "0755",
+            "--dir",
+            str(Path(SEED).parent),
+            "--ro-bind",
+            str(self.scratch),
+            SEED,
+        ]
 
     def prepare(self, font_cache: Path | None = None) -> None:
         """Create the scratch folder owned by the sandbox's uid, with the font cache.
