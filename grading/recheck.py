@@ -49,7 +49,16 @@ STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
 BUDGET_CPU = 12.0
 BUDGET_ASLEEP = 4.0
 MIN_STEP = 1.0
+#: What a step gets once the notebook's budget is spent: short sleepers or spinners that each
+#: stay under `MIN_STEP` cannot share out more than the budget between them.
+SPENT_STEP = 0.25
+#: Wall-clock seconds for one notebook's whole re-check, restarts included (a backstop: the
+#: budget above is what normally stops a notebook; steps not reached by then are not run).
+NOTEBOOK_WALL = 90.0
 WALL_STEPS = 15
+#: A result line longer than this (bytes) is not read: honest results are a few kB.
+MAX_LINE = 4 << 20
+UNREADABLE = {"status": "crashed", "error": "the step's result was unreadable"}
 
 
 def _nbgrader(cell):
@@ -137,13 +146,20 @@ class _StepClock:
     def expired(self) -> str | None:
         """Why the running step must stop (in words), or None."""
         cpu, asleep = self._used()
-        if cpu > min(self.limit, max(self.budget.cpu, MIN_STEP)):
-            return f"no result after {cpu:.0f} s of CPU time (killed)"
-        if asleep > max(self.budget.asleep, MIN_STEP):
-            return f"no result after {asleep:.0f} s asleep (killed)"
+        if cpu > min(self.limit, _allowance(self.budget.cpu)):
+            return f"no result after {cpu:.1f} s of CPU time (killed)"
+        if asleep > _allowance(self.budget.asleep):
+            return f"no result after {asleep:.1f} s asleep (killed)"
         if time.monotonic() > self.wall_deadline:
             return f"no result after {WALL_STEPS * self.limit:g} s (killed)"
         return None
+
+
+def _allowance(left: float) -> float:
+    """What the running step may use of a budget with ``left`` seconds: at least `MIN_STEP`
+    while the budget lasts (a slow honest step is not cut short), `SPENT_STEP` once it is
+    spent."""
+    return max(left, MIN_STEP) if left > 0 else SPENT_STEP
 
 
 def _kill(proc):
@@ -208,7 +224,10 @@ def run_sandbox(
     uid = (isolation or {}).get("uid") if (isolation or {}).get("sandbox") else None
     first = 0
     budget = Budget()
+    deadline = time.monotonic() + NOTEBOOK_WALL
     for _attempt in range(len(steps) + 1):
+        if time.monotonic() > deadline:
+            break
         argv, env, limits = _child_command(workdir, first, isolation, plan.get("blocked", ()))
         # The child's own pipes and the student's stderr file; no other descriptor.
         with open(workdir.parent / f"{workdir.name}-stderr.log", "ab") as stderr:
@@ -228,13 +247,17 @@ def run_sandbox(
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        current, buffer, finished = None, b"", False
+        current, buffer, finished = None, bytearray(), False
         clock = _StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
         fd = proc.stdout.fileno()
-        while True:
-            ready = select.select([fd], [], [], 0.2)[0]
-            if not ready:
+        try:
+            while True:
+                ready = select.select([fd], [], [], 0.2)[0]
+                # The clock is read on every pass: a child that keeps the pipe busy (a trickle
+                # of newlines from the student's code) is timed like a silent one.
                 why = clock.expired()
+                if time.monotonic() > deadline:
+                    why = f"the notebook's re-check ran past {NOTEBOOK_WALL:g} s (killed)"
                 if why:
                     observed["survivors"] += survivors(uid)
                     clock.restart()
@@ -242,33 +265,46 @@ def run_sandbox(
                     if current is not None:
                         results[current] = {"status": "timeout", "error": why}
                     break
-                continue
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                code = proc.wait()
-                if current is not None:
-                    how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                    results[current] = {
-                        "status": "crashed",
-                        "error": f"the process ended during this step ({how})",
-                    }
-                break
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                word, _, arg = line.decode(errors="replace").partition(" ")
-                if word == "start" and arg.isdigit() and current is None:
-                    current = int(arg)
-                    clock.restart()
-                elif word == "done" and current is not None:
-                    results[current] = _result_line(arg, current, observed)
-                    current = None
-                    clock.restart()
-                elif word == "finished":
-                    finished = True
-                    observed["survivors"] += survivors(uid)
-        if finished or proc.poll() is None:
-            _kill(proc)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    code = proc.wait()
+                    if current is not None:
+                        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                        results[current] = {
+                            "status": "crashed",
+                            "error": f"the process ended during this step ({how})",
+                        }
+                    break
+                complete = b"\n" in chunk  # only the new bytes are searched: linear in the input
+                buffer += chunk
+                if not complete and len(buffer) > MAX_LINE:
+                    # A line past any honest size: the step's result is unreadable, and the
+                    # grader does not buffer it.
+                    _kill(proc)
+                    if current is not None:
+                        results[current] = dict(UNREADABLE)
+                    break
+                while complete and b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if len(line) > MAX_LINE:
+                        word, arg = "done", "unreadable"
+                    else:
+                        word, _, arg = line.decode(errors="replace").partition(" ")
+                    if word == "start" and arg.isdigit() and current is None:
+                        current = int(arg)
+                        clock.restart()
+                    elif word == "done" and current is not None:
+                        results[current] = _result_line(arg, current, observed)
+                        current = None
+                        clock.restart()
+                    elif word == "finished":
+                        finished = True
+                        observed["survivors"] += survivors(uid)
+        finally:
+            if finished or proc.poll() is None:
+                _kill(proc)
         if finished or current is None:
             break
         # Restart after the step that hung or crashed: skip it if it was a cell.
@@ -278,6 +314,9 @@ def run_sandbox(
             first = current + 1
         if first >= len(steps):
             break
+    for index in range(len(steps)):  # steps the notebook's time did not reach
+        if index not in results and time.monotonic() > deadline and not steps[index].get("skip"):
+            results[index] = {"status": "timeout", "error": "not run: the re-check's time ran out"}
     return results, observed
 
 
@@ -294,8 +333,8 @@ def _result_line(text: str, index: int, observed: dict) -> dict:
                 if isinstance(event, str) and event[:200] not in observed["events"]:
                     observed["events"].append(event[:200])
         return data
-    except (ValueError, TypeError, AttributeError):
-        return {"status": "crashed", "error": "the step's result was unreadable"}
+    except (ValueError, TypeError, AttributeError, RecursionError, MemoryError):
+        return dict(UNREADABLE)
 
 
 def recheck_notebook(

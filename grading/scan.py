@@ -115,6 +115,19 @@ TAMPER_ATTRIBUTES = {
 PROVEN_MARKS = ("imports ", "assigns to ", "rebinds ", "hooks ", "reads ")
 
 MAGIC_LINE = re.compile(r"^\s*[%!]")
+#: Builtins that reach an attribute by a name given as a string: ``getattr(sys, "_get" +
+#: "frame")`` is ``sys._getframe`` hidden from the attribute rules above.
+NAMED_ATTRIBUTE_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
+
+
+def _folded_string(node) -> str | None:
+    """The string an expression of string constants joined by ``+`` evaluates to, else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _folded_string(node.left), _folded_string(node.right)
+        return None if left is None or right is None else left + right
+    return None
 
 
 def strip_magics(source: str) -> tuple[str, list[str]]:
@@ -246,6 +259,15 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
                     f"line {node.lineno}: rebinds an attribute of {ast.unparse(target)[:40]} "
                     f"with {name}() (changes a module other code relies on)"
                 )
+            elif name in NAMED_ATTRIBUTE_CALLS and isinstance(func, ast.Name) and node.args[1:]:
+                attribute = _folded_string(node.args[1])
+                if attribute is None:
+                    findings.append(
+                        f"line {node.lineno}: calls {name}() with an attribute name computed at "
+                        "run time"
+                    )
+                elif attribute in SUSPICIOUS_ATTRIBUTES | TAMPER_ATTRIBUTES:
+                    findings.append(f"line {node.lineno}: uses .{attribute} through {name}()")
             elif name in SUSPICIOUS_CALLS:
                 findings.append(f"line {node.lineno}: calls {name}()")
         elif isinstance(node, ast.Attribute) and node.attr in TAMPER_ATTRIBUTES:

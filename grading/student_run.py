@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -121,9 +122,9 @@ class CappedClient(NotebookClient):
     up neither), and a wall-clock backstop. A cell over budget is interrupted; one that
     ignores the interrupt gets its kernel killed; the cells after it are not run."""
 
-    def __init__(self, nb, budget: Budget, report: RunReport, uid: int | None, **kw):
+    def __init__(self, nb, budget: Budget, report: RunReport, uid: int | None, runtime=None, **kw):
         super().__init__(nb, **kw)
-        self.report, self.uid, self.budget = report, uid, budget
+        self.report, self.uid, self.budget, self.runtime = report, uid, budget, runtime
         self.deadline, self.total, self.cell_bytes = None, 0, {}
         self.timeout_func = self._cell_timeout
 
@@ -151,6 +152,18 @@ class CappedClient(NotebookClient):
         if self._remaining() <= 0:
             return f"the notebook's cells ran past {self.budget.wall:g} s"
         return None
+
+    async def async_start_new_kernel_client(self):
+        """Start the kernel, then close its runtime folder to it: the sockets are bound, and a
+        host folder the sandbox's uid could still write to would be disk outside every cap."""
+        lock = self.runtime is not None and self.uid is not None and os.geteuid() == 0
+        if lock:  # the kernel (the sandbox's uid) binds its sockets there as it starts
+            os.chown(self.runtime, self.uid, self.uid, follow_symlinks=False)
+        client = await super().async_start_new_kernel_client()
+        if lock:
+            os.chown(self.runtime, 0, 0, follow_symlinks=False)
+            os.chmod(self.runtime, 0o755, follow_symlinks=False)
+        return client
 
     def _kernel_pid(self) -> int | None:
         process = getattr(getattr(self.km, "provisioner", None), "process", None)
@@ -285,6 +298,7 @@ def run_notebook(
             limits,
             report,
             uid,
+            runtime=runtime,
             config=kernel_config(runtime),
             kernel_manager_class=AsyncKernelManager,
             kernel_name="python3",

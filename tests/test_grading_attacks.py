@@ -2,9 +2,12 @@
 
 The cells of tests/fixtures/attacks.py run in the re-check's child exactly as a submission's
 added cells do (`grading.recheck.run_sandbox`, without bubblewrap: the attacks aim at the
-grader's side of the result pipe, which is the same either way). Tests marked xfail(strict)
-assert the safe outcome of an attack that works today (finding ids A1..A5); they start passing,
-and must then lose the mark, when the finding is fixed.
+grader's side of the result pipe, which is the same either way). Each test asserts the safe
+outcome of an attack that worked against the first version of the new design (finding ids
+A1..A6: a trickle on the result pipe that stopped the clock, an endless result line, a line
+nested 200,000 deep, short sleepers sharing out more than the budget, the audit hook silenced
+through getattr with built names, forged results crashing the judge, the kernel's runtime folder
+used as uncapped disk); each failed before its fix.
 """
 
 from __future__ import annotations
@@ -34,25 +37,21 @@ def _run(tmp_path: Path, *cells: str):
     return run_sandbox(workdir, attacks.plan(*cells))
 
 
-@pytest.mark.xfail(strict=True, reason="A1: not fixed yet")
 def test_a_trickle_on_the_result_pipe_is_still_timed(tmp_path):
     results, _ = _run(tmp_path, attacks.TRICKLE)
     assert results[0]["status"] == "timeout"
 
 
-@pytest.mark.xfail(strict=True, reason="A1b: not fixed yet")
 def test_a_result_line_past_any_size_is_refused_not_buffered(tmp_path):
     results, _ = _run(tmp_path, attacks.FLOOD)
     assert results[0] == {"status": "crashed", "error": "the step's result was unreadable"}
 
 
-@pytest.mark.xfail(strict=True, reason="A2: not fixed yet")
 def test_a_result_line_nested_deep_is_the_steps_crash(tmp_path):
     results, _ = _run(tmp_path, attacks.DEEP_RESULT)
     assert results[0] == {"status": "crashed", "error": "the step's result was unreadable"}
 
 
-@pytest.mark.xfail(strict=True, reason="A3: not fixed yet")
 def test_short_sleepers_share_the_notebooks_budget(tmp_path):
     results, _ = _run(tmp_path, *[attacks.SLEEPER] * attacks.SLEEPERS)
     assert "timeout" in {r["status"] for r in results.values()}
@@ -63,14 +62,12 @@ def test_a_connection_attempt_is_observed(tmp_path):
     assert any(e.startswith("network connection to ('127.0.0.1', 9)") for e in observed["events"])
 
 
-@pytest.mark.xfail(strict=True, reason="A4: not fixed yet")
 def test_silencing_the_audit_hook_still_reaches_the_review_list(tmp_path):
     _, observed = _run(tmp_path, attacks.SILENCE_WATCH)
     found = scan_cell(attacks.SILENCE_WATCH, (), set())
     assert found or any(e.startswith("network connection") for e in observed["events"])
 
 
-@pytest.mark.xfail(strict=True, reason="A5: not fixed yet")
 @pytest.mark.parametrize(
     "forged",
     [
@@ -89,7 +86,6 @@ def test_a_forged_result_is_a_failed_verdict_not_a_grader_error(forged):
     assert verdict["passed"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="A6: not fixed yet")
 def test_the_kernels_runtime_folder_is_no_disk_for_the_student(tmp_path):
     from grading.pipeline import grade_folder  # imported here: collecting stays fast
 

@@ -159,16 +159,23 @@ def judge(check: Check, result: dict) -> dict:
             "status": status,
             "message": f"{check.cases[0].name}: {result.get('error', status)}",
         }
-    for case, output in zip(check.cases, result["outputs"], strict=True):
-        if "error" in output:
-            return {
-                "passed": False,
-                "status": "error",
-                "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}",
-            }
-        message = case.judge(decode(output["value"]))
-        if message is None and case.judge_counts is not None:
-            message = case.judge_counts(output.get("counts", {}))
-        if message:
-            return {"passed": False, "status": "wrong", "message": message}
+    try:
+        for case, output in zip(check.cases, result["outputs"], strict=True):
+            if "error" in output:
+                return {
+                    "passed": False,
+                    "status": "error",
+                    "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}",
+                }
+            message = case.judge(decode(output["value"]))
+            if message is None and case.judge_counts is not None:
+                message = case.judge_counts(output.get("counts", {}))
+            if message:
+                return {"passed": False, "status": "wrong", "message": message}
+    except Exception:  # noqa: BLE001 - the result comes from the student's process: any shape
+        return {
+            "passed": False,
+            "status": "crashed",
+            "message": f"{check.cases[0].name}: the step's result was unreadable",
+        }
     return {"passed": True, "status": "ok", "message": None}
