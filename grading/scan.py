@@ -259,7 +259,9 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
                     f"line {node.lineno}: rebinds an attribute of {ast.unparse(target)[:40]} "
                     f"with {name}() (changes a module other code relies on)"
                 )
-            elif name in NAMED_ATTRIBUTE_CALLS and isinstance(func, ast.Name) and node.args[1:]:
+            elif name in SUSPICIOUS_CALLS:
+                findings.append(f"line {node.lineno}: calls {name}()")
+            if name in NAMED_ATTRIBUTE_CALLS and isinstance(func, ast.Name) and node.args[1:]:
                 attribute = _folded_string(node.args[1])
                 if attribute is None:
                     findings.append(
@@ -268,8 +270,6 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
                     )
                 elif attribute in SUSPICIOUS_ATTRIBUTES | TAMPER_ATTRIBUTES:
                     findings.append(f"line {node.lineno}: uses .{attribute} through {name}()")
-            elif name in SUSPICIOUS_CALLS:
-                findings.append(f"line {node.lineno}: calls {name}()")
         elif isinstance(node, ast.Attribute) and node.attr in TAMPER_ATTRIBUTES:
             findings.append(
                 f"line {node.lineno}: hooks into .{node.attr} (changes how later code runs)"

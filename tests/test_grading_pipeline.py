@@ -148,7 +148,9 @@ STATUS = {
     ("hostile_daemon", "em_by_hand"): "review",
     ("hostile_fork_bomb", "em_by_hand"): "review",
     # hostile_loads_gmmlib_files: no sandbox mounts gmmlib in assignment 1, so its search finds
-    # nothing, its answer cell fails and it scores 0 with nothing to review ("ok").
+    # nothing and its answer cell fails (0 points); its getattr(sys, "meta_path") to remove the
+    # import blocker is found by the scan (attack round, A4), so it is reviewed.
+    ("hostile_loads_gmmlib_files", "em_by_hand"): "review",
     # Its added cell ends the re-check's process on purpose: the exit status is observed.
     ("hostile_links_font_cache", "em_by_hand"): "review",
     ("hostile_links_font_cache", "break_it"): "review",
