@@ -54,9 +54,10 @@ N_LARGE = 20_000
 ITERATION_JS = """
 async ([X, indices, batches, perBatch]) => {
   const core = await import("./em-core.mjs");
+  const { EMRun } = await import("./em-run.mjs");
   const data = core.makeData(X);
   const r = window.emExplorer.rules;  // gmmlib's constants, from data.json
-  const run = new core.EMRun(data, core.initFromIndices(data, indices), {
+  const run = new EMRun(data, core.initFromIndices(data, indices), {
     regCovar: r.reg_covar, tol: 0, maxIter: 1e9, collapseTol: r.collapse_tol, nkEps: r.nk_eps,
     onCollapse: "continue" });
   const iterate = () => { run.step(); run.step(); };

@@ -1,6 +1,6 @@
 """The explorer's ln p, BIC and AIC against K agree with gmmlib's fitted estimator.
 
-For each covariance type, data set and K = 1..5, em-core.mjs (criteriaAgainstK, under node)
+For each covariance type, data set and K = 1..5, criteria.mjs (criteriaAgainstK, under node)
 runs EM from the explorer's start for seed 0 to its stop and reports ln p(X), the number of
 free parameters, BIC and AIC; gmmlib's GaussianMixture is fitted from the same start with the
 same rule constants (data.json's: GaussianMixture's defaults) and its log_likelihood_,

@@ -352,8 +352,9 @@ def _node_json(script: str, *args: str):
 
 
 def test_the_explorer_core_needs_gmmlibs_rule_constants():
-    """em-core.mjs holds no constant of gmmlib's rules: EMRun refuses to run without each of
-    them (tol, maxIter, regCovar, collapseTol, nkEps), naming the one left out."""
+    """The explorer's EM (em-core.mjs, em-run.mjs) holds no constant of gmmlib's rules: EMRun
+    refuses to run without each of them (tol, maxIter, regCovar, collapseTol, nkEps), naming the
+    one left out."""
     errors = _node_json("rules_required.mjs", str(FIXTURES / "faithful_k2_tol.json"))
     assert errors.pop("none") is None  # all given: it runs
     assert set(errors) == {"tol", "maxIter", "regCovar", "collapseTol", "nkEps"}

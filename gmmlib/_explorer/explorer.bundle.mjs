@@ -252,6 +252,13 @@ function eigenvalues2(a, b, d) {
   const r = Math.hypot((a - d) / 2, b);
   return [m - r, m + r];
 }
+function ellipseAxes(a, b, d, r = 1) {
+  const [l1, l2] = eigenvalues2(a, b, d);
+  const angle = Math.abs(b) > 0 ? Math.atan2(l2 - a, b) : a >= d ? 0 : Math.PI / 2;
+  return { rx: r * Math.sqrt(Math.max(l2, 0)), ry: r * Math.sqrt(Math.max(l1, 0)), angle };
+}
+
+// book/_extra/explorer/collapse-rule.mjs
 function minEigenvalues(covs, k, subspace = null) {
   const out = new Float64Array(k);
   if (!covs.every(Number.isFinite)) return out.fill(NaN);
@@ -277,17 +284,6 @@ function collapsedComponents(params, regCovar, threshold, subspace = null) {
   const components = [];
   for (let j = 0; j < k; j++) if (!(lam[j] - regCovar > threshold)) components.push(j);
   return { components, lam };
-}
-function choleskyOk(params) {
-  const { k, weights, means, covs } = params;
-  if (!weights.every(Number.isFinite) || !means.every(Number.isFinite)) return false;
-  for (let j = 0; j < k; j++) {
-    const a = covs[3 * j];
-    if (!(a > 0)) return false;
-    const l10 = covs[3 * j + 1] / Math.sqrt(a);
-    if (!(covs[3 * j + 2] - l10 * l10 > 0)) return false;
-  }
-  return true;
 }
 var EMPTY_NK = 0.5;
 function collapseReport(data, params, resp, component, iteration, lam, regCovar, threshold, covarianceType = "full") {
@@ -321,6 +317,19 @@ function collapseReport(data, params, resp, component, iteration, lam, regCovar,
     nComponents: k
   };
   return report;
+}
+
+// book/_extra/explorer/em-run.mjs
+function choleskyOk(params) {
+  const { k, weights, means, covs } = params;
+  if (!weights.every(Number.isFinite) || !means.every(Number.isFinite)) return false;
+  for (let j = 0; j < k; j++) {
+    const a = covs[3 * j];
+    if (!(a > 0)) return false;
+    const l10 = covs[3 * j + 1] / Math.sqrt(a);
+    if (!(covs[3 * j + 2] - l10 * l10 > 0)) return false;
+  }
+  return true;
 }
 var EMRun = class {
   constructor(data, start, opts = {}) {
@@ -441,39 +450,6 @@ var EMRun = class {
     return step;
   }
 };
-function nParameters(k, covarianceType = "full", d = 2) {
-  checkCovarianceType(covarianceType, "nParameters");
-  const cov = { full: k * d * (d + 1) / 2, tied: d * (d + 1) / 2, diag: k * d, spherical: k };
-  return cov[covarianceType] + k * d + k - 1;
-}
-function informationCriteria(logLikelihood2, n, k, covarianceType = "full") {
-  const p = nParameters(k, covarianceType);
-  return {
-    k,
-    logLikelihood: logLikelihood2,
-    nParameters: p,
-    bic: -2 * logLikelihood2 + p * Math.log(n),
-    aic: -2 * logLikelihood2 + 2 * p
-  };
-}
-function criteriaAgainstK(data, ks, startFor, opts) {
-  return ks.map((k) => {
-    const run = new EMRun(data, startFor(k), opts);
-    let ll = NaN;
-    for (let s = run.step(); s !== null; s = run.step()) if (s.kind === "E") ll = s.logLikelihood;
-    return {
-      ...informationCriteria(ll, data.n, k, run.covarianceType),
-      stop: run.stopReason,
-      iterations: run.iteration,
-      collapsed: run.collapse !== null
-    };
-  });
-}
-function ellipseAxes(a, b, d, r = 1) {
-  const [l1, l2] = eigenvalues2(a, b, d);
-  const angle = Math.abs(b) > 0 ? Math.atan2(l2 - a, b) : a >= d ? 0 : Math.PI / 2;
-  return { rx: r * Math.sqrt(Math.max(l2, 0)), ry: r * Math.sqrt(Math.max(l1, 0)), angle };
-}
 
 // book/_extra/explorer/dom.mjs
 var SVG_NS = "http://www.w3.org/2000/svg";
@@ -1963,6 +1939,36 @@ function explorerState(ex) {
     query: s.query(),
     problems: s.problems ?? []
   };
+}
+
+// book/_extra/explorer/criteria.mjs
+function nParameters(k, covarianceType = "full", d = 2) {
+  checkCovarianceType(covarianceType, "nParameters");
+  const cov = { full: k * d * (d + 1) / 2, tied: d * (d + 1) / 2, diag: k * d, spherical: k };
+  return cov[covarianceType] + k * d + k - 1;
+}
+function informationCriteria(logLikelihood2, n, k, covarianceType = "full") {
+  const p = nParameters(k, covarianceType);
+  return {
+    k,
+    logLikelihood: logLikelihood2,
+    nParameters: p,
+    bic: -2 * logLikelihood2 + p * Math.log(n),
+    aic: -2 * logLikelihood2 + 2 * p
+  };
+}
+function criteriaAgainstK(data, ks, startFor, opts) {
+  return ks.map((k) => {
+    const run = new EMRun(data, startFor(k), opts);
+    let ll = NaN;
+    for (let s = run.step(); s !== null; s = run.step()) if (s.kind === "E") ll = s.logLikelihood;
+    return {
+      ...informationCriteria(ll, data.n, k, run.covarianceType),
+      stop: run.stopReason,
+      iterations: run.iteration,
+      collapsed: run.collapse !== null
+    };
+  });
 }
 
 // book/_extra/explorer/criteria-panel.mjs

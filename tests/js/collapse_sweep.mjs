@@ -3,7 +3,8 @@
 // gmmlib's, from data.json, as the explorer runs) and print where it stops, as JSON:
 //   node tests/js/collapse_sweep.mjs <dataset> <maxK> <nSeeds> <regCovar> <maxIter>
 import { readFileSync } from "node:fs";
-import { EMRun, initFromIndices, makeData } from "../../book/_extra/explorer/em-core.mjs";
+import { initFromIndices, makeData } from "../../book/_extra/explorer/em-core.mjs";
+import { EMRun } from "../../book/_extra/explorer/em-run.mjs";
 
 const [name, maxK, nSeeds, reg, maxIter] = process.argv.slice(2);
 const url = new URL("../../book/_extra/explorer/data.json", import.meta.url);

@@ -2,7 +2,8 @@
 // JSON. Used by tests/test_explorer_criteria.py:
 //   node tests/js/criteria.mjs '{"X": [[x, y], ...], "subspace": null, "covariance_type": "diag",
 //     "starts": {"1": [i], "2": [i, j], ...}, "rules": {tol, max_iter, reg_covar, ...}}'
-import { criteriaAgainstK, initFromIndices, makeData } from "../../book/_extra/explorer/em-core.mjs";
+import { criteriaAgainstK } from "../../book/_extra/explorer/criteria.mjs";
+import { initFromIndices, makeData } from "../../book/_extra/explorer/em-core.mjs";
 
 const input = JSON.parse(process.argv[2]);
 const data = makeData(input.X, { subspace: input.subspace });

@@ -3,7 +3,8 @@
 // error message for each option left out (null if EMRun accepted the options).
 //   node tests/js/rules_required.mjs tests/fixtures/explorer/<case>.json
 import { readFileSync } from "node:fs";
-import { EMRun, initFromIndices, makeData } from "../../book/_extra/explorer/em-core.mjs";
+import { initFromIndices, makeData } from "../../book/_extra/explorer/em-core.mjs";
+import { EMRun } from "../../book/_extra/explorer/em-run.mjs";
 
 const fixture = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const data = makeData(fixture.X, { subspace: fixture.subspace });

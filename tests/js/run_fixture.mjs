@@ -2,7 +2,8 @@
 // every step as JSON on stdout. Used by tests/test_explorer_parity.py:
 //   node tests/js/run_fixture.mjs tests/fixtures/explorer/<case>.json
 import { readFileSync } from "node:fs";
-import { EMRun, initFromIndices, makeData, makeParams } from "../../book/_extra/explorer/em-core.mjs";
+import { initFromIndices, makeData, makeParams } from "../../book/_extra/explorer/em-core.mjs";
+import { EMRun } from "../../book/_extra/explorer/em-run.mjs";
 import { describeCollapse } from "../../book/_extra/explorer/words.mjs";
 
 const fixture = JSON.parse(readFileSync(process.argv[2], "utf8"));

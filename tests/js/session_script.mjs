@@ -8,7 +8,7 @@
 // step asked for, then a restart before it arrives). With "later": true the steps come from a
 // driver whose steps are Promises (as a notebook widget's Python steps are).
 import { readFileSync } from "node:fs";
-import { EMRun } from "../../book/_extra/explorer/em-core.mjs";
+import { EMRun } from "../../book/_extra/explorer/em-run.mjs";
 import { Session } from "../../book/_extra/explorer/session.mjs";
 
 const url = new URL("../../book/_extra/explorer/data.json", import.meta.url);

@@ -5,7 +5,8 @@
 //
 //   const panel = mountCriteriaPanel(el, { covarianceType: "full", onChange: (type) => ... });
 //   panel.update({ data, startFor, opts, kMax, k });   // recomputes and redraws
-import { COVARIANCE_TYPES, criteriaAgainstK } from "./em-core.mjs";
+import { criteriaAgainstK } from "./criteria.mjs";
+import { COVARIANCE_TYPES } from "./em-core.mjs";
 import { formatNumber } from "./format.mjs";
 
 let counter = 0;

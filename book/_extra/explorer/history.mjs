@@ -8,7 +8,8 @@
 // onCollapse. A run's step() may return a Promise: then the moving methods return one too.
 // Session (session.mjs) extends this with the data, the settings and the address.
 
-import { EMRun, collapseReport, collapsedComponents } from "./em-core.mjs";
+import { collapseReport, collapsedComponents } from "./collapse-rule.mjs";
+import { EMRun } from "./em-run.mjs";
 import { safeLogLikelihood, softColours } from "./derived.mjs";
 import { describeCollapse } from "./words.mjs";
 

@@ -12,7 +12,8 @@
 //
 // Built into gmmlib/_explorer/explorer.bundle.mjs by scripts/bundle_explorer.py (anywidget loads
 // one ES module from a blob: relative imports do not resolve there).
-import { EMRun, asCovarianceType } from "./em-core.mjs";
+import { asCovarianceType } from "./em-core.mjs";
+import { EMRun } from "./em-run.mjs";
 import { mount } from "./explorer.mjs";
 
 /**

@@ -3,7 +3,7 @@
 // caption, the trace's summary and the timeline's position. Components are numbered from 0, as in
 // gmmlib and the book.
 
-import { EMPTY_NK } from "./em-core.mjs";
+import { EMPTY_NK } from "./collapse-rule.mjs";
 import { componentList, formatNumber as num } from "./format.mjs";
 
 /**
