@@ -42,19 +42,12 @@ def reference_collapsed(covariances, s2, reg_covar=0.0, collapse_tol=COLLAPSE_TO
 
 
 def reference_run(X, weights, means, covariances, n_iter, reg_covar=0.0, collapse_tol=COLLAPSE_TOL):
-    """The loop `run_em` must reproduce: stop before accepting a collapsed M-step."""
-    s2 = np.trace(data_covariance(X)) / X.shape[1]
-    lls = [reference.log_likelihood(X, weights, means, covariances)]
-    for t in range(1, n_iter + 1):
-        new = reference.m_step(
-            X, reference.e_step(X, weights, means, covariances), reg_covar=reg_covar
-        )
-        flags = reference_collapsed(new[2], s2, reg_covar, collapse_tol)
-        if flags.any():
-            return weights, means, covariances, lls, (t, int(np.argmax(flags)))
-        weights, means, covariances = new
-        lls.append(reference.log_likelihood(X, weights, means, covariances))
-    return weights, means, covariances, lls, None
+    """The loop `run_em` must reproduce: stop before accepting a collapsed M-step (gmmlib's
+    reference loop, `gmmlib.em.em_loop`, with gmmlib's collapse rule)."""
+    run = reference.em_loop(
+        X, weights, means, covariances, n_iter, reg_covar=reg_covar, collapse_tol=collapse_tol
+    )
+    return tuple(run)
 
 
 def _flags_judge(expected, where):
@@ -266,10 +259,8 @@ FIX_RTOL = 1e-6
 def prior_run(X, weights, means, covariances, n_iter):
     """Task 4's reference: n_iter EM iterations with the task's prior and reg_covar=0."""
     prior = InverseWishartPrior.from_data(X, len(weights))
-    for _ in range(n_iter):
-        resp = reference.e_step(X, weights, means, covariances)
-        weights, means, covariances = reference.m_step(X, resp, prior=prior)
-    return weights, means, covariances
+    run = reference.em_loop(X, weights, means, covariances, n_iter, prior=prior)
+    return run.weights, run.means, run.covariances
 
 
 def _fix_judge(X, start, n_iter, where):

@@ -193,17 +193,13 @@ def _log_likelihood_checks():
 
 
 def reference_fit(X, means_init, n_iter):
-    """The loop `fit_em` must reproduce, with gmmlib's steps."""
+    """The loop `fit_em` must reproduce: gmmlib's reference loop (`gmmlib.em.em_loop`) from equal
+    weights, the given means and every covariance the data's."""
     weights = np.full(len(means_init), 1.0 / len(means_init))
     means = np.array(means_init, dtype=float)
     covariances = np.repeat(data_covariance(X)[None], len(means), axis=0)
-    lls = [reference.log_likelihood(X, weights, means, covariances)]
-    for _ in range(n_iter):
-        weights, means, covariances = reference.m_step(
-            X, reference.e_step(X, weights, means, covariances)
-        )
-        lls.append(reference.log_likelihood(X, weights, means, covariances))
-    return weights, means, covariances, lls
+    run = reference.em_loop(X, weights, means, covariances, n_iter)
+    return run.weights, run.means, run.covariances, run.log_likelihoods
 
 
 def _fit_judge(X, means_init, n_iter, where, compare=True):
