@@ -108,10 +108,16 @@ RUN_NOTES = ("limits", "transport")
 
 def _table(out: Path, name: str, students) -> list[dict]:
     """The rows of ``out/name`` for ``students``, with the output folder's path as "OUT" and
-    without the run's notes (`RUN_NOTES`)."""
+    without the run's notes (`RUN_NOTES`). Copy detection's rows are left out: they compare a
+    student with the class graded, and a cluster test grades a few of the local run's students
+    (the coordinator runs the same `grading.copying` either way; tests/test_copying.py)."""
     with open(out / name) as f:
         text = f.read().replace(str(out), "OUT")
-    rows = [r for r in csv.DictReader(io.StringIO(text)) if r["student_id"] in students]
+    rows = [
+        r
+        for r in csv.DictReader(io.StringIO(text))
+        if r["student_id"] in students and r.get("status") != "copying"
+    ]
     return [{k: v for k, v in r.items() if k not in RUN_NOTES} for r in rows]
 
 
