@@ -106,6 +106,26 @@ def first_failure(*messages):
     return next((m for m in messages if m), None)
 
 
+def resp_problem(arr, shape, where, non_finite, sum_digits=6, hint=None):
+    """What is wrong with responsibilities ``arr`` (decoded) before comparing them: the shape
+    (N, K), a NaN or inf (``non_finite`` says how to avoid it), or a row not summing to 1 (with
+    ``hint(arr)`` appended when given); None when none of these. Every mixture's e_step judge
+    starts here."""
+    if arr is None or arr.shape != shape:
+        got = None if arr is None else arr.shape
+        return f"{where}: e_step returned shape {got}, expected {shape} = (N, K)"
+    if not np.all(np.isfinite(arr)):
+        return f"{where}: e_step returned {non_finite}"
+    sums = arr.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
+    if bad.size:
+        i = int(bad[0])
+        extra = hint(arr) if hint is not None else ""
+        total = f"{sums[i]:.{sum_digits}g}"
+        return f"{where}: responsibilities of row {i} sum to {total}, expected 1{extra}"
+    return None
+
+
 def tuple_of(value, n, what, where):
     if not isinstance(value, list) or len(value) != n:
         return None, f"{where}: {what} should return {n} values, got {value!r:.120}"

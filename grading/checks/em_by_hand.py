@@ -14,6 +14,7 @@ from grading.checks.base import (
     as_array,
     close,
     first_failure,
+    resp_problem,
     tuple_of,
 )
 
@@ -36,20 +37,9 @@ def _resp_judge(X, weights, means, covariances, where):
 
     def judge(value):
         arr = as_array(value)
-        if arr is None or arr.shape != expected.shape:
-            shape = None if arr is None else arr.shape
-            return f"{where}: e_step returned shape {shape}, expected {expected.shape} = (N, K)"
-        if not np.all(np.isfinite(arr)):
-            return (
-                f"{where}: e_step returned non-finite responsibilities (NaN or inf): "
-                "normalise in log space (log-sum-exp)"
-            )
-        sums = arr.sum(axis=1)
-        bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
-        if bad.size:
-            i = int(bad[0])
-            return f"{where}: responsibilities of row {i} sum to {sums[i]:.6g}, expected 1"
-        return close("resp", arr, expected, where)
+        advice = "non-finite responsibilities (NaN or inf): normalise in log space (log-sum-exp)"
+        problem = resp_problem(arr, expected.shape, where, advice)
+        return problem or close("resp", arr, expected, where)
 
     return judge
 

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from grading.checks.base import AssignmentSpec, Case, Check, as_array, close, tuple_of
+from grading.checks.base import (
+    AssignmentSpec,
+    Case,
+    Check,
+    as_array,
+    close,
+    resp_problem,
+    tuple_of,
+)
 from grading.references import poisson as reference
 
 ASSIGNMENT = "poisson_mixture"
@@ -35,26 +43,20 @@ def _resp_judge(X, weights, rates, where):
     expected = reference.e_step(X, weights, rates)
     unnormalised = np.exp(reference.log_joint(X, weights, rates))
 
+    advice = (
+        "NaN or inf: pi_k Pois(x | lambda_k) underflows to 0 for large counts, so normalise "
+        "in log space (log-sum-exp)"
+    )
+
+    def hint(arr):
+        given_unnormalised = np.allclose(arr, unnormalised)
+        return " (not normalised: divide by the sum over k)" if given_unnormalised else ""
+
     def judge(value):
         arr = as_array(value)
-        if arr is None or arr.shape != expected.shape:
-            shape = None if arr is None else arr.shape
-            return f"{where}: e_step returned shape {shape}, expected {expected.shape} = (N, K)"
-        if not np.all(np.isfinite(arr)):
-            return (
-                f"{where}: e_step returned NaN or inf: pi_k Pois(x | lambda_k) underflows to 0 "
-                "for large counts, so normalise in log space (log-sum-exp)"
-            )
-        sums = arr.sum(axis=1)
-        bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
-        if bad.size:
-            i = int(bad[0])
-            hint = (
-                " (not normalised: divide by the sum over k)"
-                if np.allclose(arr, unnormalised)
-                else ""
-            )
-            return f"{where}: responsibilities of row {i} sum to {sums[i]:.12g}, expected 1{hint}"
+        problem = resp_problem(arr, expected.shape, where, advice, sum_digits=12, hint=hint)
+        if problem:
+            return problem
         return close("resp", arr, expected, where, rtol=1e-7)
 
     return judge
