@@ -26,3 +26,9 @@ def is_fixed(cell) -> bool:
 def is_test(cell) -> bool:
     """An autograded test cell (graded, not an answer)."""
     return bool(cell.cell_type == "code" and is_grade(cell) and not is_solution(cell))
+
+
+def summary_cell_id(assignment: str) -> str:
+    """The grade_id of the last cell of a notebook, which runs every visible test and prints a
+    summary (written by `grading.release`; not graded, and skipped by the re-check)."""
+    return f"{assignment}_visible_tests_summary"

@@ -2,7 +2,8 @@
 
 ``grades.csv`` (one row per student and assignment, one column per part), ``parts.csv`` (every
 part with the kernel's and the re-check's verdicts and the reason), ``needs_review.csv``,
-``failures.txt`` and ``summary.json``. Every file is written whole or not at all (a temporary
+``failures.txt`` and ``summary.json``, and the feedback pages' MathJax (``feedback/_mathjax``,
+`grading.mathjax`, copied once per run). Every file is written whole or not at all (a temporary
 file beside it, then ``os.replace``), and every text cell goes through `cell` first: a name or
 message of a student's, whatever bytes it holds, is written printably and never stops the export.
 """
@@ -17,7 +18,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from grading import copying
+from grading import copying, mathjax
 from grading.collect import Problem, shown
 from grading.layout import graded_cells, missing
 
@@ -210,6 +211,7 @@ def export(out, students, results, sources, problems, notes=None) -> dict:
         if p.student not in students
     ]
     review += copying.review_rows(out)  # status "copying": matches in OUT/copying.csv
+    mathjax.install(out / "feedback")  # what every feedback page loads, by a relative path
     write_csv(out / "grades.csv", GRADES_HEADER + all_parts, grade_rows)
     write_csv(out / "parts.csv", PARTS_HEADER, part_rows)
     write_csv(out / "needs_review.csv", REVIEW_HEADER, [list(r.values()) for r in review])

@@ -22,7 +22,8 @@ from nbconvert.preprocessors import Preprocessor
 from nbconvert.preprocessors.coalescestreams import CR_PAT
 from traitlets import Bool
 
-from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN
+from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, summary_cell_id
+from grading.mathjax import POLICY, script_tags
 
 HIDDEN_NOTE = (
     "# (hidden tests: the grader runs them outside your notebook; each part's result and "
@@ -36,8 +37,8 @@ SCORE_CLASSES = ("score", "score lost")
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<meta http-equiv="Content-Security-Policy"
-      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="{policy}">
+{scripts}
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
        line-height: 1.45; color: #1d1d1d; }}
@@ -47,13 +48,14 @@ pre.error {{ background: #fff0f0; border-left: 3px solid #c00; }}
 .score {{ background: #eef6ee; border-left: 3px solid #2a2; padding: .3rem .8rem; }}
 .score.lost {{ background: #fdf3e6; border-color: #d80; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .2rem .5rem; }}
-</style></head><body>
+</style></head><body class="feedback-page">
 {body}
 </body></html>
 """
 
-#: Markdown to HTML with any raw HTML escaped (a student's cell cannot inject a script).
-_md = mistune.create_markdown(escape=True, plugins=["table"])
+#: Markdown to HTML with any raw HTML escaped (a student's cell cannot inject a script); maths
+#: (``$...$``, ``$$...$$``) is kept for MathJax (`grading.mathjax`) in elements of class "math".
+_md = mistune.create_markdown(escape=True, plugins=["table", "math"])
 
 
 def _output_html(out) -> str:
@@ -80,10 +82,11 @@ SOURCE_CHARS = 50_000
 CUT = "[the rest of this page is not shown: it is longer than {:,} characters]"
 
 
-def render_html(nb, title: str) -> str:
-    """A small, self-contained HTML page for a (redacted) notebook, at most `PAGE_CHARS` long
-    (the summary and score lines come first in their cells, so a long answer cannot push
-    them off before their own cell)."""
+def render_html(nb, title: str, scripts: str = "") -> str:
+    """A small HTML page for a (redacted) notebook, at most `PAGE_CHARS` long (the summary and
+    score lines come first in their cells, so a long answer cannot push them off before their
+    own cell). ``scripts``: the page's MathJax tags (`grading.mathjax.script_tags`); without
+    them the maths shows as TeX."""
     parts, size = [], 0
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -101,7 +104,9 @@ def render_html(nb, title: str) -> str:
             parts.append(f'<pre class="error">{CUT.format(PAGE_CHARS)}</pre>')
             break
         parts.extend(html_cell)
-    return PAGE.format(title=html.escape(title), body="\n".join(parts))
+    return PAGE.format(
+        title=html.escape(title), policy=POLICY, scripts=scripts, body="\n".join(parts)
+    )
 
 
 def visible_part(source: str) -> str:
@@ -120,15 +125,43 @@ def _fmt(points):
     return "pending" if points is None else f"{points:g}"
 
 
-def summary_markdown(result) -> str:
+def totals(result) -> str:
+    """The points so far in words: the total once every part is scored (marks given by hand
+    included), else the autograded points and what is still to be graded by hand."""
     parts = result["parts"]
     auto = [p for p in parts if p["kind"] == "auto"]
+    manual = [p for p in parts if p["kind"] == "manual"]
     got = sum(p["points"] or 0 for p in auto)
-    total = sum(p["max_points"] for p in auto)
+    auto_max = sum(p["max_points"] for p in auto)
+    hand = sum(p["points"] or 0 for p in manual)
+    hand_max = sum(p["max_points"] for p in manual)
+    total, total_max = got + hand, auto_max + hand_max
+    if not manual:
+        return f"**Total: {total:g} / {total_max:g}** (autograded)."
+    if any(p["points"] is None for p in manual):
+        return (
+            f"**Autograded: {got:g} / {auto_max:g}.** Written answers ({hand_max:g} points) are "
+            f"graded by hand later: your total so far is {total:g} / {total_max:g}."
+        )
+    return (
+        f"**Total: {total:g} / {total_max:g}** (autograded {got:g} / {auto_max:g}, "
+        f"graded by hand {hand:g} / {hand_max:g})."
+    )
+
+
+#: The line after the notebook's own summary cell, whose count is the visible tests' only.
+PROGRESS = (
+    "{totals} The count above is what your notebook printed: the visible tests in your own run, "
+    "before the hidden tests{hand}. The points here are the ones that count."
+)
+
+
+def summary_markdown(result) -> str:
+    parts = result["parts"]
     lines = [
         f"# Feedback: {result['assignment']} ({result['student']})",
         "",
-        f"**Autograded: {got:g} / {total:g}**. Written answers are graded by hand.",
+        totals(result),
         "",
         "| part | points | out of | note |",
         "|---|---|---|---|",
@@ -320,6 +353,14 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
             withheld.append(gid or "a cell")
             cell.source = WITHHELD
         cells.append(cell)
+        if gid is not None and gid == summary_cell_id(result["assignment"]):
+            hand = any(p["kind"] == "manual" and p["points"] is not None for p in parts.values())
+            line = PROGRESS.format(
+                totals=totals(result), hand=" and any marks given by hand" if hand else ""
+            )
+            progress = nbformat.v4.new_markdown_cell(line)
+            progress.metadata["feedback_class"] = "score"
+            cells.append(progress)
         if gid in parts:
             p = parts[gid]
             note = f" — {literal(p['message'])}" if p.get("message") else ""
@@ -333,12 +374,19 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
     return nb
 
 
-def write_feedback(notebook_path: Path, source_nb, result, out: Path, secret=None) -> list:
-    """Write the feedback page; return the cells whose output had to be withheld."""
+def write_feedback(
+    notebook_path: Path, source_nb, result, out: Path, secret=None, feedback: Path | None = None
+) -> list:
+    """Write the feedback page; return the cells whose output had to be withheld.
+
+    ``feedback``: the feedback folder whose ``_mathjax/`` the page loads (default: three levels
+    up, ``<feedback>/<student>/<assignment>/<page>``); `grading.mathjax.install` fills it, once
+    per run (`grading.export.export`)."""
     nb = nbformat.read(notebook_path, as_version=4)
     title = f"Feedback: {result['assignment']} ({result['student']})"
     withheld = []
-    body = render_html(redact(nb, source_nb, result, withheld, secret), title)
+    scripts = script_tags(out, Path(out).parents[2] if feedback is None else feedback)
+    body = render_html(redact(nb, source_nb, result, withheld, secret), title, scripts)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)
     return withheld

@@ -19,6 +19,7 @@ import nbformat
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 
+from grading.cells import summary_cell_id  # noqa: F401 - imported from here too
 from grading.course import ASSIGNMENTS, configure
 from grading.feedback import hidden_lines
 
@@ -182,9 +183,3 @@ def course_secret(course: Path) -> set:
         layout = Course(course)
         _SECRET[course] = hidden_lines(*(layout.source_notebook(a) for a in ASSIGNMENTS))
     return _SECRET[course]
-
-
-def summary_cell_id(assignment: str) -> str:
-    """The grade_id of the last cell of a notebook, which runs every visible test and prints a
-    summary (written by `grading.release`; not graded, and skipped by the re-check)."""
-    return f"{assignment}_visible_tests_summary"

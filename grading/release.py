@@ -27,7 +27,7 @@ import nbformat
 from nbgrader.apps import NbGraderAPI
 from traitlets.config import Config
 
-from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, is_test
+from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, is_test, summary_cell_id
 from grading.checks import spec
 from grading.course import (
     ASSIGNMENTS,
@@ -38,7 +38,6 @@ from grading.course import (
     db_url,
     tool_env,
 )
-from grading.layout import summary_cell_id
 
 
 def _nbgrader(cell):

@@ -1,0 +1,118 @@
+"""Offline maths for the feedback pages: MathJax 3, copied once per run beside the pages.
+
+The book vendors MathJax 3.2.2 from the npm registry (``scripts/vendor-mathjax.sh``); an
+instructor may have no node or npm, so grading takes the same release from PyPI's
+``django-static-mathjax`` (a plain copy of the MathJax distribution, no Django needed; it is
+in the ``grade`` extra). `install` copies the one file a page loads (``tex-mml-chtml.js``), its
+fonts and the TeX extensions it loads on demand into ``<feedback>/_mathjax/``; each page points
+at it by a relative path (`script_tags`), so a feedback folder copied elsewhere, or opened with
+no network, still renders ``$\\pi_k$``. No page names a CDN.
+
+MathJax typesets only the elements mistune's math plugin marks (class ``math``): a student's
+message or code that happens to hold ``\\(`` stays text. The page's Content-Security-Policy
+lets in this folder's scripts and fonts and the one inline configuration (by its hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+#: The folder under the feedback root, and the distribution that ships MathJax.
+FOLDER = "_mathjax"
+DISTRIBUTION = "django-static-mathjax"
+SCRIPT = "tex-mml-chtml.js"
+#: What a page needs of MathJax's es5 build (paths relative to es5/), as the book copies it,
+#: plus the TeX extensions that macros such as \boldsymbol load on demand.
+PARTS = (SCRIPT, "output/chtml/fonts/woff-v2", "input/tex/extensions")
+
+CONFIG = (
+    "window.MathJax = {"
+    "tex: {inlineMath: [['\\\\(', '\\\\)']], displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']]},"
+    "options: {ignoreHtmlClass: 'feedback-page', processHtmlClass: 'math'}};"
+)
+CONFIG_HASH = "sha256-" + base64.b64encode(hashlib.sha256(CONFIG.encode()).digest()).decode()
+#: Scripts: this folder's files (file: too, for a page opened from disk) and the inline
+#: configuration above, nothing else; MathJax's fonts likewise; it writes its own styles.
+POLICY = (
+    f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+    f"script-src 'self' file: '{CONFIG_HASH}'; font-src 'self' file: data:"
+)
+
+
+class MathJaxMissingError(RuntimeError):
+    """The MathJax package is not installed where grading runs."""
+
+
+def source() -> Path:
+    """The installed MathJax es5 build (``.../mathjax/static/mathjax/es5``)."""
+    spec = importlib.util.find_spec("mathjax")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        es5 = Path(folder) / "static" / "mathjax" / "es5"
+        if (es5 / SCRIPT).is_file():
+            return es5
+    raise MathJaxMissingError(
+        f"MathJax for the feedback pages is missing: pip install '{DISTRIBUTION}==3.2.2.1' "
+        "(it is in the gmmlib[grade] and [instructor] extras; `make instructor` installs it)"
+    )
+
+
+def _version() -> str:
+    return importlib.metadata.version(DISTRIBUTION)
+
+
+def _license() -> Path | None:
+    files = importlib.metadata.distribution(DISTRIBUTION).files or []
+    found = [f for f in files if f.name == "LICENSE"]
+    return Path(found[0].locate()) if found else None
+
+
+def install(feedback: Path) -> Path:
+    """Copy MathJax into ``<feedback>/_mathjax`` unless this version is already there; return
+    that folder. Safe when several processes call it at once (a finished copy is renamed into
+    place; the first one wins)."""
+    dest = Path(feedback) / FOLDER
+    stamp = dest / ".version"
+    version = _version()
+    if stamp.is_file() and stamp.read_text() == version and (dest / SCRIPT).is_file():
+        return dest
+    es5 = source()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mathjax-", dir=dest.parent))
+    try:
+        for part in PARTS:
+            src, target = es5 / part, staging / part
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, target)
+            else:
+                shutil.copyfile(src, target)
+        licence = _license()
+        if licence is not None:
+            shutil.copyfile(licence, staging / "LICENSE")
+        (staging / ".version").write_text(version)
+        staging.chmod(0o755)
+        if dest.exists():  # another version, or a copy cut short
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            os.rename(staging, dest)
+        except OSError:  # another process put its copy there first
+            if not (dest / SCRIPT).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def script_tags(page: Path, feedback: Path) -> str:
+    """The ``<script>`` tags of a page at ``page`` (under ``feedback``): the configuration and
+    MathJax itself, by a path relative to the page."""
+    src = os.path.relpath(Path(feedback) / FOLDER / SCRIPT, Path(page).parent)
+    return f'<script>{CONFIG}</script>\n<script defer src="{Path(src).as_posix()}"></script>'
