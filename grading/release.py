@@ -1,17 +1,21 @@
 """Regenerate the student release `exercises/` from the nbgrader source `solutions/`.
 
     python -m grading.release            # write solutions/' generated cells, then exercises/
-    python -m grading.release --check    # exit 1 (and say which file) if either is stale
+    python -m grading.release --check    # exit 1 (and say why) if either is stale or a model fails
 
-Two steps. First the generated cells of the source notebooks are written (`write_generated`):
-every test cell's hidden-test block becomes a short note naming its check in `grading.checks`,
-the one specification of a graded part, which only the out-of-kernel re-check runs (the points
-stay in the cells' nbgrader metadata); a last cell runs every visible test and prints a
-summary. No hidden-test code is ever in a notebook, so none can run where student code runs.
-Then `nbgrader generate_assignment` runs in a temporary course directory (so no
-gradebook, which holds the hidden tests, is ever written into the repository), and each release
-notebook is normalised (no outputs, no execution counts, only nbgrader's cell metadata, sorted
-keys) so that regenerating gives byte-identical files.
+Three steps. First the generated parts of the source notebooks are made (`generated`): every
+test cell's hidden-test block becomes a short note naming its check in `grading.checks`, the
+one specification of a graded part, which only the out-of-kernel re-check runs; the points the
+text shows are written from the cells' nbgrader metadata (`grading.points_text`); a last cell
+runs every visible test and prints a summary. No hidden-test code is ever in a notebook, so
+none can run where student code runs. Second, the model answers go through every visible test
+and every hidden check (`grading.model_check`): a model that fails one is refused, naming the
+part and the check's message, and nothing is written (``--check`` fails the same way). Then
+the generated cells are written (`write_generated`) and `nbgrader generate_assignment` runs in
+a temporary course directory (so no gradebook, which holds the hidden tests, is ever written
+into the repository), and each release notebook is normalised (no outputs, no execution
+counts, only nbgrader's cell metadata, sorted keys) so that regenerating gives byte-identical
+files.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from grading.course import (
     db_url,
     tool_env,
 )
+from grading.model_check import model_problems
+from grading.points_text import with_points
 
 
 def _nbgrader(cell):
@@ -109,8 +115,9 @@ def _summary_source(assignment: str, tests) -> str:
 
 def generated(nb: nbformat.NotebookNode, assignment: str) -> nbformat.NotebookNode:
     """``nb`` (a source notebook) with its generated parts written: every test cell's hidden
-    block (a note naming its check in `grading.checks`) and the summary cell at the end.
-    Everything else is kept."""
+    block (a note naming its check in `grading.checks`), the points its text shows (from the
+    metadata) and the summary cell at the end. Everything else is kept."""
+    with_points(nb, assignment)
     checks = {c.grade_id: c for c in spec(assignment).checks}
     summary_id = summary_cell_id(assignment)
     cells = [c for c in nb.cells if _nbgrader(c).get("grade_id") != summary_id]
@@ -137,17 +144,40 @@ def generated(nb: nbformat.NotebookNode, assignment: str) -> nbformat.NotebookNo
     return nb
 
 
-def write_generated(check: bool = False) -> list[str]:
+def generated_sources() -> dict[str, nbformat.NotebookNode]:
+    """Every source notebook of solutions/ with its generated parts, in memory."""
+    return {
+        assignment: generated(
+            nbformat.read(SOLUTIONS / assignment / notebook, as_version=4), assignment
+        )
+        for assignment, notebook in ASSIGNMENTS.items()
+    }
+
+
+def refused(sources: dict[str, nbformat.NotebookNode]) -> list[str]:
+    """Why the release is refused: every check a model answer fails, in words (empty: none)."""
+    lines = []
+    for assignment, nb in sources.items():
+        problems = model_problems(nb, assignment)
+        if problems:
+            where = (SOLUTIONS / assignment / ASSIGNMENTS[assignment]).relative_to(REPO)
+            lines.append(f"the model answer in {where} fails its own checks:")
+            lines += [f"  {problem}" for problem in problems]
+    return lines
+
+
+def write_generated(check: bool = False, sources=None) -> list[str]:
     """Write the generated cells of every source notebook; return the stale ones' names.
 
     With ``check``, write nothing (the test that the stored notebooks are up to date).
+    ``sources``: `generated_sources`, if already made.
     """
     stale = []
+    sources = generated_sources() if sources is None else sources
     for assignment, notebook in ASSIGNMENTS.items():
         path = SOLUTIONS / assignment / notebook
         text = path.read_text()
-        nb = generated(nbformat.reads(text, as_version=4), assignment)
-        new = nbformat.writes(nb) + "\n"
+        new = nbformat.writes(sources[assignment]) + "\n"
         if new != text:
             stale.append(str(path.relative_to(REPO)))
             if not check:
@@ -253,16 +283,27 @@ def main(argv=None) -> int:
     if args.generate_into:
         _generate_in_process(args.generate_into, args.assignments or list(ASSIGNMENTS))
         return 0
+    sources = generated_sources()
+    problems = refused(sources)
+    if problems:
+        print(
+            "refusing to release: a model answer fails the checks its students face\n"
+            + "\n".join(problems)
+            + "\nfix the model answer in solutions/ (or the check in grading/checks/), then "
+            "run `make release` again",
+            file=sys.stderr,
+        )
+        return 1
     if not args.check:
-        for name in write_generated():
+        for name in write_generated(sources=sources):
             print(f"wrote the generated cells of {name}")
         for path in build_release(EXERCISES):
             print(f"wrote {path.relative_to(EXERCISES.parent)}")
         return 0
-    stale_sources = write_generated(check=True)
+    stale_sources = write_generated(check=True, sources=sources)
     if stale_sources:
         print(
-            "the generated cells (hidden tests, summary) of "
+            "the generated cells (hidden tests, summary, points in the text) of "
             + ", ".join(stale_sources)
             + " differ from grading/checks/: run `python -m grading.release`"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -343,3 +344,139 @@ def test_break_it_model_answer_follows_gmmlibs_collapse_rule():
             ratio = (np.linalg.eigvalsh(cov)[:, 0] - 1e-3) / threshold
             assert np.all(np.abs(ratio - 1) > 0.05), f"seed {seed}, iteration {t}: {ratio}"
     assert 10 <= stops <= 25, f"{stops} of 30 seeds collapse: the recipe no longer tests both"
+
+
+# --- the model answers go through every check before a release (issue 22 item 6) -------------
+
+BROKEN_M_STEP = ("diff).T @ diff / nk[k]", "diff).T @ diff / N")
+
+
+def _solutions_copy(tmp_path, monkeypatch, edit=None):
+    """solutions/ copied to ``tmp_path`` (em_by_hand only, ``edit`` applied to its text), with
+    the release module pointed at it and at an empty exercises folder."""
+    from grading import release
+
+    solutions = tmp_path / "solutions"
+    shutil.copytree(SOLUTIONS / "em_by_hand", solutions / "em_by_hand")
+    path = solutions / "em_by_hand" / ASSIGNMENTS["em_by_hand"]
+    if edit is not None:
+        text = path.read_text()
+        assert edit[0] in text, f"the model answer no longer contains {edit[0]!r}"
+        path.write_text(text.replace(*edit))
+    monkeypatch.setattr(release, "SOLUTIONS", solutions)
+    monkeypatch.setattr(release, "EXERCISES", tmp_path / "exercises")
+    monkeypatch.setattr(release, "REPO", tmp_path)
+    monkeypatch.setattr(release, "ASSIGNMENTS", {"em_by_hand": ASSIGNMENTS["em_by_hand"]})
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [[], ["--check"]], ids=["release", "check"])
+def test_a_model_that_fails_its_hidden_checks_is_not_released(tmp_path, monkeypatch, capsys, args):
+    """`/ N` for `/ nk[k]` in the model's M-step: `make release` (and `--check`) exit non-zero,
+    name the part and the check's own message, and write nothing."""
+    from grading import release
+
+    path = _solutions_copy(tmp_path, monkeypatch, BROKEN_M_STEP)
+    before = path.read_bytes()
+    assert release.main(args) == 1
+    said = capsys.readouterr().err
+    assert "refusing to release" in said
+    assert "em_by_hand_m_step_covariances: hidden check failed: m_step on the hand case" in said
+    assert "covariances[0, 0, 0] = 0.666667, expected 1" in said
+    assert "em_by_hand_fit_em_tests: hidden check failed" in said
+    assert "em_by_hand_m_step_covariances: visible test failed: AssertionError" in said
+    assert not (tmp_path / "exercises").exists(), "a refused release wrote exercises/"
+    assert path.read_bytes() == before, "a refused release rewrote solutions/"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", sorted(ASSIGNMENTS))
+def test_every_model_answer_passes_every_visible_test_and_hidden_check(assignment):
+    from grading.model_check import model_problems
+    from grading.release import generated
+
+    nb = generated(_read(SOLUTIONS, assignment), assignment)
+    assert model_problems(nb, assignment) == []
+
+
+def test_a_visible_test_that_fails_on_the_model_is_named(tmp_path):
+    """The visible side alone: a test cell that raises on the model answer, in a kernel."""
+    from grading.model_check import visible_problems
+
+    answer = nbformat.v4.new_code_cell("def double(x):\n    return x + x")
+    test = nbformat.v4.new_code_cell("assert double(2) == 5, 'double(2) should be 5'")
+    test.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t_double"}
+    noisy = nbformat.v4.new_code_cell("import sys; print('careful', file=sys.stderr)")
+    noisy.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t_noisy"}
+    fine = nbformat.v4.new_code_cell("assert double(2) == 4")
+    fine.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t_fine"}
+    nb = nbformat.v4.new_notebook(cells=[answer, test, noisy, fine])
+    assert visible_problems(nb, tmp_path) == [
+        "t_double: visible test failed: AssertionError: double(2) should be 5",
+        "t_noisy: visible test failed: wrote to stderr: careful",
+    ]
+
+
+# --- the points the text shows come from the metadata ---------------------------------------
+
+
+def _with_points(assignment, points: dict):
+    """The source notebook with ``points`` ({grade_id suffix: points}) set in the metadata,
+    through `generated`; its markdown, joined."""
+    from grading.release import generated
+
+    nb = _read(SOLUTIONS, assignment)
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        if gid.removeprefix(assignment + "_") in points:
+            cell.metadata["nbgrader"]["points"] = points[gid.removeprefix(assignment + "_")]
+    nb = generated(nb, assignment)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    return nb, " ".join(markdown.split())
+
+
+def test_the_text_shows_the_points_in_the_metadata():
+    committed = " ".join(
+        "\n".join(
+            c.source for c in _read(SOLUTIONS, "em_by_hand").cells if c.cell_type == "markdown"
+        ).split()
+    )
+    assert "`m_step_covariances` (2) | 4 |" in committed  # the numbers before the change
+    nb, text = _with_points("em_by_hand", {"m_step_covariances": 5, "written": 3})
+    assert "`m_step_weights` (1), `m_step_means` (1), `m_step_covariances` (5) | 7 |" in text
+    assert "(7 points: `m_step_weights` 1, `m_step_means` 1, `m_step_covariances` 5.)" in text
+    assert "(3 points, graded by hand.)" in text
+    assert "(2 points, graded by hand.)" not in text
+    summary = nb.cells[-1].source
+    assert '("m_step_covariances", 5,' in summary  # the summary cell's points at stake too
+    _, text = _with_points("break_it", {"collapse_seed_tests": 2, "written": 1, "run_em_tests": 1})
+    assert "`collapse_seed_tests` (2)" in text and "graded by hand (1)" in text
+    assert "(2 points; the visible test runs" in text  # names no cell: the next test cell's
+    assert "(1 point: `run_em_tests`;" in text and "(1 point, graded by hand.)" in text
+
+
+def test_points_in_the_text_that_no_cell_vouches_for_are_refused():
+    from grading.points_text import with_points
+
+    nb = _read(SOLUTIONS, "break_it")
+    nb.cells.append(nbformat.v4.new_markdown_cell("A bonus question (3 points, graded by hand)."))
+    with pytest.raises(ValueError, match=r"\(3 points, graded by hand\).*no written answer"):
+        with_points(nb, "break_it")
+
+
+def test_changed_points_make_the_committed_sources_stale(tmp_path, monkeypatch):
+    """`make release --check` reports a text whose points disagree with the metadata."""
+    from grading import release
+
+    path = _solutions_copy(tmp_path, monkeypatch)
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "em_by_hand_e_step_tests":
+            cell.metadata["nbgrader"]["points"] = 4
+    nbformat.write(nb, path)
+    assert release.write_generated(check=True) == ["solutions/em_by_hand/em_by_hand.ipynb"]
+    release.write_generated()
+    assert "`e_step_tests` (4), `e_step_stability` (1) | 5 |" in path.read_text().replace(
+        "\\n", " "
+    )
