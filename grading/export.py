@@ -155,7 +155,7 @@ def _lost_points(r, p) -> bool:
         p["kind"] == "auto"
         and p["points"] is not None
         and p["points"] < p["max_points"]
-        and r["status"] not in ("missing", "unreadable")
+        and r["status"] not in ("missing", "unreadable", "blank", "broken")
     )
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import nbformat
 
 from grading.checks import spec
+from grading.classify import classify
 from grading.course import CODE_STUB, use_tool_env
 from grading.feedback import write_feedback
 from grading.isolation import KERNEL_CPU, code_limits, package_folders
@@ -232,6 +233,11 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
     result.parts = combine(source_nb, recheck, visible_outcomes(executed, source_nb))
     run_status = RUN_STATUS[run.status] if run is not None else Status.OK
     result.status = submission_status(recheck, result.observed, run_status)
+    # Blank (the release unchanged) or broken (nothing ran): a status and a reason of their own.
+    result.status, why = classify(
+        result.status, submitted, release, source_nb, recheck, result.parts, assignment
+    )
+    result.flags += [why] if why else []
     # Messages quote the student's own exception texts: no terminal escapes into the CSVs,
     # failures.txt or a terminal that prints them.
     result.flags = [printable(f) for f in result.flags]

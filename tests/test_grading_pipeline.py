@@ -158,6 +158,9 @@ STATUS = {
     # The feedback run was stopped (its budget); the re-check skipped the sleeping cells.
     ("hostile_sleepers", "em_by_hand"): "kernel-timeout",
     ("hostile_sleepers", "break_it"): "kernel-timeout",
+    # The release handed back unchanged (grading.classify, issue 22): a status of its own.
+    ("blank", "em_by_hand"): "blank",
+    ("blank", "break_it"): "blank",
 }
 # What the sandbox must have reported for each attack (a word of the review reason).
 OBSERVED = {
