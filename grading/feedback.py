@@ -23,6 +23,7 @@ from nbconvert.preprocessors.coalescestreams import CR_PAT
 from traitlets import Bool
 
 from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, summary_cell_id
+from grading.feedback_text import PROGRESS, fmt_points, literal, summary_markdown, totals
 from grading.mathjax import POLICY, script_tags
 
 HIDDEN_NOTE = (
@@ -112,70 +113,6 @@ def render_html(nb, title: str, scripts: str = "") -> str:
 def visible_part(source: str) -> str:
     """A test cell's source without its hidden-test blocks."""
     return HIDDEN.sub(HIDDEN_NOTE, source)
-
-
-def literal(text: str) -> str:
-    """``text`` shown as it is in markdown: every punctuation character backslash-escaped (a
-    message can quote the student's own exception text: no link, image or table cell of
-    theirs), on one line."""
-    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join(str(text).split()))
-
-
-def _fmt(points):
-    return "pending" if points is None else f"{points:g}"
-
-
-def totals(result) -> str:
-    """The points so far in words: the total once every part is scored (marks given by hand
-    included), else the autograded points and what is still to be graded by hand."""
-    parts = result["parts"]
-    auto = [p for p in parts if p["kind"] == "auto"]
-    manual = [p for p in parts if p["kind"] == "manual"]
-    got = sum(p["points"] or 0 for p in auto)
-    auto_max = sum(p["max_points"] for p in auto)
-    hand = sum(p["points"] or 0 for p in manual)
-    hand_max = sum(p["max_points"] for p in manual)
-    total, total_max = got + hand, auto_max + hand_max
-    if not manual:
-        return f"**Total: {total:g} / {total_max:g}** (autograded)."
-    if any(p["points"] is None for p in manual):
-        return (
-            f"**Autograded: {got:g} / {auto_max:g}.** Written answers ({hand_max:g} points) are "
-            f"graded by hand later: your total so far is {total:g} / {total_max:g}."
-        )
-    return (
-        f"**Total: {total:g} / {total_max:g}** (autograded {got:g} / {auto_max:g}, "
-        f"graded by hand {hand:g} / {hand_max:g})."
-    )
-
-
-#: The line after the notebook's own summary cell, whose count is the visible tests' only.
-PROGRESS = (
-    "{totals} The count above is what your notebook printed: the visible tests in your own run, "
-    "before the hidden tests{hand}. The points here are the ones that count."
-)
-
-
-def summary_markdown(result) -> str:
-    parts = result["parts"]
-    lines = [
-        f"# Feedback: {result['assignment']} ({result['student']})",
-        "",
-        totals(result),
-        "",
-        "| part | points | out of | note |",
-        "|---|---|---|---|",
-    ]
-    for p in parts:
-        note = literal(p.get("message") or "")
-        lines.append(f"| `{p['grade_id']}` | {_fmt(p['points'])} | {p['max_points']:g} | {note} |")
-    if result.get("flags"):
-        lines += [
-            "",
-            "Your instructor will look at this submission: "
-            + literal("; ".join(result["flags"][:5])),
-        ]
-    return "\n".join(lines)
 
 
 #: What makes a hidden-test line the grader's own rather than a line anyone might write:
@@ -365,7 +302,7 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
             p = parts[gid]
             note = f" — {literal(p['message'])}" if p.get("message") else ""
             score = nbformat.v4.new_markdown_cell(
-                f"**{gid}: {_fmt(p['points'])} / {p['max_points']:g}**{note}"
+                f"**{gid}: {fmt_points(p['points'])} / {p['max_points']:g}**{note}"
             )
             lost = p["points"] is not None and p["points"] < p["max_points"]
             score.metadata["feedback_class"] = "score lost" if lost else "score"
