@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from jupyter_client.kernelspec import NoSuchKernel
 from nbclient import NotebookClient
 
 from grading.cells import grade_id, is_test
@@ -52,8 +53,13 @@ def visible_problems(nb: nbformat.NotebookNode, workdir: Path) -> list[str]:
         allow_errors=True,
         resources={"metadata": {"path": str(workdir)}},
     )
-    env = tool_env()
-    client.execute(env=env, cwd=str(workdir))
+    try:
+        client.execute(env=tool_env(), cwd=str(workdir))
+    except NoSuchKernel:
+        raise RuntimeError(
+            "the model answers run in the Jupyter kernel 'python3', which is not installed: "
+            "python -m ipykernel install --sys-prefix --name python3 (make instructor does it)"
+        ) from None
     problems = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
