@@ -34,15 +34,15 @@ def totals(result) -> str:
     hand_max = sum(p["max_points"] for p in manual)
     total, total_max = got + hand, auto_max + hand_max
     if not manual:
-        return f"**Total: {total:g} / {total_max:g}** (autograded)."
+        return f"**Total: {total:g} / {total_max:g}.** Autograded: {got:g} / {auto_max:g}."
     if any(p["points"] is None for p in manual):
         return (
             f"**Autograded: {got:g} / {auto_max:g}.** Written answers ({hand_max:g} points) are "
             f"graded by hand later: your total so far is {total:g} / {total_max:g}."
         )
     return (
-        f"**Total: {total:g} / {total_max:g}** (autograded {got:g} / {auto_max:g}, "
-        f"graded by hand {hand:g} / {hand_max:g})."
+        f"**Total: {total:g} / {total_max:g}.** Autograded: {got:g} / {auto_max:g}; graded by "
+        f"hand: {hand:g} / {hand_max:g}."
     )
 
 

@@ -192,7 +192,7 @@ def test_after_update_the_page_shows_the_hand_marks_and_the_new_total(tmp_path):
     assert changed == 2
     _, text = _page(tmp_path, result)
     words = _text(text)
-    assert "Total: 3.5 / 5 (autograded 2 / 3, graded by hand 1.5 / 2)." in words
+    assert "Total: 3.5 / 5. Autograded: 2 / 3; graded by hand: 1.5 / 2." in words
     assert "graded by hand later" not in words
     assert f"{ASSIGNMENT}_written: 1.5 / 2 — graded by hand" in words
     assert f"{ASSIGNMENT}_e_step_tests: 2 / 3 — set by hand (autograded 0)" in words
@@ -207,7 +207,7 @@ def test_a_notebook_without_written_answers_shows_its_total(tmp_path):
     result = _result()
     result["parts"] = result["parts"][:1]
     _, text = _page(tmp_path, result)
-    assert "Total: 3 / 3 (autograded)." in _text(text)
+    assert "Total: 3 / 3. Autograded: 3 / 3." in _text(text)
 
 
 @pytest.mark.slow
