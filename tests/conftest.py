@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,9 @@ def pytest_configure(config):
 
 #: Under pytest-xdist (`make test` runs `-n auto`) a module- or session-scoped fixture is built
 #: once per worker that needs it. These modules' fixtures are costly (the book's pages read in
-#: Chromium, a graded class, a Dask cluster, a student venv, the explorer run under node), so
-#: each module's tests go to one worker together (`pytest_xdist_make_scheduler` below).
+#: Chromium, a graded class, a Dask cluster, a student venv, the explorer run under node, a
+#: Jupyter server), so each module's tests go to one worker together
+#: (`pytest_xdist_make_scheduler` below).
 XDIST_MODULES = frozenset(
     {
         "test_book",
@@ -65,24 +67,66 @@ XDIST_MODULES = frozenset(
         "test_grading_distributed",
         "test_student_setup",
         "test_explorer_parity",
+        "test_explore_jupyter",
     }
 )
+
+#: CPU seconds of each module that costs more than a few seconds, measured one module at a time
+#: (`pytest tests/<module>.py -n 0` in its own cgroup, 2 cores; test_book includes the book
+#: build). The scheduler hands out the costliest work first, so no costly module starts late
+#: and leaves the other worker idle at the end; a module not listed counts a second a test.
+#: Only the order of the work depends on these numbers, never an outcome.
+COSTS = {
+    "test_grading_pipeline": 300,
+    "test_book": 120,
+    "test_grading_distributed": 120,
+    "test_explore_jupyter": 40,
+}
+DEFAULT_TEST_COST = 1.0
+#: Modules whose tests read the built book: handed out after every other module, so a worker
+#: never waits on the file lock while the other builds the book (test_book, which the scheduler
+#: hands out early, builds it).
+BOOK_MODULES = frozenset({"test_book_new_sections", "test_explorer_browser", "test_explorer_page"})
+
+
+def _stem(nodeid: str) -> str:
+    """The module name of a test id (``tests/test_book.py::test_x`` -> ``test_book``)."""
+    return Path(nodeid.split("::", 1)[0]).stem
 
 
 if LoadScopeScheduling is not None:
 
     class _CostlyModulesTogether(LoadScopeScheduling):
         """xdist's ``--dist load``, except that each module of XDIST_MODULES is one unit of
-        work (its fixtures are built once); the largest units are handed out first.
+        work (its fixtures are built once) and the units are handed out costliest first
+        (`COSTS`), the tests that read the built book last (`BOOK_MODULES`).
 
         pytest-xdist's own way, ``xdist_group`` marks with ``--dist loadgroup``, silently stops
         grouping under pytest 9.2 (pytest-xdist issue #1386: it renames node ids, which pytest
         9.2 no longer reads), so the grouping is done by the scheduler itself.
         """
 
+        _ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return module if Path(module).stem in XDIST_MODULES else nodeid
+            return module if _stem(module) in XDIST_MODULES else nodeid
+
+        def _assign_work_unit(self, node) -> None:
+            if not self._ordered:  # once, before the first unit is handed out
+                self._ordered = True
+                tests = Counter(_stem(nodeid) for nodeid in self.collection)
+
+                def order(unit):
+                    scope, nodeids = unit
+                    stem = _stem(scope)
+                    cost = COSTS.get(stem, DEFAULT_TEST_COST * tests[stem]) / tests[stem]
+                    return stem in BOOK_MODULES, -cost * len(nodeids)
+
+                units = sorted(self.workqueue.items(), key=order)  # stable: ties keep order
+                self.workqueue.clear()
+                self.workqueue.update(units)
+            super()._assign_work_unit(node)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(config, log):
