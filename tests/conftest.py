@@ -55,9 +55,9 @@ def pytest_configure(config):
         settings.load_profile("repeatable")
 
 
-#: Under pytest-xdist (`make test` runs `-n auto`) a module- or session-scoped fixture is built
-#: once per worker that needs it. These modules' fixtures are costly (the book's pages read in
-#: Chromium, a graded class, a Dask cluster, a student venv, the explorer run under node, a
+#: Under pytest-xdist (`make test` runs `-n TEST_WORKERS`) a module- or session-scoped fixture is
+#: built once per worker that needs it. These modules' fixtures are costly (the book's pages read
+#: in Chromium, a graded class, a Dask cluster, a student venv, the explorer run under node, a
 #: Jupyter server), so each module's tests go to one worker together
 #: (`pytest_xdist_make_scheduler` below).
 XDIST_MODULES = frozenset(
