@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,11 @@ def pytest_configure(config):
         settings.load_profile("repeatable")
 
 
-#: Under pytest-xdist (`make test` runs `-n auto`) a module- or session-scoped fixture is built
-#: once per worker that needs it. These modules' fixtures are costly (the book's pages read in
-#: Chromium, a graded class, a Dask cluster, a student venv, the explorer run under node), so
-#: each module's tests go to one worker together (`pytest_xdist_make_scheduler` below).
+#: Under pytest-xdist (`make test` runs `-n TEST_WORKERS`) a module- or session-scoped fixture is
+#: built once per worker that needs it. These modules' fixtures are costly (the book's pages read
+#: in Chromium, a graded class, a Dask cluster, a student venv, the explorer run under node, a
+#: Jupyter server), so each module's tests go to one worker together
+#: (`pytest_xdist_make_scheduler` below).
 XDIST_MODULES = frozenset(
     {
         "test_book",
@@ -65,24 +67,93 @@ XDIST_MODULES = frozenset(
         "test_grading_distributed",
         "test_student_setup",
         "test_explorer_parity",
+        "test_explore_jupyter",
     }
 )
+
+#: Tests of an XDIST_MODULES module that build no costly module-scoped fixture of their own
+#: (each starts its own cluster; the artefacts they share are made once per run under a file
+#: lock): each is a unit of its own, so they can run on the other worker meanwhile.
+ON_THEIR_OWN = frozenset(
+    {
+        "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli",
+        "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded",
+        "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class",
+    }
+)
+
+#: CPU seconds of the modules (or tests) that cost more than a few seconds, measured one module
+#: at a time (`pytest tests/<module>.py -n 0` in a cgroup of its own, 2 cores; test_book
+#: includes the book build). The scheduler hands out the costliest units first, so no costly
+#: module starts late and leaves the other worker idle at the end; a test not listed counts
+#: `DEFAULT_TEST_COST`. Only the order of the work depends on these numbers, never an outcome.
+COSTS = {
+    "test_grading_pipeline": 316,
+    "test_grading_distributed": 200,  # 288 with the tests ON_THEIR_OWN
+    "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli": 25,
+    "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded": 25,
+    "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class": 40,
+    "test_book": 170,  # 63 of them the book build from nothing
+    "test_student_setup": 55,
+    "test_explore_jupyter": 36,
+    "test_explorer_parity": 12,
+}
+DEFAULT_TEST_COST = 1.0
+#: Modules whose tests read the built book: handed out after every other module, so a worker
+#: never waits on the file lock while the other builds the book (test_book, which the scheduler
+#: hands out early, builds it).
+BOOK_MODULES = frozenset({"test_book_new_sections", "test_explorer_browser", "test_explorer_page"})
+
+
+def _stem(nodeid: str) -> str:
+    """The module name of a test id (``tests/test_book.py::test_x[a]`` -> ``test_book``)."""
+    return Path(nodeid.split("::", 1)[0]).stem
+
+
+def _name(nodeid: str) -> str:
+    """Module and test of a test id, without parameters (``test_book::test_x``)."""
+    return f"{_stem(nodeid)}::{nodeid.partition('::')[2].split('[', 1)[0]}"
 
 
 if LoadScopeScheduling is not None:
 
     class _CostlyModulesTogether(LoadScopeScheduling):
         """xdist's ``--dist load``, except that each module of XDIST_MODULES is one unit of
-        work (its fixtures are built once); the largest units are handed out first.
+        work (its fixtures are built once) and the units are handed out costliest first
+        (`COSTS`), the tests that read the built book last (`BOOK_MODULES`).
 
         pytest-xdist's own way, ``xdist_group`` marks with ``--dist loadgroup``, silently stops
         grouping under pytest 9.2 (pytest-xdist issue #1386: it renames node ids, which pytest
         9.2 no longer reads), so the grouping is done by the scheduler itself.
         """
 
+        _ordered = False
+
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return module if Path(module).stem in XDIST_MODULES else nodeid
+            if _stem(module) in XDIST_MODULES and _name(nodeid) not in ON_THEIR_OWN:
+                return module
+            return nodeid
+
+        def _assign_work_unit(self, node) -> None:
+            if not self._ordered:  # once, before the first unit is handed out
+                self._ordered = True
+                tests = Counter(_stem(nodeid) for nodeid in self.collection)
+
+                def order(unit):
+                    scope, nodeids = unit
+                    stem = _stem(scope)
+                    if "::" not in scope:  # a whole module (XDIST_MODULES)
+                        cost = COSTS.get(stem, DEFAULT_TEST_COST * len(nodeids))
+                    else:
+                        share = COSTS.get(stem, DEFAULT_TEST_COST * tests[stem]) / tests[stem]
+                        cost = COSTS.get(_name(scope), share)
+                    return stem in BOOK_MODULES, -cost
+
+                units = sorted(self.workqueue.items(), key=order)  # stable: ties keep order
+                self.workqueue.clear()
+                self.workqueue.update(units)
+            super()._assign_work_unit(node)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_xdist_make_scheduler(config, log):

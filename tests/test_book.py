@@ -363,10 +363,10 @@ def test_explorer_is_embedded_in_chapters_2_4_and_6(book_html):
 # --------------------------------------------------------------------------------------------
 
 
-def _visit(browser, base: str, page_name: str, shot: Path) -> dict:
-    """Open one page; return what went wrong (console errors, failed or external requests...)."""
+def _watch(context, base: str) -> tuple[dict, object]:
+    """What goes wrong on the pages of ``context`` from now on: console errors, failed or
+    external requests (refused, so the book is held to working offline)."""
     host = urlparse(base).netloc
-    context = new_context(browser, viewport={"width": 1280, "height": 900})
     problems: dict[str, list] = {"console": [], "failed": [], "status": [], "external": []}
 
     def route(r):
@@ -388,32 +388,45 @@ def _visit(browser, base: str, page_name: str, shot: Path) -> dict:
         ),
     )
     page.on("response", lambda r: r.status >= 400 and problems["status"].append((r.status, r.url)))
-    try:
-        page.goto(f"{base}/{page_name}.html", wait_until="load")
-        # Lazy iframes (the explorer) load once scrolled into view: bring each one in.
-        for frame in page.locator("iframe").all():
-            frame.scroll_into_view_if_needed()
-            settle(page)
-        has_math = page.evaluate("document.querySelectorAll('.math').length") > 0
-        problems["math"] = None
-        if has_math:
-            page.wait_for_function(
-                "() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise",
-                timeout=WAIT_MS,
-            )
-            problems["math"] = page.evaluate(
-                """async () => {
-                    await window.MathJax.startup.promise;
-                    return {containers: document.querySelectorAll('mjx-container').length,
-                            errors: document.querySelectorAll('mjx-merror').length,
-                            math: document.querySelectorAll('.math').length};
-                }"""
-            )
-        page.wait_for_load_state("networkidle")
-        problems["images"] = page.evaluate(
-            """() => Array.from(document.images).map(
-                   i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0}))"""
+    return problems, page
+
+
+def _load(page, base: str, page_name: str, problems: dict) -> None:
+    """Open one page, bring its lazy iframes in and wait for its maths and requests; record
+    MathJax's output and whether every image loaded in ``problems``."""
+    page.goto(f"{base}/{page_name}.html", wait_until="load")
+    # Lazy iframes (the explorer) load once scrolled into view: bring each one in.
+    for frame in page.locator("iframe").all():
+        frame.scroll_into_view_if_needed()
+        settle(page)
+    has_math = page.evaluate("document.querySelectorAll('.math').length") > 0
+    problems["math"] = None
+    if has_math:
+        page.wait_for_function(
+            "() => window.MathJax && window.MathJax.startup && window.MathJax.startup.promise",
+            timeout=WAIT_MS,
         )
+        problems["math"] = page.evaluate(
+            """async () => {
+                await window.MathJax.startup.promise;
+                return {containers: document.querySelectorAll('mjx-container').length,
+                        errors: document.querySelectorAll('mjx-merror').length,
+                        math: document.querySelectorAll('.math').length};
+            }"""
+        )
+    page.wait_for_load_state("networkidle")
+    problems["images"] = page.evaluate(
+        """() => Array.from(document.images).map(
+               i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0}))"""
+    )
+
+
+def _visit(browser, base: str, page_name: str, shot: Path) -> dict:
+    """Open one page; return what went wrong (console errors, failed or external requests...)."""
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
+    try:
+        problems, page = _watch(context, base)
+        _load(page, base, page_name, problems)
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shot), full_page=True)
     finally:
@@ -421,27 +434,26 @@ def _visit(browser, base: str, page_name: str, shot: Path) -> dict:
     return problems
 
 
+def _page_problems(problems: dict, shot: Path) -> dict:
+    """What `_visit` (or the `reading` visit) found wrong with a page, by kind; {} if nothing."""
+    bad = {k: problems[k] for k in ("console", "failed", "status", "external") if problems[k]}
+    math = problems["math"]
+    if math is not None and (math["containers"] == 0 or math["errors"]):
+        bad["math"] = math
+    broken = [i["src"] for i in problems["images"] if not i["ok"]]
+    if broken:
+        bad["images"] = broken
+    if not shot.is_file() or shot.stat().st_size == 0:
+        bad["screenshot"] = str(shot)
+    return bad
+
+
 @pytest.mark.browser
 @pytest.mark.slow
-def test_every_page_works_in_headless_chromium(book_server, chromium, artifacts_dir):
-    """No console errors, no failed or external requests, maths rendered, every image loaded."""
-    shots = artifacts_dir / "book"
-    shots.mkdir(exist_ok=True)
-    report = {}
-    for name in toc_pages():
-        shot = shots / f"{name}.png"
-        problems = _visit(chromium, book_server, name, shot)
-        bad = {k: problems[k] for k in ("console", "failed", "status", "external") if problems[k]}
-        math = problems["math"]
-        if math is not None and (math["containers"] == 0 or math["errors"]):
-            bad["math"] = math
-        broken = [i["src"] for i in problems["images"] if not i["ok"]]
-        if broken:
-            bad["images"] = broken
-        if not shot.is_file() or shot.stat().st_size == 0:
-            bad["screenshot"] = str(shot)
-        if bad:
-            report[name] = bad
+def test_every_page_works_in_headless_chromium(reading):
+    """No console errors, no failed or external requests, maths rendered, every image loaded
+    (each page opened once, by the `reading` fixture below, which also takes the screenshot)."""
+    report = {name: seen["problems"] for name, seen in reading.items() if seen["problems"]}
     assert not report, report
 
 
@@ -462,17 +474,18 @@ def loaded_and_typeset(page) -> None:
 
 
 @pytest.fixture(scope="module")
-def reading(book_server, chromium, book_html):
-    """Each page at 1280x900: its figures, overflowing code, axe findings and focus rings."""
+def reading(book_server, chromium, book_html, artifacts_dir):
+    """Each page at 1280x900, opened once: what went wrong while it loaded (console errors,
+    failed or external requests, maths, images; screenshots in artifacts/book/), then its
+    figures, overflowing code, axe findings and focus rings."""
+    shots = artifacts_dir / "book"
+    shots.mkdir(exist_ok=True)
     out = {}
     for name in toc_pages():
         context = new_context(chromium, viewport={"width": 1280, "height": 900})
-        page = context.new_page()
         try:
-            page.goto(f"{book_server}/{name}.html", wait_until="load")
-            for frame in page.locator("iframe").all():
-                frame.scroll_into_view_if_needed()
-            loaded_and_typeset(page)
+            problems, page = _watch(context, book_server)
+            _load(page, book_server, name, problems)  # loaded_and_typeset, and more
             images = page.evaluate(
                 """() => Array.from(document.images).map(i => ({
                        src: i.currentSrc, natural: i.naturalWidth,
@@ -483,11 +496,15 @@ def reading(book_server, chromium, book_html):
                        .filter(p => p.scrollWidth > p.clientWidth + 1)
                        .map(p => p.textContent.slice(0, 80))"""
             )
+            # What went wrong while the page loaded, before axe and the key presses below.
+            loading = {k: list(v) if isinstance(v, list) else v for k, v in problems.items()}
             axe = {"page": own_violations(run_axe(page))}
             for i, frame in enumerate(page.frames[1:]):
                 frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=WAIT_MS)
                 axe[f"frame {i}: {frame.url}"] = own_violations(run_axe(frame))
             page.evaluate("window.scrollTo(0, 0)")
+            shot = shots / f"{name}.png"
+            page.screenshot(path=str(shot), full_page=True)
             focus = focus_ring_problems(page, presses=8)
             # Last, with every dropdown open (derivations, answers): displayed formulas that run
             # past the column, where the reader would have to scroll them sideways.
@@ -502,6 +519,7 @@ def reading(book_server, chromium, book_html):
         finally:
             context.close()
         out[name] = {
+            "problems": _page_problems(loading, shot),
             "images": images,
             "overflow": overflow,
             "axe": axe,

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import fixture_students
 import pytest
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A correct, a wrong and a hostile (proven patching of numpy) student.
@@ -79,11 +80,29 @@ def client(cluster, security):
         yield c
 
 
+def _once_per_run(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``build(folder)`` made, once per test run: under pytest-xdist the tests that
+    need it may run on several workers, so the first builds it under a file lock in the run's
+    shared temporary folder and the others use it (as conftest.py's book build)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / f"dask-{name}"
+    with FileLock(f"{folder}.lock"):
+        if not Path(f"{folder}.done").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            Path(f"{folder}.done").touch()
+    return folder
+
+
 @pytest.fixture(scope="module")
 def submissions(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dask") / "submissions"
-    fixture_students.load().write_all(folder, only=STUDENTS)
-    return folder
+    def write(folder):
+        fixture_students.load().write_all(folder, only=STUDENTS)
+
+    return _once_per_run(tmp_path_factory, "submissions", write)
 
 
 def _only(submissions: Path, students, dest: Path) -> Path:
@@ -94,12 +113,14 @@ def _only(submissions: Path, students, dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def local_run(submissions, tmp_path_factory):
-    """The reference: every student graded by local processes (`grade_folder`'s default)."""
+    """The reference: every student graded by local processes (`grade_folder`'s default); made
+    once per run (`_once_per_run`), read only."""
     from grading.pipeline import grade_folder
 
-    out = tmp_path_factory.mktemp("local") / "out"
-    grade_folder(submissions, out, progress=io.StringIO())
-    return out
+    def grade(folder):
+        grade_folder(submissions, folder / "out", progress=io.StringIO())
+
+    return _once_per_run(tmp_path_factory, "local", grade) / "out"
 
 
 #: grades.csv columns that say where and how the run graded (a cluster's differ by design).
