@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -150,6 +151,11 @@ def test_release_notebook_runs_with_a_correct_answer(student_env, assignment):
     work.mkdir(exist_ok=True)
     notebook = work / ASSIGNMENTS[assignment]
     nbformat.write(build_notebook(assignment, {}), notebook)
+    # The folder a student is given: the notebook and the test cells' helper modules.
+    helpers = sorted((ROOT / "exercises" / assignment).glob("*.py"))
+    assert helpers, f"exercises/{assignment} ships no helper module"
+    for module in helpers:
+        shutil.copy(module, work / module.name)
     proc = subprocess.run(
         [
             str(venv / "bin" / "jupyter"),
