@@ -23,7 +23,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from grading.checks import judge
+from grading.checks import call_plan, judge
+from grading.checks.break_it import break_it
 from grading.checks.em_by_hand import em_by_hand
 from grading.checks.poisson_mixture import poisson_mixture
 from grading.course import SOLUTIONS
@@ -511,20 +512,23 @@ def visible(assignment, answers, test) -> str | None:
     return None
 
 
-SPECS = {"em_by_hand": em_by_hand, "poisson_mixture": poisson_mixture}
+SPECS = {"em_by_hand": em_by_hand, "break_it": break_it, "poisson_mixture": poisson_mixture}
 
 
-def hidden(assignment, answers, test) -> dict:
-    """The hidden check ``test``'s verdict on those answers, called as the sandbox calls."""
+def hidden(assignment, answers, test=None) -> dict:
+    """The hidden check ``test``'s verdict on those answers, called as the sandbox calls
+    (every check's, {grade_id: verdict}, when ``test`` is None)."""
     ns = namespace(assignment, answers)
-    check = next(c for c in SPECS[assignment]().checks if c.grade_id == f"{assignment}_{test}")
-    from grading.checks import call_plan
-
-    cases, arrays = call_plan(check)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        outputs = [json.loads(json.dumps(_call(ns, c, arrays, np))) for c in cases]
-    return judge(check, {"status": "ok", "outputs": outputs})
+    verdicts = {}
+    for check in SPECS[assignment]().checks:
+        if test is not None and check.grade_id != f"{assignment}_{test}":
+            continue
+        cases, arrays = call_plan(check)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            outputs = [json.loads(json.dumps(_call(ns, c, arrays, np))) for c in cases]
+        verdicts[check.grade_id] = judge(check, {"status": "ok", "outputs": outputs})
+    return verdicts[f"{assignment}_{test}"] if test is not None else verdicts
 
 
 @pytest.fixture(autouse=True)
@@ -568,6 +572,35 @@ def test_only_grading_catches_it_and_why(name):
     assert visible(mistake.assignment, answers, mistake.test) is None
     verdict = hidden(mistake.assignment, answers, mistake.test)
     assert not verdict["passed"] and mistake.words in verdict["message"], verdict
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if m.assignment == "break_it" else n
+        for n, m in MISTAKES.items()
+        if not m.hidden and "did not return" not in m.words
+    ],
+)
+def test_grading_never_passes_what_the_visible_tests_catch(name):
+    """The visible tests are among the spec's cases: a mistake they catch also fails a hidden
+    check (the one of the same test cell, or, for a change of the caller's data, the loop's).
+    (A loop that never ends is left out: the re-check stops it by its CPU-time limit,
+    `grading.recheck.STEP_TIMEOUT`; in this process nothing would.)"""
+    mistake = MISTAKES[name]
+    verdicts = hidden(mistake.assignment, {mistake.answer: mistake.code})
+    failed = {
+        g.removeprefix(mistake.assignment + "_") for g, v in verdicts.items() if not v["passed"]
+    }
+    assert failed, f"{name}: every hidden check passes"
+    in_place = "in place" in mistake.words
+    assert in_place or mistake.test in failed, (name, failed)
+
+
+def test_every_assignment_ships_the_same_notebook_helpers():
+    """notebook_helpers.py is one file, copied into each assignment's folder."""
+    copies = {(SOLUTIONS / a / "notebook_helpers.py").read_text() for a in ASSIGNMENTS}
+    assert len(copies) == 1
 
 
 def test_instructor_notes_list_every_mistake():

@@ -3,8 +3,6 @@ and compared), plus `call_run_em`, which turns a crash inside your loop into a t
 do not need to read or change this file; the grader uses the course's copy, not yours.
 """
 
-from __future__ import annotations
-
 from notebook_helpers import *  # noqa: F403 - the test cells use them by name
 from notebook_helpers import __all__ as _shared
 from notebook_helpers import call_quietly, np

@@ -4,8 +4,6 @@ and compared), plus what the tests of `fit_em` add: when one fails, which of you
 grader uses the course's copy, not yours.
 """
 
-from __future__ import annotations
-
 from notebook_helpers import *  # noqa: F403 - the test cells use them by name
 from notebook_helpers import __all__ as _shared
 from notebook_helpers import call_quietly, np

@@ -12,8 +12,6 @@ need to read or change it, and the grader uses the course's copy, not yours.
   them (instead of "not defined", or your previous version running unseen).
 """
 
-from __future__ import annotations
-
 import _thread
 import inspect
 import re
@@ -115,7 +113,7 @@ def call_quietly(function, *args, **kwargs):
     name = getattr(function, "__name__", "your function")
     try:
         params = list(inspect.signature(function).parameters)
-    except (TypeError, ValueError):
+    except (ValueError, TypeError):  # a builtin: no signature to read
         params = []
     named = [(params[i] if i < len(params) else f"argument {i + 1}", a) for i, a in enumerate(args)]
     named += list(kwargs.items())
@@ -144,18 +142,17 @@ def _number(value) -> str:
 def assert_close(name, got, expected, where, why="", rtol=1e-6, atol=1e-8):
     """Fail with the first entry of ``got`` that differs from ``expected``: where it was
     computed, both numbers with enough digits to see the difference, and ``why``."""
-    got = np.asarray(got, dtype=float)
-    expected = np.asarray(expected, dtype=float)
-    assert got.shape == expected.shape, f"{where}: {name} has shape {got.shape}, expected {expected.shape}"
-    bad = ~np.isclose(got, expected, rtol=rtol, atol=atol)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
+    got, want = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    assert got.shape == want.shape, f"{where}: {name} has shape {got.shape}, expected {want.shape}"
+    wrong = ~np.isclose(got, want, rtol=rtol, atol=atol)
+    if wrong.any():
+        index = tuple(int(j) for j in np.argwhere(wrong)[0])
         label = f"{name}{list(index)}" if got.ndim else name
-        gap = abs(got[index] - expected[index])
+        gap = abs(got[index] - want[index])
         raise AssertionError(
-            f"{where}: {label} = {_number(got[index])}, expected {_number(expected[index])}"
+            f"{where}: {label} = {_number(got[index])}, expected {_number(want[index])}"
             + (f" (they differ by {gap:.3g})" if np.isfinite(gap) else "")
-            + (f"; {int(bad.sum())} of {bad.size} entries differ" if bad.size > 1 else "")
+            + (f"; {int(wrong.sum())} of {wrong.size} entries differ" if wrong.size > 1 else "")
             + (f": {why}" if why else "")
         )
 
@@ -204,9 +201,9 @@ def assert_resp(function, resp, N, K, where):
         "responsibilities are probabilities; return exp(log_resp), not the log"
     )
     sums = got.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
-    if bad.size:
-        i = int(bad[0])
+    off = np.flatnonzero(abs(sums - 1) > 1e-8)
+    if off.size:
+        i = int(off[0])
         columns = N > 1 and np.allclose(got.sum(axis=0), 1)
         raise AssertionError(
             f"{where}: responsibilities of row {i} sum to {sums[i]:.15g} (1 {sums[i] - 1:+.3g}), "
@@ -220,9 +217,9 @@ def assert_resp(function, resp, N, K, where):
         )
 
 
-# ----------------------------------------------------------------------------------------------
+# ==============================================================================================
 # A cell that failed with a SyntaxError: its functions say so when a test calls them
-# ----------------------------------------------------------------------------------------------
+# ==============================================================================================
 
 _DEFINED = re.compile(r"^def\s+([A-Za-z_]\w*)\s*\(", re.M)
 
