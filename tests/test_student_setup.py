@@ -194,3 +194,35 @@ def test_the_book_names_the_wheel_make_dist_builds(student_wheel):
     assert f'pip install "{student_wheel.name}[student]"' in chapter, (
         f"book/exercises.md should tell students to install {student_wheel.name}"
     )
+
+
+def test_the_feedback_run_imports_the_courses_helpers_not_the_students(tmp_path):
+    """`visible_notebook` puts first a cell that serves the release's helper modules from memory:
+    run in a folder where the student left their own `notebook_helpers.py` (which would fail
+    every test), the helper cell imports the course's; `run_notebook` drops that cell again."""
+    from make_submissions import build_notebook
+
+    from grading.cells import LOADER
+    from grading.student_run import visible_notebook
+
+    release = build_notebook("em_by_hand", None)
+    run = visible_notebook(build_notebook("em_by_hand", {}), release)
+    loader = run.cells[0]
+    assert loader.metadata.get(LOADER) and "nbgrader" not in loader.metadata
+    helpers = next(
+        c
+        for c in run.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "em_by_hand_helpers"
+    )
+    (tmp_path / "notebook_helpers.py").write_text("raise SystemExit('the student copy')\n")
+    (tmp_path / "em_by_hand_helpers.py").write_text("raise SystemExit('the student copy')\n")
+    code = "\n".join([loader.source, helpers.source, "print(call_quietly.__module__)"])
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "notebook_helpers", done.stderr
+    # Without the loader, the same folder gives the student's file: the loader is what decides.
+    bare = subprocess.run(
+        [sys.executable, "-c", helpers.source], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert "the student copy" in bare.stderr
