@@ -16,6 +16,7 @@ import _thread
 import inspect
 import re
 import signal
+import sys
 import threading
 import warnings
 
@@ -250,11 +251,9 @@ def _after_cell(result):
 
 
 def _shell():
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    return get_ipython()
+    """The IPython shell running this code, or None (plain Python: nothing is imported)."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
 
 
 def _watch_syntax_errors():
