@@ -1,10 +1,13 @@
-"""nbgrader's cell rules as the grader uses them, and the one definition of the hidden-test
-marker (nbgrader's own `ClearHiddenTests` delimiters)."""
+"""nbgrader's cell rules as the grader uses them, the one definition of the hidden-test
+marker (nbgrader's own `ClearHiddenTests` delimiters), and the release's helper modules (the
+test cells' helpers, shipped next to each notebook) as the grader hands them to a kernel."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import nbformat
 from nbgrader.preprocessors import ClearHiddenTests
 from nbgrader.utils import is_grade, is_locked, is_solution
 
@@ -32,3 +35,45 @@ def summary_cell_id(assignment: str) -> str:
     """The grade_id of the last cell of a notebook, which runs every visible test and prints a
     summary (written by `grading.release`; not graded, and skipped by the re-check)."""
     return f"{assignment}_visible_tests_summary"
+
+
+# ----------------------------------------------------------------------------------------------
+# The release's helper modules (the test cells' helpers, shipped next to each notebook)
+# ----------------------------------------------------------------------------------------------
+
+#: Marks the cell `module_loader_cell` adds, so that it can be taken out after the run.
+LOADER = "gmm_release_modules"
+
+
+def release_modules(folder: Path) -> dict[str, str]:
+    """{module name: source} of the Python files next to a release notebook in ``folder``."""
+    return {p.stem: p.read_text() for p in sorted(Path(folder).glob("*.py")) if p.is_file()}
+
+
+def module_loader_source(modules: dict[str, str]) -> str:
+    """Code that makes ``modules`` importable from memory, ahead of any file of the same name
+    (a meta-path finder first on ``sys.meta_path``): the student's kernel then runs the course's
+    helpers, whatever files sit next to the submitted notebook."""
+    return (
+        "import importlib.abc as _abc, importlib.util as _util, sys as _sys\n"
+        "class _ReleaseModules(_abc.MetaPathFinder, _abc.Loader):\n"
+        "    def __init__(self, sources, spec_from_loader):\n"
+        "        self.sources, self.spec_from_loader = sources, spec_from_loader\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in self.sources:\n"
+        "            return self.spec_from_loader(name, self, origin=name + '.py')\n"
+        "    def create_module(self, spec):\n"
+        "        return None\n"
+        "    def exec_module(self, module):\n"
+        "        source = self.sources[module.__name__]\n"
+        "        exec(compile(source, module.__name__ + '.py', 'exec'), module.__dict__)\n"
+        f"_sys.meta_path.insert(0, _ReleaseModules({modules!r}, _util.spec_from_loader))\n"
+        "del _abc, _util, _sys, _ReleaseModules\n"
+    )
+
+
+def module_loader_cell(modules: dict[str, str]):
+    """A code cell running `module_loader_source`, marked `LOADER` (no nbgrader metadata)."""
+    cell = nbformat.v4.new_code_cell(module_loader_source(modules))
+    cell.metadata[LOADER] = True
+    return cell

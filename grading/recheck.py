@@ -31,6 +31,7 @@ import numpy as np
 
 import gmmlib
 from grading import checks as checks_module
+from grading.cells import module_loader_source, release_modules
 from grading.isolation import (
     RECHECK_CPU,
     Sandbox,
@@ -371,6 +372,13 @@ def recheck_notebook(
         }
     source = nbformat.read(source_path, as_version=4)
     code_cells = notebook_steps(submitted, source)
+    # The test cells' helper modules, next to the course's notebook, served from memory: the
+    # course cells that import them run as in the student's kernel, and no file of the student's
+    # can stand in for them.
+    modules = release_modules(Path(source_path).parent)
+    if modules:
+        loader = {"name": "<course modules>", "source": module_loader_source(modules)}
+        code_cells.insert(0, loader | {"answer": "<course>"})
     known = set().union(*(imported_names(c["source"]) for c in code_cells)) if code_cells else set()
     findings = {}
     for cell in code_cells:

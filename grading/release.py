@@ -269,6 +269,9 @@ def build_release(dest: Path) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(normalised_text(release / assignment / notebook))
             written.append(target)
+            for module in sorted((release / assignment).glob("*.py")):  # the tests' helpers
+                shutil.copyfile(module, dest / assignment / module.name)
+                written.append(dest / assignment / module.name)
     return written
 
 

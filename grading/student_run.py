@@ -34,7 +34,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from traitlets.config import Config
 
-from grading.cells import grade_id, is_fixed
+from grading.cells import LOADER, grade_id, is_fixed, module_loader_cell, release_modules
+from grading.course import EXERCISES
 from grading.watch import Meter, descendants, kill_all, survivors
 
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
@@ -64,9 +65,24 @@ STARTUP = 180.0
 SLACK = 30.0
 
 
-def visible_notebook(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode):
+def _assignment_of(release: nbformat.NotebookNode) -> str | None:
+    """The assignment a release notebook belongs to: its summary cell's grade_id says."""
+    suffix = "_visible_tests_summary"
+    ids = [grade_id(c) or "" for c in release.cells]
+    return next((gid.removesuffix(suffix) for gid in ids if gid.endswith(suffix)), None)
+
+
+def visible_notebook(
+    submitted: nbformat.NotebookNode,
+    release: nbformat.NotebookNode,
+    modules: dict[str, str] | None = None,
+):
     """The notebook to run: ``submitted`` with every fixed cell as in ``release`` (restored
-    after the cell that precedes it in the release if the student deleted it)."""
+    after the cell that precedes it in the release if the student deleted it), and first a
+    cell that makes the release's helper modules importable from memory (``modules``: {name:
+    source}; by default the committed release's, `grading.course.EXERCISES`), so the test
+    cells use the course's helpers, never a file the student changed. `run_notebook` takes
+    that cell out of the executed notebook."""
     fixed = {grade_id(c): c for c in release.cells if grade_id(c) and is_fixed(c)}
     cells, seen = [], set()
     for cell in submitted.cells:
@@ -86,8 +102,11 @@ def visible_notebook(submitted: nbformat.NotebookNode, release: nbformat.Noteboo
             cells.insert(at, copy.deepcopy(cell))
             seen.add(gid)
         previous = gid or previous
+    if modules is None:
+        assignment = _assignment_of(release)
+        modules = release_modules(EXERCISES / assignment) if assignment else {}
     nb = copy.deepcopy(submitted)
-    nb.cells = cells
+    nb.cells = ([module_loader_cell(modules)] if modules else []) + cells
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -330,4 +349,5 @@ def run_notebook(
         if report.status != "error" or attempt == attempts:
             break
     report.seconds = round(time.monotonic() - started, 2)
+    work.cells = [c for c in work.cells if not c.metadata.get(LOADER)]  # the grader's, not theirs
     return work, report

@@ -17,6 +17,8 @@ from grading.checks import SPECS
 from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS, tool_env
 
 ROOT = Path(__file__).resolve().parents[1]
+# The test cells' helper modules sit next to each notebook: cells run here import them.
+sys.path[:0] = [str(SOLUTIONS / a) for a in ASSIGNMENTS]
 BLOCK = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)(.*?)### END \1", re.S)
 
 
@@ -255,7 +257,7 @@ def test_the_summary_cell_lists_every_visible_test(capsys):
         (
             "em_by_hand",
             fixtures.BUGS["bug_cov_divide_by_n"][1],
-            {"m_step_covariances", "fit_em_monotone"},
+            {"m_step_covariances", "fit_em_tests", "fit_em_monotone"},  # as the hidden
         ),
         ("break_it", fixtures.BUGS["bug_fix_reg_covar"][1], {"fix_tests"}),
     ]:

@@ -26,6 +26,7 @@ from grading.references import poisson as reference
 from grading.sandbox import _plain
 
 NOTEBOOK = SOLUTIONS / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+sys.path.insert(0, str(NOTEBOOK.parent))  # the test cells' helper module, next to the notebook
 SOLUTION = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$", re.M)
 
 

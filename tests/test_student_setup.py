@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -150,6 +151,11 @@ def test_release_notebook_runs_with_a_correct_answer(student_env, assignment):
     work.mkdir(exist_ok=True)
     notebook = work / ASSIGNMENTS[assignment]
     nbformat.write(build_notebook(assignment, {}), notebook)
+    # The folder a student is given: the notebook and the test cells' helper modules.
+    helpers = sorted((ROOT / "exercises" / assignment).glob("*.py"))
+    assert helpers, f"exercises/{assignment} ships no helper module"
+    for module in helpers:
+        shutil.copy(module, work / module.name)
     proc = subprocess.run(
         [
             str(venv / "bin" / "jupyter"),
@@ -188,3 +194,35 @@ def test_the_book_names_the_wheel_make_dist_builds(student_wheel):
     assert f'pip install "{student_wheel.name}[student]"' in chapter, (
         f"book/exercises.md should tell students to install {student_wheel.name}"
     )
+
+
+def test_the_feedback_run_imports_the_courses_helpers_not_the_students(tmp_path):
+    """`visible_notebook` puts first a cell that serves the release's helper modules from memory:
+    run in a folder where the student left their own `notebook_helpers.py` (which would fail
+    every test), the helper cell imports the course's; `run_notebook` drops that cell again."""
+    from make_submissions import build_notebook
+
+    from grading.cells import LOADER
+    from grading.student_run import visible_notebook
+
+    release = build_notebook("em_by_hand", None)
+    run = visible_notebook(build_notebook("em_by_hand", {}), release)
+    loader = run.cells[0]
+    assert loader.metadata.get(LOADER) and "nbgrader" not in loader.metadata
+    helpers = next(
+        c
+        for c in run.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "em_by_hand_helpers"
+    )
+    (tmp_path / "notebook_helpers.py").write_text("raise SystemExit('the student copy')\n")
+    (tmp_path / "em_by_hand_helpers.py").write_text("raise SystemExit('the student copy')\n")
+    code = "\n".join([loader.source, helpers.source, "print(call_quietly.__module__)"])
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "notebook_helpers", done.stderr
+    # Without the loader, the same folder gives the student's file: the loader is what decides.
+    bare = subprocess.run(
+        [sys.executable, "-c", helpers.source], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert "the student copy" in bare.stderr

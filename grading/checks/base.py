@@ -22,6 +22,8 @@ class Case:
     count: tuple = ()  # functions whose calls are counted during the call
     variable: bool = False
     judge_counts: Callable[[dict], str | None] | None = None
+    #: The student's exception text -> why it happened (appended to the message), or None.
+    explain_error: Callable[[str], str | None] | None = None
 
 
 @dataclass
@@ -82,8 +84,9 @@ def as_array(value):
     return arr
 
 
-def close(name, got, expected, where, rtol=1e-6, atol=1e-8):
-    """None if ``got`` matches ``expected``; otherwise a message naming the first bad entry."""
+def close(name, got, expected, where, rtol=1e-6, atol=1e-8, why=""):
+    """None if ``got`` matches ``expected``; otherwise a message naming the first bad entry
+    (and ``why``, when known: the classic mistake that gives ``got``)."""
     expected = np.asarray(expected, dtype=float)
     arr = as_array(got)
     if arr is None:
@@ -93,11 +96,13 @@ def close(name, got, expected, where, rtol=1e-6, atol=1e-8):
     bad = ~np.isclose(arr, expected, rtol=rtol, atol=atol)
     if bad.any():
         if arr.ndim == 0:
-            return f"{where}: {name} = {float(arr):.6g}, expected {float(expected):.6g}"
+            return f"{where}: {name} = {float(arr):.12g}, expected {float(expected):.12g}" + (
+                f": {why}" if why else ""
+            )
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         return (
-            f"{where}: {name}{list(index)} = {arr[index]:.6g}, expected {expected[index]:.6g}"
-            f" ({int(bad.sum())} of {bad.size} entries differ)"
+            f"{where}: {name}{list(index)} = {arr[index]:.12g}, expected {expected[index]:.12g}"
+            f" ({int(bad.sum())} of {bad.size} entries differ)" + (f": {why}" if why else "")
         )
     return None
 
@@ -106,23 +111,50 @@ def first_failure(*messages):
     return next((m for m in messages if m), None)
 
 
-def resp_problem(arr, shape, where, non_finite, sum_digits=6, hint=None):
+def looks_float32(arr) -> bool:
+    """Whether every entry of ``arr`` (decoded: float64) is a float32 number and some is not a
+    small dyadic one: the student's function computed in float32 (the sandbox sends values, not
+    dtypes). A float64 computation gives such an array by chance with probability ~2^-29 per
+    entry."""
+    arr = np.asarray(arr, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return False
+    exact = np.all(finite.astype(np.float32).astype(float) == finite)
+    return bool(exact and np.any(finite * 2**12 != np.round(finite * 2**12)))
+
+
+def resp_problem(arr, shape, where, non_finite, sum_digits=15, hint=None):
     """What is wrong with responsibilities ``arr`` (decoded) before comparing them: the shape
-    (N, K), a NaN or inf (``non_finite`` says how to avoid it), or a row not summing to 1 (with
+    (N, K) (transposed named), a NaN or inf (``non_finite`` says how to avoid it), a negative
+    entry (log-responsibilities), or a row not summing to 1 (columns normalised, float32 named;
     ``hint(arr)`` appended when given); None when none of these. Every mixture's e_step judge
     starts here."""
     if arr is None or arr.shape != shape:
         got = None if arr is None else arr.shape
-        return f"{where}: e_step returned shape {got}, expected {shape} = (N, K)"
+        turned = " (transposed: one row per point, please)" if got == shape[::-1] else ""
+        return f"{where}: e_step returned shape {got}, expected {shape} = (N, K){turned}"
     if not np.all(np.isfinite(arr)):
         return f"{where}: e_step returned {non_finite}"
+    if np.any(arr < 0):
+        return (
+            f"{where}: e_step returned a negative responsibility ({arr.min():.10g}): return the "
+            "probabilities exp(log resp), not their logarithms"
+        )
     sums = arr.sum(axis=1)
     bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
     if bad.size:
         i = int(bad[0])
         extra = hint(arr) if hint is not None else ""
+        if looks_float32(arr):
+            extra += " (every entry is a float32 number: compute in float64, numpy's default)"
+        elif shape[0] > 1 and np.allclose(arr.sum(axis=0), 1):
+            extra += " (each column sums to 1: normalise over k, axis=1)"
         total = f"{sums[i]:.{sum_digits}g}"
-        return f"{where}: responsibilities of row {i} sum to {total}, expected 1{extra}"
+        return (
+            f"{where}: responsibilities of row {i} sum to {total} (1 {sums[i] - 1:+.3g}), "
+            f"expected 1{extra}"
+        )
     return None
 
 
@@ -182,10 +214,12 @@ def judge(check: Check, result: dict) -> dict:
     try:
         for case, output in zip(check.cases, result["outputs"], strict=True):
             if "error" in output:
+                why = case.explain_error(output["error"]) if case.explain_error else None
                 return {
                     "passed": False,
                     "status": "error",
-                    "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}",
+                    "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}"
+                    + (f": {why}" if why else ""),
                 }
             message = case.judge(decode(output["value"]))
             if message is None and case.judge_counts is not None:

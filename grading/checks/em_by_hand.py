@@ -48,6 +48,10 @@ def _e_step_checks():
     hand_X = np.array([[0.0], [1.0], [2.0]])
     hand = (hand_X, np.array([0.5, 0.5]), np.array([[0.0], [2.0]]), np.array([[[1.0]], [[1.0]]]))
     cases = [Case("e_step", _resp_judge(*hand, "e_step on the hand case X (3, 1), K=2"), args=hand)]
+    # the visible case with unequal weights: x=1 midway between the means, so resp = weights
+    midway = (np.array([[1.0]]), np.array([0.25, 0.75])) + hand[2:]
+    where = "e_step on x=1 midway between the means, weights [0.25, 0.75]"
+    cases.append(Case("e_step", _resp_judge(*midway, where), args=midway))
     rng = np.random.default_rng(9101)
     for N, K, D in [(7, 2, 1), (60, 3, 2), (250, 4, 3), (40, 5, 5)]:
         params = random_case(rng, N, K, D)
@@ -90,10 +94,55 @@ def _m_step_judge(part, X, resp, where):
         got = as_array(value[index])
         if part == "weights" and got is not None and got.shape == expected.shape:
             if abs(got.sum() - 1) > 1e-8:
-                return f"{where}: weights sum to {got.sum():.6g}, expected 1"
-        return close(part, value[index], expected, where)
+                return f"{where}: weights sum to {got.sum():.12g}, expected 1"
+        hint = _m_step_hint(part, X, resp, value[index])
+        return close(part, value[index], expected, where, **hint)
 
     return judge
+
+
+def _m_step_variants(part, X, resp):
+    """{why: what a classic wrong M-step gives for ``part``} on this case."""
+    nk = resp.sum(axis=0)
+    N = len(X)
+    if part == "weights":
+        return {"weights = N_k: divide by N": nk, "divided by K instead of N": nk / len(nk)}
+    if part == "means":
+        return {
+            "means not divided by N_k": resp.T @ X,
+            "means divided by N instead of N_k": resp.T @ X / N,
+        }
+    means = resp.T @ X / nk[:, None]
+
+    def scatter(weights, centre):  # sum_i w_i (x_i - c)(x_i - c)^T
+        return (weights[:, None] * (X - centre)).T @ (X - centre)
+
+    K = len(nk)
+    return {
+        "divided by N instead of N_k": np.array(
+            [scatter(resp[:, k], means[k]) / N for k in range(K)]
+        ),
+        "divided by N_k - 1 (unbiased) instead of N_k": np.array(
+            [scatter(resp[:, k], means[k]) / (nk[k] - 1) for k in range(K)]
+        ),
+        "every point counted fully: weight each outer product by resp[i, k]": np.array(
+            [scatter(np.ones(N), means[k]) / nk[k] for k in range(K)]
+        ),
+        "centred on the data's mean instead of means[k]": np.array(
+            [scatter(resp[:, k], X.mean(axis=0)) / nk[k] for k in range(K)]
+        ),
+    }
+
+
+def _m_step_hint(part, X, resp, got):
+    """``close``'s keyword for naming a classic M-step mistake when ``got`` is one."""
+    arr = as_array(got)
+    with np.errstate(all="ignore"):  # N_k - 1 = 0 for a component that owns one point
+        variants = _m_step_variants(part, X, resp)
+    for why, wrong in variants.items():
+        if arr is not None and arr.shape == wrong.shape and np.allclose(arr, wrong):
+            return {"why": why}
+    return {}
 
 
 def _m_step_checks():
@@ -124,6 +173,9 @@ def _m_step_checks():
 
 def _ll_judge(X, weights, means, covariances, where):
     expected = reference.log_likelihood(X, weights, means, covariances)
+    log_joint_density = reference.log_gaussian_density(
+        X, means, reference.precision_cholesky(covariances)
+    )
 
     def judge(value):
         arr = as_array(value)
@@ -135,6 +187,18 @@ def _ll_judge(X, weights, means, covariances, where):
                 f"{where}: log_likelihood returned {float(arr)}: use log-sum-exp instead of "
                 "the log of a sum of exp(...)"
             )
+        sum_of_logs = float(np.sum(np.log(weights) + log_joint_density))
+        if len(weights) > 1 and np.isclose(arr, sum_of_logs) and not np.isclose(arr, expected):
+            return (
+                f"{where}: log_likelihood = {float(arr):.12g} is the sum over i and k of "
+                "ln(pi_k N(x_i | mu_k, Sigma_k)); ln p(x_i) is the log of the sum over k: "
+                f"expected {expected:.12g}"
+            )
+        if np.isclose(arr, expected / len(X)) and not np.isclose(arr, expected):
+            return (
+                f"{where}: log_likelihood = {float(arr):.12g} is the mean over the points; "
+                f"expected the total {expected:.12g}"
+            )
         return close("log_likelihood", arr, expected, where)
 
     return judge
@@ -143,6 +207,8 @@ def _ll_judge(X, weights, means, covariances, where):
 def _log_likelihood_checks():
     one = (np.zeros((1, 1)), np.array([1.0]), np.zeros((1, 1)), np.ones((1, 1, 1)))
     two = (np.zeros((2, 1)),) + one[1:]
+    # the visible K=2 case: ln p(x) is the log of a sum over k, not a sum over k of logs
+    mix = (np.zeros((1, 1)), np.array([0.5, 0.5]), np.array([[0.0], [2.0]]), np.ones((2, 1, 1)))
     cases = [
         Case("log_likelihood", _ll_judge(*one, "one point at the mean of N(0, 1)"), args=one),
         Case(
@@ -152,6 +218,7 @@ def _log_likelihood_checks():
             ),
             args=two,
         ),
+        Case("log_likelihood", _ll_judge(*mix, "x=0, K=2, weights [0.5, 0.5]"), args=mix),
     ]
     rng = np.random.default_rng(9505)
     for N, K, D in [(5, 1, 1), (70, 3, 2), (260, 4, 3)]:
@@ -286,6 +353,11 @@ def _fit_em_checks():
                 small, small[[0, 20]], 3, "fit_em on X (30, 2), K=2, n_iter=3", compare=False
             ),
             args=(small, small[[0, 20]], 3),
+        ),
+        Case(  # the visible early-stop case: EM stops changing here long before 30 iterations
+            "fit_em",
+            _fit_judge(small, small[[0, 20]], 30, "fit_em on X (30, 2), K=2, n_iter=30"),
+            args=(small, small[[0, 20]], 30),
         ),
         Case(
             "fit_em",
