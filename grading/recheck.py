@@ -20,6 +20,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -41,7 +42,7 @@ from grading.isolation import (
 )
 from grading.layout import summary_cell_id
 from grading.scan import imported_names, scan_cell, strip_magics
-from grading.watch import busy_seconds, cpu_seconds, survivors
+from grading.watch import Observer, busy_seconds, cpu_seconds, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
@@ -177,13 +178,13 @@ def _kill(proc):
 CHILD_FLAGS = ("-I", "-S", "-B")
 
 
-def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=()):
+def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=(), channel=-1):
     """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off.
     The ``blocked`` packages (the plan's) are not even mounted there: a blocked import stops an
     ``import``, but code that finds the package's files could still load them."""
     isolation = isolation or {}
     limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
-    argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first)]
+    argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first), str(channel)]
     if not isolation.get("sandbox"):
         env = {
             "PATH": "/usr/bin:/bin",
@@ -228,9 +229,13 @@ def run_sandbox(
     for _attempt in range(len(steps) + 1):
         if time.monotonic() > deadline:
             break
-        argv, env, limits = _child_command(workdir, first, isolation, plan.get("blocked", ()))
-        # The child's own pipes and the student's stderr file; no other descriptor.
-        with open(workdir.parent / f"{workdir.name}-stderr.log", "ab") as stderr:
+        channel, theirs = socket.socketpair()  # the Observer's listener arrives on it
+        argv, env, limits = _child_command(
+            workdir, first, isolation, plan.get("blocked", ()), theirs.fileno()
+        )
+        # The child's own pipes, the student's stderr file and the channel, which it closes
+        # before any student code runs; no other descriptor.
+        with open(workdir.parent / f"{workdir.name}-stderr.log", "ab") as stderr, theirs:
             proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
@@ -239,6 +244,7 @@ def run_sandbox(
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 close_fds=True,
+                pass_fds=(theirs.fileno(),),
                 preexec_fn=limits.apply,
                 start_new_session=True,
             )
@@ -250,9 +256,17 @@ def run_sandbox(
         current, buffer, finished = None, bytearray(), False
         clock = _StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
         fd = proc.stdout.fileno()
+        observer = None
         try:
             while True:
-                ready = select.select([fd], [], [], 0.2)[0]
+                watched = [fd] + [c for c in (channel, observer) if c is not None]
+                ready = select.select(watched, [], [], 0.2)[0]
+                if channel in ready:
+                    observer, channel = _receive(channel, workdir, plan.get("quiet", ())), None
+                while observer in ready and observer.serve():  # serve a burst at once
+                    ready = select.select([observer], [], [], 0)[0]
+                if observer in ready:  # hung up: its process is gone
+                    observer = _collect(observer, observed)
                 # The clock is read on every pass: a child that keeps the pipe busy (a trickle
                 # of newlines from the student's code) is timed like a silent one.
                 why = clock.expired()
@@ -265,7 +279,7 @@ def run_sandbox(
                     if current is not None:
                         results[current] = {"status": "timeout", "error": why}
                     break
-                if not ready:
+                if fd not in ready:
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
@@ -305,6 +319,9 @@ def run_sandbox(
         finally:
             if finished or proc.poll() is None:
                 _kill(proc)
+            if channel is not None:
+                channel.close()
+            _collect(observer, observed)
         if finished or current is None:
             break
         # Restart after the step that hung or crashed: skip it if it was a cell.
@@ -318,6 +335,28 @@ def run_sandbox(
         if index not in results and time.monotonic() > deadline and not steps[index].get("skip"):
             results[index] = {"status": "timeout", "error": "not run: the re-check's time ran out"}
     return results, observed
+
+
+def _receive(channel: socket.socket, workdir: Path, quiet) -> Observer | None:
+    """The child's seccomp listener, as an `Observer` (None: the child could not make one)."""
+    try:
+        _, fds, _, _ = socket.recv_fds(channel, 1, 1)
+    except OSError:
+        fds = []
+    finally:
+        channel.close()
+    return Observer(fds[0], str(workdir), quiet) if fds else None
+
+
+def _collect(observer: Observer | None, observed: dict) -> None:
+    """Add what ``observer`` saw to ``observed`` and close it (None: nothing to do)."""
+    if observer is not None:
+        while select.select([observer], [], [], 0)[0] and observer.serve():
+            pass  # calls stopped before the child was killed: let them go
+        observer.close()
+        for event in observer.events:
+            if event not in observed["events"]:
+                observed["events"].append(event)
 
 
 def _result_line(text: str, index: int, observed: dict) -> dict:

@@ -8,8 +8,13 @@ kernel) and `grading.recheck` (the re-check's child) both use it.
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
+import select
 import signal
+import socket
+import struct
 import time
 
 
@@ -119,3 +124,150 @@ class Meter:
         wall = time.monotonic() - self.t0
         busy = busy_seconds(self.pid) - self.busy0
         return cpu_seconds(self.pid) - self.cpu0, max(wall - busy, 0.0)
+
+
+#: seccomp's user-notification ioctls (linux/seccomp.h): receive one stopped call, answer it.
+NOTIF_RECV, NOTIF_SEND = 0xC0502100, 0xC0182101
+#: The answer "carry on with the call as the program made it" (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
+NOTIF_CONTINUE = 1
+#: System call names by number (x86_64, aarch64) of the calls `Observer` is asked about.
+CALLS = {
+    2: "open",
+    257: "openat",
+    56: "openat",
+    437: "openat2",
+    42: "connect",
+    203: "connect",
+    59: "execve",
+    322: "execveat",
+    221: "execve",
+    281: "execveat",
+    317: "seccomp",
+    277: "seccomp",
+    425: "io_uring_setup",
+}
+_WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_AT_FDCWD = -100
+
+
+class Observer:
+    """What a re-check child opens, connects to and runs, seen from the grader's process.
+
+    The child puts itself, before any student code runs, under a seccomp filter that stops each
+    of those calls (`CALLS`) until the holder of the filter's listener has looked at it, and
+    hands the listener over (`grading.sandbox`); the child keeps no handle to it. Here the
+    call's arguments are read from ``/proc/<pid>/mem`` and the paths checked against the
+    sandbox's own root (``/proc/<pid>/root``), then the call goes on unchanged. Nothing the
+    student's code does in its own interpreter (silencing the audit hook, closing descriptors)
+    reaches this record; a filter of its own is itself a call seen here. ``events`` use the
+    audit hook's words, so a call both see is listed once.
+    """
+
+    def __init__(self, fd: int, workdir: str, quiet=()):
+        self.fd, self.workdir, self.quiet = fd, os.path.realpath(workdir), tuple(quiet)
+        self.events: list[str] = []
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def serve(self) -> bool:
+        """Answer one stopped call (noting what it does); False once the child is gone."""
+        poll = select.poll()
+        poll.register(self.fd, select.POLLIN)
+        ready = poll.poll(0)
+        if not ready:
+            return True
+        if not ready[0][1] & select.POLLIN:
+            return False  # hung up: no process is left under the filter
+        notice = bytearray(80)  # struct seccomp_notif, zeroed as the kernel requires
+        try:
+            fcntl.ioctl(self.fd, NOTIF_RECV, notice, True)
+        except OSError:
+            return True  # the caller was killed before its call was received
+        call, pid, _flags, nr, _arch, _ip, *args = struct.unpack("QIIiIQ6Q", notice)
+        try:
+            self._note(pid, CALLS.get(nr, str(nr)), args)
+        except (OSError, ValueError, UnicodeError):
+            pass  # a call whose arguments cannot be read (it died meanwhile) is still let go
+        try:
+            fcntl.ioctl(self.fd, NOTIF_SEND, struct.pack("QqiI", call, 0, 0, NOTIF_CONTINUE))
+        except OSError:
+            pass  # the caller was killed while stopped
+        return True
+
+    def _note(self, pid: int, name: str, args) -> None:
+        text = None
+        if name in ("open", "openat", "openat2"):
+            at = ctypes.c_int(args[0]).value if name != "open" else _AT_FDCWD
+            path = _string(pid, args[0] if name == "open" else args[1])
+            flags = args[1] if name == "open" else args[2]
+            if name == "openat2":  # struct open_how begins with the flags
+                flags = struct.unpack("Q", _memory(pid, args[2], 8))[0]
+            text = self._open(pid, at, path, flags)
+        elif name == "connect":
+            text = f"network connection to {_address(_memory(pid, args[1], args[2]))} "
+            text += "(blocked: no network)"
+        elif name in ("execve", "execveat"):
+            text = f"ran a program ({_string(pid, args[name == 'execveat'])})"
+        elif name == "seccomp":
+            text = "installed a seccomp filter of its own"
+        elif name == "io_uring_setup":
+            text = "set up io_uring (file operations no observer sees)"
+        if text and len(self.events) < 20 and text[:200] not in self.events:
+            self.events.append(text[:200])
+
+    def _open(self, pid: int, at: int, path: str, flags: int) -> str | None:
+        if not os.path.isabs(path):  # the folder it is relative to, as the sandbox sees it
+            base = os.readlink(f"/proc/{pid}/cwd" if at == _AT_FDCWD else f"/proc/{pid}/fd/{at}")
+            path = os.path.join(base, path)
+        path = os.path.normpath(path)
+        seen = f"/proc/{pid}/root{path}"  # the path inside the sandbox's file system
+        if any(path == d or path.startswith(d + os.sep) for d in (self.workdir, "/dev", "/proc")):
+            return None
+        if flags & _WRITES:
+            target = seen if os.path.exists(seen) else os.path.dirname(seen)
+            if os.path.isdir(target) or os.path.exists(seen):
+                if os.access(target, os.W_OK):
+                    return None
+            return f"write to {path} (refused: read-only or not visible)"
+        if path.startswith(self.quiet):
+            return None
+        if flags & os.O_DIRECTORY:
+            return f"listed {path} (outside its own folder, where nothing of the course is visible)"
+        if not os.path.exists(seen):
+            return f"read of {path} (not visible in the sandbox)"
+        return None
+
+
+def _memory(pid: int, address: int, size: int) -> bytes:
+    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+    try:
+        return os.pread(fd, min(size, 4096), address)
+    finally:
+        os.close(fd)
+
+
+def _string(pid: int, address: int) -> str:
+    """A NUL-terminated string of the process, read a page at a time (at most 4 kB)."""
+    data = b""
+    while b"\0" not in data and len(data) < 4096:
+        page_end = (address + len(data)) // 4096 * 4096 + 4096
+        data += _memory(pid, address + len(data), page_end - address - len(data))
+    return data.split(b"\0")[0].decode(errors="replace")
+
+
+def _address(raw: bytes) -> str:
+    """A sockaddr as the audit hook prints Python's address: ('1.2.3.4', 80), or a path."""
+    family = struct.unpack("H", raw[:2])[0] if len(raw) >= 2 else None
+    if family == socket.AF_INET and len(raw) >= 8:
+        return repr((socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack(">H", raw[2:4])[0]))
+    if family == socket.AF_INET6 and len(raw) >= 28:
+        port, flow = struct.unpack(">HI", raw[2:8])
+        host = socket.inet_ntop(socket.AF_INET6, raw[8:24])
+        return repr((host, port, flow, struct.unpack("I", raw[24:28])[0]))
+    if family == socket.AF_UNIX:
+        return repr(raw[2:].split(b"\0")[0].decode(errors="replace") or raw[2:])
+    return f"an address of family {family}"

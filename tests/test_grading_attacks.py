@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,76 @@ def test_the_kernels_runtime_folder_is_no_disk_for_the_student(tmp_path):
         row = next(csv.DictReader(f))
     # "filled 300" is only in the cell's output (its source spells 6 * 50).
     assert "filled 300 MiB" not in page or row["needs_review"] == "yes"
+
+
+#: The audit hook silenced (as `attacks.SILENCE_WATCH`), then a course file read and a
+#: connection: what the grader's own observer (a seccomp listener outside the child) records.
+SILENCED_THEN_READS = """\
+import socket
+import sys
+
+_frame = getattr(sys, "_get" + "frame")(0)
+while _frame is not None:
+    _watch = getattr(_frame, "f_lo" + "cals").get("wat" + "ch")
+    if _watch is not None:
+        _watch.note = len
+        break
+    _frame = getattr(_frame, "f_ba" + "ck")
+try:
+    open(COURSE_FILE).read()
+except OSError:
+    pass
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=1)
+except OSError:
+    pass
+"""
+
+
+def test_a_silenced_audit_hook_leaves_the_outside_observer_seeing(tmp_path):
+    missing = tmp_path / "not-in-the-sandbox" / "checks.py"
+    cell = SILENCED_THEN_READS.replace("COURSE_FILE", repr(str(missing)))
+    results, observed = _run(tmp_path, cell)
+    assert results[0]["status"] == "ok"
+    assert observed["events"] == [
+        f"read of {missing} (not visible in the sandbox)",
+        "network connection to ('127.0.0.1', 9) (blocked: no network)",
+    ]
+
+
+def test_a_student_who_silences_the_audit_hook_is_still_on_review(tmp_path):
+    """Graded for real (bubblewrap, one student): the hidden checks' file exists on the grading
+    machine but not in the sandbox; the read and the connection reach the review list."""
+    import sys
+
+    import nbformat
+
+    from grading.course import REPO
+    from grading.pipeline import grade_folder  # imported here: collecting stays fast
+
+    sys.path.insert(0, str(HERE / "fixtures"))
+    import make_submissions
+
+    course_file = REPO / "grading" / "checks" / "em_by_hand.py"
+    cell = SILENCED_THEN_READS.replace("COURSE_FILE", repr(str(course_file)))
+    nb = make_submissions.build_notebook("em_by_hand", {"__added_first__": [cell]})
+    path = tmp_path / "submissions" / "mallory" / "em_by_hand" / "em_by_hand.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nb, path)
+    grade_folder(
+        tmp_path / "submissions",
+        tmp_path / "out",
+        assignments=("em_by_hand",),
+        progress=io.StringIO(),
+        copy_check=False,
+    )
+    (result,) = json.loads((tmp_path / "out/work/mallory/result.json").read_text())
+    unsure = scan_cell(cell, ("gmmlib",), set())
+    assert result["status"] == "review"
+    assert result["flags"] == [
+        f"to review added cell 1 (points kept): {'; '.join(unsure)}",
+        "the sandbox observed: "
+        f"re-check: read of {course_file} (not visible in the sandbox); "
+        "re-check: network connection to ('127.0.0.1', 9) (blocked: no network)",
+    ]
+    assert all(p["points"] == p["max_points"] for p in result["parts"] if p["kind"] == "auto")
