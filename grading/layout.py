@@ -81,7 +81,9 @@ class RunFolder:
     ``course/`` the class course (its gradebook holds the hidden tests: secret), ``work/<student>``
     each student's own nbgrader course, ``feedback/<student>/<assignment>/`` the pages sent,
     ``jupyter/`` the graded kernel spec and font cache, and the run's files (`RESULTS`, the
-    summary, the CSVs, the log). `relative` names a path inside it as the run's records do.
+    summary, the CSVs, the log). `relative` names a path inside it as the run's records do (a
+    worker's results hold those: a Dask worker grades in a run folder of its own), `resolve`
+    finds it again.
     """
 
     root: Path
@@ -100,6 +102,13 @@ class RunFolder:
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))
+
+    def resolve(self, relative: str) -> Path:
+        """The path a record names (`relative`'s form) in this run folder."""
+        path = self.root / relative
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise ValueError(f"not a path inside the run folder: {relative!r}")
+        return path
 
 
 def feedback_page(feedback: Path, student: str, assignment: str) -> Path:

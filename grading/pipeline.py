@@ -116,10 +116,9 @@ def grade_folder(
     job_list = [
         {
             "student": s,
-            "root": str(run.student(s)),
+            "run": str(run.root),
             "course": str(run.course),
             "gradebook": str(template),
-            "feedback": str(run.feedback),
             "step_timeout": step_timeout,
             "isolation": isolation.to_json() if isolation else None,
             "assignments": [a for a, p in found.items() if p is not None] or [],
@@ -195,7 +194,7 @@ def check_transport(scheduler: str | None, insecure: bool) -> str:
 
 def _result(job: dict, ok: bool, note: str) -> list:
     """A student's results from their folder, or grader errors saying why there are none."""
-    root = Path(job["root"])
+    root = RunFolder(Path(job["run"])).student(job["student"])
     if ok:
         try:
             results = json.loads((root / "result.json").read_text())

@@ -40,7 +40,15 @@ from grading.course import CODE_STUB, use_tool_env
 from grading.feedback import write_feedback
 from grading.isolation import KERNEL_CPU, code_limits, package_folders
 from grading.kernel import SETTINGS
-from grading.layout import Course, course_secret, feedback_page, graded_cells, missing, printable
+from grading.layout import (
+    Course,
+    RunFolder,
+    course_secret,
+    feedback_page,
+    graded_cells,
+    missing,
+    printable,
+)
 from grading.recheck import recheck_notebook
 from grading.records import RUN_STATUS, Part, Result, Status
 from grading.scan import proven, reads_hidden_tests
@@ -176,7 +184,8 @@ def _recheck_flags(recheck) -> list[str]:
 
 def grade_notebook(job, assignment, runtime: Path | None) -> dict:
     """Grade one (student, assignment); return its result dict (`Result.to_dict`)."""
-    student, root = job["student"], Path(job["root"])
+    student, folder = job["student"], RunFolder(Path(job["run"]))
+    root = folder.student(student)
     course = Path(job["course"])
     source_nb = Course(course).source_notebook(assignment)  # points and ids: grader side only
     submitted_path = Course(root).notebook("submitted", assignment, student)
@@ -241,7 +250,7 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
         "kernel": run.seconds if run is not None else 0.0,
         "recheck": round(time.perf_counter() - started, 2),
     }
-    out = feedback_page(Path(job["feedback"]), student, assignment)
+    out = feedback_page(folder.feedback, student, assignment)
     data = result.to_dict()
     withheld = write_feedback(graded, source_nb, data, out, course_secret(course))
     if withheld:
@@ -250,7 +259,7 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
             "output quoting the hidden tests was withheld from the feedback "
             f"(cells: {', '.join(sorted(set(withheld)))})"
         )
-    data["feedback"] = str(out)
+    data["feedback"] = folder.relative(out)  # the coordinator's RunFolder resolves it
     return data
 
 
@@ -282,7 +291,7 @@ def kernel_settings(isolation: dict, root: Path, assignment: str) -> dict:
 
 def grade_student(job) -> dict:
     """Grade every assignment of one student; write and return ``result.json``'s content."""
-    root = Path(job["root"])
+    root = RunFolder(Path(job["run"])).student(job["student"])
     isolation = dict(job.get("isolation") or {"sandbox": False})
     if isolation.get("uid_base") is not None:  # one uid per worker: see isolation.sandbox_uid
         isolation["uid"] = isolation["uid_base"] + int(os.environ.get("GMM_WORKER_SLOT", "0"))
@@ -330,7 +339,8 @@ def main():
         try:
             grade_student(job)
         except Exception:  # noqa: BLE001
-            Path(job["root"], "worker-error.txt").write_text(traceback.format_exc())
+            where = RunFolder(Path(job["run"])).student(job["student"])
+            (where / "worker-error.txt").write_text(traceback.format_exc())
         print(f"done {job['student']}", flush=True)
 
 
