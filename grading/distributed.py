@@ -187,7 +187,7 @@ def grade_remote(task: dict) -> dict:
             "course": str(plugin.folder / "course"),
             "gradebook": str(plugin.folder / "course" / "gradebook-template.db"),
             "step_timeout": task["step_timeout"],
-            "isolation": plugin.isolation.to_json(),
+            "isolation": plugin.isolation.to_dict(),
             "assignments": task["assignments"],
         }
         if task.get("announce"):

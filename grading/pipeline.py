@@ -120,7 +120,7 @@ def grade_folder(
             "course": str(run.course),
             "gradebook": str(template),
             "step_timeout": step_timeout,
-            "isolation": isolation.to_json() if isolation else None,
+            "isolation": isolation.to_dict() if isolation else None,
             "assignments": [a for a, p in found.items() if p is not None] or [],
         }
         for s, found in students.items()

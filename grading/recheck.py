@@ -34,6 +34,7 @@ import gmmlib
 from grading import checks as checks_module
 from grading.isolation import (
     RECHECK_CPU,
+    Isolation,
     Sandbox,
     code_limits,
     package_folders,
@@ -60,6 +61,7 @@ WALL_STEPS = 15
 #: A result line longer than this (bytes) is not read: honest results are a few kB.
 MAX_LINE = 4 << 20
 UNREADABLE = {"status": "crashed", "error": "the step's result was unreadable"}
+NO_SANDBOX = Isolation(sandbox=False)
 
 
 def _nbgrader(cell):
@@ -178,14 +180,13 @@ def _kill(proc):
 CHILD_FLAGS = ("-I", "-S", "-B")
 
 
-def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=(), channel=-1):
+def _child_command(workdir: Path, first: int, isolation: Isolation, blocked=(), channel=-1):
     """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off.
     The ``blocked`` packages (the plan's) are not even mounted there: a blocked import stops an
     ``import``, but code that finds the package's files could still load them."""
-    isolation = isolation or {}
-    limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
+    limits = code_limits(isolation.vm_peak, RECHECK_CPU)
     argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first), str(channel)]
-    if not isolation.get("sandbox"):
+    if not isolation.sandbox:
         env = {
             "PATH": "/usr/bin:/bin",
             "OPENBLAS_NUM_THREADS": "1",
@@ -200,15 +201,18 @@ def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=()
     sandbox = Sandbox(
         scratch=workdir,
         readable=[SANDBOX],
-        uid=isolation.get("uid"),
+        uid=isolation.uid,
         hidden=package_folders(blocked),
     )
-    sandbox.prepare(Path(isolation["font_cache"]) if isolation.get("font_cache") else None)
+    sandbox.prepare(Path(isolation.font_cache) if isolation.font_cache else None)
     return sandbox.command(argv), {"PATH": "/usr/bin:/bin"}, limits
 
 
 def run_sandbox(
-    workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT, isolation: dict | None = None
+    workdir: Path,
+    plan: dict,
+    step_timeout: float = STEP_TIMEOUT,
+    isolation: Isolation = NO_SANDBOX,
 ) -> tuple[dict, dict]:
     """Run the plan's steps in sandbox processes; ({step index: result dict}, observations).
 
@@ -222,7 +226,7 @@ def run_sandbox(
     steps = plan["steps"]
     results: dict[int, dict] = {}
     observed = {"events": [], "survivors": 0}
-    uid = (isolation or {}).get("uid") if (isolation or {}).get("sandbox") else None
+    uid = isolation.code_uid
     first = 0
     budget = Budget()
     deadline = time.monotonic() + NOTEBOOK_WALL
@@ -382,12 +386,12 @@ def recheck_notebook(
     assignment: str,
     workdir: Path,
     step_timeout: float = STEP_TIMEOUT,
-    isolation: dict | None = None,
+    isolation: Isolation = NO_SANDBOX,
 ) -> dict:
     """Scan and re-run one submitted notebook; return findings and a verdict per test cell.
 
-    ``isolation``: the pipeline's sandbox settings (`grading.isolation`); None runs the child
-    without bubblewrap, under the same limits (the unit tests).
+    ``isolation``: the run's sandbox settings; the default runs the child without bubblewrap,
+    under the same limits (the unit tests).
     """
     spec = checks_module.spec(assignment)
     remove(workdir)  # a fresh folder: nothing an earlier try's student code left in it

@@ -38,8 +38,8 @@ import nbformat
 from grading.checks import spec
 from grading.course import CODE_STUB, use_tool_env
 from grading.feedback import write_feedback
-from grading.isolation import KERNEL_CPU, code_limits, package_folders
-from grading.kernel import SETTINGS
+from grading.isolation import Isolation, package_folders
+from grading.kernel import SETTINGS, settings
 from grading.layout import (
     Course,
     RunFolder,
@@ -182,7 +182,7 @@ def _recheck_flags(recheck) -> list[str]:
     return flags
 
 
-def grade_notebook(job, assignment, runtime: Path | None) -> dict:
+def grade_notebook(job, assignment, runtime: Path | None, isolation: Isolation) -> dict:
     """Grade one (student, assignment); return its result dict (`Result.to_dict`)."""
     student, folder = job["student"], RunFolder(Path(job["run"]))
     root = folder.student(student)
@@ -192,12 +192,12 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
     if not submitted_path.exists():
         return missing(student, assignment, source_nb)
     result = Result(student, assignment)
-    isolation = job.get("isolation") or {"sandbox": False}
-    uid = isolation.get("uid") if isolation.get("sandbox") else None
+    uid = isolation.code_uid
     submitted = _read(submitted_path)
     release = nbformat.read(Course(course).notebook("release", assignment), as_version=4)
     # 1. The student's run, for feedback: the release's visible tests only.
-    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, assignment))
+    hidden = package_folders(spec(assignment).blocked)  # not even mounted for the kernel
+    os.environ[SETTINGS] = settings(isolation, root / "scratch" / assignment / "kernel", hidden)
     executed, run = None, None
     if submitted is not None:
         executed, run = run_notebook(
@@ -274,35 +274,22 @@ def sandbox_observations(observed: dict) -> list[str]:
     return notes
 
 
-def kernel_settings(isolation: dict, root: Path, assignment: str) -> dict:
-    """What `grading.kernel` needs to start this notebook's kernel: its scratch folder, the
-    packages it may not see (the assignment's blocked ones), uid and limits. It reads no file
-    of the course: the notebook's code arrives as messages."""
-    return {
-        "sandbox": bool(isolation.get("sandbox")),
-        "uid": isolation.get("uid"),
-        "scratch": str(root / "scratch" / assignment / "kernel"),
-        "readable": [],
-        "hidden": [str(p) for p in package_folders(spec(assignment).blocked)],
-        "font_cache": isolation.get("font_cache"),
-        "limits": code_limits(isolation.get("vm_peak"), KERNEL_CPU).to_json(),
-    }
+def slot() -> int:
+    """This worker's slot among the run's (its sandboxes' uid: `Isolation.for_slot`)."""
+    return int(os.environ.get("GMM_WORKER_SLOT", "0"))
 
 
 def grade_student(job) -> dict:
     """Grade every assignment of one student; write and return ``result.json``'s content."""
     root = RunFolder(Path(job["run"])).student(job["student"])
-    isolation = dict(job.get("isolation") or {"sandbox": False})
-    if isolation.get("uid_base") is not None:  # one uid per worker: see isolation.sandbox_uid
-        isolation["uid"] = isolation["uid_base"] + int(os.environ.get("GMM_WORKER_SLOT", "0"))
-    job = {**job, "isolation": isolation}
+    isolation = Isolation.from_dict(job["isolation"]).for_slot(slot())
     # No gradebook and no source notebook in the student's folder: nothing of the hidden
     # tests sits next to their code (the re-check reads the sources from the course folder).
     results = []
     # The kernel's connection file and IPC sockets: a folder of this student's own (other
     # kernels' keys stay invisible), short enough for a Unix socket path (<= 107 bytes).
     runtime = Path(tempfile.mkdtemp(prefix="gmm-", dir="/tmp"))
-    uid = isolation.get("uid") if isolation.get("sandbox") else None
+    uid = isolation.code_uid
     if uid is not None:
         os.chown(runtime, uid, uid)
     os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
@@ -310,8 +297,8 @@ def grade_student(job) -> dict:
     try:
         for assignment in job["assignments"]:
             try:
-                ipc = runtime if isolation.get("sandbox") else None
-                results.append(grade_notebook(job, assignment, ipc))
+                ipc = runtime if isolation.sandbox else None
+                results.append(grade_notebook(job, assignment, ipc, isolation))
             except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
                 results.append(
                     {
