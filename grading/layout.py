@@ -4,23 +4,26 @@ Every course folder of a grading run (the class one, ``OUT/course``, and each st
 one, ``OUT/work/<student>``) has nbgrader's layout with the course's folder names
 (`grading.course.configure`: ``solutions/`` is nbgrader's source, ``exercises/`` its release).
 `Course` asks nbgrader's own ``CourseDirectory`` for every path, so no path is built by hand
-anywhere else. `Part` is the one record of a graded part's outcome (CSV rows, feedback and the
-class gradebook all read it).
+anywhere else (`RunFolder` for a grading run's own files). `graded_cells` lists a notebook's
+graded parts.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.utils import is_grade, is_solution
 from traitlets.config import Config
 
+from grading.cells import grade_id
 from grading.course import ASSIGNMENTS, configure
 from grading.feedback import hidden_lines
+from grading.records import Part
 
 
 @functools.cache
@@ -116,37 +119,18 @@ def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
     return feedback / student / assignment / (Path(ASSIGNMENTS[assignment]).stem + ".html")
 
 
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
 def graded_cells(source_nb):
     """[(grade_id, points, kind)] for every graded cell; kind "auto" (tests) or "manual"."""
-    out = []
-    for cell in source_nb.cells:
-        meta = _nbgrader(cell)
-        if meta.get("grade"):
-            kind = "manual" if meta.get("solution") else "auto"
-            out.append((meta["grade_id"], float(meta.get("points", 0)), kind))
-    return out
+    return [
+        (grade_id(c), float(c.metadata["nbgrader"].get("points", 0)), kind(c))
+        for c in source_nb.cells
+        if is_grade(c)
+    ]
 
 
-@dataclass
-class Part:
-    """The outcome of one graded part (a test cell, or a written answer)."""
-
-    grade_id: str
-    max_points: float
-    kind: str  # "auto" (tests) or "manual" (a written answer)
-    points: float | None = None  # the final points; None: waiting for a human
-    kernel_points: float | None = None  # nbgrader's score in the student's kernel
-    recheck: str | None = None  # the out-of-kernel re-check's verdict
-    flagged: str = ""  # a proven violation in the code the part depends on (0 points)
-    review: str = ""  # suspicious, unproven code the part depends on (points kept)
-    message: str = ""  # why points were lost, in words
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def kind(cell) -> str:
+    """A graded cell's kind: "manual" (a written answer) or "auto" (tests)."""
+    return "manual" if is_solution(cell) else "auto"
 
 
 def unsubmitted(source_nb) -> list[dict]:

@@ -29,9 +29,11 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+from nbgrader.utils import is_grade, is_solution
 
 import gmmlib
 from grading import checks as checks_module
+from grading.cells import grade_id
 from grading.isolation import (
     RECHECK_CPU,
     Isolation,
@@ -43,126 +45,48 @@ from grading.isolation import (
 )
 from grading.layout import summary_cell_id
 from grading.scan import imported_names, scan_cell, strip_magics
-from grading.watch import Observer, busy_seconds, cpu_seconds, survivors
+from grading.watch import Budget, Observer, StepClock, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
-#: What one notebook's whole re-check may spend (see `Budget`), and the least any step gets.
+#: What one notebook's whole re-check may spend (`grading.watch.Budget`).
 BUDGET_CPU = 12.0
 BUDGET_ASLEEP = 4.0
-MIN_STEP = 1.0
-#: What a step gets once the notebook's budget is spent: short sleepers or spinners that each
-#: stay under `MIN_STEP` cannot share out more than the budget between them.
-SPENT_STEP = 0.25
 #: Wall-clock seconds for one notebook's whole re-check, restarts included (a backstop: the
 #: budget above is what normally stops a notebook; steps not reached by then are not run).
 NOTEBOOK_WALL = 90.0
-WALL_STEPS = 15
 #: A result line longer than this (bytes) is not read: honest results are a few kB.
 MAX_LINE = 4 << 20
 UNREADABLE = {"status": "crashed", "error": "the step's result was unreadable"}
 NO_SANDBOX = Isolation(sandbox=False)
 
 
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
 def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode):
     """The code cells to run, in order: [{"name", "source", "answer": grade_id or None}]."""
-    source_cells = {_nbgrader(c).get("grade_id"): c for c in source.cells if _nbgrader(c)}
-    summaries = {gid for gid in source_cells if gid and gid.endswith(summary_cell_id(""))}
+    by_id = {grade_id(c): c for c in source.cells if grade_id(c)}
+    summaries = {g for g in by_id if g.endswith(summary_cell_id(""))}  # re-run visible tests
     locked = [
-        gid
-        for gid, c in source_cells.items()
-        if c.cell_type == "code"
-        and not _nbgrader(c).get("grade")
-        and not _nbgrader(c).get("solution")
-        and gid not in summaries  # it re-runs the visible tests: nothing to re-check
+        g
+        for g, c in by_id.items()
+        if c.cell_type == "code" and not is_grade(c) and not is_solution(c) and g not in summaries
     ]
-    seen_locked = set()
-    steps, added = [], 0
+    steps, added, seen = [], 0, set()
     for cell in submitted.cells:
-        if cell.cell_type != "code":
+        gid = grade_id(cell)
+        if cell.cell_type != "code" or gid in summaries:
             continue
-        gid = _nbgrader(cell).get("grade_id")
-        src_cell = source_cells.get(gid)
-        if gid in summaries:
-            continue
-        if src_cell is None or src_cell.cell_type != "code":
+        src = by_id.get(gid)
+        if src is None or src.cell_type != "code":
             added += 1
             steps.append({"name": f"added cell {added}", "source": cell.source, "answer": None})
-        elif _nbgrader(src_cell).get("solution"):
+        elif is_solution(src):
             steps.append({"name": gid, "source": cell.source, "answer": gid})
         elif gid in locked:
-            seen_locked.add(gid)
-            steps.append({"name": gid, "source": src_cell.source, "answer": "<course>"})
+            seen.add(gid)
+            steps.append({"name": gid, "source": src.source, "answer": "<course>"})
         # test cells are not run: the judging happens outside
-    missing = [
-        {"name": gid, "source": source_cells[gid].source, "answer": "<course>"}
-        for gid in locked
-        if gid not in seen_locked
-    ]
-    return missing + steps
-
-
-class Budget:
-    """What one notebook's re-check may still spend, over every step and every restart of the
-    child: CPU seconds, and seconds asleep (wall clock neither running nor waiting for a CPU,
-    so a loaded machine does not use it up). A loop that never ends, or a row of sleepers,
-    costs a grading slot about this much and no more."""
-
-    def __init__(self, cpu: float = BUDGET_CPU, asleep: float = BUDGET_ASLEEP):
-        self.cpu, self.asleep = cpu, asleep
-
-
-class _StepClock:
-    """A step's limits: ``limit`` seconds of the sandbox's CPU time and what is left of the
-    notebook's `Budget` (at least `MIN_STEP` seconds of each, so a step always gets a try),
-    plus `WALL_STEPS` x ``limit`` of wall time as a backstop (sleeping is what the budget's
-    time asleep catches; the backstop is for a machine so loaded that CPU time barely moves)."""
-
-    def __init__(self, pid, limit, budget: Budget, first_wall):
-        self.pid, self.limit, self.budget = pid, limit, budget
-        self.counting_sleep = False  # the child's start (imports from a cold disk) is free
-        self._mark(first_wall)
-
-    def _mark(self, wall):
-        self.t0, self.cpu0, self.busy0 = time.monotonic(), cpu_seconds(self.pid), 0.0
-        self.busy0 = busy_seconds(self.pid)
-        self.wall_deadline = self.t0 + wall
-
-    def _used(self) -> tuple[float, float]:
-        cpu = cpu_seconds(self.pid) - self.cpu0
-        wall = time.monotonic() - self.t0
-        asleep = max(wall - (busy_seconds(self.pid) - self.busy0), 0.0)
-        return cpu, asleep if self.counting_sleep else 0.0
-
-    def restart(self):
-        """A step began or ended: charge the time since the last mark to the budget."""
-        cpu, asleep = self._used()
-        self.budget.cpu -= cpu
-        self.budget.asleep -= asleep
-        self.counting_sleep = True
-        self._mark(WALL_STEPS * self.limit)
-
-    def expired(self) -> str | None:
-        """Why the running step must stop (in words), or None."""
-        cpu, asleep = self._used()
-        if cpu > min(self.limit, _allowance(self.budget.cpu)):
-            return f"no result after {cpu:.1f} s of CPU time (killed)"
-        if asleep > _allowance(self.budget.asleep):
-            return f"no result after {asleep:.1f} s asleep (killed)"
-        if time.monotonic() > self.wall_deadline:
-            return f"no result after {WALL_STEPS * self.limit:g} s (killed)"
-        return None
-
-
-def _allowance(left: float) -> float:
-    """What the running step may use of a budget with ``left`` seconds: at least `MIN_STEP`
-    while the budget lasts (a slow honest step is not cut short), `SPENT_STEP` once it is
-    spent."""
-    return max(left, MIN_STEP) if left > 0 else SPENT_STEP
+    course = [{"name": g, "source": by_id[g].source, "answer": "<course>"} for g in locked]
+    return [s for s in course if s["name"] not in seen] + steps
 
 
 def _kill(proc):
@@ -219,16 +143,17 @@ def run_sandbox(
     Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed".
     They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
     code writes to a file is read back) and are checked strictly: a line for a step other than
-    the one running, or unreadable, counts as a crash. Observations: what the child's audit
-    hook saw (writes outside its folder, connections, processes started) and processes left
-    running at the end (``survivors``).
+    the one running, or unreadable, counts as a crash. Observations: what the grader saw of
+    the child's calls (`grading.watch.Observer`: writes refused, paths it cannot see, listings,
+    connections, processes and programs started) and processes left running at the end
+    (``survivors``).
     """
     steps = plan["steps"]
     results: dict[int, dict] = {}
     observed = {"events": [], "survivors": 0}
     uid = isolation.code_uid
     first = 0
-    budget = Budget()
+    budget = Budget(BUDGET_CPU, BUDGET_ASLEEP)
     deadline = time.monotonic() + NOTEBOOK_WALL
     for _attempt in range(len(steps) + 1):
         if time.monotonic() > deadline:
@@ -258,7 +183,7 @@ def run_sandbox(
         except BrokenPipeError:
             pass
         current, buffer, finished = None, bytearray(), False
-        clock = _StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
+        clock = StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
         fd = proc.stdout.fileno()
         observer = None
         try:
@@ -314,7 +239,7 @@ def run_sandbox(
                         current = int(arg)
                         clock.restart()
                     elif word == "done" and current is not None:
-                        results[current] = _result_line(arg, current, observed)
+                        results[current] = _result_line(arg, current)
                         current = None
                         clock.restart()
                     elif word == "finished":
@@ -363,18 +288,13 @@ def _collect(observer: Observer | None, observed: dict) -> None:
                 observed["events"].append(event)
 
 
-def _result_line(text: str, index: int, observed: dict) -> dict:
+def _result_line(text: str, index: int) -> dict:
     """One ``done`` line's result, validated: it must name the running step."""
     try:
         number, _, payload = text.partition(" ")
         data = json.loads(payload)
         if int(number) != index or data.get("status") not in ("ok", "error"):
             raise ValueError("out of turn")
-        events = data.pop("observed", [])
-        if isinstance(events, list):
-            for event in events[:50]:
-                if isinstance(event, str) and event[:200] not in observed["events"]:
-                    observed["events"].append(event[:200])
         return data
     except (ValueError, TypeError, AttributeError, RecursionError, MemoryError):
         return dict(UNREADABLE)

@@ -2,8 +2,10 @@
 
 The student's code can forge or silence anything it reports itself (an audit hook in its own
 process, its own output). What is read here it cannot touch: the processes of the sandbox's uid
-still alive when a run ends, and the CPU time of a process tree. `grading.student_run` (the
-kernel) and `grading.recheck` (the re-check's child) both use it.
+still alive when a run ends, the CPU time and time asleep of a process tree (`Meter`, and the
+re-check's per-step `StepClock` against a notebook's `Budget`), and the files, connections and
+programs a re-check child's calls name (`Observer`). `grading.student_run` (the kernel) and
+`grading.recheck` (the re-check's child) both use it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import socket
 import struct
 import time
+from dataclasses import dataclass
 
 
 def descendants(pid: int) -> list[int]:
@@ -126,26 +129,86 @@ class Meter:
         return cpu_seconds(self.pid) - self.cpu0, max(wall - busy, 0.0)
 
 
+#: The least a step gets of what is left of a `Budget` (a slow honest step is not cut short).
+MIN_STEP = 1.0
+#: What a step gets once the budget is spent: short sleepers or spinners that each stay under
+#: `MIN_STEP` cannot share out more than the budget between them.
+SPENT_STEP = 0.25
+#: A step's wall-clock backstop, in multiples of its CPU limit (`StepClock`).
+WALL_STEPS = 15
+
+
+@dataclass
+class Budget:
+    """What one notebook may still spend over all its steps (and restarts): CPU seconds, and
+    seconds asleep (wall clock neither running nor waiting for a CPU, so a loaded machine does
+    not use it up). A loop that never ends, or a row of sleepers, costs a slot this much."""
+
+    cpu: float
+    asleep: float
+
+
+def allowance(left: float) -> float:
+    """What the running step may use of a budget with ``left`` seconds: at least `MIN_STEP`
+    while it lasts, `SPENT_STEP` once it is spent."""
+    return max(left, MIN_STEP) if left > 0 else SPENT_STEP
+
+
+class StepClock:
+    """One step's limits in a process tree: ``limit`` seconds of CPU time and its `allowance`
+    of the notebook's `Budget`, plus `WALL_STEPS` x ``limit`` of wall time as a backstop (time
+    asleep is what the budget catches; the backstop is for a machine so loaded that CPU time
+    barely moves). The process's start (imports from a cold disk) is not charged as sleep."""
+
+    def __init__(self, pid: int, limit: float, budget: Budget, first_wall: float):
+        self.limit, self.budget, self.meter = limit, budget, Meter(pid)
+        self.counting_sleep = False
+        self.wall_deadline = self.meter.t0 + first_wall
+
+    def _used(self) -> tuple[float, float]:
+        cpu, asleep = self.meter.used()
+        return cpu, asleep if self.counting_sleep else 0.0
+
+    def restart(self) -> None:
+        """A step began or ended: charge the time since the last mark to the budget."""
+        cpu, asleep = self._used()
+        self.budget.cpu -= cpu
+        self.budget.asleep -= asleep
+        self.counting_sleep = True
+        self.meter.start()
+        self.wall_deadline = self.meter.t0 + WALL_STEPS * self.limit
+
+    def expired(self) -> str | None:
+        """Why the running step must stop (in words), or None."""
+        cpu, asleep = self._used()
+        if cpu > min(self.limit, allowance(self.budget.cpu)):
+            return f"no result after {cpu:.1f} s of CPU time (killed)"
+        if asleep > allowance(self.budget.asleep):
+            return f"no result after {asleep:.1f} s asleep (killed)"
+        if time.monotonic() > self.wall_deadline:
+            return f"no result after {WALL_STEPS * self.limit:g} s (killed)"
+        return None
+
+
 #: seccomp's user-notification ioctls (linux/seccomp.h): receive one stopped call, answer it.
 NOTIF_RECV, NOTIF_SEND = 0xC0502100, 0xC0182101
 #: The answer "carry on with the call as the program made it" (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
 NOTIF_CONTINUE = 1
-#: System call names by number (x86_64, aarch64) of the calls `Observer` is asked about.
+#: The calls `Observer` is asked about, by audit arch (x86_64, aarch64) and number (the
+#: re-check's child, `grading.sandbox._WATCHED`, asks for these).
 CALLS = {
-    2: "open",
-    257: "openat",
-    56: "openat",
-    437: "openat2",
-    42: "connect",
-    203: "connect",
-    59: "execve",
-    322: "execveat",
-    221: "execve",
-    281: "execveat",
-    317: "seccomp",
-    277: "seccomp",
-    425: "io_uring_setup",
+    0xC000003E: {
+        **{2: "open", 257: "openat", 437: "openat2", 42: "connect", 59: "execve"},
+        **{322: "execveat", 317: "seccomp", 425: "io_uring_setup", 56: "clone"},
+        **{435: "clone3", 57: "fork", 58: "vfork"},
+    },
+    0xC00000B7: {
+        **{56: "openat", 437: "openat2", 203: "connect", 221: "execve", 281: "execveat"},
+        **{277: "seccomp", 425: "io_uring_setup", 220: "clone", 435: "clone3"},
+    },
 }
+#: clone's flag for a thread of the same process (not a new process).
+CLONE_THREAD = 0x10000
 _WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _AT_FDCWD = -100
 
@@ -187,9 +250,9 @@ class Observer:
             fcntl.ioctl(self.fd, NOTIF_RECV, notice, True)
         except OSError:
             return True  # the caller was killed before its call was received
-        call, pid, _flags, nr, _arch, _ip, *args = struct.unpack("QIIiIQ6Q", notice)
+        call, pid, _flags, nr, arch, _ip, *args = struct.unpack("QIIiIQ6Q", notice)
         try:
-            self._note(pid, CALLS.get(nr, str(nr)), args)
+            self._note(pid, CALLS.get(arch, {}).get(nr, str(nr)), args)
         except (OSError, ValueError, UnicodeError):
             pass  # a call whose arguments cannot be read (it died meanwhile) is still let go
         try:
@@ -212,6 +275,10 @@ class Observer:
             text += "(blocked: no network)"
         elif name in ("execve", "execveat"):
             text = f"ran a program ({_string(pid, args[name == 'execveat'])})"
+        elif name in ("clone", "clone3", "fork", "vfork"):
+            flags = struct.unpack("Q", _memory(pid, args[0], 8))[0] if name == "clone3" else 0
+            flags = args[0] if name == "clone" else flags
+            text = None if flags & CLONE_THREAD else "started processes (fork)"
         elif name == "seccomp":
             text = "installed a seccomp filter of its own"
         elif name == "io_uring_setup":

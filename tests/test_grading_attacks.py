@@ -104,8 +104,9 @@ def test_the_kernels_runtime_folder_is_no_disk_for_the_student(tmp_path):
     assert "filled 300 MiB" not in page or row["needs_review"] == "yes"
 
 
-#: The audit hook silenced (as `attacks.SILENCE_WATCH`), then a course file read and a
-#: connection: what the grader's own observer (a seccomp listener outside the child) records.
+#: The audit hook silenced (as `attacks.SILENCE_WATCH`; the child had one, in the student's
+#: reach, until the grader observed its calls itself), then a course file read and a
+#: connection: what the grader's observer (a seccomp listener outside the child) records.
 SILENCED_THEN_READS = """\
 import socket
 import sys
