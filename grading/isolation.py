@@ -226,6 +226,8 @@ class Sandbox:
             str(SHM_BYTES),
             "--tmpfs",
             "/dev/shm",
+            "--perms",
+            "1777",  # writable by the sandbox's uid too (as root it is not the tmpfs's owner)
             "--size",
             str(TMP_BYTES),
             "--tmpfs",

@@ -296,10 +296,9 @@ class Observer:
             return None
         if flags & _WRITES:
             target = seen if os.path.exists(seen) else os.path.dirname(seen)
-            if os.path.isdir(target) or os.path.exists(seen):
-                if os.access(target, os.W_OK):
-                    return None
-            return f"write to {path} (refused: read-only or not visible)"
+            if not _writable(target, pid):
+                return f"write to {path} (refused: read-only or not visible)"
+            return None
         if path.startswith(self.quiet):
             return None
         if flags & os.O_DIRECTORY:
@@ -307,6 +306,21 @@ class Observer:
         if not os.path.exists(seen):
             return f"read of {path} (not visible in the sandbox)"
         return None
+
+
+def _writable(path: str, pid: int) -> bool:
+    """Whether process ``pid`` may write ``path`` (seen through its root): a file or folder on
+    a mount that is not read-only, whose mode lets the process's uid write (as that uid, not
+    as the grader: the grader may be root)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            uid = int(next(ln for ln in f if ln.startswith("Uid:")).split()[2])
+        info, mount = os.stat(path), os.statvfs(path)
+    except (OSError, StopIteration, ValueError):
+        return False
+    if mount.f_flag & os.ST_RDONLY:
+        return False
+    return uid == 0 or bool(info.st_mode & (0o200 if info.st_uid == uid else 0o002))
 
 
 def _memory(pid: int, address: int, size: int) -> bytes:

@@ -176,3 +176,26 @@ def test_a_student_who_silences_the_audit_hook_is_still_on_review(tmp_path):
         "re-check: network connection to ('127.0.0.1', 9) (blocked: no network)",
     ]
     assert all(p["points"] == p["max_points"] for p in result["parts"] if p["kind"] == "auto")
+
+
+def test_writes_the_sandbox_refuses_are_observed_as_its_uid_would_meet_them(tmp_path):
+    """In bubblewrap: a write into the Python environment (read-only there) and, run as the
+    sandbox's own uid (the grader is root), into the folders above the re-check's (owned by
+    root) are listed, though the grader itself could write both; its own folder and /tmp not."""
+    import sys
+
+    from grading.isolation import Isolation, default_uid
+
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    targets = [Path(sys.prefix, "planted.txt"), tmp_path / "result.json", workdir / "mine.txt"]
+    cell = f"for _p in {[str(t) for t in targets] + ['/tmp/mine.txt']!r}:\n"
+    cell += "    try:\n        open(_p, 'w').write('x')\n    except OSError:\n        pass\n"
+    uid = default_uid()
+    _, observed = run_sandbox(workdir, attacks.plan(cell), isolation=Isolation(True, uid=uid))
+    refused = targets[:2] if uid is not None else targets[:1]
+    assert observed["events"] == [
+        f"write to {t} (refused: read-only or not visible)" for t in refused
+    ]
+    assert not targets[0].exists() and not targets[1].exists()
