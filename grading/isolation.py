@@ -45,6 +45,12 @@ KERNEL_CPU = 600
 RECHECK_CPU = 120
 #: Processes + threads one sandbox may have (an idle kernel has ~10 threads).
 NPROC = 48
+#: The environment of every process that runs student code (plus its PATH, HOME, ...): one BLAS
+#: thread, two malloc arenas, matplotlib without a display.
+CODE_ENV = {
+    **{"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    **{"MALLOC_ARENA_MAX": "2", "MPLBACKEND": "Agg", "LANG": "C.UTF-8"},
+}
 #: prctl's option number for "signal me when my parent dies" (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 #: First uid handed to sandboxes (see `sandbox_uid`); far above any account's uid.
@@ -268,15 +274,10 @@ class Sandbox:
             args += parents(path) + ["--bind", str(path), str(path)]
         args += ["--chdir", str(self.scratch), "--clearenv"]
         env = {
+            **CODE_ENV,
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
             "HOME": str(self.scratch),
             "TMPDIR": "/tmp",
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MALLOC_ARENA_MAX": "2",
-            "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": str(self.scratch / ".matplotlib"),
             "IPYTHONDIR": str(self.scratch / ".ipython"),
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from grading.isolation import KERNEL_CPU, Isolation, Sandbox, code_limits
+from grading.isolation import CODE_ENV, KERNEL_CPU, Isolation, Sandbox, code_limits
 
 #: Environment variable holding the current notebook's sandbox settings (`settings`).
 SETTINGS = "GMM_SANDBOX"
@@ -45,13 +45,7 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
         "display_name": "Python 3 (graded, sandboxed)",
         "language": "python",
         "interrupt_mode": "message",
-        "env": {
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MALLOC_ARENA_MAX": "2",
-            "MPLBACKEND": "Agg",
-        },
+        "env": CODE_ENV,
     }
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder

@@ -39,6 +39,7 @@ from grading.export import export, print_summary, score, write_json
 from grading.feedback import write_feedback
 from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
 from grading.layout import Course, RunFolder, course_secret, feedback_page
+from grading.records import grader_error
 from grading.release import generate
 from grading.runner import default_jobs, run_workers, worker_env
 
@@ -205,16 +206,7 @@ def _result(job: dict, ok: bool, note: str) -> list:
             note = f"no readable result.json ({error})"
     error = root / "worker-error.txt"
     reason = note or (error.read_text(errors="replace")[-300:] if error.exists() else "no result")
-    return [
-        {
-            "student": job["student"],
-            "assignment": a,
-            "status": "grader-error",
-            "parts": [],
-            "flags": [reason],
-        }
-        for a in job["assignments"]
-    ]
+    return [grader_error(job["student"], a, reason) for a in job["assignments"]]
 
 
 def finish(run, students, results, sources, problems, notes, t0, progress) -> dict:

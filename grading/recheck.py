@@ -35,6 +35,7 @@ import gmmlib
 from grading import checks as checks_module
 from grading.cells import grade_id
 from grading.isolation import (
+    CODE_ENV,
     RECHECK_CPU,
     Isolation,
     Sandbox,
@@ -111,17 +112,7 @@ def _child_command(workdir: Path, first: int, isolation: Isolation, blocked=(), 
     limits = code_limits(isolation.vm_peak, RECHECK_CPU)
     argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first), str(channel)]
     if not isolation.sandbox:
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MALLOC_ARENA_MAX": "2",
-            "HOME": "/nonexistent",
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-        }
-        return argv, env, limits
+        return argv, {**CODE_ENV, "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}, limits
     sandbox = Sandbox(
         scratch=workdir,
         readable=[SANDBOX],
@@ -319,30 +310,20 @@ def recheck_notebook(
     try:
         submitted = nbformat.read(submitted_path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a result to report
+        message = "the notebook could not be read"
+        verdict = {"passed": False, "status": "unreadable", "message": message}
         return {
             "readable": False,
             "error": f"cannot read the notebook: {exc}",
             "findings": {},
-            "verdicts": {
-                c.grade_id: {
-                    "passed": False,
-                    "status": "unreadable",
-                    "message": "the notebook could not be read",
-                }
-                for c in spec.checks
-            },
+            "verdicts": {c.grade_id: dict(verdict) for c in spec.checks},
         }
     source = nbformat.read(source_path, as_version=4)
     code_cells = notebook_steps(submitted, source)
     known = set().union(*(imported_names(c["source"]) for c in code_cells)) if code_cells else set()
-    findings = {}
-    for cell in code_cells:
-        if cell["answer"] == "<course>":
-            continue
-        found = scan_cell(cell["source"], spec.blocked, known)
-        if found:
-            findings[cell["name"]] = found
-
+    answers = [c for c in code_cells if c["answer"] != "<course>"]
+    found = {c["name"]: scan_cell(c["source"], spec.blocked, known) for c in answers}
+    findings = {name: f for name, f in found.items() if f}
     arrays, steps = {}, []
     for cell in code_cells:
         steps.append(

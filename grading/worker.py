@@ -35,6 +35,7 @@ from pathlib import Path
 
 import nbformat
 
+from grading.cells import grade_id
 from grading.checks import spec
 from grading.course import CODE_STUB, use_tool_env
 from grading.feedback import write_feedback
@@ -50,13 +51,9 @@ from grading.layout import (
     printable,
 )
 from grading.recheck import recheck_notebook
-from grading.records import RUN_STATUS, Part, Result, Status
+from grading.records import RUN_STATUS, Part, Result, Status, grader_error
 from grading.scan import proven, reads_hidden_tests
 from grading.student_run import run_notebook, visible_notebook
-
-
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def blank_answers(submitted: nbformat.NotebookNode | None, source_nb) -> list[str]:
@@ -66,7 +63,7 @@ def blank_answers(submitted: nbformat.NotebookNode | None, source_nb) -> list[st
         return sorted(manual)
     answered = set()
     for cell in submitted.cells:
-        gid = _nbgrader(cell).get("grade_id")
+        gid = grade_id(cell)
         text = cell.source.strip()
         if gid in manual and text and text not in ("YOUR ANSWER HERE", CODE_STUB):
             answered.add(gid)
@@ -79,7 +76,7 @@ def visible_outcomes(executed: nbformat.NotebookNode | None, source_nb) -> dict:
     points = {gid: p for gid, p, kind in graded_cells(source_nb) if kind == "auto"}
     out = {}
     for cell in executed.cells if executed is not None else []:
-        gid = _nbgrader(cell).get("grade_id")
+        gid = grade_id(cell)
         if gid not in points or cell.cell_type != "code" or not cell.get("outputs"):
             if gid in points and cell.get("execution_count"):
                 out[gid] = points[gid]
@@ -300,15 +297,8 @@ def grade_student(job) -> dict:
                 ipc = runtime if isolation.sandbox else None
                 results.append(grade_notebook(job, assignment, ipc, isolation))
             except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
-                results.append(
-                    {
-                        "student": job["student"],
-                        "assignment": assignment,
-                        "status": "grader-error",
-                        "parts": [],
-                        "flags": ["grader error: " + traceback.format_exc(limit=3)[-600:]],
-                    }
-                )
+                why = "grader error: " + traceback.format_exc(limit=3)[-600:]
+                results.append(grader_error(job["student"], assignment, why))
     finally:
         tempfile.tempdir = None
         shutil.rmtree(runtime, ignore_errors=True)
