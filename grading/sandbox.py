@@ -133,6 +133,11 @@ def main():
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     cases = dict(np.load("cases.npz", allow_pickle=False))
+    for name in plan.get("preload", []):  # the course cells' imports (the grader's choice)
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - the course cell will say what is wrong
+            pass
     if len(sys.argv) > 3:  # from here on, the grader sees the calls worth a look
         _hand_over(int(sys.argv[3]))
     namespace = {"__name__": "__main__"}

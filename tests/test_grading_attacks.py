@@ -199,3 +199,22 @@ def test_writes_the_sandbox_refuses_are_observed_as_its_uid_would_meet_them(tmp_
         f"write to {t} (refused: read-only or not visible)" for t in refused
     ]
     assert not targets[0].exists() and not targets[1].exists()
+
+
+def test_calls_made_without_end_are_timed_like_any_loop(tmp_path):
+    """Every open stops until the grader has seen it: a loop of them (in two threads) keeps
+    the observer busy, and the step is still stopped by its budget."""
+    cell = (
+        "import threading\n"
+        "def _spin():\n"
+        "    while True:\n"
+        "        try:\n"
+        "            open('/nowhere/x')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "threading.Thread(target=_spin, daemon=True).start()\n"
+        "_spin()\n"
+    )
+    results, observed = _run(tmp_path, cell)
+    assert results[0]["status"] == "timeout"
+    assert observed["events"] == ["read of /nowhere/x (not visible in the sandbox)"]
