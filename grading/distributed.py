@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -55,7 +54,7 @@ from distributed import Client, Queue, WorkerPlugin, as_completed, get_worker
 from grading import probe
 from grading.isolation import SandboxUnavailableError
 from grading.journal import InterruptedRunError
-from grading.layout import Course
+from grading.layout import Course, RunFolder
 from grading.runner import Worker, worker_env
 
 PLUGIN = "gmm-grading"
@@ -167,8 +166,9 @@ def grade_remote(task: dict) -> dict:
     """Grade one student on this worker; the graded folder and feedback pages as bytes.
 
     Runs on a Dask worker. ``task``: the student, their submission (`pack` of the folder
-    `grading.collect.collect` made), the course's digest, the grading settings, and the paths
-    the coordinator keeps their files at (written into the result in place of this worker's).
+    `grading.collect.collect` made), the course's digest and the grading settings. The worker
+    grades in a temporary `RunFolder` laid out as the coordinator's, so the paths its results
+    name (relative to the run folder) are the coordinator's once unpacked: nothing is rewritten.
     """
     worker = get_worker()
     plugin = worker.plugins.get(PLUGIN)
@@ -179,16 +179,15 @@ def grade_remote(task: dict) -> dict:
         raise WorkerRefusedError(worker.address, refusal)
     student = task["student"]
     with tempfile.TemporaryDirectory(dir=plugin.folder / "jobs") as tmp:
-        root, feedback = Path(tmp) / student, Path(tmp) / "feedback"
-        unpack(task["submission"], root)
+        run = RunFolder(Path(tmp))  # laid out as the coordinator's; results name paths in it
+        unpack(task["submission"], run.student(student))
         job = {
             "student": student,
-            "root": str(root),
+            "run": str(run.root),
             "course": str(plugin.folder / "course"),
             "gradebook": str(plugin.folder / "course" / "gradebook-template.db"),
-            "feedback": str(feedback),
             "step_timeout": task["step_timeout"],
-            "isolation": plugin.isolation.to_json(),
+            "isolation": plugin.isolation.to_dict(),
             "assignments": task["assignments"],
         }
         if task.get("announce"):
@@ -196,22 +195,12 @@ def grade_remote(task: dict) -> dict:
                 {"student": student, "worker": worker.address, "pid": os.getpid()}
             )
         ok, note = plugin.grader().grade(job)
-        # The paths in the result and the feedback (a note names an autograde log): the
-        # coordinator's, where these files will be.
-        moves = [(str(root), task["root"]), (str(feedback), task["feedback"])]
-        for path in [root / "result.json", *sorted((feedback / student).rglob("*.html"))]:
-            if path.exists():
-                text = path.read_text()
-                for here, there in moves:
-                    quoted = json.dumps(here)[1:-1], json.dumps(there)[1:-1]
-                    text = text.replace(*quoted if path.suffix == ".json" else (here, there))
-                path.write_text(text)
         return {
             "student": student,
             "ok": ok,
             "note": note,
-            "folder": pack(root, RETURNED),
-            "feedback": pack(feedback / student),
+            "folder": pack(run.student(student), RETURNED),
+            "feedback": pack(run.feedback / student),
         }
 
 
@@ -270,12 +259,10 @@ def grade_on_cluster(
                 )
             task = {
                 "student": job["student"],
-                "submission": pack(Path(job["root"])),
+                "submission": pack(RunFolder(Path(job["run"])).student(job["student"])),
                 "course": plugin.digest,
                 "step_timeout": job["step_timeout"],
                 "assignments": job["assignments"],
-                "root": job["root"],
-                "feedback": job["feedback"],
                 "announce": announce,
             }
             future = client.submit(
@@ -314,8 +301,9 @@ def grade_on_cluster(
                     on_done(job, False, _failure(error))
             else:
                 answer = future.result()
-                unpack(answer["folder"], Path(job["root"]))
-                page = Path(job["feedback"]) / job["student"]
+                run = RunFolder(Path(job["run"]))
+                unpack(answer["folder"], run.student(job["student"]))
+                page = run.feedback / job["student"]
                 shutil.rmtree(page, ignore_errors=True)
                 unpack(answer["feedback"], page)
                 graded[0] += 1

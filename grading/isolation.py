@@ -28,7 +28,7 @@ import shutil
 import signal
 import sys
 import sysconfig
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from grading import cgroups
@@ -45,6 +45,12 @@ KERNEL_CPU = 600
 RECHECK_CPU = 120
 #: Processes + threads one sandbox may have (an idle kernel has ~10 threads).
 NPROC = 48
+#: The environment of every process that runs student code (plus its PATH, HOME, ...): one BLAS
+#: thread, two malloc arenas, matplotlib without a display.
+CODE_ENV = {
+    **{"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    **{"MALLOC_ARENA_MAX": "2", "MPLBACKEND": "Agg", "LANG": "C.UTF-8"},
+}
 #: prctl's option number for "signal me when my parent dies" (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 #: First uid handed to sandboxes (see `sandbox_uid`); far above any account's uid.
@@ -83,9 +89,6 @@ class Limits:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NPROC, (self.nproc, self.nproc))
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
 
 def mechanism(uid: int | None) -> str:
     """How a sandbox's limits bind on this host, as the probe, the summary and grades.csv say:
@@ -99,11 +102,15 @@ def mechanism(uid: int | None) -> str:
 
 @dataclass(frozen=True)
 class Isolation:
-    """The sandbox settings of a run, as every grading process receives them (`to_json`).
+    """The sandbox settings of a run, as every grading process uses them: made by the probe
+    (`grading.probe.prepare`), sent to each ``grading.worker`` in its job and on to
+    ``grading.kernel`` in ``$GMM_SANDBOX``, read by the re-check. They cross a process
+    boundary only as `to_dict` writes them and `from_dict` reads them.
 
     ``sandbox``: bubblewrap on (``--no-sandbox``: off); ``uid_base``: the first sandbox uid
     (root only; see `sandbox_uid`); ``vm_peak``: the probe's baseline address space;
-    ``font_cache``: matplotlib's font list to copy in; ``limits``: `mechanism`.
+    ``font_cache``: matplotlib's font list to copy in; ``limits``: `mechanism`; ``uid``: the
+    uid of one worker's sandboxes (`for_slot`).
     """
 
     sandbox: bool
@@ -111,14 +118,28 @@ class Isolation:
     vm_peak: int | None = None
     font_cache: str | None = None
     limits: str = ""
+    uid: int | None = None
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict | None) -> Isolation:
-        data = data or {"sandbox": False}
-        return cls(**{f.name: data.get(f.name, f.default) for f in fields(cls)})
+    def from_dict(cls, data: dict | None) -> Isolation:
+        """The settings `to_dict` wrote (None: no sandbox); unknown keys are an error."""
+        data = {"sandbox": False} if data is None else data
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown or "sandbox" not in data:
+            raise ValueError(f"not sandbox settings: unknown {sorted(unknown)} in {data!r}"[:300])
+        return cls(**data)
+
+    def for_slot(self, slot: int) -> Isolation:
+        """The settings of worker ``slot``: its own sandbox uid (see `sandbox_uid`)."""
+        return self if self.uid_base is None else replace(self, uid=self.uid_base + slot)
+
+    @property
+    def code_uid(self) -> int | None:
+        """The uid student code runs as (None: the grader's own, or no sandbox)."""
+        return self.uid if self.sandbox else None
 
 
 def die_with_parent() -> None:
@@ -211,6 +232,8 @@ class Sandbox:
             str(SHM_BYTES),
             "--tmpfs",
             "/dev/shm",
+            "--perms",
+            "1777",  # writable by the sandbox's uid too (as root it is not the tmpfs's owner)
             "--size",
             str(TMP_BYTES),
             "--tmpfs",
@@ -251,15 +274,10 @@ class Sandbox:
             args += parents(path) + ["--bind", str(path), str(path)]
         args += ["--chdir", str(self.scratch), "--clearenv"]
         env = {
+            **CODE_ENV,
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
             "HOME": str(self.scratch),
             "TMPDIR": "/tmp",
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MALLOC_ARENA_MAX": "2",
-            "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": str(self.scratch / ".matplotlib"),
             "IPYTHONDIR": str(self.scratch / ".ipython"),
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",

@@ -23,10 +23,17 @@ import os
 import sys
 from pathlib import Path
 
-from grading.isolation import Limits, Sandbox
+from grading.isolation import CODE_ENV, KERNEL_CPU, Isolation, Sandbox, code_limits
 
-#: Environment variable holding the current notebook's sandbox settings (`sandbox_settings`).
+#: Environment variable holding the current notebook's sandbox settings (`settings`).
 SETTINGS = "GMM_SANDBOX"
+
+
+def settings(isolation: Isolation, scratch: Path, hidden) -> str:
+    """``$GMM_SANDBOX`` for one notebook: the run's `Isolation`, the kernel's scratch folder and
+    the package folders it may not see (the assignment's blocked ones)."""
+    given = {"isolation": isolation.to_dict(), "scratch": str(scratch)}
+    return json.dumps({**given, "hidden": [str(p) for p in hidden]})
 
 
 def write_kernelspec(jupyter_dir: Path) -> Path:
@@ -38,13 +45,7 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
         "display_name": "Python 3 (graded, sandboxed)",
         "language": "python",
         "interrupt_mode": "message",
-        "env": {
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MALLOC_ARENA_MAX": "2",
-            "MPLBACKEND": "Agg",
-        },
+        "env": CODE_ENV,
     }
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder
@@ -53,24 +54,24 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     connection_file, extra = argv[0], argv[1:]
-    settings = json.loads(os.environ[SETTINGS])
+    given = json.loads(os.environ[SETTINGS])
+    isolation = Isolation.from_dict(given["isolation"])
     # Nothing the kernel prints may reach the worker's stdout (its protocol with the pipeline):
     # the worker gives the kernel the student's own log file as stderr (`grading.student_run`).
     os.dup2(2, 1)
-    limits = Limits(**settings["limits"])
+    limits = code_limits(isolation.vm_peak, KERNEL_CPU)
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
-    if not settings.get("sandbox", True):
+    if not isolation.sandbox:
         limits.apply()
         os.environ.pop("JPY_PARENT_PID", None)
         os.execv(sys.executable, kernel)
     sandbox = Sandbox(
-        scratch=Path(settings["scratch"]),
-        readable=[Path(p) for p in settings.get("readable", [])],
+        scratch=Path(given["scratch"]),
         writable=[Path(connection_file).parent],
-        uid=settings.get("uid"),
-        hidden=[Path(p) for p in settings.get("hidden", [])],
+        uid=isolation.uid,
+        hidden=[Path(p) for p in given["hidden"]],
     )
-    sandbox.prepare(Path(settings["font_cache"]) if settings.get("font_cache") else None)
+    sandbox.prepare(Path(isolation.font_cache) if isolation.font_cache else None)
     if sandbox.uid is not None:  # jupyter_client wrote it 0600 for us: the kernel must read it
         os.chown(connection_file, sandbox.uid, sandbox.uid, follow_symlinks=False)
     command = sandbox.command(kernel)

@@ -4,24 +4,26 @@ Every course folder of a grading run (the class one, ``OUT/course``, and each st
 one, ``OUT/work/<student>``) has nbgrader's layout with the course's folder names
 (`grading.course.configure`: ``solutions/`` is nbgrader's source, ``exercises/`` its release).
 `Course` asks nbgrader's own ``CourseDirectory`` for every path, so no path is built by hand
-anywhere else. `Part` is the one record of a graded part's outcome (CSV rows, feedback and the
-class gradebook all read it).
+anywhere else (`RunFolder` for a grading run's own files). `graded_cells` lists a notebook's
+graded parts.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbgrader.coursedir import CourseDirectory
+from nbgrader.utils import is_grade, is_solution
 from traitlets.config import Config
 
-from grading.cells import summary_cell_id  # noqa: F401 - imported from here too
+from grading.cells import grade_id, summary_cell_id  # noqa: F401 - summary_cell_id imported from here too
 from grading.course import ASSIGNMENTS, configure
 from grading.feedback import hidden_lines
+from grading.records import Part
 
 
 @functools.cache
@@ -82,7 +84,9 @@ class RunFolder:
     ``course/`` the class course (its gradebook holds the hidden tests: secret), ``work/<student>``
     each student's own nbgrader course, ``feedback/<student>/<assignment>/`` the pages sent,
     ``jupyter/`` the graded kernel spec and font cache, and the run's files (`RESULTS`, the
-    summary, the CSVs, the log). `relative` names a path inside it as the run's records do.
+    summary, the CSVs, the log). `relative` names a path inside it as the run's records do (a
+    worker's results hold those: a Dask worker grades in a run folder of its own), `resolve`
+    finds it again.
     """
 
     root: Path
@@ -102,43 +106,31 @@ class RunFolder:
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))
 
+    def resolve(self, relative: str) -> Path:
+        """The path a record names (`relative`'s form) in this run folder."""
+        path = self.root / relative
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise ValueError(f"not a path inside the run folder: {relative!r}")
+        return path
+
 
 def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
     """``<feedback>/<student>/<assignment>/<notebook>.html``: the page sent to the student."""
     return feedback / student / assignment / (Path(ASSIGNMENTS[assignment]).stem + ".html")
 
 
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
 def graded_cells(source_nb):
     """[(grade_id, points, kind)] for every graded cell; kind "auto" (tests) or "manual"."""
-    out = []
-    for cell in source_nb.cells:
-        meta = _nbgrader(cell)
-        if meta.get("grade"):
-            kind = "manual" if meta.get("solution") else "auto"
-            out.append((meta["grade_id"], float(meta.get("points", 0)), kind))
-    return out
+    return [
+        (grade_id(c), float(c.metadata["nbgrader"].get("points", 0)), kind(c))
+        for c in source_nb.cells
+        if is_grade(c)
+    ]
 
 
-@dataclass
-class Part:
-    """The outcome of one graded part (a test cell, or a written answer)."""
-
-    grade_id: str
-    max_points: float
-    kind: str  # "auto" (tests) or "manual" (a written answer)
-    points: float | None = None  # the final points; None: waiting for a human
-    kernel_points: float | None = None  # nbgrader's score in the student's kernel
-    recheck: str | None = None  # the out-of-kernel re-check's verdict
-    flagged: str = ""  # a proven violation in the code the part depends on (0 points)
-    review: str = ""  # suspicious, unproven code the part depends on (points kept)
-    message: str = ""  # why points were lost, in words
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+def kind(cell) -> str:
+    """A graded cell's kind: "manual" (a written answer) or "auto" (tests)."""
+    return "manual" if is_solution(cell) else "auto"
 
 
 def unsubmitted(source_nb) -> list[dict]:

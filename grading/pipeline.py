@@ -39,6 +39,7 @@ from grading.export import export, print_summary, score, write_json
 from grading.feedback import write_feedback
 from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
 from grading.layout import Course, RunFolder, course_secret, feedback_page
+from grading.records import grader_error
 from grading.release import generate
 from grading.runner import default_jobs, run_workers, worker_env
 
@@ -116,12 +117,11 @@ def grade_folder(
     job_list = [
         {
             "student": s,
-            "root": str(run.student(s)),
+            "run": str(run.root),
             "course": str(run.course),
             "gradebook": str(template),
-            "feedback": str(run.feedback),
             "step_timeout": step_timeout,
-            "isolation": isolation.to_json() if isolation else None,
+            "isolation": isolation.to_dict() if isolation else None,
             "assignments": [a for a, p in found.items() if p is not None] or [],
         }
         for s, found in students.items()
@@ -195,7 +195,7 @@ def check_transport(scheduler: str | None, insecure: bool) -> str:
 
 def _result(job: dict, ok: bool, note: str) -> list:
     """A student's results from their folder, or grader errors saying why there are none."""
-    root = Path(job["root"])
+    root = RunFolder(Path(job["run"])).student(job["student"])
     if ok:
         try:
             results = json.loads((root / "result.json").read_text())
@@ -206,16 +206,7 @@ def _result(job: dict, ok: bool, note: str) -> list:
             note = f"no readable result.json ({error})"
     error = root / "worker-error.txt"
     reason = note or (error.read_text(errors="replace")[-300:] if error.exists() else "no result")
-    return [
-        {
-            "student": job["student"],
-            "assignment": a,
-            "status": "grader-error",
-            "parts": [],
-            "flags": [reason],
-        }
-        for a in job["assignments"]
-    ]
+    return [grader_error(job["student"], a, reason) for a in job["assignments"]]
 
 
 def finish(run, students, results, sources, problems, notes, t0, progress) -> dict:

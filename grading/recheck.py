@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -28,12 +30,15 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+from nbgrader.utils import is_grade, is_solution
 
 import gmmlib
 from grading import checks as checks_module
-from grading.cells import module_loader_source, release_modules
+from grading.cells import grade_id, module_loader_source, release_modules
 from grading.isolation import (
+    CODE_ENV,
     RECHECK_CPU,
+    Isolation,
     Sandbox,
     code_limits,
     package_folders,
@@ -42,125 +47,62 @@ from grading.isolation import (
 )
 from grading.layout import summary_cell_id
 from grading.scan import imported_names, scan_cell, strip_magics
-from grading.watch import busy_seconds, cpu_seconds, survivors
+from grading.watch import Budget, Observer, StepClock, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
-#: What one notebook's whole re-check may spend (see `Budget`), and the least any step gets.
+#: What one notebook's whole re-check may spend (`grading.watch.Budget`).
 BUDGET_CPU = 12.0
 BUDGET_ASLEEP = 4.0
-MIN_STEP = 1.0
-#: What a step gets once the notebook's budget is spent: short sleepers or spinners that each
-#: stay under `MIN_STEP` cannot share out more than the budget between them.
-SPENT_STEP = 0.25
 #: Wall-clock seconds for one notebook's whole re-check, restarts included (a backstop: the
 #: budget above is what normally stops a notebook; steps not reached by then are not run).
 NOTEBOOK_WALL = 90.0
-WALL_STEPS = 15
 #: A result line longer than this (bytes) is not read: honest results are a few kB.
 MAX_LINE = 4 << 20
 UNREADABLE = {"status": "crashed", "error": "the step's result was unreadable"}
-
-
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
+NO_SANDBOX = Isolation(sandbox=False)
+#: Stopped calls answered in one pass of the loop before the clock is read again: code that
+#: makes them without end is timed like any other.
+BURST = 64
 
 
 def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode):
     """The code cells to run, in order: [{"name", "source", "answer": grade_id or None}]."""
-    source_cells = {_nbgrader(c).get("grade_id"): c for c in source.cells if _nbgrader(c)}
-    summaries = {gid for gid in source_cells if gid and gid.endswith(summary_cell_id(""))}
+    by_id = {grade_id(c): c for c in source.cells if grade_id(c)}
+    summaries = {g for g in by_id if g.endswith(summary_cell_id(""))}  # re-run visible tests
     locked = [
-        gid
-        for gid, c in source_cells.items()
-        if c.cell_type == "code"
-        and not _nbgrader(c).get("grade")
-        and not _nbgrader(c).get("solution")
-        and gid not in summaries  # it re-runs the visible tests: nothing to re-check
+        g
+        for g, c in by_id.items()
+        if c.cell_type == "code" and not is_grade(c) and not is_solution(c) and g not in summaries
     ]
-    seen_locked = set()
-    steps, added = [], 0
+    steps, added, seen = [], 0, set()
     for cell in submitted.cells:
-        if cell.cell_type != "code":
+        gid = grade_id(cell)
+        if cell.cell_type != "code" or gid in summaries:
             continue
-        gid = _nbgrader(cell).get("grade_id")
-        src_cell = source_cells.get(gid)
-        if gid in summaries:
-            continue
-        if src_cell is None or src_cell.cell_type != "code":
+        src = by_id.get(gid)
+        if src is None or src.cell_type != "code":
             added += 1
             steps.append({"name": f"added cell {added}", "source": cell.source, "answer": None})
-        elif _nbgrader(src_cell).get("solution"):
+        elif is_solution(src):
             steps.append({"name": gid, "source": cell.source, "answer": gid})
         elif gid in locked:
-            seen_locked.add(gid)
-            steps.append({"name": gid, "source": src_cell.source, "answer": "<course>"})
+            seen.add(gid)
+            steps.append({"name": gid, "source": src.source, "answer": "<course>"})
         # test cells are not run: the judging happens outside
-    missing = [
-        {"name": gid, "source": source_cells[gid].source, "answer": "<course>"}
-        for gid in locked
-        if gid not in seen_locked
-    ]
-    return missing + steps
+    course = [{"name": g, "source": by_id[g].source, "answer": "<course>"} for g in locked]
+    return [s for s in course if s["name"] not in seen] + steps
 
 
-class Budget:
-    """What one notebook's re-check may still spend, over every step and every restart of the
-    child: CPU seconds, and seconds asleep (wall clock neither running nor waiting for a CPU,
-    so a loaded machine does not use it up). A loop that never ends, or a row of sleepers,
-    costs a grading slot about this much and no more."""
-
-    def __init__(self, cpu: float = BUDGET_CPU, asleep: float = BUDGET_ASLEEP):
-        self.cpu, self.asleep = cpu, asleep
-
-
-class _StepClock:
-    """A step's limits: ``limit`` seconds of the sandbox's CPU time and what is left of the
-    notebook's `Budget` (at least `MIN_STEP` seconds of each, so a step always gets a try),
-    plus `WALL_STEPS` x ``limit`` of wall time as a backstop (sleeping is what the budget's
-    time asleep catches; the backstop is for a machine so loaded that CPU time barely moves)."""
-
-    def __init__(self, pid, limit, budget: Budget, first_wall):
-        self.pid, self.limit, self.budget = pid, limit, budget
-        self.counting_sleep = False  # the child's start (imports from a cold disk) is free
-        self._mark(first_wall)
-
-    def _mark(self, wall):
-        self.t0, self.cpu0, self.busy0 = time.monotonic(), cpu_seconds(self.pid), 0.0
-        self.busy0 = busy_seconds(self.pid)
-        self.wall_deadline = self.t0 + wall
-
-    def _used(self) -> tuple[float, float]:
-        cpu = cpu_seconds(self.pid) - self.cpu0
-        wall = time.monotonic() - self.t0
-        asleep = max(wall - (busy_seconds(self.pid) - self.busy0), 0.0)
-        return cpu, asleep if self.counting_sleep else 0.0
-
-    def restart(self):
-        """A step began or ended: charge the time since the last mark to the budget."""
-        cpu, asleep = self._used()
-        self.budget.cpu -= cpu
-        self.budget.asleep -= asleep
-        self.counting_sleep = True
-        self._mark(WALL_STEPS * self.limit)
-
-    def expired(self) -> str | None:
-        """Why the running step must stop (in words), or None."""
-        cpu, asleep = self._used()
-        if cpu > min(self.limit, _allowance(self.budget.cpu)):
-            return f"no result after {cpu:.1f} s of CPU time (killed)"
-        if asleep > _allowance(self.budget.asleep):
-            return f"no result after {asleep:.1f} s asleep (killed)"
-        if time.monotonic() > self.wall_deadline:
-            return f"no result after {WALL_STEPS * self.limit:g} s (killed)"
-        return None
-
-
-def _allowance(left: float) -> float:
-    """What the running step may use of a budget with ``left`` seconds: at least `MIN_STEP`
-    while the budget lasts (a slow honest step is not cut short), `SPENT_STEP` once it is
-    spent."""
-    return max(left, MIN_STEP) if left > 0 else SPENT_STEP
+def _modules(source: str) -> set[str]:
+    """The modules a cell imports (absolute imports only)."""
+    try:
+        tree = ast.parse(strip_magics(source)[0])
+    except SyntaxError:
+        return set()
+    nodes = list(ast.walk(tree))
+    found = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+    return found | {n.module for n in nodes if isinstance(n, ast.ImportFrom) and not n.level}
 
 
 def _kill(proc):
@@ -178,60 +120,57 @@ def _kill(proc):
 CHILD_FLAGS = ("-I", "-S", "-B")
 
 
-def _child_command(workdir: Path, first: int, isolation: dict | None, blocked=()):
+def _child_command(workdir: Path, first: int, isolation: Isolation, blocked=(), channel=-1):
     """(argv, env, limits) of one re-check child: in the sandbox unless isolation is off.
     The ``blocked`` packages (the plan's) are not even mounted there: a blocked import stops an
     ``import``, but code that finds the package's files could still load them."""
-    isolation = isolation or {}
-    limits = code_limits(isolation.get("vm_peak"), RECHECK_CPU)
-    argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first)]
-    if not isolation.get("sandbox"):
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "MALLOC_ARENA_MAX": "2",
-            "HOME": "/nonexistent",
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-        }
-        return argv, env, limits
+    limits = code_limits(isolation.vm_peak, RECHECK_CPU)
+    argv = [sys.executable, *CHILD_FLAGS, str(SANDBOX), str(workdir), str(first), str(channel)]
+    if not isolation.sandbox:
+        return argv, {**CODE_ENV, "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}, limits
     sandbox = Sandbox(
         scratch=workdir,
         readable=[SANDBOX],
-        uid=isolation.get("uid"),
+        uid=isolation.uid,
         hidden=package_folders(blocked),
     )
-    sandbox.prepare(Path(isolation["font_cache"]) if isolation.get("font_cache") else None)
+    sandbox.prepare(Path(isolation.font_cache) if isolation.font_cache else None)
     return sandbox.command(argv), {"PATH": "/usr/bin:/bin"}, limits
 
 
 def run_sandbox(
-    workdir: Path, plan: dict, step_timeout: float = STEP_TIMEOUT, isolation: dict | None = None
+    workdir: Path,
+    plan: dict,
+    step_timeout: float = STEP_TIMEOUT,
+    isolation: Isolation = NO_SANDBOX,
 ) -> tuple[dict, dict]:
     """Run the plan's steps in sandbox processes; ({step index: result dict}, observations).
 
     Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed".
     They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
     code writes to a file is read back) and are checked strictly: a line for a step other than
-    the one running, or unreadable, counts as a crash. Observations: what the child's audit
-    hook saw (writes outside its folder, connections, processes started) and processes left
-    running at the end (``survivors``).
+    the one running, or unreadable, counts as a crash. Observations: what the grader saw of
+    the child's calls (`grading.watch.Observer`: writes refused, paths it cannot see, listings,
+    connections, processes and programs started) and processes left running at the end
+    (``survivors``).
     """
     steps = plan["steps"]
     results: dict[int, dict] = {}
     observed = {"events": [], "survivors": 0}
-    uid = (isolation or {}).get("uid") if (isolation or {}).get("sandbox") else None
+    uid = isolation.code_uid
     first = 0
-    budget = Budget()
+    budget = Budget(BUDGET_CPU, BUDGET_ASLEEP)
     deadline = time.monotonic() + NOTEBOOK_WALL
     for _attempt in range(len(steps) + 1):
         if time.monotonic() > deadline:
             break
-        argv, env, limits = _child_command(workdir, first, isolation, plan.get("blocked", ()))
-        # The child's own pipes and the student's stderr file; no other descriptor.
-        with open(workdir.parent / f"{workdir.name}-stderr.log", "ab") as stderr:
+        channel, theirs = socket.socketpair()  # the Observer's listener arrives on it
+        argv, env, limits = _child_command(
+            workdir, first, isolation, plan.get("blocked", ()), theirs.fileno()
+        )
+        # The child's own pipes, the student's stderr file and the channel, which it closes
+        # before any student code runs; no other descriptor.
+        with open(workdir.parent / f"{workdir.name}-stderr.log", "ab") as stderr, theirs:
             proc = subprocess.Popen(
                 argv,
                 cwd=workdir,
@@ -240,6 +179,7 @@ def run_sandbox(
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 close_fds=True,
+                pass_fds=(theirs.fileno(),),
                 preexec_fn=limits.apply,
                 start_new_session=True,
             )
@@ -249,11 +189,22 @@ def run_sandbox(
         except BrokenPipeError:
             pass
         current, buffer, finished = None, bytearray(), False
-        clock = _StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
+        clock = StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
         fd = proc.stdout.fileno()
+        observer = None
         try:
             while True:
-                ready = select.select([fd], [], [], 0.2)[0]
+                watched = [fd] + [c for c in (channel, observer) if c is not None]
+                ready = select.select(watched, [], [], 0.2)[0]
+                if channel in ready:
+                    observer, channel = _receive(channel, workdir, plan.get("quiet", ())), None
+                pending, served = observer in ready, 0
+                while pending and served < BURST:  # a burst at once, then the clock
+                    if not observer.serve():  # hung up: its processes are gone
+                        observer = _collect(observer, observed)
+                        break
+                    served += 1  # the next call of a burst (an import's files) comes at once
+                    pending = bool(select.select([observer], [], [], 0.002)[0])
                 # The clock is read on every pass: a child that keeps the pipe busy (a trickle
                 # of newlines from the student's code) is timed like a silent one.
                 why = clock.expired()
@@ -266,7 +217,7 @@ def run_sandbox(
                     if current is not None:
                         results[current] = {"status": "timeout", "error": why}
                     break
-                if not ready:
+                if fd not in ready:
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
@@ -297,7 +248,7 @@ def run_sandbox(
                         current = int(arg)
                         clock.restart()
                     elif word == "done" and current is not None:
-                        results[current] = _result_line(arg, current, observed)
+                        results[current] = _result_line(arg, current)
                         current = None
                         clock.restart()
                     elif word == "finished":
@@ -306,6 +257,9 @@ def run_sandbox(
         finally:
             if finished or proc.poll() is None:
                 _kill(proc)
+            if channel is not None:
+                channel.close()
+            _collect(observer, observed)
         if finished or current is None:
             break
         # Restart after the step that hung or crashed: skip it if it was a cell.
@@ -321,18 +275,35 @@ def run_sandbox(
     return results, observed
 
 
-def _result_line(text: str, index: int, observed: dict) -> dict:
+def _receive(channel: socket.socket, workdir: Path, quiet) -> Observer | None:
+    """The child's seccomp listener, as an `Observer` (None: the child could not make one)."""
+    try:
+        _, fds, _, _ = socket.recv_fds(channel, 1, 1)
+    except OSError:
+        fds = []
+    finally:
+        channel.close()
+    return Observer(fds[0], str(workdir), quiet) if fds else None
+
+
+def _collect(observer: Observer | None, observed: dict) -> None:
+    """Add what ``observer`` saw to ``observed`` and close it (None: nothing to do)."""
+    if observer is not None:
+        while select.select([observer], [], [], 0)[0] and observer.serve():
+            pass  # calls stopped before the child was killed: let them go
+        observer.close()
+        for event in observer.events:
+            if event not in observed["events"]:
+                observed["events"].append(event)
+
+
+def _result_line(text: str, index: int) -> dict:
     """One ``done`` line's result, validated: it must name the running step."""
     try:
         number, _, payload = text.partition(" ")
         data = json.loads(payload)
         if int(number) != index or data.get("status") not in ("ok", "error"):
             raise ValueError("out of turn")
-        events = data.pop("observed", [])
-        if isinstance(events, list):
-            for event in events[:50]:
-                if isinstance(event, str) and event[:200] not in observed["events"]:
-                    observed["events"].append(event[:200])
         return data
     except (ValueError, TypeError, AttributeError, RecursionError, MemoryError):
         return dict(UNREADABLE)
@@ -344,12 +315,12 @@ def recheck_notebook(
     assignment: str,
     workdir: Path,
     step_timeout: float = STEP_TIMEOUT,
-    isolation: dict | None = None,
+    isolation: Isolation = NO_SANDBOX,
 ) -> dict:
     """Scan and re-run one submitted notebook; return findings and a verdict per test cell.
 
-    ``isolation``: the pipeline's sandbox settings (`grading.isolation`); None runs the child
-    without bubblewrap, under the same limits (the unit tests).
+    ``isolation``: the run's sandbox settings; the default runs the child without bubblewrap,
+    under the same limits (the unit tests).
     """
     spec = checks_module.spec(assignment)
     remove(workdir)  # a fresh folder: nothing an earlier try's student code left in it
@@ -357,18 +328,13 @@ def recheck_notebook(
     try:
         submitted = nbformat.read(submitted_path, as_version=4)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a result to report
+        message = "the notebook could not be read"
+        verdict = {"passed": False, "status": "unreadable", "message": message}
         return {
             "readable": False,
             "error": f"cannot read the notebook: {exc}",
             "findings": {},
-            "verdicts": {
-                c.grade_id: {
-                    "passed": False,
-                    "status": "unreadable",
-                    "message": "the notebook could not be read",
-                }
-                for c in spec.checks
-            },
+            "verdicts": {c.grade_id: dict(verdict) for c in spec.checks},
         }
     source = nbformat.read(source_path, as_version=4)
     code_cells = notebook_steps(submitted, source)
@@ -380,14 +346,9 @@ def recheck_notebook(
         loader = {"name": "<course modules>", "source": module_loader_source(modules)}
         code_cells.insert(0, loader | {"answer": "<course>"})
     known = set().union(*(imported_names(c["source"]) for c in code_cells)) if code_cells else set()
-    findings = {}
-    for cell in code_cells:
-        if cell["answer"] == "<course>":
-            continue
-        found = scan_cell(cell["source"], spec.blocked, known)
-        if found:
-            findings[cell["name"]] = found
-
+    answers = [c for c in code_cells if c["answer"] != "<course>"]
+    found = {c["name"]: scan_cell(c["source"], spec.blocked, known) for c in answers}
+    findings = {name: f for name, f in found.items() if f}
     arrays, steps = {}, []
     for cell in code_cells:
         steps.append(
@@ -412,6 +373,15 @@ def recheck_notebook(
             + ["/usr/", "/etc/", "/proc/", "/sys/"]
         ),
         "blocked": list(spec.blocked),
+        # Loaded before the grader starts watching (trusted code: the course cells' imports),
+        # so the calls of a large import are not charged to the student's time asleep.
+        "preload": sorted(
+            m
+            for c in code_cells
+            if c["answer"] == "<course>"
+            for m in _modules(c["source"])
+            if m.split(".")[0] not in spec.blocked
+        ),
     }
     results, observed = run_sandbox(workdir, plan, step_timeout, isolation)
 

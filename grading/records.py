@@ -73,3 +73,8 @@ class Result:
         data = asdict(self)
         data["status"] = Status(self.status).value
         return data
+
+
+def grader_error(student: str, assignment: str, why: str) -> dict:
+    """The result of a notebook the grader failed on (``why``: what went wrong)."""
+    return Result(student, assignment, Status.GRADER_ERROR, flags=[why]).to_dict()

@@ -35,21 +35,26 @@ from pathlib import Path
 
 import nbformat
 
+from grading.cells import grade_id
 from grading.checks import spec
 from grading.classify import classify
 from grading.course import CODE_STUB, use_tool_env
 from grading.feedback import write_feedback
-from grading.isolation import KERNEL_CPU, code_limits, package_folders
-from grading.kernel import SETTINGS
-from grading.layout import Course, course_secret, feedback_page, graded_cells, missing, printable
+from grading.isolation import Isolation, package_folders
+from grading.kernel import SETTINGS, settings
+from grading.layout import (
+    Course,
+    RunFolder,
+    course_secret,
+    feedback_page,
+    graded_cells,
+    missing,
+    printable,
+)
 from grading.recheck import recheck_notebook
-from grading.records import RUN_STATUS, Part, Result, Status
+from grading.records import RUN_STATUS, Part, Result, Status, grader_error
 from grading.scan import proven, reads_hidden_tests
 from grading.student_run import run_notebook, visible_notebook
-
-
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def blank_answers(submitted: nbformat.NotebookNode | None, source_nb) -> list[str]:
@@ -59,7 +64,7 @@ def blank_answers(submitted: nbformat.NotebookNode | None, source_nb) -> list[st
         return sorted(manual)
     answered = set()
     for cell in submitted.cells:
-        gid = _nbgrader(cell).get("grade_id")
+        gid = grade_id(cell)
         text = cell.source.strip()
         if gid in manual and text and text not in ("YOUR ANSWER HERE", CODE_STUB):
             answered.add(gid)
@@ -72,7 +77,7 @@ def visible_outcomes(executed: nbformat.NotebookNode | None, source_nb) -> dict:
     points = {gid: p for gid, p, kind in graded_cells(source_nb) if kind == "auto"}
     out = {}
     for cell in executed.cells if executed is not None else []:
-        gid = _nbgrader(cell).get("grade_id")
+        gid = grade_id(cell)
         if gid not in points or cell.cell_type != "code" or not cell.get("outputs"):
             if gid in points and cell.get("execution_count"):
                 out[gid] = points[gid]
@@ -175,21 +180,22 @@ def _recheck_flags(recheck) -> list[str]:
     return flags
 
 
-def grade_notebook(job, assignment, runtime: Path | None) -> dict:
+def grade_notebook(job, assignment, runtime: Path | None, isolation: Isolation) -> dict:
     """Grade one (student, assignment); return its result dict (`Result.to_dict`)."""
-    student, root = job["student"], Path(job["root"])
+    student, folder = job["student"], RunFolder(Path(job["run"]))
+    root = folder.student(student)
     course = Path(job["course"])
     source_nb = Course(course).source_notebook(assignment)  # points and ids: grader side only
     submitted_path = Course(root).notebook("submitted", assignment, student)
     if not submitted_path.exists():
         return missing(student, assignment, source_nb)
     result = Result(student, assignment)
-    isolation = job.get("isolation") or {"sandbox": False}
-    uid = isolation.get("uid") if isolation.get("sandbox") else None
+    uid = isolation.code_uid
     submitted = _read(submitted_path)
     release = nbformat.read(Course(course).notebook("release", assignment), as_version=4)
     # 1. The student's run, for feedback: the release's visible tests only.
-    os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, assignment))
+    hidden = package_folders(spec(assignment).blocked)  # not even mounted for the kernel
+    os.environ[SETTINGS] = settings(isolation, root / "scratch" / assignment / "kernel", hidden)
     executed, run = None, None
     if submitted is not None:
         executed, run = run_notebook(
@@ -247,7 +253,7 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
         "kernel": run.seconds if run is not None else 0.0,
         "recheck": round(time.perf_counter() - started, 2),
     }
-    out = feedback_page(Path(job["feedback"]), student, assignment)
+    out = feedback_page(folder.feedback, student, assignment)
     data = result.to_dict()
     withheld = write_feedback(graded, source_nb, data, out, course_secret(course))
     if withheld:
@@ -256,7 +262,7 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
             "output quoting the hidden tests was withheld from the feedback "
             f"(cells: {', '.join(sorted(set(withheld)))})"
         )
-    data["feedback"] = str(out)
+    data["feedback"] = folder.relative(out)  # the coordinator's RunFolder resolves it
     return data
 
 
@@ -271,35 +277,22 @@ def sandbox_observations(observed: dict) -> list[str]:
     return notes
 
 
-def kernel_settings(isolation: dict, root: Path, assignment: str) -> dict:
-    """What `grading.kernel` needs to start this notebook's kernel: its scratch folder, the
-    packages it may not see (the assignment's blocked ones), uid and limits. It reads no file
-    of the course: the notebook's code arrives as messages."""
-    return {
-        "sandbox": bool(isolation.get("sandbox")),
-        "uid": isolation.get("uid"),
-        "scratch": str(root / "scratch" / assignment / "kernel"),
-        "readable": [],
-        "hidden": [str(p) for p in package_folders(spec(assignment).blocked)],
-        "font_cache": isolation.get("font_cache"),
-        "limits": code_limits(isolation.get("vm_peak"), KERNEL_CPU).to_json(),
-    }
+def slot() -> int:
+    """This worker's slot among the run's (its sandboxes' uid: `Isolation.for_slot`)."""
+    return int(os.environ.get("GMM_WORKER_SLOT", "0"))
 
 
 def grade_student(job) -> dict:
     """Grade every assignment of one student; write and return ``result.json``'s content."""
-    root = Path(job["root"])
-    isolation = dict(job.get("isolation") or {"sandbox": False})
-    if isolation.get("uid_base") is not None:  # one uid per worker: see isolation.sandbox_uid
-        isolation["uid"] = isolation["uid_base"] + int(os.environ.get("GMM_WORKER_SLOT", "0"))
-    job = {**job, "isolation": isolation}
+    root = RunFolder(Path(job["run"])).student(job["student"])
+    isolation = Isolation.from_dict(job["isolation"]).for_slot(slot())
     # No gradebook and no source notebook in the student's folder: nothing of the hidden
     # tests sits next to their code (the re-check reads the sources from the course folder).
     results = []
     # The kernel's connection file and IPC sockets: a folder of this student's own (other
     # kernels' keys stay invisible), short enough for a Unix socket path (<= 107 bytes).
     runtime = Path(tempfile.mkdtemp(prefix="gmm-", dir="/tmp"))
-    uid = isolation.get("uid") if isolation.get("sandbox") else None
+    uid = isolation.code_uid
     if uid is not None:
         os.chown(runtime, uid, uid)
     os.environ["JUPYTER_RUNTIME_DIR"] = str(runtime)
@@ -307,18 +300,11 @@ def grade_student(job) -> dict:
     try:
         for assignment in job["assignments"]:
             try:
-                ipc = runtime if isolation.get("sandbox") else None
-                results.append(grade_notebook(job, assignment, ipc))
+                ipc = runtime if isolation.sandbox else None
+                results.append(grade_notebook(job, assignment, ipc, isolation))
             except Exception:  # noqa: BLE001 - one broken notebook must not stop the others
-                results.append(
-                    {
-                        "student": job["student"],
-                        "assignment": assignment,
-                        "status": "grader-error",
-                        "parts": [],
-                        "flags": ["grader error: " + traceback.format_exc(limit=3)[-600:]],
-                    }
-                )
+                why = "grader error: " + traceback.format_exc(limit=3)[-600:]
+                results.append(grader_error(job["student"], assignment, why))
     finally:
         tempfile.tempdir = None
         shutil.rmtree(runtime, ignore_errors=True)
@@ -336,7 +322,8 @@ def main():
         try:
             grade_student(job)
         except Exception:  # noqa: BLE001
-            Path(job["root"], "worker-error.txt").write_text(traceback.format_exc())
+            where = RunFolder(Path(job["run"])).student(job["student"])
+            (where / "worker-error.txt").write_text(traceback.format_exc())
         print(f"done {job['student']}", flush=True)
 
 

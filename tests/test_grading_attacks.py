@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,119 @@ def test_the_kernels_runtime_folder_is_no_disk_for_the_student(tmp_path):
         row = next(csv.DictReader(f))
     # "filled 300" is only in the cell's output (its source spells 6 * 50).
     assert "filled 300 MiB" not in page or row["needs_review"] == "yes"
+
+
+#: The audit hook silenced (as `attacks.SILENCE_WATCH`; the child had one, in the student's
+#: reach, until the grader observed its calls itself), then a course file read and a
+#: connection: what the grader's observer (a seccomp listener outside the child) records.
+SILENCED_THEN_READS = """\
+import socket
+import sys
+
+_frame = getattr(sys, "_get" + "frame")(0)
+while _frame is not None:
+    _watch = getattr(_frame, "f_lo" + "cals").get("wat" + "ch")
+    if _watch is not None:
+        _watch.note = len
+        break
+    _frame = getattr(_frame, "f_ba" + "ck")
+try:
+    open(COURSE_FILE).read()
+except OSError:
+    pass
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=1)
+except OSError:
+    pass
+"""
+
+
+def test_a_silenced_audit_hook_leaves_the_outside_observer_seeing(tmp_path):
+    missing = tmp_path / "not-in-the-sandbox" / "checks.py"
+    cell = SILENCED_THEN_READS.replace("COURSE_FILE", repr(str(missing)))
+    results, observed = _run(tmp_path, cell)
+    assert results[0]["status"] == "ok"
+    assert observed["events"] == [
+        f"read of {missing} (not visible in the sandbox)",
+        "network connection to ('127.0.0.1', 9) (blocked: no network)",
+    ]
+
+
+def test_a_student_who_silences_the_audit_hook_is_still_on_review(tmp_path):
+    """Graded for real (bubblewrap, one student): the hidden checks' file exists on the grading
+    machine but not in the sandbox; the read and the connection reach the review list."""
+    import sys
+
+    import nbformat
+
+    from grading.course import REPO
+    from grading.pipeline import grade_folder  # imported here: collecting stays fast
+
+    sys.path.insert(0, str(HERE / "fixtures"))
+    import make_submissions
+
+    course_file = REPO / "grading" / "checks" / "em_by_hand.py"
+    cell = SILENCED_THEN_READS.replace("COURSE_FILE", repr(str(course_file)))
+    nb = make_submissions.build_notebook("em_by_hand", {"__added_first__": [cell]})
+    path = tmp_path / "submissions" / "mallory" / "em_by_hand" / "em_by_hand.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nb, path)
+    grade_folder(
+        tmp_path / "submissions",
+        tmp_path / "out",
+        assignments=("em_by_hand",),
+        progress=io.StringIO(),
+        copy_check=False,
+    )
+    (result,) = json.loads((tmp_path / "out/work/mallory/result.json").read_text())
+    unsure = scan_cell(cell, ("gmmlib",), set())
+    assert result["status"] == "review"
+    assert result["flags"] == [
+        f"to review added cell 1 (points kept): {'; '.join(unsure)}",
+        "the sandbox observed: "
+        f"re-check: read of {course_file} (not visible in the sandbox); "
+        "re-check: network connection to ('127.0.0.1', 9) (blocked: no network)",
+    ]
+    assert all(p["points"] == p["max_points"] for p in result["parts"] if p["kind"] == "auto")
+
+
+def test_writes_the_sandbox_refuses_are_observed_as_its_uid_would_meet_them(tmp_path):
+    """In bubblewrap: a write into the Python environment (read-only there) and, run as the
+    sandbox's own uid (the grader is root), into the folders above the re-check's (owned by
+    root) are listed, though the grader itself could write both; its own folder and /tmp not."""
+    import sys
+
+    from grading.isolation import Isolation, default_uid
+
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    targets = [Path(sys.prefix, "planted.txt"), tmp_path / "result.json", workdir / "mine.txt"]
+    cell = f"for _p in {[str(t) for t in targets] + ['/tmp/mine.txt']!r}:\n"
+    cell += "    try:\n        open(_p, 'w').write('x')\n    except OSError:\n        pass\n"
+    uid = default_uid()
+    _, observed = run_sandbox(workdir, attacks.plan(cell), isolation=Isolation(True, uid=uid))
+    refused = targets[:2] if uid is not None else targets[:1]
+    assert observed["events"] == [
+        f"write to {t} (refused: read-only or not visible)" for t in refused
+    ]
+    assert not targets[0].exists() and not targets[1].exists()
+
+
+def test_calls_made_without_end_are_timed_like_any_loop(tmp_path):
+    """Every open stops until the grader has seen it: a loop of them (in two threads) keeps
+    the observer busy, and the step is still stopped by its budget."""
+    cell = (
+        "import threading\n"
+        "def _spin():\n"
+        "    while True:\n"
+        "        try:\n"
+        "            open('/nowhere/x')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "threading.Thread(target=_spin, daemon=True).start()\n"
+        "_spin()\n"
+    )
+    results, observed = _run(tmp_path, cell)
+    assert results[0]["status"] == "timeout"
+    assert observed["events"] == ["read of /nowhere/x (not visible in the sandbox)"]

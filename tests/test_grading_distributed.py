@@ -773,3 +773,23 @@ def test_a_worker_with_no_shared_files_or_network_grades_a_class(
             worker.wait()
     _same_as_local(out, local_run, students)
     _once(out, students)
+
+
+@pytest.mark.slow
+def test_a_workers_results_name_paths_in_the_coordinators_run_folder(cluster_run, local_run):
+    """A worker grades in a run folder of its own, laid out as the coordinator's: every path a
+    result names is relative to the run folder and resolves to the same file on the
+    coordinator (`RunFolder.resolve`), as in a local run; no worker folder is named anywhere."""
+    from grading.layout import RunFolder
+
+    out, _, _ = cluster_run
+    for folder in (out, local_run):
+        for student in STUDENTS:
+            text = (folder / "work" / student / "result.json").read_text()
+            assert "gmm-grading-" not in text and str(folder) not in text
+            for result in json.loads(text):
+                page = f"feedback/{student}/{result['assignment']}/{result['assignment']}.html"
+                assert result["feedback"] == page
+                assert RunFolder(folder).resolve(result["feedback"]).is_file()
+    with pytest.raises(ValueError, match="not a path inside the run folder"):
+        RunFolder(out).resolve("../course/gradebook.db")

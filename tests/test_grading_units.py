@@ -833,3 +833,24 @@ def test_a_feedback_page_has_a_size_cap():
     page = render_html(nbformat.v4.new_notebook(cells=cells), "t")
     assert len(page) < PAGE_CHARS + 10_000 and "not shown: it is longer than" in page
     assert page.index("summary") < page.index("x = 1")
+
+
+def test_the_sandbox_settings_cross_processes_as_one_typed_record():
+    """`Isolation` is written by `to_dict` and read by `from_dict` only: the worker's job, the
+    kernel's ``$GMM_SANDBOX`` and the re-check all hold the same record."""
+    import json
+
+    from grading.isolation import Isolation
+    from grading.kernel import settings
+
+    run = Isolation(sandbox=True, uid_base=3_000_064, vm_peak=5 << 28, font_cache="/f", limits="x")
+    mine = run.for_slot(3)
+    assert Isolation.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+    assert (mine.uid, mine.code_uid, run.code_uid) == (3_000_067, 3_000_067, None)
+    assert Isolation(sandbox=False, uid=7).code_uid is None
+    assert Isolation.from_dict(None) == Isolation(sandbox=False)
+    given = json.loads(settings(mine, Path("/s"), [Path("/h")]))
+    assert Isolation.from_dict(given["isolation"]) == mine
+    assert (given["scratch"], given["hidden"]) == ("/s", ["/h"])
+    with pytest.raises(ValueError, match="unknown \\['vmpeak'\\]"):
+        Isolation.from_dict({"sandbox": True, "vmpeak": 1})
