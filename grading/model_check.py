@@ -23,8 +23,8 @@ import nbformat
 from jupyter_client.kernelspec import NoSuchKernel
 from nbclient import NotebookClient
 
-from grading.cells import grade_id, is_test
-from grading.course import tool_env
+from grading.cells import grade_id, is_test, release_modules
+from grading.course import SOLUTIONS, tool_env
 from grading.recheck import recheck_notebook
 from grading.scan import proven
 
@@ -94,10 +94,17 @@ def hidden_problems(notebook: Path, assignment: str, workdir: Path) -> list[str]
 
 
 def model_problems(nb: nbformat.NotebookNode, assignment: str) -> list[str]:
-    """Every visible test and hidden check the model answer ``nb`` fails (empty: it passes)."""
+    """Every visible test and hidden check the model answer ``nb`` fails (empty: it passes).
+
+    The helper modules beside the source notebook (solutions/<assignment>/*.py) sit beside it
+    in both runs, as they do in the release."""
+    modules = release_modules(SOLUTIONS / assignment)
     with tempfile.TemporaryDirectory(prefix=f"gmm-model-{assignment}-") as tmp:
         work = Path(tmp)
         path = work / f"{assignment}.ipynb"
         nbformat.write(nb, path)
         (work / "run").mkdir()
+        for folder in (work, work / "run"):
+            for name, source in modules.items():
+                (folder / f"{name}.py").write_text(source)
         return visible_problems(nb, work / "run") + hidden_problems(path, assignment, work)
