@@ -598,9 +598,13 @@ def test_grading_never_passes_what_the_visible_tests_catch(name):
 
 
 def test_every_assignment_ships_the_same_notebook_helpers():
-    """notebook_helpers.py is one file, copied into each assignment's folder."""
-    copies = {(SOLUTIONS / a / "notebook_helpers.py").read_text() for a in ASSIGNMENTS}
-    assert len(copies) == 1
+    """notebook_helpers.py is one file (solutions/shared/), linked from each assignment's
+    source folder and copied, as a plain file, into each release folder."""
+    one = SOLUTIONS / "shared" / "notebook_helpers.py"
+    for a in ASSIGNMENTS:
+        assert (SOLUTIONS / a / "notebook_helpers.py").resolve() == one.resolve(), a
+        shipped = SOLUTIONS.parent / "exercises" / a / "notebook_helpers.py"
+        assert not shipped.is_symlink() and shipped.read_text() == one.read_text(), a
 
 
 def test_instructor_notes_list_every_mistake():
