@@ -37,6 +37,7 @@ import nbformat
 
 from grading.checks import spec
 from grading.course import CODE_STUB, use_tool_env
+from grading.display_only import neutralise_notebook, restore_notebook
 from grading.feedback import write_feedback
 from grading.isolation import KERNEL_CPU, code_limits, package_folders
 from grading.kernel import SETTINGS
@@ -191,9 +192,10 @@ def grade_notebook(job, assignment, runtime: Path | None) -> dict:
     os.environ[SETTINGS] = json.dumps(kernel_settings(isolation, root, assignment))
     executed, run = None, None
     if submitted is not None:
-        executed, run = run_notebook(
-            visible_notebook(submitted, release), root / f"kernel-{assignment}.log", runtime, uid
-        )
+        visible = visible_notebook(submitted, release)
+        drawn = neutralise_notebook(visible)  # the explorer only draws: not run here
+        executed, run = run_notebook(visible, root / f"kernel-{assignment}.log", runtime, uid)
+        restore_notebook(executed, drawn)
         if run.status != "ok":
             result.flags.append(f"{RUN_STATUS[run.status].value}: {run.detail or run.status}")
         result.observed += [f"kernel: {o}" for o in run.observed]
