@@ -7,7 +7,9 @@ attempts so the affected parts get no points and the submission goes to a human.
 
 `scan_cell` returns a list of findings (plain-English strings); an empty list means clean.
 `proven` tells the two kinds apart. A *proven* finding is a violation the code states outright:
-it imports a package the assignment forbids (gmmlib in assignment 1), rebinds an attribute of a
+it imports a package the assignment forbids (gmmlib in assignment 1, but for the explorer's
+import and call, which only draw: `grading.display_only`; a module of it named in a string,
+``sys.modules["gmmlib.em"]``, counts as an import), rebinds an attribute of a
 module (``np.allclose = ...``, ``setattr(builtins, ...)``), hooks into IPython's or Python's
 machinery (input transformers, import hooks) or names the hidden checks the grader once put in
 the kernel (``_gmm_checks``, to read or disarm them); the parts that depend on it get no points.

@@ -7,8 +7,10 @@ code (a sandboxed kernel per notebook, sandboxes for the re-check).
 
 No hidden-test material ever reaches a process that runs student code:
 1. `grading.student_run` executes the submitted notebook with the *release's* test cells
-   (visible tests only) in the sandboxed kernel; its outputs make the feedback page, and its
-   visible-test outcome is shown to instructors (``kernel_points``), never graded.
+   (visible tests only) in the sandboxed kernel, the explorer's statements set aside
+   (`grading.display_only`: they only draw, and gmmlib is not mounted in assignment 1); its
+   outputs make the feedback page, and its visible-test outcome is shown to instructors
+   (``kernel_points``), never graded.
 2. `grading.recheck` runs the student's answer cells in another sandbox, calls their functions
    on the spec's inputs (`grading.checks`) and judges the returned numbers here, outside it.
 3. `combine` gives each test cell its points from the re-check alone:

@@ -201,7 +201,9 @@ def graded(tmp_path_factory, listener):
     tmp = tmp_path_factory.mktemp("grading")
     fixtures = fixture_students.load()
     core = [s for s, (*_, handed_in) in fixtures.students().items() if set(handed_in) & set(CORE)]
-    students = fixtures.write_all(tmp / "submissions", only=core, port=listener.getsockname()[1])
+    students = fixtures.write_all(
+        tmp / "submissions", only=core, port=listener.getsockname()[1], assignments=CORE
+    )
     assert set(students) == set(EXPECTED), "fixture students and EXPECTED disagree"
     before = _hashes(tmp / "submissions")
     progress = io.StringIO()
@@ -336,7 +338,7 @@ def test_attackers_change_nobody_else(graded, tmp_path):
     """Students graded beside the attackers get exactly the rows they get alone."""
     from grading.pipeline import grade_folder
 
-    fixture_students.load().write_all(tmp_path / "submissions", only=BYSTANDERS)
+    fixture_students.load().write_all(tmp_path / "submissions", only=BYSTANDERS, assignments=CORE)
     grade_folder(
         tmp_path / "submissions", tmp_path / "out", assignments=CORE, progress=io.StringIO()
     )
@@ -480,7 +482,8 @@ def test_correct_styles_are_never_flagged_or_withheld(graded, grades, student):
     ``lls = [log_likelihood(X, weights, means, covariances)]`` with a hidden test): full
     points, nothing flagged, and the feedback shows every line of every answer cell."""
     out = graded[0]
-    for assignment, notebook in ASSIGNMENTS.items():
+    for assignment in CORE:
+        notebook = ASSIGNMENTS[assignment]
         row = grades[(student, assignment)]
         assert (row["status"], row["flagged"], row["review"]) == ("ok", "", ""), row
         page = _text(
@@ -787,7 +790,7 @@ def test_sleepers_cost_a_slot_seconds_not_minutes(graded):
     notebook's time asleep is spent and runs no more, the re-check kills each sleeping cell
     (then skips it), and the answers keep their points. Either side took 114 s before."""
     out = graded[0]
-    for assignment in ASSIGNMENTS:
+    for assignment in CORE:
         r = _result(out, "hostile_sleepers", assignment)
         asleep = [f for f in r["flags"] if "asleep (killed)" in f]
         assert len(asleep) == 6, r["flags"]
