@@ -31,9 +31,11 @@ def is_test(cell) -> bool:
 
 
 def strip_magics(source: str) -> tuple[str, list[str]]:
-    """Replace IPython magic / shell lines (``%...``, ``!...``) by ``pass``; return them too."""
+    """Replace IPython magic / shell lines (``%...``, ``!...``) by ``pass``; return them too.
+    Lines are cut at ``\n`` only: str.splitlines would also cut at characters Python allows
+    inside a string literal (``\u2028``, form feeds), and break the student's code."""
     kept, magics = [], []
-    for line in source.splitlines():
+    for line in source.split("\n"):
         if MAGIC_LINE.match(line):
             magics.append(line.strip())
             kept.append(line[: len(line) - len(line.lstrip())] + "pass  # magic removed")

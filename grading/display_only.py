@@ -23,6 +23,7 @@ so the grader accepts exactly them and nothing more:
 from __future__ import annotations
 
 import ast
+import re
 
 import nbformat
 
@@ -38,10 +39,12 @@ DISPLAY_ONLY = {
 DRAW = "gmmlib.explore.explore"
 #: What a drawing statement's arguments may reach through those names.
 ALLOWED = frozenset(f"{module}.{name}" for module, names in DISPLAY_ONLY.items() for name in names)
+LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 PASS = "pass  # the explorer only draws: not run when graded"
 NOTE = (
-    "[The explorer only draws: it is not run when your work is graded (gmmlib is not available "
-    "to the grader) and earns no points. Run the notebook yourself to see it.]\n"
+    "[The explorer only draws: the grader sets it aside without running it (in assignment 1 "
+    "gmmlib is not even available there), and it earns no points. Run the notebook yourself "
+    "to see it.]\n"
 )
 
 
@@ -144,7 +147,7 @@ def neutralise(source: str, bound) -> str:
     statements = display_statements(tree, bound)
     if not statements:
         return source
-    lines = source.splitlines(keepends=True)
+    lines = LINES.findall(source)  # Python's line ends only (str.splitlines knows more)
     # Rewrite from the last statement up, so earlier positions stay valid. Positions are those
     # of the magic-stripped text, whose lines match the source's one for one.
     for node in reversed(statements):

@@ -118,6 +118,11 @@ def test_neutralise_keeps_the_rest_of_a_mixed_line():
     assert namespace["b"] == 2 and text.count("\n") == 2
     # a cell that does not parse is left alone (it fails everywhere as what it is)
     assert neutralise("explore(X", bound) == "explore(X"
+    # Python's line ends only: a line separator inside a string literal is not one
+    text = neutralise('s = "a\u2028b"\nexplore(X)\nc = 1', bound)
+    namespace = {}
+    exec(compile(text, "<cell>", "exec"), namespace)
+    assert namespace["s"] == "a\u2028b" and namespace["c"] == 1
 
 
 def explorer_notebook(answers: dict | None = None, cell: str = EXPLORER_CELL):
