@@ -1,6 +1,7 @@
 """nbgrader's cell rules as the grader uses them, the one definition of the hidden-test
-marker (nbgrader's own `ClearHiddenTests` delimiters), and the release's helper modules (the
-test cells' helpers, shipped next to each notebook) as the grader hands them to a kernel."""
+marker (nbgrader's own `ClearHiddenTests` delimiters), how IPython magic lines are set aside
+before a cell is parsed as Python, and the release's helper modules (the test cells' helpers,
+shipped next to each notebook) as the grader hands them to a kernel."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from nbgrader.utils import is_grade, is_locked, is_solution
 
 BEGIN_HIDDEN = "### " + ClearHiddenTests.begin_test_delimeter.default_value
 END_HIDDEN = "### " + ClearHiddenTests.end_test_delimeter.default_value
+MAGIC_LINE = re.compile(r"^\s*[%!]")
 #: A whole hidden-test block, with its line ending.
 HIDDEN = re.compile(rf"^[ \t]*{BEGIN_HIDDEN}.*?^[ \t]*{END_HIDDEN}[ \t]*\n?", re.S | re.M)
 
@@ -77,3 +79,17 @@ def module_loader_cell(modules: dict[str, str]):
     cell = nbformat.v4.new_code_cell(module_loader_source(modules))
     cell.metadata[LOADER] = True
     return cell
+
+
+def strip_magics(source: str) -> tuple[str, list[str]]:
+    """Replace IPython magic / shell lines (``%...``, ``!...``) by ``pass``; return them too.
+    Lines are cut at ``\n`` only: str.splitlines would also cut at characters Python allows
+    inside a string literal (``\u2028``, form feeds), and break the student's code."""
+    kept, magics = [], []
+    for line in source.split("\n"):
+        if MAGIC_LINE.match(line):
+            magics.append(line.strip())
+            kept.append(line[: len(line) - len(line.lstrip())] + "pass  # magic removed")
+        else:
+            kept.append(line)
+    return "\n".join(kept), magics

@@ -19,6 +19,7 @@ EXERCISES = REPO / "exercises"
 ASSIGNMENTS = {
     "em_by_hand": "em_by_hand.ipynb",
     "break_it": "break_it.ipynb",
+    "poisson_mixture": "poisson_mixture.ipynb",
 }
 
 #: Seconds a single notebook cell may run in the student's kernel before it is interrupted.

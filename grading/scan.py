@@ -7,7 +7,9 @@ attempts so the affected parts get no points and the submission goes to a human.
 
 `scan_cell` returns a list of findings (plain-English strings); an empty list means clean.
 `proven` tells the two kinds apart. A *proven* finding is a violation the code states outright:
-it imports a package the assignment forbids (gmmlib in assignment 1), rebinds an attribute of a
+it imports a package the assignment forbids (gmmlib in assignment 1, but for the explorer's
+import and call, which only draw: `grading.display_only`; a module of it named in a string,
+``sys.modules["gmmlib.em"]``, counts as an import), rebinds an attribute of a
 module (``np.allclose = ...``, ``setattr(builtins, ...)``), hooks into IPython's or Python's
 machinery (input transformers, import hooks) or names the hidden checks the grader once put in
 the kernel (``_gmm_checks``, to read or disarm them); the parts that depend on it get no points.
@@ -19,12 +21,17 @@ Many findings are moot since the hidden tests stopped running in the student's k
 21): the kernel's history holds only the student's cells and the visible tests, no
 ``_gmm_checks`` exists there to read or disarm, and a patched numpy fools only the student's own
 run, never the re-check that scores. They are kept as evidence of intent for the review list.
+
+`strip_magics` lives in `grading.cells` and is imported here for the re-check.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+
+from grading.cells import strip_magics
+from grading.display_only import display_bindings, display_statements, misuses
 
 #: Modules whose import alone means the code reaches into the interpreter or the kernel.
 SUSPICIOUS_MODULES = {
@@ -112,9 +119,10 @@ TAMPER_ATTRIBUTES = {
     "path_hooks",
 }
 #: The words that start a proven finding (see `proven`); every finding is built from these.
-PROVEN_MARKS = ("imports ", "assigns to ", "rebinds ", "hooks ", "reads ")
+PROVEN_MARKS = ("imports ", "assigns to ", "rebinds ", "hooks ", "reads ", "reaches ")
 
-MAGIC_LINE = re.compile(r"^\s*[%!]")
+#: A string that is a module's dotted path (``"gmmlib.em"``), as imports by name spell it.
+MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 #: Builtins that reach an attribute by a name given as a string: ``getattr(sys, "_get" +
 #: "frame")`` is ``sys._getframe`` hidden from the attribute rules above.
 NAMED_ATTRIBUTE_CALLS = {"getattr", "setattr", "delattr", "hasattr"}
@@ -128,18 +136,6 @@ def _folded_string(node) -> str | None:
         left, right = _folded_string(node.left), _folded_string(node.right)
         return None if left is None or right is None else left + right
     return None
-
-
-def strip_magics(source: str) -> tuple[str, list[str]]:
-    """Replace IPython magic / shell lines (``%...``, ``!...``) by ``pass``; return them too."""
-    kept, magics = [], []
-    for line in source.splitlines():
-        if MAGIC_LINE.match(line):
-            magics.append(line.strip())
-            kept.append(line[: len(line) - len(line.lstrip())] + "pass  # magic removed")
-        else:
-            kept.append(line)
-    return "\n".join(kept), magics
 
 
 def _root_name(node):
@@ -189,11 +185,27 @@ def reads_hidden_tests(finding: str) -> bool:
     return READS_CHECKS in finding or READS_HISTORY in finding
 
 
-def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> list[str]:
+def _module_by_name(node, forbidden_packages) -> list[str]:
+    """A proven finding if a string (constants joined by ``+`` too) is the dotted path of a
+    forbidden package's module: ``"gmmlib.em"`` is how ``sys.modules``, ``importlib`` or
+    ``__import__`` reach it."""
+    text = (_folded_string(node) or "").strip()
+    top = text.split(".")[0]
+    if top in forbidden_packages and MODULE_PATH.fullmatch(text):
+        return [f"line {node.lineno}: imports {text} by name: the answer must not use {top}"]
+    return []
+
+
+def scan_cell(
+    source: str, forbidden_packages=(), known_modules=frozenset(), display=None
+) -> list[str]:
     """Findings for one cell.
 
     ``forbidden_packages``: packages the answer may not use at all (gmmlib in assignment 1);
-    ``known_modules``: names other cells of the notebook bind to modules (``np``).
+    ``known_modules``: names other cells of the notebook bind to modules (``np``);
+    ``display``: the names the notebook binds by imports meant only to draw
+    (`grading.display_only.display_bindings` of every cell; default: this cell's). Those
+    imports and the explorer calls are accepted; any other use of the names is proven.
     """
     code, magics = strip_magics(source)
     findings = [
@@ -206,8 +218,15 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
     except SyntaxError:
         return findings  # a syntax error is graded as what it is (the cell fails everywhere)
     modules = set(known_modules) | {"np", "numpy", "sys", "os", "scipy"}
+    display = display_bindings([source]) if display is None else display
+    drawing = {id(n) for n in display_statements(tree, display)}
+    if "gmmlib" in forbidden_packages:
+        findings += misuses(tree, display)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) in drawing:
+            for alias in node.names:
+                modules.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.Import | ast.ImportFrom):
             names = (
                 [a.name for a in node.names]
                 if isinstance(node, ast.Import)
@@ -285,9 +304,12 @@ def scan_cell(source: str, forbidden_packages=(), known_modules=frozenset()) -> 
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             if any(name in node.value for name in HIDDEN_CHECKS):
                 findings.append(f"line {node.lineno}: {READS_CHECKS} (by name)")
+            findings += _module_by_name(node, forbidden_packages)
             for package in forbidden_packages:
                 if package in node.value:
                     findings.append(f"line {node.lineno}: names {package!r} in a string")
+        elif isinstance(node, ast.BinOp):
+            findings += _module_by_name(node, forbidden_packages)
     seen, unique = set(), []
     for f in findings:
         if f not in seen:

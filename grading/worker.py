@@ -7,8 +7,10 @@ code (a sandboxed kernel per notebook, sandboxes for the re-check).
 
 No hidden-test material ever reaches a process that runs student code:
 1. `grading.student_run` executes the submitted notebook with the *release's* test cells
-   (visible tests only) in the sandboxed kernel; its outputs make the feedback page, and its
-   visible-test outcome is shown to instructors (``kernel_points``), never graded.
+   (visible tests only) in the sandboxed kernel, the explorer's statements set aside
+   (`grading.display_only`: they only draw, and gmmlib is not mounted in assignment 1); its
+   outputs make the feedback page, and its visible-test outcome is shown to instructors
+   (``kernel_points``), never graded.
 2. `grading.recheck` runs the student's answer cells in another sandbox, calls their functions
    on the spec's inputs (`grading.checks`) and judges the returned numbers here, outside it.
 3. `combine` gives each test cell its points from the re-check alone:
@@ -39,6 +41,7 @@ from grading.cells import grade_id
 from grading.checks import spec
 from grading.classify import classify
 from grading.course import CODE_STUB, use_tool_env
+from grading.display_only import neutralise_notebook, restore_notebook
 from grading.feedback import write_feedback
 from grading.isolation import Isolation, package_folders
 from grading.kernel import SETTINGS, settings
@@ -198,9 +201,10 @@ def grade_notebook(job, assignment, runtime: Path | None, isolation: Isolation) 
     os.environ[SETTINGS] = settings(isolation, root / "scratch" / assignment / "kernel", hidden)
     executed, run = None, None
     if submitted is not None:
-        executed, run = run_notebook(
-            visible_notebook(submitted, release), root / f"kernel-{assignment}.log", runtime, uid
-        )
+        visible = visible_notebook(submitted, release)
+        drawn = neutralise_notebook(visible)  # the explorer only draws: not run here
+        executed, run = run_notebook(visible, root / f"kernel-{assignment}.log", runtime, uid)
+        restore_notebook(executed, drawn)
         if run.status != "ok":
             result.flags.append(f"{RUN_STATUS[run.status].value}: {run.detail or run.status}")
         result.observed += [f"kernel: {o}" for o in run.observed]

@@ -111,7 +111,7 @@ def test_a_student_over_the_size_cap_is_listed(tmp_path, monkeypatch):
         path.parent.mkdir(parents=True)
         path.write_bytes(notebook if assignment == "em_by_hand" else b" " * len(notebook))
     monkeypatch.setattr(intake, "STUDENT_BYTES", len(notebook) + 10)
-    students, problems = collect(tmp_path / "subs", tmp_path / "work")
+    students, problems = collect(tmp_path / "subs", tmp_path / "work", ("em_by_hand", "break_it"))
     assert students["big"] == {
         "em_by_hand": tmp_path / "subs" / "big" / "em_by_hand" / "em_by_hand.ipynb",
         "break_it": None,

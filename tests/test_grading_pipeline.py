@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The spec of every hidden test (grading/checks/): no line of it may reach a student.
 CHECKS_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "grading" / "checks").glob("*.py")))
 
+#: The assignments of the main class (`graded`); poisson_mixture has a class of its own.
+CORE = fixture_students.load().CORE
 EM_PARTS = {  # grade_id suffix -> points
     "e_step_tests": 3,
     "e_step_stability": 1,
@@ -200,8 +202,10 @@ def graded(tmp_path_factory, listener):
     """Grade every fixture student once: (output folder, progress text, wall seconds,
     submissions before grading: {path: sha256})."""
     tmp = tmp_path_factory.mktemp("grading")
-    students = fixture_students.load().write_all(
-        tmp / "submissions", port=listener.getsockname()[1]
+    fixtures = fixture_students.load()
+    core = [s for s, (*_, handed_in) in fixtures.students().items() if set(handed_in) & set(CORE)]
+    students = fixtures.write_all(
+        tmp / "submissions", only=core, port=listener.getsockname()[1], assignments=CORE
     )
     assert set(students) == set(EXPECTED), "fixture students and EXPECTED disagree"
     before = _hashes(tmp / "submissions")
@@ -211,7 +215,10 @@ def graded(tmp_path_factory, listener):
 
     # Copy detection off: the fixture students are the model answer with one part changed, a
     # class of copies (tests/test_copying.py tests the detection and its review rows).
-    grade_folder(tmp / "submissions", tmp / "out", progress=progress, copy_check=False)
+    # Assignments 1 and 2: assignment 3 has its own small class (`graded_poisson`).
+    grade_folder(
+        tmp / "submissions", tmp / "out", assignments=CORE, progress=progress, copy_check=False
+    )
     return tmp / "out", progress.getvalue(), time.perf_counter() - started, before
 
 
@@ -334,8 +341,10 @@ def test_attackers_change_nobody_else(graded, tmp_path):
     """Students graded beside the attackers get exactly the rows they get alone."""
     from grading.pipeline import grade_folder
 
-    fixture_students.load().write_all(tmp_path / "submissions", only=BYSTANDERS)
-    grade_folder(tmp_path / "submissions", tmp_path / "out", progress=io.StringIO())
+    fixture_students.load().write_all(tmp_path / "submissions", only=BYSTANDERS, assignments=CORE)
+    grade_folder(
+        tmp_path / "submissions", tmp_path / "out", assignments=CORE, progress=io.StringIO()
+    )
 
     def rows(out):
         with open(out / "parts.csv") as f:
@@ -476,7 +485,8 @@ def test_correct_styles_are_never_flagged_or_withheld(graded, grades, student):
     ``lls = [log_likelihood(X, weights, means, covariances)]`` with a hidden test): full
     points, nothing flagged, and the feedback shows every line of every answer cell."""
     out = graded[0]
-    for assignment, notebook in ASSIGNMENTS.items():
+    for assignment in CORE:
+        notebook = ASSIGNMENTS[assignment]
         row = grades[(student, assignment)]
         assert (row["status"], row["flagged"], row["review"]) == ("ok", "", ""), row
         page = _text(
@@ -783,7 +793,7 @@ def test_sleepers_cost_a_slot_seconds_not_minutes(graded):
     notebook's time asleep is spent and runs no more, the re-check kills each sleeping cell
     (then skips it), and the answers keep their points. Either side took 114 s before."""
     out = graded[0]
-    for assignment in ASSIGNMENTS:
+    for assignment in CORE:
         r = _result(out, "hostile_sleepers", assignment)
         asleep = [f for f in r["flags"] if "asleep (killed)" in f]
         assert len(asleep) == 6, r["flags"]
@@ -801,3 +811,107 @@ def test_stubs_fail_with_the_specs_message(parts):
         assert row["points"] == "0", row
         if student == "stub_constant_history":
             assert "not EM's from this start" in row["message"], row
+
+
+# ------------------------------------------------------------------------------------------
+# Assignment 3, poisson_mixture: a small class of its own, copy detection on
+# ------------------------------------------------------------------------------------------
+
+POISSON_PARTS = {"e_step_tests": 3, "m_step_tests": 3, "log_likelihood_tests": 2}
+# student -> (poisson_mixture parts that must score 0, autograded total, status). The copier
+# and the student it copied lose the same part, and copy detection pairs them.
+POISSON_EXPECTED = {
+    "reference": (set(), 8, "ok"),
+    "poisson_rates_by_n": ({"m_step_tests"}, 5, "ok"),
+    "poisson_copier": ({"m_step_tests"}, 5, "ok"),
+    "only_first_assignment": (set(POISSON_PARTS), 0, "missing"),
+}
+
+
+@pytest.fixture(scope="session")
+def graded_poisson(tmp_path_factory):
+    """The poisson_mixture class through the whole pipeline, copy detection included:
+    (output folder, {student: grades.csv row}, {student: needs_review.csv rows})."""
+    from grading.pipeline import grade_folder
+
+    tmp = tmp_path_factory.mktemp("poisson")
+    fixture_students.load().write_all(tmp / "submissions", only=set(POISSON_EXPECTED))
+    out = tmp / "out"
+    grade_folder(tmp / "submissions", out, assignments=("poisson_mixture",), progress=io.StringIO())
+    with open(out / "grades.csv") as f:
+        grades = {r["student_id"]: r for r in csv.DictReader(f)}
+    review = {}
+    with open(out / "needs_review.csv") as f:
+        for r in csv.DictReader(f):
+            review.setdefault(r["student_id"], []).append(r)
+    return out, grades, review
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(POISSON_EXPECTED))
+def test_poisson_mixture_is_graded_as_deserved(graded_poisson, student):
+    _, grades, _ = graded_poisson
+    lost, total, status = POISSON_EXPECTED[student]
+    row = grades[student]
+    assert row["assignment"] == "poisson_mixture" and row["status"] == status, row
+    for part, points in POISSON_PARTS.items():
+        want = 0 if part in lost else points
+        assert row[f"poisson_mixture_{part}"] == f"{want:g}", (student, part, row)
+    assert row["autograded"] == f"{total:g}" and row["autograded_max"] == "8", row
+    if status == "ok":
+        assert row["manual"] == "pending" and row["manual_max"] == "4", row  # the derivation
+
+
+@pytest.mark.slow
+def test_poisson_copying_pairs_the_copier_with_its_source(graded_poisson):
+    out, _, review = graded_poisson
+
+    def copying(student):
+        return " ".join(r["reasons"] for r in review.get(student, []) if r["status"] == "copying")
+
+    assert "poisson_rates_by_n" in copying("poisson_copier"), review
+    assert "poisson_copier" in copying("poisson_rates_by_n"), review
+    # independently written: the reference is not paired with either of them
+    assert "poisson_copier" not in copying("reference")
+    assert "poisson_rates_by_n" not in copying("reference")
+    report = (out / "copying.html").read_text()
+    assert "lambdas" in report and "totals" in report  # both snippets, for the instructor
+    pair = {"poisson_copier": "poisson_rates_by_n", "poisson_rates_by_n": "poisson_copier"}
+    for student, other in pair.items():
+        page = (out / f"feedback/{student}/poisson_mixture/poisson_mixture.html").read_text()
+        assert other not in page and "copying" not in page, f"{student}: copying in feedback"
+
+
+@pytest.mark.slow
+def test_poisson_feedback_and_gradebook(graded_poisson):
+    """Feedback pages say why points were lost and show no hidden test; the class gradebook
+    (formgrader's) holds the re-check's points and waits for the derivation's marks."""
+    from nbgrader.api import Gradebook
+
+    out, grades, _ = graded_poisson
+    hidden = _hidden_lines()
+    for student in ("reference", "poisson_rates_by_n"):
+        page = (out / f"feedback/{student}/poisson_mixture/poisson_mixture.html").read_text()
+        text = _text(page)
+        assert f"Autograded: {grades[student]['autograded']} / 8" in text, text[:300]
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"{student}'s feedback shows hidden-test code: {leaked[:3]}"
+    wrong = _text(
+        (out / "feedback/poisson_rates_by_n/poisson_mixture/poisson_mixture.html").read_text()
+    )
+    assert "poisson_mixture_m_step_tests: 0 / 3" in wrong and "N_k" in wrong, wrong[-1500:]
+    course = out / "course"
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        grade = gb.find_grade(
+            "poisson_mixture_m_step_tests", "poisson_mixture", "poisson_mixture", "poisson_copier"
+        )
+        assert grade.auto_score == 0
+        derivation = gb.find_grade(
+            "poisson_mixture_derivation", "poisson_mixture", "poisson_mixture", "reference"
+        )
+        assert derivation.auto_score is None and derivation.needs_manual_grade
+    export = course / "export.csv"
+    _nbgrader(course, "export", "--to", str(export))
+    with open(export) as f:
+        scores = {r["student_id"]: float(r["raw_score"]) for r in csv.DictReader(f)}
+    assert scores["reference"] == 8 and scores["poisson_rates_by_n"] == 5, scores

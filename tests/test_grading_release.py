@@ -66,7 +66,7 @@ def test_no_solution_or_hidden_test_leaks_into_the_release(assignment):
         if not (c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution"))
     )
     secret = [line for line in secret if line not in public]  # also outside the blocks
-    assert len(secret) > 20
+    assert len(secret) > 10  # enough source-only lines for the test to mean something
     leaked = [line for line in secret if line in flat]
     assert not leaked, f"{assignment}: release contains source-only lines: {leaked[:3]}"
 

@@ -18,6 +18,7 @@ import functools
 from grading.checks.base import AssignmentSpec, Case, Check, call_plan, decode, judge
 from grading.checks.break_it import break_it, prior_run, reference_collapsed, reference_run
 from grading.checks.em_by_hand import em_by_hand, reference_fit
+from grading.checks.poisson_mixture import poisson_mixture
 
 __all__ = [
     "SPECS",
@@ -34,7 +35,7 @@ __all__ = [
     "spec",
 ]
 
-SPECS = {"em_by_hand": em_by_hand, "break_it": break_it}
+SPECS = {"em_by_hand": em_by_hand, "break_it": break_it, "poisson_mixture": poisson_mixture}
 
 
 @functools.cache
