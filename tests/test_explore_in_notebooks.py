@@ -19,7 +19,7 @@ import fixture_students
 import nbformat
 import pytest
 
-from grading.cells import grade_id
+from grading.cells import grade_id, release_modules
 from grading.course import SOLUTIONS
 from grading.display_only import (
     NOTE,
@@ -140,13 +140,18 @@ def test_the_feedback_run_sets_the_cell_aside_and_says_so():
     nb = explorer_notebook()
     original = copy.deepcopy(nb)
     changed = neutralise_notebook(nb)
-    (index,) = changed
-    assert nb.cells[index].source != original.cells[index].source
-    assert "gmmlib" not in nb.cells[index].source.split("#")[0]
+    # the student's cell, and the release's own invitation near the end of the notebook
+    added = next(i for i, c in enumerate(nb.cells) if c.get("id") == "student-explorer")
+    offered = [i for i, c in enumerate(original.cells) if "explore(" in c.source and i != added]
+    assert sorted(changed) == sorted([added, *offered]) and len(offered) == 1
+    for index in changed:
+        assert nb.cells[index].source != original.cells[index].source
+        assert "gmmlib" not in nb.cells[index].source.split("#")[0]
     restore_notebook(nb, changed)
-    assert nb.cells[index].source == original.cells[index].source
-    assert nb.cells[index].outputs[-1]["text"] == NOTE
-    untouched = [i for i in range(len(nb.cells)) if i != index]
+    for index in changed:
+        assert nb.cells[index].source == original.cells[index].source
+        assert nb.cells[index].outputs[-1]["text"] == NOTE
+    untouched = [i for i in range(len(nb.cells)) if i not in changed]
     assert all(nb.cells[i] == original.cells[i] for i in untouched)
 
 
@@ -155,17 +160,12 @@ def test_a_course_cell_holding_the_explorer_is_set_aside_in_the_recheck(tmp_path
     neutralised copy: gmmlib is not mounted there in assignment 1, and nothing fails."""
     from grading.recheck import recheck_notebook
 
-    source = nbformat.read(SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
-    at = next(i for i, c in enumerate(source.cells) if grade_id(c) == "em_by_hand_m_step")
-    locked = nbformat.v4.new_code_cell(EXPLORER_CELL)
-    locked.metadata["nbgrader"] = {
-        "grade": False,
-        "grade_id": "em_by_hand_explore",
-        "locked": True,
-        "schema_version": 3,
-        "solution": False,
-    }
-    source.cells.insert(at + 1, locked)
+    folder = SOLUTIONS / "em_by_hand"
+    source = nbformat.read(folder / "em_by_hand.ipynb", as_version=4)
+    (offered,) = [c for c in source.cells if grade_id(c) == "em_by_hand_explore"]
+    assert "explore(" in offered.source and offered.metadata["nbgrader"]["locked"]
+    for name, text in release_modules(folder).items():  # the test cells' helpers, as released
+        (tmp_path / f"{name}.py").write_text(text)
     nbformat.write(source, tmp_path / "source.ipynb")
     submitted = fixture_students.load().build_notebook("em_by_hand", {})
     nbformat.write(submitted, tmp_path / "submitted.ipynb")  # the student's copy lacks it
