@@ -53,7 +53,7 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load
 
 ## test: lint, then every test (library, collapse, book build + browser, explorer, grading)
 test: setup lint
-	$(PYTEST)
+	$(PYTEST) --durations=25
 
 ## test-fast: lint, then every test not marked slow or browser (the loop while editing)
 test-fast: setup lint
