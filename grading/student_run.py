@@ -34,8 +34,15 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from traitlets.config import Config
 
-from grading.cells import LOADER, grade_id, is_fixed, module_loader_cell, release_modules
-from grading.course import EXERCISES
+from grading.cells import (
+    LOADER,
+    grade_id,
+    is_fixed,
+    module_loader_cell,
+    release_modules,
+    summary_cell_id,
+)
+from grading.course import ASSIGNMENTS, EXERCISES
 from grading.watch import Meter, descendants, kill_all, survivors
 
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
@@ -67,9 +74,8 @@ SLACK = 30.0
 
 def _assignment_of(release: nbformat.NotebookNode) -> str | None:
     """The assignment a release notebook belongs to: its summary cell's grade_id says."""
-    suffix = "_visible_tests_summary"
-    ids = [grade_id(c) or "" for c in release.cells]
-    return next((gid.removesuffix(suffix) for gid in ids if gid.endswith(suffix)), None)
+    ids = {grade_id(c) for c in release.cells}
+    return next((a for a in ASSIGNMENTS if summary_cell_id(a) in ids), None)
 
 
 def visible_notebook(
