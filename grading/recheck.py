@@ -198,11 +198,13 @@ def run_sandbox(
                 watched = [fd] + [c for c in (channel, observer) if c is not None]
                 ready = select.select(watched, [], [], 0.2)[0]
                 if channel in ready:
-                    observer, channel = _receive(channel, workdir, plan.get("quiet", ())), None
+                    observer = Observer.receive(channel, workdir, plan.get("quiet", ()))
+                    channel = None  # closed by receive
                 pending, served = observer in ready, 0
                 while pending and served < BURST:  # a burst at once, then the clock
                     if not observer.serve():  # hung up: its processes are gone
-                        observer = _collect(observer, observed)
+                        observer.finish(observed["events"])
+                        observer = None
                         break
                     served += 1  # the next call of a burst (an import's files) comes at once
                     pending = bool(select.select([observer], [], [], 0.002)[0])
@@ -260,7 +262,8 @@ def run_sandbox(
                 _kill(proc)
             if channel is not None:
                 channel.close()
-            _collect(observer, observed)
+            if observer is not None:
+                observer.finish(observed["events"])
         if finished or current is None:
             break
         # Restart after the step that hung or crashed: skip it if it was a cell.
@@ -274,28 +277,6 @@ def run_sandbox(
         if index not in results and time.monotonic() > deadline and not steps[index].get("skip"):
             results[index] = {"status": "timeout", "error": "not run: the re-check's time ran out"}
     return results, observed
-
-
-def _receive(channel: socket.socket, workdir: Path, quiet) -> Observer | None:
-    """The child's seccomp listener, as an `Observer` (None: the child could not make one)."""
-    try:
-        _, fds, _, _ = socket.recv_fds(channel, 1, 1)
-    except OSError:
-        fds = []
-    finally:
-        channel.close()
-    return Observer(fds[0], str(workdir), quiet) if fds else None
-
-
-def _collect(observer: Observer | None, observed: dict) -> None:
-    """Add what ``observer`` saw to ``observed`` and close it (None: nothing to do)."""
-    if observer is not None:
-        while select.select([observer], [], [], 0)[0] and observer.serve():
-            pass  # calls stopped before the child was killed: let them go
-        observer.close()
-        for event in observer.events:
-            if event not in observed["events"]:
-                observed["events"].append(event)
 
 
 def _result_line(text: str, index: int) -> dict:

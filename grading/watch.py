@@ -230,6 +230,26 @@ class Observer:
         self.fd, self.workdir, self.quiet = fd, os.path.realpath(workdir), tuple(quiet)
         self.events: list[str] = []
 
+    @classmethod
+    def receive(cls, channel: socket.socket, workdir, quiet=()) -> Observer | None:
+        """The child's seccomp listener, read from ``channel`` (then closed), as an `Observer`
+        (None: the child could not make one)."""
+        try:
+            _, fds, _, _ = socket.recv_fds(channel, 1, 1)
+        except OSError:
+            fds = []
+        finally:
+            channel.close()
+        return cls(fds[0], str(workdir), quiet) if fds else None
+
+    def finish(self, events: list) -> None:
+        """Let the calls stopped before the child was killed go, close the listener and add
+        what was seen to ``events`` (each once)."""
+        while select.select([self], [], [], 0)[0] and self.serve():
+            pass
+        self.close()
+        events.extend(e for e in dict.fromkeys(self.events) if e not in events)
+
     def fileno(self) -> int:
         return self.fd
 
