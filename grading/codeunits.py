@@ -106,16 +106,11 @@ def normalise(code: str | ast.AST, functions: frozenset = frozenset()) -> str:
     return ast.unparse(ast.fix_missing_locations(normaliser.visit(tree)))
 
 
-def _python(code: str) -> str:
-    """Cell text as Python: IPython magics (``%timeit``, ``!ls``) become plain calls."""
-    return TransformerManager().transform_cell(code)
-
-
 def code_units(code: str, owner: str, cell: str) -> list[Unit]:
     """One unit per top-level function of ``code``, and one for its other statements (imports
     left out). Code that does not parse is one unit, normalised as far as text allows."""
     try:
-        text = _python(code)
+        text = TransformerManager().transform_cell(code)  # magics (%timeit, !ls) become calls
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         squeezed = re.sub(r"\s+", " ", re.sub(r"#.*", "", code)).strip()
