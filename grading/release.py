@@ -3,19 +3,16 @@
     python -m grading.release            # write solutions/' generated cells, then exercises/
     python -m grading.release --check    # exit 1 (and say why) if either is stale or a model fails
 
-Three steps. First the generated parts of the source notebooks are made (`generated`): every
-test cell's hidden-test block becomes a short note naming its check in `grading.checks`, the
-one specification of a graded part, which only the out-of-kernel re-check runs; the points the
-text shows are written from the cells' nbgrader metadata (`grading.points_text`); a last cell
-runs every visible test and prints a summary. No hidden-test code is ever in a notebook, so
-none can run where student code runs. Second, the model answers go through every visible test
-and every hidden check (`grading.model_check`): a model that fails one is refused, naming the
-part and the check's message, and nothing is written (``--check`` fails the same way). Then
-the generated cells are written (`write_generated`) and `nbgrader generate_assignment` runs in
-a temporary course directory (so no gradebook, which holds the hidden tests, is ever written
-into the repository), and each release notebook is normalised (no outputs, no execution
-counts, only nbgrader's cell metadata, sorted keys) so that regenerating gives byte-identical
-files.
+1. `generated`: every test cell's hidden-test block becomes a note naming its check in
+   `grading.checks`, which only the out-of-kernel re-check runs (no hidden-test code is ever in
+   a notebook, so none can run where student code runs); the points in the text are written
+   from the metadata (`grading.points_text`); a last cell runs every visible test.
+2. `grading.model_check`: a model answer failing a visible test or hidden check is refused,
+   naming the part and the message; nothing is written (``--check`` fails the same way).
+3. `write_generated`, then `nbgrader generate_assignment` in a temporary course folder (no
+   gradebook, which holds the hidden tests, is written into the repository); each release
+   notebook is normalised (no outputs or counts, only nbgrader's metadata) so that
+   regenerating gives byte-identical files.
 """
 
 from __future__ import annotations

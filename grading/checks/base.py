@@ -94,17 +94,16 @@ def close(name, got, expected, where, rtol=1e-6, atol=1e-8, why=""):
     if arr.shape != expected.shape:
         return f"{where}: {name} has shape {arr.shape}, expected {expected.shape}"
     bad = ~np.isclose(arr, expected, rtol=rtol, atol=atol)
-    if bad.any():
-        if arr.ndim == 0:
-            return f"{where}: {name} = {float(arr):.12g}, expected {float(expected):.12g}" + (
-                f": {why}" if why else ""
-            )
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        return (
-            f"{where}: {name}{list(index)} = {arr[index]:.12g}, expected {expected[index]:.12g}"
-            f" ({int(bad.sum())} of {bad.size} entries differ)" + (f": {why}" if why else "")
-        )
-    return None
+    if not bad.any():
+        return None
+    why = f": {why}" if why else ""
+    if arr.ndim == 0:
+        return f"{where}: {name} = {float(arr):.12g}, expected {float(expected):.12g}{why}"
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return (
+        f"{where}: {name}{list(index)} = {arr[index]:.12g}, expected {expected[index]:.12g}"
+        f" ({int(bad.sum())} of {bad.size} entries differ){why}"
+    )
 
 
 def first_failure(*messages):
@@ -241,34 +240,26 @@ def _shape_text(args):
     return ", ".join(shapes)
 
 
+def _failed(status: str, message: str) -> dict:
+    return {"passed": False, "status": status, "message": message}
+
+
 def judge(check: Check, result: dict) -> dict:
     """The verdict on one check from the sandbox's result: {"passed", "status", "message"}."""
     if result.get("status") != "ok":
         status = result.get("status", "error")
-        return {
-            "passed": False,
-            "status": status,
-            "message": f"{check.cases[0].name}: {result.get('error', status)}",
-        }
+        return _failed(status, f"{check.cases[0].name}: {result.get('error', status)}")
     try:
         for case, output in zip(check.cases, result["outputs"], strict=True):
             if "error" in output:
                 why = case.explain_error(output["error"]) if case.explain_error else None
-                return {
-                    "passed": False,
-                    "status": "error",
-                    "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}"
-                    + (f": {why}" if why else ""),
-                }
+                raised = f"{case.name}({_shape_text(case.args)}) raised {output['error']}"
+                return _failed("error", raised + (f": {why}" if why else ""))
             message = case.judge(decode(output["value"]))
             if message is None and case.judge_counts is not None:
                 message = case.judge_counts(output.get("counts", {}))
             if message:
-                return {"passed": False, "status": "wrong", "message": message}
+                return _failed("wrong", message)
     except Exception:  # noqa: BLE001 - the result comes from the student's process: any shape
-        return {
-            "passed": False,
-            "status": "crashed",
-            "message": f"{check.cases[0].name}: the step's result was unreadable",
-        }
+        return _failed("crashed", f"{check.cases[0].name}: the step's result was unreadable")
     return {"passed": True, "status": "ok", "message": None}
