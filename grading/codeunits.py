@@ -50,11 +50,9 @@ class _Normaliser(ast.NodeTransformer):
 
     def generic_visit(self, node):
         node = super().generic_visit(node)
-        for field in ("body", "orelse", "finalbody"):
-            if isinstance(getattr(node, field, None), list) and not isinstance(node, ast.Module):
+        for field in ("body", "orelse", "finalbody"):  # a Module has a body only
+            if isinstance(getattr(node, field, None), list):
                 setattr(node, field, self._body(getattr(node, field)))
-        if isinstance(node, ast.Module):
-            node.body = self._body(node.body)
         return node
 
     def visit_FunctionDef(self, node):
