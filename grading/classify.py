@@ -18,11 +18,10 @@ import ast
 
 from nbgrader.utils import is_solution
 
-from grading.cells import grade_id
+from grading.cells import grade_id, strip_magics
 from grading.checks import spec
 from grading.recheck import notebook_steps
 from grading.records import Status
-from grading.scan import strip_magics
 
 
 def _answer_sources(nb) -> dict[str, str]:
