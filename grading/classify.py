@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import ast
 
-from grading.cells import grade_id
+from nbgrader.utils import is_solution
+
+from grading.cells import grade_id, strip_magics
 from grading.checks import spec
 from grading.recheck import notebook_steps
 from grading.records import Status
-from grading.scan import strip_magics
 
 
 def _answer_sources(nb) -> dict[str, str]:
     """{grade_id: source} of the answer cells (nbgrader's solution cells) of a notebook."""
-    return {
-        grade_id(c): c.source
-        for c in nb.cells
-        if c.get("metadata", {}).get("nbgrader", {}).get("solution") and grade_id(c)
-    }
+    return {grade_id(c): c.source for c in nb.cells if is_solution(c) and grade_id(c)}
 
 
 def is_blank(submitted, release, source) -> bool:

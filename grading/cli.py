@@ -1,13 +1,6 @@
-"""``gmm-grade``: grade a folder of submissions end to end (see `grading.pipeline`).
-
-gmm-grade SUBMISSIONS [--out graded]    grade everything (on this machine's cores)
-gmm-grade SUBMISSIONS --scheduler tls://HOST:PORT --tls-ca-file CA --tls-cert C --tls-key K
-                                        grade on a Dask cluster (`grading.distributed`);
-                                        tcp:// only with --insecure (reported in grades.csv)
-gmm-grade SUBMISSIONS --resume          grade only the students an interrupted run (local
-                                        or on a cluster) left out of OUT/journal.jsonl
-gmm-grade --update [--out graded]       after grading written answers in formgrader: fold
-                                        the hand-given marks into the CSVs and feedback
+"""``gmm-grade``: grade a folder of submissions end to end (`grading.pipeline`), locally or on a
+Dask cluster (`grading.distributed`, ``tls://`` unless ``--insecure``), resume an interrupted
+run, or fold in the marks given by hand (``--update``); the options are ``gmm-grade --help``'s.
 """
 
 from __future__ import annotations

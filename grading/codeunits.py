@@ -50,11 +50,9 @@ class _Normaliser(ast.NodeTransformer):
 
     def generic_visit(self, node):
         node = super().generic_visit(node)
-        for field in ("body", "orelse", "finalbody"):
-            if isinstance(getattr(node, field, None), list) and not isinstance(node, ast.Module):
+        for field in ("body", "orelse", "finalbody"):  # a Module has a body only
+            if isinstance(getattr(node, field, None), list):
                 setattr(node, field, self._body(getattr(node, field)))
-        if isinstance(node, ast.Module):
-            node.body = self._body(node.body)
         return node
 
     def visit_FunctionDef(self, node):
@@ -106,16 +104,11 @@ def normalise(code: str | ast.AST, functions: frozenset = frozenset()) -> str:
     return ast.unparse(ast.fix_missing_locations(normaliser.visit(tree)))
 
 
-def _python(code: str) -> str:
-    """Cell text as Python: IPython magics (``%timeit``, ``!ls``) become plain calls."""
-    return TransformerManager().transform_cell(code)
-
-
 def code_units(code: str, owner: str, cell: str) -> list[Unit]:
     """One unit per top-level function of ``code``, and one for its other statements (imports
     left out). Code that does not parse is one unit, normalised as far as text allows."""
     try:
-        text = _python(code)
+        text = TransformerManager().transform_cell(code)  # magics (%timeit, !ls) become calls
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         squeezed = re.sub(r"\s+", " ", re.sub(r"#.*", "", code)).strip()

@@ -72,24 +72,15 @@ class UnfitError(ValueError):
         self.status = status
 
 
-def _kind(mode: int) -> str:
-    for test, name in [
-        (stat.S_ISLNK, "a link"),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-    ]:
-        if test(mode):
-            return name
-    return "not a regular file"
+#: What an entry that is not a regular file is, in the review list's words.
+_KINDS = {stat.S_IFLNK: "a link", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO"}
+_KINDS |= {stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 
 
 def check_entry(st: os.stat_result) -> None:
     """Raise `UnfitError` unless ``st`` (an lstat) is a regular file with one link, small enough."""
     if not stat.S_ISREG(st.st_mode):
-        raise UnfitError(f"is {_kind(st.st_mode)}")
+        raise UnfitError(f"is {_KINDS.get(stat.S_IFMT(st.st_mode), 'not a regular file')}")
     if st.st_nlink != 1:
         raise UnfitError(f"is a hard link ({st.st_nlink} names for one file)")
     if st.st_size > FILE_BYTES:

@@ -1,38 +1,27 @@
 """Grading on a Dask cluster: ``gmm-grade SUBMISSIONS --scheduler tls://HOST:PORT``.
 
-One task per student (`grade_remote`). No shared file system is assumed: the course a worker
-needs (the source notebooks with the hidden tests, the release notebooks, the gradebook without
-students) travels once per worker, inside the `GradingPlugin` the scheduler hands every worker
-(also those that join or restart later); each task carries the student's submitted notebooks as
-bytes and returns the graded folder (the graded notebooks, the autograde logs, ``result.json``)
-and the feedback pages as bytes. The coordinator (`grade_on_cluster`, called by
-`grading.pipeline.grade_folder`) unpacks them into ``OUT/work/<student>`` and ``OUT/feedback``
-and hands each student to the same ``on_done`` as a local run: the journal, the progress lines,
-the gradebook, the CSVs and the summary are the local run's, written by the coordinator alone.
+One task per student (`grade_remote`), no shared file system: the course (the source notebooks
+with the hidden tests, the release notebooks, the gradebook without students) travels once per
+worker in `GradingPlugin`; a task carries the student's notebooks as bytes and returns the graded
+folder and feedback pages as bytes. The coordinator (`grade_on_cluster`) unpacks them into
+``OUT/work/<student>`` and ``OUT/feedback`` and calls the local run's ``on_done``, so the journal,
+gradebook, CSVs and summary are written by the coordinator alone. A worker grades with the local
+run's ``python -m grading.worker`` process (one per worker thread) and sandbox. Faults:
 
-On the worker, a task grades in a temporary folder with the same ``python -m grading.worker``
-process a local run uses (one per worker thread, kept for the next student) in the same
-sandbox. Faults:
+- **the sandbox**: `GradingPlugin.setup` runs `grading.probe.prepare`; a worker where it fails
+  refuses every task (`WorkerRefusedError`), its students go to the others, and the run stops
+  with the error when no worker is left (``--no-sandbox`` skips the probe, knowingly).
+- **a worker killed**: the grading process (``setpriv --pdeathsig``) and its sandboxes
+  (``--die-with-parent``) die with it; the scheduler retries the task elsewhere, and one that took
+  down ``distributed.scheduler.allowed-failures`` + 1 workers is a ``KilledWorker``, a grader
+  error on the review list. A student's result is taken once.
+- **the scheduler lost**: `SchedulerLostError`, saying how many were graded; their results are
+  in ``OUT/journal.jsonl`` and ``gmm-grade SUBMISSIONS --resume`` grades the rest.
 
-- **the sandbox.** `GradingPlugin.setup` runs the start-up probe a local run uses
-  (`grading.probe.prepare`) on each worker; a worker where it fails refuses every
-  task with `WorkerRefusedError` (a `SandboxUnavailableError` naming the worker and the probe's
-  reason). The coordinator prints the refusal, sends that worker's students to the others, and
-  stops with the error when no worker is left (``--no-sandbox`` skips the probe, knowingly).
-- **a worker killed while grading.** The grading process dies with the worker thread that
-  started it (``setpriv --pdeathsig``) and every sandbox with it (bubblewrap's
-  ``--die-with-parent``); the scheduler gives the lost worker's tasks to another worker (a task
-  that took down ``distributed.scheduler.allowed-failures`` + 1 workers comes back as
-  ``KilledWorker``, a grader error on the review list). A task's result is taken once per
-  student, so the CSV has every student once.
-- **the scheduler lost.** `SchedulerLostError`, saying how many students were graded; their
-  results are in ``OUT/journal.jsonl`` and ``gmm-grade SUBMISSIONS --resume`` grades the rest.
-
-Trust: tasks and results travel pickled, and every worker holds the hidden tests; any client
-that reaches a scheduler can run code on its workers (``client.run``). So the cluster is reached
-over ``tls://`` with certificates (``security``; a client without the cluster's certificate
-cannot connect), and `grading.pipeline.grade_folder` refuses ``tcp://`` unless told
-``--insecure``, which the summary and grades.csv then report.
+Trust: tasks travel pickled and every worker holds the hidden tests, so any client that reaches
+the scheduler runs code on the workers: the cluster is reached over ``tls://`` with certificates,
+and `grading.pipeline.grade_folder` refuses ``tcp://`` without ``--insecure`` (then reported in
+the summary and grades.csv).
 """
 
 from __future__ import annotations

@@ -64,23 +64,13 @@ def source() -> Path:
     )
 
 
-def _version() -> str:
-    return importlib.metadata.version(DISTRIBUTION)
-
-
-def _license() -> Path | None:
-    files = importlib.metadata.distribution(DISTRIBUTION).files or []
-    found = [f for f in files if f.name == "LICENSE"]
-    return Path(found[0].locate()) if found else None
-
-
 def install(feedback: Path) -> Path:
     """Copy MathJax into ``<feedback>/_mathjax`` unless this version is already there; return
     that folder. Safe when several processes call it at once (a finished copy is renamed into
     place; the first one wins)."""
     dest = Path(feedback) / FOLDER
     stamp = dest / ".version"
-    version = _version()
+    version = importlib.metadata.version(DISTRIBUTION)
     if stamp.is_file() and stamp.read_text() == version and (dest / SCRIPT).is_file():
         return dest
     es5 = source()
@@ -94,9 +84,9 @@ def install(feedback: Path) -> Path:
                 shutil.copytree(src, target)
             else:
                 shutil.copyfile(src, target)
-        licence = _license()
-        if licence is not None:
-            shutil.copyfile(licence, staging / "LICENSE")
+        files = importlib.metadata.distribution(DISTRIBUTION).files or []
+        for licence in [f for f in files if f.name == "LICENSE"][:1]:
+            shutil.copyfile(licence.locate(), staging / "LICENSE")
         (staging / ".version").write_text(version)
         staging.chmod(0o755)
         if dest.exists():  # another version, or a copy cut short

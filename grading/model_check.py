@@ -1,17 +1,12 @@
 """The model answers through every check before a release: a course never ships a task whose
 own solution fails.
 
-`model_problems` runs one source notebook (solutions/, its generated cells written) two ways,
-as grading would:
-
-- **visible tests**: the whole notebook in a Jupyter kernel (nbclient); a test cell that
-  raises, or writes to stderr (which costs its points in nbgrader), fails;
-- **hidden checks**: the notebook as a submission through the out-of-kernel re-check
-  (`grading.recheck.recheck_notebook`, the very path that grades students, judged by
-  `grading.checks`), without the sandbox (the code is the course's own).
-
-Each problem names the part and the check's message. `grading.release` refuses to write a
-release (and ``--check`` fails) while there is one.
+`model_problems` runs a source notebook (its generated cells written) as grading would: its
+visible tests in a Jupyter kernel (a test cell that raises, or writes to stderr, which costs its
+points in nbgrader, fails), and its hidden checks through the out-of-kernel re-check
+(`grading.recheck.recheck_notebook`, the very path that grades students), without the sandbox
+(the code is the course's own). Each problem names the part and the check's message;
+`grading.release` refuses to write a release (and ``--check`` fails) while there is one.
 """
 
 from __future__ import annotations

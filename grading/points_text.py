@@ -33,12 +33,9 @@ BY_HAND = re.compile(rf"graded by hand(?P<gap>\s*\(\s*)(?P<n>{NUMBER})(?=\s*\))"
 TOTAL_ROW = re.compile(rf"^(?P<row>\|.*\|)(?P<gap>\s*)(?P<n>{NUMBER})(?P<end>\s*\|\s*)$", re.M)
 
 
-def _meta(cell):
+def nbgrader_meta(cell) -> dict:
+    """A cell's nbgrader metadata ({} for a cell without)."""
     return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def _fmt(points: float) -> str:
-    return f"{points:g}"
 
 
 def _closing(text: str, start: int) -> int:
@@ -56,10 +53,11 @@ class _Cells:
 
     def __init__(self, nb, assignment: str):
         self.assignment = assignment
+        metas = [(i, nbgrader_meta(c)) for i, c in enumerate(nb.cells)]
         self.graded = [
-            (i, _meta(c)["grade_id"], float(_meta(c).get("points", 0)), bool(_meta(c)["solution"]))
-            for i, c in enumerate(nb.cells)
-            if _meta(c).get("grade") and _meta(c).get("grade_id")
+            (i, m["grade_id"], float(m.get("points", 0)), bool(m["solution"]))
+            for i, m in metas
+            if m.get("grade") and m.get("grade_id")
         ]
         self.points = {gid: points for _, gid, points, _ in self.graded}
 
@@ -86,7 +84,7 @@ def _rewrite_named(text: str, pattern, cells: _Cells) -> str:
         points = cells.named(m["name"])
         if points is None:
             return m[0]
-        return m[0][: m.start("n") - m.start()] + _fmt(points)
+        return m[0][: m.start("n") - m.start()] + f"{points:g}"
 
     return pattern.sub(sub, text)
 
@@ -104,7 +102,7 @@ def _rewrite_parentheses(text: str, cells: _Cells, index: int) -> str:
         else:
             total = cells.next_after(index, "graded by hand" in span, span)
         word = "point" if total == 1 else "points"
-        head = f"({m['before']}{_fmt(total)}{m['gap']}{word}"
+        head = f"({m['before']}{total:g}{m['gap']}{word}"
         rest = _rewrite_named(span[m.end() - m.start() :], NAMED_IN_PARENS, cells)
         out += [text[pos : m.start()], head, rest]
         pos = end
@@ -117,7 +115,7 @@ def _rewrite_totals(text: str, cells: _Cells) -> str:
         named = [p for p in named if p is not None]
         if not named:
             return m[0]
-        return f"{m['row']}{m['gap']}{_fmt(sum(named))}{m['end']}"
+        return f"{m['row']}{m['gap']}{sum(named):g}{m['end']}"
 
     return TOTAL_ROW.sub(sub, text)
 
@@ -127,7 +125,7 @@ def text_with_points(text: str, cells: _Cells, index: int) -> str:
     text = _rewrite_totals(text, cells)
     text = _rewrite_named(text, NAMED, cells)
     text = BY_HAND.sub(
-        lambda m: f"graded by hand{m['gap']}{_fmt(cells.next_after(index, True, m[0]))}", text
+        lambda m: f"graded by hand{m['gap']}{cells.next_after(index, True, m[0]):g}", text
     )
     return _rewrite_parentheses(text, cells, index)
 
@@ -137,6 +135,6 @@ def with_points(nb, assignment: str):
     (in place; returned). Raises ValueError for a mention that names no graded cell."""
     cells = _Cells(nb, assignment)
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown" and not _meta(cell).get("solution"):
+        if cell.cell_type == "markdown" and not nbgrader_meta(cell).get("solution"):
             cell.source = text_with_points(cell.source, cells, index)
     return nb

@@ -82,15 +82,8 @@ def probe(scratch: Path, uid: int | None) -> dict:
     outside = scratch.parent / "outside-probe"
     home = Path.home()
     bound = python_env() + [scratch]
-    private = (
-        [
-            str(p)
-            for p in sorted(home.iterdir())
-            if not any(p == b or p in b.parents for b in bound)
-        ][:20]
-        if home.is_dir()
-        else []
-    )
+    entries = sorted(home.iterdir()) if home.is_dir() else []
+    private = [str(p) for p in entries if not any(p == b or p in b.parents for b in bound)][:20]
     argv = sandbox.command([sys.executable, "-I", "-c", _PROBE, str(outside), json.dumps(private)])
     limits = Limits(memory=8 * 1024**3, cpu=120)
     try:

@@ -3,19 +3,16 @@
     python -m grading.release            # write solutions/' generated cells, then exercises/
     python -m grading.release --check    # exit 1 (and say why) if either is stale or a model fails
 
-Three steps. First the generated parts of the source notebooks are made (`generated`): every
-test cell's hidden-test block becomes a short note naming its check in `grading.checks`, the
-one specification of a graded part, which only the out-of-kernel re-check runs; the points the
-text shows are written from the cells' nbgrader metadata (`grading.points_text`); a last cell
-runs every visible test and prints a summary. No hidden-test code is ever in a notebook, so
-none can run where student code runs. Second, the model answers go through every visible test
-and every hidden check (`grading.model_check`): a model that fails one is refused, naming the
-part and the check's message, and nothing is written (``--check`` fails the same way). Then
-the generated cells are written (`write_generated`) and `nbgrader generate_assignment` runs in
-a temporary course directory (so no gradebook, which holds the hidden tests, is ever written
-into the repository), and each release notebook is normalised (no outputs, no execution
-counts, only nbgrader's cell metadata, sorted keys) so that regenerating gives byte-identical
-files.
+1. `generated`: every test cell's hidden-test block becomes a note naming its check in
+   `grading.checks`, which only the out-of-kernel re-check runs (no hidden-test code is ever in
+   a notebook, so none can run where student code runs); the points in the text are written
+   from the metadata (`grading.points_text`); a last cell runs every visible test.
+2. `grading.model_check`: a model answer failing a visible test or hidden check is refused,
+   naming the part and the message; nothing is written (``--check`` fails the same way).
+3. `write_generated`, then `nbgrader generate_assignment` in a temporary course folder (no
+   gradebook, which holds the hidden tests, is written into the repository); each release
+   notebook is normalised (no outputs or counts, only nbgrader's metadata) so that
+   regenerating gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -43,11 +40,7 @@ from grading.course import (
     tool_env,
 )
 from grading.model_check import model_problems
-from grading.points_text import with_points
-
-
-def _nbgrader(cell):
-    return cell.get("metadata", {}).get("nbgrader", {})
+from grading.points_text import nbgrader_meta, with_points
 
 
 def hidden_block(check, assignment: str) -> str:
@@ -120,16 +113,16 @@ def generated(nb: nbformat.NotebookNode, assignment: str) -> nbformat.NotebookNo
     with_points(nb, assignment)
     checks = {c.grade_id: c for c in spec(assignment).checks}
     summary_id = summary_cell_id(assignment)
-    cells = [c for c in nb.cells if _nbgrader(c).get("grade_id") != summary_id]
+    cells = [c for c in nb.cells if nbgrader_meta(c).get("grade_id") != summary_id]
     tests = []
     for cell in cells:
         if not is_test(cell):
             continue
-        grade_id = _nbgrader(cell)["grade_id"]
+        grade_id = nbgrader_meta(cell)["grade_id"]
         if grade_id not in checks:
             raise ValueError(f"{assignment}: test cell {grade_id} has no check in grading/checks/")
         visible = visible_source(cell.source)
-        tests.append((grade_id, float(_nbgrader(cell).get("points", 0)), visible))
+        tests.append((grade_id, float(nbgrader_meta(cell).get("points", 0)), visible))
         cell.source = visible + "\n" + hidden_block(checks[grade_id], assignment)
     summary = nbformat.v4.new_code_cell(_summary_source(assignment, tests))
     summary.id = summary_id.replace("_", "-")
@@ -254,11 +247,6 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def normalised_text(path: Path) -> str:
-    nb = normalise(nbformat.read(path, as_version=4))
-    return nbformat.writes(nb) + "\n"
-
-
 def build_release(dest: Path) -> list[Path]:
     """Write the normalised release notebooks under ``dest``; return their paths."""
     written = []
@@ -267,7 +255,8 @@ def build_release(dest: Path) -> list[Path]:
         for assignment, notebook in ASSIGNMENTS.items():
             target = dest / assignment / notebook
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(normalised_text(release / assignment / notebook))
+            nb = normalise(nbformat.read(release / assignment / notebook, as_version=4))
+            target.write_text(nbformat.writes(nb) + "\n")
             written.append(target)
             for module in sorted((release / assignment).glob("*.py")):  # the tests' helpers
                 shutil.copyfile(module, dest / assignment / module.name)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 
 from grading.checks.base import AssignmentSpec, Case, Check, call_plan, decode, judge
-from grading.checks.break_it import break_it, prior_run, reference_collapsed, reference_run
+from grading.checks.break_it import break_it, prior_run, reference_run
 from grading.checks.em_by_hand import em_by_hand, reference_fit
 from grading.checks.poisson_mixture import poisson_mixture
 
@@ -29,7 +29,6 @@ __all__ = [
     "decode",
     "judge",
     "prior_run",
-    "reference_collapsed",
     "reference_fit",
     "reference_run",
     "spec",

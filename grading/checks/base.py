@@ -94,17 +94,16 @@ def close(name, got, expected, where, rtol=1e-6, atol=1e-8, why=""):
     if arr.shape != expected.shape:
         return f"{where}: {name} has shape {arr.shape}, expected {expected.shape}"
     bad = ~np.isclose(arr, expected, rtol=rtol, atol=atol)
-    if bad.any():
-        if arr.ndim == 0:
-            return f"{where}: {name} = {float(arr):.12g}, expected {float(expected):.12g}" + (
-                f": {why}" if why else ""
-            )
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        return (
-            f"{where}: {name}{list(index)} = {arr[index]:.12g}, expected {expected[index]:.12g}"
-            f" ({int(bad.sum())} of {bad.size} entries differ)" + (f": {why}" if why else "")
-        )
-    return None
+    if not bad.any():
+        return None
+    why = f": {why}" if why else ""
+    if arr.ndim == 0:
+        return f"{where}: {name} = {float(arr):.12g}, expected {float(expected):.12g}{why}"
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return (
+        f"{where}: {name}{list(index)} = {arr[index]:.12g}, expected {expected[index]:.12g}"
+        f" ({int(bad.sum())} of {bad.size} entries differ){why}"
+    )
 
 
 def first_failure(*messages):
@@ -124,38 +123,77 @@ def looks_float32(arr) -> bool:
     return bool(exact and np.any(finite * 2**12 != np.round(finite * 2**12)))
 
 
-def resp_problem(arr, shape, where, non_finite, sum_digits=15, hint=None):
-    """What is wrong with responsibilities ``arr`` (decoded) before comparing them: the shape
-    (N, K) (transposed named), a NaN or inf (``non_finite`` says how to avoid it), a negative
-    entry (log-responsibilities), or a row not summing to 1 (columns normalised, float32 named;
-    ``hint(arr)`` appended when given); None when none of these. Every mixture's e_step judge
-    starts here."""
-    if arr is None or arr.shape != shape:
-        got = None if arr is None else arr.shape
-        turned = " (transposed: one row per point, please)" if got == shape[::-1] else ""
-        return f"{where}: e_step returned shape {got}, expected {shape} = (N, K){turned}"
-    if not np.all(np.isfinite(arr)):
-        return f"{where}: e_step returned {non_finite}"
-    if np.any(arr < 0):
-        return (
-            f"{where}: e_step returned a negative responsibility ({arr.min():.10g}): return the "
-            "probabilities exp(log resp), not their logarithms"
-        )
-    sums = arr.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
-    if bad.size:
-        i = int(bad[0])
-        extra = hint(arr) if hint is not None else ""
-        if looks_float32(arr):
-            extra += " (every entry is a float32 number: compute in float64, numpy's default)"
-        elif shape[0] > 1 and np.allclose(arr.sum(axis=0), 1):
-            extra += " (each column sums to 1: normalise over k, axis=1)"
-        total = f"{sums[i]:.{sum_digits}g}"
-        return (
-            f"{where}: responsibilities of row {i} sum to {total} (1 {sums[i] - 1:+.3g}), "
-            f"expected 1{extra}"
-        )
-    return None
+def resp_judge(expected, where, non_finite, rtol=1e-6, sum_digits=15, hint=None) -> Verdict:
+    """Every mixture's e_step judge: what is wrong with the responsibilities before comparing
+    them with ``expected`` (N, K): the shape (transposed named), a NaN or inf (``non_finite``
+    says how to avoid it), a negative entry (log-responsibilities), or a row not summing to 1
+    (columns normalised, float32 named; ``hint(arr)`` appended when given)."""
+    shape = expected.shape
+
+    def judge(value):
+        arr = as_array(value)
+        if arr is None or arr.shape != shape:
+            got = None if arr is None else arr.shape
+            turned = " (transposed: one row per point, please)" if got == shape[::-1] else ""
+            return f"{where}: e_step returned shape {got}, expected {shape} = (N, K){turned}"
+        if not np.all(np.isfinite(arr)):
+            return f"{where}: e_step returned {non_finite}"
+        if np.any(arr < 0):
+            return (
+                f"{where}: e_step returned a negative responsibility ({arr.min():.10g}): return "
+                "the probabilities exp(log resp), not their logarithms"
+            )
+        sums = arr.sum(axis=1)
+        bad = np.flatnonzero(np.abs(sums - 1) > 1e-8)
+        if bad.size:
+            i = int(bad[0])
+            extra = hint(arr) if hint is not None else ""
+            if looks_float32(arr):
+                extra += " (every entry is a float32 number: compute in float64, numpy's default)"
+            elif shape[0] > 1 and np.allclose(arr.sum(axis=0), 1):
+                extra += " (each column sums to 1: normalise over k, axis=1)"
+            return (
+                f"{where}: responsibilities of row {i} sum to {sums[i]:.{sum_digits}g} "
+                f"(1 {sums[i] - 1:+.3g}), expected 1{extra}"
+            )
+        return close("resp", arr, expected, where, rtol=rtol)
+
+    return judge
+
+
+def ll_judge(expected, sum_of_logs, n, K, where, density, underflow, items, rtol=1e-6, atol=1e-8):
+    """Every mixture's log_likelihood judge: one finite number equal to ``expected``; the two
+    classic wrong totals named (``sum_of_logs``, the sum over i and k of ln(pi_k ``density``),
+    and the mean over the ``n`` points, called ``items``); ``underflow`` says how to avoid a NaN
+    or inf."""
+
+    def judge(value):
+        arr = as_array(value)
+        if arr is None or arr.ndim != 0:
+            shape = None if arr is None else arr.shape
+            return f"{where}: log_likelihood returned shape {shape}, expected one number (a float)"
+        got = float(arr)
+        if not np.isfinite(got):
+            return f"{where}: log_likelihood returned {got}: {underflow}"
+        if K > 1 and np.isclose(got, sum_of_logs) and not np.isclose(got, expected):
+            return (
+                f"{where}: log_likelihood = {got:.12g} is the sum over i and k of ln(pi_k "
+                f"{density}); ln p(x_i) is the log of the sum over k: expected {expected:.12g}"
+            )
+        if np.isclose(got, expected / n) and not np.isclose(got, expected):
+            return (
+                f"{where}: log_likelihood = {got:.12g} is the mean over the {items}; "
+                f"expected the total {expected:.12g}"
+            )
+        return close("log_likelihood", got, expected, where, rtol=rtol, atol=atol)
+
+    return judge
+
+
+def case(name: str, make_judge, args: tuple, where: str, **options) -> Case:
+    """A case calling ``name(*args)``, judged by ``make_judge(*args, where)``: the reference is
+    computed from the very inputs the student's function gets."""
+    return Case(name, make_judge(*args, where), args=args, **options)
 
 
 def tuple_of(value, n, what, where):
@@ -202,34 +240,26 @@ def _shape_text(args):
     return ", ".join(shapes)
 
 
+def _failed(status: str, message: str) -> dict:
+    return {"passed": False, "status": status, "message": message}
+
+
 def judge(check: Check, result: dict) -> dict:
     """The verdict on one check from the sandbox's result: {"passed", "status", "message"}."""
     if result.get("status") != "ok":
         status = result.get("status", "error")
-        return {
-            "passed": False,
-            "status": status,
-            "message": f"{check.cases[0].name}: {result.get('error', status)}",
-        }
+        return _failed(status, f"{check.cases[0].name}: {result.get('error', status)}")
     try:
         for case, output in zip(check.cases, result["outputs"], strict=True):
             if "error" in output:
                 why = case.explain_error(output["error"]) if case.explain_error else None
-                return {
-                    "passed": False,
-                    "status": "error",
-                    "message": f"{case.name}({_shape_text(case.args)}) raised {output['error']}"
-                    + (f": {why}" if why else ""),
-                }
+                raised = f"{case.name}({_shape_text(case.args)}) raised {output['error']}"
+                return _failed("error", raised + (f": {why}" if why else ""))
             message = case.judge(decode(output["value"]))
             if message is None and case.judge_counts is not None:
                 message = case.judge_counts(output.get("counts", {}))
             if message:
-                return {"passed": False, "status": "wrong", "message": message}
+                return _failed("wrong", message)
     except Exception:  # noqa: BLE001 - the result comes from the student's process: any shape
-        return {
-            "passed": False,
-            "status": "crashed",
-            "message": f"{check.cases[0].name}: the step's result was unreadable",
-        }
+        return _failed("crashed", f"{check.cases[0].name}: the step's result was unreadable")
     return {"passed": True, "status": "ok", "message": None}

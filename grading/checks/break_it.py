@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 
@@ -20,10 +21,6 @@ from grading.checks.base import (
     first_failure,
     tuple_of,
 )
-
-# ----------------------------------------------------------------------------------------------
-# Assignment 2: break it
-# ----------------------------------------------------------------------------------------------
 
 
 def reference_collapsed(covariances, s2, reg_covar=0.0, collapse_tol=COLLAPSE_TOL):
@@ -50,7 +47,9 @@ def reference_run(X, weights, means, covariances, n_iter, reg_covar=0.0, collaps
     return tuple(run)
 
 
-def _flags_judge(expected, where):
+def _flags_case(expected, where, covariances, s2, **kwargs):
+    """A case of ``collapsed(covariances, s2, **kwargs)`` whose flags must be ``expected``."""
+
     def judge(value):
         arr = as_array(value)
         if arr is None or arr.shape != (len(expected),):
@@ -63,7 +62,7 @@ def _flags_judge(expected, where):
             return f"{where}: got {got}, expected {list(expected)}"
         return None
 
-    return judge
+    return Case("collapsed", judge, args=(covariances, np.float64(s2)), kwargs=kwargs)
 
 
 def _with_smallest(cov, value):
@@ -74,24 +73,14 @@ def _with_smallest(cov, value):
 def _collapsed_checks():
     visible = np.array([np.eye(2), [[1.0, 1.0], [1.0, 1.0]], [[np.nan, 0.0], [0.0, 1.0]]])
     flat_plus_reg = np.array([[[1.001, 0.0], [0.0, 0.001]], 0.002 * np.eye(2)])
+    reg = (
+        "collapsed(flat + 0.001 I, 0.002 I, s2=1, reg_covar=0.001): reg_covar is subtracted "
+        "before the smallest eigenvalue is compared"
+    )
+    where = "collapsed(identity, flat [[1,1],[1,1]], NaN) with s2=1"
     cases = [
-        Case(
-            "collapsed",
-            _flags_judge(
-                [False, True, True], "collapsed(identity, flat [[1,1],[1,1]], NaN) with s2=1"
-            ),
-            args=(visible, np.float64(1.0)),
-        ),
-        Case(
-            "collapsed",
-            _flags_judge(
-                [True, False],
-                "collapsed(flat + 0.001 I, 0.002 I, s2=1, reg_covar=0.001): reg_covar is "
-                "subtracted before the smallest eigenvalue is compared",
-            ),
-            args=(flat_plus_reg, np.float64(1.0)),
-            kwargs={"reg_covar": 1e-3},
-        ),
+        _flags_case([False, True, True], where, visible, 1.0),
+        _flags_case([True, False], reg, flat_plus_reg, 1.0, reg_covar=1e-3),
     ]
     rng = np.random.default_rng(9011)
     for D, scale, reg in [(2, 1.0, 0.0), (3, 1e-4, 1e-7), (4, 1e4, 30.0), (2, 2.5, 1e-3)]:
@@ -108,35 +97,17 @@ def _collapsed_checks():
             "(after subtracting reg_covar, components 3 and 4 have smallest eigenvalues "
             "0.5e-8 and 2e-8 times s2)"
         )
-        cases.append(
-            Case(
-                "collapsed",
-                _flags_judge(expected, where),
-                args=(cov, np.float64(scale)),
-                kwargs={"reg_covar": reg},
-            )
-        )
+        cases.append(_flags_case(expected, where, cov, scale, reg_covar=reg))
     tight = "collapsed(identity, 1e-9 I, s2=1, collapse_tol=1e-10): 1e-9 is above 1e-10 * s2"
-    cases.append(
-        Case(
-            "collapsed",
-            _flags_judge([False, False], tight),
-            args=(np.array([np.eye(2), 1e-9 * np.eye(2)]), np.float64(1.0)),
-            kwargs={"collapse_tol": 1e-10},
-        )
-    )
+    small = np.array([np.eye(2), 1e-9 * np.eye(2)])
+    cases.append(_flags_case([False, False], tight, small, 1.0, collapse_tol=1e-10))
     inf = np.array([np.eye(2), [[np.inf, 0.0], [0.0, 1.0]]])
-    cases.append(
-        Case(
-            "collapsed",
-            _flags_judge([False, True], "collapsed with an infinite covariance"),
-            args=(inf, np.float64(1.0)),
-        )
-    )
+    cases.append(_flags_case([False, True], "collapsed with an infinite covariance", inf, 1.0))
     return Check("break_it_collapsed_tests", ("break_it_collapsed",), cases)
 
 
-def _run_judge(X, start, n_iter, reg, where):
+def _run_case(X, start, n_iter, reg, where, **kwargs):
+    """A case of ``run_em(X, *start, n_iter, **kwargs)``, which must be `reference_run`'s."""
     expected = reference_run(X, *start, n_iter, reg_covar=reg)
 
     def judge(value):
@@ -172,7 +143,8 @@ def _run_judge(X, start, n_iter, reg, where):
             ),
         )
 
-    return judge
+    args = (X, *start, n_iter)
+    return Case("run_em", judge, args=args, kwargs=kwargs, explain_error=_collapse_crash)
 
 
 def visible_collapse_start(X):
@@ -200,53 +172,25 @@ def _run_em_checks():
     first = collapse_init(X, 2, 0)
     two = (first[0], X[[0, 10]], first[2])
     on_a_point = visible_collapse_start(X)
+    reg_where = (
+        "run_em from a component on X[0] (K=2), n_iter=10, reg_covar=1e-3 (pass reg_covar to "
+        "collapsed too: the rule subtracts it; your collapsed must subtract it, as task 1's test "
+        "checks)"
+    )
     cases = [
-        Case(
-            "run_em",
-            _run_judge(
-                X, two, 10, 0.0, "run_em on the collapse data, K=2 (one mean per group), n_iter=10"
-            ),
-            args=(X, *two, 10),
-            explain_error=_collapse_crash,
+        _run_case(
+            X, two, 10, 0.0, "run_em on the collapse data, K=2 (one mean per group), n_iter=10"
         ),
-        Case(
-            "run_em",
-            _run_judge(X, on_a_point, 10, 0.0, "run_em from a component on X[0] (K=2), n_iter=10"),
-            args=(X, *on_a_point, 10),
-            explain_error=_collapse_crash,
-        ),
-        Case(
-            "run_em",
-            _run_judge(
-                X,
-                on_a_point,
-                10,
-                1e-3,
-                "run_em from a component on X[0] (K=2), n_iter=10, reg_covar=1e-3 (pass "
-                "reg_covar to collapsed too: the rule subtracts it; your collapsed must "
-                "subtract it, as task 1's test checks)",
-            ),
-            args=(X, *on_a_point, 10),
-            explain_error=_collapse_crash,
-            kwargs={"reg_covar": 1e-3},
-        ),
+        _run_case(X, on_a_point, 10, 0.0, "run_em from a component on X[0] (K=2), n_iter=10"),
+        _run_case(X, on_a_point, 10, 1e-3, reg_where, reg_covar=1e-3),
     ]
     recipe = [(2, 0.0), (8, 0.0), (5, 0.0), (6, 0.0), (10, 0.0)]
     recipe += [(2, 1e-3), (3, 1e-3), (8, 1e-3), (0, 1e-3)]  # reg_covar stops no collapse
     for seed, reg in recipe:
-        start = collapse_init(X, 4, seed)
         where = (
             f"run_em on the collapse data (20, 2), K=4, seed {seed}, reg_covar={reg}, n_iter=100"
         )
-        cases.append(
-            Case(
-                "run_em",
-                _run_judge(X, start, 100, reg, where),
-                args=(X, *start, 100),
-                kwargs={"reg_covar": reg},
-                explain_error=_collapse_crash,
-            )
-        )
+        cases.append(_run_case(X, collapse_init(X, 4, seed), 100, reg, where, reg_covar=reg))
     return Check("break_it_run_em_tests", ("break_it_collapsed", "break_it_run_em"), cases)
 
 
@@ -356,22 +300,16 @@ def _no_reg_covar(where):
 def _fix_checks():
     X = collapse_data()
     cases = []
-    for n_iter in (50, 100):
-        for seed in range(10):
-            start = collapse_init(X, 4, seed)
-            where = (
-                f"fit_without_collapse on the collapse data (20, 2), K=4, seed {seed}, "
-                f"n_iter={n_iter}"
-            )
-            cases.append(
-                Case(
-                    "fit_without_collapse",
-                    _fix_judge(X, start, n_iter, where),
-                    args=(X, *start, n_iter),
-                    count=("m_step",),
-                    judge_counts=_no_reg_covar(where),
-                )
-            )
+    for n_iter, seed in itertools.product((50, 100), range(10)):
+        start = collapse_init(X, 4, seed)
+        where = (
+            f"fit_without_collapse on the collapse data (20, 2), K=4, seed {seed}, n_iter={n_iter}"
+        )
+        judge, counts = _fix_judge(X, start, n_iter, where), _no_reg_covar(where)
+        args = (X, *start, n_iter)
+        cases.append(
+            Case("fit_without_collapse", judge, args, count=("m_step",), judge_counts=counts)
+        )
     return Check("break_it_fix_tests", ("break_it_fix",), cases)
 
 

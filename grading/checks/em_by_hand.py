@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gmmlib import em as reference
@@ -9,18 +11,15 @@ from gmmlib.datasets import old_faithful, tilted_blobs
 from gmmlib.init import data_covariance
 from grading.checks.base import (
     AssignmentSpec,
-    Case,
     Check,
     as_array,
+    case,
     close,
     first_failure,
-    resp_problem,
+    ll_judge,
+    resp_judge,
     tuple_of,
 )
-
-# ----------------------------------------------------------------------------------------------
-# Assignment 1: EM by hand
-# ----------------------------------------------------------------------------------------------
 
 
 def random_case(rng, N, K, D):
@@ -34,29 +33,25 @@ def random_case(rng, N, K, D):
 
 def _resp_judge(X, weights, means, covariances, where):
     expected = reference.e_step(X, weights, means, covariances)
-
-    def judge(value):
-        arr = as_array(value)
-        advice = "non-finite responsibilities (NaN or inf): normalise in log space (log-sum-exp)"
-        problem = resp_problem(arr, expected.shape, where, advice)
-        return problem or close("resp", arr, expected, where)
-
-    return judge
+    advice = "non-finite responsibilities (NaN or inf): normalise in log space (log-sum-exp)"
+    return resp_judge(expected, where, advice)
 
 
 def _e_step_checks():
     hand_X = np.array([[0.0], [1.0], [2.0]])
     hand = (hand_X, np.array([0.5, 0.5]), np.array([[0.0], [2.0]]), np.array([[[1.0]], [[1.0]]]))
-    cases = [Case("e_step", _resp_judge(*hand, "e_step on the hand case X (3, 1), K=2"), args=hand)]
     # the visible case with unequal weights: x=1 midway between the means, so resp = weights
     midway = (np.array([[1.0]]), np.array([0.25, 0.75])) + hand[2:]
     where = "e_step on x=1 midway between the means, weights [0.25, 0.75]"
-    cases.append(Case("e_step", _resp_judge(*midway, where), args=midway))
+    cases = [
+        case("e_step", _resp_judge, hand, "e_step on the hand case X (3, 1), K=2"),
+        case("e_step", _resp_judge, midway, where),
+    ]
     rng = np.random.default_rng(9101)
     for N, K, D in [(7, 2, 1), (60, 3, 2), (250, 4, 3), (40, 5, 5)]:
         params = random_case(rng, N, K, D)
         where = f"e_step on X {params[0].shape}, K={K}, unequal weights {np.round(params[1], 2)}"
-        cases.append(Case("e_step", _resp_judge(*params, where), args=params))
+        cases.append(case("e_step", _resp_judge, params, where))
     far = (
         np.array([[0.0, 0.0], [1000.0, 900.0], [-700.0, 40.0], [3.0, -2500.0], [80.0, 80.0]]),
         np.array([0.2, 0.3, 0.5]),
@@ -70,12 +65,8 @@ def _e_step_checks():
         np.array([[[1.0]], [[1.0]]]),
     )
     stability = [
-        Case("e_step", _resp_judge(*near, "e_step on X (1, 1), x=40, K=2"), args=near),
-        Case(
-            "e_step",
-            _resp_judge(*far, "e_step on X (5, 2) with points far from every mean"),
-            args=far,
-        ),
+        case("e_step", _resp_judge, near, "e_step on X (1, 1), x=40, K=2"),
+        case("e_step", _resp_judge, far, "e_step on X (5, 2) with points far from every mean"),
     ]
     return [
         Check("em_by_hand_e_step_tests", ("em_by_hand_e_step",), cases),
@@ -83,7 +74,7 @@ def _e_step_checks():
     ]
 
 
-def _m_step_judge(part, X, resp, where):
+def _m_step_judge(X, resp, where, part):
     index = {"weights": 0, "means": 1, "covariances": 2}[part]
     expected = reference.m_step(X, resp)[index]
 
@@ -154,54 +145,34 @@ def _m_step_checks():
         ("means", 9303, 3.0),
         ("covariances", 9404, 3.0),
     ]:
+        judge = functools.partial(_m_step_judge, part=part)
         cases = [
-            Case(
-                "m_step",
-                _m_step_judge(part, hand_X, hand_resp, "m_step on the hand case X (3, 2), K=2"),
-                args=(hand_X, hand_resp),
-            )
+            case("m_step", judge, (hand_X, hand_resp), "m_step on the hand case X (3, 2), K=2")
         ]
         rng = np.random.default_rng(seed)
         for N, K, D in [(9, 2, 1), (80, 3, 2), (300, 4, 3)]:
             X = rng.normal(loc=loc, scale=2.0, size=(N, D))
             resp = rng.dirichlet(np.full(K, 0.6), size=N)
             where = f"m_step on X {X.shape} with random resp (N={N}, K={K})"
-            cases.append(Case("m_step", _m_step_judge(part, X, resp, where), args=(X, resp)))
+            cases.append(case("m_step", judge, (X, resp), where))
         checks.append(Check(f"em_by_hand_m_step_{part}", ("em_by_hand_m_step",), cases))
     return checks
 
 
 def _ll_judge(X, weights, means, covariances, where):
-    expected = reference.log_likelihood(X, weights, means, covariances)
-    log_joint_density = reference.log_gaussian_density(
+    log_density = reference.log_gaussian_density(
         X, means, reference.precision_cholesky(covariances)
     )
-
-    def judge(value):
-        arr = as_array(value)
-        if arr is None or arr.ndim != 0:
-            shape = None if arr is None else arr.shape
-            return f"{where}: log_likelihood returned shape {shape}, expected one number (a float)"
-        if not np.isfinite(arr):
-            return (
-                f"{where}: log_likelihood returned {float(arr)}: use log-sum-exp instead of "
-                "the log of a sum of exp(...)"
-            )
-        sum_of_logs = float(np.sum(np.log(weights) + log_joint_density))
-        if len(weights) > 1 and np.isclose(arr, sum_of_logs) and not np.isclose(arr, expected):
-            return (
-                f"{where}: log_likelihood = {float(arr):.12g} is the sum over i and k of "
-                "ln(pi_k N(x_i | mu_k, Sigma_k)); ln p(x_i) is the log of the sum over k: "
-                f"expected {expected:.12g}"
-            )
-        if np.isclose(arr, expected / len(X)) and not np.isclose(arr, expected):
-            return (
-                f"{where}: log_likelihood = {float(arr):.12g} is the mean over the points; "
-                f"expected the total {expected:.12g}"
-            )
-        return close("log_likelihood", arr, expected, where)
-
-    return judge
+    return ll_judge(
+        reference.log_likelihood(X, weights, means, covariances),
+        float(np.sum(np.log(weights) + log_density)),
+        len(X),
+        len(weights),
+        where,
+        density="N(x_i | mu_k, Sigma_k)",
+        underflow="use log-sum-exp instead of the log of a sum of exp(...)",
+        items="points",
+    )
 
 
 def _log_likelihood_checks():
@@ -209,16 +180,11 @@ def _log_likelihood_checks():
     two = (np.zeros((2, 1)),) + one[1:]
     # the visible K=2 case: ln p(x) is the log of a sum over k, not a sum over k of logs
     mix = (np.zeros((1, 1)), np.array([0.5, 0.5]), np.array([[0.0], [2.0]]), np.ones((2, 1, 1)))
+    total = "two points at the mean of N(0, 1): the total over points, not the mean"
     cases = [
-        Case("log_likelihood", _ll_judge(*one, "one point at the mean of N(0, 1)"), args=one),
-        Case(
-            "log_likelihood",
-            _ll_judge(
-                *two, "two points at the mean of N(0, 1): the total over points, not the mean"
-            ),
-            args=two,
-        ),
-        Case("log_likelihood", _ll_judge(*mix, "x=0, K=2, weights [0.5, 0.5]"), args=mix),
+        case("log_likelihood", _ll_judge, one, "one point at the mean of N(0, 1)"),
+        case("log_likelihood", _ll_judge, two, total),
+        case("log_likelihood", _ll_judge, mix, "x=0, K=2, weights [0.5, 0.5]"),
     ]
     rng = np.random.default_rng(9505)
     for N, K, D in [(5, 1, 1), (70, 3, 2), (260, 4, 3)]:
@@ -227,7 +193,7 @@ def _log_likelihood_checks():
             f"log_likelihood on X {params[0].shape}, K={K}, "
             f"unequal weights {np.round(params[1], 2)}"
         )
-        cases.append(Case("log_likelihood", _ll_judge(*params, where), args=params))
+        cases.append(case("log_likelihood", _ll_judge, params, where))
     far = (
         np.array([[0.0, 0.0], [1000.0, 900.0], [-700.0, 40.0]]),
         np.array([0.4, 0.6]),
@@ -235,13 +201,10 @@ def _log_likelihood_checks():
         np.array([np.eye(2), [[2.0, 0.3], [0.3, 1.0]]]),
     )
     near = (np.array([[40.0]]), np.array([1.0]), np.zeros((1, 1)), np.ones((1, 1, 1)))
+    where = "log_likelihood on X (3, 2) with points far from every mean"
     stability = [
-        Case("log_likelihood", _ll_judge(*near, "one point at x=40, N(0, 1)"), args=near),
-        Case(
-            "log_likelihood",
-            _ll_judge(*far, "log_likelihood on X (3, 2) with points far from every mean"),
-            args=far,
-        ),
+        case("log_likelihood", _ll_judge, near, "one point at x=40, N(0, 1)"),
+        case("log_likelihood", _ll_judge, far, where),
     ]
     return [
         Check("em_by_hand_log_likelihood_tests", ("em_by_hand_log_likelihood",), cases),
@@ -301,8 +264,9 @@ def _monotone_judge(X, means_init, n_iter, where):
     expected = np.asarray(reference_fit(X, means_init, n_iter)[3])
 
     def judge(value):
-        if not isinstance(value, list) or len(value) != 4:
-            return f"{where}: fit_em should return 4 values"
+        value, problem = tuple_of(value, 4, "fit_em", where)
+        if problem:
+            return problem
         lls = as_array(value[3])
         if lls is None or lls.shape != (n_iter + 1,):
             count = 0 if lls is None else lls.size
@@ -346,23 +310,17 @@ def _fit_em_checks():
     small = np.concatenate([rng.normal(-2, 0.5, size=(15, 2)), rng.normal(2, 0.5, size=(15, 2))])
     faithful = old_faithful(standardize=True)
     where = "fit_em on Old Faithful (standardised, (272, 2)), K=2, n_iter=12"
+    shapes_only = functools.partial(_fit_judge, compare=False)
+    small_where = "fit_em on X (30, 2), K=2, n_iter="
     cases = [
-        Case(
+        case("fit_em", shapes_only, (small, small[[0, 20]], 3), small_where + "3"),
+        # the visible early-stop case: EM stops changing here long before 30 iterations
+        case("fit_em", _fit_judge, (small, small[[0, 20]], 30), small_where + "30"),
+        case(
             "fit_em",
-            _fit_judge(
-                small, small[[0, 20]], 3, "fit_em on X (30, 2), K=2, n_iter=3", compare=False
-            ),
-            args=(small, small[[0, 20]], 3),
-        ),
-        Case(  # the visible early-stop case: EM stops changing here long before 30 iterations
-            "fit_em",
-            _fit_judge(small, small[[0, 20]], 30, "fit_em on X (30, 2), K=2, n_iter=30"),
-            args=(small, small[[0, 20]], 30),
-        ),
-        Case(
-            "fit_em",
-            _fit_judge(faithful, faithful[[0, 1]], 12, where),
-            args=(faithful, faithful[[0, 1]], 12),
+            _fit_judge,
+            (faithful, faithful[[0, 1]], 12),
+            where,
             count=("e_step", "m_step"),
             judge_counts=_calls_judge(12, where),
         ),
@@ -371,24 +329,12 @@ def _fit_em_checks():
     blobs_where = "fit_em on tilted blobs (240, 2), K=3, n_iter=25"
     rng = np.random.default_rng(1)
     two = np.concatenate([rng.normal(-1, 0.7, size=(20, 2)), rng.normal(1.5, 0.7, size=(20, 2))])
+    two_where = "fit_em on X (40, 2), K=2, n_iter=5"
     monotone = [
-        Case(
-            "fit_em",
-            _monotone_judge(two, two[[0, 1]], 5, "fit_em on X (40, 2), K=2, n_iter=5"),
-            args=(two, two[[0, 1]], 5),
-        ),
-        Case(
-            "fit_em",
-            _monotone_judge(blobs, blobs[[3, 100, 200]], 25, blobs_where),
-            args=(blobs, blobs[[3, 100, 200]], 25),
-        ),
+        case("fit_em", _monotone_judge, (two, two[[0, 1]], 5), two_where),
+        case("fit_em", _monotone_judge, (blobs, blobs[[3, 100, 200]], 25), blobs_where),
     ]
-    uses = (
-        "em_by_hand_e_step",
-        "em_by_hand_m_step",
-        "em_by_hand_log_likelihood",
-        "em_by_hand_fit_em",
-    )
+    uses = tuple(f"em_by_hand_{part}" for part in ("e_step", "m_step", "log_likelihood", "fit_em"))
     return [
         Check("em_by_hand_fit_em_tests", uses, cases),
         Check("em_by_hand_fit_em_monotone", uses, monotone),

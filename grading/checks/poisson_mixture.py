@@ -14,11 +14,12 @@ import numpy as np
 
 from grading.checks.base import (
     AssignmentSpec,
-    Case,
     Check,
     as_array,
+    case,
     close,
-    resp_problem,
+    ll_judge,
+    resp_judge,
     tuple_of,
 )
 from grading.references import poisson as reference
@@ -40,9 +41,7 @@ def _describe(X, weights, rates) -> str:
 
 
 def _resp_judge(X, weights, rates, where):
-    expected = reference.e_step(X, weights, rates)
     unnormalised = np.exp(reference.log_joint(X, weights, rates))
-
     advice = (
         "NaN or inf: pi_k Pois(x | lambda_k) underflows to 0 for large counts, so normalise "
         "in log space (log-sum-exp)"
@@ -52,27 +51,19 @@ def _resp_judge(X, weights, rates, where):
         given_unnormalised = np.allclose(arr, unnormalised)
         return " (not normalised: divide by the sum over k)" if given_unnormalised else ""
 
-    def judge(value):
-        arr = as_array(value)
-        problem = resp_problem(arr, expected.shape, where, advice, sum_digits=12, hint=hint)
-        if problem:
-            return problem
-        return close("resp", arr, expected, where, rtol=1e-7)
-
-    return judge
+    expected = reference.e_step(X, weights, rates)
+    return resp_judge(expected, where, advice, rtol=1e-7, sum_digits=12, hint=hint)
 
 
 def _e_step_check():
     hand = (np.array([0.0, 2.0, 10.0]), np.array([0.5, 0.5]), np.array([1.0, 8.0]))
-    cases = [Case("e_step", _resp_judge(*hand, "e_step, hand case " + _describe(*hand)), args=hand)]
+    cases = [case("e_step", _resp_judge, hand, "e_step, hand case " + _describe(*hand))]
     rng = np.random.default_rng(7301)
     for N, K in [(6, 1), (40, 2), (150, 3), (300, 5)]:
         params = random_case(rng, N, K)
-        cases.append(
-            Case("e_step", _resp_judge(*params, f"e_step, {_describe(*params)}"), args=params)
-        )
+        cases.append(case("e_step", _resp_judge, params, f"e_step, {_describe(*params)}"))
     far = (np.array([1000.0, 0.0, 2500.0]), np.array([0.3, 0.7]), np.array([1.0, 2.0]))
-    cases.append(Case("e_step", _resp_judge(*far, "e_step, counts far above every rate"), args=far))
+    cases.append(case("e_step", _resp_judge, far, "e_step, counts far above every rate"))
     return Check(f"{ASSIGNMENT}_e_step_tests", (f"{ASSIGNMENT}_e_step",), cases)
 
 
@@ -107,64 +98,43 @@ def _m_step_check():
     hand_X = np.array([1.0, 3.0, 20.0])
     hand_resp = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     where = "m_step, hand case: counts 1 and 3 in component 0, 20 in component 1"
-    cases = [Case("m_step", _m_step_judge(hand_X, hand_resp, where), args=(hand_X, hand_resp))]
+    cases = [case("m_step", _m_step_judge, (hand_X, hand_resp), where)]
     rng = np.random.default_rng(7402)
     for N, K in [(8, 2), (90, 3), (400, 4)]:
         X = random_case(rng, N, K)[0]
         resp = rng.dirichlet(np.full(K, 0.6), size=N)
         where = f"m_step on {N} counts with random resp (K={K})"
-        cases.append(Case("m_step", _m_step_judge(X, resp, where), args=(X, resp)))
+        cases.append(case("m_step", _m_step_judge, (X, resp), where))
     return Check(f"{ASSIGNMENT}_m_step_tests", (f"{ASSIGNMENT}_m_step",), cases)
 
 
 def _ll_judge(X, weights, rates, where):
-    expected = reference.log_likelihood(X, weights, rates)
-    joint = reference.log_joint(X, weights, rates)
-    sum_of_logs = float(np.sum(joint))
-    mean = expected / len(X)
-
-    def judge(value):
-        arr = as_array(value)
-        if arr is None or arr.ndim != 0:
-            shape = None if arr is None else arr.shape
-            return f"{where}: log_likelihood returned shape {shape}, expected one number (a float)"
-        got = float(arr)
-        if not np.isfinite(got):
-            return (
-                f"{where}: log_likelihood returned {got}: the densities underflow for large "
-                "counts; use log-sum-exp over k instead of the log of a sum of exp(...)"
-            )
-        if len(weights) > 1 and np.isclose(got, sum_of_logs) and not np.isclose(got, expected):
-            return (
-                f"{where}: log_likelihood = {got:.10g} is the sum over i and k of "
-                f"ln(pi_k Pois(x_i | lambda_k)); ln p(x_i) is the log of the sum over k: expected "
-                f"{expected:.10g}"
-            )
-        if np.isclose(got, mean) and not np.isclose(got, expected):
-            return (
-                f"{where}: log_likelihood = {got:.10g} is the mean over the counts; expected "
-                f"the total {expected:.10g}"
-            )
-        if not np.isclose(got, expected, rtol=1e-9, atol=1e-9):
-            return f"{where}: log_likelihood = {got:.10g}, expected {expected:.10g}"
-        return None
-
-    return judge
+    return ll_judge(
+        reference.log_likelihood(X, weights, rates),
+        float(np.sum(reference.log_joint(X, weights, rates))),
+        len(X),
+        len(weights),
+        where,
+        density="Pois(x_i | lambda_k)",
+        underflow="the densities underflow for large counts; use log-sum-exp over k instead of "
+        "the log of a sum of exp(...)",
+        items="counts",
+        rtol=1e-9,
+        atol=1e-9,
+    )
 
 
 def _log_likelihood_check():
     one = (np.array([2.0]), np.array([1.0]), np.array([2.0]))
-    cases = [
-        Case("log_likelihood", _ll_judge(*one, "one count x=2, one Poisson of rate 2"), args=one)
-    ]
+    cases = [case("log_likelihood", _ll_judge, one, "one count x=2, one Poisson of rate 2")]
     rng = np.random.default_rng(7503)
     for N, K in [(5, 2), (60, 3), (250, 4)]:
         params = random_case(rng, N, K)
         where = f"log_likelihood, {_describe(*params)}"
-        cases.append(Case("log_likelihood", _ll_judge(*params, where), args=params))
+        cases.append(case("log_likelihood", _ll_judge, params, where))
     far = (np.array([1000.0, 3.0, 2500.0]), np.array([0.3, 0.7]), np.array([1.0, 2.0]))
     where = "log_likelihood, counts far above every rate"
-    cases.append(Case("log_likelihood", _ll_judge(*far, where), args=far))
+    cases.append(case("log_likelihood", _ll_judge, far, where))
     return Check(f"{ASSIGNMENT}_log_likelihood_tests", (f"{ASSIGNMENT}_log_likelihood",), cases)
 
 
