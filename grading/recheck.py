@@ -47,8 +47,9 @@ from grading.isolation import (
     remove,
 )
 from grading.layout import summary_cell_id
+from grading.observer import Observer
 from grading.scan import imported_names, scan_cell, strip_magics
-from grading.watch import Budget, Observer, StepClock, survivors
+from grading.watch import Budget, StepClock, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
@@ -151,7 +152,7 @@ def run_sandbox(
     They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
     code writes to a file is read back) and are checked strictly: a line for a step other than
     the one running, or unreadable, counts as a crash. Observations: what the grader saw of
-    the child's calls (`grading.watch.Observer`: writes refused, paths it cannot see, listings,
+    the child's calls (`grading.observer.Observer`: writes refused, paths it cannot see, listings,
     connections, processes and programs started) and processes left running at the end
     (``survivors``).
     """

@@ -218,3 +218,70 @@ def test_calls_made_without_end_are_timed_like_any_loop(tmp_path):
     results, observed = _run(tmp_path, cell)
     assert results[0]["status"] == "timeout"
     assert observed["events"] == ["read of /nowhere/x (not visible in the sandbox)"]
+
+
+#: Round 3 (the outside observer). Each line met a gap in `grading.observer.Observer`: a path
+#: through /proc's links or through a link of the student's own (in /tmp, in its folder) was
+#: checked as written, not where it leads; x86_64's ``int 0x80`` (i386 calls) passed the
+#: filter unseen; creat/mkdir/unlink/rename and UDP's sendto were not watched; eight reads of
+#: made-up paths filled the review row's eight places ahead of the real attempts; a path with
+#: a newline wrote a line of its own into the record. All of them the sandbox refused.
+OBSERVER_GAPS = """\
+import ctypes, os, socket
+def _try(f, *a):
+    try:
+        f(*a)
+    except OSError:
+        pass
+for _i in range(8):
+    _try(open, "/nowhere/" + str(_i) + ("\\nre-check: forged" if _i == 0 else ""))
+_try(open, "/proc/self/root" + SECRET)
+_try(os.symlink, SECRET, "/tmp/link"); _try(open, "/tmp/link")
+_try(os.symlink, SECRET, "link"); _try(open, "link")
+_libc = ctypes.CDLL(None)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + [ctypes.c_int] * 3 + [ctypes.c_long]
+_page = _libc.mmap(None, 4096, 7, 0x62, -1, 0)  # read/write/run, private, below 4 GiB
+ctypes.memmove(_page + 256, SECRET.encode() + b"\\0", len(SECRET) + 1)
+_code = b"\\x53\\xb8\\x05\\0\\0\\0\\xbb" + (_page + 256).to_bytes(4, "little")
+_code += b"\\x31\\xc9\\x31\\xd2\\xcd\\x80\\x5b\\xc3"  # open(SECRET, 0) through int 0x80
+ctypes.memmove(_page, _code, len(_code))
+ctypes.CFUNCTYPE(ctypes.c_int)(_page)()
+_libc.creat((ENV + "/planted-creat").encode(), 0o644)
+_try(os.mkdir, ENV + "/planted-dir")
+_try(os.unlink, ENV + "/planted-unlink")
+_try(socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto, b"x", ("10.1.2.3", 53))
+_try(socket.create_connection, ("127.0.0.1", 9), 1)
+"""
+
+
+def test_the_observer_follows_links_and_sees_every_kind_of_attempt(tmp_path):
+    """In bubblewrap, one run: every attempt of `OBSERVER_GAPS` is on the record, each kind at
+    most `PER_KIND` times, and what the review row shows is the whole record."""
+    from grading.isolation import Isolation, default_uid
+    from grading.observer import PER_KIND
+    from grading.worker import sandbox_observations
+
+    secret = tmp_path / "checks.py"  # on the grading machine, not in the sandbox
+    secret.write_text("EXPECTED = 1\n")
+    env = str(Path(np.__file__).resolve().parent)  # read-only in the sandbox
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    cell = OBSERVER_GAPS.replace("SECRET", repr(str(secret))).replace("ENV", repr(env))
+    iso = Isolation(True, uid=default_uid())
+    results, observed = run_sandbox(workdir, attacks.plan(cell), isolation=iso)
+    assert results[0]["status"] == "ok"
+    made_up = [f"read of /nowhere/{i} (not visible in the sandbox)" for i in range(PER_KIND)]
+    made_up[0] = made_up[0].replace("/0", "/0\\x0are-check: forged")
+    assert observed["events"] == made_up + [
+        f"opened /proc/self/root{secret} through a link of /proc (not followed)",
+        f"read of {secret} (not visible in the sandbox)",
+        "made a call of another architecture (0x40000003, call 5): refused",
+        f"write to {env}/planted-creat (refused: read-only or not visible)",
+        f"write to {env}/planted-dir (refused: read-only or not visible)",
+        f"write to {env}/planted-unlink (refused: read-only or not visible)",
+        "network connection to ('10.1.2.3', 53) (blocked: no network)",
+        "network connection to ('127.0.0.1', 9) (blocked: no network)",
+    ]
+    assert sandbox_observations(observed) == observed["events"]
