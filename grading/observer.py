@@ -9,6 +9,7 @@ ran (`grading.sandbox`), and looks at each watched call from outside: its argume
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import re
@@ -64,6 +65,9 @@ ENOSYS = 38
 #: Links of /proc that lead into another folder or file (a process's root, cwd, descriptors):
 #: a path through one is noted as it was written, not followed.
 _PROC_LINKS = frozenset({"root", "cwd", "fd", "map_files", "exe"})
+#: The most components `_inside` looks at for one path (links make a path longer): a path
+#: built to cost the grader more is noted as written.
+_MAX_STEPS = 4096
 #: clone's flag for a thread of the same process (not a new process).
 CLONE_THREAD = 0x10000
 _WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -224,7 +228,9 @@ def _inside(pid: int, path: str) -> str | None:
     student's own folder shows where it points. None: the path goes through a link of /proc
     (`_PROC_LINKS`: /proc/self/root/..., /proc/self/fd/3/...)."""
     root, done, todo, links = f"/proc/{pid}/root", "/", path.split("/"), 0
-    while todo:
+    for _ in range(_MAX_STEPS):
+        if not todo:
+            return done
         part = todo.pop(0)
         if part in ("", "."):
             continue
@@ -236,15 +242,17 @@ def _inside(pid: int, path: str) -> str | None:
         step = os.path.join(done, part)
         try:
             target = os.readlink(root + step)
-        except OSError:  # not a link, or not there
-            done = step
+        except OSError as error:
+            if error.errno != errno.EINVAL:  # not there: the rest is not looked up either
+                return os.path.normpath(os.path.join(step, *todo))
+            done = step  # not a link
             continue
         links += 1
         if links > 40:  # as the kernel gives up (ELOOP)
-            return os.path.normpath(os.path.join(step, *todo))
+            break
         todo = target.split("/") + todo
         done = "/" if target.startswith("/") else done
-    return done
+    return os.path.normpath(path)  # too long to follow: as written
 
 
 def _writable(path: str, pid: int) -> bool:

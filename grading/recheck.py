@@ -63,8 +63,8 @@ NOTEBOOK_WALL = 90.0
 MAX_LINE = 4 << 20
 UNREADABLE = {"status": "crashed", "error": "the step's result was unreadable"}
 NO_SANDBOX = Isolation(sandbox=False)
-#: Stopped calls answered in one pass of the loop before the clock is read again: code that
-#: makes them without end is timed like any other.
+#: Stopped calls answered in one pass of the loop (and at most 0.2 s of them) before the clock
+#: is read again: code that makes them without end, or slow to look at, is timed like any other.
 BURST = 64
 
 
@@ -202,7 +202,8 @@ def run_sandbox(
                     observer = Observer.receive(channel, workdir, plan.get("quiet", ()))
                     channel = None  # closed by receive
                 pending, served = observer in ready, 0
-                while pending and served < BURST:  # a burst at once, then the clock
+                burst_end = time.monotonic() + 0.2
+                while pending and served < BURST and time.monotonic() < burst_end:
                     if not observer.serve():  # hung up: its processes are gone
                         observer.finish(observed["events"])
                         observer = None

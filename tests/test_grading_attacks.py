@@ -285,3 +285,21 @@ def test_the_observer_follows_links_and_sees_every_kind_of_attempt(tmp_path):
         "network connection to ('127.0.0.1', 9) (blocked: no network)",
     ]
     assert sandbox_observations(observed) == observed["events"]
+
+
+def test_a_path_built_to_be_slow_to_follow_costs_the_observer_a_bounded_walk(tmp_path, monkeypatch):
+    """A link whose target is 800 ``a/..`` pairs, named 2,000 times in one path: followed as
+    the kernel would (40 links), that was 32,000 look-ups of the root grader per call the
+    student's code makes; now at most `_MAX_STEPS`, and the path is noted as written."""
+    import os
+
+    from grading import observer
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "L").symlink_to("/".join(["a/.."] * 800))
+    path = str(tmp_path) + "/L" * 2000
+    calls = []
+    real = os.readlink
+    monkeypatch.setattr(observer.os, "readlink", lambda p: calls.append(p) or real(p))
+    assert observer._inside(os.getpid(), path) == os.path.normpath(path)
+    assert len(calls) <= observer._MAX_STEPS
