@@ -18,6 +18,7 @@ import io
 import json
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -303,3 +304,32 @@ def test_a_path_built_to_be_slow_to_follow_costs_the_observer_a_bounded_walk(tmp
     monkeypatch.setattr(observer.os, "readlink", lambda p: calls.append(p) or real(p))
     assert observer._inside(os.getpid(), path) == os.path.normpath(path)
     assert len(calls) <= observer._MAX_STEPS
+
+
+#: The explorer's display-only cell as a hiding place (round 3): work put in the drawing call's
+#: arguments, and code after it on the same line or after a bare carriage return.
+DRAWING_CELL = """\
+from gmmlib.explore import explore
+explore(X, e_step=e_step, k=open(MARK + "1", "w").write("ran at grading time"))
+explore(X, k=2); open(MARK + "2", "w").close()
+explore(X, k=2)\ropen(MARK + "3", "w").close()
+"""
+
+
+def test_a_drawing_call_does_no_work_when_graded_and_hides_nothing(tmp_path):
+    """The re-check (as graded, without bubblewrap) accepts the cell, runs nothing of the
+    calls, and runs every other statement of it, which the scan saw."""
+    import fixture_students
+
+    from grading.course import SOLUTIONS
+    from grading.recheck import recheck_notebook
+
+    mark = str(tmp_path / "mark")
+    cell = DRAWING_CELL.replace("MARK", repr(mark))
+    submitted = fixture_students.load().build_notebook("em_by_hand", {"__added_first__": [cell]})
+    nbformat.write(submitted, tmp_path / "submitted.ipynb")
+    source = SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb"
+    result = recheck_notebook(tmp_path / "submitted.ipynb", source, "em_by_hand", tmp_path / "w")
+    assert result["findings"] == {} and result["cell_problems"] == {}
+    assert all(v["passed"] for v in result["verdicts"].values())
+    assert [Path(mark + n).exists() for n in "123"] == [False, True, True]
