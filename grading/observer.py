@@ -90,13 +90,15 @@ class Observer:
     audit hook's words, so a call both see is listed once.
     """
 
-    def __init__(self, fd: int, workdir: str, quiet=()):
+    def __init__(self, fd: int, workdir: str, quiet=(), events=None, kinds=None):
+        """``events`` and ``kinds`` (events recorded per kind): the record of the observers
+        before this one, for the same re-check restarted (its limits hold for them all)."""
         self.fd, self.workdir, self.quiet = fd, os.path.realpath(workdir), tuple(quiet)
-        self.events: list[str] = []
-        self.kinds: dict[tuple, int] = {}
+        self.events: list[str] = [] if events is None else events
+        self.kinds: dict[str, int] = {} if kinds is None else kinds
 
     @classmethod
-    def receive(cls, channel: socket.socket, workdir, quiet=()) -> Observer | None:
+    def receive(cls, channel: socket.socket, workdir, quiet=(), events=None, kinds=None):
         """The child's seccomp listener, read from ``channel`` (then closed), as an `Observer`
         (None: the child could not make one)."""
         try:
@@ -105,7 +107,7 @@ class Observer:
             fds = []
         finally:
             channel.close()
-        return cls(fds[0], str(workdir), quiet) if fds else None
+        return cls(fds[0], str(workdir), quiet, events, kinds) if fds else None
 
     def finish(self, events: list) -> None:
         """Let the calls stopped before the child was killed go, close the listener and add

@@ -159,6 +159,7 @@ def run_sandbox(
     steps = plan["steps"]
     results: dict[int, dict] = {}
     observed = {"events": [], "survivors": 0}
+    kinds = {}  # events per kind over every restart (`grading.observer.PER_KIND`)
     uid = isolation.code_uid
     first = 0
     budget = Budget(BUDGET_CPU, BUDGET_ASLEEP)
@@ -199,7 +200,9 @@ def run_sandbox(
                 watched = [fd] + [c for c in (channel, observer) if c is not None]
                 ready = select.select(watched, [], [], 0.2)[0]
                 if channel in ready:
-                    observer = Observer.receive(channel, workdir, plan.get("quiet", ()))
+                    observer = Observer.receive(
+                        channel, workdir, plan.get("quiet", ()), observed["events"], kinds
+                    )
                     channel = None  # closed by receive
                 pending, served = observer in ready, 0
                 burst_end = time.monotonic() + 0.2

@@ -34,7 +34,7 @@ _spec.loader.exec_module(attacks)
 
 def _run(tmp_path: Path, *cells: str):
     workdir = tmp_path / "recheck"
-    workdir.mkdir()
+    workdir.mkdir(parents=True)
     np.savez(workdir / "cases.npz", unused=np.zeros(1))
     return run_sandbox(workdir, attacks.plan(*cells))
 
@@ -333,3 +333,28 @@ def test_a_drawing_call_does_no_work_when_graded_and_hides_nothing(tmp_path):
     assert result["findings"] == {} and result["cell_problems"] == {}
     assert all(v["passed"] for v in result["verdicts"].values())
     assert [Path(mark + n).exists() for n in "123"] == [False, True, True]
+
+
+def test_each_restart_of_the_recheck_does_not_bring_a_new_allowance_of_events(tmp_path):
+    """Cells that each read made-up paths, then end the process: the re-check restarts after
+    each, with an observer of its own; the record still holds `PER_KIND` reads in all, not
+    that many per restart (ten restarts made a review row of 330 events, 66 kB). A cell run
+    again after a restart does not use the allowance up twice."""
+    from grading.observer import PER_KIND
+
+    def reads(*names, end=""):
+        loop = f"for _p in {list(names)!r}:\n    try:\n        open('/nowhere/' + _p)\n"
+        return loop + "    except OSError:\n        pass\n" + end
+
+    crash = "import os\nos._exit(1)\n"
+    cells = [reads(*(f"{n}-{i}" for i in range(5)), end=crash) for n in range(3)]
+    results, observed = _run(tmp_path / "1", *cells)
+    assert [r["status"] for r in results.values()] == ["crashed"] * 3
+    assert observed["events"] == [
+        f"read of /nowhere/0-{i} (not visible in the sandbox)" for i in range(PER_KIND)
+    ]
+    cells = [reads("a"), reads("b", end=crash), reads("c", end=crash)]
+    _, observed = _run(tmp_path / "2", *cells)
+    assert observed["events"] == [
+        f"read of /nowhere/{n} (not visible in the sandbox)" for n in "abc"
+    ]
