@@ -75,6 +75,8 @@ _AT_FDCWD = -100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: A process's folder in /proc (or one of its threads'), whose links `_PROC_LINKS` are.
 _PROC_DIR = re.compile(r"^/proc/[^/]+(/task/[^/]+)?$")
+#: A path that goes on through one of those links.
+_THROUGH_PROC = re.compile(r"^/proc/[^/]+(/task/[^/]+)?/(root|cwd|fd|map_files|exe)/.")
 
 
 class Observer:
@@ -93,7 +95,8 @@ class Observer:
     def __init__(self, fd: int, workdir: str, quiet=(), events=None, kinds=None):
         """``events`` and ``kinds`` (events recorded per kind): the record of the observers
         before this one, for the same re-check restarted (its limits hold for them all)."""
-        self.fd, self.workdir, self.quiet = fd, os.path.realpath(workdir), tuple(quiet)
+        self.fd, self.workdir = fd, os.path.realpath(workdir)
+        self.quiet = tuple(q.rstrip(os.sep) for q in quiet)  # folders: "/a" is not "/ab"
         self.events: list[str] = [] if events is None else events
         self.kinds: dict[str, int] = {} if kinds is None else kinds
 
@@ -213,8 +216,12 @@ class Observer:
             if not _writable(target, pid):
                 return f"write to {path} (refused: read-only or not visible)", ""
             return None, ""
-        if path.startswith(self.quiet):
+        if any(path == q or path.startswith(q + os.sep) for q in self.quiet):
             return None, ""
+        if flags & os.O_DIRECTORY and any(
+            q.startswith(path.rstrip(os.sep) + os.sep) for q in self.quiet
+        ):
+            return None, ""  # a folder above one shown (the import system lists sys.path)
         if flags & os.O_DIRECTORY:
             text = f"listed {path} (outside its own folder, where nothing of the course is visible)"
             return text, ""
@@ -229,6 +236,13 @@ def _inside(pid: int, path: str) -> str | None:
     absolute link leads to the sandbox's root, not the grader's, so a link in /tmp or in the
     student's own folder shows where it points. None: the path goes through a link of /proc
     (`_PROC_LINKS`: /proc/self/root/..., /proc/self/fd/3/...)."""
+    found = _follow(pid, path)
+    return None if found is None or _THROUGH_PROC.match(found) else found
+
+
+def _follow(pid: int, path: str) -> str | None:
+    """`_inside`'s walk: component by component, at most `_MAX_STEPS` and 40 links; the rest
+    of the path as written once a component is missing (None: a /proc link on the way)."""
     root, done, todo, links = f"/proc/{pid}/root", "/", path.split("/"), 0
     for _ in range(_MAX_STEPS):
         if not todo:

@@ -358,3 +358,33 @@ def test_each_restart_of_the_recheck_does_not_bring_a_new_allowance_of_events(tm
     assert observed["events"] == [
         f"read of /nowhere/{n} (not visible in the sandbox)" for n in "abc"
     ]
+
+
+def test_the_course_beside_gmmlib_is_not_quiet_where_gmmlib_is_allowed(tmp_path):
+    """In break_it gmmlib may be imported, so the repository's folder (gmmlib's parent) is on
+    the re-check's path, and it was among the paths whose reads are not noted: reads of the
+    hidden checks and of the reference solutions beside it went unrecorded. Listing the
+    folder itself (Python's import system does, for every folder on its path) is not noted.
+    In bubblewrap."""
+    import fixture_students
+
+    from grading.course import REPO, SOLUTIONS
+    from grading.isolation import Isolation, default_uid
+    from grading.recheck import recheck_notebook
+
+    course = [REPO / "grading" / "checks" / "break_it.py", SOLUTIONS / "break_it" / "x.ipynb"]
+    cell = f"for _p in {[str(p) for p in course]!r}:\n    try:\n        open(_p).read()\n"
+    cell += "    except OSError:\n        pass\n"
+    cell += f"import os\nos.listdir({str(REPO)!r})\n"  # a folder above gmmlib/: the imports list it
+    submitted = fixture_students.load().build_notebook("break_it", {"__added_first__": [cell]})
+    nbformat.write(submitted, tmp_path / "submitted.ipynb")
+    result = recheck_notebook(
+        tmp_path / "submitted.ipynb",
+        SOLUTIONS / "break_it" / "break_it.ipynb",
+        "break_it",
+        tmp_path / "w",
+        isolation=Isolation(True, uid=default_uid()),
+    )
+    assert result["observed"]["events"] == [
+        f"read of {p} (not visible in the sandbox)" for p in course
+    ]
