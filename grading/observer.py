@@ -30,13 +30,13 @@ CALLS = {
         **{435: "clone3", 57: "fork", 58: "vfork", 85: "creat", 83: "mkdir", 258: "mkdirat"},
         **{84: "rmdir", 87: "unlink", 263: "unlinkat", 82: "rename", 264: "renameat"},
         **{316: "renameat2", 86: "link", 265: "linkat", 88: "symlink", 266: "symlinkat"},
-        **{76: "truncate", 44: "sendto"},
+        **{76: "truncate", 44: "sendto", 272: "unshare", 308: "setns"},
     },
     0xC00000B7: {
         **{56: "openat", 437: "openat2", 203: "connect", 221: "execve", 281: "execveat"},
         **{277: "seccomp", 425: "io_uring_setup", 220: "clone", 435: "clone3"},
         **{34: "mkdirat", 35: "unlinkat", 36: "symlinkat", 37: "linkat", 38: "renameat"},
-        **{276: "renameat2", 45: "truncate", 206: "sendto"},
+        **{276: "renameat2", 45: "truncate", 206: "sendto", 97: "unshare", 268: "setns"},
     },
 }
 #: Calls that change the file system: (index of the folder argument, or None for the current
@@ -70,6 +70,11 @@ _PROC_LINKS = frozenset({"root", "cwd", "fd", "map_files", "exe"})
 _MAX_STEPS = 4096
 #: clone's flag for a thread of the same process (not a new process).
 CLONE_THREAD = 0x10000
+#: clone's and unshare's flags for new namespaces (mount, cgroup, UTS, IPC, user, PID, network,
+#: time). Refused: a user namespace of its own lets the code mount a tmpfs no size caps.
+NAMESPACES = 0x20000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
+NAMESPACES |= 0x40000000 | 0x80
+EPERM = 1
 _WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _AT_FDCWD = -100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -144,7 +149,8 @@ class Observer:
         error, flags = (0, NOTIF_CONTINUE) if arch in CALLS else (-ENOSYS, 0)
         try:
             if arch in CALLS:
-                self._note(pid, CALLS[arch].get(nr, str(nr)), args)
+                refused = self._note(pid, CALLS[arch].get(nr, str(nr)), args)
+                error, flags = (-refused, 0) if refused else (error, flags)
             else:  # x86_64's int 0x80: i386 calls, whose numbers mean other calls
                 self._add(f"made a call of another architecture ({arch:#x}, call {nr}): refused")
         except (OSError, ValueError, UnicodeError, struct.error):
@@ -166,7 +172,8 @@ class Observer:
             self.kinds[kind] = self.kinds.get(kind, 0) + 1
             self.events.append(text)
 
-    def _note(self, pid: int, name: str, args) -> None:
+    def _note(self, pid: int, name: str, args) -> int:
+        """Record what the call does; the error it is refused with, or 0."""
         text = None
         if name in ("open", "openat", "openat2", "creat"):
             at = ctypes.c_int(args[0]).value if name not in ("open", "creat") else _AT_FDCWD
@@ -186,16 +193,21 @@ class Observer:
                 text += "(blocked: no network)"
         elif name in ("execve", "execveat"):
             text = f"ran a program ({_string(pid, args[name == 'execveat'])})"
-        elif name in ("clone", "clone3", "fork", "vfork"):
-            flags = struct.unpack("Q", _memory(pid, args[0], 8))[0] if name == "clone3" else 0
-            flags = args[0] if name == "clone" else flags
-            text = None if flags & CLONE_THREAD else "started processes (fork)"
+        elif name == "clone3":  # its flags are in memory the code could change after a look
+            return ENOSYS  # so: unknown here, and the C library falls back to clone
+        elif name in ("clone", "fork", "vfork", "unshare", "setns"):
+            flags = args[0] if name in ("clone", "unshare") else 0
+            if flags & NAMESPACES or name == "setns":  # refused: see NAMESPACES
+                self._add(f"made or entered namespaces of its own ({name}): refused")
+                return EPERM
+            if name != "unshare" and not flags & CLONE_THREAD:
+                text = "started processes (fork)"
         elif name == "seccomp":
             text = "installed a seccomp filter of its own"
         elif name == "io_uring_setup":
             text = "set up io_uring (file operations no observer sees)"
-        if text:
-            self._add(text)
+        self._add(text)
+        return 0
 
     def _open(self, pid: int, at: int, path: str, flags: int) -> tuple[str | None, str]:
         """(what an open of ``path`` relative to descriptor ``at`` is worth noting, or None;

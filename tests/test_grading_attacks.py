@@ -226,7 +226,8 @@ def test_calls_made_without_end_are_timed_like_any_loop(tmp_path):
 #: checked as written, not where it leads; x86_64's ``int 0x80`` (i386 calls) passed the
 #: filter unseen; creat/mkdir/unlink/rename and UDP's sendto were not watched; eight reads of
 #: made-up paths filled the review row's eight places ahead of the real attempts; a path with
-#: a newline wrote a line of its own into the record. All of them the sandbox refused.
+#: a newline wrote a line of its own into the record. All of them the sandbox refused, but for
+#: a user namespace of the code's own, where it could mount a tmpfs of no size cap (now refused).
 OBSERVER_GAPS = """\
 import ctypes, os, socket
 def _try(f, *a):
@@ -248,6 +249,11 @@ _code = b"\\x53\\xb8\\x05\\0\\0\\0\\xbb" + (_page + 256).to_bytes(4, "little")
 _code += b"\\x31\\xc9\\x31\\xd2\\xcd\\x80\\x5b\\xc3"  # open(SECRET, 0) through int 0x80
 ctypes.memmove(_page, _code, len(_code))
 ctypes.CFUNCTYPE(ctypes.c_int)(_page)()
+assert _libc.unshare(0x10020000) == -1  # a user and a mount namespace: could mount a tmpfs
+import threading
+_t = threading.Thread(target=len, args=("threads still start",))
+_t.start()
+_t.join()
 _libc.creat((ENV + "/planted-creat").encode(), 0o644)
 _try(os.mkdir, ENV + "/planted-dir")
 _try(os.unlink, ENV + "/planted-unlink")
@@ -279,6 +285,7 @@ def test_the_observer_follows_links_and_sees_every_kind_of_attempt(tmp_path):
         f"opened /proc/self/root{secret} through a link of /proc (not followed)",
         f"read of {secret} (not visible in the sandbox)",
         "made a call of another architecture (0x40000003, call 5): refused",
+        "made or entered namespaces of its own (unshare): refused",
         f"write to {env}/planted-creat (refused: read-only or not visible)",
         f"write to {env}/planted-dir (refused: read-only or not visible)",
         f"write to {env}/planted-unlink (refused: read-only or not visible)",
