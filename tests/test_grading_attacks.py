@@ -395,3 +395,22 @@ def test_the_course_beside_gmmlib_is_not_quiet_where_gmmlib_is_allowed(tmp_path)
     assert result["observed"]["events"] == [
         f"read of {p} (not visible in the sandbox)" for p in course
     ]
+
+
+def test_the_explorer_renamed_after_a_course_function_is_no_drawing(tmp_path):
+    """``from gmmlib.explore import explore as assert_close`` made every visible test's
+    ``assert_close(...)`` statement a drawing call, set aside unrun in the feedback kernel: the
+    student's page showed the visible tests passed. The explorer keeps its own name to be
+    accepted; renamed, it is an import of gmmlib like any other (assignment 1: proven)."""
+    import fixture_students
+
+    from grading.cells import grade_id
+    from grading.display_only import neutralise_notebook
+    from grading.scan import proven
+
+    cell = "from gmmlib.explore import explore as assert_close\n"
+    nb = fixture_students.load().build_notebook("em_by_hand", {"__added_first__": [cell]})
+    changed = neutralise_notebook(nb)  # the course's own explorer cell only
+    assert [grade_id(nb.cells[i]) for i in changed] == ["em_by_hand_explore"]
+    found = scan_cell(cell, ("gmmlib", "sklearn"), set())
+    assert found and all(proven(f) for f in found)
