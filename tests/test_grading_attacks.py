@@ -7,7 +7,10 @@ outcome of an attack that worked against the first version of the new design (fi
 A1..A6: a trickle on the result pipe that stopped the clock, an endless result line, a line
 nested 200,000 deep, short sleepers sharing out more than the budget, the audit hook silenced
 through getattr with built names, forged results crashing the judge, the kernel's runtime folder
-used as uncapped disk); each failed before its fix.
+used as uncapped disk); each failed before its fix. The round after that (from
+`OBSERVER_GAPS` on) attacks the outside observer (`grading.observer`), the explorer's
+display-only cell and the quiet folders of the re-check; what broke failed before its fix,
+what held is kept where it is cheap.
 """
 
 from __future__ import annotations
