@@ -7,7 +7,8 @@ so the grader accepts exactly them and nothing more:
 
 - `display_bindings` reads the names a notebook binds by a display-only import (a top-level
   ``from gmmlib.explore import explore``, ``import gmmlib.explore`` [as ...], or a data set
-  named in `DISPLAY_ONLY`);
+  named in `DISPLAY_ONLY`, each under its own name: ``explore as assert_close`` would make
+  the visible tests' calls "drawing" ones);
 - `display_statements` picks a cell's top-level statements that only draw: those imports, and
   calls of the explorer written as a statement whose arguments reach nothing of gmmlib but
   the data sets of `DISPLAY_ONLY`;
@@ -61,6 +62,8 @@ def _import_bindings(node) -> dict[str, str] | None:
         allowed = DISPLAY_ONLY.get(node.module or "")
         if node.level or allowed is None or not all(a.name in allowed for a in node.names):
             return None
+        if any(a.asname not in (None, a.name) for a in node.names):
+            return None  # renamed, a course function's name would make its calls "drawing"
         return {a.asname or a.name: f"{node.module}.{a.name}" for a in node.names}
     if isinstance(node, ast.Import):
         if not all(a.name in DISPLAY_ONLY for a in node.names):

@@ -47,8 +47,9 @@ from grading.isolation import (
     remove,
 )
 from grading.layout import summary_cell_id
+from grading.observer import Observer
 from grading.scan import imported_names, scan_cell, strip_magics
-from grading.watch import Budget, Observer, StepClock, survivors
+from grading.watch import Budget, StepClock, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
@@ -62,8 +63,8 @@ NOTEBOOK_WALL = 90.0
 MAX_LINE = 4 << 20
 UNREADABLE = {"status": "crashed", "error": "the step's result was unreadable"}
 NO_SANDBOX = Isolation(sandbox=False)
-#: Stopped calls answered in one pass of the loop before the clock is read again: code that
-#: makes them without end is timed like any other.
+#: Stopped calls answered in one pass of the loop (and at most 0.2 s of them) before the clock
+#: is read again: code that makes them without end, or slow to look at, is timed like any other.
 BURST = 64
 
 
@@ -151,13 +152,14 @@ def run_sandbox(
     They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
     code writes to a file is read back) and are checked strictly: a line for a step other than
     the one running, or unreadable, counts as a crash. Observations: what the grader saw of
-    the child's calls (`grading.watch.Observer`: writes refused, paths it cannot see, listings,
+    the child's calls (`grading.observer.Observer`: writes refused, paths it cannot see, listings,
     connections, processes and programs started) and processes left running at the end
     (``survivors``).
     """
     steps = plan["steps"]
     results: dict[int, dict] = {}
     observed = {"events": [], "survivors": 0}
+    kinds = {}  # events per kind over every restart (`grading.observer.PER_KIND`)
     uid = isolation.code_uid
     first = 0
     budget = Budget(BUDGET_CPU, BUDGET_ASLEEP)
@@ -198,10 +200,13 @@ def run_sandbox(
                 watched = [fd] + [c for c in (channel, observer) if c is not None]
                 ready = select.select(watched, [], [], 0.2)[0]
                 if channel in ready:
-                    observer = Observer.receive(channel, workdir, plan.get("quiet", ()))
+                    observer = Observer.receive(
+                        channel, workdir, plan.get("quiet", ()), observed["events"], kinds
+                    )
                     channel = None  # closed by receive
                 pending, served = observer in ready, 0
-                while pending and served < BURST:  # a burst at once, then the clock
+                burst_end = time.monotonic() + 0.2
+                while pending and served < BURST and time.monotonic() < burst_end:
                     if not observer.serve():  # hung up: its processes are gone
                         observer.finish(observed["events"])
                         observer = None
@@ -356,11 +361,9 @@ def recheck_notebook(
     plan = {
         "steps": steps,
         "sys_path": list(dict.fromkeys(sys_path)),
-        "quiet": (
-            [str(p) for p in python_env()]
-            + list(dict.fromkeys(sys_path))
-            + ["/usr/", "/etc/", "/proc/", "/sys/"]
-        ),
+        # Folders whose reads are not noted: what the sandbox shows (not gmmlib's parent, the
+        # repository, on the path where gmmlib is allowed: only gmmlib/ of it is shown).
+        "quiet": [str(p) for p in python_env()] + sys_path[:2] + ["/usr", "/etc", "/proc", "/sys"],
         "blocked": list(spec.blocked),
         # Loaded before the grader starts watching (trusted code: the course cells' imports),
         # so the calls of a large import are not charged to the student's time asleep.

@@ -15,7 +15,7 @@ the numbers with gmmlib itself, outside this process: nothing here decides a gra
 anything here watch the student's code (what runs in this interpreter, the student's code can
 silence): before it runs, the files it opens, its connections and the processes and programs
 it starts are handed to the grader (`_hand_over`: a seccomp listener sent over the CHANNEL
-socket; `grading.watch.Observer` reads them), which lists what the sandbox refused or hid.
+socket; `grading.observer.Observer` reads them), which lists what the sandbox refused or hid.
 """
 
 import ctypes
@@ -69,12 +69,23 @@ def _plain(obj, np, depth=0):
     return {"__repr__": repr(obj)[:300]}
 
 
-#: Per machine: (audit arch, seccomp's number, the calls the grader watches: open, openat,
-#: openat2, connect, execve, execveat, seccomp, io_uring_setup, clone, clone3[, fork, vfork]),
-#: as `grading.watch.CALLS` names them.
+#: Per machine: (audit arch, seccomp's number, the calls the grader watches: those that open,
+#: create, remove or rename a file, connect or send to an address, run a program, start a
+#: process or namespaces, install a filter or set up io_uring), as `grading.observer.CALLS`
+#: names them (not sendmsg: `_hand_over` sends the listener with it, and would stop itself).
+#: A call of another architecture (x86_64's ``int 0x80``) always goes to the grader too.
 _WATCHED = {
-    "x86_64": (0xC000003E, 317, (2, 257, 437, 42, 59, 322, 317, 425, 56, 435, 57, 58)),
-    "aarch64": (0xC00000B7, 277, (56, 437, 203, 221, 281, 277, 425, 220, 435)),
+    "x86_64": (
+        0xC000003E,
+        317,
+        (2, 257, 437, 42, 59, 322, 317, 425, 56, 435, 57, 58, 85, 83, 258, 84, 87, 263)
+        + (82, 264, 316, 86, 265, 88, 266, 76, 44, 272, 308),
+    ),
+    "aarch64": (
+        0xC00000B7,
+        277,
+        (56, 437, 203, 221, 281, 277, 425, 220, 435, 34, 35, 36, 37, 38, 276, 45, 206) + (97, 268),
+    ),
 }
 
 
@@ -91,8 +102,8 @@ def _hand_over(channel):
     try:
         arch, seccomp, calls = _WATCHED[platform.machine()]
         n = len(calls)
-        # BPF: this arch? the call's number one of `calls`? then USER_NOTIF, else ALLOW.
-        code = [(0x20, 0, 0, 4), (0x15, 0, n + 1, arch), (0x20, 0, 0, 0)]
+        # BPF: another arch? USER_NOTIF. The call's number one of `calls`? USER_NOTIF, else ALLOW.
+        code = [(0x20, 0, 0, 4), (0x15, 0, n + 2, arch), (0x20, 0, 0, 0)]
         code += [(0x15, n - j, 0, nr) for j, nr in enumerate(calls)]
         code += [(0x06, 0, 0, 0x7FFF0000), (0x06, 0, 0, 0x7FC00000)]
         raw = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in code))

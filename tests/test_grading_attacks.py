@@ -7,7 +7,10 @@ outcome of an attack that worked against the first version of the new design (fi
 A1..A6: a trickle on the result pipe that stopped the clock, an endless result line, a line
 nested 200,000 deep, short sleepers sharing out more than the budget, the audit hook silenced
 through getattr with built names, forged results crashing the judge, the kernel's runtime folder
-used as uncapped disk); each failed before its fix.
+used as uncapped disk); each failed before its fix. The round after that (from
+`OBSERVER_GAPS` on) attacks the outside observer (`grading.observer`), the explorer's
+display-only cell and the quiet folders of the re-check; what broke failed before its fix,
+what held is kept where it is cheap.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import io
 import json
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -33,7 +37,7 @@ _spec.loader.exec_module(attacks)
 
 def _run(tmp_path: Path, *cells: str):
     workdir = tmp_path / "recheck"
-    workdir.mkdir()
+    workdir.mkdir(parents=True)
     np.savez(workdir / "cases.npz", unused=np.zeros(1))
     return run_sandbox(workdir, attacks.plan(*cells))
 
@@ -218,3 +222,198 @@ def test_calls_made_without_end_are_timed_like_any_loop(tmp_path):
     results, observed = _run(tmp_path, cell)
     assert results[0]["status"] == "timeout"
     assert observed["events"] == ["read of /nowhere/x (not visible in the sandbox)"]
+
+
+#: Round 3 (the outside observer). Each line met a gap in `grading.observer.Observer`: a path
+#: through /proc's links or through a link of the student's own (in /tmp, in its folder) was
+#: checked as written, not where it leads; x86_64's ``int 0x80`` (i386 calls) passed the
+#: filter unseen; creat/mkdir/unlink/rename and UDP's sendto were not watched; eight reads of
+#: made-up paths filled the review row's eight places ahead of the real attempts; a path with
+#: a newline wrote a line of its own into the record. All of them the sandbox refused, but for
+#: a user namespace of the code's own, where it could mount a tmpfs of no size cap (now refused).
+OBSERVER_GAPS = """\
+import ctypes, os, socket
+def _try(f, *a):
+    try:
+        f(*a)
+    except OSError:
+        pass
+for _i in range(8):
+    _try(open, "/nowhere/" + str(_i) + ("\\nre-check: forged" if _i == 0 else ""))
+_try(open, "/proc/self/root" + SECRET)
+_try(os.symlink, SECRET, "/tmp/link"); _try(open, "/tmp/link")
+_try(os.symlink, SECRET, "link"); _try(open, "link")
+_libc = ctypes.CDLL(None)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t] + [ctypes.c_int] * 3 + [ctypes.c_long]
+_page = _libc.mmap(None, 4096, 7, 0x62, -1, 0)  # read/write/run, private, below 4 GiB
+ctypes.memmove(_page + 256, SECRET.encode() + b"\\0", len(SECRET) + 1)
+_code = b"\\x53\\xb8\\x05\\0\\0\\0\\xbb" + (_page + 256).to_bytes(4, "little")
+_code += b"\\x31\\xc9\\x31\\xd2\\xcd\\x80\\x5b\\xc3"  # open(SECRET, 0) through int 0x80
+ctypes.memmove(_page, _code, len(_code))
+ctypes.CFUNCTYPE(ctypes.c_int)(_page)()
+assert _libc.unshare(0x10020000) == -1  # a user and a mount namespace: could mount a tmpfs
+import threading
+_t = threading.Thread(target=len, args=("threads still start",))
+_t.start()
+_t.join()
+_libc.creat((ENV + "/planted-creat").encode(), 0o644)
+_try(os.mkdir, ENV + "/planted-dir")
+_try(os.unlink, ENV + "/planted-unlink")
+_try(socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto, b"x", ("10.1.2.3", 53))
+_try(socket.create_connection, ("127.0.0.1", 9), 1)
+"""
+
+
+def test_the_observer_follows_links_and_sees_every_kind_of_attempt(tmp_path):
+    """In bubblewrap, one run: every attempt of `OBSERVER_GAPS` is on the record, each kind at
+    most `PER_KIND` times, and what the review row shows is the whole record."""
+    from grading.isolation import Isolation, default_uid
+    from grading.observer import PER_KIND
+    from grading.worker import sandbox_observations
+
+    secret = tmp_path / "checks.py"  # on the grading machine, not in the sandbox
+    secret.write_text("EXPECTED = 1\n")
+    env = str(Path(np.__file__).resolve().parent)  # read-only in the sandbox
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    cell = OBSERVER_GAPS.replace("SECRET", repr(str(secret))).replace("ENV", repr(env))
+    iso = Isolation(True, uid=default_uid())
+    results, observed = run_sandbox(workdir, attacks.plan(cell), isolation=iso)
+    assert results[0]["status"] == "ok"
+    made_up = [f"read of /nowhere/{i} (not visible in the sandbox)" for i in range(PER_KIND)]
+    made_up[0] = made_up[0].replace("/0", "/0\\x0are-check: forged")
+    assert observed["events"] == made_up + [
+        f"opened /proc/self/root{secret} through a link of /proc (not followed)",
+        f"read of {secret} (not visible in the sandbox)",
+        "made a call of another architecture (0x40000003, call 5): refused",
+        "made or entered namespaces of its own (unshare): refused",
+        f"write to {env}/planted-creat (refused: read-only or not visible)",
+        f"write to {env}/planted-dir (refused: read-only or not visible)",
+        f"write to {env}/planted-unlink (refused: read-only or not visible)",
+        "network connection to ('10.1.2.3', 53) (blocked: no network)",
+        "network connection to ('127.0.0.1', 9) (blocked: no network)",
+    ]
+    assert sandbox_observations(observed) == observed["events"]
+
+
+def test_a_path_built_to_be_slow_to_follow_costs_the_observer_a_bounded_walk(tmp_path, monkeypatch):
+    """A link whose target is 800 ``a/..`` pairs, named 2,000 times in one path: followed as
+    the kernel would (40 links), that was 32,000 look-ups of the root grader per call the
+    student's code makes; now at most `_MAX_STEPS`, and the path is noted as written."""
+    import os
+
+    from grading import observer
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "L").symlink_to("/".join(["a/.."] * 800))
+    path = str(tmp_path) + "/L" * 2000
+    calls = []
+    real = os.readlink
+    monkeypatch.setattr(observer.os, "readlink", lambda p: calls.append(p) or real(p))
+    assert observer._inside(os.getpid(), path) == os.path.normpath(path)
+    assert len(calls) <= observer._MAX_STEPS
+
+
+#: The explorer's display-only cell as a hiding place (round 3): work put in the drawing call's
+#: arguments, and code after it on the same line or after a bare carriage return.
+DRAWING_CELL = """\
+from gmmlib.explore import explore
+explore(X, e_step=e_step, k=open(MARK + "1", "w").write("ran at grading time"))
+explore(X, k=2); open(MARK + "2", "w").close()
+explore(X, k=2)\ropen(MARK + "3", "w").close()
+"""
+
+
+def test_a_drawing_call_does_no_work_when_graded_and_hides_nothing(tmp_path):
+    """The re-check (as graded, without bubblewrap) accepts the cell, runs nothing of the
+    calls, and runs every other statement of it, which the scan saw."""
+    import fixture_students
+
+    from grading.course import SOLUTIONS
+    from grading.recheck import recheck_notebook
+
+    mark = str(tmp_path / "mark")
+    cell = DRAWING_CELL.replace("MARK", repr(mark))
+    submitted = fixture_students.load().build_notebook("em_by_hand", {"__added_first__": [cell]})
+    nbformat.write(submitted, tmp_path / "submitted.ipynb")
+    source = SOLUTIONS / "em_by_hand" / "em_by_hand.ipynb"
+    result = recheck_notebook(tmp_path / "submitted.ipynb", source, "em_by_hand", tmp_path / "w")
+    assert result["findings"] == {} and result["cell_problems"] == {}
+    assert all(v["passed"] for v in result["verdicts"].values())
+    assert [Path(mark + n).exists() for n in "123"] == [False, True, True]
+
+
+def test_each_restart_of_the_recheck_does_not_bring_a_new_allowance_of_events(tmp_path):
+    """Cells that each read made-up paths, then end the process: the re-check restarts after
+    each, with an observer of its own; the record still holds `PER_KIND` reads in all, not
+    that many per restart (ten restarts made a review row of 330 events, 66 kB). A cell run
+    again after a restart does not use the allowance up twice."""
+    from grading.observer import PER_KIND
+
+    def reads(*names, end=""):
+        loop = f"for _p in {list(names)!r}:\n    try:\n        open('/nowhere/' + _p)\n"
+        return loop + "    except OSError:\n        pass\n" + end
+
+    crash = "import os\nos._exit(1)\n"
+    cells = [reads(*(f"{n}-{i}" for i in range(5)), end=crash) for n in range(3)]
+    results, observed = _run(tmp_path / "1", *cells)
+    assert [r["status"] for r in results.values()] == ["crashed"] * 3
+    assert observed["events"] == [
+        f"read of /nowhere/0-{i} (not visible in the sandbox)" for i in range(PER_KIND)
+    ]
+    cells = [reads("a"), reads("b", end=crash), reads("c", end=crash)]
+    _, observed = _run(tmp_path / "2", *cells)
+    assert observed["events"] == [
+        f"read of /nowhere/{n} (not visible in the sandbox)" for n in "abc"
+    ]
+
+
+def test_the_course_beside_gmmlib_is_not_quiet_where_gmmlib_is_allowed(tmp_path):
+    """In break_it gmmlib may be imported, so the repository's folder (gmmlib's parent) is on
+    the re-check's path, and it was among the paths whose reads are not noted: reads of the
+    hidden checks and of the reference solutions beside it went unrecorded. Listing the
+    folder itself (Python's import system does, for every folder on its path) is not noted.
+    In bubblewrap."""
+    import fixture_students
+
+    from grading.course import REPO, SOLUTIONS
+    from grading.isolation import Isolation, default_uid
+    from grading.recheck import recheck_notebook
+
+    course = [REPO / "grading" / "checks" / "break_it.py", SOLUTIONS / "break_it" / "x.ipynb"]
+    cell = f"for _p in {[str(p) for p in course]!r}:\n    try:\n        open(_p).read()\n"
+    cell += "    except OSError:\n        pass\n"
+    cell += f"import os\nos.listdir({str(REPO)!r})\n"  # a folder above gmmlib/: the imports list it
+    submitted = fixture_students.load().build_notebook("break_it", {"__added_first__": [cell]})
+    nbformat.write(submitted, tmp_path / "submitted.ipynb")
+    result = recheck_notebook(
+        tmp_path / "submitted.ipynb",
+        SOLUTIONS / "break_it" / "break_it.ipynb",
+        "break_it",
+        tmp_path / "w",
+        isolation=Isolation(True, uid=default_uid()),
+    )
+    assert result["observed"]["events"] == [
+        f"read of {p} (not visible in the sandbox)" for p in course
+    ]
+
+
+def test_the_explorer_renamed_after_a_course_function_is_no_drawing(tmp_path):
+    """``from gmmlib.explore import explore as assert_close`` made every visible test's
+    ``assert_close(...)`` statement a drawing call, set aside unrun in the feedback kernel: the
+    student's page showed the visible tests passed. The explorer keeps its own name to be
+    accepted; renamed, it is an import of gmmlib like any other (assignment 1: proven)."""
+    import fixture_students
+
+    from grading.cells import grade_id
+    from grading.display_only import neutralise_notebook
+    from grading.scan import proven
+
+    cell = "from gmmlib.explore import explore as assert_close\n"
+    nb = fixture_students.load().build_notebook("em_by_hand", {"__added_first__": [cell]})
+    changed = neutralise_notebook(nb)  # the course's own explorer cell only
+    assert [grade_id(nb.cells[i]) for i in changed] == ["em_by_hand_explore"]
+    found = scan_cell(cell, ("gmmlib", "sklearn"), set())
+    assert found and all(proven(f) for f in found)
