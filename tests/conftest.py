@@ -103,6 +103,17 @@ DEFAULT_TEST_COST = 1.0
 #: never waits on the file lock while the other builds the book (test_book, which the scheduler
 #: hands out early, builds it).
 BOOK_MODULES = frozenset({"test_book_new_sections", "test_explorer_browser", "test_explorer_page"})
+#: Tests outside test_grading_pipeline that need the graded class from the start (`graded_class`:
+#: the first worker that asks grades it, the others wait on its file lock): handed out last too,
+#: so a worker waits on the class only when nothing else is left. test_grading_pipeline, handed
+#: out first, builds it; test_grading_distributed asks for it only after its own grading.
+CLASS_READERS = frozenset(
+    {
+        "test_statuses::test_grades_and_the_review_list_show_blank_and_broken",
+        "test_explore_in_notebooks::test_the_class_is_graded_as_it_deserves",
+        "test_explore_in_notebooks::test_the_feedback_shows_the_cell_and_the_note_not_an_error",
+    }
+)
 
 
 def _stem(nodeid: str) -> str:
@@ -120,7 +131,8 @@ if LoadScopeScheduling is not None:
     class _CostlyModulesTogether(LoadScopeScheduling):
         """xdist's ``--dist load``, except that each module of XDIST_MODULES is one unit of
         work (its fixtures are built once) and the units are handed out costliest first
-        (`COSTS`), the tests that read the built book last (`BOOK_MODULES`).
+        (`COSTS`), the tests that wait on the built book or the graded class last
+        (`BOOK_MODULES`, `CLASS_READERS`).
 
         pytest-xdist's own way, ``xdist_group`` marks with ``--dist loadgroup``, silently stops
         grouping under pytest 9.2 (pytest-xdist issue #1386: it renames node ids, which pytest
@@ -148,7 +160,7 @@ if LoadScopeScheduling is not None:
                     else:
                         share = COSTS.get(stem, DEFAULT_TEST_COST * tests[stem]) / tests[stem]
                         cost = COSTS.get(_name(scope), share)
-                    return stem in BOOK_MODULES, -cost
+                    return stem in BOOK_MODULES or _name(scope) in CLASS_READERS, -cost
 
                 units = sorted(self.workqueue.items(), key=order)  # stable: ties keep order
                 self.workqueue.clear()
@@ -214,6 +226,33 @@ def book_build(tmp_path_factory) -> subprocess.CompletedProcess:
         fields = ("args", "returncode", "stdout", "stderr")
         shared.write_text(json.dumps({name: getattr(build, name) for name in fields}))
         return build
+
+
+def once_per_run(tmp_path_factory, name: str, build, done: str) -> Path:
+    """The folder ``build(folder)`` made, once per test run: under pytest-xdist the tests that
+    need it may run on several workers, so the first builds it under a file lock in the run's
+    shared temporary folder and the others wait and read it (as `book_build`). ``done``: the
+    file ``build`` writes last; a folder without it (a build that failed) is built again."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / done).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def graded_class(tmp_path_factory):
+    """The run's one graded class (tests/graded_class.py): every fixture student, the
+    statuses' and the explorer's notebooks, every assignment, through gmm-grade's pipeline
+    once per test run; a `graded_class.Run`."""
+    import graded_class as gc
+
+    return gc.load(once_per_run(tmp_path_factory, "graded-class", gc.grade, gc.RUN_JSON))
 
 
 @pytest.fixture(scope="session")
