@@ -72,24 +72,28 @@ XDIST_MODULES = frozenset(
 )
 
 #: Tests of an XDIST_MODULES module that build no costly module-scoped fixture of their own
-#: (each starts its own cluster; the artefacts they share are made once per run under a file
-#: lock): each is a unit of its own, so they can run on the other worker meanwhile.
+#: (each starts its own cluster or grades students of its own; the artefacts they share, the
+#: graded class included, are made once per run under a file lock): each is a unit of its own,
+#: so they can run on another worker meanwhile.
 ON_THEIR_OWN = frozenset(
     {
         "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli",
         "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded",
         "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class",
+        "test_grading_pipeline::test_attackers_change_nobody_else",
     }
 )
 
 #: CPU seconds of the modules (or tests) that cost more than a few seconds, measured one module
 #: at a time (`pytest tests/<module>.py -n 0` in a cgroup of its own, 2 cores; test_book
-#: includes the book build). The scheduler hands out the costliest units first, so no costly
-#: module starts late and leaves the other worker idle at the end; a test not listed counts
-#: `DEFAULT_TEST_COST`. Only the order of the work depends on these numbers, never an outcome.
+#: includes the book build, test_grading_pipeline the graded class, ~325 of its 377). The
+#: scheduler hands out the costliest units first, so no costly module starts late and leaves
+#: the other worker idle at the end; a test not listed counts `DEFAULT_TEST_COST`. Only the
+#: order of the work depends on these numbers, never an outcome.
 COSTS = {
-    "test_grading_pipeline": 316,
-    "test_grading_distributed": 200,  # 288 with the tests ON_THEIR_OWN
+    "test_grading_pipeline": 347,  # 377 with test_attackers_change_nobody_else
+    "test_grading_pipeline::test_attackers_change_nobody_else": 30,
+    "test_grading_distributed": 165,  # 255 with the tests ON_THEIR_OWN (its local run: the class)
     "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli": 25,
     "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded": 25,
     "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class": 40,
@@ -103,10 +107,11 @@ DEFAULT_TEST_COST = 1.0
 #: never waits on the file lock while the other builds the book (test_book, which the scheduler
 #: hands out early, builds it).
 BOOK_MODULES = frozenset({"test_book_new_sections", "test_explorer_browser", "test_explorer_page"})
-#: Tests outside test_grading_pipeline that need the graded class from the start (`graded_class`:
-#: the first worker that asks grades it, the others wait on its file lock): handed out last too,
-#: so a worker waits on the class only when nothing else is left. test_grading_pipeline, handed
-#: out first, builds it; test_grading_distributed asks for it only after its own grading.
+#: Tests outside test_grading_pipeline's unit that need the graded class from the start
+#: (`graded_class`: the first worker that asks grades it, the others wait on its file lock):
+#: handed out last too, so a worker waits on the class only when nothing else is left.
+#: test_grading_pipeline's unit, handed out first, builds it; test_grading_distributed and
+#: test_attackers_change_nobody_else ask for it only after their own grading.
 CLASS_READERS = frozenset(
     {
         "test_statuses::test_grades_and_the_review_list_show_blank_and_broken",

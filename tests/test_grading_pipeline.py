@@ -318,8 +318,10 @@ def test_nothing_the_students_started_outlives_grading(graded_class):
 
 
 @pytest.mark.slow
-def test_attackers_change_nobody_else(graded, tmp_path):
-    """Students graded beside the attackers get exactly the rows they get alone."""
+def test_attackers_change_nobody_else(request, tmp_path):
+    """Students graded beside the attackers get exactly the rows they get alone (the class is
+    asked for once they are graded: under pytest-xdist it may still be in the making on another
+    worker, and this grading need not wait for it)."""
     from grading.pipeline import grade_folder
 
     fixture_students.load().write_all(tmp_path / "submissions", only=BYSTANDERS, assignments=CORE)
@@ -335,7 +337,7 @@ def test_attackers_change_nobody_else(graded, tmp_path):
                 if r["student_id"] in BYSTANDERS and r["assignment"] in CORE
             ]
 
-    assert rows(tmp_path / "out") == rows(graded[0])
+    assert rows(tmp_path / "out") == rows(request.getfixturevalue("graded")[0])
 
 
 @pytest.mark.slow
