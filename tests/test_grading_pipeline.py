@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The spec of every hidden test (grading/checks/): no line of it may reach a student.
 CHECKS_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "grading" / "checks").glob("*.py")))
 
-#: The assignments of the main class (`graded`); poisson_mixture has a class of its own.
+#: The assignments 1 and 2, whose parts EXPECTED lists (poisson_mixture: POISSON_EXPECTED below).
 CORE = fixture_students.load().CORE
 EM_PARTS = {  # grade_id suffix -> points
     "e_step_tests": 3,
