@@ -46,7 +46,8 @@ collapse: setup
 # pytest on every core (pytest-xdist) with one worker more than cores: the costly modules spend
 # part of their time waiting (on a Jupyter server, kernels, a Dask cluster, Chromium), and the
 # extra worker runs other tests meanwhile. The modules whose fixtures are costly each stay on one
-# worker, the costliest are handed out first, and the book is built once per run (a file lock):
+# worker, the costliest are handed out first, and the book and the graded class (every grading
+# test's students, tests/graded_class.py) are each built once per run (a file lock):
 # see tests/conftest.py. `make test TEST_WORKERS=2` sets the number of workers.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load

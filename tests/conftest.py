@@ -72,24 +72,28 @@ XDIST_MODULES = frozenset(
 )
 
 #: Tests of an XDIST_MODULES module that build no costly module-scoped fixture of their own
-#: (each starts its own cluster; the artefacts they share are made once per run under a file
-#: lock): each is a unit of its own, so they can run on the other worker meanwhile.
+#: (each starts its own cluster or grades students of its own; the artefacts they share, the
+#: graded class included, are made once per run under a file lock): each is a unit of its own,
+#: so they can run on another worker meanwhile.
 ON_THEIR_OWN = frozenset(
     {
         "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli",
         "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded",
         "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class",
+        "test_grading_pipeline::test_attackers_change_nobody_else",
     }
 )
 
 #: CPU seconds of the modules (or tests) that cost more than a few seconds, measured one module
 #: at a time (`pytest tests/<module>.py -n 0` in a cgroup of its own, 2 cores; test_book
-#: includes the book build). The scheduler hands out the costliest units first, so no costly
-#: module starts late and leaves the other worker idle at the end; a test not listed counts
-#: `DEFAULT_TEST_COST`. Only the order of the work depends on these numbers, never an outcome.
+#: includes the book build, test_grading_pipeline the graded class, ~325 of its 377). The
+#: scheduler hands out the costliest units first, so no costly module starts late and leaves
+#: the other worker idle at the end; a test not listed counts `DEFAULT_TEST_COST`. Only the
+#: order of the work depends on these numbers, never an outcome.
 COSTS = {
-    "test_grading_pipeline": 316,
-    "test_grading_distributed": 200,  # 288 with the tests ON_THEIR_OWN
+    "test_grading_pipeline": 347,  # 377 with test_attackers_change_nobody_else
+    "test_grading_pipeline::test_attackers_change_nobody_else": 30,
+    "test_grading_distributed": 165,  # 255 with the tests ON_THEIR_OWN (its local run: the class)
     "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli": 25,
     "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded": 25,
     "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class": 40,
@@ -103,6 +107,18 @@ DEFAULT_TEST_COST = 1.0
 #: never waits on the file lock while the other builds the book (test_book, which the scheduler
 #: hands out early, builds it).
 BOOK_MODULES = frozenset({"test_book_new_sections", "test_explorer_browser", "test_explorer_page"})
+#: Tests outside test_grading_pipeline's unit that need the graded class from the start
+#: (`graded_class`: the first worker that asks grades it, the others wait on its file lock):
+#: handed out last too, so a worker waits on the class only when nothing else is left.
+#: test_grading_pipeline's unit, handed out first, builds it; test_grading_distributed and
+#: test_attackers_change_nobody_else ask for it only after their own grading.
+CLASS_READERS = frozenset(
+    {
+        "test_statuses::test_grades_and_the_review_list_show_blank_and_broken",
+        "test_explore_in_notebooks::test_the_class_is_graded_as_it_deserves",
+        "test_explore_in_notebooks::test_the_feedback_shows_the_cell_and_the_note_not_an_error",
+    }
+)
 
 
 def _stem(nodeid: str) -> str:
@@ -120,7 +136,8 @@ if LoadScopeScheduling is not None:
     class _CostlyModulesTogether(LoadScopeScheduling):
         """xdist's ``--dist load``, except that each module of XDIST_MODULES is one unit of
         work (its fixtures are built once) and the units are handed out costliest first
-        (`COSTS`), the tests that read the built book last (`BOOK_MODULES`).
+        (`COSTS`), the tests that wait on the built book or the graded class last
+        (`BOOK_MODULES`, `CLASS_READERS`).
 
         pytest-xdist's own way, ``xdist_group`` marks with ``--dist loadgroup``, silently stops
         grouping under pytest 9.2 (pytest-xdist issue #1386: it renames node ids, which pytest
@@ -148,7 +165,7 @@ if LoadScopeScheduling is not None:
                     else:
                         share = COSTS.get(stem, DEFAULT_TEST_COST * tests[stem]) / tests[stem]
                         cost = COSTS.get(_name(scope), share)
-                    return stem in BOOK_MODULES, -cost
+                    return stem in BOOK_MODULES or _name(scope) in CLASS_READERS, -cost
 
                 units = sorted(self.workqueue.items(), key=order)  # stable: ties keep order
                 self.workqueue.clear()
@@ -214,6 +231,33 @@ def book_build(tmp_path_factory) -> subprocess.CompletedProcess:
         fields = ("args", "returncode", "stdout", "stderr")
         shared.write_text(json.dumps({name: getattr(build, name) for name in fields}))
         return build
+
+
+def once_per_run(tmp_path_factory, name: str, build, done: str) -> Path:
+    """The folder ``build(folder)`` made, once per test run: under pytest-xdist the tests that
+    need it may run on several workers, so the first builds it under a file lock in the run's
+    shared temporary folder and the others wait and read it (as `book_build`). ``done``: the
+    file ``build`` writes last; a folder without it (a build that failed) is built again."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / done).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def graded_class(tmp_path_factory):
+    """The run's one graded class (tests/graded_class.py): every fixture student, the
+    statuses' and the explorer's notebooks, every assignment, through gmm-grade's pipeline
+    once per test run; a `graded_class.Run`."""
+    import graded_class as gc
+
+    return gc.load(once_per_run(tmp_path_factory, "graded-class", gc.grade, gc.RUN_JSON))
 
 
 @pytest.fixture(scope="session")

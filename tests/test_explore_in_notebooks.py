@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import copy
 import csv
-import io
 from pathlib import Path
 
 import fixture_students
 import nbformat
 import pytest
+from graded_class import EXPLORER_CELL, explorer_notebook
+from graded_class import EXPLORER_CLASS as CLASS
 
 from grading.cells import grade_id, release_modules
 from grading.course import SOLUTIONS
@@ -31,11 +32,6 @@ from grading.display_only import (
 from grading.scan import proven, scan_cell
 
 FORBIDDEN = ("gmmlib", "sklearn")
-EXPLORER_CELL = """\
-from gmmlib.datasets import old_faithful
-from gmmlib.explore import explore
-
-explore(old_faithful(standardize=True), e_step=e_step, m_step=m_step, k=2)"""
 ACCEPTED = {
     "the notebook's cell": EXPLORER_CELL,
     "import gmmlib.explore": (
@@ -125,17 +121,6 @@ def test_neutralise_keeps_the_rest_of_a_mixed_line():
     assert namespace["s"] == "a\u2028b" and namespace["c"] == 1
 
 
-def explorer_notebook(answers: dict | None = None, cell: str = EXPLORER_CELL):
-    """The release notebook with the model answer (or ``answers``) and the explorer's cell
-    added, as a student would, after the M-step's tests."""
-    nb = fixture_students.load().build_notebook("em_by_hand", answers or {})
-    at = next(i for i, c in enumerate(nb.cells) if grade_id(c) == "em_by_hand_m_step_covariances")
-    added = nbformat.v4.new_code_cell(cell)
-    added.id = "student-explorer"
-    nb.cells.insert(at + 1, added)
-    return nb
-
-
 def test_the_feedback_run_sets_the_cell_aside_and_says_so():
     nb = explorer_notebook()
     original = copy.deepcopy(nb)
@@ -179,63 +164,19 @@ def test_a_course_cell_holding_the_explorer_is_set_aside_in_the_recheck(tmp_path
     assert all(v["passed"] for v in result["verdicts"].values()), result["verdicts"]
 
 
-#: student -> (answers, the explorer's cell or None, em_by_hand parts that must score 0, status)
-E_STEP = {"e_step_tests", "e_step_stability", "fit_em_tests", "fit_em_monotone"}
-CLASS = {
-    "explorer_model_answer": ({}, EXPLORER_CELL, set(), "ok"),
-    "explorer_through_globals": (
-        {
-            "em_by_hand_e_step": (
-                "from gmmlib.explore import explore\n\n\n"
-                "def e_step(X, weights, means, covariances):\n"
-                "    return explore.__globals__['em'].e_step(X, weights, means, covariances)"
-            )
-        },
-        EXPLORER_CELL,
-        E_STEP,
-        "flagged",
-    ),
-    "explorer_then_sys_modules": (
-        {
-            "em_by_hand_e_step": (
-                "import sys\n\nimport gmmlib.explore\n\n\n"
-                "def e_step(X, weights, means, covariances):\n"
-                "    return sys.modules['gmmlib.em'].e_step(X, weights, means, covariances)"
-            )
-        },
-        None,
-        E_STEP,
-        "flagged",
-    ),
-}
-
-
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """The small class above through the whole pipeline (`gmm-grade`'s grade_folder)."""
-    from grading.pipeline import grade_folder
-
-    tmp = tmp_path_factory.mktemp("explorer-class")
-    for student, (answers, cell, _, _) in CLASS.items():
-        nb = (
-            explorer_notebook(answers, cell)
-            if cell
-            else fixture_students.load().build_notebook("em_by_hand", answers)
-        )
-        path = tmp / "submissions" / student / "em_by_hand" / "em_by_hand.ipynb"
-        path.parent.mkdir(parents=True)
-        nbformat.write(nb, path)
-    out = tmp / "out"
-    grade_folder(
-        tmp / "submissions",
-        out,
-        assignments=("em_by_hand",),
-        progress=io.StringIO(),
-        copy_check=False,
-    )
-    with open(out / "grades.csv") as f:
-        grades = {r["student_id"]: r for r in csv.DictReader(f)}
-    return out, grades
+def graded(graded_class):
+    """The explorer's class (`graded_class.EXPLORER_CLASS`, assignment 1) in the test run's
+    graded class, through the whole pipeline (`gmm-grade`'s grade_folder):
+    (output folder, {student: em_by_hand's grades.csv row})."""
+    with open(graded_class.out / "grades.csv") as f:
+        grades = {
+            r["student_id"]: r
+            for r in csv.DictReader(f)
+            if r["student_id"] in CLASS and r["assignment"] == "em_by_hand"
+        }
+    assert set(grades) == set(CLASS)
+    return graded_class.out, grades
 
 
 @pytest.mark.slow

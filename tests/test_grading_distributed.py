@@ -4,9 +4,10 @@ One module-scoped `LocalCluster` (two worker processes under nannies, one thread
 in for a cluster of machines, and one cluster run grades a correct, a wrong and a hostile
 student. During that run the first worker process seen running a student's code in a sandbox
 is SIGKILLed (the test follows the tasks' "started" messages on a Dask queue and the worker's
-processes in /proc; never a sleep). The run's output is compared with a local run of the same
-students made in this session (never with numbers written here: the fixtures' scores belong to
-tests/test_grading_pipeline.py). The guards on every wait only stop a hung run.
+processes in /proc; never a sleep). The run's output is compared with the local run of the same
+students in this session's graded class (tests/graded_class.py), never with numbers written
+here: the fixtures' scores belong to tests/test_grading_pipeline.py. The guards on every wait
+only stop a hung run.
 """
 
 from __future__ import annotations
@@ -112,15 +113,25 @@ def _only(submissions: Path, students, dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_run(submissions, tmp_path_factory):
-    """The reference: every student graded by local processes (`grade_folder`'s default); made
-    once per run (`_once_per_run`), read only."""
-    from grading.pipeline import grade_folder
+def local_run(graded_class, submissions):
+    """The reference: the test run's graded class (tests/graded_class.py), every assignment
+    graded by local processes (`grade_folder`'s default), `STUDENTS` among its students with
+    the same notebooks as `submissions`; read only."""
+    for student in STUDENTS:
+        mine = _files(submissions / student)
+        assert mine == _files(graded_class.submissions / student), student
+    return graded_class.out
 
-    def grade(folder):
-        grade_folder(submissions, folder / "out", progress=io.StringIO())
 
-    return _once_per_run(tmp_path_factory, "local", grade) / "out"
+def _local_run(request) -> Path:
+    """`local_run`, asked for once the test has graded: the graded class may still be in the
+    making on another pytest-xdist worker, and the test's own grading need not wait for it."""
+    return request.getfixturevalue("local_run")
+
+
+def _files(folder: Path) -> dict:
+    """{file under ``folder``: its bytes}."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 #: grades.csv columns that say where and how the run graded (a cluster's differ by design).
@@ -430,7 +441,7 @@ def test_a_worker_whose_sandbox_probe_fails_refuses_to_grade(
 
 @pytest.mark.slow
 def test_a_refusing_worker_hands_its_students_to_the_others(
-    cluster, client, security, submissions, local_run, tmp_path
+    cluster, client, security, submissions, request, tmp_path
 ):
     """bubblewrap missing on one worker of two: that worker refuses (said once, naming it), its
     students are graded by the other, and the results are the local run's.
@@ -466,12 +477,12 @@ def test_a_refusing_worker_hands_its_students_to_the_others(
     starts = [queue.get(timeout=60) for _ in range(queue.qsize())]
     assert sorted(s["student"] for s in starts) == sorted(students)
     assert {s["worker"] for s in starts} <= set(others), starts
-    _same_as_local(out, local_run, students)
+    _same_as_local(out, _local_run(request), students)
     _once(out, students)
 
 
 @pytest.mark.slow
-def test_a_tls_cluster_grades_through_the_cli(submissions, local_run, tmp_path):
+def test_a_tls_cluster_grades_through_the_cli(submissions, request, tmp_path):
     """``gmm-grade --scheduler tls://... --tls-ca-file --tls-cert --tls-key`` against a cluster
     that speaks TLS only (a self-signed certificate, `distributed.Security.temporary`): the
     student is graded as in the local run."""
@@ -501,7 +512,7 @@ def test_a_tls_cluster_grades_through_the_cli(submissions, local_run, tmp_path):
             main([str(subs), "--out", str(out), "--scheduler", tls.scheduler_address, *options])
             == 0
         )
-    _same_as_local(out, local_run, ["reference"])
+    _same_as_local(out, _local_run(request), ["reference"])
 
 
 # ------------------------------------------------------------------------------------------
@@ -708,7 +719,7 @@ def _namespaces() -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace with a veth pair needs root")
 def test_a_worker_with_no_shared_files_or_network_grades_a_class(
-    network_namespace, submissions, local_run, tmp_path
+    network_namespace, submissions, request, tmp_path
 ):
     """The worker runs in a network namespace of its own (it reaches the scheduler over a veth
     pair, TLS) and a mount namespace whose /tmp is a fresh tmpfs: the submissions, the
@@ -771,7 +782,7 @@ def test_a_worker_with_no_shared_files_or_network_grades_a_class(
         finally:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-    _same_as_local(out, local_run, students)
+    _same_as_local(out, _local_run(request), students)
     _once(out, students)
 
 

@@ -1,9 +1,13 @@
 """The instructor's pipeline end to end on the fixture submissions (tests/fixtures/).
 
-One session-scoped run grades every fixture student (reference, valid variants, bugs, hostile
-submissions) with `grading.pipeline.grade_folder`, in parallel, exactly as `gmm-grade` does;
-the tests then read what an instructor reads: grades.csv, parts.csv, needs_review.csv,
-failures.txt and the feedback HTML.
+The test run's graded class (tests/graded_class.py, conftest.py's `graded_class`) grades every
+fixture student (reference, valid variants, bugs, hostile submissions) with
+`grading.pipeline.grade_folder`, in parallel, exactly as `gmm-grade` does, beside the students
+of tests/test_statuses.py and tests/test_explore_in_notebooks.py; the tests read what an
+instructor reads (grades.csv, parts.csv, needs_review.csv, failures.txt and the feedback HTML)
+for the students and assignments named here. Copy detection is on for the class (the
+poisson_mixture section below tests it); its review rows, status "copying", are the subject of
+tests/test_copying.py and that section, and the other tests here leave them out.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import fixture_students
 import nbformat
 import pytest
+from graded_class import EXPLORER_CLASS, hashes
 
 from grading.course import ASSIGNMENTS, SOLUTIONS, tool_env
 
@@ -32,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The spec of every hidden test (grading/checks/): no line of it may reach a student.
 CHECKS_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "grading" / "checks").glob("*.py")))
 
-#: The assignments of the main class (`graded`); poisson_mixture has a class of its own.
+#: The assignments 1 and 2, whose parts EXPECTED lists (poisson_mixture: POISSON_EXPECTED below).
 CORE = fixture_students.load().CORE
 EM_PARTS = {  # grade_id suffix -> points
     "e_step_tests": 3,
@@ -179,47 +184,24 @@ ATTACKERS = {student for student, _ in OBSERVED}
 BYSTANDERS = ("reference", "bug_naive_exp")
 
 
-def _hashes(folder: Path) -> dict:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="session")
-def listener():
-    """A TCP port on the grading machine's loopback that hostile_network tries to reach."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
-        server.setblocking(False)
-        yield server
-
-
-@pytest.fixture(scope="session")
-def graded(tmp_path_factory, listener):
-    """Grade every fixture student once: (output folder, progress text, wall seconds,
-    submissions before grading: {path: sha256})."""
-    tmp = tmp_path_factory.mktemp("grading")
+def graded(graded_class):
+    """The graded class: (output folder, progress text, wall seconds, submissions before
+    grading: {path: sha256})."""
     fixtures = fixture_students.load()
-    core = [s for s, (*_, handed_in) in fixtures.students().items() if set(handed_in) & set(CORE)]
-    students = fixtures.write_all(
-        tmp / "submissions", only=core, port=listener.getsockname()[1], assignments=CORE
-    )
-    assert set(students) == set(EXPECTED), "fixture students and EXPECTED disagree"
-    before = _hashes(tmp / "submissions")
-    progress = io.StringIO()
-    started = time.perf_counter()
-    from grading.pipeline import grade_folder  # imported here: collecting stays fast
+    core = {s for s, (*_, handed_in) in fixtures.students().items() if set(handed_in) & set(CORE)}
+    assert core == set(EXPECTED), "fixture students and EXPECTED disagree"
+    return graded_class.out, graded_class.progress, graded_class.seconds, graded_class.before
 
-    # Copy detection off: the fixture students are the model answer with one part changed, a
-    # class of copies (tests/test_copying.py tests the detection and its review rows).
-    # Assignments 1 and 2: assignment 3 has its own small class (`graded_poisson`).
-    grade_folder(
-        tmp / "submissions", tmp / "out", assignments=CORE, progress=progress, copy_check=False
-    )
-    return tmp / "out", progress.getvalue(), time.perf_counter() - started, before
+
+def _review_reasons(out: Path) -> dict:
+    """{(student, assignment): reasons} of needs_review.csv, copy detection's rows left out."""
+    with open(out / "needs_review.csv") as f:
+        return {
+            (r["student_id"], r["assignment"]): r["reasons"]
+            for r in csv.DictReader(f)
+            if r["status"] != "copying"
+        }
 
 
 @pytest.fixture(scope="session")
@@ -258,11 +240,11 @@ def test_scores_are_exactly_the_expected_ones(grades, student):
 
 @pytest.mark.slow
 def test_status_and_review_list(graded, grades):
-    out = graded[0]
-    with open(out / "needs_review.csv") as f:
-        reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
+    reasons = _review_reasons(graded[0])
     review = set(reasons)
-    for (student, assignment), row in grades.items():
+    ours = {(s, a): r for (s, a), r in grades.items() if s in EXPECTED and a in CORE}
+    assert len(ours) == len(EXPECTED) * len(CORE)
+    for (student, assignment), row in ours.items():
         want = STATUS.get((student, assignment), "ok")
         assert row["status"] == want, (
             f"{student}/{assignment}: status {row['status']}, expected {want}; "
@@ -282,8 +264,7 @@ def test_status_and_review_list(graded, grades):
 def test_the_sandbox_reports_what_it_stopped(graded):
     """Each attack is on the review list with what the sandbox saw (writes refused, paths not
     visible, connections blocked, processes left running, the process limit)."""
-    with open(graded[0] / "needs_review.csv") as f:
-        reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
+    reasons = _review_reasons(graded[0])
     for key, needle in OBSERVED.items():
         assert needle in reasons.get(key, ""), f"{key}: {needle!r} not in {reasons.get(key)!r}"
     with open(graded[0] / "grades.csv") as f:
@@ -295,7 +276,7 @@ def test_attacks_change_no_file_outside_the_attackers_folder(graded):
     """The submissions folder, every other student's copy and the course are byte-identical."""
     out, _, _, before = graded
     submissions = out.parent / "submissions"
-    assert _hashes(submissions) == before, "the submissions folder changed during grading"
+    assert hashes(submissions) == before, "the submissions folder changed"
     for name, digest in before.items():
         student = name.split("/")[0]
         copy = out / "work" / student / "submitted" / student / Path(name).relative_to(student)
@@ -307,18 +288,18 @@ def test_attacks_change_no_file_outside_the_attackers_folder(graded):
 
 
 @pytest.mark.slow
-def test_no_connection_reaches_the_grading_machine(graded, listener):
-    with pytest.raises(BlockingIOError):
-        listener.accept()
+def test_no_connection_reaches_the_grading_machine(graded_class):
+    """The loopback listener hostile_network tries had no connection queued once grading
+    ended (the class's builder accepted what was queued, without blocking)."""
+    assert graded_class.accepted == [], graded_class.accepted
 
 
 @pytest.mark.slow
-def test_nothing_the_students_started_outlives_grading(graded):
+def test_nothing_the_students_started_outlives_grading(graded_class):
     """No process of this run's sandbox uids is left. The run's block of 64 uids follows from
-    this process's pid (`sandbox_uid`), so other grading runs on the machine do not count."""
-    from grading.isolation import sandbox_uid
-
-    ours = range(sandbox_uid(0), sandbox_uid(0) + 64)
+    the grading process's pid (`sandbox_uid`; recorded by the class's builder, which may be
+    another pytest-xdist worker), so other grading runs on the machine do not count."""
+    ours = range(graded_class.first_uid, graded_class.first_uid + 64)
     alive = []
     for entry in Path("/proc").iterdir():
         try:
@@ -337,8 +318,10 @@ def test_nothing_the_students_started_outlives_grading(graded):
 
 
 @pytest.mark.slow
-def test_attackers_change_nobody_else(graded, tmp_path):
-    """Students graded beside the attackers get exactly the rows they get alone."""
+def test_attackers_change_nobody_else(request, tmp_path):
+    """Students graded beside the attackers get exactly the rows they get alone (the class is
+    asked for once they are graded: under pytest-xdist it may still be in the making on another
+    worker, and this grading need not wait for it)."""
     from grading.pipeline import grade_folder
 
     fixture_students.load().write_all(tmp_path / "submissions", only=BYSTANDERS, assignments=CORE)
@@ -348,9 +331,13 @@ def test_attackers_change_nobody_else(graded, tmp_path):
 
     def rows(out):
         with open(out / "parts.csv") as f:
-            return [r for r in csv.DictReader(f) if r["student_id"] in BYSTANDERS]
+            return [
+                r
+                for r in csv.DictReader(f)
+                if r["student_id"] in BYSTANDERS and r["assignment"] in CORE
+            ]
 
-    assert rows(tmp_path / "out") == rows(graded[0])
+    assert rows(tmp_path / "out") == rows(request.getfixturevalue("graded")[0])
 
 
 @pytest.mark.slow
@@ -509,9 +496,7 @@ def test_the_gradebook_is_out_of_reach(graded):
         (graded[0] / "feedback/hostile_reads_gradebook/em_by_hand/em_by_hand.html").read_text()
     )
     assert "BEGIN HIDDEN" not in page and "output withheld" not in page
-    with open(graded[0] / "needs_review.csv") as f:
-        reasons = {(r["student_id"], r["assignment"]): r["reasons"] for r in csv.DictReader(f)}
-    reason = reasons[("hostile_reads_gradebook", "em_by_hand")]
+    reason = _review_reasons(graded[0])[("hostile_reads_gradebook", "em_by_hand")]
     assert "the sandbox observed: re-check: listed " in reason
 
 
@@ -531,16 +516,19 @@ def test_feedback_reports_the_final_points(graded):
 @pytest.mark.slow
 def test_summary_progress_and_secrecy(graded):
     out, progress, *_ = graded
-    n = len(EXPECTED)
+    n = len(list((out.parent / "submissions").iterdir()))  # the whole class
+    assert n > len(EXPECTED)
     assert re.search(rf"\[\s*{n}/{n}\] \d+:\d\d elapsed", progress), progress[-2000:]
     assert "needs a human look" in progress
     failures = (out / "failures.txt").read_text()
     # blank and broken submissions are on the review list with their reason, not in failures.txt
+    # (the statuses' students of the class are blank or broken, or lose nothing; the explorer's
+    # lose what graded_class.EXPLORER_CLASS says)
     losers = sum(
         "e_step_tests" in lost_em
         for student, (lost_em, *_) in EXPECTED.items()
         if STATUS.get((student, "em_by_hand")) not in ("blank", "broken")
-    )
+    ) + sum("e_step_tests" in lost for _, _, lost, _ in EXPLORER_CLASS.values())
     assert f"em_by_hand_e_step_tests: {losers} submission(s) lost points" in failures, failures
     # The gradebook (it holds the hidden tests) lives in the output folder, never in the release.
     assert (out / "course" / "gradebook.db").exists()
@@ -678,7 +666,7 @@ class Formgrader:
 
 
 @pytest.mark.slow
-def test_marks_given_in_formgrader_reach_the_csv_and_the_feedback(graded, tmp_path):
+def test_marks_given_in_formgrader_reach_the_csv_and_the_feedback(graded, grades, tmp_path):
     """The instructor opens formgrader on OUT/course, grades a written answer and overrides one
     autograded part, then runs ``gmm-grade --update``: the CSVs and feedback pages follow."""
     from grading.cli import main
@@ -695,7 +683,10 @@ def test_marks_given_in_formgrader_reach_the_csv_and_the_feedback(graded, tmp_pa
                 server.get("/formgrader/api/submitted_notebooks/em_by_hand/em_by_hand")
             )
         }
-        assert len(notebooks) == len(EXPECTED), sorted(notebooks)
+        handed_in = {
+            s for (s, a), r in grades.items() if a == "em_by_hand" and r["status"] != "missing"
+        }
+        assert set(notebooks) == handed_in, sorted(notebooks)
         assert notebooks["reference"]["score"] == 14 and notebooks["reference"]["max_score"] == 16
         assert notebooks["reference"]["needs_manual_grade"], "the written answer awaits a human"
         for student, part, score in [
@@ -819,7 +810,7 @@ def test_stubs_fail_with_the_specs_message(parts):
 
 
 # ------------------------------------------------------------------------------------------
-# Assignment 3, poisson_mixture: a small class of its own, copy detection on
+# Assignment 3, poisson_mixture: the students who hand it in, copy detection on
 # ------------------------------------------------------------------------------------------
 
 POISSON_PARTS = {"e_step_tests": 3, "m_step_tests": 3, "log_likelihood_tests": 2}
@@ -834,21 +825,22 @@ POISSON_EXPECTED = {
 
 
 @pytest.fixture(scope="session")
-def graded_poisson(tmp_path_factory):
-    """The poisson_mixture class through the whole pipeline, copy detection included:
+def graded_poisson(graded_class):
+    """The poisson_mixture rows of the graded class (copy detection on):
     (output folder, {student: grades.csv row}, {student: needs_review.csv rows})."""
-    from grading.pipeline import grade_folder
-
-    tmp = tmp_path_factory.mktemp("poisson")
-    fixture_students.load().write_all(tmp / "submissions", only=set(POISSON_EXPECTED))
-    out = tmp / "out"
-    grade_folder(tmp / "submissions", out, assignments=("poisson_mixture",), progress=io.StringIO())
+    out = graded_class.out
     with open(out / "grades.csv") as f:
-        grades = {r["student_id"]: r for r in csv.DictReader(f)}
+        grades = {
+            r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == "poisson_mixture"
+        }
+    assert {s for s, r in grades.items() if r["status"] != "missing"} == {
+        s for s, (*_, status) in POISSON_EXPECTED.items() if status != "missing"
+    }, "the class's poisson_mixture submissions are not POISSON_EXPECTED's"
     review = {}
     with open(out / "needs_review.csv") as f:
         for r in csv.DictReader(f):
-            review.setdefault(r["student_id"], []).append(r)
+            if r["assignment"] == "poisson_mixture":
+                review.setdefault(r["student_id"], []).append(r)
     return out, grades, review
 
 
@@ -918,5 +910,9 @@ def test_poisson_feedback_and_gradebook(graded_poisson):
     export = course / "export.csv"
     _nbgrader(course, "export", "--to", str(export))
     with open(export) as f:
-        scores = {r["student_id"]: float(r["raw_score"]) for r in csv.DictReader(f)}
+        scores = {
+            r["student_id"]: float(r["raw_score"])
+            for r in csv.DictReader(f)
+            if r["assignment"] == "poisson_mixture"
+        }
     assert scores["reference"] == 8 and scores["poisson_rates_by_n"] == 5, scores

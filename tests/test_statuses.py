@@ -5,70 +5,28 @@ notebooks built from the release notebooks (exercises/): first through the real 
 from __future__ import annotations
 
 import csv
-import io
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
+from graded_class import (
+    ASSIGNMENT,
+    STATUSES,
+    no_answer_function,
+    one_answer_right,
+    release,
+    syntax_errors_everywhere,
+    written_answer_only,
+)
 
 from grading.classify import classify
-from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS
+from grading.course import ASSIGNMENTS, SOLUTIONS
 from grading.recheck import recheck_notebook
 from grading.records import Status
 from grading.worker import blank_answers, combine
 
-ASSIGNMENT = "em_by_hand"
-FUNCTIONS = ("e_step", "m_step", "log_likelihood", "fit_em")
-
-
-def _release():
-    return nbformat.read(EXERCISES / ASSIGNMENT / ASSIGNMENTS[ASSIGNMENT], as_version=4)
-
-
-def _answers(nb):
-    return [
-        c
-        for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
-    ]
-
-
-def syntax_errors_everywhere():
-    """Every answer cell with its ``def`` line missing the colon."""
-    nb = _release()
-    for cell in _answers(nb):
-        cell.source = cell.source.replace("):\n", ")\n", 1).replace(
-            "raise NotImplementedError()", "return 0"
-        )
-    return nb
-
-
-def no_answer_function():
-    """Code that runs, under names the tests do not call (``estep`` for ``e_step``)."""
-    nb = _release()
-    for cell in _answers(nb):
-        for name in FUNCTIONS:
-            cell.source = cell.source.replace(f"def {name}(", f"def {name.replace('_', '')}(")
-    return nb
-
-
-def one_answer_right():
-    """The model's e_step, every other answer a syntax error: something ran."""
-    nb = syntax_errors_everywhere()
-    source = nbformat.read(SOLUTIONS / ASSIGNMENT / ASSIGNMENTS[ASSIGNMENT], as_version=4)
-    model = next(c.source for c in _answers(source) if "def e_step(" in c.source)
-    next(c for c in _answers(nb) if "def e_step(" in c.source).source = model
-    return nb
-
-
-def written_answer_only():
-    """The release with its written answer filled in: not blank, and the stubs ran."""
-    nb = _release()
-    for cell in nb.cells:
-        if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
-            cell.source = "Far from every mean every density underflows to 0."
-    return nb
+_release = release
 
 
 def _classified(tmp_path, nb):
@@ -117,40 +75,58 @@ def test_a_flagged_submission_stays_flagged(tmp_path):
 
 
 @pytest.mark.slow
-def test_grades_and_the_review_list_show_blank_and_broken(tmp_path):
-    """A class of four through `gmm-grade`'s pipeline: the two new statuses in grades.csv, on
-    needs_review.csv with their reason in words, and not counted as failures of the tests."""
-    from grading.pipeline import grade_folder
-
-    submissions = tmp_path / "submissions"
-    model = nbformat.read(SOLUTIONS / ASSIGNMENT / ASSIGNMENTS[ASSIGNMENT], as_version=4)
-    for student, nb in {
-        "unchanged": _release(),
-        "syntax": syntax_errors_everywhere(),
-        "renamed": no_answer_function(),
-        "model": model,
-    }.items():
-        (submissions / student).mkdir(parents=True)
-        nbformat.write(nb, submissions / student / ASSIGNMENTS[ASSIGNMENT])
-    out = tmp_path / "out"
-    grade_folder(
-        submissions, out, assignments=(ASSIGNMENT,), progress=io.StringIO(), copy_check=False
-    )
-    grades = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
-    assert {s: r["status"] for s, r in grades.items()} == {
+def test_grades_and_the_review_list_show_blank_and_broken(graded_class):
+    """Four notebooks (`graded_class.STATUSES`) in the test run's graded class, through
+    `gmm-grade`'s pipeline: the two new statuses in grades.csv, on needs_review.csv with their
+    reason in words, and not counted as failures of the tests."""
+    out = graded_class.out
+    ours = set(STATUSES)
+    with open(out / "grades.csv") as f:
+        rows = list(csv.DictReader(f))
+    grades = {r["student_id"]: r for r in rows if r["assignment"] == ASSIGNMENT}
+    assert {s: grades[s]["status"] for s in ours} == {
         "unchanged": "blank",
         "syntax": "broken",
         "renamed": "broken",
         "model": "ok",
     }
     assert grades["unchanged"]["needs_review"] == "yes" and grades["model"]["needs_review"] == "no"
-    review = {r["student_id"]: r for r in csv.DictReader(open(out / "needs_review.csv"))}
+    with open(out / "needs_review.csv") as f:
+        review = {
+            r["student_id"]: r
+            for r in csv.DictReader(f)
+            if r["student_id"] in ours
+            and r["assignment"] == ASSIGNMENT
+            and r["status"] != "copying"  # copy detection's rows: tests/test_copying.py
+        }
     assert set(review) == {"unchanged", "syntax", "renamed"}
     assert review["unchanged"]["status"] == "blank"
     assert "the answer cells are the release's, unchanged" in review["unchanged"]["reasons"]
     assert "SyntaxError" in review["syntax"]["reasons"]
     assert "none of the functions the tests call" in review["renamed"]["reasons"]
-    assert Path(out / "failures.txt").read_text() == "", "blank and broken are no test's failure"
+    # blank and broken are no test's failure: failures.txt counts, for each part, the
+    # submissions that lost points on it, those of blank and broken submissions left out
+    status = {(r["student_id"], r["assignment"]): r["status"] for r in rows}
+    lost = {}
+    with open(out / "parts.csv") as f:
+        for p in csv.DictReader(f):
+            if p["kind"] == "auto" and p["points"] not in ("", "pending"):
+                if float(p["points"]) < float(p["max_points"]):
+                    lost.setdefault(p["grade_id"], set()).add((p["student_id"], p["assignment"]))
+    blank_or_broken = {("unchanged", ASSIGNMENT), ("syntax", ASSIGNMENT), ("renamed", ASSIGNMENT)}
+    assert all(any(k in keys for keys in lost.values()) for k in blank_or_broken), (
+        "the blank and broken notebooks lose points (else the count below proves nothing)"
+    )
+    counted = {
+        gid: sum(status[k] not in ("missing", "unreadable", "blank", "broken") for k in keys)
+        for gid, keys in lost.items()
+    }
+    failures = (out / "failures.txt").read_text()
+    written = {
+        line.split(": ", 1)[0]: int(line.split(": ", 1)[1].split(" ", 1)[0])
+        for line in failures.splitlines()
+    }
+    assert written == {gid: n for gid, n in counted.items() if n}, failures
     # The run's feedback pages load the MathJax the export copied beside them (grading.mathjax).
     page = out / "feedback" / "model" / ASSIGNMENT / (Path(ASSIGNMENTS[ASSIGNMENT]).stem + ".html")
     (src,) = re.findall(r'<script[^>]*\bsrc="([^"]+)"', page.read_text())
