@@ -12,14 +12,16 @@ machines). `join` (called by `grading.isolation.Limits.apply` in the child, befo
 a fresh group for the calling process under the grader's own group, writes the limits and moves
 the process in; the sandbox and all its descendants stay in it. A group outlives its last
 process as an empty folder: `sweep` removes those whose process is gone (called before each new
-group and at the end of a run; a group still holding processes is left alone, the kernel refuses
-to remove it). Without either, `available` returns None and the documented fallback applies
-(`grading.isolation`: a non-root uid with ``RLIMIT_NPROC``, ``RLIMIT_AS`` per process).
+group, at the end of a run and when a Dask worker closes), first killing what is still inside
+such a group: a sandbox orphaned by a grader that died at the wrong moment. Without either,
+`available` returns None and the documented fallback applies (`grading.isolation`: a non-root
+uid with ``RLIMIT_NPROC``, ``RLIMIT_AS`` per process).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,19 +134,40 @@ def join(host: Host, memory: int, nproc: int, pid: int | None = None) -> list[Pa
 
 
 def sweep(host: Host | None = None) -> int:
-    """Remove the sandboxes' groups whose process has gone and that hold none; return how many."""
+    """Remove the sandboxes' groups whose process has gone; return how many were removed.
+
+    A group is named after the sandbox's first process (bwrap, which ``--die-with-parent``
+    takes down with the grader). Anything still in a group whose first process is gone was
+    orphaned on the way (its grader died before the death signal was set up): killed here,
+    and its group removed by a later sweep, once it has exited."""
     host = host or available()
     removed = 0
     for parent in set((host.parents if host else {}).values()):
         for folder in parent.glob(f"{_prefix()}*"):  # groups of this PID namespace only
             pid = folder.name[len(_prefix()) :]
             if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                if kill_members(folder):
+                    continue
                 try:
                     folder.rmdir()
                     removed += 1
                 except OSError:  # processes still in it, or just removed by another sweep
                     pass
     return removed
+
+
+def kill_members(folder: Path) -> int:
+    """SIGKILL every process in the group at ``folder``; return how many there were."""
+    try:
+        members = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return 0
+    for member in members:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(members)
 
 
 def group(host: Host, controller: str, pid: int) -> Path:

@@ -12,9 +12,11 @@ run's ``python -m grading.worker`` process (one per worker thread) and sandbox. 
   refuses every task (`WorkerRefusedError`), its students go to the others, and the run stops
   with the error when no worker is left (``--no-sandbox`` skips the probe, knowingly).
 - **a worker killed**: the grading process (``setpriv --pdeathsig``) and its sandboxes
-  (``--die-with-parent``) die with it; the scheduler retries the task elsewhere, and one that took
-  down ``distributed.scheduler.allowed-failures`` + 1 workers is a ``KilledWorker``, a grader
-  error on the review list. A student's result is taken once.
+  (``--die-with-parent``; a kernel whose grader died as it started stops at once,
+  `grading.kernel.bind_to_grader`) die with it, and any sandbox left over is killed by the next
+  `grading.cgroups.sweep` on that machine; the scheduler retries the task elsewhere, and one
+  that took down ``distributed.scheduler.allowed-failures`` + 1 workers is a ``KilledWorker``,
+  a grader error on the review list. A student's result is taken once.
 - **the scheduler lost**: `SchedulerLostError`, saying how many were graded; their results are
   in ``OUT/journal.jsonl`` and ``gmm-grade SUBMISSIONS --resume`` grades the rest.
 
@@ -40,7 +42,7 @@ from pathlib import Path
 
 from distributed import Client, Queue, WorkerPlugin, as_completed, get_worker
 
-from grading import probe
+from grading import cgroups, probe
 from grading.isolation import SandboxUnavailableError
 from grading.journal import InterruptedRunError
 from grading.layout import Course, RunFolder
@@ -146,6 +148,7 @@ class GradingPlugin(WorkerPlugin):
     def teardown(self, worker):
         for grader in getattr(self, "graders", {}).values():
             grader.kill()
+        cgroups.sweep()  # a sandbox orphaned on the way (its grader died as it started)
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(getattr(self, "folder", ""), ignore_errors=True)

@@ -79,10 +79,10 @@ class Limits:
         --die-with-parent does: a grader killed mid-notebook (a lost Dask worker, a timeout)
         leaves no student process behind, with or without the sandbox.
         """
+        die_with_parent()  # first: the slower group set-up below widens no window
         host = cgroups.available() if self.per_sandbox else None
         if host is not None:
             cgroups.join(host, self.memory, self.nproc)
-        die_with_parent()
         resource.setrlimit(resource.RLIMIT_AS, (self.memory, self.memory))
         resource.setrlimit(resource.RLIMIT_CPU, (self.cpu, self.cpu + 5))
         resource.setrlimit(resource.RLIMIT_FSIZE, (self.fsize, self.fsize))
@@ -142,11 +142,23 @@ class Isolation:
         return self.uid if self.sandbox else None
 
 
-def die_with_parent() -> None:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL) on this process: SIGKILL when its parent exits."""
+class OrphanedError(RuntimeError):
+    """The process that started this one died before it could ask to die with it."""
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) on this process: SIGKILL when its parent exits.
+
+    A parent that died *before* the prctl sends nothing: this process was already handed to
+    init (or a subreaper), which never exits, and it would live on with no one to stop it.
+    ``parent``: the pid of the process that started this one; if it is no longer the parent
+    after the prctl, `OrphanedError` (the caller stops there).
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if parent is not None and os.getppid() != parent:
+        raise OrphanedError(f"the process that started this one (pid {parent}) is gone")
 
 
 def sandbox_uid(slot: int) -> int:

@@ -23,7 +23,15 @@ import os
 import sys
 from pathlib import Path
 
-from grading.isolation import CODE_ENV, KERNEL_CPU, Isolation, Sandbox, code_limits
+from grading.isolation import (
+    CODE_ENV,
+    KERNEL_CPU,
+    Isolation,
+    OrphanedError,
+    Sandbox,
+    code_limits,
+    die_with_parent,
+)
 
 #: Environment variable holding the current notebook's sandbox settings (`settings`).
 SETTINGS = "GMM_SANDBOX"
@@ -51,7 +59,24 @@ def write_kernelspec(jupyter_dir: Path) -> Path:
     return folder
 
 
+def bind_to_grader() -> None:
+    """Die with the grading process that started this kernel, or stop now if it is gone.
+
+    Done first, before anything is set up: the kernel's sandbox (bwrap, ``--die-with-parent``)
+    then inherits the death signal. The grading process may die between starting this process
+    and this call (a Dask worker killed, a worker stopped at teardown): the signal would never
+    come, and the kernel, a child of init, would run on for good. jupyter_client names the
+    starting process in ``$JPY_PARENT_PID``; a parent that is not that one means it is gone.
+    """
+    parent = os.environ.pop("JPY_PARENT_PID", None)
+    try:
+        die_with_parent(int(parent) if parent and parent.isdigit() else None)
+    except OrphanedError as error:
+        sys.exit(f"grading.kernel: not starting: {error}")
+
+
 def main(argv=None) -> None:
+    bind_to_grader()
     argv = sys.argv[1:] if argv is None else argv
     connection_file, extra = argv[0], argv[1:]
     given = json.loads(os.environ[SETTINGS])
@@ -63,7 +88,6 @@ def main(argv=None) -> None:
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
     if not isolation.sandbox:
         limits.apply()
-        os.environ.pop("JPY_PARENT_PID", None)
         os.execv(sys.executable, kernel)
     sandbox = Sandbox(
         scratch=Path(given["scratch"]),

@@ -330,6 +330,94 @@ def _is_below(pid: int, ancestors) -> bool:
     return False
 
 
+#: A grading process that dies as its kernel starts: it starts the kernel's launcher as
+#: jupyter_client does (its own session, ``$JPY_PARENT_PID``), prints its pid and exits. The
+#: launcher is held (``WAIT``) until its grading process is gone, then becomes
+#: ``python -m grading.kernel``: what a Dask worker killed at that moment leaves.
+_DYING_GRADER = r"""
+import os, subprocess, sys
+WAIT = "import os, sys, time\nwhile os.getppid() == int(sys.argv[1]): time.sleep(0.01)\n" \
+    "os.execv(sys.executable, [sys.executable, '-m', 'grading.kernel', sys.argv[2]])"
+env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()))
+with open(sys.argv[2], "wb") as log:
+    kernel = subprocess.Popen(
+        [sys.executable, "-c", WAIT, str(os.getpid()), sys.argv[1]],
+        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+    )
+print(kernel.pid, flush=True)
+"""
+
+
+def test_a_kernel_whose_grader_died_as_it_started_does_not_run(tmp_path):
+    """The grading process dies after starting a kernel's launcher and before the launcher asks
+    to die with it (`grading.kernel.bind_to_grader`): the launcher stops instead of starting
+    ipykernel (before the fix it ran on, a child of init, for good: the kernels found left in
+    a Dask worker's folder)."""
+    import subprocess
+    import sys
+
+    from grading.isolation import Isolation
+    from grading.kernel import SETTINGS, settings
+
+    scratch, log = tmp_path / "scratch", tmp_path / "kernel.log"
+    env = dict(os.environ, **{SETTINGS: settings(Isolation(sandbox=False), scratch, [])})
+    grader = subprocess.run(
+        [sys.executable, "-c", _DYING_GRADER, str(tmp_path / "kernel.json"), str(log)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(grader.stdout)
+    start = _stat(pid)[1]
+    try:
+        ran = _wait(
+            lambda: "ran" if "ipykernel" in _cmdline(pid) else not _alive(pid, start),
+            "the launcher to stop or start ipykernel",
+        )
+        assert ran is True, f"the kernel runs with no grader: {_cmdline(pid)}"
+    finally:
+        if _alive(pid, start):
+            os.kill(pid, signal.SIGKILL)
+    assert "grading.kernel: not starting" in log.read_text(), log.read_text()
+
+
+@pytest.mark.skipif(
+    __import__("grading.cgroups").cgroups.available() is None,
+    reason="no control groups this process may create",
+)
+def test_the_sweep_kills_what_a_sandbox_whose_first_process_is_gone_left():
+    """A sandbox's group whose first process (bwrap) has gone but still holds a process: the
+    sweep kills that process (an orphan of a grader that died at the wrong moment), and a later
+    sweep removes the group."""
+    import subprocess
+
+    from grading import cgroups
+
+    host = cgroups.available()
+    first = subprocess.Popen(["true"])
+    first.wait()  # the sandbox's first process, gone
+    left = subprocess.Popen(["sleep", "600"])
+    folders = sorted({cgroups.group(host, c, first.pid) for c in host.parents})
+    try:
+        for folder in folders:
+            folder.mkdir()
+            (folder / "cgroup.procs").write_text(str(left.pid))
+        cgroups.sweep(host)
+        left.terminate()  # a SIGKILL sent by the sweep came first and decides the status
+        assert left.wait() == -signal.SIGKILL, "the sweep left the process running"
+        cgroups.sweep(host)
+        assert not [f for f in folders if f.exists()], "the empty group was not removed"
+    finally:
+        left.kill()
+        left.wait()
+        for folder in folders:
+            if folder.exists():
+                _wait(lambda f=folder: not (f / "cgroup.procs").read_text().split(), "empty")
+                folder.rmdir()
+
+
 # ------------------------------------------------------------------------------------------
 # --resume after an interrupted run
 # ------------------------------------------------------------------------------------------
