@@ -72,14 +72,15 @@ class Limits:
     def apply(self) -> None:
         """Set the limits on this process (call in the child before exec: ``preexec_fn``).
 
-        Where the host offers control groups, the process first moves into a group of its own
-        with the memory, process and CPU limits (`grading.cgroups.join`; an error stops the
-        child: it never runs with less than it was promised). Also asks the kernel to kill
-        this process when its parent dies (PR_SET_PDEATHSIG, kept across exec), as bwrap's
-        --die-with-parent does: a grader killed mid-notebook (a lost Dask worker, a timeout)
-        leaves no student process behind, with or without the sandbox.
+        First asks the kernel to kill this process when its parent dies (PR_SET_PDEATHSIG,
+        kept across exec), as bwrap's --die-with-parent does: a grader killed mid-notebook (a
+        lost Dask worker, a timeout) leaves no student process behind, with or without the
+        sandbox (first: a parent dying before it is the one case the signal misses). Then,
+        where the host offers control groups, the process moves into a group of its own with
+        the memory, process and CPU limits (`grading.cgroups.join`; an error stops the child:
+        it never runs with less than it was promised).
         """
-        die_with_parent()  # first: the slower group set-up below widens no window
+        die_with_parent()
         host = cgroups.available() if self.per_sandbox else None
         if host is not None:
             cgroups.join(host, self.memory, self.nproc)

@@ -3,12 +3,14 @@
 The pipeline puts a kernel spec named "python3" first on JUPYTER_PATH whose command is
 ``python -m grading.kernel {connection_file}``; `grading.student_run` (and plain nbgrader, for
 an instructor) starts kernels by that name, so every student's notebook runs through `main`.
-That process is trusted code: it reads the current student's sandbox settings from
-``$GMM_SANDBOX`` (set by `grading.worker` for each notebook), prepares the student's scratch
-folder, sets the limits (`grading.isolation.Limits`) and replaces itself with bwrap running
-ipykernel as the sandbox's uid (`grading.isolation`). The kernel reads no file of the course
-(the notebook's code arrives as messages), and the assignment's blocked packages (gmmlib in the
-from-scratch assignment) are not even mounted.
+That process is trusted code: it first binds its life to the grading process that started it
+(`bind_to_grader`: no kernel outlives its grader, even one that died as the kernel started),
+then reads the current student's sandbox settings from ``$GMM_SANDBOX`` (set by
+`grading.worker` for each notebook), prepares the student's scratch folder, sets the limits
+(`grading.isolation.Limits`) and replaces itself with bwrap running ipykernel as the sandbox's
+uid (`grading.isolation`). The kernel reads no file of the course (the notebook's code arrives
+as messages), and the assignment's blocked packages (gmmlib in the from-scratch assignment) are
+not even mounted.
 
 The kernel talks to the grader over jupyter_client's IPC transport (Unix sockets next to the
 connection file, in the student's own runtime folder bound into the sandbox): a kernel in its
