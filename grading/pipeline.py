@@ -29,6 +29,7 @@ import json
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grading import copying, journal, probe
@@ -128,6 +129,11 @@ def grade_folder(
         if s not in kept
     ]
     results: dict[str, list] = dict(kept)
+    # Copy detection reads only the collected notebooks: it runs beside the grading, on the
+    # CPU time the workers leave while they wait on their kernels and sandboxes.
+    (run.root / copying.CSV_NAME).unlink(missing_ok=True)
+    copies = ThreadPoolExecutor(max_workers=1) if copy_check else None
+    report = copies.submit(copying.copy_report, run.root, students, assignments) if copies else None
     done = [0]
     log = journal.Journal(out, header, resume=resume)
 
@@ -166,14 +172,14 @@ def grade_folder(
     finally:
         log.close()
         sweep()
-    if copy_check:  # OUT/copying.csv and .html; export puts the matches on the review list
+        if copies is not None:
+            copies.shutdown(wait=True)
+    if report is not None:  # OUT/copying.csv and .html; export puts the matches on the review list
         try:
-            copying.copy_report(run.root, students, assignments)
+            report.result()
         except Exception as error:  # noqa: BLE001 - a report must not cost the class its grades
             (run.root / copying.CSV_NAME).unlink(missing_ok=True)
             notes["copying"] = f"copy detection failed: {type(error).__name__}: {error}"[:300]
-    else:
-        (run.root / copying.CSV_NAME).unlink(missing_ok=True)
     return finish(run, students, results, sources, problems, notes, t0, progress)
 
 

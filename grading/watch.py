@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import math
 import os
 import select
 import signal
@@ -146,6 +147,9 @@ class Budget:
 
     cpu: float
     asleep: float
+    #: A wall-clock backstop for a user that has one (the kernel's run, `grading.student_run`);
+    #: the re-check's steps have their own (`StepClock`).
+    wall: float = math.inf
 
 
 def allowance(left: float) -> float:
