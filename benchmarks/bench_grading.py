@@ -6,7 +6,10 @@
 Writes the copies into a temporary folder (tests/fixtures/make_submissions.py --copies), runs
 `grading.pipeline.grade_folder` on them and prints wall seconds in total and per submission
 (one submission = one student's notebook for one assignment), checking every copy got full
-marks. By default student code runs in the bubblewrap sandbox; ``--no-sandbox`` times the
+marks. Every copy is the course's model answer, so copy detection rightly lists each one for
+review (status "copying": the answer found in solutions/ and in every classmate's); the bench
+reports the review list's statuses and fails if any copy is missing from it or listed for
+another reason. By default student code runs in the bubblewrap sandbox; ``--no-sandbox`` times the
 pipeline without it, and ``--compare`` times both, one after the other, in the same run.
 ``--cluster WORKERS`` grades on a Dask `LocalCluster` of WORKERS processes with one thread each
 (``gmm-grade --scheduler``'s path: tasks, the worker plugin, files travelling as bytes) and
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +100,14 @@ def main(argv=None) -> int:
         for result in results:
             f.write(json.dumps(result) + "\n")
     print(json.dumps(results if args.compare else results[0], indent=1))
-    return 0 if all(r["full_marks"] == r["submissions"] for r in results) else 1
+    return 0 if all(as_expected(r) for r in results) else 1
+
+
+def as_expected(result: dict) -> bool:
+    """Every copy got full marks, and is on the review list for copying only (it is the model
+    answer, and the same as every classmate's)."""
+    copies = result["submissions"]
+    return result["full_marks"] == copies and result["review_statuses"] == {"copying": copies}
 
 
 #: The class of the capacity estimate: 10,000 students x 2 assignments in 15 minutes.
@@ -138,6 +149,20 @@ def tree_cpu_seconds(roots) -> float:
     return sum(stats[p][1] for p in inside) / os.sysconf("SC_CLK_TCK")
 
 
+def mean_seconds(graded: dict) -> dict:
+    """{assignment: {"kernel": s, "recheck": s}}: the mean wall seconds one submission spent in
+    the kernel's run (start included) and in the re-check, inside its worker."""
+    spent = {}
+    for results in graded.values():
+        for r in results:
+            for step, seconds in (r.get("seconds") or {}).items():
+                spent.setdefault(r["assignment"], {}).setdefault(step, []).append(seconds)
+    return {
+        a: {step: round(sum(v) / len(v), 2) for step, v in steps.items()}
+        for a, steps in spent.items()
+    }
+
+
 def run(
     students: int,
     assignments: tuple,
@@ -160,6 +185,7 @@ def run(
             check=True,
             capture_output=True,
         )
+        load = os.getloadavg()[0]  # other work on the machine (1-minute average) at the start
         started = time.perf_counter()
         summary = grade_folder(
             subs,
@@ -174,7 +200,9 @@ def run(
         seconds = time.perf_counter() - started
         with open(Path(tmp) / "out" / "grades.csv") as f:
             rows = list(csv.DictReader(f))
+        graded = json.loads((Path(tmp) / "out" / "results.json").read_text())["results"]
     full = sum(r["autograded"] == r["autograded_max"] and r["status"] == "ok" for r in rows)
+    statuses = Counter(r["status"] for r in summary["needs_review"])
     submissions = students * len(assignments)
     return {
         "students": students,
@@ -186,6 +214,10 @@ def run(
         "seconds_per_submission": round(seconds / submissions, 2),
         "full_marks": full,
         "needs_review": len(summary["needs_review"]),
+        "review_statuses": dict(sorted(statuses.items())),
+        "phases": summary.get("phases"),
+        "mean_seconds_in_a_worker": mean_seconds(graded),
+        "load_average_1min": [round(load, 1), round(os.getloadavg()[0], 1)],  # start, end
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 

@@ -34,10 +34,12 @@ import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import nbformat
-from copydetect import CodeFingerprint, compare_files
+import numpy as np
+from copydetect import CodeFingerprint
 from nbgrader.utils import is_solution
 
 from grading.codeunits import Unit, cell_id, code_units, notebook_units
@@ -71,6 +73,15 @@ def visible_documents(assignments, repo: Path = REPO, release: Path = EXERCISES)
     gmmlib's source (the student wheel ships all of it), the book's code cells and the files
     it includes, and the release notebooks' given cells (their answer cells are
     `boilerplate`)."""
+    documents = dict(_library_documents(repo))
+    for assignment in assignments:
+        documents |= _release_document(assignment, release)
+    return {label: units for label, units in documents.items() if units}
+
+
+def _library_documents(repo: Path = REPO) -> dict:
+    """{label: [units]} of gmmlib's source and the book's code: the same for every assignment,
+    so `copy_report` reads them once per run."""
     documents = {}
     for path in sorted((repo / "gmmlib").rglob("*.py")):
         label = str(path.relative_to(repo))
@@ -87,12 +98,16 @@ def visible_documents(assignments, repo: Path = REPO, release: Path = EXERCISES)
                 name = str(target.relative_to(repo)) if target.is_relative_to(repo) else include
                 if name not in documents:
                     documents[name] = code_units(target.read_text(), name, name)
-    for assignment in assignments:
-        path = release / assignment / ASSIGNMENTS[assignment]
-        if path.is_file():
-            label = f"{path.relative_to(release.parent)} (release)"
-            documents[label] = _notebook_cells(path, label, answers=False)
-    return {label: units for label, units in documents.items() if units}
+    return documents
+
+
+def _release_document(assignment: str, release: Path = EXERCISES) -> dict:
+    """{label: [units]} of one release notebook's given cells (empty if it is missing)."""
+    path = release / assignment / ASSIGNMENTS[assignment]
+    if not path.is_file():
+        return {}
+    label = f"{path.relative_to(release.parent)} (release)"
+    return {label: _notebook_cells(path, label, answers=False)}
 
 
 def model_answers(assignments, solutions: Path = SOLUTIONS) -> dict:
@@ -148,10 +163,20 @@ def judged(unit: Unit) -> bool:
 
 
 def share(part: CodeFingerprint, whole: CodeFingerprint) -> float:
-    """Share of ``part``'s fingerprinted code whose fingerprints occur in ``whole``."""
-    if not part.hashes & whole.hashes:
+    """Share of ``part``'s fingerprinted code whose fingerprints occur in ``whole``.
+
+    The number copydetect's ``compare_files(part, whole)[1][0]`` gives (tests/test_copying.py
+    holds them equal), computed from ``part``'s side only: the characters covered by the
+    k-grams of ``part`` whose hash ``whole`` holds, over ``part``'s token coverage. It is
+    called for every pair of classmates, and ``compare_files`` also builds the other side's
+    slices and an array per shared hash (most of a class's copy-detection time)."""
+    common = part.hashes & whole.hashes
+    if not common or not part.filtered_code:
         return 0.0
-    return float(compare_files(part, whole)[1][0])
+    at = np.unique(np.fromiter(chain.from_iterable(part.hash_idx[h] for h in common), int))
+    # Union of the windows [i, i + k): each start adds up to k characters before the next one.
+    covered = int(np.minimum(np.diff(at), part.k).sum()) + part.k
+    return covered / float(part.token_coverage)
 
 
 def score(unit_text: str, document_text: str, boilerplate_hashes=()) -> float:
@@ -177,13 +202,37 @@ class Match:
     other_units: tuple  # the other document's functions that share code with them
 
 
-def _shared(units, fp_of, other_units, least=0.5) -> tuple[tuple, tuple]:
+class _Prints:
+    """Fingerprints by text and shares by pair, each computed once per `compare`: a ring of
+    identical answers costs one fingerprint and one comparison, not one per pair."""
+
+    def __init__(self, bp):
+        self.bp, self.by_text, self.shares = list(bp), {}, {}
+
+    def of(self, text: str) -> CodeFingerprint:
+        if text not in self.by_text:
+            self.by_text[text] = _fingerprint(text, self.bp)
+        return self.by_text[text]
+
+    def document(self, units: list[Unit]) -> tuple[CodeFingerprint, list]:
+        kept = [u for u in units if judged(u)]
+        return self.of("\n".join(u.normalised for u in kept)), kept
+
+    def share(self, part: CodeFingerprint, whole: CodeFingerprint) -> float:
+        key = (id(part), id(whole))  # both held in by_text while this object lives
+        if key not in self.shares:
+            self.shares[key] = share(part, whole)
+        return self.shares[key]
+
+
+def _shared(units, prints: _Prints, doc, other_units, least=0.5) -> tuple[tuple, tuple]:
     """The functions of each side that share fingerprints (at least ``least`` of the
-    student's function is found in the other's)."""
-    mine = tuple(u for u in units if share(fp_of[u], fp_of["doc"]) >= least) or tuple(units)
-    hashes = set().union(*(fp_of[u].hashes for u in mine))
+    student's function is found in the other's document ``doc``)."""
+    fp = {u: prints.of(u.normalised) for u in (*units, *other_units)}
+    mine = tuple(u for u in units if prints.share(fp[u], doc) >= least) or tuple(units)
+    hashes = set().union(*(fp[u].hashes for u in mine))
     theirs = sorted(
-        ((len(hashes & fp_of[u].hashes), i) for i, u in enumerate(other_units)),
+        ((len(hashes & fp[u].hashes), i) for i, u in enumerate(other_units)),
         reverse=True,
     )
     return mine, tuple(other_units[i] for n, i in theirs[:6] if n)
@@ -199,17 +248,10 @@ def compare(answers: dict, visible: dict, boilerplate_hashes=(), models=None) ->
     classmate or a model answer, the whole answer reaches `ANSWER_CLASSMATE` (short functions
     written independently can match another answer almost entirely; whole answers do not).
     """
-    bp = list(boilerplate_hashes)
-    fps = {}
-
-    def fp(unit):
-        if unit not in fps:
-            fps[unit] = _fingerprint(unit.normalised, bp)
-        return fps[unit]
-
-    docs = {("visible", label): _document(us, bp) for label, us in visible.items()}
-    docs |= {("model", label): _document(us, bp) for label, us in (models or {}).items()}
-    docs |= {("student", s): _document(us, bp) for s, us in answers.items()}
+    prints = _Prints(boilerplate_hashes)
+    docs = {("visible", label): prints.document(us) for label, us in visible.items()}
+    docs |= {("model", label): prints.document(us) for label, us in (models or {}).items()}
+    docs |= {("student", s): prints.document(us) for s, us in answers.items()}
     found = {}
     for student in sorted(answers):
         answer, kept = docs[("student", student)]
@@ -218,9 +260,12 @@ def compare(answers: dict, visible: dict, boilerplate_hashes=(), models=None) ->
         for (kind, label), (doc, doc_units) in docs.items():
             if label == student or not answer.hashes & doc.hashes:
                 continue
-            whole = share(answer, doc)
+            whole = prints.share(answer, doc)
             if kind == "visible":
-                best, unit = max(((share(fp(u), doc), u) for u in kept), key=lambda p: p[0])
+                best, unit = max(
+                    ((prints.share(prints.of(u.normalised), doc), u) for u in kept),
+                    key=lambda p: p[0],
+                )
                 if whole < ANSWER_VISIBLE and best < FUNCTION_VISIBLE:
                     continue
                 scope, value = ("answer", whole) if whole >= ANSWER_VISIBLE else (unit.name, best)
@@ -228,8 +273,7 @@ def compare(answers: dict, visible: dict, boilerplate_hashes=(), models=None) ->
                 scope, value = "answer", whole
             else:
                 continue
-            lookup = {u: fp(u) for u in kept + doc_units} | {"doc": doc}
-            mine, theirs = _shared(kept, lookup, doc_units)
+            mine, theirs = _shared(kept, prints, doc, doc_units)
             found[(student, label)] = Match(student, value, scope, label, mine, theirs)
     for (student, other), m in list(found.items()):  # a shared pair: both on the list
         if other in answers and other != student and (other, student) not in found:
@@ -257,13 +301,15 @@ def copy_report(
     other; write ``OUT/copying.csv`` and ``OUT/copying.html``; return the CSV's rows."""
     out = Path(out)
     rows, sections = [], []
+    library = _library_documents(repo)
     for assignment in assignments:
         answers = {
             student: notebook_units(Path(found[assignment]), student)
             for student, found in sorted(submissions.items())
             if found.get(assignment)
         }
-        visible = visible_documents([assignment], repo, release)
+        visible = library | _release_document(assignment, release)
+        visible = {label: units for label, units in visible.items() if units}
         models = model_answers([assignment], solutions)
         for m in compare(answers, visible, boilerplate([assignment], release), models):
             rows.append(

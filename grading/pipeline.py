@@ -29,6 +29,7 @@ import json
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grading import copying, journal, probe
@@ -128,6 +129,13 @@ def grade_folder(
         if s not in kept
     ]
     results: dict[str, list] = dict(kept)
+    # Copy detection reads only the collected notebooks: it runs beside the grading, on the
+    # CPU time the workers leave while they wait on their kernels and sandboxes.
+    (run.root / copying.CSV_NAME).unlink(missing_ok=True)
+    copies = ThreadPoolExecutor(max_workers=1) if copy_check else None
+    t_grade = time.monotonic()
+    phases = {"prepare_and_collect": t_grade - t0}
+    report = copies.submit(_copy_report, run, students, assignments, phases) if copies else None
     done = [0]
     log = journal.Journal(out, header, resume=resume)
 
@@ -166,15 +174,25 @@ def grade_folder(
     finally:
         log.close()
         sweep()
-    if copy_check:  # OUT/copying.csv and .html; export puts the matches on the review list
+        phases["grade"] = time.monotonic() - t_grade
+        if copies is not None:
+            copies.shutdown(wait=True)
+        phases["copy_detection_after_grading"] = time.monotonic() - t_grade - phases["grade"]
+    if report is not None:  # OUT/copying.csv and .html; export puts the matches on the review list
         try:
-            copying.copy_report(run.root, students, assignments)
+            report.result()
         except Exception as error:  # noqa: BLE001 - a report must not cost the class its grades
             (run.root / copying.CSV_NAME).unlink(missing_ok=True)
             notes["copying"] = f"copy detection failed: {type(error).__name__}: {error}"[:300]
-    else:
-        (run.root / copying.CSV_NAME).unlink(missing_ok=True)
+    notes["phases"] = phases  # seconds of each step; finish adds "export"; summary.json shows them
     return finish(run, students, results, sources, problems, notes, t0, progress)
+
+
+def _copy_report(run: RunFolder, students: dict, assignments, phases: dict) -> None:
+    """`copying.copy_report` for the run, its seconds in ``phases["copy_detection"]``."""
+    started = time.monotonic()
+    copying.copy_report(run.root, students, assignments)
+    phases["copy_detection"] = time.monotonic() - started
 
 
 def check_transport(scheduler: str | None, insecure: bool) -> str:
@@ -211,6 +229,7 @@ def _result(job: dict, ok: bool, note: str) -> list:
 
 def finish(run, students, results, sources, problems, notes, t0, progress) -> dict:
     """Write the run's record, the class gradebook, the CSVs and the summary."""
+    t_finish = time.monotonic()
     write_json(
         run.results,
         {
@@ -229,6 +248,9 @@ def finish(run, students, results, sources, problems, notes, t0, progress) -> di
     except Exception as error:  # noqa: BLE001 - the CSVs are written first, then it is raised
         failed = error
     rows = export(run.root, students, results, sources, problems, notes)
+    if "phases" in notes:
+        notes["phases"]["export"] = time.monotonic() - t_finish
+        notes["phases"] = {k: round(v, 1) for k, v in notes["phases"].items()}
     summary = {
         "students": len(students),
         "seconds": round(time.monotonic() - t0, 1),

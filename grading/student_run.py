@@ -24,7 +24,7 @@ import math
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
@@ -43,7 +43,7 @@ from grading.cells import (
     summary_cell_id,
 )
 from grading.course import ASSIGNMENTS, EXERCISES
-from grading.watch import Meter, descendants, kill_all, survivors
+from grading.watch import Budget, Meter, descendants, kill_all, survivors
 
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
 CELL_OUTPUT_BYTES = 100_000
@@ -57,13 +57,10 @@ WALL_BACKSTOP = 120.0
 GRACE = 2.0
 
 
-@dataclass
-class Budget:
-    """What the rest of a notebook's run may still spend (see `CappedClient`)."""
-
-    cpu: float = CPU_BUDGET
-    asleep: float = ASLEEP_BUDGET
-    wall: float = WALL_BACKSTOP
+def notebook_budget(**changes) -> Budget:
+    """What a notebook's run may spend (`CPU_BUDGET`, `ASLEEP_BUDGET`, `WALL_BACKSTOP`; see
+    `CappedClient`), with ``changes`` (``cpu=3.0``) made."""
+    return replace(Budget(CPU_BUDGET, ASLEEP_BUDGET, WALL_BACKSTOP), **changes)
 
 
 #: Seconds a kernel may take to start on a loaded machine, and the margin over the budget
@@ -317,7 +314,9 @@ def run_notebook(
     for attempt in range(1, attempts + 1):
         report = RunReport()
         work = copy.deepcopy(nb)
-        limits = copy.copy(budget) if budget is not None else Budget()
+        limits = copy.copy(budget) if budget is not None else notebook_budget()
+        if not math.isfinite(limits.wall):  # a re-check's budget: the run's own backstop
+            limits.wall = WALL_BACKSTOP
         client = CappedClient(
             work,
             limits,

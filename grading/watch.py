@@ -10,6 +10,7 @@ kernel) and `grading.recheck` (the re-check's child) both use it.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -141,6 +142,9 @@ class Budget:
 
     cpu: float
     asleep: float
+    #: A wall-clock backstop for a user that has one (the kernel's run, `grading.student_run`);
+    #: the re-check's steps have their own (`StepClock`).
+    wall: float = math.inf
 
 
 def allowance(left: float) -> float:

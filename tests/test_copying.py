@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from copydetect import compare_files
 
 from gmmlib import em
 from grading import copying
@@ -130,6 +131,25 @@ def test_the_honest_class_is_not_flagged():
     models = copying.model_answers(["em_by_hand"])
     found = copying.compare(honest, visible(), boilerplate(), models)
     assert found == [], [(m.student, m.scope, round(m.score, 2), m.other) for m in found]
+
+
+def test_share_is_copydetects_own_number():
+    """`copying.share` (computed from one side, for speed) gives what copydetect's
+    ``compare_files`` gives, on every pair of an honest answer's functions, whole answers,
+    disguised copies and the visible files, boilerplate removed."""
+    bp = boilerplate()
+    texts = [u.normalised for us in honest_class().values() for u in us if copying.judged(u)]
+    texts += [copying._document(us, bp)[0].raw_code for us in honest_class().values()]
+    texts += [copying._document(us, bp)[0].raw_code for us in visible().values()][:6]
+    texts.append(normalise(disguise.disguise(VALID[0].read_text())))
+    prints = [copying._fingerprint(t, bp) for t in texts]
+    checked = 0
+    for part in prints:
+        for whole in prints:
+            expected = float(compare_files(part, whole)[1][0]) if part.hashes & whole.hashes else 0
+            assert copying.share(part, whole) == pytest.approx(expected, abs=1e-12)
+            checked += 0 < expected < 1
+    assert checked > 20  # partial overlaps were compared, not only 0 and 1
 
 
 def _notebook(code: str, folder: Path, student: str) -> Path:

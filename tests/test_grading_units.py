@@ -15,7 +15,12 @@ from grading.feedback import hidden_lines, redact, render_html
 from grading.recheck import recheck_notebook
 from grading.records import Status
 from grading.scan import proven, reads_hidden_tests, scan_cell
-from grading.student_run import CELL_OUTPUT_BYTES, Budget, run_notebook, visible_notebook
+from grading.student_run import (
+    CELL_OUTPUT_BYTES,
+    notebook_budget,
+    run_notebook,
+    visible_notebook,
+)
 from grading.worker import combine, submission_status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -440,7 +445,7 @@ def test_the_students_run_caps_output_and_time(tmp_path, monkeypatch):
             "print('never')",
         ]
     )
-    executed, report = run_notebook(nb, tmp_path / "kernel.log", None, Budget(cpu=3.0))
+    executed, report = run_notebook(nb, tmp_path / "kernel.log", None, notebook_budget(cpu=3.0))
     first, _, loop, last = executed.cells
     text = "".join(o.get("text", "") for o in first.outputs)
     assert text.count("x") == CELL_OUTPUT_BYTES and "output truncated" in text
