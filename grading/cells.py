@@ -5,6 +5,7 @@ shipped next to each notebook) as the grader hands them to a kernel."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -93,3 +94,12 @@ def strip_magics(source: str) -> tuple[str, list[str]]:
         else:
             kept.append(line)
     return "\n".join(kept), magics
+
+
+def parse_cell(source: str) -> ast.Module | None:
+    """A cell's code with its magics removed (`strip_magics`), parsed; None if it does not
+    parse: a syntax error is graded as what it is, the cell fails everywhere."""
+    try:
+        return ast.parse(strip_magics(source)[0])
+    except (SyntaxError, ValueError):  # ValueError: a null byte in the source
+        return None

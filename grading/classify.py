@@ -18,7 +18,7 @@ import ast
 
 from nbgrader.utils import is_solution
 
-from grading.cells import grade_id, strip_magics
+from grading.cells import grade_id, parse_cell
 from grading.checks import spec
 from grading.recheck import notebook_steps
 from grading.records import Status
@@ -43,12 +43,9 @@ def is_blank(submitted, release, source) -> bool:
 def _bound_names(code: str) -> set[str]:
     """Top-level names a cell binds (functions, classes, assignments, imports); none if it does
     not parse."""
-    try:
-        tree = ast.parse(strip_magics(code)[0])
-    except (SyntaxError, ValueError):
-        return set()
+    tree = parse_cell(code)
     names = set()
-    for node in tree.body:
+    for node in tree.body if tree is not None else ():
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
         elif isinstance(node, ast.Import | ast.ImportFrom):

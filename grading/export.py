@@ -21,6 +21,7 @@ from pathlib import Path
 from grading import copying, mathjax
 from grading.collect import Problem, shown
 from grading.layout import graded_cells, missing
+from grading.records import Status
 
 GRADES_HEADER = [
     "student_id",
@@ -147,7 +148,11 @@ def _part_row(student, assignment, p) -> list:
 
 
 def needs_review(r) -> bool:
-    return bool(r.get("flags")) or r["status"] != "ok"
+    return bool(r.get("flags")) or r["status"] != Status.OK
+
+
+#: Statuses of notebooks with no answer to judge: their parts are not counted in failures.txt.
+NOT_ANSWERED = (Status.MISSING, Status.UNREADABLE, Status.BLANK, Status.BROKEN)
 
 
 def _lost_points(r, p) -> bool:
@@ -155,7 +160,7 @@ def _lost_points(r, p) -> bool:
         p["kind"] == "auto"
         and p["points"] is not None
         and p["points"] < p["max_points"]
-        and r["status"] not in ("missing", "unreadable", "blank", "broken")
+        and r["status"] not in NOT_ANSWERED
     )
 
 
@@ -177,14 +182,14 @@ def export(out, students, results, sources, problems, notes=None) -> dict:
     for student in sorted(students):
         for assignment in sources:
             r = by_key.get((student, assignment))
-            if r is None or r["status"] in ("missing", "unreadable"):
+            if r is None or r["status"] in (Status.MISSING, Status.UNREADABLE):
                 problem = why.get((student, assignment)) or why.get((student, ""))
                 r = missing(
                     student,
                     assignment,
                     sources[assignment],
                     problem.reason if problem else "",
-                    problem.status if problem else "missing",
+                    problem.status if problem else Status.MISSING,
                 )
             parts = {p["grade_id"]: p for p in r["parts"]}
             grade_rows.append(

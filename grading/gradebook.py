@@ -21,6 +21,7 @@ from nbgrader.utils import parse_utc
 
 from grading.course import ASSIGNMENTS, db_url
 from grading.layout import Course
+from grading.records import Status
 
 
 def empty_copy(course: Path, dest: Path) -> Path:
@@ -36,7 +37,10 @@ def empty_copy(course: Path, dest: Path) -> Path:
 
 def was_graded(result: dict) -> bool:
     """Whether a result has graded parts (not a missing notebook nor a grader failure)."""
-    return bool(result.get("parts")) and result.get("status") not in ("missing", "grader-error")
+    return bool(result.get("parts")) and result.get("status") not in (
+        Status.MISSING,
+        Status.GRADER_ERROR,
+    )
 
 
 def _place_notebooks(course: Path, work: Path, student: str, assignment: str) -> str | None:

@@ -23,7 +23,7 @@ from traitlets.config import Config
 from grading.cells import grade_id, summary_cell_id  # noqa: F401 - summary_cell_id imported from here too
 from grading.course import ASSIGNMENTS, configure
 from grading.feedback import hidden_lines
-from grading.records import Part
+from grading.records import Part, Result, Status
 
 
 @functools.cache
@@ -133,11 +133,10 @@ def kind(cell) -> str:
     return "manual" if is_solution(cell) else "auto"
 
 
-def unsubmitted(source_nb) -> list[dict]:
+def unsubmitted(source_nb) -> list[Part]:
     """Every part of a notebook the student did not hand in: 0 points each."""
     return [
-        Part(g, p, k, points=0.0, message="not submitted").to_dict()
-        for g, p, k in graded_cells(source_nb)
+        Part(g, p, k, points=0.0, message="not submitted") for g, p, k in graded_cells(source_nb)
     ]
 
 
@@ -151,19 +150,15 @@ def printable(text: str) -> str:
 
 
 def missing(
-    student: str, assignment: str, source_nb, why: str = "", status: str = "missing"
+    student: str, assignment: str, source_nb, why: str = "", status: str = Status.MISSING
 ) -> dict:
     """The result of an assignment not handed in (status "missing"), or handed in but not
     readable (status "unreadable"); ``why`` is what the student's folder held instead, when the
     collection step knows."""
-    first = "no notebook submitted" if status == "missing" else "notebook not graded"
-    return {
-        "student": student,
-        "assignment": assignment,
-        "status": status,
-        "flags": [first + (f" ({why})" if why else "")],
-        "parts": unsubmitted(source_nb),
-    }
+    first = "no notebook submitted" if status == Status.MISSING else "notebook not graded"
+    flags = [first + (f" ({why})" if why else "")]
+    result = Result(student, assignment, Status(status), unsubmitted(source_nb), flags)
+    return result.to_dict()
 
 
 _SECRET = {}

@@ -34,7 +34,7 @@ from nbgrader.utils import is_grade, is_solution
 
 import gmmlib
 from grading import checks as checks_module
-from grading.cells import grade_id, module_loader_source, release_modules
+from grading.cells import grade_id, module_loader_source, parse_cell, release_modules
 from grading.display_only import display_bindings, neutralise
 from grading.isolation import (
     CODE_ENV,
@@ -98,11 +98,8 @@ def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNo
 
 def _modules(source: str) -> set[str]:
     """The modules a cell imports (absolute imports only)."""
-    try:
-        tree = ast.parse(strip_magics(source)[0])
-    except SyntaxError:
-        return set()
-    nodes = list(ast.walk(tree))
+    tree = parse_cell(source)
+    nodes = list(ast.walk(tree)) if tree is not None else []
     found = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
     return found | {n.module for n in nodes if isinstance(n, ast.ImportFrom) and not n.level}
 

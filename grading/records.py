@@ -21,6 +21,7 @@ class Status(StrEnum):
     KERNEL_DIED = "kernel-died"  # the feedback run's kernel died (no effect on points)
     KERNEL_ERROR = "kernel-error"  # the kernel did not start: the grading machine's problem
     MISSING = "missing"
+    UNREADABLE = "unreadable"  # handed in, not a notebook the grader reads (grading.collect)
     BROKEN = "broken"  # nothing ran: no function the tests call was defined (grading.classify)
     BLANK = "blank"  # the release handed back unchanged: nothing answered (grading.classify)
     GRADER_ERROR = "grader-error"

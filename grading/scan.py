@@ -30,7 +30,7 @@ from __future__ import annotations
 import ast
 import re
 
-from grading.cells import strip_magics
+from grading.cells import parse_cell, strip_magics
 from grading.display_only import display_bindings, display_statements, misuses
 
 #: Modules whose import alone means the code reaches into the interpreter or the kernel.
@@ -158,12 +158,9 @@ def _stored(target):
 
 def imported_names(source: str) -> set[str]:
     """Names a cell binds to imported modules (``np`` for ``import numpy as np``)."""
-    try:
-        tree = ast.parse(strip_magics(source)[0])
-    except SyntaxError:
-        return set()
+    tree = parse_cell(source)
     names = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Import):
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
