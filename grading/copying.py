@@ -67,13 +67,15 @@ _BOOK_CODE = re.compile(r"^```+\s*(?:\{code-cell\}[^\n]*|python|ipython3?)\n(.*?
 _LITERALINCLUDE = re.compile(r"^```+\s*\{literalinclude\}\s+(\S+)", re.M)
 
 
-def visible_documents(assignments, repo: Path = REPO, release: Path = EXERCISES) -> dict:
+def visible_documents(
+    assignments, repo: Path = REPO, release: Path = EXERCISES, library: dict | None = None
+) -> dict:
     """{label: [units]}: every file of code the students can read, one document per file.
 
     gmmlib's source (the student wheel ships all of it), the book's code cells and the files
-    it includes, and the release notebooks' given cells (their answer cells are
-    `boilerplate`)."""
-    documents = dict(_library_documents(repo))
+    it includes (``library``, if `_library_documents` was read already), and the release
+    notebooks' given cells (their answer cells are `boilerplate`)."""
+    documents = dict(_library_documents(repo) if library is None else library)
     for assignment in assignments:
         documents |= _release_document(assignment, release)
     return {label: units for label, units in documents.items() if units}
@@ -308,8 +310,7 @@ def copy_report(
             for student, found in sorted(submissions.items())
             if found.get(assignment)
         }
-        visible = library | _release_document(assignment, release)
-        visible = {label: units for label, units in visible.items() if units}
+        visible = visible_documents([assignment], repo, release, library)
         models = model_answers([assignment], solutions)
         for m in compare(answers, visible, boilerplate([assignment], release), models):
             rows.append(
