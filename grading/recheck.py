@@ -352,7 +352,8 @@ def recheck_notebook(
         check_steps[check.grade_id] = len(steps)
         steps.append({"kind": "call", "name": check.grade_id, "cases": cases})
     np.savez(workdir / "cases.npz", **arrays)
-    sys_path = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    sys_path = list(site)
     if "gmmlib" not in spec.blocked:
         sys_path.append(str(Path(gmmlib.__file__).resolve().parents[1]))
     plan = {
@@ -360,7 +361,7 @@ def recheck_notebook(
         "sys_path": list(dict.fromkeys(sys_path)),
         # Folders whose reads are not noted: what the sandbox shows (not gmmlib's parent, the
         # repository, on the path where gmmlib is allowed: only gmmlib/ of it is shown).
-        "quiet": [str(p) for p in python_env()] + sys_path[:2] + ["/usr", "/etc", "/proc", "/sys"],
+        "quiet": [str(p) for p in python_env()] + site + ["/usr", "/etc", "/proc", "/sys"],
         "blocked": list(spec.blocked),
         # Loaded before the grader starts watching (trusted code: the course cells' imports),
         # so the calls of a large import are not charged to the student's time asleep.
