@@ -25,7 +25,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from grading import checks
+from grading import checks, observer, sandbox
 from grading.recheck import run_sandbox
 from grading.scan import scan_cell
 
@@ -417,3 +417,12 @@ def test_the_explorer_renamed_after_a_course_function_is_no_drawing(tmp_path):
     assert [grade_id(nb.cells[i]) for i in changed] == ["em_by_hand_explore"]
     found = scan_cell(cell, ("gmmlib", "sklearn"), set())
     assert found and all(proven(f) for f in found)
+
+
+def test_the_child_stops_exactly_the_calls_the_observer_names():
+    """The re-check's child (grading/sandbox.py, which imports nothing of the repository) lists
+    the calls its filter stops by number; the grader's Observer names them. A call stopped but
+    not named would be recorded by its bare number, one named but not stopped never seen."""
+    for machine, (arch, _seccomp, calls) in sandbox._WATCHED.items():
+        assert sorted(set(calls)) == sorted(calls), machine  # each once
+        assert set(calls) == set(observer.CALLS[arch]), machine
