@@ -1,10 +1,7 @@
-"""Answer cells cut into comparable units: one per function, normalised so renaming hides nothing.
-
-`normalise` keeps what independent answers choose differently (library calls such as
-``np.linalg.cholesky``, operators, constants, the shape of the code) and drops what a copier
-changes for free: docstrings, comments, string contents, layout, and every name the code binds
-itself (arguments, variables, its own helper functions), each replaced by one placeholder.
-`grading.copying` compares the units.
+"""Answer cells cut into comparable units, one per function, normalised so renaming hides nothing:
+library calls, operators, constants and the code's shape stay (independent answers differ
+there); docstrings, comments, strings, layout and every name the code binds go (a copier
+changes those for free). `grading.copying` compares the units.
 """
 
 from __future__ import annotations

@@ -1,29 +1,14 @@
 """Copy detection: every graded function compared with the code students see and with classmates'.
 
-Students have gmmlib installed (its source, helpers included), read the book's listings and get
-the release notebooks, and each of those holds working answers to part of the exercises. After
-grading, `copy_report` cuts every answer cell of every submission into units (one per function,
-plus the cell's other statements) and compares each unit with
-
-- the code students can see: gmmlib's source, the book's code cells, the release notebooks'
-  given cells, one document per file;
-- every classmate's answer cells for the same assignment, one document per classmate, and the
-  course's model answer (in case it leaked).
-
-The comparison is copydetect's winnowing (the MOSS algorithm: k-grams of the code, a minimum
-hash per window, the share of one text covered by fingerprints found in the other) on code
-normalised by `normalise`: docstrings, comments, string contents and layout gone, every local
-name (arguments, assigned variables, the cell's own functions) replaced by one placeholder, while
-library calls (``np.linalg.cholesky``) stay, since those are what independent answers choose
-differently. The release's own answer stubs (signatures) are boilerplate: removed from every
-fingerprint. A score is the share of a student's code (a whole answer, or one function) found
-in another document; `compare` says which shares make a match. The thresholds and `K_GRAM` come
-from `benchmarks/copy_threshold.py` (independently written correct answers; see
-benchmarks/RESULTS.md).
-
-Matches go to ``OUT/copying.csv`` and ``OUT/copying.html`` (both snippets of each match, for the
-instructor; nothing of it goes into feedback) and, through `review_rows`, on the review list:
-both students of a shared pair.
+Students have gmmlib's source, the book's listings and the release notebooks, each holding
+working answers to part of the exercises. `copy_report` cuts every answer cell into units
+(`grading.codeunits`) and compares them with the code students can see (one document per file),
+with every classmate's answer to the same assignment and with the model answer, by copydetect's
+winnowing (MOSS's algorithm) on normalised code; the release's answer stubs are boilerplate.
+A score is the share of a student's code found in another document; `compare` says which shares
+make a match; the thresholds and `K_GRAM` come from `benchmarks/copy_threshold.py`. Matches go to
+``OUT/copying.csv`` and ``.html`` (instructors only) and, through `review_rows`, on the review
+list.
 """
 
 from __future__ import annotations
@@ -179,17 +164,6 @@ def share(part: CodeFingerprint, whole: CodeFingerprint) -> float:
     # Union of the windows [i, i + k): each start adds up to k characters before the next one.
     covered = int(np.minimum(np.diff(at), part.k).sum()) + part.k
     return covered / float(part.token_coverage)
-
-
-def score(unit_text: str, document_text: str, boilerplate_hashes=()) -> float:
-    """Share of ``unit_text`` (normalised) whose fingerprints occur in ``document_text``."""
-    bp = list(boilerplate_hashes)
-    return share(_fingerprint(unit_text, bp), _fingerprint(document_text, bp))
-
-
-def _document(units: list[Unit], bp) -> tuple[CodeFingerprint, list]:
-    kept = [u for u in units if judged(u)]
-    return _fingerprint("\n".join(u.normalised for u in kept), bp), kept
 
 
 @dataclass(frozen=True)

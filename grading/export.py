@@ -1,11 +1,7 @@
-"""What a grading run leaves for the instructor: the CSVs, the failures, the summary.
-
-``grades.csv`` (one row per student and assignment, one column per part), ``parts.csv`` (every
-part with the kernel's and the re-check's verdicts and the reason), ``needs_review.csv``,
-``failures.txt`` and ``summary.json``, and the feedback pages' MathJax (``feedback/_mathjax``,
-`grading.mathjax`, copied once per run). Every file is written whole or not at all (a temporary
-file beside it, then ``os.replace``), and every text cell goes through `cell` first: a name or
-message of a student's, whatever bytes it holds, is written printably and never stops the export.
+"""What a grading run leaves for the instructor: grades.csv, parts.csv, needs_review.csv,
+failures.txt and summary.json (and the feedback pages' MathJax, once per run). Each file is
+written whole or not at all (`write_atomic`), and every text cell goes through `cell`: a
+student's name or message, whatever bytes it holds, is written printably.
 """
 
 from __future__ import annotations
@@ -23,34 +19,14 @@ from grading.collect import Problem, shown
 from grading.layout import graded_cells, missing
 from grading.records import Status
 
-GRADES_HEADER = [
-    "student_id",
-    "assignment",
-    "status",
-    "autograded",
-    "autograded_max",
-    "manual",
-    "manual_max",
-    "needs_review",
-    "flagged",
-    "review",
-    "sandbox",
-    "limits",
-    "transport",
-]
-PARTS_HEADER = [
-    "student_id",
-    "assignment",
-    "grade_id",
-    "kind",
-    "points",
-    "max_points",
-    "kernel_points",
-    "recheck",
-    "flagged",
-    "review",
-    "message",
-]
+GRADES_HEADER = (
+    "student_id assignment status autograded autograded_max manual manual_max needs_review "
+    "flagged review sandbox limits transport"
+).split()
+PARTS_HEADER = (
+    "student_id assignment grade_id kind points max_points kernel_points recheck flagged review "
+    "message"
+).split()
 REVIEW_HEADER = ["student_id", "assignment", "status", "reasons"]
 
 

@@ -1,12 +1,10 @@
 """Feedback HTML for one student's notebook: their own run, the spec's verdicts, nothing hidden.
 
-The graded notebook is the student's run with the release's visible tests only
-(`grading.student_run`): no hidden-test code ran in it, so none can be in its outputs. The
-redaction below is kept as a second line of defence (a source notebook's hidden block, a stray
-copy of one, nbgrader's own feedback from formgrader): every test cell shows only its visible
-part (the hidden block is replaced by a one-line note), every error in a test cell is reduced
-to its last line (the exception and its message), and each graded cell is followed by its final
-points and the reason. A summary table (the same numbers as the grades CSV) opens the page.
+The graded notebook ran the release's visible tests only (`grading.student_run`), so no hidden
+test can be in its outputs. `redact` stays as a second line of defence (a stray hidden block,
+nbgrader's own feedback from formgrader): test cells show their visible part only, their errors
+their last line, and output quoting a hidden-test line is withheld. Each graded cell is followed
+by its final points and reason; a summary table (grades.csv's numbers) opens the page.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Where things are in an nbgrader course folder, and what a graded part is.
-
-Every course folder of a grading run (the class one, ``OUT/course``, and each student's private
-one, ``OUT/work/<student>``) has nbgrader's layout with the course's folder names
-(`grading.course.configure`: ``solutions/`` is nbgrader's source, ``exercises/`` its release).
-`Course` asks nbgrader's own ``CourseDirectory`` for every path, so no path is built by hand
-anywhere else (`RunFolder` for a grading run's own files). `graded_cells` lists a notebook's
-graded parts.
+"""Where things are in a grading run: `Course` asks nbgrader's own ``CourseDirectory`` for every
+path of an nbgrader course folder (the class one, ``OUT/course``, and each student's,
+``OUT/work/<student>``), `RunFolder` names the run's own files; plus what a graded part is.
 """
 
 from __future__ import annotations
@@ -98,7 +93,6 @@ class RunFolder:
     log = property(lambda self: self.root / "grading.log")
     results = property(lambda self: self.root / "results.json")
     summary = property(lambda self: self.root / "summary.json")
-    template = property(lambda self: self.work / ".gradebook-template.db")
 
     def student(self, student: str) -> Path:
         return self.work / student
