@@ -17,7 +17,7 @@ import re
 
 import nbformat
 
-from grading.cells import strip_magics
+from grading.cells import parse_cell
 
 #: module -> the names that may be imported from it only to draw (the explorer, and the data
 #: sets the notebooks draw).
@@ -36,13 +36,6 @@ NOTE = (
     "gmmlib is not even available there), and it earns no points. Run the notebook yourself "
     "to see it.]\n"
 )
-
-
-def _parse(source: str):
-    try:
-        return ast.parse(strip_magics(source)[0])
-    except SyntaxError:
-        return None
 
 
 def _import_bindings(node) -> dict[str, str] | None:
@@ -69,7 +62,7 @@ def display_bindings(sources) -> dict[str, str]:
     their top level: {"explore": "gmmlib.explore.explore", "gmmlib": "gmmlib", ...}."""
     bound = {}
     for source in sources:
-        tree = _parse(source)
+        tree = parse_cell(source)
         for node in tree.body if tree is not None else []:
             bound.update(_import_bindings(node) or {})
     return bound
@@ -133,7 +126,7 @@ def misuses(tree, bound) -> list[str]:
 def neutralise(source: str, bound) -> str:
     """``source`` with each statement that only draws replaced by `PASS` (lines kept, so the
     student's line numbers still hold); unchanged if it has none or does not parse."""
-    tree = _parse(source)
+    tree = parse_cell(source)
     if tree is None or not bound:
         return source
     statements = display_statements(tree, bound)

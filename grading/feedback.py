@@ -18,9 +18,10 @@ import mistune
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 from nbconvert.preprocessors.coalescestreams import CR_PAT
+from nbgrader.utils import is_grade, is_solution
 from traitlets import Bool
 
-from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, summary_cell_id
+from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, grade_id, summary_cell_id
 from grading.feedback_text import PROGRESS, fmt_points, literal, summary_markdown, totals
 from grading.mathjax import POLICY, script_tags
 
@@ -233,16 +234,11 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
     nb = copy.deepcopy(nb)
     secret = hidden_lines(source_nb) if secret is None else secret
     # What the student wrote is theirs to see: a hidden-test line they also wrote is no secret.
-    tests = {
-        c.metadata["nbgrader"].get("grade_id")
-        for c in source_nb.cells
-        if c.metadata.get("nbgrader", {}).get("grade")
-        and not c.metadata["nbgrader"].get("solution")
-    }
+    tests = {grade_id(c) for c in source_nb.cells if is_grade(c) and not is_solution(c)}
     own = " ".join(
         " ".join(c.source.split())
         for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade_id") not in tests
+        if c.cell_type == "code" and grade_id(c) not in tests
     )
     secret = {line for line in secret if line not in own}
     result = copy.deepcopy(result)
@@ -272,12 +268,9 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
         if cell.cell_type == "code" and name in suspects and cell.get("outputs"):
             withheld.append(name)
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=READS_HIDDEN)]
-        is_test = bool(
-            src is not None
-            and src.metadata["nbgrader"].get("grade")
-            and not src.metadata["nbgrader"].get("solution")
-        )
-        if is_test or (src is not None and BEGIN_HIDDEN in src.source):
+        if src is not None and (
+            is_grade(src) and not is_solution(src) or BEGIN_HIDDEN in src.source
+        ):
             cell.source = visible_part(src.source)
             cell.outputs = [_last_line(out) for out in cell.get("outputs", [])]
         if BEGIN_HIDDEN in cell.source:  # a stray copy anywhere else

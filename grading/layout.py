@@ -38,13 +38,7 @@ class Course:
     def folder(self, step: str, assignment: str, student: str = ".") -> Path:
         """``step``: "source", "release", "submitted", "autograded" or "feedback"."""
         coursedir = _course_directory(str(self.root))
-        name = {
-            "source": coursedir.source_directory,
-            "release": coursedir.release_directory,
-            "submitted": coursedir.submitted_directory,
-            "autograded": coursedir.autograded_directory,
-            "feedback": coursedir.feedback_directory,
-        }[step]
+        name = getattr(coursedir, f"{step}_directory")
         return Path(coursedir.format_path(name, student, assignment)).resolve()
 
     def notebook(self, step: str, assignment: str, student: str = ".") -> Path:
@@ -155,12 +149,7 @@ def missing(
     return result.to_dict()
 
 
-_SECRET = {}
-
-
+@functools.cache
 def course_secret(course: Path) -> set:
     """Hidden-test lines of every assignment in the course (kept out of all feedback)."""
-    if course not in _SECRET:
-        layout = Course(course)
-        _SECRET[course] = hidden_lines(*(layout.source_notebook(a) for a in ASSIGNMENTS))
-    return _SECRET[course]
+    return hidden_lines(*(Course(course).source_notebook(a) for a in ASSIGNMENTS))
