@@ -62,7 +62,7 @@ def visible_documents(
     notebooks' given cells (their answer cells are `boilerplate`)."""
     documents = dict(_library_documents(repo) if library is None else library)
     for assignment in assignments:
-        documents |= _release_document(assignment, release)
+        documents |= _notebook_document(release, assignment, "release", answers=False)
     return {label: units for label, units in documents.items() if units}
 
 
@@ -88,13 +88,18 @@ def _library_documents(repo: Path = REPO) -> dict:
     return documents
 
 
-def _release_document(assignment: str, release: Path = EXERCISES) -> dict:
-    """{label: [units]} of one release notebook's given cells (empty if it is missing)."""
-    path = release / assignment / ASSIGNMENTS[assignment]
+def _notebook_document(folder: Path, assignment: str, kind: str, answers: bool) -> dict:
+    """{label: [units]} of one notebook's answer cells (or its given cells, ``answers=False``),
+    labelled by its path and ``kind``; empty if the notebook is missing."""
+    path = folder / assignment / ASSIGNMENTS[assignment]
     if not path.is_file():
         return {}
-    label = f"{path.relative_to(release.parent)} (release)"
-    return {label: _notebook_cells(path, label, answers=False)}
+    label = f"{path.relative_to(folder.parent)} ({kind})"
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and is_solution(c) == answers]
+    return {
+        label: [u for i, c in enumerate(cells) for u in code_units(c.source, label, cell_id(c, i))]
+    }
 
 
 def model_answers(assignments, solutions: Path = SOLUTIONS) -> dict:
@@ -102,17 +107,8 @@ def model_answers(assignments, solutions: Path = SOLUTIONS) -> dict:
     as a classmate's answer is: the model answer is one more independent answer."""
     documents = {}
     for assignment in assignments:
-        path = solutions / assignment / ASSIGNMENTS[assignment]
-        if path.is_file():
-            label = f"{path.relative_to(solutions.parent)} (model answer)"
-            documents[label] = _notebook_cells(path, label, answers=True)
+        documents |= _notebook_document(solutions, assignment, "model answer", answers=True)
     return documents
-
-
-def _notebook_cells(path: Path, label: str, answers: bool) -> list[Unit]:
-    nb = nbformat.read(str(path), as_version=4)
-    cells = [c for c in nb.cells if c.cell_type == "code" and is_solution(c) == answers]
-    return [u for i, c in enumerate(cells) for u in code_units(c.source, label, cell_id(c, i))]
 
 
 def boilerplate(assignments, release: Path = EXERCISES) -> list[int]:
@@ -120,12 +116,8 @@ def boilerplate(assignments, release: Path = EXERCISES) -> list[int]:
     stub): shared by every submission, so removed from every fingerprint."""
     hashes = set()
     for assignment in assignments:
-        path = release / assignment / ASSIGNMENTS[assignment]
-        if path.is_file():
-            nb = nbformat.read(str(path), as_version=4)
-            for i, cell in enumerate(c for c in nb.cells if is_solution(c)):
-                for unit in code_units(cell.source, "release", cell_id(cell, i)):
-                    hashes |= _fingerprint(unit.normalised).hashes
+        for units in _notebook_document(release, assignment, "release", answers=True).values():
+            hashes = hashes.union(*(_fingerprint(u.normalised).hashes for u in units))
     return sorted(hashes)
 
 

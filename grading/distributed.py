@@ -291,8 +291,6 @@ def grade_on_cluster(
                 on_done(job, answer["ok"], answer["note"])
             future.release()
             fill()
-    except SchedulerLostError:
-        raise
     except (OSError, CancelledError, asyncio.CancelledError) as error:
         raise SchedulerLostError(
             f"lost the connection to the Dask scheduler at {scheduler} after {graded[0]} of "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from grading import copying, mathjax
 from grading.collect import Problem, shown
+from grading.feedback_text import fmt_points
 from grading.layout import graded_cells, missing
 from grading.records import Status
 
@@ -72,10 +73,6 @@ def score(result) -> str:
     return f"{got:g}/{sum(p['max_points'] for p in auto):g}{flag}"
 
 
-def _fmt(points) -> str:
-    return "pending" if points is None else f"{points:g}"
-
-
 def _grade_row(student, assignment, r, cells, notes) -> list:
     """One grades.csv row (before the per-part columns)."""
     auto = [p for p in r["parts"] if p["kind"] == "auto"]
@@ -113,7 +110,7 @@ def _part_row(student, assignment, p) -> list:
         assignment,
         p["grade_id"],
         p["kind"],
-        _fmt(p["points"]),
+        fmt_points(p["points"]),
         f"{p['max_points']:g}",
         kernel,
         p.get("recheck") or "",
@@ -170,7 +167,7 @@ def export(out, students, results, sources, problems, notes=None) -> dict:
             parts = {p["grade_id"]: p for p in r["parts"]}
             grade_rows.append(
                 _grade_row(student, assignment, r, cells[assignment], notes)
-                + ["" if g not in parts else _fmt(parts[g]["points"]) for g in all_parts]
+                + ["" if g not in parts else fmt_points(parts[g]["points"]) for g in all_parts]
             )
             part_rows += [_part_row(student, assignment, p) for p in r["parts"]]
             for p in r["parts"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Grade, Gradebook, MissingEntry
 from nbgrader.utils import parse_utc
 
 from grading.course import ASSIGNMENTS, db_url
@@ -90,17 +90,12 @@ def hand_scores(course: Path) -> dict[tuple[str, str, str], float]:
     """
     if not Course(course).gradebook.exists():
         return {}
-    scores = {}
     with Gradebook(db_url(course)) as gb:
-        for assignment in gb.assignments:
-            for submission in assignment.submissions:
-                for nb in submission.notebooks:
-                    for grade in nb.grades:
-                        if grade.manual_score is not None:
-                            scores[(submission.student.id, assignment.name, grade.name)] = float(
-                                grade.manual_score
-                            ) + float(grade.extra_credit or 0)
-    return scores
+        marked = gb.db.query(Grade).filter(Grade.manual_score.isnot(None))
+        return {
+            (g.student.id, g.assignment.name, g.name): g.manual_score + (g.extra_credit or 0)
+            for g in marked
+        }
 
 
 def apply_hand_scores(results: dict[str, list], scores: dict) -> int:

@@ -110,15 +110,14 @@ def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
 def graded_cells(source_nb):
     """[(grade_id, points, kind)] for every graded cell; kind "auto" (tests) or "manual"."""
     return [
-        (grade_id(c), float(c.metadata["nbgrader"].get("points", 0)), kind(c))
+        (
+            grade_id(c),
+            float(c.metadata["nbgrader"].get("points", 0)),
+            "manual" if is_solution(c) else "auto",
+        )
         for c in source_nb.cells
         if is_grade(c)
     ]
-
-
-def kind(cell) -> str:
-    """A graded cell's kind: "manual" (a written answer) or "auto" (tests)."""
-    return "manual" if is_solution(cell) else "auto"
 
 
 def unsubmitted(source_nb) -> list[Part]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from grading import copying, journal, probe
 from grading.cgroups import sweep
-from grading.collect import LAYOUTS, Problem, collect
+from grading.collect import LAYOUTS, collect
 from grading.course import ASSIGNMENTS
 from grading.export import export, print_summary, score, write_json
 from grading.feedback import write_feedback
@@ -265,40 +265,33 @@ def update(out: Path, progress=sys.stderr) -> dict:
     """Fold the marks given by hand (formgrader, ``OUT/course/gradebook.db``) into the CSVs and
     the feedback pages of an earlier run in ``out``; nothing is regraded."""
     out = Path(out).resolve()
-    saved = RunFolder(out).results
-    if not saved.is_file():
+    folder = RunFolder(out)
+    if not folder.results.is_file():
         raise FileNotFoundError(
-            f"{out} holds no graded run ({saved.name} is missing): run "
+            f"{out} holds no graded run ({folder.results.name} is missing): run "
             f"gmm-grade SUBMISSIONS --out {out} first"
         )
-    run = json.loads(saved.read_text())
-    course, work = out / "course", out / "work"
-    sources = {a: Course(course).source_notebook(a) for a in run["assignments"]}
+    run = json.loads(folder.results.read_text())
+    sources = {a: Course(folder.course).source_notebook(a) for a in run["assignments"]}
     results = run["results"]
-    changed = apply_hand_scores(results, hand_scores(course))
-    rows = export(
-        out,
-        run["students"],
-        results,
-        sources,
-        [Problem(*p) for p in run["problems"]],
-        run.get("notes") or run.get("sandbox", "bubblewrap"),
-    )
-    secret = course_secret(course)
+    changed = apply_hand_scores(results, hand_scores(folder.course))
+    notes = run.get("notes") or run.get("sandbox", "bubblewrap")
+    rows = export(out, run["students"], results, sources, run["problems"], notes)
+    secret = course_secret(folder.course)
     for student, rs in results.items():
         for r in rs:
             if was_graded(r):
                 a = r["assignment"]
                 write_feedback(
-                    Course(work / student).graded_notebook(student, a),
+                    Course(folder.student(student)).graded_notebook(student, a),
                     sources[a],
                     r,
-                    feedback_page(out / "feedback", student, a),
+                    feedback_page(folder.feedback, student, a),
                     secret,
                 )
     print(
-        f"{changed} part(s) scored by hand in {Course(course).gradebook}; rewrote grades.csv, "
-        "parts.csv, needs_review.csv, failures.txt and the feedback pages",
+        f"{changed} part(s) scored by hand in {Course(folder.course).gradebook}; rewrote "
+        "grades.csv, parts.csv, needs_review.csv, failures.txt and the feedback pages",
         file=progress,
     )
     return {"hand_scored": changed, "needs_review": rows["review"]}
