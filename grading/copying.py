@@ -142,13 +142,10 @@ def judged(unit: Unit) -> bool:
 
 
 def share(part: CodeFingerprint, whole: CodeFingerprint) -> float:
-    """Share of ``part``'s fingerprinted code whose fingerprints occur in ``whole``.
-
-    The number copydetect's ``compare_files(part, whole)[1][0]`` gives (tests/test_copying.py
-    holds them equal), computed from ``part``'s side only: the characters covered by the
-    k-grams of ``part`` whose hash ``whole`` holds, over ``part``'s token coverage. It is
-    called for every pair of classmates, and ``compare_files`` also builds the other side's
-    slices and an array per shared hash (most of a class's copy-detection time)."""
+    """Share of ``part``'s fingerprinted code whose fingerprints occur in ``whole``: copydetect's
+    ``compare_files(part, whole)[1][0]`` (tests/test_copying.py holds them equal), computed from
+    ``part``'s side only, since ``compare_files`` also builds the other side's slices for every
+    pair of classmates (most of a class's copy-detection time)."""
     common = part.hashes & whole.hashes
     if not common or not part.filtered_code:
         return 0.0

@@ -93,13 +93,9 @@ def pack_course(course: Path, assignments) -> bytes:
 
 
 class GradingPlugin(WorkerPlugin):
-    """Set up on every worker of the cluster: the course, the sandbox probe, the graders.
-
-    ``setup`` unpacks the course into a folder of the worker's own, writes the graded kernel
-    spec and probes the sandbox (in a thread: the worker's event loop keeps answering the
-    scheduler meanwhile). A failed probe does not stop the worker; it makes `grade_remote`
-    refuse every task there (``refusal``), which the coordinator hears about.
-    """
+    """Set up on every worker: the course, the sandbox probe (in a thread, so that the worker
+    keeps answering the scheduler), the graders. A failed probe does not stop the worker; it
+    makes `grade_remote` refuse every task there (``refusal``), which the coordinator hears."""
 
     name = PLUGIN
 
@@ -146,13 +142,9 @@ class GradingPlugin(WorkerPlugin):
 
 
 def grade_remote(task: dict) -> dict:
-    """Grade one student on this worker; the graded folder and feedback pages as bytes.
-
-    Runs on a Dask worker. ``task``: the student, their submission (`pack` of the folder
-    `grading.collect.collect` made), the course's digest and the grading settings. The worker
-    grades in a temporary `RunFolder` laid out as the coordinator's, so the paths its results
-    name (relative to the run folder) are the coordinator's once unpacked: nothing is rewritten.
-    """
+    """Grade one student on this worker; the graded folder and feedback pages as bytes. The
+    worker grades in a temporary `RunFolder` laid out as the coordinator's, so the paths its
+    results name are the coordinator's once unpacked: nothing is rewritten."""
     worker = get_worker()
     plugin = worker.plugins.get(PLUGIN)
     if plugin is None or getattr(plugin, "digest", None) != task["course"]:
@@ -209,11 +201,10 @@ def grade_on_cluster(
     """Grade ``jobs`` (`grading.pipeline.grade_folder`'s) on the Dask cluster at ``scheduler``;
     call ``on_done(job, ok, note)`` once per student, its files unpacked where the job says.
 
-    ``announce``: the name of a `distributed.Queue` each task puts ``{"student", "worker",
-    "pid"}`` on when it starts grading (a run's monitor; the tests wait on it). At most two
-    tasks per worker thread are in flight, so the scheduler holds a few submissions at a time,
-    not the class. Raises `SchedulerLostError` when the scheduler goes away, and
-    `SandboxUnavailableError` when every worker refuses (their reasons).
+    ``announce``: a `distributed.Queue` each task puts ``{"student", "worker", "pid"}`` on as it
+    starts (the tests wait on it). At most two tasks per worker thread are in flight, so the
+    scheduler holds a few submissions, not the class. Raises `SchedulerLostError` when the
+    scheduler goes away, `SandboxUnavailableError` when every worker refuses.
     """
     if not jobs:
         return

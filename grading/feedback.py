@@ -321,12 +321,9 @@ def write_feedback(
 
 
 class HideHiddenTests(Preprocessor):
-    """nbgrader's own feedback (``nbgrader generate_feedback``, formgrader's button) with the
-    same redaction: hidden-test blocks, tracebacks in their cells and any output quoting them.
-
-    `grading.course.configure` puts it in ``GenerateFeedback.preprocessors``. The autograded
-    notebook it reads carries the hidden tests, so it is its own list of secret lines.
-    """
+    """nbgrader's own feedback (formgrader's button) with the same redaction: hidden-test
+    blocks, tracebacks in their cells and any output quoting them (`grading.course.configure`
+    puts it in ``GenerateFeedback.preprocessors``)."""
 
     enabled = Bool(True)  # nbconvert registers extra preprocessors switched off
 

@@ -70,12 +70,8 @@ class Course:
 class RunFolder:
     """The folder of one grading run (``gmm-grade --out``): every path in it is built here.
 
-    ``course/`` the class course (its gradebook holds the hidden tests: secret), ``work/<student>``
-    each student's own nbgrader course, ``feedback/<student>/<assignment>/`` the pages sent,
-    ``jupyter/`` the graded kernel spec and font cache, and the run's files (`RESULTS`, the
-    summary, the CSVs, the log). `relative` names a path inside it as the run's records do (a
-    worker's results hold those: a Dask worker grades in a run folder of its own), `resolve`
-    finds it again.
+    Records name paths `relative` to it (a Dask worker grades in a run folder of its own, laid
+    out the same), and `resolve` finds them again in the coordinator's.
     """
 
     root: Path
