@@ -15,6 +15,8 @@ import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import is_solution
 
+from grading.cells import grade_id
+
 PLACEHOLDER = "v"
 FUNCTION = "f"
 STRING = "s"
@@ -138,7 +140,7 @@ def _answer_cells(nb) -> list:
 
 def cell_id(cell, index: int) -> str:
     """The cell's nbgrader grade_id, or its place among the cells compared."""
-    return cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index}"
+    return grade_id(cell) or f"cell {index}"
 
 
 def notebook_units(path: Path, owner: str) -> list[Unit]:
