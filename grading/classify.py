@@ -1,15 +1,12 @@
-"""Two submissions that a 0 alone would hide: the release handed back unchanged, and code
-where nothing ran.
+"""Two submissions that a 0 alone would hide: the release handed back unchanged, and code where
+nothing ran.
 
-- **blank** (`Status.BLANK`): every answer cell (code and written) is the release's, and the
-  student added no code: nothing was attempted (a wrong file uploaded, an old copy).
-- **broken** (`Status.BROKEN`): no autograded part scored, and none of the functions the checks
-  call was defined by a cell that ran in the re-check: syntax errors everywhere, every answer
-  cell raising before its ``def``, or the functions renamed. A student who believes they
-  submitted working code learns it here, not from a 0.
+- **blank**: every answer cell is the release's and no code was added (a wrong file uploaded);
+- **broken**: no autograded part scored and no function the checks call was defined by a cell
+  that ran in the re-check (syntax errors everywhere, renamed functions): a student who believes
+  they submitted working code learns it here, not from a 0.
 
-Both put the submission on the review list with the reason in words (`grading.export`); the
-points are the re-check's, unchanged. `grading.worker` calls `classify` once the points are in.
+Both go on the review list with the reason in words; the points stay the re-check's.
 """
 
 from __future__ import annotations

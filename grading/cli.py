@@ -12,7 +12,7 @@ from pathlib import Path
 from grading.course import ASSIGNMENTS
 from grading.isolation import SandboxUnavailableError
 from grading.journal import JOURNAL, InterruptedRunError
-from grading.pipeline import grade_folder, update
+from grading.pipeline import check_transport, grade_folder, update
 
 
 def main(argv=None) -> int:
@@ -104,12 +104,10 @@ def main(argv=None) -> int:
         parser.error("give all three of --tls-ca-file, --tls-cert and --tls-key")
     if args.insecure and not args.scheduler:
         parser.error("--insecure goes with --scheduler tcp://HOST:PORT")
-    if args.scheduler and not args.scheduler.startswith("tls://") and not args.insecure:
-        parser.error(
-            f"refusing the scheduler {args.scheduler}: without tls:// any client that reaches "
-            "it runs code on the workers, which hold the hidden tests; use tls:// with "
-            "--tls-ca-file/--tls-cert/--tls-key, or pass --insecure knowingly"
-        )
+    try:
+        check_transport(args.scheduler, args.insecure)
+    except ValueError as e:
+        parser.error(str(e))
     if args.scheduler and args.jobs:
         parser.error("--jobs is for local grading; a cluster grades on its workers' threads")
     try:

@@ -1,10 +1,7 @@
-"""Answer cells cut into comparable units: one per function, normalised so renaming hides nothing.
-
-`normalise` keeps what independent answers choose differently (library calls such as
-``np.linalg.cholesky``, operators, constants, the shape of the code) and drops what a copier
-changes for free: docstrings, comments, string contents, layout, and every name the code binds
-itself (arguments, variables, its own helper functions), each replaced by one placeholder.
-`grading.copying` compares the units.
+"""Answer cells cut into comparable units, one per function, normalised so renaming hides nothing:
+library calls, operators, constants and the code's shape stay (independent answers differ
+there); docstrings, comments, strings, layout and every name the code binds go (a copier
+changes those for free). `grading.copying` compares the units.
 """
 
 from __future__ import annotations
@@ -17,6 +14,8 @@ from pathlib import Path
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 from nbgrader.utils import is_solution
+
+from grading.cells import grade_id
 
 PLACEHOLDER = "v"
 FUNCTION = "f"
@@ -141,7 +140,7 @@ def _answer_cells(nb) -> list:
 
 def cell_id(cell, index: int) -> str:
     """The cell's nbgrader grade_id, or its place among the cells compared."""
-    return cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index}"
+    return grade_id(cell) or f"cell {index}"
 
 
 def notebook_units(path: Path, owner: str) -> list[Unit]:

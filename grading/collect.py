@@ -1,21 +1,13 @@
 """Intake: a folder of untrusted uploads in, one copy per student out, and a list of problems.
 
-The grader runs as root and the uploads are hostile data, so collection trusts nothing in them:
-
-- only **regular files with one link** are taken (``os.lstat``: ``S_ISREG`` and
-  ``st_nlink == 1``): a symbolic link, a hard link (an unpacked tar makes one: bob's notebook
-  would be alice's), a FIFO, a device or a folder named like a notebook is that student's
-  problem, named in the review list; links are never followed while walking, and each file is
-  opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked again on the open descriptor;
-- **size caps**: `FILE_BYTES` per notebook, `STUDENT_BYTES` and `STUDENT_ENTRIES` per student;
-- a notebook must be **readable**: JSON nested at most `MAX_DEPTH` deep (checked before any
-  parser recurses into it), nbformat 4, valid against its schema; otherwise it is "unreadable";
-- file names may hold **any bytes**: `shown` writes them printably in every message;
-- whatever goes wrong in one student's folder is a `Problem` of that student, never the class's.
-
-Accepted layouts: nbgrader's (``<student>/<assignment>/<notebook>.ipynb``, or one notebook of
-another name in ``<student>/<assignment>/``) and the notebooks directly in the student's folder
-(``<student>/<notebook>.ipynb``).
+The grader may run as root and the uploads are hostile data, so nothing in them is trusted:
+only regular files with one link are taken (a hard link from an unpacked tar would grade bob's
+notebook as alice's), links are never followed and each file is checked again on its open
+descriptor (``O_NOFOLLOW | O_NONBLOCK``); sizes are capped (`FILE_BYTES`, `STUDENT_BYTES`,
+`STUDENT_ENTRIES`); a notebook must be JSON nested at most `MAX_DEPTH` deep (checked before
+any parser recurses), nbformat 4 and schema-valid, or it is "unreadable"; file names of any
+bytes are shown printably (`shown`). Whatever goes wrong in one folder is a `Problem` of that
+student, never the class's. The layouts read are `LAYOUTS`.
 """
 
 from __future__ import annotations

@@ -1,29 +1,14 @@
 """Copy detection: every graded function compared with the code students see and with classmates'.
 
-Students have gmmlib installed (its source, helpers included), read the book's listings and get
-the release notebooks, and each of those holds working answers to part of the exercises. After
-grading, `copy_report` cuts every answer cell of every submission into units (one per function,
-plus the cell's other statements) and compares each unit with
-
-- the code students can see: gmmlib's source, the book's code cells, the release notebooks'
-  given cells, one document per file;
-- every classmate's answer cells for the same assignment, one document per classmate, and the
-  course's model answer (in case it leaked).
-
-The comparison is copydetect's winnowing (the MOSS algorithm: k-grams of the code, a minimum
-hash per window, the share of one text covered by fingerprints found in the other) on code
-normalised by `normalise`: docstrings, comments, string contents and layout gone, every local
-name (arguments, assigned variables, the cell's own functions) replaced by one placeholder, while
-library calls (``np.linalg.cholesky``) stay, since those are what independent answers choose
-differently. The release's own answer stubs (signatures) are boilerplate: removed from every
-fingerprint. A score is the share of a student's code (a whole answer, or one function) found
-in another document; `compare` says which shares make a match. The thresholds and `K_GRAM` come
-from `benchmarks/copy_threshold.py` (independently written correct answers; see
-benchmarks/RESULTS.md).
-
-Matches go to ``OUT/copying.csv`` and ``OUT/copying.html`` (both snippets of each match, for the
-instructor; nothing of it goes into feedback) and, through `review_rows`, on the review list:
-both students of a shared pair.
+Students have gmmlib's source, the book's listings and the release notebooks, each holding
+working answers to part of the exercises. `copy_report` cuts every answer cell into units
+(`grading.codeunits`) and compares them with the code students can see (one document per file),
+with every classmate's answer to the same assignment and with the model answer, by copydetect's
+winnowing (MOSS's algorithm) on normalised code; the release's answer stubs are boilerplate.
+A score is the share of a student's code found in another document; `compare` says which shares
+make a match; the thresholds and `K_GRAM` come from `benchmarks/copy_threshold.py`. Matches go to
+``OUT/copying.csv`` and ``.html`` (instructors only) and, through `review_rows`, on the review
+list.
 """
 
 from __future__ import annotations
@@ -77,7 +62,7 @@ def visible_documents(
     notebooks' given cells (their answer cells are `boilerplate`)."""
     documents = dict(_library_documents(repo) if library is None else library)
     for assignment in assignments:
-        documents |= _release_document(assignment, release)
+        documents |= _notebook_document(release, assignment, "release", answers=False)
     return {label: units for label, units in documents.items() if units}
 
 
@@ -103,13 +88,18 @@ def _library_documents(repo: Path = REPO) -> dict:
     return documents
 
 
-def _release_document(assignment: str, release: Path = EXERCISES) -> dict:
-    """{label: [units]} of one release notebook's given cells (empty if it is missing)."""
-    path = release / assignment / ASSIGNMENTS[assignment]
+def _notebook_document(folder: Path, assignment: str, kind: str, answers: bool) -> dict:
+    """{label: [units]} of one notebook's answer cells (or its given cells, ``answers=False``),
+    labelled by its path and ``kind``; empty if the notebook is missing."""
+    path = folder / assignment / ASSIGNMENTS[assignment]
     if not path.is_file():
         return {}
-    label = f"{path.relative_to(release.parent)} (release)"
-    return {label: _notebook_cells(path, label, answers=False)}
+    label = f"{path.relative_to(folder.parent)} ({kind})"
+    nb = nbformat.read(str(path), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and is_solution(c) == answers]
+    return {
+        label: [u for i, c in enumerate(cells) for u in code_units(c.source, label, cell_id(c, i))]
+    }
 
 
 def model_answers(assignments, solutions: Path = SOLUTIONS) -> dict:
@@ -117,17 +107,8 @@ def model_answers(assignments, solutions: Path = SOLUTIONS) -> dict:
     as a classmate's answer is: the model answer is one more independent answer."""
     documents = {}
     for assignment in assignments:
-        path = solutions / assignment / ASSIGNMENTS[assignment]
-        if path.is_file():
-            label = f"{path.relative_to(solutions.parent)} (model answer)"
-            documents[label] = _notebook_cells(path, label, answers=True)
+        documents |= _notebook_document(solutions, assignment, "model answer", answers=True)
     return documents
-
-
-def _notebook_cells(path: Path, label: str, answers: bool) -> list[Unit]:
-    nb = nbformat.read(str(path), as_version=4)
-    cells = [c for c in nb.cells if c.cell_type == "code" and is_solution(c) == answers]
-    return [u for i, c in enumerate(cells) for u in code_units(c.source, label, cell_id(c, i))]
 
 
 def boilerplate(assignments, release: Path = EXERCISES) -> list[int]:
@@ -135,12 +116,8 @@ def boilerplate(assignments, release: Path = EXERCISES) -> list[int]:
     stub): shared by every submission, so removed from every fingerprint."""
     hashes = set()
     for assignment in assignments:
-        path = release / assignment / ASSIGNMENTS[assignment]
-        if path.is_file():
-            nb = nbformat.read(str(path), as_version=4)
-            for i, cell in enumerate(c for c in nb.cells if is_solution(c)):
-                for unit in code_units(cell.source, "release", cell_id(cell, i)):
-                    hashes |= _fingerprint(unit.normalised).hashes
+        for units in _notebook_document(release, assignment, "release", answers=True).values():
+            hashes = hashes.union(*(_fingerprint(u.normalised).hashes for u in units))
     return sorted(hashes)
 
 
@@ -165,13 +142,10 @@ def judged(unit: Unit) -> bool:
 
 
 def share(part: CodeFingerprint, whole: CodeFingerprint) -> float:
-    """Share of ``part``'s fingerprinted code whose fingerprints occur in ``whole``.
-
-    The number copydetect's ``compare_files(part, whole)[1][0]`` gives (tests/test_copying.py
-    holds them equal), computed from ``part``'s side only: the characters covered by the
-    k-grams of ``part`` whose hash ``whole`` holds, over ``part``'s token coverage. It is
-    called for every pair of classmates, and ``compare_files`` also builds the other side's
-    slices and an array per shared hash (most of a class's copy-detection time)."""
+    """Share of ``part``'s fingerprinted code whose fingerprints occur in ``whole``: copydetect's
+    ``compare_files(part, whole)[1][0]`` (tests/test_copying.py holds them equal), computed from
+    ``part``'s side only, since ``compare_files`` also builds the other side's slices for every
+    pair of classmates (most of a class's copy-detection time)."""
     common = part.hashes & whole.hashes
     if not common or not part.filtered_code:
         return 0.0
@@ -179,17 +153,6 @@ def share(part: CodeFingerprint, whole: CodeFingerprint) -> float:
     # Union of the windows [i, i + k): each start adds up to k characters before the next one.
     covered = int(np.minimum(np.diff(at), part.k).sum()) + part.k
     return covered / float(part.token_coverage)
-
-
-def score(unit_text: str, document_text: str, boilerplate_hashes=()) -> float:
-    """Share of ``unit_text`` (normalised) whose fingerprints occur in ``document_text``."""
-    bp = list(boilerplate_hashes)
-    return share(_fingerprint(unit_text, bp), _fingerprint(document_text, bp))
-
-
-def _document(units: list[Unit], bp) -> tuple[CodeFingerprint, list]:
-    kept = [u for u in units if judged(u)]
-    return _fingerprint("\n".join(u.normalised for u in kept), bp), kept
 
 
 @dataclass(frozen=True)

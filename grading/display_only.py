@@ -1,24 +1,13 @@
 """Statements that only draw: the book's explorer on the student's own steps, in a graded notebook.
 
-Assignment 1 forbids gmmlib (its answer is in gmmlib.em), yet the notebooks offer the explorer
-on the student's functions: ``from gmmlib.explore import explore`` then ``explore(X,
-e_step=e_step, m_step=m_step, k=2)``. Such statements earn nothing and need not run to grade,
-so the grader accepts exactly them and nothing more:
-
-- `display_bindings` reads the names a notebook binds by a display-only import (a top-level
-  ``from gmmlib.explore import explore``, ``import gmmlib.explore`` [as ...], or a data set
-  named in `DISPLAY_ONLY`, each under its own name: ``explore as assert_close`` would make
-  the visible tests' calls "drawing" ones);
-- `display_statements` picks a cell's top-level statements that only draw: those imports, and
-  calls of the explorer written as a statement whose arguments reach nothing of gmmlib but
-  the data sets of `DISPLAY_ONLY`;
-- `misuses` reports every other use of those names (``explore.__globals__``,
-  ``gmmlib.explore.__dict__``, ``gmmlib.em``, ``w = explore(X)``): the scan makes it a proven
-  violation where gmmlib is forbidden (`grading.scan`);
-- `neutralise` replaces the drawing statements by ``pass`` before the code runs anywhere the
-  grader runs it (the re-check's sandbox and the feedback kernel, where gmmlib is not even
-  mounted), and `neutralise_notebook` / `restore_notebook` do so around the feedback run and
-  put the student's source back with `NOTE` under it.
+Assignment 1 forbids gmmlib, yet the notebooks offer ``from gmmlib.explore import explore`` and
+``explore(X, e_step=e_step, ...)`` on the student's functions. Such statements earn nothing and
+need not run to grade, so the grader accepts exactly them: imports of `DISPLAY_ONLY` names under
+their own names (``explore as assert_close`` would make the tests' calls "drawing" ones), and
+explorer calls, as statements, whose arguments reach nothing of gmmlib but those data sets.
+`misuses` reports every other use of the names (a proven violation where gmmlib is forbidden,
+`grading.scan`); `neutralise` replaces the drawing statements by ``pass`` wherever the grader
+runs the code, and `restore_notebook` puts the student's source back, with `NOTE`, for feedback.
 """
 
 from __future__ import annotations
@@ -28,7 +17,7 @@ import re
 
 import nbformat
 
-from grading.cells import strip_magics
+from grading.cells import parse_cell
 
 #: module -> the names that may be imported from it only to draw (the explorer, and the data
 #: sets the notebooks draw).
@@ -47,13 +36,6 @@ NOTE = (
     "gmmlib is not even available there), and it earns no points. Run the notebook yourself "
     "to see it.]\n"
 )
-
-
-def _parse(source: str):
-    try:
-        return ast.parse(strip_magics(source)[0])
-    except SyntaxError:
-        return None
 
 
 def _import_bindings(node) -> dict[str, str] | None:
@@ -80,7 +62,7 @@ def display_bindings(sources) -> dict[str, str]:
     their top level: {"explore": "gmmlib.explore.explore", "gmmlib": "gmmlib", ...}."""
     bound = {}
     for source in sources:
-        tree = _parse(source)
+        tree = parse_cell(source)
         for node in tree.body if tree is not None else []:
             bound.update(_import_bindings(node) or {})
     return bound
@@ -144,7 +126,7 @@ def misuses(tree, bound) -> list[str]:
 def neutralise(source: str, bound) -> str:
     """``source`` with each statement that only draws replaced by `PASS` (lines kept, so the
     student's line numbers still hold); unchanged if it has none or does not parse."""
-    tree = _parse(source)
+    tree = parse_cell(source)
     if tree is None or not bound:
         return source
     statements = display_statements(tree, bound)

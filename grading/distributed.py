@@ -1,29 +1,21 @@
 """Grading on a Dask cluster: ``gmm-grade SUBMISSIONS --scheduler tls://HOST:PORT``.
 
-One task per student (`grade_remote`), no shared file system: the course (the source notebooks
-with the hidden tests, the release notebooks, the gradebook without students) travels once per
-worker in `GradingPlugin`; a task carries the student's notebooks as bytes and returns the graded
-folder and feedback pages as bytes. The coordinator (`grade_on_cluster`) unpacks them into
-``OUT/work/<student>`` and ``OUT/feedback`` and calls the local run's ``on_done``, so the journal,
-gradebook, CSVs and summary are written by the coordinator alone. A worker grades with the local
-run's ``python -m grading.worker`` process (one per worker thread) and sandbox. Faults:
+One task per student (`grade_remote`), no shared file system: the course travels once per worker
+in `GradingPlugin`, a task carries the student's notebooks as bytes and returns the graded folder
+and feedback pages as bytes, which the coordinator (`grade_on_cluster`) unpacks and hands to the
+local run's ``on_done``: the journal, gradebook and CSVs are written by the coordinator alone.
+Faults:
 
-- **the sandbox**: `GradingPlugin.setup` runs `grading.probe.prepare`; a worker where it fails
-  refuses every task (`WorkerRefusedError`), its students go to the others, and the run stops
-  with the error when no worker is left (``--no-sandbox`` skips the probe, knowingly).
-- **a worker killed**: the grading process (``setpriv --pdeathsig``) and its sandboxes
-  (``--die-with-parent``; a kernel whose grader died as it started stops at once,
-  `grading.kernel.bind_to_grader`) die with it, and any sandbox left over is killed by the next
-  `grading.cgroups.sweep` on that machine; the scheduler retries the task elsewhere, and one
-  that took down ``distributed.scheduler.allowed-failures`` + 1 workers is a ``KilledWorker``,
-  a grader error on the review list. A student's result is taken once.
-- **the scheduler lost**: `SchedulerLostError`, saying how many were graded; their results are
-  in ``OUT/journal.jsonl`` and ``gmm-grade SUBMISSIONS --resume`` grades the rest.
+- **the sandbox**: a worker whose probe (`grading.probe.prepare`) fails refuses every task
+  (`WorkerRefusedError`); its students go to the others, and the run stops when none is left;
+- **a worker killed**: its grader and sandboxes die with it (``--pdeathsig``,
+  ``--die-with-parent``, `grading.cgroups.sweep`); the scheduler retries the task elsewhere, and
+  one that kills ``allowed-failures`` + 1 workers is a grader error on the review list;
+- **the scheduler lost**: `SchedulerLostError`; the results so far are in the journal, and
+  ``--resume`` grades the rest.
 
-Trust: tasks travel pickled and every worker holds the hidden tests, so any client that reaches
-the scheduler runs code on the workers: the cluster is reached over ``tls://`` with certificates,
-and `grading.pipeline.grade_folder` refuses ``tcp://`` without ``--insecure`` (then reported in
-the summary and grades.csv).
+Trust: tasks travel pickled and every worker holds the hidden tests, so the cluster is reached
+over ``tls://``; ``tcp://`` needs ``--insecure`` (`grading.pipeline.check_transport`).
 """
 
 from __future__ import annotations
@@ -87,9 +79,9 @@ def unpack(data: bytes, folder: Path) -> None:
         tar.extractall(folder, filter="data")
 
 
-def pack_course(course: Path, template: Path, assignments) -> bytes:
-    """What a worker needs of the course: the source notebooks (they hold the hidden tests), the
-    release notebooks the kernel may read, and the gradebook without students."""
+def pack_course(course: Path, assignments) -> bytes:
+    """What a worker needs of the course: the source notebooks (the points and ids, graded
+    outside the student's processes) and the release notebooks the kernel runs."""
     layout = Course(course)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -97,18 +89,13 @@ def pack_course(course: Path, template: Path, assignments) -> bytes:
         for assignment in assignments:
             release = layout.folder("release", assignment)
             tar.add(release, arcname=release.relative_to(course))
-        tar.add(template, arcname="gradebook-template.db")
     return buffer.getvalue()
 
 
 class GradingPlugin(WorkerPlugin):
-    """Set up on every worker of the cluster: the course, the sandbox probe, the graders.
-
-    ``setup`` unpacks the course into a folder of the worker's own, writes the graded kernel
-    spec and probes the sandbox (in a thread: the worker's event loop keeps answering the
-    scheduler meanwhile). A failed probe does not stop the worker; it makes `grade_remote`
-    refuse every task there (``refusal``), which the coordinator hears about.
-    """
+    """Set up on every worker: the course, the sandbox probe (in a thread, so that the worker
+    keeps answering the scheduler), the graders. A failed probe does not stop the worker; it
+    makes `grade_remote` refuse every task there (``refusal``), which the coordinator hears."""
 
     name = PLUGIN
 
@@ -155,13 +142,9 @@ class GradingPlugin(WorkerPlugin):
 
 
 def grade_remote(task: dict) -> dict:
-    """Grade one student on this worker; the graded folder and feedback pages as bytes.
-
-    Runs on a Dask worker. ``task``: the student, their submission (`pack` of the folder
-    `grading.collect.collect` made), the course's digest and the grading settings. The worker
-    grades in a temporary `RunFolder` laid out as the coordinator's, so the paths its results
-    name (relative to the run folder) are the coordinator's once unpacked: nothing is rewritten.
-    """
+    """Grade one student on this worker; the graded folder and feedback pages as bytes. The
+    worker grades in a temporary `RunFolder` laid out as the coordinator's, so the paths its
+    results name are the coordinator's once unpacked: nothing is rewritten."""
     worker = get_worker()
     plugin = worker.plugins.get(PLUGIN)
     if plugin is None or getattr(plugin, "digest", None) != task["course"]:
@@ -177,7 +160,6 @@ def grade_remote(task: dict) -> dict:
             "student": student,
             "run": str(run.root),
             "course": str(plugin.folder / "course"),
-            "gradebook": str(plugin.folder / "course" / "gradebook-template.db"),
             "step_timeout": task["step_timeout"],
             "isolation": plugin.isolation.to_dict(),
             "assignments": task["assignments"],
@@ -210,7 +192,6 @@ def grade_on_cluster(
     jobs: list[dict],
     scheduler: str,
     course: Path,
-    template: Path,
     sandbox: bool,
     on_done,
     progress,
@@ -220,11 +201,10 @@ def grade_on_cluster(
     """Grade ``jobs`` (`grading.pipeline.grade_folder`'s) on the Dask cluster at ``scheduler``;
     call ``on_done(job, ok, note)`` once per student, its files unpacked where the job says.
 
-    ``announce``: the name of a `distributed.Queue` each task puts ``{"student", "worker",
-    "pid"}`` on when it starts grading (a run's monitor; the tests wait on it). At most two
-    tasks per worker thread are in flight, so the scheduler holds a few submissions at a time,
-    not the class. Raises `SchedulerLostError` when the scheduler goes away, and
-    `SandboxUnavailableError` when every worker refuses (their reasons).
+    ``announce``: a `distributed.Queue` each task puts ``{"student", "worker", "pid"}`` on as it
+    starts (the tests wait on it). At most two tasks per worker thread are in flight, so the
+    scheduler holds a few submissions, not the class. Raises `SchedulerLostError` when the
+    scheduler goes away, `SandboxUnavailableError` when every worker refuses.
     """
     if not jobs:
         return
@@ -237,7 +217,7 @@ def grade_on_cluster(
     assignments = sorted({a for job in jobs for a in job["assignments"]})
     graded, refused = [0], {}
     try:
-        plugin = GradingPlugin(pack_course(course, template, assignments), sandbox)
+        plugin = GradingPlugin(pack_course(course, assignments), sandbox)
         client.register_plugin(plugin, name=PLUGIN)
         pending = list(reversed(jobs))
         running, waiting = as_completed(), {}
@@ -302,8 +282,6 @@ def grade_on_cluster(
                 on_done(job, answer["ok"], answer["note"])
             future.release()
             fill()
-    except SchedulerLostError:
-        raise
     except (OSError, CancelledError, asyncio.CancelledError) as error:
         raise SchedulerLostError(
             f"lost the connection to the Dask scheduler at {scheduler} after {graded[0]} of "

@@ -1,11 +1,7 @@
-"""What a grading run leaves for the instructor: the CSVs, the failures, the summary.
-
-``grades.csv`` (one row per student and assignment, one column per part), ``parts.csv`` (every
-part with the kernel's and the re-check's verdicts and the reason), ``needs_review.csv``,
-``failures.txt`` and ``summary.json``, and the feedback pages' MathJax (``feedback/_mathjax``,
-`grading.mathjax`, copied once per run). Every file is written whole or not at all (a temporary
-file beside it, then ``os.replace``), and every text cell goes through `cell` first: a name or
-message of a student's, whatever bytes it holds, is written printably and never stops the export.
+"""What a grading run leaves for the instructor: grades.csv, parts.csv, needs_review.csv,
+failures.txt and summary.json (and the feedback pages' MathJax, once per run). Each file is
+written whole or not at all (`write_atomic`), and every text cell goes through `cell`: a
+student's name or message, whatever bytes it holds, is written printably.
 """
 
 from __future__ import annotations
@@ -20,37 +16,18 @@ from pathlib import Path
 
 from grading import copying, mathjax
 from grading.collect import Problem, shown
+from grading.feedback_text import fmt_points
 from grading.layout import graded_cells, missing
 from grading.records import Status
 
-GRADES_HEADER = [
-    "student_id",
-    "assignment",
-    "status",
-    "autograded",
-    "autograded_max",
-    "manual",
-    "manual_max",
-    "needs_review",
-    "flagged",
-    "review",
-    "sandbox",
-    "limits",
-    "transport",
-]
-PARTS_HEADER = [
-    "student_id",
-    "assignment",
-    "grade_id",
-    "kind",
-    "points",
-    "max_points",
-    "kernel_points",
-    "recheck",
-    "flagged",
-    "review",
-    "message",
-]
+GRADES_HEADER = (
+    "student_id assignment status autograded autograded_max manual manual_max needs_review "
+    "flagged review sandbox limits transport"
+).split()
+PARTS_HEADER = (
+    "student_id assignment grade_id kind points max_points kernel_points recheck flagged review "
+    "message"
+).split()
 REVIEW_HEADER = ["student_id", "assignment", "status", "reasons"]
 
 
@@ -96,10 +73,6 @@ def score(result) -> str:
     return f"{got:g}/{sum(p['max_points'] for p in auto):g}{flag}"
 
 
-def _fmt(points) -> str:
-    return "pending" if points is None else f"{points:g}"
-
-
 def _grade_row(student, assignment, r, cells, notes) -> list:
     """One grades.csv row (before the per-part columns)."""
     auto = [p for p in r["parts"] if p["kind"] == "auto"]
@@ -137,7 +110,7 @@ def _part_row(student, assignment, p) -> list:
         assignment,
         p["grade_id"],
         p["kind"],
-        _fmt(p["points"]),
+        fmt_points(p["points"]),
         f"{p['max_points']:g}",
         kernel,
         p.get("recheck") or "",
@@ -194,7 +167,7 @@ def export(out, students, results, sources, problems, notes=None) -> dict:
             parts = {p["grade_id"]: p for p in r["parts"]}
             grade_rows.append(
                 _grade_row(student, assignment, r, cells[assignment], notes)
-                + ["" if g not in parts else _fmt(parts[g]["points"]) for g in all_parts]
+                + ["" if g not in parts else fmt_points(parts[g]["points"]) for g in all_parts]
             )
             part_rows += [_part_row(student, assignment, p) for p in r["parts"]]
             for p in r["parts"]:

@@ -1,12 +1,10 @@
 """Feedback HTML for one student's notebook: their own run, the spec's verdicts, nothing hidden.
 
-The graded notebook is the student's run with the release's visible tests only
-(`grading.student_run`): no hidden-test code ran in it, so none can be in its outputs. The
-redaction below is kept as a second line of defence (a source notebook's hidden block, a stray
-copy of one, nbgrader's own feedback from formgrader): every test cell shows only its visible
-part (the hidden block is replaced by a one-line note), every error in a test cell is reduced
-to its last line (the exception and its message), and each graded cell is followed by its final
-points and the reason. A summary table (the same numbers as the grades CSV) opens the page.
+The graded notebook ran the release's visible tests only (`grading.student_run`), so no hidden
+test can be in its outputs. `redact` stays as a second line of defence (a stray hidden block,
+nbgrader's own feedback from formgrader): test cells show their visible part only, their errors
+their last line, and output quoting a hidden-test line is withheld. Each graded cell is followed
+by its final points and reason; a summary table (grades.csv's numbers) opens the page.
 """
 
 from __future__ import annotations
@@ -20,9 +18,10 @@ import mistune
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 from nbconvert.preprocessors.coalescestreams import CR_PAT
+from nbgrader.utils import is_grade, is_solution
 from traitlets import Bool
 
-from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, summary_cell_id
+from grading.cells import BEGIN_HIDDEN, END_HIDDEN, HIDDEN, grade_id, summary_cell_id
 from grading.feedback_text import PROGRESS, fmt_points, literal, summary_markdown, totals
 from grading.mathjax import POLICY, script_tags
 
@@ -235,16 +234,11 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
     nb = copy.deepcopy(nb)
     secret = hidden_lines(source_nb) if secret is None else secret
     # What the student wrote is theirs to see: a hidden-test line they also wrote is no secret.
-    tests = {
-        c.metadata["nbgrader"].get("grade_id")
-        for c in source_nb.cells
-        if c.metadata.get("nbgrader", {}).get("grade")
-        and not c.metadata["nbgrader"].get("solution")
-    }
+    tests = {grade_id(c) for c in source_nb.cells if is_grade(c) and not is_solution(c)}
     own = " ".join(
         " ".join(c.source.split())
         for c in nb.cells
-        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade_id") not in tests
+        if c.cell_type == "code" and grade_id(c) not in tests
     )
     secret = {line for line in secret if line not in own}
     result = copy.deepcopy(result)
@@ -274,12 +268,9 @@ def redact(nb, source_nb, result, withheld=None, secret=None):
         if cell.cell_type == "code" and name in suspects and cell.get("outputs"):
             withheld.append(name)
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=READS_HIDDEN)]
-        is_test = bool(
-            src is not None
-            and src.metadata["nbgrader"].get("grade")
-            and not src.metadata["nbgrader"].get("solution")
-        )
-        if is_test or (src is not None and BEGIN_HIDDEN in src.source):
+        if src is not None and (
+            is_grade(src) and not is_solution(src) or BEGIN_HIDDEN in src.source
+        ):
             cell.source = visible_part(src.source)
             cell.outputs = [_last_line(out) for out in cell.get("outputs", [])]
         if BEGIN_HIDDEN in cell.source:  # a stray copy anywhere else
@@ -330,12 +321,9 @@ def write_feedback(
 
 
 class HideHiddenTests(Preprocessor):
-    """nbgrader's own feedback (``nbgrader generate_feedback``, formgrader's button) with the
-    same redaction: hidden-test blocks, tracebacks in their cells and any output quoting them.
-
-    `grading.course.configure` puts it in ``GenerateFeedback.preprocessors``. The autograded
-    notebook it reads carries the hidden tests, so it is its own list of secret lines.
-    """
+    """nbgrader's own feedback (formgrader's button) with the same redaction: hidden-test
+    blocks, tracebacks in their cells and any output quoting them (`grading.course.configure`
+    puts it in ``GenerateFeedback.preprocessors``)."""
 
     enabled = Bool(True)  # nbconvert registers extra preprocessors switched off
 

@@ -1,14 +1,9 @@
 """The class gradebook: every student's final points in one nbgrader gradebook.
 
-Students are graded in parallel, each in a private copy of the gradebook (no SQLite locks).
-Afterwards `record` writes the final points (the ones in grades.csv: they follow the re-check,
-not the kernel) into ``OUT/course/gradebook.db`` and puts each notebook where nbgrader's
-formgrader looks (``OUT/course/submitted/`` and ``autograded/``). The instructor then grades
-the written answers in formgrader (and may override any part) like in any nbgrader course;
-`hand_scores` reads those marks back and ``gmm-grade --update OUT`` folds them into the CSVs.
-
-Marks given by hand survive a re-run of the pipeline: `record` updates a student's existing
-submission in place, so manual scores, extra credit and comments stay.
+After grading, `record` writes the final points (grades.csv's: the re-check's, not the kernel's)
+into ``OUT/course/gradebook.db`` and puts each notebook where formgrader looks. The instructor
+grades the written answers there; `hand_scores` reads those marks back for ``gmm-grade
+--update``. `record` updates an existing submission in place, so hand marks survive a re-run.
 """
 
 from __future__ import annotations
@@ -16,23 +11,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Grade, Gradebook, MissingEntry
 from nbgrader.utils import parse_utc
 
 from grading.course import ASSIGNMENTS, db_url
 from grading.layout import Course
 from grading.records import Status
-
-
-def empty_copy(course: Path, dest: Path) -> Path:
-    """A copy of the class gradebook with the assignments and no students: what each student's
-    private grading copy starts from (their code must not find other students' marks)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Course(course).gradebook, dest)
-    with Gradebook(db_url(dest)) as gb:
-        for student in list(gb.students):
-            gb.remove_student(student.id)
-    return dest
 
 
 def was_graded(result: dict) -> bool:
@@ -106,17 +90,12 @@ def hand_scores(course: Path) -> dict[tuple[str, str, str], float]:
     """
     if not Course(course).gradebook.exists():
         return {}
-    scores = {}
     with Gradebook(db_url(course)) as gb:
-        for assignment in gb.assignments:
-            for submission in assignment.submissions:
-                for nb in submission.notebooks:
-                    for grade in nb.grades:
-                        if grade.manual_score is not None:
-                            scores[(submission.student.id, assignment.name, grade.name)] = float(
-                                grade.manual_score
-                            ) + float(grade.extra_credit or 0)
-    return scores
+        marked = gb.db.query(Grade).filter(Grade.manual_score.isnot(None))
+        return {
+            (g.student.id, g.assignment.name, g.name): g.manual_score + (g.extra_credit or 0)
+            for g in marked
+        }
 
 
 def apply_hand_scores(results: dict[str, list], scores: dict) -> int:

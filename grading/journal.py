@@ -1,11 +1,8 @@
 """The grading journal: each student's result on disk the moment it arrives.
 
-``OUT/journal.jsonl`` starts with one header line (the assignments and the sandbox of the run)
-and gets one line per graded student, flushed and fsynced before the next result is taken. A
-run that stops half-way (the coordinator killed, a cluster's scheduler lost) leaves every result
-it had; ``gmm-grade SUBMISSIONS --resume`` reads them back (`read`) and grades only the students
-missing from it. A torn last line (the process died while writing it) is ignored: that student
-is graded again.
+``OUT/journal.jsonl`` holds a header line (the run's assignments and sandbox), then one line per
+student, flushed and fsynced: a run that stops half-way keeps every result, and ``gmm-grade
+--resume`` grades only the students missing. A torn last line is ignored (graded again).
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Where things are in an nbgrader course folder, and what a graded part is.
-
-Every course folder of a grading run (the class one, ``OUT/course``, and each student's private
-one, ``OUT/work/<student>``) has nbgrader's layout with the course's folder names
-(`grading.course.configure`: ``solutions/`` is nbgrader's source, ``exercises/`` its release).
-`Course` asks nbgrader's own ``CourseDirectory`` for every path, so no path is built by hand
-anywhere else (`RunFolder` for a grading run's own files). `graded_cells` lists a notebook's
-graded parts.
+"""Where things are in a grading run: `Course` asks nbgrader's own ``CourseDirectory`` for every
+path of an nbgrader course folder (the class one, ``OUT/course``, and each student's,
+``OUT/work/<student>``), `RunFolder` names the run's own files; plus what a graded part is.
 """
 
 from __future__ import annotations
@@ -43,13 +38,7 @@ class Course:
     def folder(self, step: str, assignment: str, student: str = ".") -> Path:
         """``step``: "source", "release", "submitted", "autograded" or "feedback"."""
         coursedir = _course_directory(str(self.root))
-        name = {
-            "source": coursedir.source_directory,
-            "release": coursedir.release_directory,
-            "submitted": coursedir.submitted_directory,
-            "autograded": coursedir.autograded_directory,
-            "feedback": coursedir.feedback_directory,
-        }[step]
+        name = getattr(coursedir, f"{step}_directory")
         return Path(coursedir.format_path(name, student, assignment)).resolve()
 
     def notebook(self, step: str, assignment: str, student: str = ".") -> Path:
@@ -81,12 +70,8 @@ class Course:
 class RunFolder:
     """The folder of one grading run (``gmm-grade --out``): every path in it is built here.
 
-    ``course/`` the class course (its gradebook holds the hidden tests: secret), ``work/<student>``
-    each student's own nbgrader course, ``feedback/<student>/<assignment>/`` the pages sent,
-    ``jupyter/`` the graded kernel spec and font cache, and the run's files (`RESULTS`, the
-    summary, the CSVs, the log). `relative` names a path inside it as the run's records do (a
-    worker's results hold those: a Dask worker grades in a run folder of its own), `resolve`
-    finds it again.
+    Records name paths `relative` to it (a Dask worker grades in a run folder of its own, laid
+    out the same), and `resolve` finds them again in the coordinator's.
     """
 
     root: Path
@@ -98,7 +83,6 @@ class RunFolder:
     log = property(lambda self: self.root / "grading.log")
     results = property(lambda self: self.root / "results.json")
     summary = property(lambda self: self.root / "summary.json")
-    template = property(lambda self: self.work / ".gradebook-template.db")
 
     def student(self, student: str) -> Path:
         return self.work / student
@@ -122,15 +106,14 @@ def feedback_page(feedback: Path, student: str, assignment: str) -> Path:
 def graded_cells(source_nb):
     """[(grade_id, points, kind)] for every graded cell; kind "auto" (tests) or "manual"."""
     return [
-        (grade_id(c), float(c.metadata["nbgrader"].get("points", 0)), kind(c))
+        (
+            grade_id(c),
+            float(c.metadata["nbgrader"].get("points", 0)),
+            "manual" if is_solution(c) else "auto",
+        )
         for c in source_nb.cells
         if is_grade(c)
     ]
-
-
-def kind(cell) -> str:
-    """A graded cell's kind: "manual" (a written answer) or "auto" (tests)."""
-    return "manual" if is_solution(cell) else "auto"
 
 
 def unsubmitted(source_nb) -> list[Part]:
@@ -161,12 +144,7 @@ def missing(
     return result.to_dict()
 
 
-_SECRET = {}
-
-
+@functools.cache
 def course_secret(course: Path) -> set:
     """Hidden-test lines of every assignment in the course (kept out of all feedback)."""
-    if course not in _SECRET:
-        layout = Course(course)
-        _SECRET[course] = hidden_lines(*(layout.source_notebook(a) for a in ASSIGNMENTS))
-    return _SECRET[course]
+    return hidden_lines(*(Course(course).source_notebook(a) for a in ASSIGNMENTS))

@@ -1,16 +1,11 @@
 """Offline maths for the feedback pages: MathJax 3, copied once per run beside the pages.
 
-The book vendors MathJax 3.2.2 from the npm registry (``scripts/vendor-mathjax.sh``); an
-instructor may have no node or npm, so grading takes the same release from PyPI's
-``django-static-mathjax`` (a plain copy of the MathJax distribution, no Django needed; it is
-in the ``grade`` extra). `install` copies the one file a page loads (``tex-mml-chtml.js``), its
-fonts and the TeX extensions it loads on demand into ``<feedback>/_mathjax/``; each page points
-at it by a relative path (`script_tags`), so a feedback folder copied elsewhere, or opened with
-no network, still renders ``$\\pi_k$``. No page names a CDN.
-
-MathJax typesets only the elements mistune's math plugin marks (class ``math``): a student's
-message or code that happens to hold ``\\(`` stays text. The page's Content-Security-Policy
-lets in this folder's scripts and fonts and the one inline configuration (by its hash).
+An instructor may have no node or npm, so grading takes the MathJax 3.2.2 release the book
+vendors from PyPI's ``django-static-mathjax`` (no Django needed). `install` copies what a page
+loads into ``<feedback>/_mathjax/`` and each page points at it by a relative path
+(`script_tags`): a feedback folder moved elsewhere or opened offline still renders, and no page
+names a CDN. MathJax typesets only mistune's ``math`` elements (a student's ``\\(`` stays text);
+the page's Content-Security-Policy admits this folder and the one inline configuration.
 """
 
 from __future__ import annotations

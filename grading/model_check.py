@@ -1,12 +1,7 @@
-"""The model answers through every check before a release: a course never ships a task whose
-own solution fails.
-
-`model_problems` runs a source notebook (its generated cells written) as grading would: its
-visible tests in a Jupyter kernel (a test cell that raises, or writes to stderr, which costs its
-points in nbgrader, fails), and its hidden checks through the out-of-kernel re-check
-(`grading.recheck.recheck_notebook`, the very path that grades students), without the sandbox
-(the code is the course's own). Each problem names the part and the check's message;
-`grading.release` refuses to write a release (and ``--check`` fails) while there is one.
+"""The model answers through every check before a release: a course never ships a task whose own
+solution fails. `model_problems` runs a source notebook's visible tests in a kernel and its
+hidden checks through the very re-check that grades students (`grading.recheck`, unsandboxed:
+the code is the course's); each problem names the part and the check's message.
 """
 
 from __future__ import annotations

@@ -1,26 +1,11 @@
 """The instructor's pipeline: a folder of submissions in, grades, feedback and a review list out.
 
-    gmm-grade SUBMISSIONS [--out graded] [--jobs N | --scheduler tcp://HOST:PORT] [--resume]
-    gmm-grade --update [--out graded]
-
-SUBMISSIONS holds one folder per student, with either nbgrader's layout
-(``<student>/<assignment>/<notebook>.ipynb``) or the notebooks directly
-(``<student>/em_by_hand.ipynb``). Steps:
-
-1. prepare: copy solutions/ into ``OUT/course`` and run ``nbgrader generate_assignment`` there
-   (the gradebook with the hidden tests stays in OUT, never in the release);
-2. collect: copy each student's notebooks into their own nbgrader course folder;
-3. grade, one student per core at a time (`grading.worker`): autograde, out-of-kernel re-check,
-   redacted feedback; a student whose grading exceeds `STUDENT_TIMEOUT` is stopped and listed;
-   each result goes into ``OUT/journal.jsonl`` as it arrives (`grading.journal`: ``--resume``
-   grades only the students missing from it). With ``--scheduler`` the students are graded on
-   a Dask cluster instead (`grading.distributed`); everything else is the same;
-4. export: ``grades.csv`` (one row per student and assignment, one column per part),
-   ``parts.csv`` (every part with the kernel's and the re-check's verdicts and the reason),
-   ``needs_review.csv``, ``failures.txt``; feedback in ``OUT/feedback/<student>/<assignment>/``;
-   the same final points in the class gradebook ``OUT/course/gradebook.db`` (`grading.gradebook`)
-   for formgrader, where the written answers are graded; ``gmm-grade --update`` (`update`) then
-   folds those hand-given marks into the CSVs and the feedback.
+`grade_folder` prepares the course (`grading.release.generate` into ``OUT/course``), collects
+the uploads (`grading.collect`), grades each student in a worker process (`grading.runner`) or
+on a Dask cluster (`grading.distributed`), journals each result as it arrives
+(`grading.journal`, for ``--resume``), runs copy detection beside the grading
+(`grading.copying`), then `finish` writes the class gradebook and the CSVs (`grading.export`).
+`update` folds the marks given by hand in formgrader into an earlier run's CSVs and feedback.
 """
 
 from __future__ import annotations
@@ -34,11 +19,11 @@ from pathlib import Path
 
 from grading import copying, journal, probe
 from grading.cgroups import sweep
-from grading.collect import LAYOUTS, Problem, collect
+from grading.collect import LAYOUTS, collect
 from grading.course import ASSIGNMENTS
 from grading.export import export, print_summary, score, write_json
 from grading.feedback import write_feedback
-from grading.gradebook import apply_hand_scores, empty_copy, hand_scores, record, was_graded
+from grading.gradebook import apply_hand_scores, hand_scores, record, was_graded
 from grading.layout import Course, RunFolder, course_secret, feedback_page
 from grading.records import grader_error
 from grading.release import generate
@@ -69,16 +54,10 @@ def grade_folder(
 ) -> dict:
     """Run the whole pipeline; return a summary dict (also written as ``OUT/summary.json``).
 
-    ``sandbox=False`` (``gmm-grade --no-sandbox``) runs student code without bubblewrap, under
-    the limits only; the summary and grades.csv say so. ``scheduler`` (a Dask scheduler's
-    address; ``security``: a `distributed.Security` for ``tls://``) grades on that cluster
-    (`grading.distributed`; ``announce``: see `grading.distributed.grade_on_cluster`) instead of
-    local processes; a ``tcp://`` address (no TLS: any client that reaches the scheduler runs
-    code on the workers, which hold the hidden tests) needs ``insecure=True`` (``--insecure``),
-    which the summary and grades.csv report. ``resume=True`` keeps the students of
-    ``OUT/journal.jsonl`` (an earlier run of the same assignments and sandbox setting that
-    stopped) and grades only the others.
-    ``copy_check=False`` skips copy detection (`grading.copying`; on by default).
+    The options are ``gmm-grade``'s (`grading.cli`): ``sandbox=False`` is ``--no-sandbox``,
+    ``scheduler``/``security`` a Dask cluster (``announce``: see
+    `grading.distributed.grade_on_cluster`), ``insecure`` allows ``tcp://``, ``resume`` keeps
+    the students of ``OUT/journal.jsonl``; ``copy_check=False`` skips copy detection.
     """
     t0 = time.monotonic()
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
@@ -114,13 +93,11 @@ def grade_folder(
     if run.feedback.exists() and not resume:
         shutil.rmtree(run.feedback)
     run.work.mkdir(parents=True, exist_ok=True)
-    template = empty_copy(run.course, run.template)
     job_list = [
         {
             "student": s,
             "run": str(run.root),
             "course": str(run.course),
-            "gradebook": str(template),
             "step_timeout": step_timeout,
             "isolation": isolation.to_dict() if isolation else None,
             "assignments": [a for a, p in found.items() if p is not None] or [],
@@ -160,7 +137,6 @@ def grade_folder(
                 job_list,
                 scheduler,
                 run.course,
-                template,
                 sandbox,
                 on_done,
                 progress,
@@ -289,40 +265,33 @@ def update(out: Path, progress=sys.stderr) -> dict:
     """Fold the marks given by hand (formgrader, ``OUT/course/gradebook.db``) into the CSVs and
     the feedback pages of an earlier run in ``out``; nothing is regraded."""
     out = Path(out).resolve()
-    saved = RunFolder(out).results
-    if not saved.is_file():
+    folder = RunFolder(out)
+    if not folder.results.is_file():
         raise FileNotFoundError(
-            f"{out} holds no graded run ({saved.name} is missing): run "
+            f"{out} holds no graded run ({folder.results.name} is missing): run "
             f"gmm-grade SUBMISSIONS --out {out} first"
         )
-    run = json.loads(saved.read_text())
-    course, work = out / "course", out / "work"
-    sources = {a: Course(course).source_notebook(a) for a in run["assignments"]}
+    run = json.loads(folder.results.read_text())
+    sources = {a: Course(folder.course).source_notebook(a) for a in run["assignments"]}
     results = run["results"]
-    changed = apply_hand_scores(results, hand_scores(course))
-    rows = export(
-        out,
-        run["students"],
-        results,
-        sources,
-        [Problem(*p) for p in run["problems"]],
-        run.get("notes") or run.get("sandbox", "bubblewrap"),
-    )
-    secret = course_secret(course)
+    changed = apply_hand_scores(results, hand_scores(folder.course))
+    notes = run.get("notes") or run.get("sandbox", "bubblewrap")
+    rows = export(out, run["students"], results, sources, run["problems"], notes)
+    secret = course_secret(folder.course)
     for student, rs in results.items():
         for r in rs:
             if was_graded(r):
                 a = r["assignment"]
                 write_feedback(
-                    Course(work / student).graded_notebook(student, a),
+                    Course(folder.student(student)).graded_notebook(student, a),
                     sources[a],
                     r,
-                    feedback_page(out / "feedback", student, a),
+                    feedback_page(folder.feedback, student, a),
                     secret,
                 )
     print(
-        f"{changed} part(s) scored by hand in {Course(course).gradebook}; rewrote grades.csv, "
-        "parts.csv, needs_review.csv, failures.txt and the feedback pages",
+        f"{changed} part(s) scored by hand in {Course(folder.course).gradebook}; rewrote "
+        "grades.csv, parts.csv, needs_review.csv, failures.txt and the feedback pages",
         file=progress,
     )
     return {"hand_scored": changed, "needs_review": rows["review"]}

@@ -1,10 +1,8 @@
 """The sandbox probe: before anything is graded, one sandbox is started and checked from inside.
 
-`prepare` (called once per run by `grading.pipeline`, and on each Dask worker by
-`grading.distributed`) runs `probe` and returns the run's typed sandbox settings
-(`grading.isolation.Isolation`): the measured baseline, the sandbox uid block, the font cache,
-and which mechanism bounds each sandbox's memory, processes and CPU (`grading.cgroups`, or the
-per-process fallback). The probe's report names it too.
+`prepare` (once per run, and on each Dask worker) runs `probe` and returns the run's typed
+sandbox settings (`grading.isolation.Isolation`): the measured baseline, the uid block, the font
+cache and the mechanism that bounds each sandbox (`grading.cgroups`, or rlimits).
 """
 
 from __future__ import annotations

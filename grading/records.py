@@ -52,9 +52,6 @@ class Part:
     review: str = ""  # suspicious, unproven code the part depends on (points kept)
     message: str = ""  # why points were lost, in words (the spec's verdict message)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class Result:

@@ -3,16 +3,12 @@
     python -m grading.release            # write solutions/' generated cells, then exercises/
     python -m grading.release --check    # exit 1 (and say why) if either is stale or a model fails
 
-1. `generated`: every test cell's hidden-test block becomes a note naming its check in
-   `grading.checks`, which only the out-of-kernel re-check runs (no hidden-test code is ever in
-   a notebook, so none can run where student code runs); the points in the text are written
-   from the metadata (`grading.points_text`); a last cell runs every visible test.
-2. `grading.model_check`: a model answer failing a visible test or hidden check is refused,
-   naming the part and the message; nothing is written (``--check`` fails the same way).
-3. `write_generated`, then `nbgrader generate_assignment` in a temporary course folder (no
-   gradebook, which holds the hidden tests, is written into the repository); each release
-   notebook is normalised (no outputs or counts, only nbgrader's metadata) so that
-   regenerating gives byte-identical files.
+`generated` writes each test cell's hidden block as a note naming its check in `grading.checks`
+(no hidden-test code is ever in a notebook), the points in the text (`grading.points_text`) and
+a last cell running every visible test; `grading.model_check` refuses a model answer that fails
+a check; `build_release` runs ``nbgrader generate_assignment`` in a temporary course (the
+gradebook, which holds the hidden tests, never lands in the repository) and normalises the
+notebooks so that regenerating gives identical bytes.
 """
 
 from __future__ import annotations

@@ -1,28 +1,14 @@
 """Static scan of a student's code cells for ways to defeat the tests instead of passing them.
 
-Any check inside the student's kernel can be defeated (patched ``numpy.allclose``, a patched
-``numpy.testing``, an import hook, ``get_ipython().input_transformers_post`` blanking the test
-cells, frame tricks, ...). The grade follows the out-of-kernel re-check; this scan finds the
-attempts so the affected parts get no points and the submission goes to a human.
-
-`scan_cell` returns a list of findings (plain-English strings); an empty list means clean.
-`proven` tells the two kinds apart. A *proven* finding is a violation the code states outright:
-it imports a package the assignment forbids (gmmlib in assignment 1, but for the explorer's
-import and call, which only draw: `grading.display_only`; a module of it named in a string,
-``sys.modules["gmmlib.em"]``, counts as an import), rebinds an attribute of a
-module (``np.allclose = ...``, ``setattr(builtins, ...)``), hooks into IPython's or Python's
-machinery (input transformers, import hooks) or names the hidden checks the grader once put in
-the kernel (``_gmm_checks``, to read or disarm them); the parts that depend on it get no points.
-Every other finding (``__import__``, ``globals()``, ``setattr`` on an object, a suspicious
-import, IPython's input history ``In``/``_ih``) is *suspicious*: honest code uses these too, so
-the points the re-check gave are kept and a human is asked to look.
-
-Many findings are moot since the hidden tests stopped running in the student's kernel (issue
-21): the kernel's history holds only the student's cells and the visible tests, no
-``_gmm_checks`` exists there to read or disarm, and a patched numpy fools only the student's own
-run, never the re-check that scores. They are kept as evidence of intent for the review list.
-
-`strip_magics` lives in `grading.cells` and is imported here for the re-check.
+`scan_cell` returns findings in words (empty: clean); `proven` tells the two kinds apart. A
+*proven* finding states a violation outright: importing a forbidden package (gmmlib in
+assignment 1, by name too: ``sys.modules["gmmlib.em"]``; the explorer's import and call only
+draw, `grading.display_only`), rebinding an attribute of a module, hooking IPython's or
+Python's machinery, or naming the checks the grader once put in the kernel (``_gmm_checks``):
+the parts that depend on it get 0. Every other finding is *suspicious* (honest code uses
+``globals()`` or ``setattr`` too): points kept, a human looks. Since the hidden tests left the
+kernel (issue 21) many findings are moot (a patched numpy fools only the student's own run);
+they stay as evidence for the review list.
 """
 
 from __future__ import annotations
@@ -34,72 +20,22 @@ from grading.cells import parse_cell, strip_magics
 from grading.display_only import display_bindings, display_statements, misuses
 
 #: Modules whose import alone means the code reaches into the interpreter or the kernel.
-SUSPICIOUS_MODULES = {
-    "builtins",
-    "importlib",
-    "ctypes",
-    "gc",
-    "inspect",
-    "IPython",
-    "ipykernel",
-    "signal",
-    "atexit",
-    "threading",
-    "multiprocessing",
-    "subprocess",
-    "unittest",
-    "pytest",
-    "traceback",
-    "types",
-    "code",
-    "pdb",
-    "runpy",
-    "__main__",
-}
+SUSPICIOUS_MODULES = set(
+    """builtins importlib ctypes gc inspect IPython ipykernel signal atexit threading
+    multiprocessing subprocess unittest pytest traceback types code pdb runpy __main__""".split()
+)
 #: Calls that rewrite names or run generated code.
-SUSPICIOUS_CALLS = {
-    "setattr",
-    "delattr",
-    "exec",
-    "eval",
-    "compile",
-    "__import__",
-    "globals",
-    "locals",
-    "vars",
-    "get_ipython",
-    "breakpoint",
-}
+SUSPICIOUS_CALLS = set(
+    """setattr delattr exec eval compile __import__ globals locals vars get_ipython
+    breakpoint""".split()
+)
 #: Attribute names only needed to tamper with frames, modules or the import system.
-SUSPICIOUS_ATTRIBUTES = {
-    "f_back",
-    "f_globals",
-    "f_locals",
-    "f_builtins",
-    "tb_frame",
-    "__globals__",
-    "__code__",
-    "__builtins__",
-    "__dict__",
-    "__subclasses__",
-    "__closure__",
-    "_getframe",
-    "settrace",
-    "setprofile",
-    "meta_path",
-    "path_hooks",
-    "modules",
-    "excepthook",
-    "displayhook",
-    "input_transformers_post",
-    "input_transformers_cleanup",
-    "register_magic_function",
-    "events",
-    "run_cell",
-    "__class__",
-    "__bases__",
-    "__mro__",
-}
+SUSPICIOUS_ATTRIBUTES = set(
+    """f_back f_globals f_locals f_builtins tb_frame __globals__ __code__ __builtins__ __dict__
+    __subclasses__ __closure__ _getframe settrace setprofile meta_path path_hooks modules
+    excepthook displayhook input_transformers_post input_transformers_cleanup
+    register_magic_function events run_cell __class__ __bases__ __mro__""".split()
+)
 SUSPICIOUS_NAMES = {"get_ipython", "__builtins__", "__import__", "__loader__", "__spec__"}
 #: IPython's input and output history (it held the hidden tests when they ran in the kernel).
 HISTORY = re.compile(r"In|Out|_ih|_oh|_i{1,3}|_i\d+")
@@ -111,13 +47,10 @@ READS_CHECKS = "reads the grader's hidden checks"
 READS_HISTORY = "IPython's history, where hidden tests were once looked for"
 
 #: Attributes whose use changes how later code runs or imports (a hook, not a question).
-TAMPER_ATTRIBUTES = {
-    "input_transformers_post",
-    "input_transformers_cleanup",
-    "register_magic_function",
-    "meta_path",
-    "path_hooks",
-}
+TAMPER_ATTRIBUTES = set(
+    "input_transformers_post input_transformers_cleanup register_magic_function meta_path "
+    "path_hooks".split()
+)
 #: The words that start a proven finding (see `proven`); every finding is built from these.
 PROVEN_MARKS = ("imports ", "assigns to ", "rebinds ", "hooks ", "reads ", "reaches ")
 
@@ -255,8 +188,6 @@ def scan_cell(
                             "(changes a module other code relies on)"
                         )
                         break
-        elif isinstance(node, ast.Global | ast.Nonlocal):
-            pass
         elif isinstance(node, ast.Call):
             func = node.func
             name = (
@@ -307,9 +238,4 @@ def scan_cell(
                     findings.append(f"line {node.lineno}: names {package!r} in a string")
         elif isinstance(node, ast.BinOp):
             findings += _module_by_name(node, forbidden_packages)
-    seen, unique = set(), []
-    for f in findings:
-        if f not in seen:
-            seen.add(f)
-            unique.append(f)
-    return unique
+    return list(dict.fromkeys(findings))  # each once, in order

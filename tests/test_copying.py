@@ -139,8 +139,8 @@ def test_share_is_copydetects_own_number():
     disguised copies and the visible files, boilerplate removed."""
     bp = boilerplate()
     texts = [u.normalised for us in honest_class().values() for u in us if copying.judged(u)]
-    texts += [copying._document(us, bp)[0].raw_code for us in honest_class().values()]
-    texts += [copying._document(us, bp)[0].raw_code for us in visible().values()][:6]
+    texts += [copying._Prints(bp).document(us)[0].raw_code for us in honest_class().values()]
+    texts += [copying._Prints(bp).document(us)[0].raw_code for us in visible().values()][:6]
     texts.append(normalise(disguise.disguise(VALID[0].read_text())))
     prints = [copying._fingerprint(t, bp) for t in texts]
     checked = 0

@@ -1,14 +1,11 @@
 """The one specification of every autograded part: its cases, data, tolerances and judges.
 
-One `Check` per autograded test cell of the source notebooks (same ``grade_id``; the points stay
-in the cell's nbgrader metadata). Only the re-check (`grading.recheck`) runs it: the sandbox
-*calls* the student's functions on the cases' inputs (`grading.sandbox._call`) and returns plain
-numbers; every comparison with gmmlib happens in the grader's process, which the student's code
-never touches. Nothing of this module reaches a process that runs student code, nor the release
-(`grading.release` writes only a note naming each check into the source notebooks). What a
-student learns of it: each part's name and, when a case fails, the message its judge writes.
-The visible tests' cases are among the cases here, so a part the re-check passes also passes its
-visible tests. Edit hidden tests here, then run `make release`.
+One `Check` per autograded test cell (same ``grade_id``; the points stay in the cell's
+metadata). Only the re-check runs it: the sandbox calls the student's functions on the cases'
+inputs and returns plain numbers, and every comparison happens in the grader's process. Nothing
+here reaches a process that runs student code, nor the release (which gets a note naming each
+check). The visible tests' cases are among these, so a part that passes here passes its visible
+tests too. Edit hidden tests here, then run `make release`.
 """
 
 from __future__ import annotations
