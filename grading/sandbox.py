@@ -16,6 +16,10 @@ anything here watch the student's code (what runs in this interpreter, the stude
 silence): before it runs, the files it opens, its connections and the processes and programs
 it starts are handed to the grader (`_hand_over`: a seccomp listener sent over the CHANNEL
 socket; `grading.observer.Observer` reads them), which lists what the sandbox refused or hid.
+
+The feedback kernel starts here too (``python -I -B sandbox.py --kernel CHANNEL ARGS``, from
+`grading.kernel`): the same hand-over, then ipykernel runs in this process with ARGS (no new
+program: the filter, kept across everything, would note it as the student's).
 """
 
 import ctypes
@@ -23,6 +27,7 @@ import inspect
 import json
 import os
 import platform
+import runpy
 import socket
 import struct
 import sys
@@ -121,7 +126,20 @@ def _hand_over(channel):
         sock.close()
 
 
+def kernel(channel, args):
+    """The feedback kernel: its calls handed over (`_hand_over`, before ipykernel imports
+    anything), then ipykernel run as ``python -m ipykernel_launcher ARGS`` would run it."""
+    # ipykernel imports debugpy, whose log names the platform: Python learns the processor by
+    # running ``uname -p``, a program the observer would list. Asked here, before the filter.
+    platform.uname().processor  # noqa: B018 - cached on the shared uname result
+    _hand_over(channel)
+    sys.argv = ["ipykernel_launcher", *args]
+    runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+
+
 def main():
+    if sys.argv[1] == "--kernel":
+        return kernel(int(sys.argv[2]), sys.argv[3:])
     workdir, first = sys.argv[1], int(sys.argv[2])
     os.chdir(workdir)
     plan = json.loads(sys.stdin.readline())
