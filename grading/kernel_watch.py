@@ -110,10 +110,10 @@ class KernelWatch:
         """The kernel's listener (its first and only message), as an `Observer`; the channel
         is closed after it, whatever arrived."""
         channel, self._ours = self._ours, None
-        self.received.set()
         observer = Observer.receive(
             channel, self.workdir, self.quiet, self.events, self.kinds, self.own
         )
         if observer is None:
             self.events.append(UNOBSERVED)
+        self.received.set()
         return observer
