@@ -95,8 +95,9 @@ def kernel_command(connection_file: str, extra: list[str]) -> list[str]:
         return [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
     if not channel.isdigit():
         sys.exit(f"grading.kernel: not starting: {CHANNEL} is not a descriptor: {channel!r}")
-    # -I: no user site or PYTHON* variables (and not the launcher's folder on sys.path).
-    launcher = [sys.executable, "-I", "-B", str(LAUNCHER), "--kernel", channel]
+    # No user site nor PYTHON* variables; not -I, whose safe path would keep IPython from
+    # putting the working folder on sys.path as it does for every kernel.
+    launcher = [sys.executable, "-E", "-s", "-B", str(LAUNCHER), "--kernel", channel]
     return [*launcher, "-f", connection_file, *extra]
 
 

@@ -17,17 +17,17 @@ silence): before it runs, the files it opens, its connections and the processes 
 it starts are handed to the grader (`_hand_over`: a seccomp listener sent over the CHANNEL
 socket; `grading.observer.Observer` reads them), which lists what the sandbox refused or hid.
 
-The feedback kernel starts here too (``python -I -B sandbox.py --kernel CHANNEL ARGS``, from
+The feedback kernel starts here too (``python -E -s -B sandbox.py --kernel CHANNEL ARGS``, from
 `grading.kernel`): the same hand-over, then ipykernel runs in this process with ARGS (no new
 program: the filter, kept across everything, would note it as the student's).
 """
 
 import ctypes
+import importlib
 import inspect
 import json
 import os
 import platform
-import runpy
 import socket
 import struct
 import sys
@@ -126,15 +126,27 @@ def _hand_over(channel):
         sock.close()
 
 
+#: ipykernel's modules that its start imports (the kernel, its shell, its debugger: debugpy):
+#: imported before the hand-over, their thousand files are not stopped one by one.
+KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell")
+KERNEL_MODULES += ("ipykernel.debugger",)
+
+
 def kernel(channel, args):
-    """The feedback kernel: its calls handed over (`_hand_over`, before ipykernel imports
-    anything), then ipykernel run as ``python -m ipykernel_launcher ARGS`` would run it."""
-    # ipykernel imports debugpy, whose log names the platform: Python learns the processor by
-    # running ``uname -p``, a program the observer would list. Asked here, before the filter.
+    """The feedback kernel: ipykernel's modules imported (trusted code: the student's code
+    arrives later, as messages), its calls handed over (`_hand_over`), then the kernel started
+    as ``python -m ipykernel_launcher ARGS`` starts it. Imported first, ipykernel's own start
+    (`KERNEL_MODULES`) is not stopped call by call."""
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]  # this file's folder: the kernel's path is Python's own, as with -m
+    for name in KERNEL_MODULES:  # not there for the re-check (-S): imported here alone
+        importlib.import_module(name)
+    # debugpy, imported as the kernel starts, names the platform in its log: Python learns the
+    # processor by running ``uname -p``, a program the observer would list. Asked here, first.
     platform.uname().processor  # noqa: B018 - cached on the shared uname result
     _hand_over(channel)
     sys.argv = ["ipykernel_launcher", *args]
-    runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+    sys.modules["ipykernel.kernelapp"].launch_new_instance()
 
 
 def main():
