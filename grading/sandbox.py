@@ -144,6 +144,10 @@ def kernel(channel, args):
     # debugpy, imported as the kernel starts, names the platform in its log: Python learns the
     # processor by running ``uname -p``, a program the observer would list. Asked here, first.
     platform.uname().processor  # noqa: B018 - cached on the shared uname result
+    # The filter binds the thread that installs it and what it starts, not a thread already
+    # running (which the kernel's code might reach): there must be none.
+    if len(os.listdir("/proc/self/task")) != 1:
+        sys.exit("grading.sandbox: not starting the kernel: a thread started before the hand-over")
     _hand_over(channel)
     sys.argv = ["ipykernel_launcher", *args]
     sys.modules["ipykernel.kernelapp"].launch_new_instance()

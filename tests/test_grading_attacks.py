@@ -146,7 +146,8 @@ def test_a_silenced_audit_hook_leaves_the_outside_observer_seeing(tmp_path):
 
 def test_a_student_who_silences_the_audit_hook_is_still_on_review(tmp_path):
     """Graded for real (bubblewrap, one student): the hidden checks' file exists on the grading
-    machine but not in the sandbox; the read and the connection reach the review list."""
+    machine but not in the sandbox; the read and the connection, in the kernel and in the
+    re-check, reach the review list."""
     import sys
 
     import nbformat
@@ -175,7 +176,9 @@ def test_a_student_who_silences_the_audit_hook_is_still_on_review(tmp_path):
     assert result["status"] == "review"
     assert result["flags"] == [
         f"to review added cell 1 (points kept): {'; '.join(unsure)}",
-        "the sandbox observed: "
+        "the sandbox observed: "  # the kernel ran the cell too, and is watched the same way
+        f"kernel: read of {course_file} (not visible in the sandbox); "
+        "kernel: network connection to ('127.0.0.1', 9) (blocked: no network); "
         f"re-check: read of {course_file} (not visible in the sandbox); "
         "re-check: network connection to ('127.0.0.1', 9) (blocked: no network)",
     ]
