@@ -31,8 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import fixture_students  # noqa: E402 - the fixture builder lives beside the tests
 
 from grading import kernel_watch  # noqa: E402
+from grading.checks import spec  # noqa: E402
 from grading.course import EXERCISES  # noqa: E402
-from grading.isolation import Isolation, sandbox_uid  # noqa: E402
+from grading.display_only import neutralise_notebook  # noqa: E402
+from grading.isolation import Isolation, package_folders, sandbox_uid  # noqa: E402
 from grading.kernel import SETTINGS, settings, write_kernelspec  # noqa: E402
 from grading.probe import build_font_cache  # noqa: E402
 from grading.student_run import CappedClient, run_notebook, visible_notebook  # noqa: E402
@@ -59,7 +61,9 @@ def notebooks() -> dict[str, nbformat.NotebookNode]:
     start = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     submitted = fixture_students.load().build_notebook("em_by_hand", {})
     release = nbformat.read(EXERCISES / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
-    return {"kernel start": start, "em_by_hand reference": visible_notebook(submitted, release)}
+    visible = visible_notebook(submitted, release)
+    neutralise_notebook(visible)  # as the worker: the explorer only draws, it is not run
+    return {"kernel start": start, "em_by_hand reference": visible}
 
 
 def cpu() -> float:
@@ -103,7 +107,8 @@ def main(argv=None) -> None:
     fonts = build_font_cache(jupyter / "matplotlib")
     uid = sandbox_uid(60) if os.geteuid() == 0 else None
     isolation = Isolation(sandbox=True, uid=uid, font_cache=str(fonts))
-    os.environ[SETTINGS] = settings(isolation, base / "scratch", [])
+    hidden = package_folders(spec("em_by_hand").blocked)  # as the worker: gmmlib not mounted
+    os.environ[SETTINGS] = settings(isolation, base / "scratch", hidden)
     print(f"load {os.getloadavg()[0]:.1f}; {args.repeats} runs each, alternating; medians")
     print("| notebook | observer | wall s | grader CPU s | kernel CPU s | recorded |")
     print("|---|---|---|---|---|---|")

@@ -22,8 +22,10 @@ import fixture_students
 import nbformat
 import pytest
 
+from grading.checks import spec
 from grading.course import EXERCISES, REPO
-from grading.isolation import Isolation, sandbox_uid
+from grading.display_only import neutralise_notebook
+from grading.isolation import Isolation, package_folders, sandbox_uid
 from grading.kernel import SETTINGS, settings, write_kernelspec
 from grading.kernel_watch import UNOBSERVED, KernelWatch
 from grading.probe import build_font_cache
@@ -76,7 +78,8 @@ def kernel(tmp_path, monkeypatch):
     isolation = Isolation(sandbox=True, uid=uid, font_cache=str(fonts))
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
-    monkeypatch.setenv(SETTINGS, settings(isolation, tmp_path / "scratch", []))
+    hidden = package_folders(spec("em_by_hand").blocked)  # as the worker: gmmlib not mounted
+    monkeypatch.setenv(SETTINGS, settings(isolation, tmp_path / "scratch", hidden))
     monkeypatch.setattr(tempfile, "tempdir", str(runtime))
 
     def run(cells):
@@ -105,7 +108,9 @@ def test_the_reference_students_run_is_not_recorded(kernel):
     instructor's solution, with its figures, are nothing to report."""
     submitted = fixture_students.load().build_notebook("em_by_hand", {})
     release = nbformat.read(EXERCISES / "em_by_hand" / "em_by_hand.ipynb", as_version=4)
-    executed, report = kernel(visible_notebook(submitted, release))
+    visible = visible_notebook(submitted, release)
+    neutralise_notebook(visible)  # as the worker: the explorer only draws, it is not run
+    executed, report = kernel(visible)
     errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert report.status == "ok" and not errors
     assert report.observed == []
