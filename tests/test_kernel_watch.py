@@ -17,10 +17,13 @@ import os
 import socket
 import tempfile
 import threading
+from pathlib import Path
 
 import fixture_students
 import nbformat
+import numpy as np
 import pytest
+from test_grading_attacks import OBSERVER_GAPS, gaps_record
 
 from grading.checks import spec
 from grading.course import EXERCISES, REPO
@@ -101,6 +104,21 @@ def test_attempts_made_in_the_kernel_are_recorded_and_unshare_refused(kernel):
     assert report.status == "ok"
     assert report.observed == RECORDED
     assert "unshare -1 Operation not permitted" in _text(executed)
+
+
+def test_the_kernel_is_held_to_the_re_checks_rules(kernel, tmp_path):
+    """The re-check's third attack round (`OBSERVER_GAPS`: /proc links and links of its own,
+    x86_64's int 0x80, a user namespace, creat/mkdir/unlink, UDP, made-up paths, one with a
+    newline), run in the kernel: the same record, in the same words and caps; the same calls
+    refused (the cell asserts that unshare failed)."""
+    secret = tmp_path / "checks.py"  # on the grading machine, not in the sandbox
+    secret.write_text("EXPECTED = 1\n")
+    env = str(Path(np.__file__).resolve().parent)  # read-only in the sandbox
+    cell = OBSERVER_GAPS.replace("SECRET", repr(str(secret))).replace("ENV", repr(env))
+    executed, report = kernel([cell])
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert report.status == "ok" and not errors, errors
+    assert report.observed == gaps_record(secret, env)
 
 
 def test_the_reference_students_run_is_not_recorded(kernel):
