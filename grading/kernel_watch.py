@@ -28,6 +28,10 @@ from grading.observer import Observer
 
 #: Recorded when the kernel could not install the filter (seccomp's user notification missing).
 UNOBSERVED = "its calls were not observed (seccomp user notification unavailable here)"
+#: Where ipykernel names each cell's code (``/tmp/ipykernel_<its pid>/<hash>.py``,
+#: `ipykernel.compiler`), a file it never writes but looks for to show a traceback: in the
+#: sandbox's PID namespace the kernel is pid 2 (bubblewrap's init is 1). Reads there are its own.
+CELL_FILES = "/tmp/ipykernel_2"
 #: Seconds the thread waits between looks at whether the run is over.
 _TICK = 0.2
 #: Stopped calls answered before the thread looks at whether the run is over.
@@ -61,7 +65,7 @@ class KernelWatch:
         if not given or not Isolation.from_dict(given["isolation"]).sandbox:
             return None
         site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-        quiet = [*python_env(), *site, "/usr", "/etc", "/proc", "/sys"]
+        quiet = [*python_env(), *site, "/usr", "/etc", "/proc", "/sys", CELL_FILES]
         own = [runtime] if runtime is not None else []
         return cls(Path(given["scratch"]), quiet + own, own)
 

@@ -134,6 +134,16 @@ def test_the_reference_students_run_is_not_recorded(kernel):
     assert report.observed == []
 
 
+def test_a_cells_error_is_not_recorded(kernel):
+    """A traceback makes ipykernel look for the cell's code in its own file names (in the
+    sandbox's /tmp, never written): not an attempt of the student's (the blank submission's
+    cells all fail so)."""
+    executed, report = kernel(["def f():\n    return g()", "f()", "1 / 0"])
+    errors = [o.ename for c in executed.cells for o in c.get("outputs", []) if "ename" in o]
+    assert errors == ["NameError", "ZeroDivisionError"]
+    assert report.observed == []
+
+
 def test_the_kernel_holds_no_end_of_the_hand_over_channel(kernel, monkeypatch):
     """No process the student's code can see holds either end of the socket the listener came
     over (the launcher closes its end before ipykernel starts)."""
