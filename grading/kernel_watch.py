@@ -9,7 +9,7 @@ was given and closes it before ipykernel imports anything. Here a thread reads t
 closes its own end (nothing sent later is read: the student's code could hand over no other
 listener even if it found the socket), and serves the listener with `grading.observer.Observer`
 (the re-check's rules and caps: reads of course files, writes refused, connections, programs,
-namespaces and io_uring refused) until the run is over.
+io_uring; namespaces and other architectures' calls refused) until the run is over.
 """
 
 from __future__ import annotations

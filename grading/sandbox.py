@@ -126,10 +126,13 @@ def _hand_over(channel):
         sock.close()
 
 
-#: ipykernel's modules that its start imports (the kernel, its shell, its debugger: debugpy):
-#: imported before the hand-over, their thousand files are not stopped one by one.
+#: ipykernel's modules that its start imports (the kernel, its shell, its debugger: debugpy),
+#: and numpy, which every course notebook imports first (as the re-check's child preloads the
+#: course cells' imports): imported before the hand-over, their thousand files are not stopped
+#: one by one. A stopped call waits for the grader, and that wait counts as the kernel's time
+#: asleep, which a loaded machine would otherwise inflate (`grading.watch.Meter`).
 KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell")
-KERNEL_MODULES += ("ipykernel.debugger",)
+KERNEL_MODULES += ("ipykernel.debugger", "numpy")
 
 
 def kernel(channel, args):
