@@ -21,7 +21,7 @@ What the kernel's code attempts is seen from outside it: given a socket in ``$GM
 (`grading.kernel_watch.KernelWatch`, in the process that runs the notebook), the kernel starts
 through the re-check child's launcher (`grading.sandbox`, ``--kernel``), which puts its process
 tree under the observed seccomp filter and hands the listener over that socket, then closes it,
-before ipykernel imports anything.
+before the kernel starts (only ipykernel's own modules and numpy are imported first).
 """
 
 from __future__ import annotations

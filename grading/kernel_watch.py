@@ -5,7 +5,8 @@ hook; the kernel runs the same student code and is watched the same way. `Kernel
 socket pair and names one end in ``$GMM_KERNEL_CHANNEL``; the kernel is started with that end
 (``pass_fds``), and `grading.kernel` starts ipykernel through the re-check child's launcher
 (`grading.sandbox`), which installs the same seccomp filter, sends its listener over the end it
-was given and closes it before ipykernel imports anything. Here a thread reads that one message,
+was given and closes it before the kernel starts (the student's code arrives later, as messages;
+only ipykernel's own modules and numpy are imported first). Here a thread reads that one message,
 closes its own end (nothing sent later is read: the student's code could hand over no other
 listener even if it found the socket), and serves the listener with `grading.observer.Observer`
 (the re-check's rules and caps: reads of course files, writes refused, connections, programs,
