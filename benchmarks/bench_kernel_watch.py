@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -101,28 +102,31 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     measure_kernels()
     base = Path(tempfile.mkdtemp(prefix="bench-kernel-watch-"))
-    jupyter = base / "jupyter"
-    write_kernelspec(jupyter)
-    os.environ["JUPYTER_PATH"] = str(jupyter)
-    fonts = build_font_cache(jupyter / "matplotlib")
-    uid = sandbox_uid(60) if os.geteuid() == 0 else None
-    isolation = Isolation(sandbox=True, uid=uid, font_cache=str(fonts))
-    hidden = package_folders(spec("em_by_hand").blocked)  # as the worker: gmmlib not mounted
-    os.environ[SETTINGS] = settings(isolation, base / "scratch", hidden)
-    print(f"load {os.getloadavg()[0]:.1f}; {args.repeats} runs each, alternating; medians")
-    print("| notebook | observer | wall s | grader CPU s | kernel CPU s | recorded |")
-    print("|---|---|---|---|---|---|")
-    for name, nb in notebooks().items():
-        runs = {True: [], False: []}
-        for _ in range(args.repeats):
+    try:
+        jupyter = base / "jupyter"
+        write_kernelspec(jupyter)
+        os.environ["JUPYTER_PATH"] = str(jupyter)
+        fonts = build_font_cache(jupyter / "matplotlib")
+        uid = sandbox_uid(60) if os.geteuid() == 0 else None
+        isolation = Isolation(sandbox=True, uid=uid, font_cache=str(fonts))
+        hidden = package_folders(spec("em_by_hand").blocked)  # as the worker: gmmlib not mounted
+        os.environ[SETTINGS] = settings(isolation, base / "scratch", hidden)
+        print(f"load {os.getloadavg()[0]:.1f}; {args.repeats} runs each, alternating; medians")
+        print("| notebook | observer | wall s | grader CPU s | kernel CPU s | recorded |")
+        print("|---|---|---|---|---|---|")
+        for name, nb in notebooks().items():
+            runs = {True: [], False: []}
+            for _ in range(args.repeats):
+                for watched in (True, False):
+                    runs[watched].append(run_once(nb, base, watched))
             for watched in (True, False):
-                runs[watched].append(run_once(nb, base, watched))
-        for watched in (True, False):
-            wall, own, kids = (statistics.median(r[i] for r in runs[watched]) for i in range(3))
-            seen = sum(len(r[3]) for r in runs[watched])
-            on = "on" if watched else "off"
-            print(f"| {name} | {on} | {wall:.2f} | {own:.2f} | {kids:.2f} | {seen} events |")
-    print(f"load {os.getloadavg()[0]:.1f}")
+                wall, own, kids = (statistics.median(r[i] for r in runs[watched]) for i in range(3))
+                seen = sum(len(r[3]) for r in runs[watched])
+                on = "on" if watched else "off"
+                print(f"| {name} | {on} | {wall:.2f} | {own:.2f} | {kids:.2f} | {seen} events |")
+        print(f"load {os.getloadavg()[0]:.1f}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
