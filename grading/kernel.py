@@ -16,6 +16,12 @@ The kernel talks to the grader over jupyter_client's IPC transport (Unix sockets
 connection file, in the student's own runtime folder bound into the sandbox): a kernel in its
 own network namespace cannot reach the grader's loopback TCP ports. Interrupts go as messages
 (``interrupt_mode``), since a signal to the process group would stop bwrap, not the cell.
+
+What the kernel's code attempts is seen from outside it: given a socket in ``$GMM_KERNEL_CHANNEL``
+(`grading.kernel_watch.KernelWatch`, in the process that runs the notebook), the kernel starts
+through the re-check child's launcher (`grading.sandbox`, ``--kernel``), which puts its process
+tree under the observed seccomp filter and hands the listener over that socket, then closes it,
+before the kernel starts (only ipykernel's own modules and numpy are imported first).
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ from grading.isolation import (
 
 #: Environment variable holding the current notebook's sandbox settings (`settings`).
 SETTINGS = "GMM_SANDBOX"
+#: Environment variable naming the inherited socket the kernel's seccomp listener goes over.
+CHANNEL = "GMM_KERNEL_CHANNEL"
+#: The launcher that hands the kernel's calls over before ipykernel starts (stdlib only).
+LAUNCHER = Path(__file__).with_name("sandbox.py")
 
 
 def settings(isolation: Isolation, scratch: Path, hidden) -> str:
@@ -77,6 +87,20 @@ def bind_to_grader() -> None:
         sys.exit(f"grading.kernel: not starting: {error}")
 
 
+def kernel_command(connection_file: str, extra: list[str]) -> list[str]:
+    """ipykernel's command line: through `LAUNCHER` when the grader gave a channel (taken out
+    of the environment: the kernel's code never learns it), else ipykernel itself."""
+    channel = os.environ.pop(CHANNEL, "")
+    if not channel:
+        return [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
+    if not channel.isdigit():
+        sys.exit(f"grading.kernel: not starting: {CHANNEL} is not a descriptor: {channel!r}")
+    # No user site nor PYTHON* variables; not -I, whose safe path would keep IPython from
+    # putting the working folder on sys.path as it does for every kernel.
+    launcher = [sys.executable, "-E", "-s", "-B", str(LAUNCHER), "--kernel", channel]
+    return [*launcher, "-f", connection_file, *extra]
+
+
 def main(argv=None) -> None:
     bind_to_grader()
     argv = sys.argv[1:] if argv is None else argv
@@ -87,12 +111,13 @@ def main(argv=None) -> None:
     # the worker gives the kernel the student's own log file as stderr (`grading.student_run`).
     os.dup2(2, 1)
     limits = code_limits(isolation.vm_peak, KERNEL_CPU)
-    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *extra]
+    kernel = kernel_command(connection_file, extra)
     if not isolation.sandbox:
         limits.apply()
         os.execv(sys.executable, kernel)
     sandbox = Sandbox(
         scratch=Path(given["scratch"]),
+        readable=[LAUNCHER],
         writable=[Path(connection_file).parent],
         uid=isolation.uid,
         hidden=[Path(p) for p in given["hidden"]],

@@ -97,16 +97,18 @@ class Observer:
     audit hook's words, so a call both see is listed once.
     """
 
-    def __init__(self, fd: int, workdir: str, quiet=(), events=None, kinds=None):
+    def __init__(self, fd: int, workdir: str, quiet=(), events=None, kinds=None, own=()):
         """``events`` and ``kinds`` (events recorded per kind): the record of the observers
-        before this one, for the same re-check restarted (its limits hold for them all)."""
+        before this one, for the same re-check restarted (its limits hold for them all).
+        ``own``: folders whose Unix sockets are the process's own (the kernel's channels)."""
         self.fd, self.workdir = fd, os.path.realpath(workdir)
         self.quiet = tuple(q.rstrip(os.sep) for q in quiet)  # folders: "/a" is not "/ab"
+        self.own = tuple(str(o).rstrip(os.sep) + os.sep for o in own)
         self.events: list[str] = [] if events is None else events
         self.kinds: dict[str, int] = {} if kinds is None else kinds
 
     @classmethod
-    def receive(cls, channel: socket.socket, workdir, quiet=(), events=None, kinds=None):
+    def receive(cls, channel: socket.socket, workdir, quiet=(), events=None, kinds=None, own=()):
         """The child's seccomp listener, read from ``channel`` (then closed), as an `Observer`
         (None: the child could not make one)."""
         try:
@@ -115,7 +117,7 @@ class Observer:
             fds = []
         finally:
             channel.close()
-        return cls(fds[0], str(workdir), quiet, events, kinds) if fds else None
+        return cls(fds[0], str(workdir), quiet, events, kinds, own) if fds else None
 
     def finish(self, events: list) -> None:
         """Let the calls stopped before the child was killed go, close the listener and add
@@ -188,9 +190,9 @@ class Observer:
                 self._add(*self._open(pid, at, _string(pid, args[where]), os.O_WRONLY))
         elif name in ("connect", "sendto"):
             address, size = (args[1], args[2]) if name == "connect" else (args[4], args[5])
-            if address:  # send() is sendto without one
-                text = f"network connection to {_address(_memory(pid, address, size))} "
-                text += "(blocked: no network)"
+            raw = _memory(pid, address, size) if address else b""  # send(): sendto, no address
+            if raw and not self._own_channel(raw):
+                text = f"network connection to {_address(raw)} (blocked: no network)"
         elif name in ("execve", "execveat"):
             text = f"ran a program ({_string(pid, args[name == 'execveat'])})"
         elif name == "clone3":  # its flags are in memory the code could change after a look
@@ -209,6 +211,24 @@ class Observer:
         self._add(text)
         return 0
 
+    def _own_channel(self, raw: bytes) -> bool:
+        """Whether a sockaddr is no connection worth a note: netlink (the machine's kernel asked
+        about the sandbox's own, empty, network, as the C library does to resolve a name) or
+        a Unix socket in one of the `own` folders (the kernel's channels to the grader)."""
+        family = struct.unpack("H", raw[:2])[0] if len(raw) >= 2 else None
+        if family == socket.AF_NETLINK:
+            return True
+        path = raw[2:].split(b"\0")[0].decode(errors="replace") if family == socket.AF_UNIX else ""
+        return bool(path) and os.path.normpath(path).startswith(self.own or ("\0",))
+
+    def _quiet_as_written(self, path: str) -> bool:
+        """Whether ``path``, as written (no ``..``, not in /proc), is in a `quiet` folder: those
+        are read-only in the sandbox (the Python environment, the system), so no link in them
+        is the student's, and a read there is not noted wherever their own links lead."""
+        if "/.." in path or path == "/proc" or path.startswith("/proc/"):
+            return False
+        return any(path == q or path.startswith(q + os.sep) for q in self.quiet if q != "/proc")
+
     def _open(self, pid: int, at: int, path: str, flags: int) -> tuple[str | None, str]:
         """(what an open of ``path`` relative to descriptor ``at`` is worth noting, or None;
         its kind): a read of a file the grading machine has but the sandbox hides is a kind
@@ -216,6 +236,8 @@ class Observer:
         if not os.path.isabs(path):  # the folder it is relative to, as the sandbox sees it
             base = os.readlink(f"/proc/{pid}/cwd" if at == _AT_FDCWD else f"/proc/{pid}/fd/{at}")
             path = os.path.join(base, path)
+        if not flags & _WRITES and self._quiet_as_written(path):
+            return None, ""  # an import's read: the common case, answered without a walk
         path, inside = os.path.normpath(path), _inside(pid, path)
         if inside is None:
             return f"opened {path} through a link of /proc (not followed)", ""

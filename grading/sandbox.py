@@ -16,9 +16,14 @@ anything here watch the student's code (what runs in this interpreter, the stude
 silence): before it runs, the files it opens, its connections and the processes and programs
 it starts are handed to the grader (`_hand_over`: a seccomp listener sent over the CHANNEL
 socket; `grading.observer.Observer` reads them), which lists what the sandbox refused or hid.
+
+The feedback kernel starts here too (``python -E -s -B sandbox.py --kernel CHANNEL ARGS``, from
+`grading.kernel`): the same hand-over, then ipykernel runs in this process with ARGS (no new
+program: the filter, kept across everything, would note it as the student's).
 """
 
 import ctypes
+import importlib
 import inspect
 import json
 import os
@@ -121,7 +126,39 @@ def _hand_over(channel):
         sock.close()
 
 
+#: ipykernel's modules that its start imports (the kernel, its shell, its debugger: debugpy),
+#: and numpy, which every course notebook imports first (as the re-check's child preloads the
+#: course cells' imports): imported before the hand-over, their thousand files are not stopped
+#: one by one. A stopped call waits for the grader, and that wait counts as the kernel's time
+#: asleep, which a loaded machine would otherwise inflate (`grading.watch.Meter`).
+KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell")
+KERNEL_MODULES += ("ipykernel.debugger", "numpy")
+
+
+def kernel(channel, args):
+    """The feedback kernel: ipykernel's modules imported (trusted code: the student's code
+    arrives later, as messages), its calls handed over (`_hand_over`), then the kernel started
+    as ``python -m ipykernel_launcher ARGS`` starts it. Imported first, ipykernel's own start
+    (`KERNEL_MODULES`) is not stopped call by call."""
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]  # this file's folder: the kernel's path is Python's own, as with -m
+    for name in KERNEL_MODULES:  # not there for the re-check (-S): imported here alone
+        importlib.import_module(name)
+    # debugpy, imported as the kernel starts, names the platform in its log: Python learns the
+    # processor by running ``uname -p``, a program the observer would list. Asked here, first.
+    platform.uname().processor  # noqa: B018 - cached on the shared uname result
+    # The filter binds the thread that installs it and what it starts, not a thread already
+    # running (which the kernel's code might reach): there must be none.
+    if len(os.listdir("/proc/self/task")) != 1:
+        sys.exit("grading.sandbox: not starting the kernel: a thread started before the hand-over")
+    _hand_over(channel)
+    sys.argv = ["ipykernel_launcher", *args]
+    sys.modules["ipykernel.kernelapp"].launch_new_instance()
+
+
 def main():
+    if sys.argv[1] == "--kernel":
+        return kernel(int(sys.argv[2]), sys.argv[3:])
     workdir, first = sys.argv[1], int(sys.argv[2])
     os.chdir(workdir)
     plan = json.loads(sys.stdin.readline())

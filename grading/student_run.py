@@ -19,6 +19,7 @@ the kernel dying, processes left at teardown) for the review list.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import math
 import os
@@ -43,6 +44,7 @@ from grading.cells import (
     summary_cell_id,
 )
 from grading.course import ASSIGNMENTS, EXERCISES
+from grading.kernel_watch import KernelWatch
 from grading.watch import Budget, Meter, descendants, kill_all, survivors
 
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
@@ -276,14 +278,13 @@ class CappedClient(NotebookClient):
 
 
 @run_sync
-async def _execute(client: CappedClient, limit: float, sink) -> None:
+async def _execute(client: CappedClient, limit: float, sink, watch=None) -> None:
     """The whole run, under a last wall-clock limit: a kernel whose messaging the student's
     code broke (it can write into its own sockets) never holds the slot longer. Cancelling
     the run shuts the kernel down and kills its tree (`CappedClient._async_cleanup_kernel`)."""
-    await asyncio.wait_for(
-        client.async_execute(stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, close_fds=True),
-        limit,
-    )
+    fds = watch.pass_fds if watch is not None else ()  # the kernel's hand-over channel
+    streams = {"stdin": subprocess.DEVNULL, "stdout": sink, "stderr": sink}
+    await asyncio.wait_for(client.async_execute(**streams, close_fds=True, pass_fds=fds), limit)
 
 
 def kernel_config(runtime: Path | None) -> Config:
@@ -339,9 +340,10 @@ def run_notebook(
             record_timing=False,
             extra_arguments=["--HistoryManager.hist_file=:memory:"],
         )
-        with open(log, "ab") as sink:
+        watch = KernelWatch.for_kernel(runtime)  # what the kernel attempts, seen from here
+        with open(log, "ab") as sink, watch or contextlib.nullcontext():
             try:
-                _execute(client, STARTUP + limits.wall + SLACK, sink)
+                _execute(client, STARTUP + limits.wall + SLACK, sink, watch)
             except TimeoutError:
                 report.status = "timeout"
                 report.detail = "the kernel stopped answering (killed)"
@@ -351,6 +353,7 @@ def run_notebook(
                     report.detail = "the kernel died while running the notebook"
             except Exception as exc:  # noqa: BLE001 - a kernel that never started: retry
                 report.status, report.detail = "error", f"{type(exc).__name__}: {exc}"[:300]
+        report.observed += watch.events if watch is not None else []
         if report.status != "error" or attempt == attempts:
             break
     report.seconds = round(time.monotonic() - started, 2)

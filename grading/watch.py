@@ -117,12 +117,15 @@ class Meter:
     def start(self) -> None:
         self.t0 = time.monotonic()
         self.cpu0, self.busy0 = cpu_seconds(self.pid), busy_seconds(self.pid)
+        self.busy = self.busy0
 
     def used(self) -> tuple[float, float]:
-        """(CPU seconds, seconds asleep) since `start`."""
+        """(CPU seconds, seconds asleep) since `start`. A tree that is gone (a kernel that
+        died) reads as no time at all: the most seen so far counts, not a drop to 0 that would
+        turn all its past busy time into time asleep."""
         wall = time.monotonic() - self.t0
-        busy = busy_seconds(self.pid) - self.busy0
-        return cpu_seconds(self.pid) - self.cpu0, max(wall - busy, 0.0)
+        self.busy = max(self.busy, busy_seconds(self.pid))
+        return cpu_seconds(self.pid) - self.cpu0, max(wall - (self.busy - self.busy0), 0.0)
 
 
 #: The least a step gets of what is left of a `Budget` (a slow honest step is not cut short).

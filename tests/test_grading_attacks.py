@@ -146,7 +146,8 @@ def test_a_silenced_audit_hook_leaves_the_outside_observer_seeing(tmp_path):
 
 def test_a_student_who_silences_the_audit_hook_is_still_on_review(tmp_path):
     """Graded for real (bubblewrap, one student): the hidden checks' file exists on the grading
-    machine but not in the sandbox; the read and the connection reach the review list."""
+    machine but not in the sandbox; the read and the connection, in the kernel and in the
+    re-check, reach the review list."""
     import sys
 
     import nbformat
@@ -175,7 +176,9 @@ def test_a_student_who_silences_the_audit_hook_is_still_on_review(tmp_path):
     assert result["status"] == "review"
     assert result["flags"] == [
         f"to review added cell 1 (points kept): {'; '.join(unsure)}",
-        "the sandbox observed: "
+        "the sandbox observed: "  # the kernel ran the cell too, and is watched the same way
+        f"kernel: read of {course_file} (not visible in the sandbox); "
+        "kernel: network connection to ('127.0.0.1', 9) (blocked: no network); "
         f"re-check: read of {course_file} (not visible in the sandbox); "
         "re-check: network connection to ('127.0.0.1', 9) (blocked: no network)",
     ]
@@ -265,11 +268,30 @@ _try(socket.create_connection, ("127.0.0.1", 9), 1)
 """
 
 
+def gaps_record(secret, env: str) -> list[str]:
+    """What the observer records of `OBSERVER_GAPS` (``secret``: a file the sandbox hides;
+    ``env``: a read-only folder of the Python environment), in the re-check or the kernel."""
+    made_up = [
+        f"read of /nowhere/{i} (not visible in the sandbox)" for i in range(observer.PER_KIND)
+    ]
+    made_up[0] = made_up[0].replace("/0", "/0\\x0are-check: forged")
+    return made_up + [
+        f"opened /proc/self/root{secret} through a link of /proc (not followed)",
+        f"read of {secret} (not visible in the sandbox)",
+        "made a call of another architecture (0x40000003, call 5): refused",
+        "made or entered namespaces of its own (unshare): refused",
+        f"write to {env}/planted-creat (refused: read-only or not visible)",
+        f"write to {env}/planted-dir (refused: read-only or not visible)",
+        f"write to {env}/planted-unlink (refused: read-only or not visible)",
+        "network connection to ('10.1.2.3', 53) (blocked: no network)",
+        "network connection to ('127.0.0.1', 9) (blocked: no network)",
+    ]
+
+
 def test_the_observer_follows_links_and_sees_every_kind_of_attempt(tmp_path):
     """In bubblewrap, one run: every attempt of `OBSERVER_GAPS` is on the record, each kind at
     most `PER_KIND` times, and what the review row shows is the whole record."""
     from grading.isolation import Isolation, default_uid
-    from grading.observer import PER_KIND
     from grading.worker import sandbox_observations
 
     secret = tmp_path / "checks.py"  # on the grading machine, not in the sandbox
@@ -282,19 +304,7 @@ def test_the_observer_follows_links_and_sees_every_kind_of_attempt(tmp_path):
     iso = Isolation(True, uid=default_uid())
     results, observed = run_sandbox(workdir, attacks.plan(cell), isolation=iso)
     assert results[0]["status"] == "ok"
-    made_up = [f"read of /nowhere/{i} (not visible in the sandbox)" for i in range(PER_KIND)]
-    made_up[0] = made_up[0].replace("/0", "/0\\x0are-check: forged")
-    assert observed["events"] == made_up + [
-        f"opened /proc/self/root{secret} through a link of /proc (not followed)",
-        f"read of {secret} (not visible in the sandbox)",
-        "made a call of another architecture (0x40000003, call 5): refused",
-        "made or entered namespaces of its own (unshare): refused",
-        f"write to {env}/planted-creat (refused: read-only or not visible)",
-        f"write to {env}/planted-dir (refused: read-only or not visible)",
-        f"write to {env}/planted-unlink (refused: read-only or not visible)",
-        "network connection to ('10.1.2.3', 53) (blocked: no network)",
-        "network connection to ('127.0.0.1', 9) (blocked: no network)",
-    ]
+    assert observed["events"] == gaps_record(secret, env)
     assert sandbox_observations(observed) == observed["events"]
 
 

@@ -497,7 +497,7 @@ def test_the_gradebook_is_out_of_reach(graded):
     )
     assert "BEGIN HIDDEN" not in page and "output withheld" not in page
     reason = _review_reasons(graded[0])[("hostile_reads_gradebook", "em_by_hand")]
-    assert "the sandbox observed: re-check: listed " in reason
+    assert "the sandbox observed: kernel: listed " in reason and "re-check: listed " in reason
 
 
 @pytest.mark.slow
