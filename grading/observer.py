@@ -321,6 +321,8 @@ def _writable(path: str, pid: int) -> bool:
 
 
 def _memory(pid: int, address: int, size: int) -> bytes:
+    if not 0 <= address < 1 << 63:  # no file offset (os.pread would raise OverflowError)
+        raise OSError(errno.EFAULT, f"no memory at {address:#x}")
     fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
     try:
         return os.pread(fd, min(size, 4096), address)

@@ -1,0 +1,65 @@
+"""A hostile student against the observed feedback kernel and the time budget (issue 21, item 8).
+
+The kernel now runs under the re-check's seccomp filter, its listener served by
+`grading.kernel_watch.KernelWatch` in a thread of the process that runs the notebook. Each
+notebook here runs as the worker runs it (the `kernel` fixture of test_kernel_watch.py:
+bubblewrap, the sandbox's uid, its own runtime folder). Each test asserts the safe outcome of
+an attack that worked against that design; each failed before its fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import test_kernel_watch
+from test_kernel_watch import COURSE_FILE
+
+from grading.isolation import Isolation, default_uid
+from grading.recheck import run_sandbox
+
+#: K1: a watched call naming an address past the 63-bit range of file offsets (an open whose
+#: path pointer is 0xfff...f0). The observer reads the path from /proc/<pid>/mem at that offset;
+#: ``os.pread`` raised OverflowError, which `Observer.serve` did not catch: in the kernel the
+#: watch's thread died (every watched call after it failed unseen, ENOSYS), in the re-check
+#: the exception left `run_sandbox` (the submission's grading crashed).
+BAD_POINTER = f"""\
+import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_uint64, ctypes.c_long]
+print("bad", _libc.syscall(2, 0xFFFFFFFFFFFFFFF0, 0), ctypes.get_errno())
+try:
+    open({str(COURSE_FILE)!r}).read()
+except OSError as e:
+    print("read", e.errno)
+"""
+#: Runs a notebook in the observed kernel as the worker does (test_kernel_watch's fixture).
+kernel = test_kernel_watch.kernel
+READ_RECORDED = f"read of {COURSE_FILE} (not visible in the sandbox)"
+
+
+def _text(executed) -> str:
+    return "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_a_call_with_an_address_past_any_offset_leaves_the_kernels_observer_serving(kernel):
+    executed, report = kernel([BAD_POINTER])
+    assert report.status == "ok"
+    assert "read 2" in _text(executed)  # ENOENT, as the sandbox hides it; not ENOSYS (38)
+    assert report.observed == [READ_RECORDED]
+
+
+def test_a_call_with_an_address_past_any_offset_is_no_crash_of_the_re_check(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("attacks", here / "fixtures" / "attacks.py")
+    attacks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(attacks)
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    iso = Isolation(True, uid=default_uid())
+    results, observed = run_sandbox(workdir, attacks.plan(BAD_POINTER), isolation=iso)
+    assert results[0]["status"] == "ok"
+    assert observed["events"] == [READ_RECORDED]
