@@ -260,6 +260,8 @@ class Observer:
             text = f"listed {path} (outside its own folder, where nothing of the course is visible)"
             return text, ""
         if not os.path.exists(seen):
+            if path.startswith("/tmp/") and not os.path.exists(path):
+                return None, ""  # its own /tmp (a private tmpfs): IPython's traceback, say
             hidden = "read of the machine's" if os.path.exists(path) else ""
             return f"read of {path} (not visible in the sandbox)", hidden
         return None, ""

@@ -63,3 +63,22 @@ def test_a_call_with_an_address_past_any_offset_is_no_crash_of_the_re_check(tmp_
     results, observed = run_sandbox(workdir, attacks.plan(BAD_POINTER), isolation=iso)
     assert results[0]["status"] == "ok"
     assert observed["events"] == [READ_RECORDED]
+
+
+def test_an_honest_cells_error_is_nothing_to_report_and_the_machines_tmp_still_is(kernel, tmp_path):
+    """K2: a cell that raises (the commonest thing an honest student's notebook does) put
+    "read of /tmp/ipykernel_2/<n>.py (not visible in the sandbox)" on the record: IPython's
+    traceback opens its cell's made-up file name, in the sandbox's own /tmp (a private tmpfs).
+    Every such student went to the review list. A read under /tmp of a file the grading
+    machine has (the grader's own folders) is still recorded."""
+    host = tmp_path / "grader-only.txt"
+    host.write_text("on the grading machine only\n")
+    cells = [
+        "def f():\n    return 1 / 0",
+        "f()",
+        f"try:\n    open({str(host)!r})\nexcept OSError:\n    pass",
+    ]
+    executed, report = kernel(cells)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert report.status == "ok" and [e.ename for e in errors] == ["ZeroDivisionError"]
+    assert report.observed == [f"read of {host} (not visible in the sandbox)"]
