@@ -78,6 +78,8 @@ EPERM = 1
 _WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _AT_FDCWD = -100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The made-up file name ipykernel gives a cell, in the sandbox's own /tmp (a private tmpfs).
+_CELL_FILE = re.compile(r"^/tmp/ipykernel_[0-9]+/[0-9]+\.py$")
 #: A process's folder in /proc (or one of its threads'), whose links `_PROC_LINKS` are.
 _PROC_DIR = re.compile(r"^/proc/[^/]+(/task/[^/]+)?$")
 #: A path that goes on through one of those links.
@@ -260,8 +262,8 @@ class Observer:
             text = f"listed {path} (outside its own folder, where nothing of the course is visible)"
             return text, ""
         if not os.path.exists(seen):
-            if path.startswith("/tmp/") and not os.path.exists(path):
-                return None, ""  # its own /tmp (a private tmpfs): IPython's traceback, say
+            if _CELL_FILE.match(path) and not os.path.exists(path):
+                return None, ""  # IPython's traceback looks for its cell's made-up file
             hidden = "read of the machine's" if os.path.exists(path) else ""
             return f"read of {path} (not visible in the sandbox)", hidden
         return None, ""
