@@ -170,6 +170,7 @@ class Observer:
         the record), at most `PER_KIND` of its kind (``kind``, else its first word)."""
         if not text:
             return
+        text = text.encode(errors="surrogateescape").decode(errors="replace")  # printable
         text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:200]
         kind = kind or text.split(" ", 1)[0]
         if text not in self.events and self.kinds.get(kind, 0) < PER_KIND:
@@ -340,7 +341,8 @@ def _string(pid: int, address: int) -> str:
     while b"\0" not in data and len(data) < 4096:
         page_end = (address + len(data)) // 4096 * 4096 + 4096
         data += _memory(pid, address + len(data), page_end - address - len(data))
-    return data.split(b"\0")[0].decode(errors="replace")
+    # The bytes as the kernel sees them: a name that is not UTF-8 is looked up as it is.
+    return data.split(b"\0")[0].decode(errors="surrogateescape")
 
 
 def _address(raw: bytes) -> str:

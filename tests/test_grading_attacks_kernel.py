@@ -82,3 +82,31 @@ def test_an_honest_cells_error_is_nothing_to_report_and_the_machines_tmp_still_i
     errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert report.status == "ok" and [e.ename for e in errors] == ["ZeroDivisionError"]
     assert report.observed == [f"read of {host} (not visible in the sandbox)"]
+
+
+#: K3: a link to a course file inside a folder whose name is not UTF-8 (b"/tmp/\xff"). The
+#: observer decoded the path with "replace", so it looked up "/tmp/\ufffd/l", a folder that does
+#: not exist, and noted the read as a made-up path ("read" kind), not as a read of the grading
+#: machine's file (a kind of its own, which made-up paths cannot crowd out): three reads of
+#: made-up paths first, and the read of the course file was on no record.
+UNDECODABLE_LINK = f"""\
+import os
+for _i in range(3):
+    try:
+        open("/nowhere/" + str(_i))
+    except OSError:
+        pass
+os.mkdir(b"/tmp/\\xff")
+os.symlink({str(COURSE_FILE)!r}, b"/tmp/\\xff/l")
+try:
+    open(b"/tmp/\\xff/l")
+except OSError as e:
+    print("read", e.errno)
+"""
+
+
+def test_a_link_in_a_folder_named_in_no_encoding_is_followed(kernel):
+    executed, report = kernel([UNDECODABLE_LINK])
+    assert report.status == "ok" and "read 2" in _text(executed)
+    made_up = [f"read of /nowhere/{i} (not visible in the sandbox)" for i in range(3)]
+    assert report.observed == [*made_up, READ_RECORDED]
