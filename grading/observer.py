@@ -30,13 +30,15 @@ CALLS = {
         **{435: "clone3", 57: "fork", 58: "vfork", 85: "creat", 83: "mkdir", 258: "mkdirat"},
         **{84: "rmdir", 87: "unlink", 263: "unlinkat", 82: "rename", 264: "renameat"},
         **{316: "renameat2", 86: "link", 265: "linkat", 88: "symlink", 266: "symlinkat"},
-        **{76: "truncate", 44: "sendto", 272: "unshare", 308: "setns"},
+        **{76: "truncate", 44: "sendto", 272: "unshare", 308: "setns", 248: "add_key"},
+        **{249: "request_key", 250: "keyctl"},
     },
     0xC00000B7: {
         **{56: "openat", 437: "openat2", 203: "connect", 221: "execve", 281: "execveat"},
         **{277: "seccomp", 425: "io_uring_setup", 220: "clone", 435: "clone3"},
         **{34: "mkdirat", 35: "unlinkat", 36: "symlinkat", 37: "linkat", 38: "renameat"},
         **{276: "renameat2", 45: "truncate", 206: "sendto", 97: "unshare", 268: "setns"},
+        **{217: "add_key", 218: "request_key", 219: "keyctl"},
     },
 }
 #: Calls that change the file system: (index of the folder argument, or None for the current
@@ -75,6 +77,10 @@ CLONE_THREAD = 0x10000
 NAMESPACES = 0x20000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
 NAMESPACES |= 0x40000000 | 0x80
 EPERM = 1
+#: The machine kernel's key store. Refused: a uid's keyring is shared by all its processes and
+#: outlives them, so a worker's sandboxes (one uid) could pass keys from one student's
+#: submission to the next, and leave them on the machine.
+KEY_STORE = ("add_key", "request_key", "keyctl")
 _WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _AT_FDCWD = -100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -207,6 +213,9 @@ class Observer:
                 return EPERM
             if name != "unshare" and not flags & CLONE_THREAD:
                 text = "started processes (fork)"
+        elif name in KEY_STORE:
+            self._add(f"used the key store ({name}): refused")
+            return EPERM
         elif name == "seccomp":
             text = "installed a seccomp filter of its own"
         elif name == "io_uring_setup":

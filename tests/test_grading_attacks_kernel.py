@@ -133,3 +133,29 @@ def test_a_datagram_sent_with_sendmsg_is_recorded(kernel):
     executed, report = kernel([SENDMSG])
     assert report.status == "ok" and "sendmsg" in _text(executed)
     assert report.observed == ["network connection to ('10.1.2.3', 53) (blocked: no network)"]
+
+
+#: K5: the machine kernel's key store. Every process of a uid shares that uid's keyring, and
+#: its keys outlive the processes: a worker's sandboxes all run as the worker's uid, so a
+#: kernel (or a re-check) could leave up to 20,000 bytes there (its code, say) for the next
+#: submission that worker grades, a channel between students that no copy check sees, and keys
+#: stayed on the machine after grading. The calls are now stopped, refused and recorded.
+KEYS = """\
+import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_found = _libc.syscall(250, 10, -4, b"user", b"gmm-atk", 0)  # keyctl SEARCH, the uid's keyring
+_buf = ctypes.create_string_buffer(64)
+if _found > 0:
+    _libc.syscall(250, 11, _found, _buf, 64)  # keyctl READ
+print("found", _buf.value)
+print("added", _libc.syscall(248, b"user", b"gmm-atk", b"my e_step", 9, -4) > 0)  # add_key
+"""
+
+
+def test_the_uids_keyring_is_no_channel_from_one_submission_to_the_next(kernel):
+    first, report = kernel([KEYS])
+    assert "found b''\nadded False" in _text(first)
+    assert report.observed == [f"used the key store ({c}): refused" for c in ("keyctl", "add_key")]
+    second, _ = kernel([KEYS])  # the next submission of the same worker: the same uid
+    assert "found b''" in _text(second)
