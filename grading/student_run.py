@@ -150,6 +150,7 @@ class CappedClient(NotebookClient):
         super().__init__(nb, **kw)
         self.report, self.uid, self.budget, self.runtime = report, uid, budget, runtime
         self.deadline, self.total, self.cell_bytes = None, 0, {}
+        self.started = False
         self.timeout_func = self._cell_timeout
 
     def _remaining(self) -> float:
@@ -184,6 +185,7 @@ class CappedClient(NotebookClient):
         if lock:  # the kernel (the sandbox's uid) binds its sockets there as it starts
             os.chown(self.runtime, self.uid, self.uid, follow_symlinks=False)
         client = await super().async_start_new_kernel_client()
+        self.started = True  # from here on, a failure may be the student's code: no retry
         if lock:
             os.chown(self.runtime, 0, 0, follow_symlinks=False)
             os.chmod(self.runtime, 0o755, follow_symlinks=False)
@@ -308,7 +310,8 @@ def run_notebook(
 ) -> tuple[nbformat.NotebookNode, RunReport]:
     """Execute ``nb`` (a `visible_notebook`) in the graded kernel; (executed copy, report).
 
-    A kernel that does not start (the grading machine, not the student) is retried once.
+    A kernel that does not start (the grading machine, not the student) is retried once; a
+    run that fails once the kernel is up is not (a message the student's code forged, say).
     ``uid``: the sandbox's, to count the processes the student's code left at teardown.
     """
     started = time.monotonic()
@@ -354,7 +357,7 @@ def run_notebook(
             except Exception as exc:  # noqa: BLE001 - a kernel that never started: retry
                 report.status, report.detail = "error", f"{type(exc).__name__}: {exc}"[:300]
         report.observed += watch.events if watch is not None else []
-        if report.status != "error" or attempt == attempts:
+        if report.status != "error" or attempt == attempts or client.started:
             break
     report.seconds = round(time.monotonic() - started, 2)
     work.cells = [c for c in work.cells if not c.metadata.get(LOADER)]  # the grader's, not theirs

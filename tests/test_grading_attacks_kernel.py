@@ -159,3 +159,49 @@ def test_the_uids_keyring_is_no_channel_from_one_submission_to_the_next(kernel):
     assert report.observed == [f"used the key store ({c}): refused" for c in ("keyctl", "add_key")]
     second, _ = kernel([KEYS])  # the next submission of the same worker: the same uid
     assert "found b''" in _text(second)
+
+
+#: K6: the kernel publishes a message nbclient cannot read (a stream without its name). The
+#: run ended with a KeyError, which `run_notebook` took for a kernel that did not start and
+#: ran the whole notebook again in a new kernel, with a new budget: a cell that spends the
+#: budget and then sends this held its slot twice as long (and more with more attempts).
+MALFORMED = """\
+_k = get_ipython().kernel
+_k.session.send(_k.iopub_socket, "stream", {"text": "no name"}, parent=_k.get_parent())
+"""
+
+
+def test_a_message_nbclient_cannot_read_is_no_second_run_of_the_notebook(kernel, monkeypatch):
+    from grading.student_run import CappedClient
+
+    starts = []
+    start = CappedClient.async_start_new_kernel_client
+
+    async def counted(self):
+        starts.append(self)
+        return await start(self)
+
+    monkeypatch.setattr(CappedClient, "async_start_new_kernel_client", counted)
+    executed, report = kernel([MALFORMED])
+    assert report.status == "error" and "KeyError" in report.detail
+    assert len(starts) == 1
+
+
+def test_a_kernel_that_does_not_start_is_still_tried_twice(kernel, monkeypatch, tmp_path):
+    """What the retry is for: the grading machine's failure, before any student code runs."""
+    import json
+
+    from grading.student_run import CappedClient
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3" / "kernel.json"
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "argv": ["false"]}))
+    starts = []
+    start = CappedClient.async_start_new_kernel_client
+
+    async def counted(self):
+        starts.append(self)
+        return await start(self)
+
+    monkeypatch.setattr(CappedClient, "async_start_new_kernel_client", counted)
+    executed, report = kernel(["x = 1"])
+    assert report.status == "error" and len(starts) == 2
