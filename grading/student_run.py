@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import math
 import os
 import subprocess
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
+import zmq
+import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
@@ -50,6 +53,10 @@ from grading.watch import Budget, Meter, descendants, kill_all, survivors
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
 CELL_OUTPUT_BYTES = 100_000
 NOTEBOOK_OUTPUT_BYTES = 1_000_000
+#: The largest message frame the kernel may send the grader: a larger one drops the kernel's
+#: connection (ZMQ's MAXMSGSIZE) instead of being received and parsed whole by the grader,
+#: before any output cap can cut it.
+MESSAGE_BYTES = 16 * NOTEBOOK_OUTPUT_BYTES
 #: What the notebook's cells may spend together (kernel start not included): CPU seconds,
 #: seconds asleep, and a wall-clock backstop (seconds).
 CPU_BUDGET = 10.0
@@ -153,6 +160,14 @@ class CappedClient(NotebookClient):
         self.started = False
         self.timeout_func = self._cell_timeout
 
+    def create_kernel_manager(self):
+        """nbclient's kernel manager, whose client's sockets cap frames at `MESSAGE_BYTES`."""
+        km = super().create_kernel_manager()
+        self.zmq_context = zmq.asyncio.Context()  # closed by `_async_cleanup_kernel`
+        self.zmq_context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES)  # its sockets' default
+        km.client = functools.partial(km.client, context=self.zmq_context)
+        return km
+
     def _remaining(self) -> float:
         if self.deadline is None:
             self.deadline = time.monotonic() + self.budget.wall
@@ -250,6 +265,8 @@ class CappedClient(NotebookClient):
         tree = descendants(process.pid) if process is not None else []
         await super()._async_cleanup_kernel()
         kill_all(tree)
+        if getattr(self, "zmq_context", None) is not None:  # the client's channels are closed
+            self.zmq_context.destroy(linger=0)
 
     def output(self, outs, msg, display_id, cell_index):
         out = super().output(outs, msg, display_id, cell_index)

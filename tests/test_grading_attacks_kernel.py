@@ -205,3 +205,44 @@ def test_a_kernel_that_does_not_start_is_still_tried_twice(kernel, monkeypatch, 
     monkeypatch.setattr(CappedClient, "async_start_new_kernel_client", counted)
     executed, report = kernel(["x = 1"])
     assert report.status == "error" and len(starts) == 2
+
+
+#: K7: one message of 400 MB on iopub (a stream the kernel sends itself). The output caps cut
+#: it only once jupyter_client has received and parsed it: the grader process grew by ~1.2 GB
+#: for it (the root worker, which no sandbox limit holds). ZMQ's MAXMSGSIZE on the grader's
+#: sockets now drops that message and the kernel's connection, which ZMQ makes again (output
+#: sent meanwhile is lost: the student's own). Not covered: a message of many frames each
+#: under the cap (ZMQ has no cap on a whole message), which the kernel can send from one
+#: buffer named many times.
+BIG_MESSAGE = """\
+_k = get_ipython().kernel
+_k.session.send(_k.iopub_socket, "stream", {"name": "stdout", "text": "x" * (400 << 20)},
+                parent=_k.get_parent())
+"""
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) << 10 for line in f if line.startswith("VmRSS:"))
+
+
+def test_a_message_past_any_output_cap_is_not_read_into_the_grader(kernel):
+    import threading
+
+    kernel(["x = 1"])  # the grader's own first-run memory, before the baseline
+    base, peak, done = _rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        executed, report = kernel([BIG_MESSAGE, "print('after')"])
+    finally:
+        done.set()
+        sampler.join()
+    assert peak[0] - base < 200 << 20, f"the grader grew by {(peak[0] - base) >> 20} MB"
+    assert report.status == "ok" and executed.cells[-1].execution_count == 2  # the run goes on
