@@ -4,7 +4,21 @@ The kernel now runs under the re-check's seccomp filter, its listener served by
 `grading.kernel_watch.KernelWatch` in a thread of the process that runs the notebook. Each
 notebook here runs as the worker runs it (the `kernel` fixture of test_kernel_watch.py:
 bubblewrap, the sandbox's uid, its own runtime folder). Each test asserts the safe outcome of
-an attack that worked against that design; each failed before its fix.
+an attack that worked against that design; each failed before its fix, but K4 (sendmsg),
+which fails still: its fix belongs to the launcher's hand-over.
+
+Tried and held (not kept as tests): ptrace of the sandbox's pid 1 (bwrap, uid 0: EPERM; the
+only other process is the kernel, under the filter); SysV IPC between sandboxes (an IPC
+namespace each); files planted in the kernel's IPython folder for a second start (the scratch
+folder is a tmpfs of the sandbox's own: gone with it); a niced spinner pinned to a CPU a
+neighbour loads (its CPU cgroup makes nice count for nothing against other sandboxes: stopped
+by the CPU budget). Measured, not fixed: six threads flooding the observer with paths of 1,160
+components while a seventh spins cost the grader 5.2 s of CPU (3.4 ms a call), charged to no
+budget; and on a machine at load 14 a spinning cell ran its full 30 s with status "ok" (its
+wait for a CPU counts as busy, so neither budget moved fast): the 120 s wall backstop is the
+only bound then. A thread that rewrites a path between the observer's look and the call
+(seccomp's user notification, by design) makes an attempt unrecorded; the sandbox still
+refuses it.
 """
 
 from __future__ import annotations
