@@ -30,13 +30,15 @@ CALLS = {
         **{435: "clone3", 57: "fork", 58: "vfork", 85: "creat", 83: "mkdir", 258: "mkdirat"},
         **{84: "rmdir", 87: "unlink", 263: "unlinkat", 82: "rename", 264: "renameat"},
         **{316: "renameat2", 86: "link", 265: "linkat", 88: "symlink", 266: "symlinkat"},
-        **{76: "truncate", 44: "sendto", 272: "unshare", 308: "setns"},
+        **{76: "truncate", 44: "sendto", 272: "unshare", 308: "setns", 248: "add_key"},
+        **{249: "request_key", 250: "keyctl"},
     },
     0xC00000B7: {
         **{56: "openat", 437: "openat2", 203: "connect", 221: "execve", 281: "execveat"},
         **{277: "seccomp", 425: "io_uring_setup", 220: "clone", 435: "clone3"},
         **{34: "mkdirat", 35: "unlinkat", 36: "symlinkat", 37: "linkat", 38: "renameat"},
         **{276: "renameat2", 45: "truncate", 206: "sendto", 97: "unshare", 268: "setns"},
+        **{217: "add_key", 218: "request_key", 219: "keyctl"},
     },
 }
 #: Calls that change the file system: (index of the folder argument, or None for the current
@@ -75,9 +77,15 @@ CLONE_THREAD = 0x10000
 NAMESPACES = 0x20000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
 NAMESPACES |= 0x40000000 | 0x80
 EPERM = 1
+#: The machine kernel's key store. Refused: a uid's keyring is shared by all its processes and
+#: outlives them, so a worker's sandboxes (one uid) could pass keys from one student's
+#: submission to the next, and leave them on the machine.
+KEY_STORE = ("add_key", "request_key", "keyctl")
 _WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _AT_FDCWD = -100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The made-up file name ipykernel gives a cell, in the sandbox's own /tmp (a private tmpfs).
+_CELL_FILE = re.compile(r"^/tmp/ipykernel_[0-9]+/[0-9]+\.py$")
 #: A process's folder in /proc (or one of its threads'), whose links `_PROC_LINKS` are.
 _PROC_DIR = re.compile(r"^/proc/[^/]+(/task/[^/]+)?$")
 #: A path that goes on through one of those links.
@@ -168,6 +176,7 @@ class Observer:
         the record), at most `PER_KIND` of its kind (``kind``, else its first word)."""
         if not text:
             return
+        text = text.encode(errors="surrogateescape").decode(errors="replace")  # printable
         text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)[:200]
         kind = kind or text.split(" ", 1)[0]
         if text not in self.events and self.kinds.get(kind, 0) < PER_KIND:
@@ -204,6 +213,9 @@ class Observer:
                 return EPERM
             if name != "unshare" and not flags & CLONE_THREAD:
                 text = "started processes (fork)"
+        elif name in KEY_STORE:
+            self._add(f"used the key store ({name}): refused")
+            return EPERM
         elif name == "seccomp":
             text = "installed a seccomp filter of its own"
         elif name == "io_uring_setup":
@@ -260,6 +272,8 @@ class Observer:
             text = f"listed {path} (outside its own folder, where nothing of the course is visible)"
             return text, ""
         if not os.path.exists(seen):
+            if _CELL_FILE.match(path) and not os.path.exists(path):
+                return None, ""  # IPython's traceback looks for its cell's made-up file
             hidden = "read of the machine's" if os.path.exists(path) else ""
             return f"read of {path} (not visible in the sandbox)", hidden
         return None, ""
@@ -321,6 +335,8 @@ def _writable(path: str, pid: int) -> bool:
 
 
 def _memory(pid: int, address: int, size: int) -> bytes:
+    if not 0 <= address < 1 << 63:  # no file offset (os.pread would raise OverflowError)
+        raise OSError(errno.EFAULT, f"no memory at {address:#x}")
     fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
     try:
         return os.pread(fd, min(size, 4096), address)
@@ -334,7 +350,8 @@ def _string(pid: int, address: int) -> str:
     while b"\0" not in data and len(data) < 4096:
         page_end = (address + len(data)) // 4096 * 4096 + 4096
         data += _memory(pid, address + len(data), page_end - address - len(data))
-    return data.split(b"\0")[0].decode(errors="replace")
+    # The bytes as the kernel sees them: a name that is not UTF-8 is looked up as it is.
+    return data.split(b"\0")[0].decode(errors="surrogateescape")
 
 
 def _address(raw: bytes) -> str:

@@ -76,20 +76,22 @@ def _plain(obj, np, depth=0):
 
 #: Per machine: (audit arch, seccomp's number, the calls the grader watches: those that open,
 #: create, remove or rename a file, connect or send to an address, run a program, start a
-#: process or namespaces, install a filter or set up io_uring), as `grading.observer.CALLS`
-#: names them (not sendmsg: `_hand_over` sends the listener with it, and would stop itself).
+#: process or namespaces, install a filter, set up io_uring or use the key store), as
+#: `grading.observer.CALLS` names them (not sendmsg: `_hand_over` sends the listener with it,
+#: and would stop itself).
 #: A call of another architecture (x86_64's ``int 0x80``) always goes to the grader too.
 _WATCHED = {
     "x86_64": (
         0xC000003E,
         317,
         (2, 257, 437, 42, 59, 322, 317, 425, 56, 435, 57, 58, 85, 83, 258, 84, 87, 263)
-        + (82, 264, 316, 86, 265, 88, 266, 76, 44, 272, 308),
+        + (82, 264, 316, 86, 265, 88, 266, 76, 44, 272, 308, 248, 249, 250),
     ),
     "aarch64": (
         0xC00000B7,
         277,
-        (56, 437, 203, 221, 281, 277, 425, 220, 435, 34, 35, 36, 37, 38, 276, 45, 206) + (97, 268),
+        (56, 437, 203, 221, 281, 277, 425, 220, 435, 34, 35, 36, 37, 38, 276, 45, 206)
+        + (97, 268, 217, 218, 219),
     ),
 }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import math
 import os
 import subprocess
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
+import zmq
+import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
@@ -50,6 +53,10 @@ from grading.watch import Budget, Meter, descendants, kill_all, survivors
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
 CELL_OUTPUT_BYTES = 100_000
 NOTEBOOK_OUTPUT_BYTES = 1_000_000
+#: The largest message frame the kernel may send the grader: a larger one drops the kernel's
+#: connection (ZMQ's MAXMSGSIZE) instead of being received and parsed whole by the grader,
+#: before any output cap can cut it.
+MESSAGE_BYTES = 16 * NOTEBOOK_OUTPUT_BYTES
 #: What the notebook's cells may spend together (kernel start not included): CPU seconds,
 #: seconds asleep, and a wall-clock backstop (seconds).
 CPU_BUDGET = 10.0
@@ -150,7 +157,16 @@ class CappedClient(NotebookClient):
         super().__init__(nb, **kw)
         self.report, self.uid, self.budget, self.runtime = report, uid, budget, runtime
         self.deadline, self.total, self.cell_bytes = None, 0, {}
+        self.started = False
         self.timeout_func = self._cell_timeout
+
+    def create_kernel_manager(self):
+        """nbclient's kernel manager, whose client's sockets cap frames at `MESSAGE_BYTES`."""
+        km = super().create_kernel_manager()
+        self.zmq_context = zmq.asyncio.Context()  # closed by `_async_cleanup_kernel`
+        self.zmq_context.setsockopt(zmq.MAXMSGSIZE, MESSAGE_BYTES)  # its sockets' default
+        km.client = functools.partial(km.client, context=self.zmq_context)
+        return km
 
     def _remaining(self) -> float:
         if self.deadline is None:
@@ -184,6 +200,7 @@ class CappedClient(NotebookClient):
         if lock:  # the kernel (the sandbox's uid) binds its sockets there as it starts
             os.chown(self.runtime, self.uid, self.uid, follow_symlinks=False)
         client = await super().async_start_new_kernel_client()
+        self.started = True  # from here on, a failure may be the student's code: no retry
         if lock:
             os.chown(self.runtime, 0, 0, follow_symlinks=False)
             os.chmod(self.runtime, 0o755, follow_symlinks=False)
@@ -248,6 +265,8 @@ class CappedClient(NotebookClient):
         tree = descendants(process.pid) if process is not None else []
         await super()._async_cleanup_kernel()
         kill_all(tree)
+        if getattr(self, "zmq_context", None) is not None:  # the client's channels are closed
+            self.zmq_context.destroy(linger=0)
 
     def output(self, outs, msg, display_id, cell_index):
         out = super().output(outs, msg, display_id, cell_index)
@@ -308,7 +327,8 @@ def run_notebook(
 ) -> tuple[nbformat.NotebookNode, RunReport]:
     """Execute ``nb`` (a `visible_notebook`) in the graded kernel; (executed copy, report).
 
-    A kernel that does not start (the grading machine, not the student) is retried once.
+    A kernel that does not start (the grading machine, not the student) is retried once; a
+    run that fails once the kernel is up is not (a message the student's code forged, say).
     ``uid``: the sandbox's, to count the processes the student's code left at teardown.
     """
     started = time.monotonic()
@@ -354,7 +374,7 @@ def run_notebook(
             except Exception as exc:  # noqa: BLE001 - a kernel that never started: retry
                 report.status, report.detail = "error", f"{type(exc).__name__}: {exc}"[:300]
         report.observed += watch.events if watch is not None else []
-        if report.status != "error" or attempt == attempts:
+        if report.status != "error" or attempt == attempts or client.started:
             break
     report.seconds = round(time.monotonic() - started, 2)
     work.cells = [c for c in work.cells if not c.metadata.get(LOADER)]  # the grader's, not theirs
