@@ -49,15 +49,13 @@ from grading.isolation import (
 from grading.layout import summary_cell_id
 from grading.observer import Observer
 from grading.scan import imported_names, scan_cell, strip_magics
-from grading.watch import Budget, StepClock, survivors
+from grading.watch import SUBMISSION_ASLEEP, SUBMISSION_CPU, Budget, StepClock, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
-#: What one notebook's whole re-check may spend (`grading.watch.Budget`).
-BUDGET_CPU = 12.0
-BUDGET_ASLEEP = 4.0
 #: Wall-clock seconds for one notebook's whole re-check, restarts included (a backstop: the
-#: budget above is what normally stops a notebook; steps not reached by then are not run).
+#: submission's budget, `grading.watch.SubmissionBudget`, is what normally stops a notebook;
+#: steps not reached by then are not run). The grader passes what is left of the submission's.
 NOTEBOOK_WALL = 90.0
 #: A result line longer than this (bytes) is not read: honest results are a few kB.
 MAX_LINE = 4 << 20
@@ -104,6 +102,13 @@ def _modules(source: str) -> set[str]:
     return found | {n.module for n in nodes if isinstance(n, ast.ImportFrom) and not n.level}
 
 
+def _defined(source: str) -> set[str]:
+    """The functions a cell defines at its top level."""
+    tree = parse_cell(source)
+    body = tree.body if tree is not None else []
+    return {n.name for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
 def _kill(proc):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -142,10 +147,18 @@ def run_sandbox(
     plan: dict,
     step_timeout: float = STEP_TIMEOUT,
     isolation: Isolation = NO_SANDBOX,
+    budget: Budget | None = None,
+    wall: float = NOTEBOOK_WALL,
+    calls: dict | None = None,
 ) -> tuple[dict, dict]:
     """Run the plan's steps in sandbox processes; ({step index: result dict}, observations).
 
-    Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed".
+    Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed" /
+    "not run". ``budget``: what the steps may spend together (by default a whole submission's;
+    the grader passes what the feedback run left), charged as they run; ``wall``: the
+    backstop in seconds. ``calls``: {call step index: the functions it runs}; once a step
+    calling a function is killed for time, the later steps that run that function are not run
+    (no new slice of the budget for the same loop or sleep).
     They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
     code writes to a file is read back) and are checked strictly: a line for a step other than
     the one running, or unreadable, counts as a crash. Observations: what the grader saw of
@@ -159,8 +172,8 @@ def run_sandbox(
     kinds = {}  # events per kind over every restart (`grading.observer.PER_KIND`)
     uid = isolation.code_uid
     first = 0
-    budget = Budget(BUDGET_CPU, BUDGET_ASLEEP)
-    deadline = time.monotonic() + NOTEBOOK_WALL
+    budget = budget if budget is not None else Budget(SUBMISSION_CPU, SUBMISSION_ASLEEP)
+    deadline = time.monotonic() + wall
     for _attempt in range(len(steps) + 1):
         if time.monotonic() > deadline:
             break
@@ -195,7 +208,7 @@ def run_sandbox(
         try:
             while True:
                 watched = [fd] + [c for c in (channel, observer) if c is not None]
-                ready = select.select(watched, [], [], 0.2)[0]
+                ready = select.select(watched, [], [], clock.next_check())[0]
                 if channel in ready:
                     observer = Observer.receive(
                         channel, workdir, plan.get("quiet", ()), observed["events"], kinds
@@ -214,10 +227,10 @@ def run_sandbox(
                 # of newlines from the student's code) is timed like a silent one.
                 why = clock.expired()
                 if time.monotonic() > deadline:
-                    why = f"the notebook's re-check ran past {NOTEBOOK_WALL:g} s (killed)"
+                    why = f"the notebook's re-check ran past {wall:g} s (killed)"
                 if why:
                     observed["survivors"] += survivors(uid)
-                    clock.restart()
+                    clock.stop()
                     _kill(proc)
                     if current is not None:
                         results[current] = {"status": "timeout", "error": why}
@@ -226,6 +239,7 @@ def run_sandbox(
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
+                    clock.stop()
                     code = proc.wait()
                     if current is not None:
                         how = f"signal {-code}" if code < 0 else f"exit code {code}"
@@ -253,11 +267,13 @@ def run_sandbox(
                         current = int(arg)
                         clock.restart()
                     elif word == "done" and current is not None:
-                        results[current] = _result_line(arg, current)
+                        if current not in results:  # not a step marked "not run"
+                            results[current] = _result_line(arg, current)
                         current = None
                         clock.restart()
                     elif word == "finished":
                         finished = True
+                        clock.stop()
                         observed["survivors"] += survivors(uid)
         finally:
             if finished or proc.poll() is None:
@@ -273,12 +289,27 @@ def run_sandbox(
             steps[current]["skip"] = True
         else:
             first = current + 1
+            if results[current]["status"] == "timeout":
+                ran_out(steps, current, results, calls or {})
         if first >= len(steps):
             break
     for index in range(len(steps)):  # steps the notebook's time did not reach
         if index not in results and time.monotonic() > deadline and not steps[index].get("skip"):
             results[index] = {"status": "timeout", "error": "not run: the re-check's time ran out"}
     return results, observed
+
+
+def ran_out(steps: list, killed: int, results: dict, calls: dict) -> None:
+    """The call step ``killed`` ran out of time: every later step that runs a function it
+    called is "not run" (its cases emptied, so the child only passes it), never restarted
+    with another slice of the budget."""
+    spent = {case["name"] for case in steps[killed]["cases"]}
+    for index in range(killed + 1, len(steps)):
+        hit = sorted(spent & set(calls.get(index, ())))
+        if steps[index]["kind"] == "call" and hit and index not in results:
+            steps[index]["cases"] = []
+            why = f"not run: {', '.join(hit)} already ran out of time"
+            results[index] = {"status": "not run", "error": why}
 
 
 def _result_line(text: str, index: int) -> dict:
@@ -300,11 +331,13 @@ def recheck_notebook(
     workdir: Path,
     step_timeout: float = STEP_TIMEOUT,
     isolation: Isolation = NO_SANDBOX,
+    budget: Budget | None = None,
+    wall: float = NOTEBOOK_WALL,
 ) -> dict:
     """Scan and re-run one submitted notebook; return findings and a verdict per test cell.
 
     ``isolation``: the run's sandbox settings; the default runs the child without bubblewrap,
-    under the same limits (the unit tests).
+    under the same limits (the unit tests). ``budget`` and ``wall``: see `run_sandbox`.
     """
     spec = checks_module.spec(assignment)
     remove(workdir)  # a fresh folder: nothing an earlier try's student code left in it
@@ -345,11 +378,15 @@ def recheck_notebook(
                 "source": strip_magics(neutralise(cell["source"], display))[0],
             }
         )
-    check_steps = {}
+    check_steps, calls = {}, {}
+    defined = {c["name"]: _defined(c["source"]) for c in answers}
     for check in spec.checks:
         cases, check_arrays = checks_module.call_plan(check)
         arrays.update(check_arrays)
         check_steps[check.grade_id] = len(steps)
+        # The functions the step runs: those it calls, and those of the cells it depends on.
+        ran = {case["name"] for case in cases}.union(*(defined.get(d, ()) for d in check.depends))
+        calls[len(steps)] = ran
         steps.append({"kind": "call", "name": check.grade_id, "cases": cases})
     np.savez(workdir / "cases.npz", **arrays)
     site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
@@ -373,7 +410,7 @@ def recheck_notebook(
             if m.split(".")[0] not in spec.blocked
         ),
     }
-    results, observed = run_sandbox(workdir, plan, step_timeout, isolation)
+    results, observed = run_sandbox(workdir, plan, step_timeout, isolation, budget, wall, calls)
 
     cell_problems = {}
     for index, cell in enumerate(code_cells):

@@ -43,17 +43,30 @@ from grading.cells import (
     summary_cell_id,
 )
 from grading.course import ASSIGNMENTS, EXERCISES
-from grading.watch import Budget, Meter, descendants, kill_all, survivors
+from grading.watch import (
+    RECHECK_FLOOR_ASLEEP,
+    RECHECK_FLOOR_CPU,
+    SUBMISSION_ASLEEP,
+    SUBMISSION_CPU,
+    Budget,
+    Meter,
+    descendants,
+    kill_all,
+    survivors,
+)
 
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
 CELL_OUTPUT_BYTES = 100_000
 NOTEBOOK_OUTPUT_BYTES = 1_000_000
-#: What the notebook's cells may spend together (kernel start not included): CPU seconds,
-#: seconds asleep, and a wall-clock backstop (seconds).
-CPU_BUDGET = 10.0
-ASLEEP_BUDGET = 5.0
+#: What the notebook's cells may spend together (kernel start not included) when run on
+#: their own: the feedback run's share of a submission's budget (`grading.watch.
+#: SubmissionBudget`, which the grader passes), and a wall-clock backstop (seconds).
+CPU_BUDGET = SUBMISSION_CPU - RECHECK_FLOOR_CPU
+ASLEEP_BUDGET = SUBMISSION_ASLEEP - RECHECK_FLOOR_ASLEEP
 WALL_BACKSTOP = 120.0
-#: Seconds a cell has to stop after an interrupt before its kernel is killed.
+#: What a cell may still spend after an interrupt (CPU seconds and seconds asleep, counted
+#: in the budget), or wall-clock seconds, before its kernel is killed.
+GRACE_SPEND = 0.5
 GRACE = 2.0
 
 
@@ -147,6 +160,7 @@ class CappedClient(NotebookClient):
     def __init__(self, nb, budget: Budget, report: RunReport, uid: int | None, runtime=None, **kw):
         super().__init__(nb, **kw)
         self.report, self.uid, self.budget, self.runtime = report, uid, budget, runtime
+        self.limits = (budget.cpu, budget.asleep)  # for the messages
         self.deadline, self.total, self.cell_bytes = None, 0, {}
         self.timeout_func = self._cell_timeout
 
@@ -168,9 +182,9 @@ class CappedClient(NotebookClient):
 
     def _spent(self) -> str | None:
         if self.budget.cpu <= 0:
-            return f"the notebook's cells used their {CPU_BUDGET:g} s of CPU time"
+            return f"the notebook's cells used their {self.limits[0]:g} s of CPU time"
         if self.budget.asleep <= 0:
-            return f"the notebook's cells slept their {ASLEEP_BUDGET:g} s"
+            return f"the notebook's cells slept their {self.limits[1]:g} s"
         if self._remaining() <= 0:
             return f"the notebook's cells ran past {self.budget.wall:g} s"
         return None
@@ -207,23 +221,28 @@ class CappedClient(NotebookClient):
         finally:
             if watcher is not None:
                 watcher.cancel()
-                cpu, asleep = meter.used()
-                self.budget.cpu -= cpu
-                self.budget.asleep -= asleep
+                self.budget.charge(*meter.used())
 
     async def _watch(self, meter: Meter) -> None:
-        """Interrupt the running cell when it spends the rest of the budget; kill the kernel
-        if it is still running `GRACE` seconds later (it swallowed the interrupt)."""
+        """Interrupt the running cell when it spends the rest of the budget (looked at again
+        as soon as it could have: CPU time grows at most a second per second and core, time
+        asleep a second per second); kill the kernel if the cell is still running after it
+        spent `GRACE_SPEND` more, or `GRACE` seconds passed (it swallowed the interrupt)."""
+        cores = os.cpu_count() or 1
         while True:
-            await asyncio.sleep(0.25)
             cpu, asleep = meter.used()
-            if cpu > self.budget.cpu or asleep > self.budget.asleep:
+            room = min((self.budget.cpu - cpu) / cores, self.budget.asleep - asleep)
+            if room < 0:
                 break
+            await asyncio.sleep(min(max(room, 0.02), 0.25))
         kind = "CPU time" if cpu > self.budget.cpu else "time asleep"
         self._stop(f"a cell used the rest of the notebook's {kind} and was interrupted")
         await ensure_async(self.km.interrupt_kernel())
-        await asyncio.sleep(GRACE)
+        stop, spent = time.monotonic() + GRACE, cpu + asleep
+        while time.monotonic() < stop and sum(meter.used()) - spent < GRACE_SPEND:
+            await asyncio.sleep(0.02)
         self.report.detail = f"a cell ignored the interrupt after using the notebook's {kind}"
+        meter.stop()
         kill_all(descendants(meter.pid))
 
     async def _async_handle_timeout(self, timeout, cell=None):
@@ -309,6 +328,8 @@ def run_notebook(
 
     A kernel that does not start (the grading machine, not the student) is retried once.
     ``uid``: the sandbox's, to count the processes the student's code left at teardown.
+    ``budget``: what the cells may spend (by default `notebook_budget`); it is charged with
+    what the last attempt's cells spent.
     """
     started = time.monotonic()
     for attempt in range(1, attempts + 1):
@@ -354,5 +375,7 @@ def run_notebook(
         if report.status != "error" or attempt == attempts:
             break
     report.seconds = round(time.monotonic() - started, 2)
+    if budget is not None:
+        budget.charge(limits.used_cpu - budget.used_cpu, limits.used_asleep - budget.used_asleep)
     work.cells = [c for c in work.cells if not c.metadata.get(LOADER)]  # the grader's, not theirs
     return work, report
