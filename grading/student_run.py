@@ -44,10 +44,8 @@ from grading.cells import (
 )
 from grading.course import ASSIGNMENTS, EXERCISES
 from grading.watch import (
-    RECHECK_FLOOR_ASLEEP,
-    RECHECK_FLOOR_CPU,
-    SUBMISSION_ASLEEP,
-    SUBMISSION_CPU,
+    INTERRUPT_GRACE,
+    KERNEL_SHARE,
     Budget,
     Meter,
     descendants,
@@ -61,12 +59,11 @@ NOTEBOOK_OUTPUT_BYTES = 1_000_000
 #: What the notebook's cells may spend together (kernel start not included) when run on
 #: their own: the feedback run's share of a submission's budget (`grading.watch.
 #: SubmissionBudget`, which the grader passes), and a wall-clock backstop (seconds).
-CPU_BUDGET = SUBMISSION_CPU - RECHECK_FLOOR_CPU
-ASLEEP_BUDGET = SUBMISSION_ASLEEP - RECHECK_FLOOR_ASLEEP
+CPU_BUDGET, ASLEEP_BUDGET = KERNEL_SHARE
 WALL_BACKSTOP = 120.0
 #: What a cell may still spend after an interrupt (CPU seconds and seconds asleep, counted
 #: in the budget), or wall-clock seconds, before its kernel is killed.
-GRACE_SPEND = 0.5
+GRACE_SPEND = INTERRUPT_GRACE
 GRACE = 2.0
 
 
@@ -241,7 +238,10 @@ class CappedClient(NotebookClient):
         stop, spent = time.monotonic() + GRACE, cpu + asleep
         while time.monotonic() < stop and sum(meter.used()) - spent < GRACE_SPEND:
             await asyncio.sleep(0.02)
-        self.report.detail = f"a cell ignored the interrupt after using the notebook's {kind}"
+        self.report.detail = (
+            f"a cell used the rest of the notebook's {kind}; interrupted, it was not seen to "
+            "stop (its kernel was killed)"
+        )
         meter.stop()
         kill_all(descendants(meter.pid))
 

@@ -146,11 +146,15 @@ class Meter:
 #: sleepers, costs a slot at most their sum (15 s), whatever the load.
 SUBMISSION_CPU = 12.0
 SUBMISSION_ASLEEP = 3.0
-#: What the re-check keeps whatever the feedback run spent (the feedback run's share is the
-#: rest: 4 s of CPU, 1 s asleep): the re-check gives the points, so honest work there is never
-#: starved. Measured (benchmarks/RESULTS.md): an honest break_it spends ~1.2 s of CPU in each.
-RECHECK_FLOOR_CPU = 8.0
-RECHECK_FLOOR_ASLEEP = 2.0
+#: The feedback run's share (CPU seconds, seconds asleep), and what a cell interrupted at its
+#: end may still spend (CPU + asleep) before its kernel is killed; the re-check gets the rest,
+#: never less than the total less both (`RECHECK_FLOOR_*`): it gives the points, so honest
+#: work there is never starved. Measured (benchmarks/RESULTS.md): an honest break_it spends
+#: ~1.3 s of CPU in the feedback run and ~1.1 s in the re-check.
+KERNEL_SHARE = (4.0, 1.0)
+INTERRUPT_GRACE = 0.5
+RECHECK_FLOOR_CPU = SUBMISSION_CPU - KERNEL_SHARE[0] - INTERRUPT_GRACE
+RECHECK_FLOOR_ASLEEP = SUBMISSION_ASLEEP - KERNEL_SHARE[1] - INTERRUPT_GRACE
 #: What one re-check step may not take of what is left, (CPU seconds, seconds asleep), and
 #: what each step gets of that reserve once the rest is spent: the step that loops or sleeps
 #: first is killed with the reserve untouched, the honest steps after it still run, and a row
@@ -193,34 +197,36 @@ class Budget:
 class SubmissionBudget:
     """One submission's time, shared by its feedback run and its re-check (`grading.worker`).
 
-    The feedback run gets `kernel` (the total less the re-check's floor); the re-check gets
-    `recheck`, what the feedback run left. Both charge what they measure (`Meter`), so
-    ``used()`` is the submission's whole spend and never more than the total plus the last
-    poll's overshoot. One wall-clock backstop for both, from the creation.
+    The feedback run gets `kernel` (its share); the re-check gets `recheck`, what the
+    feedback run left, and at least the total less the share and the interrupt's grace. Both
+    charge what they measure (`Meter`), so ``used()`` is the submission's whole spend, never
+    more than the total but for the overshoot of a poll. One wall-clock backstop for both.
     """
 
     def __init__(
         self,
         cpu: float = SUBMISSION_CPU,
         asleep: float = SUBMISSION_ASLEEP,
-        floor_cpu: float = RECHECK_FLOOR_CPU,
-        floor_asleep: float = RECHECK_FLOOR_ASLEEP,
+        share: tuple[float, float] = KERNEL_SHARE,
         wall: float = SUBMISSION_WALL,
     ):
-        if not 0 <= floor_cpu <= cpu or not 0 <= floor_asleep <= asleep:
+        floor = (cpu - share[0] - INTERRUPT_GRACE, asleep - share[1] - INTERRUPT_GRACE)
+        if min(share) < 0 or min(floor) < 0:
             raise ValueError(
-                f"the re-check's floor ({floor_cpu:g} s CPU, {floor_asleep:g} s asleep) must "
-                f"lie within the submission's budget ({cpu:g} s CPU, {asleep:g} s asleep)"
+                f"the feedback run's share ({share[0]:g} s CPU, {share[1]:g} s asleep) and "
+                f"its grace ({INTERRUPT_GRACE:g} s) must lie within the submission's budget "
+                f"({cpu:g} s CPU, {asleep:g} s asleep)"
             )
-        self.cpu, self.asleep, self.wall = cpu, asleep, wall
+        self.cpu, self.asleep, self.wall, self.floor = cpu, asleep, wall, floor
         self.deadline = time.monotonic() + wall
-        self.kernel = Budget(cpu - floor_cpu, asleep - floor_asleep)
+        self.kernel = Budget(*share)
         self.recheck: Budget | None = None
 
     def for_recheck(self) -> Budget:
-        """The re-check's budget: what the feedback run left (at least the floor)."""
+        """The re-check's budget: what the feedback run left, at least the floor."""
         self.recheck = Budget(
-            self.cpu - self.kernel.used_cpu, self.asleep - self.kernel.used_asleep
+            max(self.cpu - self.kernel.used_cpu, self.floor[0]),
+            max(self.asleep - self.kernel.used_asleep, self.floor[1]),
         )
         return self.recheck
 
