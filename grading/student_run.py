@@ -61,10 +61,10 @@ NOTEBOOK_OUTPUT_BYTES = 1_000_000
 #: SubmissionBudget`, which the grader passes), and a wall-clock backstop (seconds).
 CPU_BUDGET, ASLEEP_BUDGET = KERNEL_SHARE
 WALL_BACKSTOP = 120.0
-#: What a cell may still spend after an interrupt (CPU seconds and seconds asleep, counted
-#: in the budget), or wall-clock seconds, before its kernel is killed.
+#: What a cell may still spend after an interrupt ((CPU seconds, seconds asleep), counted in
+#: the budget), or wall-clock seconds, before its kernel is killed.
 GRACE_SPEND = INTERRUPT_GRACE
-GRACE = 2.0
+GRACE = 5.0
 
 
 def notebook_budget(**changes) -> Budget:
@@ -235,9 +235,12 @@ class CappedClient(NotebookClient):
         kind = "CPU time" if cpu > self.budget.cpu else "time asleep"
         self._stop(f"a cell used the rest of the notebook's {kind} and was interrupted")
         await ensure_async(self.km.interrupt_kernel())
-        stop, spent = time.monotonic() + GRACE, cpu + asleep
-        while time.monotonic() < stop and sum(meter.used()) - spent < GRACE_SPEND:
+        stop = time.monotonic() + GRACE
+        while time.monotonic() < stop:
             await asyncio.sleep(0.02)
+            now = meter.used()
+            if now[0] - cpu >= GRACE_SPEND[0] or now[1] - asleep >= GRACE_SPEND[1]:
+                break
         self.report.detail = (
             f"a cell used the rest of the notebook's {kind}; interrupted, it was not seen to "
             "stop (its kernel was killed)"

@@ -144,17 +144,18 @@ class Meter:
 #: One submission's time (one student's notebook of one assignment), for its feedback run and
 #: its re-check together: CPU seconds and seconds asleep. A loop that never ends, or a row of
 #: sleepers, costs a slot at most their sum (15 s), whatever the load.
-SUBMISSION_CPU = 12.0
-SUBMISSION_ASLEEP = 3.0
+SUBMISSION_CPU = 11.0
+SUBMISSION_ASLEEP = 4.0
 #: The feedback run's share (CPU seconds, seconds asleep), and what a cell interrupted at its
-#: end may still spend (CPU + asleep) before its kernel is killed; the re-check gets the rest,
-#: never less than the total less both (`RECHECK_FLOOR_*`): it gives the points, so honest
-#: work there is never starved. Measured (benchmarks/RESULTS.md): an honest break_it spends
-#: ~1.3 s of CPU in the feedback run and ~1.1 s in the re-check.
-KERNEL_SHARE = (4.0, 1.0)
-INTERRUPT_GRACE = 0.5
-RECHECK_FLOOR_CPU = SUBMISSION_CPU - KERNEL_SHARE[0] - INTERRUPT_GRACE
-RECHECK_FLOOR_ASLEEP = SUBMISSION_ASLEEP - KERNEL_SHARE[1] - INTERRUPT_GRACE
+#: end may still spend of each before its kernel is killed (asleep: more, since a kernel that
+#: stopped waits idle until the grader reads its reply); the re-check gets the rest, never
+#: less than the total less both (`RECHECK_FLOOR_*`): it gives the points, so honest work
+#: there is never starved. Measured (benchmarks/RESULTS.md): an honest break_it spends
+#: ~1.3 s of CPU in the feedback run and ~1.1 s in the re-check, < 0.1 s asleep in each.
+KERNEL_SHARE = (3.5, 1.0)
+INTERRUPT_GRACE = (0.5, 1.0)
+RECHECK_FLOOR_CPU = SUBMISSION_CPU - KERNEL_SHARE[0] - INTERRUPT_GRACE[0]
+RECHECK_FLOOR_ASLEEP = SUBMISSION_ASLEEP - KERNEL_SHARE[1] - INTERRUPT_GRACE[1]
 #: What one re-check step may not take of what is left, (CPU seconds, seconds asleep), and
 #: what each step gets of that reserve once the rest is spent: the step that loops or sleeps
 #: first is killed with the reserve untouched, the honest steps after it still run, and a row
@@ -210,11 +211,12 @@ class SubmissionBudget:
         share: tuple[float, float] = KERNEL_SHARE,
         wall: float = SUBMISSION_WALL,
     ):
-        floor = (cpu - share[0] - INTERRUPT_GRACE, asleep - share[1] - INTERRUPT_GRACE)
+        floor = (cpu - share[0] - INTERRUPT_GRACE[0], asleep - share[1] - INTERRUPT_GRACE[1])
         if min(share) < 0 or min(floor) < 0:
             raise ValueError(
                 f"the feedback run's share ({share[0]:g} s CPU, {share[1]:g} s asleep) and "
-                f"its grace ({INTERRUPT_GRACE:g} s) must lie within the submission's budget "
+                f"its grace ({INTERRUPT_GRACE[0]:g} s, {INTERRUPT_GRACE[1]:g} s) must lie "
+                "within the submission's budget "
                 f"({cpu:g} s CPU, {asleep:g} s asleep)"
             )
         self.cpu, self.asleep, self.wall, self.floor = cpu, asleep, wall, floor

@@ -58,10 +58,11 @@ def test_a_feedback_run_that_overspends_leaves_the_recheck_its_floor():
     """Its share and the interrupt's grace spent: the re-check gets the rest of the total;
     spent past that (a late poll), the re-check still gets its floor."""
     budget = SubmissionBudget()
-    budget.kernel.charge(KERNEL_SHARE[0] + INTERRUPT_GRACE, KERNEL_SHARE[1] + INTERRUPT_GRACE)
+    budget.kernel.charge(*(s + g for s, g in zip(KERNEL_SHARE, INTERRUPT_GRACE, strict=True)))
     recheck = budget.for_recheck()
     assert (recheck.cpu, recheck.asleep) == (RECHECK_FLOOR_CPU, RECHECK_FLOOR_ASLEEP)
-    assert RECHECK_FLOOR_CPU + KERNEL_SHARE[0] + INTERRUPT_GRACE == SUBMISSION_CPU
+    assert RECHECK_FLOOR_CPU + KERNEL_SHARE[0] + INTERRUPT_GRACE[0] == SUBMISSION_CPU
+    assert RECHECK_FLOOR_ASLEEP + KERNEL_SHARE[1] + INTERRUPT_GRACE[1] == SUBMISSION_ASLEEP
     budget.kernel.charge(5.0, 5.0)
     recheck = budget.for_recheck()
     assert (recheck.cpu, recheck.asleep) == (RECHECK_FLOOR_CPU, RECHECK_FLOOR_ASLEEP)
@@ -115,7 +116,7 @@ def test_the_feedback_run_interrupts_at_its_share_and_kills_after_the_grace(monk
     client.km = Kernel()
     asyncio.run(asyncio.wait_for(client._watch(meter), 600))
     assert 2.0 < meter.at_interrupt <= 2.0 + meter.step
-    assert killed == [[0]] and meter.final[0] - meter.at_interrupt >= GRACE_SPEND
+    assert killed == [[0]] and meter.final[0] - meter.at_interrupt >= GRACE_SPEND[0]
     assert report.status == "timeout" and "CPU time" in report.detail
     client.budget.charge(*meter.used())
     assert client._spent() == "the notebook's cells used their 2 s of CPU time"
