@@ -8,9 +8,11 @@
 3. `run_sandbox` executes the code in a fresh ``python -I -S`` process (`grading.sandbox`) with
    CPU, memory and file-size limits, calls the student's functions on the `grading.checks`
    inputs, and brings back plain numbers. A step that hangs (also one that swallows interrupts)
-   is killed after `STEP_TIMEOUT` seconds of CPU time, or sooner when the notebook's `Budget`
-   (CPU time and time asleep, over all steps) runs out; a step that kills the process is
-   recorded, and the sandbox restarts after it, so every other part is still scored.
+   is killed after `STEP_TIMEOUT` seconds of CPU time, or sooner at its allowance of what the
+   feedback run left of the submission's `Budget` (CPU time and time asleep, over all steps);
+   a step that kills the process is recorded, and the sandbox restarts after it (its start-up
+   not charged), so every other part is still scored, except those that call a function
+   that already ran out of time: "not run".
 4. `recheck_notebook` judges those numbers against gmmlib here, one verdict per test cell.
 """
 
