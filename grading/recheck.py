@@ -36,6 +36,7 @@ from nbgrader.utils import is_grade, is_solution
 
 import gmmlib
 from grading import checks as checks_module
+from grading import not_run
 from grading.cells import grade_id, module_loader_source, parse_cell, release_modules
 from grading.display_only import display_bindings, neutralise
 from grading.isolation import (
@@ -55,9 +56,8 @@ from grading.watch import SUBMISSION_ASLEEP, SUBMISSION_CPU, Budget, StepClock, 
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
-#: Wall-clock seconds for one notebook's whole re-check, restarts included (a backstop: the
-#: submission's budget, `grading.watch.SubmissionBudget`, is what normally stops a notebook;
-#: steps not reached by then are not run). The grader passes what is left of the submission's.
+#: Wall-clock seconds for a whole re-check, restarts included, by default (a backstop: the
+#: budget stops a notebook first; steps not reached by then are not run).
 NOTEBOOK_WALL = 90.0
 #: A result line longer than this (bytes) is not read: honest results are a few kB.
 MAX_LINE = 4 << 20
@@ -102,13 +102,6 @@ def _modules(source: str) -> set[str]:
     nodes = list(ast.walk(tree)) if tree is not None else []
     found = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
     return found | {n.module for n in nodes if isinstance(n, ast.ImportFrom) and not n.level}
-
-
-def _defined(source: str) -> set[str]:
-    """The functions a cell defines at its top level."""
-    tree = parse_cell(source)
-    body = tree.body if tree is not None else []
-    return {n.name for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
 def _kill(proc):
@@ -156,12 +149,9 @@ def run_sandbox(
     """Run the plan's steps in sandbox processes; ({step index: result dict}, observations).
 
     Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed" /
-    "not run". ``budget``: what the steps may spend together (by default a whole submission's;
-    the grader passes what the feedback run left), charged as they run; ``wall``: the
-    backstop in seconds. ``calls``: {call step index: the functions it runs}; once a step
-    calling a function is killed for time, the later steps that run that function are not run
-    (no new slice of the budget for the same loop or sleep).
-    They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
+    "not run" (`grading.not_run`; ``calls``: {call step index: the functions it runs}).
+    ``budget``: what the steps may spend (by default a submission's), charged as they run;
+    ``wall``: the backstop in seconds. They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
     code writes to a file is read back) and are checked strictly: a line for a step other than
     the one running, or unreadable, counts as a crash. Observations: what the grader saw of
     the child's calls (`grading.observer.Observer`: writes refused, paths it cannot see, listings,
@@ -292,26 +282,13 @@ def run_sandbox(
         else:
             first = current + 1
             if results[current]["status"] == "timeout":
-                ran_out(steps, current, results, calls or {})
+                not_run.mark(steps, current, results, calls or {})
         if first >= len(steps):
             break
     for index in range(len(steps)):  # steps the notebook's time did not reach
         if index not in results and time.monotonic() > deadline and not steps[index].get("skip"):
             results[index] = {"status": "timeout", "error": "not run: the re-check's time ran out"}
     return results, observed
-
-
-def ran_out(steps: list, killed: int, results: dict, calls: dict) -> None:
-    """The call step ``killed`` ran out of time: every later step that runs a function it
-    called is "not run" (its cases emptied, so the child only passes it), never restarted
-    with another slice of the budget."""
-    spent = {case["name"] for case in steps[killed]["cases"]}
-    for index in range(killed + 1, len(steps)):
-        hit = sorted(spent & set(calls.get(index, ())))
-        if steps[index]["kind"] == "call" and hit and index not in results:
-            steps[index]["cases"] = []
-            why = f"not run: {', '.join(hit)} already ran out of time"
-            results[index] = {"status": "not run", "error": why}
 
 
 def _result_line(text: str, index: int) -> dict:
@@ -381,14 +358,12 @@ def recheck_notebook(
             }
         )
     check_steps, calls = {}, {}
-    defined = {c["name"]: _defined(c["source"]) for c in answers}
+    sources = {c["name"]: c["source"] for c in answers}
     for check in spec.checks:
         cases, check_arrays = checks_module.call_plan(check)
         arrays.update(check_arrays)
         check_steps[check.grade_id] = len(steps)
-        # The functions the step runs: those it calls, and those of the cells it depends on.
-        ran = {case["name"] for case in cases}.union(*(defined.get(d, ()) for d in check.depends))
-        calls[len(steps)] = ran
+        calls[len(steps)] = not_run.functions_run(cases, check.depends, sources)
         steps.append({"kind": "call", "name": check.grade_id, "cases": cases})
     np.savez(workdir / "cases.npz", **arrays)
     site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
