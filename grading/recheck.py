@@ -151,12 +151,12 @@ def run_sandbox(
     Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed" /
     "not run" (`grading.not_run`; ``calls``: {call step index: the functions it runs}).
     ``budget``: what the steps may spend (by default a submission's), charged as they run;
-    ``wall``: the backstop in seconds. They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
-    code writes to a file is read back) and are checked strictly: a line for a step other than
-    the one running, or unreadable, counts as a crash. Observations: what the grader saw of
-    the child's calls (`grading.observer.Observer`: writes refused, paths it cannot see, listings,
-    connections, processes and programs started) and processes left running at the end
-    (``survivors``).
+    ``wall``: the backstop in seconds. They arrive as one JSON line per step on the child's
+    stdout (a pipe: nothing the student's code writes to a file is read back) and are checked
+    strictly: a line for a step other than the one running, or unreadable, counts as a crash.
+    Observations: what the grader saw of the child's calls (`grading.observer.Observer`: writes
+    refused, paths it cannot see, listings, connections, processes and programs started) and
+    processes left running at the end (``survivors``).
     """
     steps = plan["steps"]
     results: dict[int, dict] = {}

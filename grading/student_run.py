@@ -158,7 +158,7 @@ class CappedClient(NotebookClient):
         super().__init__(nb, **kw)
         self.report, self.uid, self.budget, self.runtime = report, uid, budget, runtime
         self.limits = (budget.cpu, budget.asleep)  # for the messages
-        self.deadline, self.total, self.cell_bytes = None, 0, {}
+        self.deadline, self.total, self.cell_bytes, self.reached = None, 0, {}, -1
         self.timeout_func = self._cell_timeout
 
     def _remaining(self) -> float:
@@ -210,6 +210,7 @@ class CappedClient(NotebookClient):
             cell.outputs = [_note(f"not run: {why}")]
             self._stop(f"{why} (the rest not run)")
             return cell
+        self.reached = cell_index
         pid = self._kernel_pid()
         meter = Meter(pid) if pid is not None else None
         watcher = asyncio.ensure_future(self._watch(meter)) if meter is not None else None
@@ -247,6 +248,14 @@ class CappedClient(NotebookClient):
         )
         meter.stop()
         kill_all(descendants(meter.pid))
+
+    def mark_not_run(self) -> None:
+        """The budget's watch killed the kernel: each code cell after the one it stopped says
+        it was not run, and why."""
+        why = self._spent() or self.report.detail
+        for cell in self.nb.cells[self.reached + 1 :]:
+            if cell.cell_type == "code" and cell.source.strip():
+                cell.outputs = [_note(f"not run: {why}")]
 
     async def _async_handle_timeout(self, timeout, cell=None):
         """The wall-clock backstop: noted, then nbclient interrupts the cell."""
@@ -373,6 +382,8 @@ def run_notebook(
                 if report.status != "timeout":  # not killed by the budget's watch
                     report.status = "died"
                     report.detail = "the kernel died while running the notebook"
+                else:
+                    client.mark_not_run()
             except Exception as exc:  # noqa: BLE001 - a kernel that never started: retry
                 report.status, report.detail = "error", f"{type(exc).__name__}: {exc}"[:300]
         if report.status != "error" or attempt == attempts:
