@@ -165,3 +165,18 @@ def test_the_recheck_spends_what_is_left_and_gives_no_loop_a_second_slice(tmp_pa
     assert results[5]["status"] == "ok" and results[5]["outputs"][0]["value"]["__array__"] == 2.0
     assert 1.5 < budget.used_cpu < cpu, budget
     assert 1.0 < budget.used_asleep < asleep, budget
+
+
+def test_cells_after_a_kernel_the_watch_killed_say_they_were_not_run():
+    """The kernel killed at the budget's end: the run stops at the dead kernel, and each code
+    cell after the stopped one says why it has no output."""
+    cells = [nbformat.v4.new_code_cell(s) for s in ("import time", "time.sleep(19)", "1", "2")]
+    client = CappedClient(
+        nbformat.v4.new_notebook(cells=cells), notebook_budget(asleep=1.0), RunReport(), None
+    )
+    client.reached = 1  # the sleeper, interrupted then killed
+    client.budget.charge(0.1, 1.5)
+    client.mark_not_run()
+    notes = [[o.get("text", "") for o in c.get("outputs", [])] for c in client.nb.cells]
+    assert notes[:2] == [[], []], notes
+    assert notes[2:] == [["\n[not run: the notebook's cells slept their 1 s]\n"]] * 2, notes
