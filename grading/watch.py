@@ -2,10 +2,11 @@
 
 The student's code can forge or silence anything it reports itself (an audit hook in its own
 process, its own output). What is read here it cannot touch: the processes of the sandbox's uid
-still alive when a run ends, the CPU time and time asleep of a process tree (`Meter`, and the
-re-check's per-step `StepClock` against a notebook's `Budget`), and the files, connections and
-programs a re-check child's calls name (`grading.observer`). `grading.student_run` (the
-kernel) and `grading.recheck` (the re-check's child) both use it.
+still alive when a run ends, the CPU time and time asleep of a process tree (`Meter`), and
+the files, connections and programs a re-check child's calls name (`grading.observer`).
+`grading.student_run` (the kernel) and `grading.recheck` (the re-check's child) both use it,
+and both spend one `SubmissionBudget` of those seconds per submission: the feedback run its
+share, the re-check the rest, step by step (`StepClock`).
 """
 
 from __future__ import annotations
