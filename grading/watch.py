@@ -126,14 +126,20 @@ class Meter:
         self.ticks, self.busy, self.final = {}, {}, None
         self.t0 = time.monotonic()
         self.cpu0, self.busy0 = self._read()
+        self.last = (0.0, 0.0)
 
     def used(self) -> tuple[float, float]:
-        """(CPU seconds, seconds asleep) since `start` (until `stop`, if called)."""
+        """(CPU seconds, seconds asleep) since `start`, until `stop` or until the tree's root
+        ends (a process that exited, or was killed, sleeps no longer)."""
         if self.final is not None:
             return self.final
         wall = time.monotonic() - self.t0
         cpu, busy = self._read()
-        return cpu - self.cpu0, max(wall - (busy - self.busy0), 0.0)
+        if not _alive(self.pid):
+            self.final = (cpu - self.cpu0, self.last[1])
+            return self.final
+        self.last = (cpu - self.cpu0, max(wall - (busy - self.busy0), 0.0))
+        return self.last
 
     def stop(self) -> tuple[float, float]:
         """Read `used` a last time (before the tree is killed: the wait for it to die is

@@ -180,3 +180,24 @@ def test_cells_after_a_kernel_the_watch_killed_say_they_were_not_run():
     notes = [[o.get("text", "") for o in c.get("outputs", [])] for c in client.nb.cells]
     assert notes[:2] == [[], []], notes
     assert notes[2:] == [["\n[not run: the notebook's cells slept their 1 s]\n"]] * 2, notes
+
+
+def test_a_tree_that_ended_sleeps_no_longer():
+    """A kernel or re-check child that exits (os._exit, or killed) is not charged time asleep
+    while the grader notices: its meter keeps what it read last."""
+    import subprocess
+    import sys
+    import time
+
+    from grading.watch import Meter
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    meter = Meter(proc.pid)
+    alive = meter.used()
+    proc.stdin.close()
+    proc.wait()
+    ended = meter.used()
+    time.sleep(0.2)  # the wall clock moves on; what the meter says must not
+    assert meter.used() == ended and ended[1] == alive[1], (alive, ended)
