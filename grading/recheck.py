@@ -258,6 +258,8 @@ def run_sandbox(
                     if word == "start" and arg.isdigit() and current is None:
                         current = int(arg)
                         clock.restart()
+                        step = steps[current] if current < len(steps) else {"name": "added cell"}
+                        clock.added = step["name"].startswith("added cell")  # a forged number too
                     elif word == "done" and current is not None:
                         if current not in results:  # not a step marked "not run"
                             results[current] = _result_line(arg, current)

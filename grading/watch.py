@@ -166,11 +166,12 @@ INTERRUPT_GRACE = (0.5, 1.0)
 RECHECK_FLOOR_CPU = SUBMISSION_CPU - KERNEL_SHARE[0] - INTERRUPT_GRACE[0]
 RECHECK_FLOOR_ASLEEP = SUBMISSION_ASLEEP - KERNEL_SHARE[1] - INTERRUPT_GRACE[1]
 #: What one re-check step may not take of what is left, (CPU seconds, seconds asleep), and
-#: what each step gets of that reserve once the rest is spent: the step that loops or sleeps
-#: first is killed with the reserve untouched, the honest steps after it still run, and a row
-#: of such steps cannot share out more than the budget between them.
-RESERVE = (4.0, 1.0)
-RESERVE_STEP = (2.0, 0.1)
+#: what each of the course's steps (its cells, the answers, the calls) gets of that reserve
+#: once the rest is spent; a cell the student added gets none of it. The step that loops or
+#: sleeps first is killed with the reserve untouched, the honest steps after it still run,
+#: and a row of such steps cannot share out more than the budget between them.
+RESERVE = (4.0, 1.5)
+RESERVE_STEP = (2.0, 0.5)
 #: A step's wall-clock backstop, in multiples of its CPU limit (`StepClock`).
 WALL_STEPS = 15
 #: Wall-clock backstop of one submission (feedback run and re-check; kernel start-up aside),
@@ -254,10 +255,11 @@ class SubmissionBudget:
         return {**sides, "total": round(total, 2), "limit": self.cpu + self.asleep}
 
 
-def allowance(left: float, reserve: float, step: float) -> float:
+def allowance(left: float, reserve: float, step: float, added: bool = False) -> float:
     """What the running step may use of a budget with ``left`` seconds: all but ``reserve``,
-    then at most ``step`` of the reserve, then nothing (`RESERVE`, `RESERVE_STEP`)."""
-    return max(left - reserve, min(step, left), 0.0)
+    then at most ``step`` of the reserve (none for a cell the student ``added``), then
+    nothing (`RESERVE`, `RESERVE_STEP`)."""
+    return max(left - reserve, 0.0 if added else min(step, left), 0.0)
 
 
 class StepClock:
@@ -270,7 +272,7 @@ class StepClock:
 
     def __init__(self, pid: int, limit: float, budget: Budget, first_wall: float):
         self.limit, self.budget, self.meter = limit, budget, Meter(pid)
-        self.counting = False
+        self.counting, self.added = False, False  # added: the running step is a cell of theirs
         self.wall_deadline = self.meter.t0 + first_wall
 
     def restart(self) -> None:
@@ -291,8 +293,9 @@ class StepClock:
     def _limits(self) -> tuple[float, float]:
         if not self.counting:
             return self.limit, math.inf
-        cpu = allowance(self.budget.cpu, RESERVE[0], RESERVE_STEP[0])
-        return min(self.limit, cpu), allowance(self.budget.asleep, RESERVE[1], RESERVE_STEP[1])
+        cpu = allowance(self.budget.cpu, RESERVE[0], RESERVE_STEP[0], self.added)
+        asleep = allowance(self.budget.asleep, RESERVE[1], RESERVE_STEP[1], self.added)
+        return min(self.limit, cpu), asleep
 
     def expired(self) -> str | None:
         """Why the running step must stop (in words), or None."""

@@ -79,6 +79,8 @@ def test_a_step_leaves_the_reserve_then_gets_a_slice_of_it():
     assert allowance(cpu_reserve, cpu_reserve, cpu_step) == cpu_step
     assert allowance(cpu_step / 2, cpu_reserve, cpu_step) == cpu_step / 2
     assert allowance(-0.1, cpu_reserve, cpu_step) == 0.0
+    assert allowance(cpu_reserve + 3.0, cpu_reserve, cpu_step, added=True) == 3.0
+    assert allowance(cpu_reserve, cpu_reserve, cpu_step, added=True) == 0.0
 
 
 class _Meter:
