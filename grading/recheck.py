@@ -8,9 +8,11 @@
 3. `run_sandbox` executes the code in a fresh ``python -I -S`` process (`grading.sandbox`) with
    CPU, memory and file-size limits, calls the student's functions on the `grading.checks`
    inputs, and brings back plain numbers. A step that hangs (also one that swallows interrupts)
-   is killed after `STEP_TIMEOUT` seconds of CPU time, or sooner when the notebook's `Budget`
-   (CPU time and time asleep, over all steps) runs out; a step that kills the process is
-   recorded, and the sandbox restarts after it, so every other part is still scored.
+   is killed after `STEP_TIMEOUT` seconds of CPU time, or sooner at its allowance of what the
+   feedback run left of the submission's `Budget` (CPU time and time asleep, over all steps);
+   a step that kills the process is recorded, and the sandbox restarts after it (its start-up
+   not charged), so every other part is still scored, except those that call a function
+   that already ran out of time: "not run".
 4. `recheck_notebook` judges those numbers against gmmlib here, one verdict per test cell.
 """
 
@@ -34,6 +36,7 @@ from nbgrader.utils import is_grade, is_solution
 
 import gmmlib
 from grading import checks as checks_module
+from grading import not_run
 from grading.cells import grade_id, module_loader_source, parse_cell, release_modules
 from grading.display_only import display_bindings, neutralise
 from grading.isolation import (
@@ -49,15 +52,12 @@ from grading.isolation import (
 from grading.layout import summary_cell_id
 from grading.observer import Observer
 from grading.scan import imported_names, scan_cell, strip_magics
-from grading.watch import Budget, StepClock, survivors
+from grading.watch import SUBMISSION_ASLEEP, SUBMISSION_CPU, Budget, StepClock, survivors
 
 SANDBOX = Path(__file__).with_name("sandbox.py")
 STEP_TIMEOUT = 8.0  # seconds of CPU time for one cell or one test's cases
-#: What one notebook's whole re-check may spend (`grading.watch.Budget`).
-BUDGET_CPU = 12.0
-BUDGET_ASLEEP = 4.0
-#: Wall-clock seconds for one notebook's whole re-check, restarts included (a backstop: the
-#: budget above is what normally stops a notebook; steps not reached by then are not run).
+#: Wall-clock seconds for a whole re-check, restarts included, by default (a backstop: the
+#: budget stops a notebook first; steps not reached by then are not run).
 NOTEBOOK_WALL = 90.0
 #: A result line longer than this (bytes) is not read: honest results are a few kB.
 MAX_LINE = 4 << 20
@@ -142,16 +142,21 @@ def run_sandbox(
     plan: dict,
     step_timeout: float = STEP_TIMEOUT,
     isolation: Isolation = NO_SANDBOX,
+    budget: Budget | None = None,
+    wall: float = NOTEBOOK_WALL,
+    calls: dict | None = None,
 ) -> tuple[dict, dict]:
     """Run the plan's steps in sandbox processes; ({step index: result dict}, observations).
 
-    Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed".
-    They arrive as one JSON line per step on the child's stdout (a pipe: nothing the student's
-    code writes to a file is read back) and are checked strictly: a line for a step other than
-    the one running, or unreadable, counts as a crash. Observations: what the grader saw of
-    the child's calls (`grading.observer.Observer`: writes refused, paths it cannot see, listings,
-    connections, processes and programs started) and processes left running at the end
-    (``survivors``).
+    Results have ``status`` "ok" / "error" (the student's exception) / "timeout" / "crashed" /
+    "not run" (`grading.not_run`; ``calls``: {call step index: the functions it runs}).
+    ``budget``: what the steps may spend (by default a submission's), charged as they run;
+    ``wall``: the backstop in seconds. They arrive as one JSON line per step on the child's
+    stdout (a pipe: nothing the student's code writes to a file is read back) and are checked
+    strictly: a line for a step other than the one running, or unreadable, counts as a crash.
+    Observations: what the grader saw of the child's calls (`grading.observer.Observer`: writes
+    refused, paths it cannot see, listings, connections, processes and programs started) and
+    processes left running at the end (``survivors``).
     """
     steps = plan["steps"]
     results: dict[int, dict] = {}
@@ -159,8 +164,8 @@ def run_sandbox(
     kinds = {}  # events per kind over every restart (`grading.observer.PER_KIND`)
     uid = isolation.code_uid
     first = 0
-    budget = Budget(BUDGET_CPU, BUDGET_ASLEEP)
-    deadline = time.monotonic() + NOTEBOOK_WALL
+    budget = budget if budget is not None else Budget(SUBMISSION_CPU, SUBMISSION_ASLEEP)
+    deadline = time.monotonic() + wall
     for _attempt in range(len(steps) + 1):
         if time.monotonic() > deadline:
             break
@@ -195,7 +200,7 @@ def run_sandbox(
         try:
             while True:
                 watched = [fd] + [c for c in (channel, observer) if c is not None]
-                ready = select.select(watched, [], [], 0.2)[0]
+                ready = select.select(watched, [], [], clock.next_check())[0]
                 if channel in ready:
                     observer = Observer.receive(
                         channel, workdir, plan.get("quiet", ()), observed["events"], kinds
@@ -214,10 +219,10 @@ def run_sandbox(
                 # of newlines from the student's code) is timed like a silent one.
                 why = clock.expired()
                 if time.monotonic() > deadline:
-                    why = f"the notebook's re-check ran past {NOTEBOOK_WALL:g} s (killed)"
+                    why = f"the notebook's re-check ran past {wall:g} s (killed)"
                 if why:
                     observed["survivors"] += survivors(uid)
-                    clock.restart()
+                    clock.stop()
                     _kill(proc)
                     if current is not None:
                         results[current] = {"status": "timeout", "error": why}
@@ -226,6 +231,7 @@ def run_sandbox(
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
+                    clock.stop()
                     code = proc.wait()
                     if current is not None:
                         how = f"signal {-code}" if code < 0 else f"exit code {code}"
@@ -252,12 +258,16 @@ def run_sandbox(
                     if word == "start" and arg.isdigit() and current is None:
                         current = int(arg)
                         clock.restart()
+                        step = steps[current] if current < len(steps) else {"name": "added cell"}
+                        clock.added = step["name"].startswith("added cell")  # a forged number too
                     elif word == "done" and current is not None:
-                        results[current] = _result_line(arg, current)
+                        if current not in results:  # not a step marked "not run"
+                            results[current] = _result_line(arg, current)
                         current = None
                         clock.restart()
                     elif word == "finished":
                         finished = True
+                        clock.stop()
                         observed["survivors"] += survivors(uid)
         finally:
             if finished or proc.poll() is None:
@@ -273,6 +283,8 @@ def run_sandbox(
             steps[current]["skip"] = True
         else:
             first = current + 1
+            if results[current]["status"] == "timeout":
+                not_run.mark(steps, current, results, calls or {})
         if first >= len(steps):
             break
     for index in range(len(steps)):  # steps the notebook's time did not reach
@@ -300,11 +312,13 @@ def recheck_notebook(
     workdir: Path,
     step_timeout: float = STEP_TIMEOUT,
     isolation: Isolation = NO_SANDBOX,
+    budget: Budget | None = None,
+    wall: float = NOTEBOOK_WALL,
 ) -> dict:
     """Scan and re-run one submitted notebook; return findings and a verdict per test cell.
 
     ``isolation``: the run's sandbox settings; the default runs the child without bubblewrap,
-    under the same limits (the unit tests).
+    under the same limits (the unit tests). ``budget`` and ``wall``: see `run_sandbox`.
     """
     spec = checks_module.spec(assignment)
     remove(workdir)  # a fresh folder: nothing an earlier try's student code left in it
@@ -345,11 +359,13 @@ def recheck_notebook(
                 "source": strip_magics(neutralise(cell["source"], display))[0],
             }
         )
-    check_steps = {}
+    check_steps, calls = {}, {}
+    sources = {c["name"]: c["source"] for c in answers}
     for check in spec.checks:
         cases, check_arrays = checks_module.call_plan(check)
         arrays.update(check_arrays)
         check_steps[check.grade_id] = len(steps)
+        calls[len(steps)] = not_run.functions_run(cases, check.depends, sources)
         steps.append({"kind": "call", "name": check.grade_id, "cases": cases})
     np.savez(workdir / "cases.npz", **arrays)
     site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
@@ -373,7 +389,7 @@ def recheck_notebook(
             if m.split(".")[0] not in spec.blocked
         ),
     }
-    results, observed = run_sandbox(workdir, plan, step_timeout, isolation)
+    results, observed = run_sandbox(workdir, plan, step_timeout, isolation, budget, wall, calls)
 
     cell_problems = {}
     for index, cell in enumerate(code_cells):

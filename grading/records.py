@@ -65,6 +65,9 @@ class Result:
     withhold_outputs: list[str] = field(default_factory=list)  # cells the feedback hides
     observed: list[str] = field(default_factory=list)  # what the supervisors saw, outside
     seconds: dict = field(default_factory=dict)  # {"kernel": ..., "recheck": ...}
+    #: The submission's time budget spent (`grading.watch.SubmissionBudget.used`): CPU seconds
+    #: and seconds asleep of the feedback run and the re-check, their total and the limit.
+    budget: dict = field(default_factory=dict)
     feedback: str = ""  # the feedback page's path
 
     def to_dict(self) -> dict:

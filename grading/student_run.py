@@ -48,7 +48,15 @@ from grading.cells import (
 )
 from grading.course import ASSIGNMENTS, EXERCISES
 from grading.kernel_watch import KernelWatch
-from grading.watch import Budget, Meter, descendants, kill_all, survivors
+from grading.watch import (
+    INTERRUPT_GRACE,
+    KERNEL_SHARE,
+    Budget,
+    Meter,
+    descendants,
+    kill_all,
+    survivors,
+)
 
 #: Output a cell may print, and the whole notebook, in bytes (text, or a figure's base64).
 CELL_OUTPUT_BYTES = 100_000
@@ -57,13 +65,15 @@ NOTEBOOK_OUTPUT_BYTES = 1_000_000
 #: connection (ZMQ's MAXMSGSIZE) instead of being received and parsed whole by the grader,
 #: before any output cap can cut it.
 MESSAGE_BYTES = 16 * NOTEBOOK_OUTPUT_BYTES
-#: What the notebook's cells may spend together (kernel start not included): CPU seconds,
-#: seconds asleep, and a wall-clock backstop (seconds).
-CPU_BUDGET = 10.0
-ASLEEP_BUDGET = 5.0
+#: What the notebook's cells may spend together (kernel start not included) when run on
+#: their own: the feedback run's share of a submission's budget (`grading.watch.
+#: SubmissionBudget`, which the grader passes), and a wall-clock backstop (seconds).
+CPU_BUDGET, ASLEEP_BUDGET = KERNEL_SHARE
 WALL_BACKSTOP = 120.0
-#: Seconds a cell has to stop after an interrupt before its kernel is killed.
-GRACE = 2.0
+#: What a cell may still spend after an interrupt ((CPU seconds, seconds asleep), counted in
+#: the budget), or wall-clock seconds, before its kernel is killed.
+GRACE_SPEND = INTERRUPT_GRACE
+GRACE = 5.0
 
 
 def notebook_budget(**changes) -> Budget:
@@ -156,7 +166,8 @@ class CappedClient(NotebookClient):
     def __init__(self, nb, budget: Budget, report: RunReport, uid: int | None, runtime=None, **kw):
         super().__init__(nb, **kw)
         self.report, self.uid, self.budget, self.runtime = report, uid, budget, runtime
-        self.deadline, self.total, self.cell_bytes = None, 0, {}
+        self.limits = (budget.cpu, budget.asleep)  # for the messages
+        self.deadline, self.total, self.cell_bytes, self.reached = None, 0, {}, -1
         self.started = False
         self.timeout_func = self._cell_timeout
 
@@ -186,9 +197,9 @@ class CappedClient(NotebookClient):
 
     def _spent(self) -> str | None:
         if self.budget.cpu <= 0:
-            return f"the notebook's cells used their {CPU_BUDGET:g} s of CPU time"
+            return f"the notebook's cells used their {self.limits[0]:g} s of CPU time"
         if self.budget.asleep <= 0:
-            return f"the notebook's cells slept their {ASLEEP_BUDGET:g} s"
+            return f"the notebook's cells slept their {self.limits[1]:g} s"
         if self._remaining() <= 0:
             return f"the notebook's cells ran past {self.budget.wall:g} s"
         return None
@@ -218,6 +229,7 @@ class CappedClient(NotebookClient):
             cell.outputs = [_note(f"not run: {why}")]
             self._stop(f"{why} (the rest not run)")
             return cell
+        self.reached = cell_index
         pid = self._kernel_pid()
         meter = Meter(pid) if pid is not None else None
         watcher = asyncio.ensure_future(self._watch(meter)) if meter is not None else None
@@ -226,24 +238,43 @@ class CappedClient(NotebookClient):
         finally:
             if watcher is not None:
                 watcher.cancel()
-                cpu, asleep = meter.used()
-                self.budget.cpu -= cpu
-                self.budget.asleep -= asleep
+                self.budget.charge(*meter.used())
 
     async def _watch(self, meter: Meter) -> None:
-        """Interrupt the running cell when it spends the rest of the budget; kill the kernel
-        if it is still running `GRACE` seconds later (it swallowed the interrupt)."""
+        """Interrupt the running cell when it spends the rest of the budget (looked at again
+        as soon as it could have: CPU time grows at most a second per second and core, time
+        asleep a second per second); kill the kernel if the cell is still running after it
+        spent `GRACE_SPEND` more, or `GRACE` seconds passed (it swallowed the interrupt)."""
+        cores = os.cpu_count() or 1
         while True:
-            await asyncio.sleep(0.25)
             cpu, asleep = meter.used()
-            if cpu > self.budget.cpu or asleep > self.budget.asleep:
+            room = min((self.budget.cpu - cpu) / cores, self.budget.asleep - asleep)
+            if room < 0:
                 break
+            await asyncio.sleep(min(max(room, 0.02), 0.25))
         kind = "CPU time" if cpu > self.budget.cpu else "time asleep"
         self._stop(f"a cell used the rest of the notebook's {kind} and was interrupted")
         await ensure_async(self.km.interrupt_kernel())
-        await asyncio.sleep(GRACE)
-        self.report.detail = f"a cell ignored the interrupt after using the notebook's {kind}"
+        stop = time.monotonic() + GRACE
+        while time.monotonic() < stop:
+            await asyncio.sleep(0.02)
+            now = meter.used()
+            if now[0] - cpu >= GRACE_SPEND[0] or now[1] - asleep >= GRACE_SPEND[1]:
+                break
+        self.report.detail = (
+            f"a cell used the rest of the notebook's {kind}; interrupted, it was not seen to "
+            "stop (its kernel was killed)"
+        )
+        meter.stop()
         kill_all(descendants(meter.pid))
+
+    def mark_not_run(self) -> None:
+        """The budget's watch killed the kernel: each code cell after the one it stopped says
+        it was not run, and why."""
+        why = self._spent() or self.report.detail
+        for cell in self.nb.cells[self.reached + 1 :]:
+            if cell.cell_type == "code" and cell.source.strip():
+                cell.outputs = [_note(f"not run: {why}")]
 
     async def _async_handle_timeout(self, timeout, cell=None):
         """The wall-clock backstop: noted, then nbclient interrupts the cell."""
@@ -330,6 +361,8 @@ def run_notebook(
     A kernel that does not start (the grading machine, not the student) is retried once; a
     run that fails once the kernel is up is not (a message the student's code forged, say).
     ``uid``: the sandbox's, to count the processes the student's code left at teardown.
+    ``budget``: what the cells may spend (by default `notebook_budget`); it is charged with
+    what the last attempt's cells spent.
     """
     started = time.monotonic()
     for attempt in range(1, attempts + 1):
@@ -371,11 +404,15 @@ def run_notebook(
                 if report.status != "timeout":  # not killed by the budget's watch
                     report.status = "died"
                     report.detail = "the kernel died while running the notebook"
+                else:
+                    client.mark_not_run()
             except Exception as exc:  # noqa: BLE001 - a kernel that never started: retry
                 report.status, report.detail = "error", f"{type(exc).__name__}: {exc}"[:300]
         report.observed += watch.events if watch is not None else []
         if report.status != "error" or attempt == attempts or client.started:
             break
     report.seconds = round(time.monotonic() - started, 2)
+    if budget is not None:
+        budget.charge(limits.used_cpu - budget.used_cpu, limits.used_asleep - budget.used_asleep)
     work.cells = [c for c in work.cells if not c.metadata.get(LOADER)]  # the grader's, not theirs
     return work, report

@@ -57,7 +57,8 @@ from grading.layout import (
 from grading.recheck import recheck_notebook
 from grading.records import RUN_STATUS, Part, Result, Status, grader_error
 from grading.scan import proven, reads_hidden_tests
-from grading.student_run import run_notebook, visible_notebook
+from grading.student_run import WALL_BACKSTOP, run_notebook, visible_notebook
+from grading.watch import RECHECK_WALL_FLOOR, SubmissionBudget
 
 
 def blank_answers(submitted: nbformat.NotebookNode | None, source_nb) -> list[str]:
@@ -173,6 +174,8 @@ def _recheck_flags(recheck) -> list[str]:
         message = verdict.get("message") or ""
         if verdict["status"] in ("timeout", "crashed"):
             flags.append(f"re-check {verdict['status']} in {gid}")
+        elif verdict["status"] == "not run":
+            flags.append(f"re-check of {gid} {message.partition(': ')[2] or 'not run'}")
         elif "MemoryError" in message:
             flags.append(f"re-check hit the memory limit in {gid}")
         elif "BlockingIOError" in message or "Resource temporarily unavailable" in message:
@@ -196,6 +199,9 @@ def grade_notebook(job, assignment, runtime: Path | None, isolation: Isolation) 
     uid = isolation.code_uid
     submitted = _read(submitted_path)
     release = nbformat.read(Course(course).notebook("release", assignment), as_version=4)
+    # One time budget for the feedback run and the re-check together (`SubmissionBudget`).
+    budget = SubmissionBudget()
+    budget.kernel.wall = min(WALL_BACKSTOP, budget.wall_left())
     # 1. The student's run, for feedback: the release's visible tests only.
     hidden = package_folders(spec(assignment).blocked)  # not even mounted for the kernel
     os.environ[SETTINGS] = settings(isolation, root / "scratch" / assignment / "kernel", hidden)
@@ -203,7 +209,8 @@ def grade_notebook(job, assignment, runtime: Path | None, isolation: Isolation) 
     if submitted is not None:
         visible = visible_notebook(submitted, release)
         drawn = neutralise_notebook(visible)  # the explorer only draws: not run here
-        executed, run = run_notebook(visible, root / f"kernel-{assignment}.log", runtime, uid)
+        log = root / f"kernel-{assignment}.log"
+        executed, run = run_notebook(visible, log, runtime, uid, budget.kernel)
         restore_notebook(executed, drawn)
         if run.status != "ok":
             result.flags.append(f"{RUN_STATUS[run.status].value}: {run.detail or run.status}")
@@ -220,6 +227,8 @@ def grade_notebook(job, assignment, runtime: Path | None, isolation: Isolation) 
         root / "recheck" / assignment,
         job.get("step_timeout", 8.0),
         isolation=isolation,
+        budget=budget.for_recheck(),
+        wall=budget.wall_left(RECHECK_WALL_FLOOR),
     )
     recheck["depends"] = {c.grade_id: c.depends for c in spec(assignment).checks}
     recheck["blank_answers"] = blank_answers(submitted, source_nb)
@@ -257,6 +266,7 @@ def grade_notebook(job, assignment, runtime: Path | None, isolation: Isolation) 
         "kernel": run.seconds if run is not None else 0.0,
         "recheck": round(time.perf_counter() - started, 2),
     }
+    result.budget = budget.used()
     out = feedback_page(folder.feedback, student, assignment)
     data = result.to_dict()
     withheld = write_feedback(graded, source_nb, data, out, course_secret(course))

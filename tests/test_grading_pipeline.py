@@ -785,9 +785,10 @@ def test_student_code_holds_no_descriptor_of_the_grader(graded):
 
 @pytest.mark.slow
 def test_sleepers_cost_a_slot_seconds_not_minutes(graded):
-    """Six cells of sleep(19) (114 s in a row): the feedback run interrupts the first once the
-    notebook's time asleep is spent and runs no more, the re-check kills each sleeping cell
-    (then skips it), and the answers keep their points. Either side took 114 s before."""
+    """Six cells of sleep(19) (114 s in a row): the feedback run interrupts the first once its
+    share of the submission's time asleep is spent and runs no more, the re-check kills each
+    sleeping cell (then skips it), and the answers keep their points. Either side took 114 s
+    before issue 21."""
     out = graded[0]
     for assignment in CORE:
         r = _result(out, "hostile_sleepers", assignment)
@@ -797,6 +798,52 @@ def test_sleepers_cost_a_slot_seconds_not_minutes(graded):
         assert r["seconds"]["kernel"] < 6 * 19 and r["seconds"]["recheck"] < 6 * 19, r["seconds"]
         (page,) = (out / "feedback/hostile_sleepers" / assignment).glob("*.html")
         assert "not run: the notebook's cells slept" in _text(page.read_text())
+
+
+#: The parts of a submission the re-check did not run, by (student, assignment): {grade_id:
+#: message}. A step calling a function that already ran out of time is not given another slice.
+NOT_RUN = {
+    ("hostile_infinite_loop", "em_by_hand"): {
+        f"em_by_hand_{part}": f"{function}: not run: e_step already ran out of time"
+        for part, function in (
+            ("e_step_stability", "e_step"),
+            ("fit_em_tests", "fit_em"),
+            ("fit_em_monotone", "fit_em"),
+        )
+    },
+    ("hostile_infinite_loop", "break_it"): {},
+    ("hostile_sleepers", "em_by_hand"): {},
+    ("hostile_sleepers", "break_it"): {},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("student", "assignment"), sorted(NOT_RUN))
+def test_a_loop_or_sleepers_spend_at_most_the_submissions_budget(graded, student, assignment):
+    """One budget per submission (grading.watch.SubmissionBudget), for the feedback run and the
+    re-check together: what both spent (CPU seconds and seconds asleep, from /proc, so the load
+    does not change them) stays within the 15 s; the side that met the loop or the sleepers
+    spent what it was given, the parts that call the looping function are "not run", listed
+    for review, and the points are EXPECTED's."""
+    from grading.watch import KERNEL_SHARE
+
+    r = _result(graded[0], student, assignment)
+    budget = r["budget"]
+    sides = budget["kernel"]["cpu"] + budget["kernel"]["asleep"]
+    sides += budget["recheck"]["cpu"] + budget["recheck"]["asleep"]
+    assert budget["limit"] == 15.0 and abs(budget["total"] - sides) < 0.02, budget
+    assert budget["total"] <= budget["limit"], budget
+    if (student, assignment) == ("hostile_infinite_loop", "em_by_hand"):
+        assert budget["kernel"]["cpu"] >= KERNEL_SHARE[0], budget  # the visible tests' loop
+    if student == "hostile_sleepers":
+        assert budget["kernel"]["asleep"] >= KERNEL_SHARE[1], budget
+    not_run = {p["grade_id"]: p["message"] for p in r["parts"] if p["recheck"] == "not run"}
+    assert not_run == NOT_RUN[student, assignment]
+    for gid in not_run:
+        assert any(f.startswith(f"re-check of {gid} not run: ") for f in r["flags"]), r["flags"]
+    *_, em_total, break_total = EXPECTED[student]
+    total = sum(p["points"] or 0 for p in r["parts"] if p["kind"] == "auto")
+    assert total == (em_total if assignment == "em_by_hand" else break_total), r["parts"]
 
 
 @pytest.mark.slow
