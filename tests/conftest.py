@@ -250,6 +250,95 @@ def once_per_run(tmp_path_factory, name: str, build, done: str) -> Path:
     return folder
 
 
+#: What an instructor's machine may lack: `without_node` shadows them.
+NODE_TOOLS = ("node", "npm", "npx")
+
+
+def shadow_node(folder: Path) -> tuple[dict, Path]:
+    """(an environment whose PATH finds first stand-ins for node, npm and npx that record any
+    call in a file and fail, that file) in ``folder``."""
+    shadow, calls = folder / "shadow", folder / "node-calls.txt"
+    shadow.mkdir(parents=True)
+    for tool in NODE_TOOLS:
+        script = shadow / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\nexit 127\n')
+        script.chmod(0o755)
+    env = dict(os.environ, PATH=f"{shadow}{os.pathsep}{os.environ['PATH']}")
+    for tool in NODE_TOOLS:  # the stand-ins are what a command would find
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], env=env, capture_output=True)
+        assert found.stdout.decode().strip() == str(shadow / tool)
+    return env, calls
+
+
+@pytest.fixture
+def without_node(tmp_path):
+    """`shadow_node` in the test's own folder."""
+    return shadow_node(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def release_check(tmp_path_factory) -> dict:
+    """`python -m grading.release --check` (the generated cells, every model answer through
+    its checks, nbgrader generate_assignment compared with exercises/: ~21 CPU seconds) run
+    once per test run, as an instructor runs it: node, npm and npx shadowed (`shadow_node`).
+    Two tests read it: exercises/ is what nbgrader generates (tests/test_grading_release.py)
+    and the instructor's release needs no node (tests/test_instructor_setup.py).
+    {"returncode", "stdout", "stderr", "node_calls" (what the stand-ins recorded)}."""
+
+    def build(folder: Path) -> None:
+        env, calls = shadow_node(folder)
+        proc = subprocess.run(
+            [sys.executable, "-m", "grading.release", "--check"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,  # only stops a hung run
+        )
+        record = {name: getattr(proc, name) for name in ("returncode", "stdout", "stderr")}
+        record["node_calls"] = calls.read_text() if calls.exists() else ""
+        (folder / "release-check.json").write_text(json.dumps(record))
+
+    folder = once_per_run(tmp_path_factory, "release-check", build, "release-check.json")
+    return json.loads((folder / "release-check.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def release_once(tmp_path_factory):
+    """For the module that asks: grade_folder's first step, `grading.release.generate` (copy
+    solutions/, nbgrader generate_assignment for each assignment: ~8 CPU seconds in a child
+    Python), done once per test run for each list of assignments and copied into each new
+    course folder, its nbgrader_config.py written for that folder (the only file that names
+    it; a gradebook's assignment ids differ from one generate to the next anyway). A course
+    folder that already holds a gradebook (``--resume``) is generated for real: there nbgrader
+    updates the gradebook in place. For tests that assert nothing about the release itself
+    (tests/test_grading_release.py and the graded class generate for real)."""
+    from grading import pipeline, release
+
+    real = release.generate
+
+    def generate(root: Path, assignments=tuple(release.ASSIGNMENTS)) -> Path:
+        root = Path(root)
+        if (root / "gradebook.db").exists():
+            return real(root, assignments)
+
+        def build(folder: Path) -> None:
+            real(folder / "course", list(assignments))
+            (folder / "generated").touch()
+
+        done = once_per_run(
+            tmp_path_factory, "release-" + "+".join(assignments), build, "generated"
+        )
+        shutil.rmtree(root / "solutions", ignore_errors=True)
+        shutil.copytree(done / "course", root, dirs_exist_ok=True)
+        release.write_course_config(root)
+        return root / "exercises"
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "generate", generate)
+        yield generate
+
+
 @pytest.fixture(scope="session")
 def graded_class(tmp_path_factory):
     """The run's one graded class (tests/graded_class.py): every fixture student, the
