@@ -89,18 +89,34 @@ ON_THEIR_OWN = frozenset(
 #: includes the book build, test_grading_pipeline the graded class, ~325 of its 377). The
 #: scheduler hands out the costliest units first, so no costly module starts late and leaves
 #: the other worker idle at the end; a test not listed counts `DEFAULT_TEST_COST`. Only the
-#: order of the work depends on these numbers, never an outcome.
+#: order of the work depends on these numbers, never an outcome. The order this gives puts the
+#: two long chains first: test_grading_pipeline's unit builds the graded class (which
+#: test_grading_distributed waits for once its own cluster run is done), test_book builds the
+#: book (which `BOOK_MODULES` read). The single tests below test_explorer_parity were measured
+#: on 2026-12-08 (CPU of the worker and its reaped children, a full run under `-n 2`): without
+#: an entry each counted 1 second and could start last, stretching the end of the run.
 COSTS = {
     "test_grading_pipeline": 347,  # 377 with test_attackers_change_nobody_else
     "test_grading_pipeline::test_attackers_change_nobody_else": 30,
-    "test_grading_distributed": 165,  # 255 with the tests ON_THEIR_OWN (its local run: the class)
-    "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli": 25,
-    "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded": 25,
-    "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class": 40,
+    # 255 with the tests ON_THEIR_OWN (its local run: the class), before `release_once` saved
+    # nbgrader generate_assignment (~8 s) in all but the first of its grading runs
+    "test_grading_distributed": 135,
+    "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli": 20,
+    "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded": 20,
+    "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class": 32,
     "test_book": 170,  # 63 of them the book build from nothing
-    "test_student_setup": 55,
+    "test_student_setup": 48,
     "test_explore_jupyter": 36,
     "test_explorer_parity": 12,
+    "test_grading_release::test_the_recheck_judges_as_the_spec_does_in_process": 24,
+    "test_grading_release::test_committed_release_is_what_nbgrader_generates": 19,
+    "test_grading_release::test_nbgrader_validate_solutions_pass_and_stubs_fail": 16,
+    "test_poisson_mixture::test_nbgrader_releases_it_and_the_stubs_fail_every_visible_test": 13,
+    "test_grading_attacks::test_the_kernels_runtime_folder_is_no_disk_for_the_student": 13,
+    "test_grading_attacks::test_a_student_who_silences_the_audit_hook_is_still_on_review": 11,
+    "test_grading_units::test_the_students_run_caps_output_and_time": 11,
+    "test_grading_intake::test_no_student_found_prints_the_layouts_understood": 10,
+    "test_instructor_setup::test_instructor_setup_release_check_and_wheel_run_without_node": 10,
 }
 DEFAULT_TEST_COST = 1.0
 #: Modules whose tests read the built book: handed out after every other module, so a worker
