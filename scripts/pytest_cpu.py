@@ -8,9 +8,9 @@ xdist worker, or the one pytest process) appends a JSON line per test phase and 
 set-up to ``$PYTEST_CPU_DIR/<worker>-<pid>.jsonl``: the CPU of the process and of its reaped
 children (`resource.getrusage`), plus that of its live descendants (psutil: Chromium, a Jupyter
 server, Dask workers). What it misses: processes that leave the tree before they are reaped,
-e.g. a sandbox killed with SIGKILL whose children go to init. Grading loses most (the graded
-class counts ~64 s here, ~325 s in a cgroup of its own); for a total, run pytest in a cgroup
-(v1: /sys/fs/cgroup/cpuacct/NAME/cpuacct.usage, in ns).
+e.g. a sandbox killed with SIGKILL whose children go to init. Grading loses most: the graded
+class alone counts 75 CPU s here and 325 s in a cgroup of its own (2026-12-08). For totals, run
+pytest in a cgroup (v1: /sys/fs/cgroup/cpuacct/NAME/cpuacct.usage, in ns).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def report(folder: Path, top: int = 30) -> str:
             if record["kind"] == "phase":
                 index = ("setup", "call", "teardown").index(record["phase"])
                 tests[record["nodeid"]][index] += record["cpu"]
-            elif record["cpu"] >= 1:
+            elif record["kind"] == "fixture" and record["cpu"] >= 1:
                 fixtures.append(record)
     modules = collections.Counter()
     for nodeid, phases in tests.items():
