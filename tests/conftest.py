@@ -89,18 +89,34 @@ ON_THEIR_OWN = frozenset(
 #: includes the book build, test_grading_pipeline the graded class, ~325 of its 377). The
 #: scheduler hands out the costliest units first, so no costly module starts late and leaves
 #: the other worker idle at the end; a test not listed counts `DEFAULT_TEST_COST`. Only the
-#: order of the work depends on these numbers, never an outcome.
+#: order of the work depends on these numbers, never an outcome. The order this gives puts the
+#: two long chains first: test_grading_pipeline's unit builds the graded class (which
+#: test_grading_distributed waits for once its own cluster run is done), test_book builds the
+#: book (which `BOOK_MODULES` read). The single tests below test_explorer_parity were measured
+#: on 2026-12-08 (CPU of the worker and its reaped children, a full run under `-n 2`): without
+#: an entry each counted 1 second and could start last, stretching the end of the run.
 COSTS = {
     "test_grading_pipeline": 347,  # 377 with test_attackers_change_nobody_else
     "test_grading_pipeline::test_attackers_change_nobody_else": 30,
-    "test_grading_distributed": 165,  # 255 with the tests ON_THEIR_OWN (its local run: the class)
-    "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli": 25,
-    "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded": 25,
-    "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class": 40,
+    # 255 with the tests ON_THEIR_OWN (its local run: the class), before `release_once` saved
+    # nbgrader generate_assignment (~8 s) in all but the first of its grading runs
+    "test_grading_distributed": 135,
+    "test_grading_distributed::test_a_tls_cluster_grades_through_the_cli": 20,
+    "test_grading_distributed::test_a_lost_scheduler_stops_the_run_and_keeps_what_was_graded": 20,
+    "test_grading_distributed::test_a_worker_with_no_shared_files_or_network_grades_a_class": 32,
     "test_book": 170,  # 63 of them the book build from nothing
-    "test_student_setup": 55,
+    "test_student_setup": 48,
     "test_explore_jupyter": 36,
     "test_explorer_parity": 12,
+    "test_grading_release::test_the_recheck_judges_as_the_spec_does_in_process": 24,
+    "test_grading_release::test_committed_release_is_what_nbgrader_generates": 19,
+    "test_grading_release::test_nbgrader_validate_solutions_pass_and_stubs_fail": 16,
+    "test_poisson_mixture::test_nbgrader_releases_it_and_the_stubs_fail_every_visible_test": 13,
+    "test_grading_attacks::test_the_kernels_runtime_folder_is_no_disk_for_the_student": 13,
+    "test_grading_attacks::test_a_student_who_silences_the_audit_hook_is_still_on_review": 11,
+    "test_grading_units::test_the_students_run_caps_output_and_time": 11,
+    "test_grading_intake::test_no_student_found_prints_the_layouts_understood": 10,
+    "test_instructor_setup::test_instructor_setup_release_check_and_wheel_run_without_node": 10,
 }
 DEFAULT_TEST_COST = 1.0
 #: Modules whose tests read the built book: handed out after every other module, so a worker
@@ -248,6 +264,95 @@ def once_per_run(tmp_path_factory, name: str, build, done: str) -> Path:
             folder.mkdir()
             build(folder)
     return folder
+
+
+#: What an instructor's machine may lack: `without_node` shadows them.
+NODE_TOOLS = ("node", "npm", "npx")
+
+
+def shadow_node(folder: Path) -> tuple[dict, Path]:
+    """(an environment whose PATH finds first stand-ins for node, npm and npx that record any
+    call in a file and fail, that file) in ``folder``."""
+    shadow, calls = folder / "shadow", folder / "node-calls.txt"
+    shadow.mkdir(parents=True)
+    for tool in NODE_TOOLS:
+        script = shadow / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\nexit 127\n')
+        script.chmod(0o755)
+    env = dict(os.environ, PATH=f"{shadow}{os.pathsep}{os.environ['PATH']}")
+    for tool in NODE_TOOLS:  # the stand-ins are what a command would find
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], env=env, capture_output=True)
+        assert found.stdout.decode().strip() == str(shadow / tool)
+    return env, calls
+
+
+@pytest.fixture
+def without_node(tmp_path):
+    """`shadow_node` in the test's own folder."""
+    return shadow_node(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def release_check(tmp_path_factory) -> dict:
+    """`python -m grading.release --check` (the generated cells, every model answer through
+    its checks, nbgrader generate_assignment compared with exercises/: ~21 CPU seconds) run
+    once per test run, as an instructor runs it: node, npm and npx shadowed (`shadow_node`).
+    Two tests read it: exercises/ is what nbgrader generates (tests/test_grading_release.py)
+    and the instructor's release needs no node (tests/test_instructor_setup.py).
+    {"returncode", "stdout", "stderr", "node_calls" (what the stand-ins recorded)}."""
+
+    def build(folder: Path) -> None:
+        env, calls = shadow_node(folder)
+        proc = subprocess.run(
+            [sys.executable, "-m", "grading.release", "--check"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,  # only stops a hung run
+        )
+        record = {name: getattr(proc, name) for name in ("returncode", "stdout", "stderr")}
+        record["node_calls"] = calls.read_text() if calls.exists() else ""
+        (folder / "release-check.json").write_text(json.dumps(record))
+
+    folder = once_per_run(tmp_path_factory, "release-check", build, "release-check.json")
+    return json.loads((folder / "release-check.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def release_once(tmp_path_factory):
+    """For the module that asks: grade_folder's first step, `grading.release.generate` (copy
+    solutions/, nbgrader generate_assignment for each assignment: ~8 CPU seconds in a child
+    Python), done once per test run for each list of assignments and copied into each new
+    course folder, its nbgrader_config.py written for that folder (the only file that names
+    it; a gradebook's assignment ids differ from one generate to the next anyway). A course
+    folder that already holds a gradebook (``--resume``) is generated for real: there nbgrader
+    updates the gradebook in place. For tests that assert nothing about the release itself
+    (tests/test_grading_release.py and the graded class generate for real)."""
+    from grading import pipeline, release
+
+    real = release.generate
+
+    def generate(root: Path, assignments=tuple(release.ASSIGNMENTS)) -> Path:
+        root = Path(root)
+        if (root / "gradebook.db").exists():
+            return real(root, assignments)
+
+        def build(folder: Path) -> None:
+            real(folder / "course", list(assignments))
+            (folder / "generated").touch()
+
+        done = once_per_run(
+            tmp_path_factory, "release-" + "+".join(assignments), build, "generated"
+        )
+        shutil.rmtree(root / "solutions", ignore_errors=True)
+        shutil.copytree(done / "course", root, dirs_exist_ok=True)
+        release.write_course_config(root)
+        return root / "exercises"
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "generate", generate)
+        yield generate
 
 
 @pytest.fixture(scope="session")

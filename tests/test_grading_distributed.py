@@ -34,6 +34,12 @@ STUDENTS = ("reference", "bug_naive_exp", "hostile_patches_numpy")
 HANG_GUARD = 1800.0  # seconds: only stops a hung run; no outcome depends on it
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _release_once(release_once):
+    """Each grading run here starts from the run's one nbgrader release (conftest.py
+    `release_once`): the tests are about the cluster, not the release."""
+
+
 @pytest.fixture(scope="module")
 def security():
     """The cluster's certificates (self-signed; every role uses the same pair)."""

@@ -27,18 +27,13 @@ def _read(folder, assignment):
 
 
 @pytest.mark.slow
-def test_committed_release_is_what_nbgrader_generates():
-    proc = subprocess.run(
-        [sys.executable, "-m", "grading.release", "--check"],
-        cwd=ROOT,
-        env=tool_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, (
+def test_committed_release_is_what_nbgrader_generates(release_check):
+    """`python -m grading.release --check` passes (conftest.py `release_check`: run once per
+    test run, the instructor's way, also read by tests/test_instructor_setup.py)."""
+    assert release_check["returncode"] == 0, (
         "exercises/ differs from `nbgrader generate_assignment` of solutions/ "
-        f"(run `python -m grading.release`):\n{proc.stdout}\n{proc.stderr[-2000:]}"
+        "(run `python -m grading.release`):\n"
+        f"{release_check['stdout']}\n{release_check['stderr'][-2000:]}"
     )
 
 

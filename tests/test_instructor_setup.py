@@ -8,9 +8,7 @@ with ``node``, ``npm`` and ``npx`` shadowed on PATH by scripts that record any c
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,7 +16,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE_TOOLS = ("node", "npm", "npx")
 SETUP_ONLY = ("setup-assets", "vendor-mathjax", "npm", "node", '".[all]"', "playwright")
 
 
@@ -55,37 +52,23 @@ def test_the_full_setup_still_vendors_the_book_assets():
     assert "setup-assets.sh" in _dry_run("setup")
 
 
-@pytest.fixture
-def without_node(tmp_path):
-    """An environment whose PATH finds recording stand-ins for node, npm and npx first."""
-    shadow, calls = tmp_path / "shadow", tmp_path / "node-calls.txt"
-    shadow.mkdir()
-    for tool in NODE_TOOLS:
-        script = shadow / tool
-        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\nexit 127\n')
-        script.chmod(0o755)
-    env = dict(os.environ, PATH=f"{shadow}{os.pathsep}{os.environ['PATH']}")
-    for tool in NODE_TOOLS:  # the stand-ins are what a command would find
-        found = subprocess.run(["sh", "-c", f"command -v {tool}"], env=env, capture_output=True)
-        assert found.stdout.decode().strip() == str(shadow / tool)
-    return env, calls
-
-
 @pytest.mark.slow
-def test_instructor_setup_release_check_and_wheel_run_without_node(without_node):
+def test_instructor_setup_release_check_and_wheel_run_without_node(without_node, release_check):
     """`make instructor`, the release check and `make dist` (into the repository's dist/, as
-    an instructor runs it) with node, npm and npx failing if called."""
+    an instructor runs it) with node, npm and npx failing if called. The release check is the
+    test run's one (conftest.py `release_check`), run the same way, in an environment of its
+    own that shadows node alike."""
     env, calls = without_node
     started = time.time()
-    steps = [
-        ["make", "instructor"],
-        [sys.executable, "-m", "grading.release", "--check"],
-        ["make", "dist"],
-    ]
-    for step in steps:
+    for step in [["make", "instructor"], ["make", "dist"]]:
         result = subprocess.run(step, cwd=ROOT, env=env, capture_output=True, text=True)
         assert result.returncode == 0, f"{' '.join(step)} failed:\n{result.stdout}{result.stderr}"
     assert not calls.exists(), f"node tools were called: {calls.read_text()}"
+    assert release_check["returncode"] == 0, (
+        f"python -m grading.release --check failed:\n"
+        f"{release_check['stdout']}{release_check['stderr']}"
+    )
+    assert not release_check["node_calls"], f"node tools were called: {release_check['node_calls']}"
     built = [w for w in (ROOT / "dist").glob("gmmlib-*.whl") if w.stat().st_mtime >= started - 1]
     assert len(built) == 1, f"make dist built {built}"
     names = zipfile.ZipFile(built[0]).namelist()
