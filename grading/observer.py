@@ -31,14 +31,14 @@ CALLS = {
         **{84: "rmdir", 87: "unlink", 263: "unlinkat", 82: "rename", 264: "renameat"},
         **{316: "renameat2", 86: "link", 265: "linkat", 88: "symlink", 266: "symlinkat"},
         **{76: "truncate", 44: "sendto", 272: "unshare", 308: "setns", 248: "add_key"},
-        **{249: "request_key", 250: "keyctl"},
+        **{249: "request_key", 250: "keyctl", 46: "sendmsg", 307: "sendmmsg"},
     },
     0xC00000B7: {
         **{56: "openat", 437: "openat2", 203: "connect", 221: "execve", 281: "execveat"},
         **{277: "seccomp", 425: "io_uring_setup", 220: "clone", 435: "clone3"},
         **{34: "mkdirat", 35: "unlinkat", 36: "symlinkat", 37: "linkat", 38: "renameat"},
         **{276: "renameat2", 45: "truncate", 206: "sendto", 97: "unshare", 268: "setns"},
-        **{217: "add_key", 218: "request_key", 219: "keyctl"},
+        **{217: "add_key", 218: "request_key", 219: "keyctl", 211: "sendmsg", 269: "sendmmsg"},
     },
 }
 #: Calls that change the file system: (index of the folder argument, or None for the current
@@ -197,11 +197,10 @@ class Observer:
             for at, where in CHANGES[name]:
                 at = _AT_FDCWD if at is None else ctypes.c_int(args[at]).value
                 self._add(*self._open(pid, at, _string(pid, args[where]), os.O_WRONLY))
-        elif name in ("connect", "sendto"):
-            address, size = (args[1], args[2]) if name == "connect" else (args[4], args[5])
-            raw = _memory(pid, address, size) if address else b""  # send(): sendto, no address
-            if raw and not self._own_channel(raw):
-                text = f"network connection to {_address(raw)} (blocked: no network)"
+        elif name in ("connect", "sendto", "sendmsg", "sendmmsg"):
+            for raw in _addresses(pid, name, args):
+                if raw and not self._own_channel(raw):
+                    self._add(f"network connection to {_address(raw)} (blocked: no network)")
         elif name in ("execve", "execveat"):
             text = f"ran a program ({_string(pid, args[name == 'execveat'])})"
         elif name == "clone3":  # its flags are in memory the code could change after a look
@@ -332,6 +331,26 @@ def _writable(path: str, pid: int) -> bool:
     if mount.f_flag & os.ST_RDONLY:
         return False
     return uid == 0 or bool(info.st_mode & (0o200 if info.st_uid == uid else 0o002))
+
+
+#: The messages of one sendmmsg whose addresses are looked at (a `struct mmsghdr` is 64 bytes).
+MMSG_LOOKED_AT = 8
+
+
+def _addresses(pid: int, name: str, args) -> list[bytes]:
+    """The socket addresses a connect, sendto, sendmsg or sendmmsg names (none for a send on a
+    connected socket): from the arguments, or from each message's header (``msg_name``, a
+    pointer, then ``msg_namelen``, at the start of `struct msghdr`)."""
+    if name in ("connect", "sendto"):
+        address, size = (args[1], args[2]) if name == "connect" else (args[4], args[5])
+        return [_memory(pid, address, size) if address else b""]
+    count = 1 if name == "sendmsg" else min(args[2], MMSG_LOOKED_AT)
+    headers = _memory(pid, args[1], 64 * count - 48)  # the last: its name and length only
+    found = []
+    for at in range(0, len(headers) - 11, 64):
+        address, size = struct.unpack_from("QI", headers, at)
+        found.append(_memory(pid, address, size) if address else b"")
+    return found
 
 
 def _memory(pid: int, address: int, size: int) -> bytes:

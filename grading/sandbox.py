@@ -28,6 +28,7 @@ import inspect
 import json
 import os
 import platform
+import resource
 import socket
 import struct
 import sys
@@ -74,49 +75,73 @@ def _plain(obj, np, depth=0):
     return {"__repr__": repr(obj)[:300]}
 
 
-#: Per machine: (audit arch, seccomp's number, the calls the grader watches: those that open,
-#: create, remove or rename a file, connect or send to an address, run a program, start a
-#: process or namespaces, install a filter, set up io_uring or use the key store), as
-#: `grading.observer.CALLS` names them (not sendmsg: `_hand_over` sends the listener with it,
-#: and would stop itself).
-#: A call of another architecture (x86_64's ``int 0x80``) always goes to the grader too.
+#: Per machine: (audit arch, seccomp's number, sendmsg's, the calls the grader watches: those
+#: that open, create, remove or rename a file, connect or send to an address, run a program,
+#: start a process or namespaces, install a filter, set up io_uring or use the key store), as
+#: `grading.observer.CALLS` names them. A call of another architecture (x86_64's ``int 0x80``)
+#: always goes to the grader too.
 _WATCHED = {
     "x86_64": (
         0xC000003E,
         317,
+        46,
         (2, 257, 437, 42, 59, 322, 317, 425, 56, 435, 57, 58, 85, 83, 258, 84, 87, 263)
-        + (82, 264, 316, 86, 265, 88, 266, 76, 44, 272, 308, 248, 249, 250),
+        + (82, 264, 316, 86, 265, 88, 266, 76, 44, 272, 308, 248, 249, 250, 46, 307),
     ),
     "aarch64": (
         0xC00000B7,
         277,
+        211,
         (56, 437, 203, 221, 281, 277, 425, 220, 435, 34, 35, 36, 37, 38, 276, 45, 206)
-        + (97, 268, 217, 218, 219),
+        + (97, 268, 217, 218, 219, 211, 269),
     ),
 }
+#: The highest descriptor number the hand-over's channel may take (`_hand_over`).
+CHANNEL_CEILING = 4096
+
+
+def _filter(arch: int, sendmsg: int, calls, channel: int) -> bytes:
+    """The BPF program of `_hand_over`: a call of another arch, or one of ``calls``, goes to the
+    grader (USER_NOTIF), any other is allowed; but sendmsg on descriptor ``channel`` (the
+    hand-over's own, which would otherwise stop itself) is allowed."""
+    notify, allow = (0x06, 0, 0, 0x7FC00000), (0x06, 0, 0, 0x7FFF0000)
+    n = len(calls)
+    code = [(0x20, 0, 0, 4), (0x15, 0, n + 8, arch), (0x20, 0, 0, 0)]  # arch; the call's number
+    # sendmsg? Its first argument (64 bits, low word first) the channel: allow; else go on.
+    code += [(0x15, 0, 4, sendmsg), (0x20, 0, 0, 16), (0x15, 0, 2, channel), (0x20, 0, 0, 20)]
+    code += [(0x15, n + 1, 0, 0), (0x20, 0, 0, 0)]
+    code += [(0x15, n - j, 0, nr) for j, nr in enumerate(calls)]
+    code += [allow, notify]
+    return b"".join(struct.pack("HBBI", *i) for i in code)
 
 
 def _hand_over(channel):
     """Stop every watched call of this process (and all it starts) until the grader has seen
     it: a seccomp filter whose listener goes to the grader over ``channel`` (a socket), then
     both are closed here. The filter cannot be removed; the student's code never holds the
-    listener. Without seccomp (another machine, an old kernel) "-" is sent instead."""
+    listener. Without seccomp (another machine, an old kernel) "-" is sent instead.
+
+    The listener goes with sendmsg, a watched call: the filter lets it through on the channel's
+    descriptor only, which is first moved to the highest number allowed, and the limit on open
+    descriptors is then lowered below it, for good: no later descriptor can take that number."""
 
     class Program(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = min(soft, CHANNEL_CEILING) - 1
+    if channel != top:
+        os.dup2(channel, top)
+        os.close(channel)
+        channel = top
     sock = socket.socket(fileno=channel)
     try:
-        arch, seccomp, calls = _WATCHED[platform.machine()]
-        n = len(calls)
-        # BPF: another arch? USER_NOTIF. The call's number one of `calls`? USER_NOTIF, else ALLOW.
-        code = [(0x20, 0, 0, 4), (0x15, 0, n + 2, arch), (0x20, 0, 0, 0)]
-        code += [(0x15, n - j, 0, nr) for j, nr in enumerate(calls)]
-        code += [(0x06, 0, 0, 0x7FFF0000), (0x06, 0, 0, 0x7FC00000)]
-        raw = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in code))
+        arch, seccomp, sendmsg, calls = _WATCHED[platform.machine()]
+        code = _filter(arch, sendmsg, calls, channel)
+        raw = ctypes.create_string_buffer(code, len(code))
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS, which a filter needs without root
-        program = Program(len(code), ctypes.addressof(raw))
+        program = Program(len(code) // 8, ctypes.addressof(raw))
         listener = libc.syscall(seccomp, 1, 8, ctypes.byref(program))  # NEW_LISTENER
         if listener < 0:
             raise OSError(ctypes.get_errno(), "seccomp")
@@ -126,6 +151,7 @@ def _hand_over(channel):
         sock.send(b"-")
     finally:
         sock.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top, top))
 
 
 #: ipykernel's modules that its start imports (the kernel, its shell, its debugger: debugpy),

@@ -4,8 +4,7 @@ The kernel now runs under the re-check's seccomp filter, its listener served by
 `grading.kernel_watch.KernelWatch` in a thread of the process that runs the notebook. Each
 notebook here runs as the worker runs it (the `kernel` fixture of test_kernel_watch.py:
 bubblewrap, the sandbox's uid, its own runtime folder). Each test asserts the safe outcome of
-an attack that worked against that design; each failed before its fix, but K4 (sendmsg),
-which fails still: its fix belongs to the launcher's hand-over.
+an attack that worked against that design; each failed before its fix.
 
 Tried and held (not kept as tests): ptrace of the sandbox's pid 1 (bwrap, uid 0: EPERM; the
 only other process is the kernel, under the filter); SysV IPC between sandboxes (an IPC
@@ -29,6 +28,7 @@ from test_kernel_watch import COURSE_FILE
 
 from grading.isolation import Isolation, default_uid
 from grading.recheck import run_sandbox
+from grading.student_run import notebook_budget
 
 #: K1: a watched call naming an address past the 63-bit range of file offsets (an open whose
 #: path pointer is 0xfff...f0). The observer reads the path from /proc/<pid>/mem at that offset;
@@ -126,13 +126,12 @@ def test_a_link_in_a_folder_named_in_no_encoding_is_followed(kernel):
     assert report.observed == [*made_up, READ_RECORDED]
 
 
-#: K4 (not fixed): a datagram sent with sendmsg (Python's ``socket.sendmsg`` with an address;
-#: sendmmsg alike) is not a watched call, in the kernel or the re-check: the launcher hands its
-#: listener over with sendmsg after its filter is in place, so the filter must let sendmsg
-#: through. sendto's same datagram is recorded. The sandbox has no network, so nothing leaves;
-#: the attempt is only unrecorded. A fix: watch sendmsg and sendmmsg, and let the grader take
-#: the listener with pidfd_getfd while a first watched call of the launcher is stopped (the
-#: notification names its pid), instead of receiving it over the channel.
+#: K4: a datagram sent with sendmsg (Python's ``socket.sendmsg`` with an address; sendmmsg
+#: alike) was not a watched call, in the kernel or the re-check: the launcher hands its listener
+#: over with sendmsg after its filter is in place, so the filter let sendmsg through. It is
+#: watched now, but on the hand-over's descriptor, which is moved to the highest number the
+#: process may open and the limit then lowered below it (`grading.sandbox._hand_over`): a
+#: socket put in its place (dup2) is refused, and so is the sendmsg that would bypass the filter.
 SENDMSG = """\
 import socket
 _s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -141,12 +140,60 @@ try:
 except OSError as e:
     print("sendmsg", e.errno)
 """
+SENDMMSG = """\
+import ctypes, socket, struct
+_s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+_to = socket.inet_aton("10.4.5.6")
+_sa = struct.pack("<H", socket.AF_INET) + struct.pack(">H", 99) + _to + bytes(8)
+_name = ctypes.create_string_buffer(_sa)
+_data = ctypes.create_string_buffer(b"x")
+_iov = struct.pack("QQ", ctypes.addressof(_data), 1)
+_iovb = ctypes.create_string_buffer(_iov)
+_HDR = "QI4xQQQQI4xI4x"  # struct mmsghdr: msghdr (name, namelen, iov, iovlen, ...), msg_len
+_quiet = struct.pack(_HDR, 0, 0, ctypes.addressof(_iovb), 1, 0, 0, 0, 0)
+_loud = struct.pack(_HDR, ctypes.addressof(_name), 16, ctypes.addressof(_iovb), 1, 0, 0, 0, 0)
+_msgs = ctypes.create_string_buffer(_quiet + _loud)
+_libc = ctypes.CDLL(None, use_errno=True)
+print("sendmmsg", _libc.sendmmsg(_s.fileno(), _msgs, 2, 0), ctypes.get_errno())
+"""
+PLANT = """\
+import os, resource, socket
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+_s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _n in (_hard, _soft, 4095):
+    try:
+        os.dup2(_s.fileno(), _n)
+        print("dup2-done", _n)
+    except OSError as e:
+        print("dup2-refused", _n, e.errno)
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard + 1, _hard + 1))
+    print("limit-raised")
+except (OSError, ValueError) as e:
+    print("limit-kept")
+"""
 
 
 def test_a_datagram_sent_with_sendmsg_is_recorded(kernel):
     executed, report = kernel([SENDMSG])
     assert report.status == "ok" and "sendmsg" in _text(executed)
     assert report.observed == ["network connection to ('10.1.2.3', 53) (blocked: no network)"]
+
+
+def test_each_address_of_a_sendmmsg_is_recorded(kernel):
+    """The address may be in any message of the batch, not only the first."""
+    executed, report = kernel([SENDMMSG])
+    assert report.status == "ok" and "sendmmsg" in _text(executed)
+    assert report.observed == ["network connection to ('10.4.5.6', 99) (blocked: no network)"]
+
+
+def test_no_socket_can_take_the_hand_overs_descriptor(kernel):
+    """The filter lets sendmsg through on one descriptor number only: the one the listener was
+    sent on. That number is past the limit on open descriptors, which cannot be raised again."""
+    executed, report = kernel([PLANT])
+    text = _text(executed)
+    assert report.status == "ok" and "dup2-done" not in text and "limit-raised" not in text, text
+    assert text.count("dup2-refused") == 3 and "limit-kept" in text, text
 
 
 #: K5: the machine kernel's key store. Every process of a uid shares that uid's keyring, and
@@ -254,7 +301,12 @@ def test_a_message_past_any_output_cap_is_not_read_into_the_grader(kernel):
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        executed, report = kernel([BIG_MESSAGE, "print('after')"])
+        # Building and signing 400 MB costs the kernel more CPU than a notebook's share of a
+        # submission's budget, and the dropped message's lost "idle" keeps nbclient waiting
+        # (asleep) for its iopub timeout: this run gets more of both, since what is tested
+        # is the grader's memory and that the run goes on.
+        more = notebook_budget(cpu=60.0, asleep=30.0)
+        executed, report = kernel([BIG_MESSAGE, "print('after')"], more)
     finally:
         done.set()
         sampler.join()
