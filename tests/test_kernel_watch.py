@@ -85,11 +85,11 @@ def kernel(tmp_path, monkeypatch):
     monkeypatch.setenv(SETTINGS, settings(isolation, tmp_path / "scratch", hidden))
     monkeypatch.setattr(tempfile, "tempdir", str(runtime))
 
-    def run(cells):
+    def run(cells, budget=None):
         nb = cells
         if isinstance(cells, list):
             nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-        return run_notebook(nb, tmp_path / "kernel.log", runtime, uid)
+        return run_notebook(nb, tmp_path / "kernel.log", runtime, uid, budget=budget)
 
     return run
 
