@@ -99,7 +99,13 @@ def strip_magics(source: str) -> tuple[str, list[str]]:
 def parse_cell(source: str) -> ast.Module | None:
     """A cell's code with its magics removed (`strip_magics`), parsed; None if it does not
     parse: a syntax error is graded as what it is, the cell fails everywhere."""
-    try:
-        return ast.parse(strip_magics(source)[0])
-    except (SyntaxError, ValueError):  # ValueError: a null byte in the source
-        return None
+    code = strip_magics(source)[0]
+    for attempt in (1, 2):
+        try:
+            return ast.parse(code)
+        except (SyntaxError, ValueError):  # ValueError: a null byte in the source
+            return None
+        except SystemError:  # CPython 3.11: a garbage collection during the parse ran code
+            if attempt == 2:  # that parsed too (a logged traceback's carets): once more
+                raise
+    return None
