@@ -54,7 +54,7 @@ class KernelWatch:
         self.kinds: dict[str, int] = {}
         self.received = threading.Event()
         self._stop = threading.Event()
-        self._ours = self._theirs = self._thread = None
+        self._ours = self._theirs = self._thread = self._tid = None
 
     @classmethod
     def for_kernel(cls, runtime: Path | None) -> KernelWatch | None:
@@ -89,7 +89,19 @@ class KernelWatch:
         self._stop.set()
         self._thread.join()
 
+    def waited(self) -> float:
+        """Seconds this watch's thread waited for a CPU so far (/proc's schedstat): on a loaded
+        machine, time the kernel's stopped calls waited for it, which is not the student's
+        time asleep (`grading.watch.Meter`). Its own running time, which watched calls
+        without end would cost, stays asleep."""
+        try:
+            with open(f"/proc/self/task/{self._tid}/schedstat") as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError, TypeError):
+            return 0.0
+
     def _serve(self) -> None:
+        self._tid = threading.get_native_id()
         observer = None
         try:
             while not self._stop.is_set() and observer is None and self._ours is not None:

@@ -111,8 +111,10 @@ class Meter:
     read of it, so one that ends (or a tree that is killed) takes nothing back; what a
     process too short-lived to be seen did counts as time asleep (the wall clock it took)."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
+    def __init__(self, pid: int, waited=None):
+        #: ``waited``: a function giving seconds the tree spent stopped for a reason of the
+        #: grader's, counted as busy, not asleep (`grading.kernel_watch.KernelWatch.waited`).
+        self.pid, self.waited = pid, waited
         self.start()
 
     def _read(self) -> tuple[float, float]:
@@ -120,7 +122,8 @@ class Meter:
         self.ticks.update(cpu_ticks(pids))
         self.busy.update(busy_nanoseconds(pids))
         cpu = sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
-        return cpu, sum(self.busy.values()) / 1e9
+        waited = self.waited() if self.waited is not None else 0.0
+        return cpu, sum(self.busy.values()) / 1e9 + waited
 
     def start(self) -> None:
         self.ticks, self.busy, self.final = {}, {}, None

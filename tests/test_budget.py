@@ -203,3 +203,26 @@ def test_a_tree_that_ended_sleeps_no_longer():
     ended = meter.used()
     time.sleep(0.2)  # the wall clock moves on; what the meter says must not
     assert meter.used() == ended and ended[1] == alive[1], (alive, ended)
+
+
+def test_time_the_tree_waited_for_the_grader_is_not_asleep():
+    """A kernel's watched call waits for the grader's observer thread; on a loaded machine
+    that thread waits for a CPU first. What `Meter` is told the tree waited for the grader
+    counts as busy, not as the student's time asleep."""
+    import subprocess
+    import time
+
+    from grading.watch import Meter
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        start = time.monotonic()
+        plain = Meter(sleeper.pid)
+        told = Meter(sleeper.pid, waited=lambda: time.monotonic() - start)
+        time.sleep(0.5)
+        asleep_plain, asleep_told = plain.used()[1], told.used()[1]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert asleep_plain >= 0.4, asleep_plain
+    assert asleep_told < asleep_plain - 0.3, (asleep_told, asleep_plain)
