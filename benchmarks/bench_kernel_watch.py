@@ -38,7 +38,8 @@ from grading.display_only import neutralise_notebook  # noqa: E402
 from grading.isolation import Isolation, package_folders, sandbox_uid  # noqa: E402
 from grading.kernel import SETTINGS, settings, write_kernelspec  # noqa: E402
 from grading.probe import build_font_cache  # noqa: E402
-from grading.student_run import CappedClient, run_notebook, visible_notebook  # noqa: E402
+from grading.student_run import CappedClient, run_notebook  # noqa: E402
+from grading.visible import visible_notebook  # noqa: E402
 from grading.watch import cpu_seconds  # noqa: E402
 
 #: The kernel tree's CPU seconds at its last shutdown (`measure_kernels`).

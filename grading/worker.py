@@ -57,7 +57,8 @@ from grading.layout import (
 from grading.recheck import recheck_notebook
 from grading.records import RUN_STATUS, Part, Result, Status, grader_error
 from grading.scan import proven, reads_hidden_tests
-from grading.student_run import WALL_BACKSTOP, run_notebook, visible_notebook
+from grading.student_run import WALL_BACKSTOP, run_notebook
+from grading.visible import visible_notebook
 from grading.watch import RECHECK_WALL_FLOOR, SubmissionBudget
 
 

@@ -15,12 +15,8 @@ from grading.feedback import hidden_lines, redact, render_html
 from grading.recheck import recheck_notebook
 from grading.records import Status
 from grading.scan import proven, reads_hidden_tests, scan_cell
-from grading.student_run import (
-    CELL_OUTPUT_BYTES,
-    notebook_budget,
-    run_notebook,
-    visible_notebook,
-)
+from grading.student_run import CELL_OUTPUT_BYTES, notebook_budget, run_notebook
+from grading.visible import visible_notebook
 from grading.worker import combine, submission_status
 
 ROOT = Path(__file__).resolve().parents[1]

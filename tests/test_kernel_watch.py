@@ -32,7 +32,8 @@ from grading.isolation import Isolation, package_folders, sandbox_uid
 from grading.kernel import SETTINGS, settings, write_kernelspec
 from grading.kernel_watch import UNOBSERVED, KernelWatch
 from grading.probe import build_font_cache
-from grading.student_run import run_notebook, visible_notebook
+from grading.student_run import run_notebook
+from grading.visible import visible_notebook
 
 #: A course file the grading machine has and the sandbox hides.
 COURSE_FILE = REPO / "solutions" / "em_by_hand" / "em_by_hand.ipynb"

@@ -215,7 +215,7 @@ def test_the_feedback_run_imports_the_courses_helpers_not_the_students(tmp_path)
     from make_submissions import build_notebook
 
     from grading.cells import LOADER
-    from grading.student_run import visible_notebook
+    from grading.visible import visible_notebook
 
     release = build_notebook("em_by_hand", None)
     run = visible_notebook(build_notebook("em_by_hand", {}), release)
