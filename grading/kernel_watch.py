@@ -54,7 +54,8 @@ class KernelWatch:
         self.kinds: dict[str, int] = {}
         self.received = threading.Event()
         self._stop = threading.Event()
-        self._ours = self._theirs = self._thread = self._tid = None
+        self._ours = self._theirs = self._thread = None
+        self._waited = 0.0
 
     @classmethod
     def for_kernel(cls, runtime: Path | None) -> KernelWatch | None:
@@ -90,24 +91,28 @@ class KernelWatch:
         self._thread.join()
 
     def waited(self) -> float:
-        """Seconds this watch's thread waited for a CPU so far (/proc's schedstat): on a loaded
-        machine, time the kernel's stopped calls waited for it, which is not the student's
-        time asleep (`grading.watch.Meter`). Its own running time, which watched calls
-        without end would cost, stays asleep."""
+        """Seconds this watch's thread waited for a CPU while calls of the kernel's were
+        stopped for it: on a loaded machine, time they waited that is not the student's time
+        asleep (`grading.watch.Meter`). Its own running time, which watched calls without end
+        would cost, stays asleep, and so do its idle wake-ups."""
+        return self._waited
+
+    def _run_queue_wait(self) -> float:
+        """This thread's seconds waiting for a CPU so far (/proc's schedstat)."""
         try:
-            with open(f"/proc/self/task/{self._tid}/schedstat") as f:
+            with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
                 return int(f.read().split()[1]) / 1e9
-        except (OSError, ValueError, IndexError, TypeError):
+        except (OSError, ValueError, IndexError):
             return 0.0
 
     def _serve(self) -> None:
-        self._tid = threading.get_native_id()
         observer = None
         try:
             while not self._stop.is_set() and observer is None and self._ours is not None:
                 if select.select([self._ours], [], [], _TICK)[0]:
                     observer = self._receive()
             while observer is not None and not self._stop.is_set():
+                before = self._run_queue_wait()
                 if not select.select([observer], [], [], _TICK)[0]:
                     continue
                 for _ in range(_BURST):
@@ -117,6 +122,7 @@ class KernelWatch:
                         break
                     if not select.select([observer], [], [], 0)[0]:
                         break
+                self._waited += self._run_queue_wait() - before
         finally:
             if self._ours is not None:
                 self._ours.close()

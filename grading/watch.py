@@ -141,7 +141,9 @@ class Meter:
         if not _alive(self.pid):
             self.final = (cpu - self.cpu0, self.last[1])
             return self.final
-        self.last = (cpu - self.cpu0, max(wall - (busy - self.busy0), 0.0))
+        # Never less than read before: the budget's watch acted on that figure (the time
+        # the tree waited for the grader, `waited`, may be learnt late).
+        self.last = (cpu - self.cpu0, max(wall - (busy - self.busy0), self.last[1], 0.0))
         return self.last
 
     def stop(self) -> tuple[float, float]:
