@@ -23,6 +23,7 @@ refuses it.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import test_kernel_watch
 from test_kernel_watch import COURSE_FILE
 
@@ -232,38 +233,34 @@ _k.session.send(_k.iopub_socket, "stream", {"text": "no name"}, parent=_k.get_pa
 """
 
 
-def test_a_message_nbclient_cannot_read_is_no_second_run_of_the_notebook(kernel, monkeypatch):
+@pytest.fixture
+def starts(monkeypatch):
+    """The kernels `run_notebook` starts, one entry each."""
     from grading.student_run import CappedClient
 
-    starts = []
+    started = []
     start = CappedClient.async_start_new_kernel_client
 
     async def counted(self):
-        starts.append(self)
+        started.append(self)
         return await start(self)
 
     monkeypatch.setattr(CappedClient, "async_start_new_kernel_client", counted)
+    return started
+
+
+def test_a_message_nbclient_cannot_read_is_no_second_run_of_the_notebook(kernel, starts):
     executed, report = kernel([MALFORMED])
     assert report.status == "error" and "KeyError" in report.detail
     assert len(starts) == 1
 
 
-def test_a_kernel_that_does_not_start_is_still_tried_twice(kernel, monkeypatch, tmp_path):
+def test_a_kernel_that_does_not_start_is_still_tried_twice(kernel, starts, tmp_path):
     """What the retry is for: the grading machine's failure, before any student code runs."""
     import json
 
-    from grading.student_run import CappedClient
-
     spec = tmp_path / "jupyter" / "kernels" / "python3" / "kernel.json"
     spec.write_text(json.dumps({**json.loads(spec.read_text()), "argv": ["false"]}))
-    starts = []
-    start = CappedClient.async_start_new_kernel_client
-
-    async def counted(self):
-        starts.append(self)
-        return await start(self)
-
-    monkeypatch.setattr(CappedClient, "async_start_new_kernel_client", counted)
     executed, report = kernel(["x = 1"])
     assert report.status == "error" and len(starts) == 2
 
