@@ -156,7 +156,7 @@ def test_the_recheck_spends_what_is_left_and_gives_no_loop_a_second_slice(tmp_pa
     names = ["spin", "spin", "nap", "nap", "fine"]
     plan["steps"] += [_call(name) for name in names]
     calls = {i + 1: {name} for i, name in enumerate(names)}
-    cpu, asleep = RESERVE[0] + 1.5, RESERVE[1] + 1.0
+    cpu, asleep = RESERVE[0] + 1.5, RESERVE[1] + 2.0  # the first cell may wait at load
     budget = Budget(cpu, asleep)
     results, _ = run_sandbox(workdir, plan, step_timeout=60.0, budget=budget, calls=calls)
     assert results[0]["status"] == "ok", results[0]
