@@ -57,9 +57,9 @@ def _emit(**record) -> None:
 
 
 def _measured(kind: str, **info):
-    started, wall = cpu_seconds(), time.monotonic()
+    at, started, wall = time.time(), cpu_seconds(), time.monotonic()
     yield
-    _emit(kind=kind, cpu=cpu_seconds() - started, wall=time.monotonic() - wall, **info)
+    _emit(kind=kind, cpu=cpu_seconds() - started, wall=time.monotonic() - wall, at=at, **info)
 
 
 def _hook(phase):

@@ -39,6 +39,8 @@ CHECKS_TEXT = "\n".join(p.read_text() for p in sorted((ROOT / "grading" / "check
 
 #: The assignments 1 and 2, whose parts EXPECTED lists (poisson_mixture: POISSON_EXPECTED below).
 CORE = fixture_students.load().CORE
+#: {student: the assignments they hand in}.
+HANDED_IN = {s: h for s, (_, _, h) in fixture_students.load().students().items()}
 EM_PARTS = {  # grade_id suffix -> points
     "e_step_tests": 3,
     "e_step_stability": 1,
@@ -55,83 +57,85 @@ E_STEP = {"e_step_tests", "e_step_stability", "fit_em_tests", "fit_em_monotone"}
 FIT = {"fit_em_tests", "fit_em_monotone"}
 
 # student -> (em_by_hand parts that must score 0, break_it parts that must score 0,
-#             em_by_hand total, break_it total). Every other part must get full points.
+#             em_by_hand total, break_it total). Every other part must get full points. None:
+# the student does not hand that notebook in (their answers are not about it: the fixture's
+# `about`), so its row is "missing", on the review list, with no points.
 EXPECTED = {
     "reference": (set(), set(), 14, 8),
     "valid_loops": (set(), set(), 14, 8),
-    "valid_einsum": (set(), set(), 14, 8),
-    "valid_scipy": (set(), set(), 14, 8),
-    "valid_with_warnings": (set(), set(), 14, 8),
+    "valid_einsum": (set(), None, 14, None),
+    "valid_scipy": (set(), None, 14, None),
+    "valid_with_warnings": (set(), None, 14, None),
     "valid_style_history": (set(), set(), 14, 8),
     "valid_style_while": (set(), set(), 14, 8),
     # Suspicious (__import__) but correct: the re-check passed, so the points stay.
-    "review_dunder_import": (set(), set(), 14, 8),
-    "bug_no_normalise": (E_STEP, set(), 7, 8),
-    "bug_ignores_weights": (E_STEP, set(), 7, 8),
-    "bug_transposed_resp": (E_STEP, set(), 7, 8),
-    "bug_missing_logdet": (E_STEP, set(), 7, 8),
-    "bug_naive_exp": ({"e_step_stability"}, set(), 13, 8),
+    "review_dunder_import": (set(), None, 14, None),
+    "bug_no_normalise": (E_STEP, None, 7, None),
+    "bug_ignores_weights": (E_STEP, None, 7, None),
+    "bug_transposed_resp": (E_STEP, None, 7, None),
+    "bug_missing_logdet": (E_STEP, None, 7, None),
+    "bug_naive_exp": ({"e_step_stability"}, None, 13, None),
     # fit_em_monotone compares with EM's history from the same start (issue 21 item 5): a wrong
     # step makes the history another one, and that part is lost too.
-    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances"} | FIT, set(), 8, 8),
-    "bug_not_centred": ({"m_step_covariances"} | FIT, set(), 9, 8),
-    "bug_cov_divide_by_n": ({"m_step_covariances"} | FIT, set(), 9, 8),
-    "bug_weights_unnormalised": ({"m_step_weights"} | FIT, set(), 10, 8),
-    "bug_mean_loglik": ({"log_likelihood_tests", "log_likelihood_stability"} | FIT, set(), 8, 8),
-    "bug_naive_loglik": ({"log_likelihood_stability"}, set(), 13, 8),
-    "bug_history_without_start": (FIT, set(), 11, 8),
-    "bug_collapse_largest_eigenvalue": (set(), {"collapsed_tests", "run_em_tests"}, 14, 3),
-    "bug_keeps_collapsed_params": (set(), {"run_em_tests"}, 14, 5),
+    "bug_means_divide_by_n": ({"m_step_means", "m_step_covariances"} | FIT, None, 8, None),
+    "bug_not_centred": ({"m_step_covariances"} | FIT, None, 9, None),
+    "bug_cov_divide_by_n": ({"m_step_covariances"} | FIT, None, 9, None),
+    "bug_weights_unnormalised": ({"m_step_weights"} | FIT, None, 10, None),
+    "bug_mean_loglik": ({"log_likelihood_tests", "log_likelihood_stability"} | FIT, None, 8, None),
+    "bug_naive_loglik": ({"log_likelihood_stability"}, None, 13, None),
+    "bug_history_without_start": (FIT, None, 11, None),
+    "bug_collapse_largest_eigenvalue": (None, {"collapsed_tests", "run_em_tests"}, None, 3),
+    "bug_keeps_collapsed_params": (None, {"run_em_tests"}, None, 5),
     # New with the library's collapse rule (issue 12 item 5): reg_covar only hides a collapse.
-    "bug_fix_reg_covar": (set(), {"fix_tests"}, 14, 6),
+    "bug_fix_reg_covar": (None, {"fix_tests"}, None, 6),
     # A floor added by hand escapes any watch of m_step's arguments; the parameters are not EM's
     # with the task's prior, and that is what the check compares.
-    "bug_fix_by_hand": (set(), {"fix_tests"}, 14, 6),
+    "bug_fix_by_hand": (None, {"fix_tests"}, None, 6),
     "hostile_calls_gmmlib": (
         set(EM_PARTS) - {"log_likelihood_tests", "log_likelihood_stability"},
-        set(),
+        None,
         3,
-        8,
+        None,
     ),
     # Neither the kernel nor the re-check's sandbox mounts gmmlib in assignment 1: no points.
-    "hostile_loads_gmmlib_files": (set(EM_PARTS), set(), 0, 8),
-    "hostile_patches_numpy": (E_STEP, set(), 7, 8),
+    "hostile_loads_gmmlib_files": (set(EM_PARTS), None, 0, None),
+    "hostile_patches_numpy": (E_STEP, None, 7, None),
     "hostile_patches_builtins": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
     "hostile_reads_gradebook": (set(), set(), 14, 8),
-    "hostile_infinite_loop": (E_STEP, set(), 7, 8),
+    "hostile_infinite_loop": (E_STEP, None, 7, None),
     "hostile_os_exit": (
         {"m_step_weights", "m_step_means", "m_step_covariances"} | FIT,
-        set(),
+        None,
         7,
-        8,
+        None,
     ),
     "hostile_huge_allocation": (
         {"log_likelihood_tests", "log_likelihood_stability"} | FIT,
-        set(),
+        None,
         8,
-        8,
+        None,
     ),
-    "hostile_syntax_error": (E_STEP, set(), 7, 8),
-    "hostile_escapes_in_messages": (E_STEP, set(), 7, 8),
+    "hostile_syntax_error": (E_STEP, None, 7, None),
+    "hostile_escapes_in_messages": (E_STEP, None, 7, None),
     # Attacks on the grader, the course and other students: the sandbox makes them fail.
-    "hostile_rewrites_files": (set(), set(), 14, 8),
+    "hostile_rewrites_files": (set(), None, 14, None),
     "hostile_reads_solutions": (set(), set(), 14, 8),
-    "hostile_network": (set(), set(), 14, 8),
-    "hostile_daemon": (set(), set(), 14, 8),
+    "hostile_network": (set(), None, 14, None),
+    "hostile_daemon": (set(), None, 14, None),
     "hostile_links_font_cache": (set(), set(), 14, 8),
     "hostile_fork_bomb": (
         {"m_step_weights", "m_step_means", "m_step_covariances"} | FIT,
-        set(),
+        None,
         7,
-        8,
+        None,
     ),
     # Issue 21: hidden tests never run where student code runs; stubs earn nothing.
-    "hostile_history_exfiltration": (set(), set(), 14, 8),
-    "stub_constant_history": (FIT, set(), 11, 8),
-    "stub_uniform_resp": (E_STEP, set(), 7, 8),
+    "hostile_history_exfiltration": (set(), None, 14, None),
+    "stub_constant_history": (FIT, None, 11, None),
+    "stub_uniform_resp": (E_STEP, None, 7, None),
     "hostile_inherited_fd": (set(), set(), 14, 8),
     "hostile_sleepers": (set(), set(), 14, 8),
-    "only_first_assignment": (set(), set(BREAK_PARTS), 14, 0),
+    "only_first_assignment": (set(), None, 14, None),
     "blank": (set(EM_PARTS), set(BREAK_PARTS), 0, 0),
 }
 # (student, assignment) -> status; every other submission must be "ok" with no review needed.
@@ -147,7 +151,6 @@ STATUS = {
     ("hostile_infinite_loop", "em_by_hand"): "kernel-timeout",
     ("hostile_os_exit", "em_by_hand"): "kernel-died",
     ("hostile_huge_allocation", "em_by_hand"): "ok",  # scored, but on the review list
-    ("only_first_assignment", "break_it"): "missing",
     ("hostile_rewrites_files", "em_by_hand"): "review",
     ("hostile_reads_solutions", "em_by_hand"): "review",
     ("hostile_reads_solutions", "break_it"): "review",
@@ -191,6 +194,10 @@ def graded(graded_class):
     fixtures = fixture_students.load()
     core = {s for s, (*_, handed_in) in fixtures.students().items() if set(handed_in) & set(CORE)}
     assert core == set(EXPECTED), "fixture students and EXPECTED disagree"
+    for student, (lost_em, lost_break, *_) in EXPECTED.items():
+        lost = dict(zip(CORE, (lost_em, lost_break), strict=True))
+        handed_in = {a for a in CORE if lost[a] is not None}
+        assert handed_in == set(CORE) & set(HANDED_IN[student]), f"{student}: EXPECTED's None"
     return graded_class.out, graded_class.progress, graded_class.seconds, graded_class.before
 
 
@@ -225,6 +232,9 @@ def test_scores_are_exactly_the_expected_ones(grades, student):
         ("break_it", BREAK_PARTS, lost_break, total_break),
     ]:
         row = grades[(student, assignment)]
+        if total is None:  # not handed in: every part 0
+            lost, total = set(table), 0
+            assert row["status"] == "missing", f"{student}/{assignment}: {row['status']}"
         for part, points in table.items():
             want = 0 if part in lost else points
             got = row[f"{assignment}_{part}"]
@@ -245,12 +255,13 @@ def test_status_and_review_list(graded, grades):
     ours = {(s, a): r for (s, a), r in grades.items() if s in EXPECTED and a in CORE}
     assert len(ours) == len(EXPECTED) * len(CORE)
     for (student, assignment), row in ours.items():
-        want = STATUS.get((student, assignment), "ok")
+        handed_in = assignment in HANDED_IN[student]
+        want = STATUS.get((student, assignment), "ok" if handed_in else "missing")
         assert row["status"] == want, (
             f"{student}/{assignment}: status {row['status']}, expected {want}; "
             f"reasons: {reasons.get((student, assignment), '(none)')}"
         )
-        needs = (student, assignment) in STATUS
+        needs = (student, assignment) in STATUS or not handed_in
         assert (row["needs_review"] == "yes") == needs, (
             f"{student}/{assignment}: needs_review={row['needs_review']}, expected "
             f"{'yes' if needs else 'no'}"
@@ -472,7 +483,7 @@ def test_correct_styles_are_never_flagged_or_withheld(graded, grades, student):
     ``lls = [log_likelihood(X, weights, means, covariances)]`` with a hidden test): full
     points, nothing flagged, and the feedback shows every line of every answer cell."""
     out = graded[0]
-    for assignment in CORE:
+    for assignment in set(CORE) & set(HANDED_IN[student]):
         notebook = ASSIGNMENTS[assignment]
         row = grades[(student, assignment)]
         assert (row["status"], row["flagged"], row["review"]) == ("ok", "", ""), row
@@ -527,7 +538,7 @@ def test_summary_progress_and_secrecy(graded):
     losers = sum(
         "e_step_tests" in lost_em
         for student, (lost_em, *_) in EXPECTED.items()
-        if STATUS.get((student, "em_by_hand")) not in ("blank", "broken")
+        if lost_em is not None and STATUS.get((student, "em_by_hand")) not in ("blank", "broken")
     ) + sum("e_step_tests" in lost for _, _, lost, _ in EXPLORER_CLASS.values())
     assert f"em_by_hand_e_step_tests: {losers} submission(s) lost points" in failures, failures
     # The gradebook (it holds the hidden tests) lives in the output folder, never in the release.
@@ -811,7 +822,7 @@ NOT_RUN = {
             ("fit_em_monotone", "fit_em"),
         )
     },
-    ("hostile_infinite_loop", "break_it"): {},
+    ("reference", "break_it"): {},  # the costliest honest notebook
     ("hostile_sleepers", "em_by_hand"): {},
     ("hostile_sleepers", "break_it"): {},
 }
