@@ -133,6 +133,7 @@ CLASS_READERS = frozenset(
         "test_statuses::test_grades_and_the_review_list_show_blank_and_broken",
         "test_explore_in_notebooks::test_the_class_is_graded_as_it_deserves",
         "test_explore_in_notebooks::test_the_feedback_shows_the_cell_and_the_note_not_an_error",
+        "test_kernel_watch::test_the_kernels_events_are_on_the_review_row_and_the_reference_is_not",
     }
 )
 

@@ -8,7 +8,9 @@ the tests share one run of every assignment, copy detection on, over
   hand in (tests/test_grading_pipeline.py, its poisson_mixture section, and the local run that
   tests/test_grading_distributed.py compares its cluster runs with);
 - the release-built notebooks of tests/test_statuses.py (`STATUSES`: blank and broken);
-- the explorer's class of tests/test_explore_in_notebooks.py (`EXPLORER_CLASS`).
+- the explorer's class of tests/test_explore_in_notebooks.py (`EXPLORER_CLASS`);
+- the student of tests/test_kernel_watch.py whose added cells try what the feedback kernel's
+  observer must record (`KERNEL_STUDENT`, `ATTEMPTS`).
 
 conftest.py's `graded_class` fixture builds it once per test run (under pytest-xdist the first
 worker that needs it grades under a file lock and the others read its folder). Each test reads
@@ -30,7 +32,7 @@ import fixture_students
 import nbformat
 
 from grading.cells import grade_id
-from grading.course import ASSIGNMENTS, EXERCISES, SOLUTIONS
+from grading.course import ASSIGNMENTS, EXERCISES, REPO, SOLUTIONS
 
 # ------------------------------------------------------------------------------------------
 # tests/test_statuses.py: notebooks built from the release notebook of assignment 1
@@ -153,6 +155,29 @@ EXPLORER_CLASS = {
 }
 
 # ------------------------------------------------------------------------------------------
+# tests/test_kernel_watch.py: what a student's added cells attempt in the feedback kernel
+# ------------------------------------------------------------------------------------------
+
+KERNEL_STUDENT = "kernel_attempts"
+#: A course file the grading machine has and the sandbox hides.
+COURSE_FILE = REPO / "solutions" / "em_by_hand" / "em_by_hand.ipynb"
+ATTEMPTS = [
+    f"try:\n    open({str(COURSE_FILE)!r}).read()\nexcept OSError as e:\n    print('read', e)",
+    "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
+    "except OSError as e:\n    print('connect', e)",
+    "try:\n    open('/usr/lib/kernel-watch-x', 'w')\nexcept OSError as e:\n    print('write', e)",
+    "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+    "print('unshare', libc.unshare(0x10000000), os.strerror(ctypes.get_errno()))",
+]
+#: What the observer records of `ATTEMPTS`, in its words.
+RECORDED = [
+    f"read of {COURSE_FILE} (not visible in the sandbox)",
+    "network connection to ('127.0.0.1', 9) (blocked: no network)",
+    "write to /usr/lib/kernel-watch-x (refused: read-only or not visible)",
+    "made or entered namespaces of its own (unshare): refused",
+]
+
+# ------------------------------------------------------------------------------------------
 # The run
 # ------------------------------------------------------------------------------------------
 
@@ -195,6 +220,9 @@ def write(submissions: Path, port: int) -> list[str]:
             if cell
             else fixture_students.load().build_notebook(ASSIGNMENT, answers)
         )
+    notebooks[KERNEL_STUDENT] = fixture_students.load().build_notebook(
+        ASSIGNMENT, {"__added_first__": ATTEMPTS}
+    )
     assert not set(notebooks) & set(students), "a student name is used twice"
     for student, nb in notebooks.items():
         path = submissions / student / ASSIGNMENT / ASSIGNMENTS[ASSIGNMENT]

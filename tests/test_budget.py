@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from jupyter_core.utils import run_sync
 
 from grading import student_run
 from grading.recheck import run_sandbox
@@ -116,7 +117,14 @@ def test_the_feedback_run_interrupts_at_its_share_and_kills_after_the_grace(monk
     report = RunReport()
     client = CappedClient(nbformat.v4.new_notebook(), notebook_budget(cpu=2.0), report, None)
     client.km = Kernel()
-    asyncio.run(asyncio.wait_for(client._watch(meter), 600))
+
+    # As `grading.student_run` runs its coroutines (jupyter_core's run_sync): on a pytest
+    # worker whose session Playwright (conftest `chromium`) holds a running loop in this
+    # thread, asyncio.run would refuse.
+    async def watch():
+        await asyncio.wait_for(client._watch(meter), 600)
+
+    run_sync(watch)()
     assert 2.0 < meter.at_interrupt <= 2.0 + meter.step
     assert killed == [[0]] and meter.final[0] - meter.at_interrupt >= GRACE_SPEND[0]
     assert report.status == "timeout" and "CPU time" in report.detail

@@ -294,11 +294,11 @@ def cluster_run(cluster, client, security, submissions, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_cluster_grades_exactly_like_a_local_run(cluster_run, local_run):
+def test_the_cluster_grades_exactly_like_a_local_run(cluster_run, request):
     """Same grades.csv, parts.csv, needs_review.csv and feedback pages as the local run, a
     worker lost on the way notwithstanding; progress and summary as a local run prints them."""
     out, progress, _ = cluster_run
-    _same_as_local(out, local_run, STUDENTS)
+    _same_as_local(out, _local_run(request), STUDENTS)
     n = len(STUDENTS)
     assert f"[{n}/{n}]" in progress and "on the cluster at tls://" in progress, progress
     assert "transport: tls://" in progress, progress
@@ -881,14 +881,14 @@ def test_a_worker_with_no_shared_files_or_network_grades_a_class(
 
 
 @pytest.mark.slow
-def test_a_workers_results_name_paths_in_the_coordinators_run_folder(cluster_run, local_run):
+def test_a_workers_results_name_paths_in_the_coordinators_run_folder(cluster_run, request):
     """A worker grades in a run folder of its own, laid out as the coordinator's: every path a
     result names is relative to the run folder and resolves to the same file on the
     coordinator (`RunFolder.resolve`), as in a local run; no worker folder is named anywhere."""
     from grading.layout import RunFolder
 
     out, _, _ = cluster_run
-    for folder in (out, local_run):
+    for folder in (out, _local_run(request)):
         for student in STUDENTS:
             text = (folder / "work" / student / "result.json").read_text()
             assert "gmm-grading-" not in text and str(folder) not in text

@@ -4,14 +4,14 @@ Each notebook here runs in the graded kernel as `grading.worker` runs it: bubble
 sandbox's uid when root, Unix sockets in a runtime folder of its own, ``$GMM_SANDBOX`` set. What
 the cells attempt must reach the run's report through the grader's seccomp observer (the
 kernel's own words cannot), the reference student's run must report nothing, and the cells must
-find no way to the socket the listener came over. Then one class through `gmm-grade`'s
-pipeline: the kernel's events on the attacker's review row, the reference student not listed.
+find no way to the socket the listener came over. Then, in the test run's graded class
+(`gmm-grade`'s pipeline): the kernel's events on the attacker's review row, the reference
+student not listed.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import socket
@@ -23,10 +23,11 @@ import fixture_students
 import nbformat
 import numpy as np
 import pytest
+from graded_class import ATTEMPTS, KERNEL_STUDENT, RECORDED
 from test_grading_attacks import OBSERVER_GAPS, gaps_record
 
 from grading.checks import spec
-from grading.course import EXERCISES, REPO
+from grading.course import EXERCISES
 from grading.display_only import neutralise_notebook
 from grading.isolation import Isolation, package_folders, sandbox_uid
 from grading.kernel import SETTINGS, settings, write_kernelspec
@@ -35,23 +36,6 @@ from grading.probe import build_font_cache
 from grading.student_run import run_notebook
 from grading.visible import visible_notebook
 
-#: A course file the grading machine has and the sandbox hides.
-COURSE_FILE = REPO / "solutions" / "em_by_hand" / "em_by_hand.ipynb"
-ATTEMPTS = [
-    f"try:\n    open({str(COURSE_FILE)!r}).read()\nexcept OSError as e:\n    print('read', e)",
-    "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n"
-    "except OSError as e:\n    print('connect', e)",
-    "try:\n    open('/usr/lib/kernel-watch-x', 'w')\nexcept OSError as e:\n    print('write', e)",
-    "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-    "print('unshare', libc.unshare(0x10000000), os.strerror(ctypes.get_errno()))",
-]
-#: What the observer records of `ATTEMPTS`, in its words.
-RECORDED = [
-    f"read of {COURSE_FILE} (not visible in the sandbox)",
-    "network connection to ('127.0.0.1', 9) (blocked: no network)",
-    "write to /usr/lib/kernel-watch-x (refused: read-only or not visible)",
-    "made or entered namespaces of its own (unshare): refused",
-]
 #: Every socket any process of the sandbox holds, as /proc names them.
 SOCKETS = """\
 import glob, os
@@ -183,28 +167,20 @@ def test_the_channel_reads_one_message_and_then_is_closed(tmp_path):
     assert not [t for t in threading.enumerate() if t.name == "kernel-watch"]
 
 
-def test_the_kernels_events_are_on_the_review_row_and_the_reference_is_not(tmp_path):
-    from grading.pipeline import grade_folder  # imported here: collecting stays fast
-
-    make = fixture_students.load()
-    for student, answers in [("reference", {}), ("kernel_attempts", {"__added_first__": ATTEMPTS})]:
-        path = tmp_path / "submissions" / student / "em_by_hand" / "em_by_hand.ipynb"
-        path.parent.mkdir(parents=True)
-        nbformat.write(make.build_notebook("em_by_hand", answers), path)
-    grade_folder(
-        tmp_path / "submissions",
-        tmp_path / "out",
-        assignments=("em_by_hand",),
-        progress=io.StringIO(),
-    )
-    with open(tmp_path / "out" / "needs_review.csv") as f:  # both copy the model answer:
+def test_the_kernels_events_are_on_the_review_row_and_the_reference_is_not(graded_class):
+    """Through `gmm-grade`'s pipeline (the test run's graded class, tests/graded_class.py):
+    the kernel's events on the attacker's review row and in its result.json, the reference
+    student not listed."""
+    out = graded_class.out
+    with open(out / "needs_review.csv") as f:  # both copy the model answer:
         rows = [r for r in csv.DictReader(f) if r["status"] != "copying"]  # not this test's
-    review = {row["student_id"]: row["reasons"] for row in rows}
-    with open(tmp_path / "out" / "grades.csv") as f:
-        grades = {row["student_id"]: row for row in csv.DictReader(f)}
-    assert "reference" not in review and grades["reference"]["needs_review"] == "no"
-    assert grades["reference"]["status"] == "ok"
-    assert [f"kernel: {e}" in review["kernel_attempts"] for e in RECORDED] == [True] * 4
-    result = json.loads((tmp_path / "out" / "work" / "kernel_attempts" / "result.json").read_text())
+    review = {(row["student_id"], row["assignment"]): row["reasons"] for row in rows}
+    with open(out / "grades.csv") as f:
+        grades = {(row["student_id"], row["assignment"]): row for row in csv.DictReader(f)}
+    reference, attacker = ("reference", "em_by_hand"), (KERNEL_STUDENT, "em_by_hand")
+    assert reference not in review and grades[reference]["needs_review"] == "no"
+    assert grades[reference]["status"] == "ok"
+    assert [f"kernel: {e}" in review[attacker] for e in RECORDED] == [True] * 4
+    result = json.loads((out / "work" / KERNEL_STUDENT / "result.json").read_text())
     kernel_events = [o for o in result[0]["observed"] if o.startswith("kernel: ")]
     assert kernel_events == [f"kernel: {e}" for e in RECORDED]
