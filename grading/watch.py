@@ -113,7 +113,8 @@ class Meter:
 
     def __init__(self, pid: int, waited=None):
         #: ``waited``: a function giving seconds the tree spent stopped for a reason of the
-        #: grader's, counted as busy, not asleep (`grading.kernel_watch.KernelWatch.waited`).
+        #: grader's, counted as busy, not asleep (`grading.observer.Waited`: the kernel's,
+        #: `grading.kernel_watch.KernelWatch.waited`, and the re-check's, `StepClock`).
         self.pid, self.waited = pid, waited
         self.start()
 
@@ -275,8 +276,10 @@ class StepClock:
     imports: trusted code, before the first step) is not charged: a restart after a kill costs
     the budget nothing; it has ``limit`` CPU seconds and ``first_wall`` seconds."""
 
-    def __init__(self, pid: int, limit: float, budget: Budget, first_wall: float):
-        self.limit, self.budget, self.meter = limit, budget, Meter(pid)
+    def __init__(self, pid: int, limit: float, budget: Budget, first_wall: float, waited=None):
+        """``waited``: the grader's wait for a CPU while the tree's calls were stopped for
+        it (`Meter`; `grading.observer.Waited`)."""
+        self.limit, self.budget, self.meter = limit, budget, Meter(pid, waited)
         self.counting, self.added = False, False  # added: the running step is a cell of theirs
         self.wall_deadline = self.meter.t0 + first_wall
 

@@ -226,3 +226,45 @@ def test_time_the_tree_waited_for_the_grader_is_not_asleep():
         sleeper.wait()
     assert asleep_plain >= 0.4, asleep_plain
     assert asleep_told < asleep_plain - 0.3, (asleep_told, asleep_plain)
+
+
+#: A cell whose calls the observer is slow to answer: each open names a marked path.
+SLOW_CALLS = 20
+SLOW_CELL = f"""\
+for i in range({SLOW_CALLS}):
+    try:
+        open(f"/nonexistent/slow-observer-{{i}}")
+    except OSError:
+        pass
+"""
+
+
+def test_the_recheck_credits_its_childs_wait_for_the_observer(tmp_path, monkeypatch):
+    """The re-check's child waits, at each watched call, until the grader's thread has looked
+    at it; on a loaded machine that thread first waits for a CPU, and that wait is the
+    grader's, not the student's time asleep (an honest cell was once killed so). Built here
+    without load: the observer takes 0.1 s over each marked open and says it spent them
+    waiting for a CPU (its run-queue wait, as /proc gives it, plus those seconds). The cell is
+    charged none of them: without the credit it would be charged them all (2 s asleep)."""
+    from grading import observer as observer_module
+
+    delay, slept = 0.1, []
+    run_queue_wait, note = observer_module.run_queue_wait, observer_module.Observer._open
+
+    def slow_open(self, pid, at, path, flags):
+        if "slow-observer-" in path:
+            observer_module.time.sleep(delay)
+            slept.append(delay)
+        return note(self, pid, at, path, flags)
+
+    monkeypatch.setattr(observer_module.Observer, "_open", slow_open)
+    monkeypatch.setattr(observer_module, "run_queue_wait", lambda: run_queue_wait() + sum(slept))
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    budget = Budget(100.0, 100.0)
+    results, observed = run_sandbox(workdir, attacks.plan(SLOW_CELL), budget=budget)
+    assert results[0]["status"] == "ok", results[0]
+    assert len(slept) == SLOW_CALLS, "every open was stopped and looked at"
+    assert "read of /nonexistent/slow-observer-0 (not visible in the sandbox)" in observed["events"]
+    assert budget.used_asleep < SLOW_CALLS * delay / 2, budget
