@@ -101,8 +101,7 @@ _THROUGH_PROC = re.compile(r"^/proc/[^/]+(/task/[^/]+)?/(root|cwd|fd|map_files|e
 #: one usual tick. 64 calls (the re-check's cap; the kernel watch had 256 and no time cap):
 #: an import's files are answered in runs, not with a reading of the clock (/proc, for the
 #: whole tree) between each, which made an honest import wait long enough to be charged.
-BURST_CALLS = 64
-BURST_SECONDS = 0.2
+BURST_CALLS, BURST_SECONDS = 64, 0.2
 #: Seconds a burst waits for the next call: the stopped process, let go, needs a moment to make
 #: its next (an import opens its files one after another), which then joins the burst.
 NEXT_CALL = 0.002
@@ -198,7 +197,7 @@ class Observer:
     def close(self) -> None:
         os.close(self.fd)
 
-    def serve_pending(self, max_calls: int = BURST_CALLS, max_seconds: float = BURST_SECONDS):
+    def serve_pending(self, max_calls=BURST_CALLS, max_seconds=BURST_SECONDS) -> bool:
         """Answer the calls stopped now and each that follows within `NEXT_CALL` seconds, at
         most ``max_calls`` of them or ``max_seconds`` (`BURST_CALLS`, `BURST_SECONDS`: the
         caller then looks at its clock); add the serving thread's wait for a CPU since it went
