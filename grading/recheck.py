@@ -10,15 +10,16 @@
    inputs, and brings back plain numbers. A step that hangs (also one that swallows interrupts)
    is killed after `STEP_TIMEOUT` seconds of CPU time, or sooner at its allowance of what the
    feedback run left of the submission's `Budget` (CPU time and time asleep, over all steps);
-   a step that kills the process is recorded, and the sandbox restarts after it (its start-up
-   not charged), so every other part is still scored, except those that call a function
-   that already ran out of time: "not run".
+   a step that kills the process is recorded, and the sandbox restarts after it (start-up not
+   charged; the cells run again), so every other part is still scored, except those that call
+   a function that already ran out of time: "not run".
 4. `recheck_notebook` judges those numbers against gmmlib here, one verdict per test cell.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import select
@@ -102,10 +103,8 @@ def _modules(source: str) -> set[str]:
 
 
 def _kill(proc):
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -152,8 +151,7 @@ def run_sandbox(
     refused, paths it cannot see, listings, connections, processes and programs started) and
     processes left running at the end (``survivors``).
     """
-    steps = plan["steps"]
-    results: dict[int, dict] = {}
+    steps, results = plan["steps"], {}  # results: {step index: result dict}
     observed = {"events": [], "survivors": 0}
     # What the observers saw over every restart (their caps hold for them all), and this
     # thread's wait for a CPU while the child's calls were stopped for it: not time asleep.
@@ -184,12 +182,12 @@ def run_sandbox(
                 preexec_fn=limits.apply,
                 start_new_session=True,
             )
-        try:
+        with contextlib.suppress(BrokenPipeError):
             proc.stdin.write((json.dumps(plan) + "\n").encode())
             proc.stdin.close()
-        except BrokenPipeError:
-            pass
         current, buffer, finished = None, bytearray(), False
+        # Cells run again after a restart (later steps call into them): a course step's slice.
+        replays = {i for i in results if steps[i]["kind"] == "cell"}
         clock = StepClock(proc.pid, step_timeout, budget, first_wall=60.0, waited=waited)
         fd = proc.stdout.fileno()
         observer = None
@@ -245,8 +243,10 @@ def run_sandbox(
                     if word == "start" and arg.isdigit() and current is None:
                         current = int(arg)
                         clock.restart()
+                        replay = current in replays  # once: a forged start gets no more
+                        replays.discard(current)
                         step = steps[current] if current < len(steps) else {"name": "added cell"}
-                        clock.added = step["name"].startswith("added cell")  # a forged number too
+                        clock.added = step["name"].startswith("added cell") and not replay
                     elif word == "done" and current is not None:
                         if current not in results:  # not a step marked "not run"
                             results[current] = _result_line(arg, current)

@@ -268,3 +268,39 @@ def test_the_recheck_credits_its_childs_wait_for_the_observer(tmp_path, monkeypa
     assert len(slept) == SLOW_CALLS, "every open was stopped and looked at"
     assert "read of /nonexistent/slow-observer-0 (not visible in the sandbox)" in observed["events"]
     assert budget.used_asleep < SLOW_CALLS * delay / 2, budget
+
+
+SPIN_AFTER_WORK = """\
+import time
+
+start = time.process_time()
+while time.process_time() - start < 0.3:  # some work before the definitions: 0.3 s of CPU
+    pass
+
+def spin():
+    while True:
+        pass
+
+def fine():
+    return 2.0
+"""
+
+
+def test_a_cell_run_again_after_a_restart_gets_a_slice_of_the_reserve(tmp_path):
+    """A call that loops is killed past its allowance, which leaves the budget below the
+    reserve; the child restarts and runs the student's added cell again (the next call needs
+    its definitions). That run gets a course step's slice of the reserve: an added cell's
+    first run gets none, and this one, killed at its first CPU tick, took the cell's "ok" and
+    every later call with it (CI once: "no result after 0.0 s asleep", on a cell that only
+    defines functions)."""
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    plan = attacks.plan(SPIN_AFTER_WORK)
+    plan["steps"] += [_call("spin"), _call("fine")]
+    budget = Budget(RESERVE[0] + 1.0, 100.0)
+    results, _ = run_sandbox(workdir, plan, step_timeout=60.0, budget=budget, calls={1: {"spin"}})
+    assert results[0]["status"] == "ok", results[0]
+    assert results[1]["status"] == "timeout" and "of CPU time (killed)" in results[1]["error"]
+    assert results[2]["status"] == "ok" and results[2]["outputs"][0]["value"]["__array__"] == 2.0
+    assert budget.cpu < RESERVE[0] - 0.2, budget  # the run again was charged
