@@ -10,7 +10,9 @@ only ipykernel's own modules and numpy are imported first). Here a thread reads 
 closes its own end (nothing sent later is read: the student's code could hand over no other
 listener even if it found the socket), and serves the listener with `grading.observer.Observer`
 (the re-check's rules and caps: reads of course files, writes refused, connections, programs,
-io_uring; namespaces and other architectures' calls refused) until the run is over.
+io_uring; namespaces and other architectures' calls refused) until the run is over, in the
+re-check's bursts (`Observer.serve_pending`), crediting the kernel its calls' wait for the
+thread as the re-check's child is credited (`grading.observer.Waited`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from grading.isolation import Isolation, python_env
 from grading.kernel import CHANNEL, SETTINGS
-from grading.observer import Observer
+from grading.observer import Observer, Waited
 
 #: Recorded when the kernel could not install the filter (seccomp's user notification missing).
 UNOBSERVED = "its calls were not observed (seccomp user notification unavailable here)"
@@ -35,8 +37,6 @@ UNOBSERVED = "its calls were not observed (seccomp user notification unavailable
 CELL_FILES = "/tmp/ipykernel_2"
 #: Seconds the thread waits between looks at whether the run is over.
 _TICK = 0.2
-#: Stopped calls answered before the thread looks at whether the run is over.
-_BURST = 256
 
 
 class KernelWatch:
@@ -55,7 +55,7 @@ class KernelWatch:
         self.received = threading.Event()
         self._stop = threading.Event()
         self._ours = self._theirs = self._thread = None
-        self._waited = 0.0
+        self._waited = Waited()
 
     @classmethod
     def for_kernel(cls, runtime: Path | None) -> KernelWatch | None:
@@ -94,16 +94,8 @@ class KernelWatch:
         """Seconds this watch's thread waited for a CPU while calls of the kernel's were
         stopped for it: on a loaded machine, time they waited that is not the student's time
         asleep (`grading.watch.Meter`). Its own running time, which watched calls without end
-        would cost, stays asleep, and so do its idle wake-ups."""
-        return self._waited
-
-    def _run_queue_wait(self) -> float:
-        """This thread's seconds waiting for a CPU so far (/proc's schedstat)."""
-        try:
-            with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
-                return int(f.read().split()[1]) / 1e9
-        except (OSError, ValueError, IndexError):
-            return 0.0
+        would cost, stays asleep, and so do its idle wake-ups (`grading.observer.Waited`)."""
+        return self._waited()
 
     def _serve(self) -> None:
         observer = None
@@ -112,17 +104,12 @@ class KernelWatch:
                 if select.select([self._ours], [], [], _TICK)[0]:
                     observer = self._receive()
             while observer is not None and not self._stop.is_set():
-                before = self._run_queue_wait()
+                self._waited.sleeping()
                 if not select.select([observer], [], [], _TICK)[0]:
                     continue
-                for _ in range(_BURST):
-                    if not observer.serve():  # hung up: no process is left under the filter
-                        observer.finish(self.events)
-                        observer = None
-                        break
-                    if not select.select([observer], [], [], 0)[0]:
-                        break
-                self._waited += self._run_queue_wait() - before
+                if not observer.serve_pending():  # hung up: no process is left under the filter
+                    observer.finish(self.events)
+                    observer = None
         finally:
             if self._ours is not None:
                 self._ours.close()
@@ -134,7 +121,13 @@ class KernelWatch:
         is closed after it, whatever arrived."""
         channel, self._ours = self._ours, None
         observer = Observer.receive(
-            channel, self.workdir, self.quiet, self.events, self.kinds, self.own
+            channel,
+            self.workdir,
+            self.quiet,
+            self.events,
+            self.kinds,
+            own=self.own,
+            waited=self._waited,
         )
         if observer is None:
             self.events.append(UNOBSERVED)

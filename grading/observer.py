@@ -16,6 +16,10 @@ import re
 import select
 import socket
 import struct
+import threading
+import time
+
+from grading.call_args import addresses, describe_address, read_memory, read_string
 
 #: seccomp's user-notification ioctls (linux/seccomp.h): receive one stopped call, answer it.
 NOTIF_RECV, NOTIF_SEND = 0xC0502100, 0xC0182101
@@ -90,6 +94,54 @@ _CELL_FILE = re.compile(r"^/tmp/ipykernel_[0-9]+/[0-9]+\.py$")
 _PROC_DIR = re.compile(r"^/proc/[^/]+(/task/[^/]+)?$")
 #: A path that goes on through one of those links.
 _THROUGH_PROC = re.compile(r"^/proc/[^/]+(/task/[^/]+)?/(root|cwd|fd|map_files|exe)/.")
+#: `Observer.serve_pending`'s one cap on a burst: stopped calls answered, and seconds spent,
+#: before its caller looks up again. 0.2 s is the longest either caller otherwise goes without
+#: a look (the re-check's `grading.watch.StepClock.next_check`, the kernel watch's tick), so
+#: code that makes calls without end, or calls slow to look at, is timed and stopped within
+#: one usual tick. 64 calls (the re-check's cap; the kernel watch had 256 and no time cap):
+#: an import's files are answered in runs, not with a reading of the clock (/proc, for the
+#: whole tree) between each, which made an honest import wait long enough to be charged.
+BURST_CALLS, BURST_SECONDS = 64, 0.2
+#: Seconds a burst waits for the next call: the stopped process, let go, needs a moment to make
+#: its next (an import opens its files one after another), which then joins the burst.
+NEXT_CALL = 0.002
+
+
+def run_queue_wait() -> float:
+    """The calling thread's seconds waiting for a CPU so far (/proc's schedstat, second field)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Waited:
+    """Seconds the thread serving stopped calls waited for a CPU while they were stopped for
+    it: on a loaded machine, time the watched process waited for the grader, not its time
+    asleep (`grading.watch.Meter` counts it busy; call the object for the figure so far).
+
+    The serving thread marks the moment it goes to wait for the listener (`sleeping`); the
+    burst it then serves (`Observer.serve_pending`) adds its run-queue wait since the mark: its
+    wake-up and any wait while it answers. Its idle wake-ups (no call stopped) add nothing,
+    nor does its own running time, which calls without end would cost: those stay asleep.
+    One per serving thread (the figures are that thread's), shared by its observers in turn.
+    """
+
+    def __init__(self):
+        self.seconds, self._mark = 0.0, None
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def sleeping(self) -> None:
+        """The serving thread is about to wait for the listener (a select on it)."""
+        self._mark = run_queue_wait()
+
+    def since_mark(self) -> float:
+        """The run-queue wait at the mark (now, if there is none), the mark then cleared."""
+        mark, self._mark = self._mark, None
+        return run_queue_wait() if mark is None else mark
 
 
 class Observer:
@@ -105,10 +157,14 @@ class Observer:
     audit hook's words, so a call both see is listed once.
     """
 
-    def __init__(self, fd: int, workdir: str, quiet=(), events=None, kinds=None, own=()):
+    def __init__(
+        self, fd: int, workdir: str, quiet=(), events=None, kinds=None, own=(), waited=None
+    ):
         """``events`` and ``kinds`` (events recorded per kind): the record of the observers
         before this one, for the same re-check restarted (its limits hold for them all).
-        ``own``: folders whose Unix sockets are the process's own (the kernel's channels)."""
+        ``own``: folders whose Unix sockets are the process's own (the kernel's channels).
+        ``waited``: the serving thread's `Waited` (a new one if None)."""
+        self.waited = Waited() if waited is None else waited
         self.fd, self.workdir = fd, os.path.realpath(workdir)
         self.quiet = tuple(q.rstrip(os.sep) for q in quiet)  # folders: "/a" is not "/ab"
         self.own = tuple(str(o).rstrip(os.sep) + os.sep for o in own)
@@ -116,16 +172,16 @@ class Observer:
         self.kinds: dict[str, int] = {} if kinds is None else kinds
 
     @classmethod
-    def receive(cls, channel: socket.socket, workdir, quiet=(), events=None, kinds=None, own=()):
+    def receive(cls, channel: socket.socket, workdir, quiet=(), events=None, kinds=None, **more):
         """The child's seccomp listener, read from ``channel`` (then closed), as an `Observer`
-        (None: the child could not make one)."""
+        (None: the child could not make one); ``more``: ``own``, ``waited``."""
         try:
             _, fds, _, _ = socket.recv_fds(channel, 1, 1)
         except OSError:
             fds = []
         finally:
             channel.close()
-        return cls(fds[0], str(workdir), quiet, events, kinds, own) if fds else None
+        return cls(fds[0], str(workdir), quiet, events, kinds, **more) if fds else None
 
     def finish(self, events: list) -> None:
         """Let the calls stopped before the child was killed go, close the listener and add
@@ -140,6 +196,22 @@ class Observer:
 
     def close(self) -> None:
         os.close(self.fd)
+
+    def serve_pending(self, max_calls=BURST_CALLS, max_seconds=BURST_SECONDS) -> bool:
+        """Answer the calls stopped now and each that follows within `NEXT_CALL` seconds, at
+        most ``max_calls`` of them or ``max_seconds`` (`BURST_CALLS`, `BURST_SECONDS`: the
+        caller then looks at its clock); add the serving thread's wait for a CPU since it went
+        to wait for the listener to `waited`. False once the child is gone (hung up)."""
+        since, end = self.waited.since_mark(), time.monotonic() + max_seconds
+        try:
+            for _ in range(max_calls):
+                if not self.serve():
+                    return False
+                if time.monotonic() >= end or not select.select([self], [], [], NEXT_CALL)[0]:
+                    break
+            return True
+        finally:
+            self.waited.seconds += run_queue_wait() - since
 
     def serve(self) -> bool:
         """Answer one stopped call (noting what it does); False once the child is gone."""
@@ -188,21 +260,23 @@ class Observer:
         text = None
         if name in ("open", "openat", "openat2", "creat"):
             at = ctypes.c_int(args[0]).value if name not in ("open", "creat") else _AT_FDCWD
-            path = _string(pid, args[0] if name in ("open", "creat") else args[1])
+            path = read_string(pid, args[0] if name in ("open", "creat") else args[1])
             flags = args[1] if name == "open" else args[2]
             if name == "openat2":  # struct open_how begins with the flags
-                flags = struct.unpack("Q", _memory(pid, args[2], 8))[0]
+                flags = struct.unpack("Q", read_memory(pid, args[2], 8))[0]
             self._add(*self._open(pid, at, path, os.O_WRONLY if name == "creat" else flags))
         elif name in CHANGES:
             for at, where in CHANGES[name]:
                 at = _AT_FDCWD if at is None else ctypes.c_int(args[at]).value
-                self._add(*self._open(pid, at, _string(pid, args[where]), os.O_WRONLY))
+                self._add(*self._open(pid, at, read_string(pid, args[where]), os.O_WRONLY))
         elif name in ("connect", "sendto", "sendmsg", "sendmmsg"):
-            for raw in _addresses(pid, name, args):
+            for raw in addresses(pid, name, args):
                 if raw and not self._own_channel(raw):
-                    self._add(f"network connection to {_address(raw)} (blocked: no network)")
+                    self._add(
+                        f"network connection to {describe_address(raw)} (blocked: no network)"
+                    )
         elif name in ("execve", "execveat"):
-            text = f"ran a program ({_string(pid, args[name == 'execveat'])})"
+            text = f"ran a program ({read_string(pid, args[name == 'execveat'])})"
         elif name == "clone3":  # its flags are in memory the code could change after a look
             return ENOSYS  # so: unknown here, and the C library falls back to clone
         elif name in ("clone", "fork", "vfork", "unshare", "setns"):
@@ -331,57 +405,3 @@ def _writable(path: str, pid: int) -> bool:
     if mount.f_flag & os.ST_RDONLY:
         return False
     return uid == 0 or bool(info.st_mode & (0o200 if info.st_uid == uid else 0o002))
-
-
-#: The messages of one sendmmsg whose addresses are looked at (a `struct mmsghdr` is 64 bytes).
-MMSG_LOOKED_AT = 8
-
-
-def _addresses(pid: int, name: str, args) -> list[bytes]:
-    """The socket addresses a connect, sendto, sendmsg or sendmmsg names (none for a send on a
-    connected socket): from the arguments, or from each message's header (``msg_name``, a
-    pointer, then ``msg_namelen``, at the start of `struct msghdr`)."""
-    if name in ("connect", "sendto"):
-        address, size = (args[1], args[2]) if name == "connect" else (args[4], args[5])
-        return [_memory(pid, address, size) if address else b""]
-    count = 1 if name == "sendmsg" else min(args[2], MMSG_LOOKED_AT)
-    headers = _memory(pid, args[1], 64 * count - 48)  # the last: its name and length only
-    found = []
-    for at in range(0, len(headers) - 11, 64):
-        address, size = struct.unpack_from("QI", headers, at)
-        found.append(_memory(pid, address, size) if address else b"")
-    return found
-
-
-def _memory(pid: int, address: int, size: int) -> bytes:
-    if not 0 <= address < 1 << 63:  # no file offset (os.pread would raise OverflowError)
-        raise OSError(errno.EFAULT, f"no memory at {address:#x}")
-    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
-    try:
-        return os.pread(fd, min(size, 4096), address)
-    finally:
-        os.close(fd)
-
-
-def _string(pid: int, address: int) -> str:
-    """A NUL-terminated string of the process, read a page at a time (at most 4 kB)."""
-    data = b""
-    while b"\0" not in data and len(data) < 4096:
-        page_end = (address + len(data)) // 4096 * 4096 + 4096
-        data += _memory(pid, address + len(data), page_end - address - len(data))
-    # The bytes as the kernel sees them: a name that is not UTF-8 is looked up as it is.
-    return data.split(b"\0")[0].decode(errors="surrogateescape")
-
-
-def _address(raw: bytes) -> str:
-    """A sockaddr as the audit hook prints Python's address: ('1.2.3.4', 80), or a path."""
-    family = struct.unpack("H", raw[:2])[0] if len(raw) >= 2 else None
-    if family == socket.AF_INET and len(raw) >= 8:
-        return repr((socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack(">H", raw[2:4])[0]))
-    if family == socket.AF_INET6 and len(raw) >= 28:
-        port, flow = struct.unpack(">HI", raw[2:8])
-        host = socket.inet_ntop(socket.AF_INET6, raw[8:24])
-        return repr((host, port, flow, struct.unpack("I", raw[24:28])[0]))
-    if family == socket.AF_UNIX:
-        return repr(raw[2:].split(b"\0")[0].decode(errors="replace") or raw[2:])
-    return f"an address of family {family}"

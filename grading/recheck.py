@@ -10,15 +10,16 @@
    inputs, and brings back plain numbers. A step that hangs (also one that swallows interrupts)
    is killed after `STEP_TIMEOUT` seconds of CPU time, or sooner at its allowance of what the
    feedback run left of the submission's `Budget` (CPU time and time asleep, over all steps);
-   a step that kills the process is recorded, and the sandbox restarts after it (its start-up
-   not charged), so every other part is still scored, except those that call a function
-   that already ran out of time: "not run".
+   a step that kills the process is recorded, and the sandbox restarts after it (start-up not
+   charged; the cells run again), so every other part is still scored, except those that call
+   a function that already ran out of time: "not run".
 4. `recheck_notebook` judges those numbers against gmmlib here, one verdict per test cell.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import select
@@ -50,7 +51,7 @@ from grading.isolation import (
     remove,
 )
 from grading.layout import summary_cell_id
-from grading.observer import Observer
+from grading.observer import Observer, Waited
 from grading.scan import imported_names, scan_cell, strip_magics
 from grading.watch import SUBMISSION_ASLEEP, SUBMISSION_CPU, Budget, StepClock, survivors
 
@@ -63,9 +64,6 @@ NOTEBOOK_WALL = 90.0
 MAX_LINE = 4 << 20
 UNREADABLE = {"status": "crashed", "error": "the step's result was unreadable"}
 NO_SANDBOX = Isolation(sandbox=False)
-#: Stopped calls answered in one pass of the loop (and at most 0.2 s of them) before the clock
-#: is read again: code that makes them without end, or slow to look at, is timed like any other.
-BURST = 64
 
 
 def notebook_steps(submitted: nbformat.NotebookNode, source: nbformat.NotebookNode):
@@ -105,10 +103,8 @@ def _modules(source: str) -> set[str]:
 
 
 def _kill(proc):
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -128,10 +124,7 @@ def _child_command(workdir: Path, first: int, isolation: Isolation, blocked=(), 
     if not isolation.sandbox:
         return argv, {**CODE_ENV, "PATH": "/usr/bin:/bin", "HOME": "/nonexistent"}, limits
     sandbox = Sandbox(
-        scratch=workdir,
-        readable=[SANDBOX],
-        uid=isolation.uid,
-        hidden=package_folders(blocked),
+        scratch=workdir, readable=[SANDBOX], uid=isolation.uid, hidden=package_folders(blocked)
     )
     sandbox.prepare(Path(isolation.font_cache) if isolation.font_cache else None)
     return sandbox.command(argv), {"PATH": "/usr/bin:/bin"}, limits
@@ -158,12 +151,13 @@ def run_sandbox(
     refused, paths it cannot see, listings, connections, processes and programs started) and
     processes left running at the end (``survivors``).
     """
-    steps = plan["steps"]
-    results: dict[int, dict] = {}
+    steps, results = plan["steps"], {}  # results: {step index: result dict}
     observed = {"events": [], "survivors": 0}
-    kinds = {}  # events per kind over every restart (`grading.observer.PER_KIND`)
-    uid = isolation.code_uid
-    first = 0
+    # What the observers saw over every restart (their caps hold for them all), and this
+    # thread's wait for a CPU while the child's calls were stopped for it: not time asleep.
+    waited = Waited()
+    record = {"events": observed["events"], "kinds": {}, "waited": waited}
+    uid, first = isolation.code_uid, 0
     budget = budget if budget is not None else Budget(SUBMISSION_CPU, SUBMISSION_ASLEEP)
     deadline = time.monotonic() + wall
     for _attempt in range(len(steps) + 1):
@@ -188,33 +182,26 @@ def run_sandbox(
                 preexec_fn=limits.apply,
                 start_new_session=True,
             )
-        try:
+        with contextlib.suppress(BrokenPipeError):
             proc.stdin.write((json.dumps(plan) + "\n").encode())
             proc.stdin.close()
-        except BrokenPipeError:
-            pass
         current, buffer, finished = None, bytearray(), False
-        clock = StepClock(proc.pid, step_timeout, budget, first_wall=60.0)
+        # Cells run again after a restart (later steps call into them): a course step's slice.
+        replays = {i for i in results if steps[i]["kind"] == "cell"}
+        clock = StepClock(proc.pid, step_timeout, budget, first_wall=60.0, waited=waited)
         fd = proc.stdout.fileno()
         observer = None
         try:
             while True:
                 watched = [fd] + [c for c in (channel, observer) if c is not None]
+                waited.sleeping()  # a call that wakes this thread waits while it gets a CPU
                 ready = select.select(watched, [], [], clock.next_check())[0]
                 if channel in ready:
-                    observer = Observer.receive(
-                        channel, workdir, plan.get("quiet", ()), observed["events"], kinds
-                    )
+                    observer = Observer.receive(channel, workdir, plan.get("quiet", ()), **record)
                     channel = None  # closed by receive
-                pending, served = observer in ready, 0
-                burst_end = time.monotonic() + 0.2
-                while pending and served < BURST and time.monotonic() < burst_end:
-                    if not observer.serve():  # hung up: its processes are gone
-                        observer.finish(observed["events"])
-                        observer = None
-                        break
-                    served += 1  # the next call of a burst (an import's files) comes at once
-                    pending = bool(select.select([observer], [], [], 0.002)[0])
+                if observer in ready and not observer.serve_pending():  # hung up: the
+                    observer.finish(observed["events"])  # child's processes are gone
+                    observer = None
                 # The clock is read on every pass: a child that keeps the pipe busy (a trickle
                 # of newlines from the student's code) is timed like a silent one.
                 why = clock.expired()
@@ -235,10 +222,8 @@ def run_sandbox(
                     code = proc.wait()
                     if current is not None:
                         how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                        results[current] = {
-                            "status": "crashed",
-                            "error": f"the process ended during this step ({how})",
-                        }
+                        error = f"the process ended during this step ({how})"
+                        results[current] = {"status": "crashed", "error": error}
                     break
                 complete = b"\n" in chunk  # only the new bytes are searched: linear in the input
                 buffer += chunk
@@ -258,8 +243,10 @@ def run_sandbox(
                     if word == "start" and arg.isdigit() and current is None:
                         current = int(arg)
                         clock.restart()
+                        replay = current in replays  # once: a forged start gets no more
+                        replays.discard(current)
                         step = steps[current] if current < len(steps) else {"name": "added cell"}
-                        clock.added = step["name"].startswith("added cell")  # a forged number too
+                        clock.added = step["name"].startswith("added cell") and not replay
                     elif word == "done" and current is not None:
                         if current not in results:  # not a step marked "not run"
                             results[current] = _result_line(arg, current)

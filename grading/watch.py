@@ -113,7 +113,8 @@ class Meter:
 
     def __init__(self, pid: int, waited=None):
         #: ``waited``: a function giving seconds the tree spent stopped for a reason of the
-        #: grader's, counted as busy, not asleep (`grading.kernel_watch.KernelWatch.waited`).
+        #: grader's, counted as busy, not asleep (`grading.observer.Waited`: the kernel's,
+        #: `grading.kernel_watch.KernelWatch.waited`, and the re-check's, `StepClock`).
         self.pid, self.waited = pid, waited
         self.start()
 
@@ -172,9 +173,10 @@ RECHECK_FLOOR_CPU = SUBMISSION_CPU - KERNEL_SHARE[0] - INTERRUPT_GRACE[0]
 RECHECK_FLOOR_ASLEEP = SUBMISSION_ASLEEP - KERNEL_SHARE[1] - INTERRUPT_GRACE[1]
 #: What one re-check step may not take of what is left, (CPU seconds, seconds asleep), and
 #: what each of the course's steps (its cells, the answers, the calls) gets of that reserve
-#: once the rest is spent; a cell the student added gets none of it. The step that loops or
-#: sleeps first is killed with the reserve untouched, the honest steps after it still run,
-#: and a row of such steps cannot share out more than the budget between them.
+#: once the rest is spent; a cell the student added gets none of it (but for its run again
+#: after a restart). The step that loops or sleeps first is killed with the reserve untouched,
+#: the honest steps after it still run, and a row of such steps cannot share out more than
+#: the budget between them.
 RESERVE = (4.0, 1.5)
 RESERVE_STEP = (2.0, 0.5)
 #: A step's wall-clock backstop, in multiples of its CPU limit (`StepClock`).
@@ -275,9 +277,13 @@ class StepClock:
     imports: trusted code, before the first step) is not charged: a restart after a kill costs
     the budget nothing; it has ``limit`` CPU seconds and ``first_wall`` seconds."""
 
-    def __init__(self, pid: int, limit: float, budget: Budget, first_wall: float):
-        self.limit, self.budget, self.meter = limit, budget, Meter(pid)
-        self.counting, self.added = False, False  # added: the running step is a cell of theirs
+    def __init__(self, pid: int, limit: float, budget: Budget, first_wall: float, waited=None):
+        """``waited``: the grader's wait for a CPU while the tree's calls were stopped for
+        it (`Meter`; `grading.observer.Waited`)."""
+        self.limit, self.budget, self.meter = limit, budget, Meter(pid, waited)
+        # added: the running step is a cell of theirs, run for the first time (run again after
+        # a restart, it only rebuilds what later steps call: `grading.recheck.run_sandbox`).
+        self.counting, self.added = False, False
         self.wall_deadline = self.meter.t0 + first_wall
 
     def restart(self) -> None:

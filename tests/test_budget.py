@@ -234,3 +234,81 @@ def test_time_the_tree_waited_for_the_grader_is_not_asleep():
         sleeper.wait()
     assert asleep_plain >= 0.4, asleep_plain
     assert asleep_told < asleep_plain - 0.3, (asleep_told, asleep_plain)
+
+
+#: A cell whose calls the observer is slow to answer: each open names a marked path.
+SLOW_CALLS = 20
+SLOW_CELL = f"""\
+for i in range({SLOW_CALLS}):
+    try:
+        open(f"/nonexistent/slow-observer-{{i}}")
+    except OSError:
+        pass
+"""
+
+
+def test_the_recheck_credits_its_childs_wait_for_the_observer(tmp_path, monkeypatch):
+    """The re-check's child waits, at each watched call, until the grader's thread has looked
+    at it; on a loaded machine that thread first waits for a CPU, and that wait is the
+    grader's, not the student's time asleep (an honest cell was once killed so). Built here
+    without load: the observer takes 0.1 s over each marked open and says it spent them
+    waiting for a CPU (its run-queue wait, as /proc gives it, plus those seconds). The cell is
+    charged none of them: without the credit it would be charged them all (2 s asleep)."""
+    from grading import observer as observer_module
+
+    delay, slept = 0.1, []
+    run_queue_wait, note = observer_module.run_queue_wait, observer_module.Observer._open
+
+    def slow_open(self, pid, at, path, flags):
+        if "slow-observer-" in path:
+            observer_module.time.sleep(delay)
+            slept.append(delay)
+        return note(self, pid, at, path, flags)
+
+    monkeypatch.setattr(observer_module.Observer, "_open", slow_open)
+    monkeypatch.setattr(observer_module, "run_queue_wait", lambda: run_queue_wait() + sum(slept))
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    budget = Budget(100.0, 100.0)
+    results, observed = run_sandbox(workdir, attacks.plan(SLOW_CELL), budget=budget)
+    assert results[0]["status"] == "ok", results[0]
+    assert len(slept) == SLOW_CALLS, "every open was stopped and looked at"
+    assert "read of /nonexistent/slow-observer-0 (not visible in the sandbox)" in observed["events"]
+    assert budget.used_asleep < SLOW_CALLS * delay / 2, budget
+
+
+SPIN_AFTER_WORK = """\
+import time
+
+start = time.process_time()
+while time.process_time() - start < 0.3:  # some work before the definitions: 0.3 s of CPU
+    pass
+
+def spin():
+    while True:
+        pass
+
+def fine():
+    return 2.0
+"""
+
+
+def test_a_cell_run_again_after_a_restart_gets_a_slice_of_the_reserve(tmp_path):
+    """A call that loops is killed past its allowance, which leaves the budget below the
+    reserve; the child restarts and runs the student's added cell again (the next call needs
+    its definitions). That run gets a course step's slice of the reserve: an added cell's
+    first run gets none, and this one, killed at its first CPU tick, took the cell's "ok" and
+    every later call with it (CI once: "no result after 0.0 s asleep", on a cell that only
+    defines functions)."""
+    workdir = tmp_path / "recheck"
+    workdir.mkdir()
+    np.savez(workdir / "cases.npz", unused=np.zeros(1))
+    plan = attacks.plan(SPIN_AFTER_WORK)
+    plan["steps"] += [_call("spin"), _call("fine")]
+    budget = Budget(RESERVE[0] + 1.0, 100.0)
+    results, _ = run_sandbox(workdir, plan, step_timeout=60.0, budget=budget, calls={1: {"spin"}})
+    assert results[0]["status"] == "ok", results[0]
+    assert results[1]["status"] == "timeout" and "of CPU time (killed)" in results[1]["error"]
+    assert results[2]["status"] == "ok" and results[2]["outputs"][0]["value"]["__array__"] == 2.0
+    assert budget.cpu < RESERVE[0] - 0.2, budget  # the run again was charged
