@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import test_kernel_watch
-from test_kernel_watch import COURSE_FILE
+from graded_class import COURSE_FILE
 
 from grading.isolation import Isolation, default_uid
 from grading.recheck import run_sandbox
