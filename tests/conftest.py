@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import http.server
 import json
@@ -248,6 +250,42 @@ def book_build(tmp_path_factory) -> subprocess.CompletedProcess:
         fields = ("args", "returncode", "stdout", "stderr")
         shared.write_text(json.dumps({name: getattr(build, name) for name in fields}))
         return build
+
+
+@pytest.fixture(scope="session")
+def host_links(tmp_path_factory):
+    """A lock on this machine's network links, one for the run's workers (a file in the run's
+    shared temporary folder): Chromium drops the requests it has in flight, its own loopback
+    ones too (net::ERR_NETWORK_CHANGED), whenever a link or an address of its network namespace
+    changes. So every browser test holds it shared while it runs (`_browsers_share_host_links`,
+    the `reading` fixture of test_book), and a test that adds or removes a link of this
+    namespace (test_grading_distributed's `network_namespace`) holds it alone meanwhile.
+    ``host_links(exclusive=False)`` is a context manager."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / "host-links.lock"
+
+    @contextlib.contextmanager
+    def hold(exclusive: bool = False):
+        with open(path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    return hold
+
+
+@pytest.fixture(autouse=True)
+def _browsers_share_host_links(request):
+    """A test marked ``browser`` runs holding `host_links` shared."""
+    if request.node.get_closest_marker("browser") is None:
+        yield
+        return
+    with request.getfixturevalue("host_links")():
+        yield
 
 
 def once_per_run(tmp_path_factory, name: str, build, done: str) -> Path:

@@ -474,7 +474,7 @@ def loaded_and_typeset(page) -> None:
 
 
 @pytest.fixture(scope="module")
-def reading(book_server, chromium, book_html, artifacts_dir):
+def reading(book_server, chromium, book_html, artifacts_dir, host_links):
     """Each page at 1280x900, opened once: what went wrong while it loaded (console errors,
     failed or external requests, maths, images; screenshots in artifacts/book/), then its
     figures, overflowing code, axe findings and focus rings, and last what runs past a phone's
@@ -482,62 +482,68 @@ def reading(book_server, chromium, book_html, artifacts_dir):
     shots = artifacts_dir / "book"
     shots.mkdir(exist_ok=True)
     out = {}
-    for name in toc_pages():
-        context = new_context(chromium, viewport={"width": 1280, "height": 900})
-        try:
-            problems, page = _watch(context, book_server)
-            _load(page, book_server, name, problems)  # loaded_and_typeset, and more
-            images = page.evaluate(
-                """() => Array.from(document.images).map(i => ({
-                       src: i.currentSrc, natural: i.naturalWidth,
-                       shown: i.getBoundingClientRect().width}))"""
-            )
-            overflow = page.evaluate(
-                """() => [...document.querySelectorAll('pre')]
-                       .filter(p => p.scrollWidth > p.clientWidth + 1)
-                       .map(p => p.textContent.slice(0, 80))"""
-            )
-            # What went wrong while the page loaded, before axe and the key presses below.
-            loading = {k: list(v) if isinstance(v, list) else v for k, v in problems.items()}
-            axe = {"page": own_violations(run_axe(page))}
-            for i, frame in enumerate(page.frames[1:]):
-                frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=WAIT_MS)
-                axe[f"frame {i}: {frame.url}"] = own_violations(run_axe(frame))
-            page.evaluate("window.scrollTo(0, 0)")
-            shot = shots / f"{name}.png"
-            page.screenshot(path=str(shot), full_page=True)
-            focus = focus_ring_problems(page, presses=8)
-            # Last, with every dropdown open (derivations, answers): displayed formulas that run
-            # past the column, where the reader would have to scroll them sideways.
-            page.evaluate("document.querySelectorAll('details').forEach(d => (d.open = true))")
-            settle(page)
-            wide_maths = page.evaluate(
-                """() => [...document.querySelectorAll('mjx-container[display="true"]')]
-                       .filter(m => m.scrollWidth > m.parentElement.clientWidth + 1)
-                       .map(m => [m.scrollWidth, m.parentElement.clientWidth,
-                                  m.textContent.slice(0, 60)])"""
-            )
-            # Then the same page on a phone's screen, dropdowns still open: the layout is the
-            # viewport's (CSS media queries; the explorer's frames follow their size), so one
-            # load serves both widths.
-            page.set_viewport_size(PHONE)
-            settle(page)
-            phone = {
-                "page width": page.evaluate("document.documentElement.scrollWidth"),
-                "cut off": [e for e in page.evaluate(PAST_THE_EDGE) if e[3] not in CLIPS_NOT],
-            }
-        finally:
-            context.close()
-        out[name] = {
-            "problems": _page_problems(loading, shot),
-            "images": images,
-            "overflow": overflow,
-            "axe": axe,
-            "focus": focus,
-            "wide_maths": wide_maths,
-            "phone": phone,
-        }
+    with host_links():  # (conftest.py) set up before the test's own share of it
+        for name in toc_pages():
+            out[name] = _read(chromium, book_server, name, shots)
     return out
+
+
+def _read(chromium, book_server, name, shots) -> dict:
+    """`reading`'s findings on one page."""
+    context = new_context(chromium, viewport={"width": 1280, "height": 900})
+    try:
+        problems, page = _watch(context, book_server)
+        _load(page, book_server, name, problems)  # loaded_and_typeset, and more
+        images = page.evaluate(
+            """() => Array.from(document.images).map(i => ({
+                   src: i.currentSrc, natural: i.naturalWidth,
+                   shown: i.getBoundingClientRect().width}))"""
+        )
+        overflow = page.evaluate(
+            """() => [...document.querySelectorAll('pre')]
+                   .filter(p => p.scrollWidth > p.clientWidth + 1)
+                   .map(p => p.textContent.slice(0, 80))"""
+        )
+        # What went wrong while the page loaded, before axe and the key presses below.
+        loading = {k: list(v) if isinstance(v, list) else v for k, v in problems.items()}
+        axe = {"page": own_violations(run_axe(page))}
+        for i, frame in enumerate(page.frames[1:]):
+            frame.wait_for_selector("#em-explorer[data-ready=true]", timeout=WAIT_MS)
+            axe[f"frame {i}: {frame.url}"] = own_violations(run_axe(frame))
+        page.evaluate("window.scrollTo(0, 0)")
+        shot = shots / f"{name}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        focus = focus_ring_problems(page, presses=8)
+        # Last, with every dropdown open (derivations, answers): displayed formulas that run
+        # past the column, where the reader would have to scroll them sideways.
+        page.evaluate("document.querySelectorAll('details').forEach(d => (d.open = true))")
+        settle(page)
+        wide_maths = page.evaluate(
+            """() => [...document.querySelectorAll('mjx-container[display="true"]')]
+                   .filter(m => m.scrollWidth > m.parentElement.clientWidth + 1)
+                   .map(m => [m.scrollWidth, m.parentElement.clientWidth,
+                              m.textContent.slice(0, 60)])"""
+        )
+        # Then the same page on a phone's screen, dropdowns still open: the layout is the
+        # viewport's (CSS media queries; the explorer's frames follow their size), so one
+        # load serves both widths.
+        page.set_viewport_size(PHONE)
+        settle(page)
+        phone = {
+            "page width": page.evaluate("document.documentElement.scrollWidth"),
+            "cut off": [e for e in page.evaluate(PAST_THE_EDGE) if e[3] not in CLIPS_NOT],
+        }
+    finally:
+        context.close()
+    return {
+        "problems": _page_problems(loading, shot),
+        "images": images,
+        "overflow": overflow,
+        "axe": axe,
+        "focus": focus,
+        "wide_maths": wide_maths,
+        "phone": phone,
+    }
 
 
 @pytest.mark.browser

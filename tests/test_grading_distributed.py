@@ -783,27 +783,30 @@ def _ip(*args: str) -> None:
 
 
 @pytest.fixture
-def network_namespace():
+def network_namespace(host_links):
     """A network namespace of its own joined to this one by a veth pair: (name, the address
-    on this side, the address inside). Removed afterwards."""
+    on this side, the address inside). Removed afterwards. The links of this namespace change
+    while no browser test runs (conftest.py `host_links`: Chromium drops its requests then)."""
     tag = os.getpid() % 10_000
     name, here, there = f"gmm-w{tag}", f"10.{200 + tag % 50}.{tag % 250}.1", None
     there = here.rsplit(".", 1)[0] + ".2"
     outer, inner = f"gmmo{tag}", f"gmmi{tag}"
-    _ip("netns", "add", name)
     try:
-        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
-        _ip("link", "set", inner, "netns", name)
-        _ip("addr", "add", f"{here}/24", "dev", outer)
-        _ip("link", "set", outer, "up")
+        with host_links(exclusive=True):
+            _ip("netns", "add", name)
+            _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+            _ip("link", "set", inner, "netns", name)
+            _ip("addr", "add", f"{here}/24", "dev", outer)
+            _ip("link", "set", outer, "up")
         _ip("netns", "exec", name, "ip", "addr", "add", f"{there}/24", "dev", inner)
         _ip("netns", "exec", name, "ip", "link", "set", inner, "up")
         _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
         yield name, here, there
     finally:
         subprocess_run = __import__("subprocess").run
-        subprocess_run(["ip", "link", "del", outer], capture_output=True)
-        subprocess_run(["ip", "netns", "del", name], capture_output=True)
+        with host_links(exclusive=True):
+            subprocess_run(["ip", "link", "del", outer], capture_output=True)
+            subprocess_run(["ip", "netns", "del", name], capture_output=True)
 
 
 def _namespaces() -> dict:
