@@ -56,18 +56,27 @@ def test_a_burst_stops_at_its_call_cap_with_calls_still_pending(calls):
     assert observer.served == BURST_CALLS + 4
 
 
+def _before_each_call(observer, effect) -> None:
+    """Make ``observer`` run ``effect()`` before it answers each call."""
+    serve = observer.serve
+
+    def answer():
+        effect()
+        return serve()
+
+    observer.serve = answer
+
+
 def test_a_burst_stops_at_its_time_cap(calls, monkeypatch):
     """Each call takes 0.1 s of the test's own clock: a 0.25 s burst answers three."""
     observer, put = calls
     clock = [0.0]
     monkeypatch.setattr(observer_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
-    serve = observer.serve
 
-    def slow():
+    def tick():
         clock[0] += 0.1
-        return serve()
 
-    observer.serve = slow
+    _before_each_call(observer, tick)
     put(100)
     assert observer.serve_pending(max_calls=1000, max_seconds=0.25) is True
     assert observer.served == 3
@@ -96,13 +105,11 @@ def test_the_wait_since_the_thread_went_to_sleep_is_credited_idle_wake_ups_are_n
     run_queue[0] += 0.5  # an idle tick: woken by the caller's timeout, no call stopped
     waited.sleeping()
     run_queue[0] += 0.25  # woken by a call: the wait to get a CPU
-    serve = observer.serve
 
     def waits_while_serving():
         run_queue[0] += 0.125
-        return serve()
 
-    observer.serve = waits_while_serving
+    _before_each_call(observer, waits_while_serving)
     put(2)
     assert observer.serve_pending() is True
     assert waited() == 0.25 + 2 * 0.125
