@@ -44,6 +44,7 @@ from grading.watch import (
     Meter,
     descendants,
     kill_all,
+    seconds_to_limit,
     survivors,
 )
 
@@ -186,13 +187,12 @@ class CappedClient(NotebookClient):
 
     async def _watch(self, meter: Meter) -> None:
         """Interrupt the running cell when it spends the rest of the budget (looked at again
-        as soon as it could have: CPU time grows at most a second per second and core, time
-        asleep a second per second); kill the kernel if the cell is still running after it
-        spent `GRACE_SPEND` more, or `GRACE` seconds passed (it swallowed the interrupt)."""
-        cores = os.cpu_count() or 1
+        as soon as it could have, `grading.watch.seconds_to_limit`); kill the kernel if the
+        cell is still running after it spent `GRACE_SPEND` more, or `GRACE` seconds passed
+        (it swallowed the interrupt)."""
         while True:
             cpu, asleep = meter.used()
-            room = min((self.budget.cpu - cpu) / cores, self.budget.asleep - asleep)
+            room = seconds_to_limit(self.budget.cpu - cpu, self.budget.asleep - asleep)
             if room < 0:
                 break
             await asyncio.sleep(min(max(room, 0.02), 0.25))

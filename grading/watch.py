@@ -262,6 +262,13 @@ class SubmissionBudget:
         return {**sides, "total": round(total, 2), "limit": self.cpu + self.asleep}
 
 
+def seconds_to_limit(cpu_left: float, asleep_left: float) -> float:
+    """The fewest wall-clock seconds in which a process tree could spend ``cpu_left`` CPU
+    seconds or ``asleep_left`` seconds asleep (negative: one is spent already): CPU time grows
+    at most a second per second and core, time asleep a second per second."""
+    return min(cpu_left / (os.cpu_count() or 1), asleep_left)
+
+
 def allowance(left: float, reserve: float, step: float, added: bool = False) -> float:
     """What the running step may use of a budget with ``left`` seconds: all but ``reserve``,
     then at most ``step`` of the reserve (none for a cell the student ``added``), then
@@ -284,13 +291,14 @@ class StepClock:
         # added: the running step is a cell of theirs, run for the first time (run again after
         # a restart, it only rebuilds what later steps call: `grading.recheck.run_sandbox`).
         self.counting, self.added = False, False
+        self.room = None  # seconds before the step could reach a limit, as last read
         self.wall_deadline = self.meter.t0 + first_wall
 
     def restart(self) -> None:
         """A step began or ended: charge the time since the last mark to the budget."""
         if self.counting:
             self.budget.charge(*self.meter.used())
-        self.counting = True
+        self.counting, self.room = True, None
         self.meter.start()
         self.wall_deadline = self.meter.t0 + WALL_STEPS * self.limit
 
@@ -308,9 +316,14 @@ class StepClock:
         asleep = allowance(self.budget.asleep, RESERVE[1], RESERVE_STEP[1], self.added)
         return min(self.limit, cpu), asleep
 
+    def _room(self, cpu: float, asleep: float) -> float:
+        cpu_limit, asleep_limit = self._limits()
+        return seconds_to_limit(cpu_limit - cpu, asleep_limit - asleep)
+
     def expired(self) -> str | None:
         """Why the running step must stop (in words), or None."""
         cpu, asleep = self.meter.used()
+        self.room = self._room(cpu, asleep)  # for `next_check`: the same reading of /proc
         cpu_limit, asleep_limit = self._limits()
         if cpu > cpu_limit:
             return f"no result after {cpu:.1f} s of CPU time (killed)"
@@ -321,10 +334,9 @@ class StepClock:
         return None
 
     def next_check(self, most: float = 0.2) -> float:
-        """Seconds to wait before `expired` is worth asking again (at most ``most``): time
-        asleep grows at most as fast as the wall clock, CPU time at most that per core, so
-        a step is caught within a few hundredths of a second of its limit."""
-        cpu, asleep = self.meter.used()
-        cpu_limit, asleep_limit = self._limits()
-        room = min((cpu_limit - cpu) / (os.cpu_count() or 1), asleep_limit - asleep)
-        return min(max(room, 0.01), most)
+        """Seconds to wait before `expired` is worth asking again (at most ``most``), so a step
+        is caught within a few hundredths of a second of its limit: from the reading `expired`
+        took last, or a new one after a `restart` (the step and its limits changed)."""
+        if self.room is None:
+            self.room = self._room(*self.meter.used())
+        return min(max(self.room, 0.01), most)
