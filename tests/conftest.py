@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from per_run import once_per_run, run_folder
 
 try:  # pytest-xdist (the test extra): `make test` runs on every core
     from xdist.scheduler import LoadScopeScheduling
@@ -244,7 +245,7 @@ def book_build(tmp_path_factory) -> subprocess.CompletedProcess:
     """
     if not os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run: one process
         return _build_book()
-    shared = tmp_path_factory.getbasetemp().parent / "book-build.json"
+    shared = run_folder(tmp_path_factory) / "book-build.json"
     with FileLock(f"{shared}.lock"):
         if shared.is_file():
             done = json.loads(shared.read_text())
@@ -264,10 +265,7 @@ def host_links(tmp_path_factory):
     the `reading` fixture of test_book), and a test that adds or removes a link of this
     namespace (test_grading_distributed's `network_namespace`) holds it alone meanwhile.
     ``host_links(exclusive=False)`` is a context manager."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    path = base / "host-links.lock"
+    path = run_folder(tmp_path_factory) / "host-links.lock"
 
     @contextlib.contextmanager
     def hold(exclusive: bool = False):
@@ -289,23 +287,6 @@ def _browsers_share_host_links(request):
         return
     with request.getfixturevalue("host_links")():
         yield
-
-
-def once_per_run(tmp_path_factory, name: str, build, done: str) -> Path:
-    """The folder ``build(folder)`` made, once per test run: under pytest-xdist the tests that
-    need it may run on several workers, so the first builds it under a file lock in the run's
-    shared temporary folder and the others wait and read it (as `book_build`). ``done``: the
-    file ``build`` writes last; a folder without it (a build that failed) is built again."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    folder = base / name
-    with FileLock(f"{folder}.lock"):
-        if not (folder / done).is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            build(folder)
-    return folder
 
 
 #: What an instructor's machine may lack: `without_node` shadows them.

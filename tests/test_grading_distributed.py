@@ -26,7 +26,7 @@ from pathlib import Path
 
 import fixture_students
 import pytest
-from filelock import FileLock
+from per_run import once_per_run
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A correct, a wrong and a hostile (proven patching of numpy) student.
@@ -87,29 +87,15 @@ def client(cluster, security):
         yield c
 
 
-def _once_per_run(tmp_path_factory, name: str, build) -> Path:
-    """The folder ``build(folder)`` made, once per test run: under pytest-xdist the tests that
-    need it may run on several workers, so the first builds it under a file lock in the run's
-    shared temporary folder and the others use it (as conftest.py's book build)."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    folder = base / f"dask-{name}"
-    with FileLock(f"{folder}.lock"):
-        if not Path(f"{folder}.done").is_file():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            build(folder)
-            Path(f"{folder}.done").touch()
-    return folder
-
-
 @pytest.fixture(scope="module")
 def submissions(tmp_path_factory):
-    def write(folder):
-        fixture_students.load().write_all(folder, only=STUDENTS)
+    """`STUDENTS`' notebooks, written once per run (tests/per_run.py); read only."""
 
-    return _once_per_run(tmp_path_factory, "submissions", write)
+    def write(folder):
+        fixture_students.load().write_all(folder / "students", only=STUDENTS)
+        (folder / "written").touch()
+
+    return once_per_run(tmp_path_factory, "dask-submissions", write, "written") / "students"
 
 
 def _only(submissions: Path, students, dest: Path) -> Path:
